@@ -1,0 +1,75 @@
+/* clttt: the command-line front end of the library. */
+#include "build-config.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+typedef struct {
+  const char *name;
+  int (*run)(int argc, char **argv);
+  const char *summary;
+} subcommand;
+
+static const subcommand subcommands[] = {
+    {"devices", command_devices, "list OpenCL platforms and devices"},
+};
+static const int subcommand_count = (int)(sizeof subcommands / sizeof subcommands[0]);
+
+static void usage(FILE *stream) {
+  fprintf(stream,
+          "usage: clttt <command> [options]\n"
+          "In-Place Test-Time Training for Qwen3 / LLaMA-3 models on any OpenCL device.\n\n"
+          "commands:\n");
+  for (int i = 0; i < subcommand_count; i++)
+    fprintf(stream, "  %-10s %s\n", subcommands[i].name, subcommands[i].summary);
+  fprintf(stream,
+          "\n'clttt <command> --help' describes each command.\n"
+          "Environment: CLTTT_DEVICE selects the device (index or name substring),\n"
+          "CLTTT_KERNEL_DIR reads kernels from a directory instead of the embedded copies.\n");
+}
+
+void cli_report(const char *what, int status) {
+  const char *message = clttt_last_error();
+  fprintf(stderr, "clttt: %s failed (%s)%s%s\n", what, clttt_status_name(status),
+          message[0] ? ": " : "", message);
+}
+
+int cli_is_help(const char *argument) {
+  return strcmp(argument, "--help") == 0 || strcmp(argument, "-h") == 0;
+}
+
+int cli_option_value(int argc, char **argv, int *index, const char *name, const char **value,
+                     int *missing) {
+  if (strcmp(argv[*index], name) != 0)
+    return 0;
+  if (*index + 1 >= argc) {
+    fprintf(stderr, "clttt: option %s needs a value\n", name);
+    *missing = 1;
+    return 1;
+  }
+  *value = argv[++*index];
+  return 1;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    usage(stderr);
+    return 2;
+  }
+  if (cli_is_help(argv[1]) || strcmp(argv[1], "help") == 0) {
+    usage(stdout);
+    return 0;
+  }
+  if (strcmp(argv[1], "--version") == 0) {
+    printf("clttt " PACKAGE_VERSION "\n");
+    return 0;
+  }
+  for (int i = 0; i < subcommand_count; i++)
+    if (strcmp(argv[1], subcommands[i].name) == 0)
+      return subcommands[i].run(argc - 1, argv + 1);
+  fprintf(stderr, "clttt: unknown command '%s'\n", argv[1]);
+  usage(stderr);
+  return 2;
+}

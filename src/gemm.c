@@ -1,0 +1,54 @@
+/* Matrix products through CLBlast, with its status codes turned into ours. */
+#include <clblast_c.h>
+
+#include "error.h"
+#include "gemm.h"
+
+static const char *clblast_status_name(CLBlastStatusCode code) {
+  switch (code) {
+    case CLBlastNotImplemented: return "CLBlastNotImplemented";
+    case CLBlastInvalidMatrixA: return "CLBlastInvalidMatrixA";
+    case CLBlastInvalidMatrixB: return "CLBlastInvalidMatrixB";
+    case CLBlastInvalidMatrixC: return "CLBlastInvalidMatrixC";
+    case CLBlastInvalidDimension: return "CLBlastInvalidDimension";
+    case CLBlastInvalidLeadDimA: return "CLBlastInvalidLeadDimA";
+    case CLBlastInvalidLeadDimB: return "CLBlastInvalidLeadDimB";
+    case CLBlastInvalidLeadDimC: return "CLBlastInvalidLeadDimC";
+    case CLBlastInsufficientMemoryA: return "CLBlastInsufficientMemoryA";
+    case CLBlastInsufficientMemoryB: return "CLBlastInsufficientMemoryB";
+    case CLBlastInsufficientMemoryC: return "CLBlastInsufficientMemoryC";
+    case CLBlastInsufficientMemoryTemp: return "CLBlastInsufficientMemoryTemp";
+    case CLBlastInvalidLocalMemUsage: return "CLBlastInvalidLocalMemUsage";
+    case CLBlastDatabaseError: return "CLBlastDatabaseError";
+    case CLBlastUnknownError: return "CLBlastUnknownError";
+    case CLBlastUnexpectedError: return "CLBlastUnexpectedError";
+    default: return "CLBlast error";
+  }
+}
+
+clttt_status gemm(clttt_device *device, const char *what, gemm_transpose transpose_a,
+                  gemm_transpose transpose_b, size_t m, size_t n, size_t k, float alpha,
+                  matrix_view a, matrix_view b, float beta, matrix_view c) {
+  if (m == 0 || n == 0)
+    return CLTTT_SUCCESS;
+  CLBlastStatusCode code = CLBlastSgemm(
+      CLBlastLayoutRowMajor, transpose_a ? CLBlastTransposeYes : CLBlastTransposeNo,
+      transpose_b ? CLBlastTransposeYes : CLBlastTransposeNo, m, n, k, alpha, a.buffer, a.offset,
+      a.ld, b.buffer, b.offset, b.ld, beta, c.buffer, c.offset, c.ld, &device->queue, NULL);
+  if (code == CLBlastSuccess)
+    return CLTTT_SUCCESS;
+  /* Codes above -1000 are OpenCL's own and keep their number. */
+  if (code > -1000)
+    return clttt_fail(code, "%s: CLBlast SGEMM %zux%zux%zu failed with %s on device '%s'", what, m, n,
+                      k, clttt_status_name(code), device->info.name);
+  return clttt_fail(CLTTT_ERROR_CLBLAST, "%s: CLBlast SGEMM %zux%zux%zu failed with %s (%d) on device '%s'",
+                    what, m, n, k, clblast_status_name(code), (int)code, device->info.name);
+}
+
+clttt_status gemm_linear(clttt_device *device, const char *what, size_t rows, size_t out_features,
+                         size_t in_features, matrix_view x, matrix_view weight, float beta,
+                         matrix_view y) {
+  /* y (rows x out) = x (rows x in) * W^T (in x out) */
+  return gemm(device, what, GEMM_NO_TRANSPOSE, GEMM_TRANSPOSE, rows, out_features, in_features, 1.0f,
+              x, weight, beta, y);
+}

@@ -1,0 +1,32 @@
+/* Matrix products, row-major: C = alpha * op(A) op(B) + beta * C, with
+ * op(A) m x k, op(B) k x n, C m x n. Offsets and leading dimensions are in
+ * floats. CLBlast does the work. */
+#ifndef CLTTT_GEMM_H
+#define CLTTT_GEMM_H
+
+#include "runtime.h"
+
+typedef enum { GEMM_NO_TRANSPOSE = 0, GEMM_TRANSPOSE = 1 } gemm_transpose;
+
+typedef struct {
+  cl_mem buffer;
+  size_t offset; /* floats */
+  size_t ld;     /* floats between consecutive rows as stored */
+} matrix_view;
+
+clttt_status gemm(clttt_device *device, const char *what, gemm_transpose transpose_a,
+                  gemm_transpose transpose_b, size_t m, size_t n, size_t k, float alpha,
+                  matrix_view a, matrix_view b, float beta, matrix_view c);
+
+/* y = x W^T (+ nothing else): the nn.Linear product. x: rows x in, W: out x in,
+ * y: rows x out. */
+clttt_status gemm_linear(clttt_device *device, const char *what, size_t rows, size_t out_features,
+                         size_t in_features, matrix_view x, matrix_view weight, float beta,
+                         matrix_view y);
+
+static inline matrix_view view(cl_mem buffer, size_t offset, size_t ld) {
+  matrix_view v = {buffer, offset, ld};
+  return v;
+}
+
+#endif

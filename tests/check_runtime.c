@@ -1,0 +1,251 @@
+/* The OpenCL layer: discovery, selection, kernel builds, launches, errors. */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "runtime.h"
+
+/* In CI an OpenCL device (PoCL) always exists, so none is a failure. */
+static clttt_device *open_default_device(void) {
+  clttt_device *device = NULL;
+  int status = clttt_device_open(&device, NULL);
+  ck_assert_msg(status == CLTTT_SUCCESS, "no device: %s", clttt_last_error());
+  return device;
+}
+
+START_TEST(test_list_devices) {
+  int count = -1;
+  ck_assert_int_eq(clttt_list_devices(NULL, 0, &count), CLTTT_SUCCESS);
+  ck_assert_int_ge(count, 1);
+  clttt_device_info *infos = calloc((size_t)count, sizeof *infos);
+  int again = 0;
+  ck_assert_int_eq(clttt_list_devices(infos, count, &again), CLTTT_SUCCESS);
+  ck_assert_int_eq(again, count);
+  for (int i = 0; i < count; i++) {
+    ck_assert_int_eq(infos[i].index, i);
+    ck_assert_msg(infos[i].name[0] != '\0', "device %d has no name", i);
+    ck_assert_uint_gt(infos[i].compute_units, 0);
+    ck_assert_uint_gt(infos[i].global_memory, 0);
+    ck_assert_uint_gt(infos[i].max_work_group_size, 0);
+  }
+  free(infos);
+  ck_assert_int_eq(clttt_list_devices(NULL, 0, NULL), CLTTT_ERROR_INVALID_ARGUMENT);
+}
+END_TEST
+
+START_TEST(test_select_by_index_and_name) {
+  clttt_device_info first;
+  int count = 0;
+  ck_assert_int_eq(clttt_list_devices(&first, 1, &count), CLTTT_SUCCESS);
+
+  clttt_device *by_index = NULL;
+  ck_assert_int_eq(clttt_device_open(&by_index, "0"), CLTTT_SUCCESS);
+  ck_assert_str_eq(clttt_device_get_info(by_index)->name, first.name);
+
+  /* A case-flipped substring of the name selects the same device. */
+  char selector[8] = {0};
+  strncpy(selector, first.name, 4);
+  for (char *c = selector; *c; c++)
+    *c = (char)((*c >= 'a' && *c <= 'z') ? *c - 32 : (*c >= 'A' && *c <= 'Z') ? *c + 32 : *c);
+  clttt_device *by_name = NULL;
+  ck_assert_int_eq(clttt_device_open(&by_name, selector), CLTTT_SUCCESS);
+  ck_assert_str_eq(clttt_device_get_info(by_name)->name, first.name);
+
+  /* Two open devices at once are independent handles. */
+  ck_assert_ptr_ne(by_index, by_name);
+  clttt_device_close(by_index);
+  clttt_device_close(by_name);
+}
+END_TEST
+
+START_TEST(test_select_nothing_matches) {
+  clttt_device *device = (clttt_device *)0x1;
+  ck_assert_int_eq(clttt_device_open(&device, "no-such-device-xyz"), CLTTT_ERROR_NO_DEVICE);
+  ck_assert_ptr_null(device);
+  ck_assert_msg(strstr(clttt_last_error(), "no-such-device-xyz") != NULL, "message: %s",
+                clttt_last_error());
+  ck_assert_int_eq(clttt_device_open(&device, "999"), CLTTT_ERROR_NO_DEVICE);
+}
+END_TEST
+
+START_TEST(test_environment_selects_device) {
+  setenv("CLTTT_DEVICE", "no-such-device-xyz", 1);
+  clttt_device *device = NULL;
+  int status = clttt_device_open(&device, NULL);
+  unsetenv("CLTTT_DEVICE");
+  ck_assert_int_eq(status, CLTTT_ERROR_NO_DEVICE);
+  /* An explicit selector wins over the environment. */
+  setenv("CLTTT_DEVICE", "no-such-device-xyz", 1);
+  status = clttt_device_open(&device, "0");
+  unsetenv("CLTTT_DEVICE");
+  ck_assert_int_eq(status, CLTTT_SUCCESS);
+  clttt_device_close(device);
+}
+END_TEST
+
+START_TEST(test_status_names) {
+  ck_assert_str_eq(clttt_status_name(-5), "CL_OUT_OF_RESOURCES");
+  ck_assert_str_eq(clttt_status_name(CL_BUILD_PROGRAM_FAILURE), "CL_BUILD_PROGRAM_FAILURE");
+  ck_assert_str_eq(clttt_status_name(CL_INVALID_KERNEL_NAME), "CL_INVALID_KERNEL_NAME");
+  ck_assert_str_eq(clttt_status_name(CLTTT_SUCCESS), "CLTTT_SUCCESS");
+  ck_assert_str_eq(clttt_status_name(CLTTT_ERROR_BAD_CHECKPOINT), "CLTTT_ERROR_BAD_CHECKPOINT");
+  ck_assert_str_eq(clttt_status_name(12345), "UNKNOWN_STATUS");
+  clttt_device *device = open_default_device();
+  int status = runtime_check(device, CL_OUT_OF_RESOURCES, "testing");
+  ck_assert_int_eq(status, CL_OUT_OF_RESOURCES);
+  ck_assert_msg(strstr(clttt_last_error(), "CL_OUT_OF_RESOURCES") != NULL, "%s", clttt_last_error());
+  ck_assert_msg(strstr(clttt_last_error(), "testing") != NULL, "%s", clttt_last_error());
+  ck_assert_msg(strstr(clttt_last_error(), device->info.name) != NULL, "%s", clttt_last_error());
+  clttt_device_close(device);
+}
+END_TEST
+
+START_TEST(test_embedded_kernels_build) {
+  clttt_device *device = open_default_device();
+  static const struct {
+    const char *file, *kernel, *options;
+  } kernels[] = {
+      {"elementwise.cl", "add_in_place", NULL},
+      {"elementwise.cl", "swiglu", NULL},
+      {"rmsnorm.cl", "rmsnorm", NULL},
+  };
+  for (size_t i = 0; i < sizeof kernels / sizeof kernels[0]; i++) {
+    cl_kernel kernel = NULL;
+    int status = runtime_kernel(device, kernels[i].file, kernels[i].kernel, kernels[i].options, &kernel);
+    ck_assert_msg(status == CLTTT_SUCCESS, "%s/%s: %s", kernels[i].file, kernels[i].kernel,
+                  clttt_last_error());
+    ck_assert_ptr_nonnull(kernel);
+  }
+  /* Built once: asking again returns the same kernel object. */
+  cl_kernel first = NULL, second = NULL;
+  ck_assert_int_eq(runtime_kernel(device, "elementwise.cl", "add_in_place", NULL, &first), CLTTT_SUCCESS);
+  ck_assert_int_eq(runtime_kernel(device, "elementwise.cl", "add_in_place", NULL, &second), CLTTT_SUCCESS);
+  ck_assert_ptr_eq(first, second);
+  int programs = device->program_count;
+  ck_assert_int_eq(runtime_kernel(device, "rmsnorm.cl", "rmsnorm", NULL, &second), CLTTT_SUCCESS);
+  ck_assert_int_eq(device->program_count, programs);
+
+  cl_kernel missing = NULL;
+  ck_assert_int_eq(runtime_kernel(device, "elementwise.cl", "no_such_kernel", NULL, &missing),
+                   CL_INVALID_KERNEL_NAME);
+  ck_assert_int_eq(runtime_kernel(device, "no_such_file.cl", "x", NULL, &missing),
+                   CLTTT_ERROR_INVALID_ARGUMENT);
+  clttt_device_close(device);
+}
+END_TEST
+
+START_TEST(test_round_trip) {
+  clttt_device *device = open_default_device();
+  enum { COUNT = 1000 };
+  float x[COUNT], y[COUNT], result[COUNT];
+  for (int i = 0; i < COUNT; i++) {
+    x[i] = (float)i * 0.5f;
+    y[i] = 1.0f / (float)(i + 1);
+  }
+  cl_mem x_buffer = NULL, y_buffer = NULL;
+  ck_assert_int_eq(runtime_alloc(device, sizeof x, "x", &x_buffer), CLTTT_SUCCESS);
+  ck_assert_int_eq(runtime_alloc(device, sizeof y, "y", &y_buffer), CLTTT_SUCCESS);
+  ck_assert_int_eq(runtime_upload(device, x_buffer, 0, sizeof x, x, "x"), CLTTT_SUCCESS);
+  ck_assert_int_eq(runtime_upload(device, y_buffer, 0, sizeof y, y, "y"), CLTTT_SUCCESS);
+  cl_kernel kernel = NULL;
+  ck_assert_int_eq(runtime_kernel(device, "elementwise.cl", "add_in_place", NULL, &kernel), CLTTT_SUCCESS);
+  int count = COUNT;
+  ck_assert_int_eq(runtime_set_args(device, kernel, "add_in_place", 3, sizeof(cl_mem), &x_buffer,
+                                    sizeof(cl_mem), &y_buffer, sizeof(int), &count),
+                   CLTTT_SUCCESS);
+  size_t global = COUNT, local = 64; /* not a divisor: the launcher rounds up */
+  ck_assert_int_eq(runtime_launch(device, kernel, "add_in_place", 1, &global, &local), CLTTT_SUCCESS);
+  ck_assert_int_eq(runtime_download(device, x_buffer, 0, sizeof result, result, "x"), CLTTT_SUCCESS);
+  for (int i = 0; i < COUNT; i++)
+    ck_assert_float_eq(result[i], x[i] + y[i]); /* one rounding, the same on both sides */
+
+  /* Zeroing and copying part of a buffer. */
+  ck_assert_int_eq(runtime_zero(device, x_buffer, 4 * sizeof(float), 2 * sizeof(float), "x"), CLTTT_SUCCESS);
+  ck_assert_int_eq(runtime_copy(device, y_buffer, 0, x_buffer, 0, 8 * sizeof(float), "x to y"), CLTTT_SUCCESS);
+  ck_assert_int_eq(runtime_download(device, y_buffer, 0, 8 * sizeof(float), result, "y"), CLTTT_SUCCESS);
+  ck_assert_float_eq(result[3], x[3] + 1.0f / 4.0f);
+  ck_assert_float_eq(result[4], 0.0f);
+  ck_assert_float_eq(result[5], 0.0f);
+  ck_assert_float_eq(result[6], x[6] + 1.0f / 7.0f);
+
+  /* Reading past the end of a buffer is an OpenCL error, reported by name. */
+  int status = runtime_download(device, x_buffer, 0, sizeof result * 2, result, "x");
+  ck_assert_int_eq(status, CL_INVALID_VALUE);
+  ck_assert_msg(strstr(clttt_last_error(), "CL_INVALID_VALUE") != NULL, "%s", clttt_last_error());
+  runtime_release(&x_buffer);
+  runtime_release(&y_buffer);
+  ck_assert_ptr_null(x_buffer);
+  clttt_device_close(device);
+}
+END_TEST
+
+START_TEST(test_bad_kernel_gives_build_log) {
+  clttt_device *device = open_default_device();
+  cl_program program = NULL;
+  const char *source = "__kernel void broken(__global float *x) { x[0] = undefined_name_here; }\n";
+  int status = runtime_build_source(device, "broken.cl", source, "-cl-std=CL1.2", &program);
+  ck_assert_int_eq(status, CLTTT_ERROR_KERNEL_BUILD);
+  ck_assert_ptr_null(program);
+  const char *message = clttt_last_error();
+  ck_assert_msg(strstr(message, "broken.cl") != NULL, "%s", message);
+  ck_assert_msg(strstr(message, "build log") != NULL, "%s", message);
+  /* The compiler's own complaint names the undeclared identifier. */
+  ck_assert_msg(strstr(message, "undefined_name_here") != NULL, "%s", message);
+  clttt_device_close(device);
+}
+END_TEST
+
+START_TEST(test_kernel_directory_override) {
+  char directory[] = "/tmp/clttt-kernels-XXXXXX";
+  ck_assert_ptr_nonnull(mkdtemp(directory));
+  char path[256];
+  snprintf(path, sizeof path, "%s/elementwise.cl", directory);
+  FILE *file = fopen(path, "w");
+  ck_assert_ptr_nonnull(file);
+  fputs("__kernel void add_in_place(__global float *x, __global const float *y, const int n) {\n"
+        "  int i = get_global_id(0); if (i < n) x[i] = 42.0f; }\n",
+        file);
+  fclose(file);
+  setenv("CLTTT_KERNEL_DIR", directory, 1);
+  char *text = NULL;
+  ck_assert_int_eq(runtime_kernel_source("elementwise.cl", &text), CLTTT_SUCCESS);
+  ck_assert_msg(strstr(text, "42.0f") != NULL, "override not read");
+  free(text);
+  ck_assert_int_eq(runtime_kernel_source("rmsnorm.cl", &text), CLTTT_ERROR_IO);
+  ck_assert_msg(strstr(clttt_last_error(), "rmsnorm.cl") != NULL, "%s", clttt_last_error());
+  unsetenv("CLTTT_KERNEL_DIR");
+  ck_assert_int_eq(runtime_kernel_source("rmsnorm.cl", &text), CLTTT_SUCCESS);
+  free(text);
+  remove(path);
+  rmdir(directory);
+}
+END_TEST
+
+static Suite *runtime_suite(void) {
+  Suite *suite = suite_create("runtime");
+  TCase *core = tcase_create("core");
+  tcase_set_timeout(core, 600);
+  tcase_add_test(core, test_list_devices);
+  tcase_add_test(core, test_select_by_index_and_name);
+  tcase_add_test(core, test_select_nothing_matches);
+  tcase_add_test(core, test_environment_selects_device);
+  tcase_add_test(core, test_status_names);
+  tcase_add_test(core, test_embedded_kernels_build);
+  tcase_add_test(core, test_round_trip);
+  tcase_add_test(core, test_bad_kernel_gives_build_log);
+  tcase_add_test(core, test_kernel_directory_override);
+  suite_add_tcase(suite, core);
+  return suite;
+}
+
+int main(void) {
+  SRunner *runner = srunner_create(runtime_suite());
+  srunner_run_all(runner, CK_NORMAL);
+  int failed = srunner_ntests_failed(runner);
+  srunner_free(runner);
+  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
