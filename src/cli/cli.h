@@ -5,6 +5,35 @@
 #include "clttt.h"
 
 int command_devices(int argc, char **argv);
+int command_logits(int argc, char **argv);
+
+/* Options of every command that runs a model. */
+typedef struct {
+  const char *model_dir;
+  const char *device;
+  int ttt;            /* -1: the checkpoint's choice, 0 off, 1 on, 2 both (ppl only) */
+  int allow_ttt_both;
+  int chunk;          /* 0: the checkpoint's */
+  float eta;          /* 0: the checkpoint's */
+  int context;        /* 0: what the input needs */
+} model_options;
+
+typedef struct {
+  clttt_device *device;
+  clttt_model *model;
+  clttt_session *session;
+} loaded_model;
+
+void model_options_init(model_options *options);
+/* Consumes argv[*index] (and its value) when it is a model option. */
+int model_options_parse(int argc, char **argv, int *index, model_options *options, int *error);
+extern const char *model_options_help;
+/* Opens device, model and a session of max(needed_context, --ctx) tokens,
+ * applying --ttt/--chunk/--eta; prints what went wrong and returns 0 on failure. */
+int model_open(const model_options *options, int needed_context, loaded_model *loaded);
+void model_close(loaded_model *loaded);
+int parse_int(const char *text, const char *option, int minimum, int *value);
+int parse_float(const char *text, const char *option, float *value);
 
 /* Prints "clttt: <message>" with the library's last error to stderr. */
 void cli_report(const char *what, int status);

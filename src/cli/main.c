@@ -14,6 +14,7 @@ typedef struct {
 
 static const subcommand subcommands[] = {
     {"devices", command_devices, "list OpenCL platforms and devices"},
+    {"logits", command_logits, "write the logits of a token sequence (float32 rows)"},
 };
 static const int subcommand_count = (int)(sizeof subcommands / sizeof subcommands[0]);
 

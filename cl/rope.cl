@@ -1,0 +1,63 @@
+// Qwen3's per-head q/k RMSNorm, rotary position embedding, and the KV-cache
+// write, fused: each head vector is read once and written once.
+//
+// qkv holds each token's row as [q (heads x HEAD_DIM) | k (kv_heads x HEAD_DIM)
+// | v (kv_heads x HEAD_DIM)], straight from one GEMM with stacked weights.
+// RoPE uses HuggingFace's rotate_half pairing (i, i + HEAD_DIM/2); cos and sin
+// are multiplied by attention_scaling (1 except for YaRN), as HF does.
+
+#ifndef HEAD_DIM
+#define HEAD_DIM 64
+#endif
+
+// One work-item per (token, head slot); slots [0, heads) are query heads,
+// [heads, heads + kv_heads) key/value heads.
+__kernel void qk_norm_rope(__global float *qkv, const int qkv_ld, const int n, const int position0,
+                           const int heads, const int kv_heads,
+                           __global const float *inverse_frequency, const float attention_scaling,
+                           const int use_qk_norm, __global const float *q_norm,
+                           __global const float *k_norm, const float eps,
+                           __global float *k_cache, __global float *v_cache, const int kv_dim) {
+  const int slot = get_global_id(0);
+  const int token = get_global_id(1);
+  if (slot >= heads + kv_heads || token >= n)
+    return;
+  const int is_key = slot >= heads;
+  const int kv_head = slot - heads;
+  __global float *row = qkv + (size_t)token * qkv_ld;
+  __global float *vector = is_key ? row + heads * HEAD_DIM + kv_head * HEAD_DIM : row + slot * HEAD_DIM;
+
+  float x[HEAD_DIM];
+  for (int c = 0; c < HEAD_DIM; c++)
+    x[c] = vector[c];
+  if (use_qk_norm) {
+    float sum = 0.0f;
+    for (int c = 0; c < HEAD_DIM; c++)
+      sum += x[c] * x[c];
+    const float scale = rsqrt(sum / (float)HEAD_DIM + eps);
+    __global const float *weight = is_key ? k_norm : q_norm;
+    for (int c = 0; c < HEAD_DIM; c++)
+      x[c] = x[c] * scale * weight[c];
+  }
+  const float position = (float)(position0 + token);
+  const int half = HEAD_DIM / 2;
+  float rotated[HEAD_DIM];
+  for (int i = 0; i < half; i++) {
+    const float angle = position * inverse_frequency[i];
+    const float c = cos(angle) * attention_scaling;
+    const float s = sin(angle) * attention_scaling;
+    rotated[i] = x[i] * c - x[i + half] * s;
+    rotated[i + half] = x[i + half] * c + x[i] * s;
+  }
+  if (!is_key) {
+    for (int c = 0; c < HEAD_DIM; c++)
+      vector[c] = rotated[c];
+    return;
+  }
+  const size_t cache_row = (size_t)(position0 + token) * kv_dim + (size_t)kv_head * HEAD_DIM;
+  __global const float *value = row + heads * HEAD_DIM + kv_heads * HEAD_DIM + kv_head * HEAD_DIM;
+  for (int c = 0; c < HEAD_DIM; c++) {
+    k_cache[cache_row + c] = rotated[c];
+    v_cache[cache_row + c] = value[c];
+  }
+}

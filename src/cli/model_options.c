@@ -1,0 +1,146 @@
+/* Options shared by every command that runs a model: -m, --device, --ttt,
+ * --chunk, --eta, --ctx. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+void model_options_init(model_options *options) {
+  memset(options, 0, sizeof *options);
+  options->ttt = -1;
+}
+
+int parse_int(const char *text, const char *option, int minimum, int *value) {
+  char *end = NULL;
+  errno = 0;
+  long parsed = strtol(text, &end, 10);
+  if (errno || end == text || *end || parsed < minimum || parsed > 1000000000L) {
+    fprintf(stderr, "clttt: %s expects an integer >= %d, got '%s'\n", option, minimum, text);
+    return 0;
+  }
+  *value = (int)parsed;
+  return 1;
+}
+
+int parse_float(const char *text, const char *option, float *value) {
+  char *end = NULL;
+  errno = 0;
+  float parsed = strtof(text, &end);
+  if (errno || end == text || *end || parsed != parsed) {
+    fprintf(stderr, "clttt: %s expects a number, got '%s'\n", option, text);
+    return 0;
+  }
+  *value = parsed;
+  return 1;
+}
+
+int model_options_parse(int argc, char **argv, int *index, model_options *options, int *error) {
+  const char *value = NULL;
+  int missing = 0;
+  if (cli_option_value(argc, argv, index, "-m", &value, &missing) ||
+      cli_option_value(argc, argv, index, "--model", &value, &missing)) {
+    if (!missing)
+      options->model_dir = value;
+  } else if (cli_option_value(argc, argv, index, "--device", &value, &missing)) {
+    if (!missing)
+      options->device = value;
+  } else if (cli_option_value(argc, argv, index, "--ttt", &value, &missing)) {
+    if (!missing) {
+      if (strcmp(value, "on") == 0)
+        options->ttt = 1;
+      else if (strcmp(value, "off") == 0)
+        options->ttt = 0;
+      else if (strcmp(value, "both") == 0 && options->allow_ttt_both)
+        options->ttt = 2;
+      else {
+        fprintf(stderr, "clttt: --ttt expects on or off%s, got '%s'\n",
+                options->allow_ttt_both ? " or both" : "", value);
+        *error = 1;
+      }
+    }
+  } else if (cli_option_value(argc, argv, index, "--chunk", &value, &missing)) {
+    if (!missing && !parse_int(value, "--chunk", 1, &options->chunk))
+      *error = 1;
+  } else if (cli_option_value(argc, argv, index, "--eta", &value, &missing)) {
+    if (!missing && !parse_float(value, "--eta", &options->eta))
+      *error = 1;
+  } else if (cli_option_value(argc, argv, index, "--ctx", &value, &missing)) {
+    if (!missing && !parse_int(value, "--ctx", 1, &options->context))
+      *error = 1;
+  } else {
+    return 0;
+  }
+  if (missing)
+    *error = 1;
+  return 1;
+}
+
+const char *model_options_help =
+    "  -m, --model DIR    HuggingFace model directory (config.json + safetensors)\n"
+    "  --device SEL       OpenCL device: index or name substring (default: $CLTTT_DEVICE,\n"
+    "                     else the first GPU, else device 0; see 'clttt devices')\n"
+    "  --ttt on|off       In-Place TTT on (the checkpoint's ttt_mode) or off (base model)\n"
+    "  --chunk C          override the TTT chunk size (ttt_chunk)\n"
+    "  --eta E            override the TTT step size (ttt_lr)\n"
+    "  --ctx N            context length of the session (default: what the input needs)\n";
+
+int model_open(const model_options *options, int needed_context, loaded_model *loaded) {
+  memset(loaded, 0, sizeof *loaded);
+  if (!options->model_dir) {
+    fprintf(stderr, "clttt: no model given: use -m DIR (see --help)\n");
+    return 0;
+  }
+  int status = clttt_device_open(&loaded->device, options->device);
+  if (status != CLTTT_SUCCESS) {
+    cli_report("opening the OpenCL device", status);
+    return 0;
+  }
+  status = clttt_model_load(&loaded->model, loaded->device, options->model_dir);
+  if (status != CLTTT_SUCCESS) {
+    cli_report("loading the model", status);
+    model_close(loaded);
+    return 0;
+  }
+  const clttt_config *config = clttt_model_get_config(loaded->model);
+  int context = options->context ? options->context : needed_context;
+  if (context < needed_context) {
+    fprintf(stderr, "clttt: the input needs %d tokens of context but --ctx is %d\n", needed_context, context);
+    model_close(loaded);
+    return 0;
+  }
+  if (context > config->max_position_embeddings)
+    fprintf(stderr, "clttt: warning: a context of %d tokens is beyond the model's max_position_embeddings (%d)\n",
+            context, config->max_position_embeddings);
+  status = clttt_session_create(&loaded->session, loaded->model, context);
+  if (status == CLTTT_SUCCESS && options->ttt >= 0)
+    status = clttt_session_set_ttt(loaded->session, options->ttt == 1);
+  if (status == CLTTT_SUCCESS && (options->chunk || options->eta != 0.0f)) {
+    if (!config->ttt_mode)
+      fprintf(stderr, "clttt: warning: --chunk/--eta have no effect: the checkpoint has no TTT layers\n");
+    else
+      fprintf(stderr,
+              "clttt: warning: overriding TTT parameters (chunk %d, eta %g); the checkpoint was trained "
+              "with chunk %d, eta %g\n",
+              options->chunk ? options->chunk : config->ttt_chunk,
+              (double)(options->eta != 0.0f ? options->eta : config->ttt_lr), config->ttt_chunk,
+              (double)config->ttt_lr);
+    status = clttt_session_set_ttt_params(loaded->session, options->chunk, options->eta);
+  }
+  if (status != CLTTT_SUCCESS) {
+    cli_report("creating the session", status);
+    model_close(loaded);
+    return 0;
+  }
+  if (options->ttt == 1 && !config->ttt_mode)
+    fprintf(stderr, "clttt: warning: --ttt on, but the checkpoint has no TTT layers (ttt_mode false)\n");
+  return 1;
+}
+
+void model_close(loaded_model *loaded) {
+  clttt_session_free(loaded->session);
+  clttt_model_free(loaded->model);
+  clttt_device_close(loaded->device);
+  memset(loaded, 0, sizeof *loaded);
+}
