@@ -1,8 +1,9 @@
 /* Matrix products through CLBlast, with its status codes turned into ours. */
+#include "gemm.h" /* first: it fixes the OpenCL version clblast_c.h sees */
+
 #include <clblast_c.h>
 
 #include "error.h"
-#include "gemm.h"
 
 static const char *clblast_status_name(CLBlastStatusCode code) {
   switch (code) {
