@@ -1,0 +1,65 @@
+#include "test_model.h"
+
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "fixture.h"
+#include "test_util.h"
+
+const test_run_options test_run_default = {0, -1, 0, 0.0f};
+
+void test_fixture_open(test_fixture_model *fixture, const char *name) {
+  const fixture_spec *spec = fixture_find(name);
+  ck_assert_msg(spec != NULL, "no fixture named %s", name);
+  test_make_temporary_directory(fixture->dir, sizeof fixture->dir);
+  ck_assert_int_eq(fixture_write(spec, fixture->dir), CLTTT_SUCCESS);
+  fixture->device = test_open_device();
+  int status = clttt_model_load(&fixture->model, fixture->device, fixture->dir);
+  ck_assert_msg(status == CLTTT_SUCCESS, "loading fixture %s: %s: %s", name, clttt_status_name(status),
+                clttt_last_error());
+}
+
+void test_fixture_close(test_fixture_model *fixture) {
+  clttt_model_free(fixture->model);
+  clttt_device_close(fixture->device);
+  test_remove_directory(fixture->dir);
+  fixture->model = NULL;
+  fixture->device = NULL;
+}
+
+float *test_run(clttt_model *model, const int32_t *tokens, int n, test_run_options options) {
+  const int vocab = clttt_model_get_config(model)->vocab_size;
+  float *logits = malloc((size_t)n * (size_t)vocab * sizeof *logits);
+  ck_assert_ptr_nonnull(logits);
+  clttt_session *session = NULL;
+  int status = clttt_session_create(&session, model, n);
+  ck_assert_msg(status == CLTTT_SUCCESS, "session: %s", clttt_last_error());
+  if (options.ttt >= 0)
+    ck_assert_int_eq(clttt_session_set_ttt(session, options.ttt), CLTTT_SUCCESS);
+  if (options.chunk || options.eta != 0.0f)
+    ck_assert_int_eq(clttt_session_set_ttt_params(session, options.chunk, options.eta), CLTTT_SUCCESS);
+  int piece = options.piece > 0 ? options.piece : n;
+  for (int done = 0; done < n; done += piece) {
+    int count = n - done < piece ? n - done : piece;
+    status = clttt_session_feed(session, tokens + done, count, logits + (size_t)done * (size_t)vocab, 0);
+    ck_assert_msg(status == CLTTT_SUCCESS, "feed at %d: %s: %s", done, clttt_status_name(status),
+                  clttt_last_error());
+  }
+  ck_assert_int_eq(clttt_session_position(session), n);
+  clttt_session_free(session);
+  return logits;
+}
+
+void test_golden_load(golden *g, const char *name) {
+  char path[1024];
+  snprintf(path, sizeof path, "%s/golden/%s.bin", test_environment("CLTTT_TEST_DATA", "tests"), name);
+  ck_assert_msg(golden_read(g, path) == 0, "cannot read golden %s", path);
+}
+
+double test_rows_difference(const float *a, const float *b, int vocab, int first_row, int last_row) {
+  if (last_row <= first_row)
+    return 0.0;
+  return test_max_abs_difference(a + (size_t)first_row * (size_t)vocab, b + (size_t)first_row * (size_t)vocab,
+                                 (size_t)(last_row - first_row) * (size_t)vocab);
+}

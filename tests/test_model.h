@@ -1,0 +1,42 @@
+/* What the model suites share: a fixture written to a temporary directory
+ * and loaded on the default device, and running a token sequence through a
+ * session in pieces. */
+#ifndef CLTTT_TEST_MODEL_H
+#define CLTTT_TEST_MODEL_H
+
+#include <stdint.h>
+
+#include "clttt.h"
+#include "golden.h"
+
+typedef struct {
+  char dir[512];
+  clttt_device *device;
+  clttt_model *model;
+} test_fixture_model;
+
+/* Writes fixture `name` into a fresh temporary directory and loads it
+ * (fails the test on any error). */
+void test_fixture_open(test_fixture_model *fixture, const char *name);
+void test_fixture_close(test_fixture_model *fixture);
+
+/* How a sequence is run through a new session. */
+typedef struct {
+  int piece;   /* feed in pieces of this many tokens; 0 = all at once */
+  int ttt;     /* -1: the checkpoint's choice, 0 off, 1 on */
+  int chunk;   /* 0: the checkpoint's */
+  float eta;   /* 0: the checkpoint's */
+} test_run_options;
+
+extern const test_run_options test_run_default;
+
+/* n x vocab logits (malloc'ed) of `tokens` fed to a new session. */
+float *test_run(clttt_model *model, const int32_t *tokens, int n, test_run_options options);
+
+/* Reads tests/golden/<name>.bin (fails the test when missing). */
+void test_golden_load(golden *g, const char *name);
+
+/* Largest |a - b| over row range [first_row, last_row) of n x vocab logits. */
+double test_rows_difference(const float *a, const float *b, int vocab, int first_row, int last_row);
+
+#endif
