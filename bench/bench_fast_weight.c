@@ -1,2 +1,860 @@
-/* placeholder: being written */
-int main(void) { return 1; }
+/* Fast-weight microbenchmark: one In-Place TTT layer's MLP over a sequence of
+ * chunks (SPEC.md sections 3 and 7), on one OpenCL device.
+ *
+ * Per chunk of C tokens, in the order the model runs them:
+ *   gate_up  (C x 2f) = x (C x d) [Wg; Wu]^T         CLBlast SGEMM
+ *   swiglu   h (C x f) = silu(gate) * up              cl/elementwise.cl
+ *   apply    out (C x d) = h W^T                      ttt_apply
+ *   update   tc = conv(t), V = tc P, W += eta V^T h   ttt_update (conv + proj + update)
+ * with t = x (ttt_target = hidden_states). FLOPs per token as SPEC.md
+ * section 7: MLP 6df + update 2df + projection 2d^2 + conv 10d.
+ *
+ * Every repetition runs a whole sequence of chunks with a host timer and a
+ * clFinish after each step, which gives the per-step breakdown; the update's
+ * split into conv / projection / update product is measured separately by
+ * issuing the same calls ttt_update makes (a probe on a scratch copy of W).
+ * In full mode one more sequence runs without intermediate synchronisation
+ * ("pipelined") to show what the per-step synchronisation costs. The same run
+ * times a plain CLBlast SGEMM (C x f x d, no transposes) as the reference
+ * rate: the ratio to it is the number that survives a noisy machine. */
+#define _DEFAULT_SOURCE /* getloadavg, clock_gettime */
+#include "runtime.h" /* first: it fixes the OpenCL version the other headers see */
+
+#include <clblast_c.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "error.h"
+#include "gemm.h"
+#include "ttt.h"
+
+#define MAX_CHUNK_SIZES 32
+#define MAX_OVERRIDES 8
+#define MAX_REPS 16
+#define MIN_SEQUENCE_CHUNKS 16
+
+enum {
+  STEP_GATE_UP,
+  STEP_SWIGLU,
+  STEP_APPLY,
+  STEP_UPDATE, /* ttt_update as a whole: conv + projection + update product */
+  STEP_CONV,   /* the three parts of the update, from the probe */
+  STEP_PROJ,
+  STEP_UPDATE_GEMM,
+  STEP_COUNT
+};
+static const char *const step_names[STEP_COUNT] = {"gate_up", "swiglu", "apply", "update",
+                                                   "conv", "proj", "update_gemm"};
+
+typedef struct {
+  const char *kernel;          /* "Xgemm", "XgemmDirect", ... */
+  int count;
+  char names[24][16];
+  size_t values[24];
+  const char *name_pointers[24];
+} clblast_override;
+
+typedef struct {
+  const char *shape;
+  int d, f;
+  int chunks[MAX_CHUNK_SIZES];
+  int chunk_count;
+  int sequence_chunks; /* chunks per timed sequence */
+  int reps;            /* timed sequences per chunk size */
+  int pipelined;       /* one more sequence without per-step synchronisation */
+  int sgemm_reps;
+  int quick, json;
+  const char *device;
+  const char *plot;
+  float eta;
+  clblast_override overrides[MAX_OVERRIDES];
+  int override_count;
+} options;
+
+typedef struct {
+  int C;
+  double ms_per_chunk;          /* median over repetitions of sequence time / chunks */
+  double ms_min, ms_max;        /* range over repetitions */
+  double pipelined_ms;          /* < 0 when not measured */
+  double step_ms[STEP_COUNT];   /* median per chunk */
+  double flops_per_chunk;
+  double sgemm_gflops;          /* best of sgemm_reps, C x f x d */
+  double sgemm_ms;
+  int finite;                   /* outputs and W finite after the sequence */
+} result;
+
+/* ---------------------------------------------------------------- */
+
+static double now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+static int compare_doubles(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+static double median(double *values, int count) {
+  if (count <= 0)
+    return 0.0;
+  qsort(values, (size_t)count, sizeof *values, compare_doubles);
+  return count % 2 ? values[count / 2] : 0.5 * (values[count / 2 - 1] + values[count / 2]);
+}
+
+static void note(const options *opt, const char *format, ...) CLTTT_PRINTF(2, 3);
+static void note(const options *opt, const char *format, ...) {
+  (void)opt;
+  va_list args;
+  va_start(args, format);
+  vfprintf(stderr, format, args);
+  va_end(args);
+  fflush(stderr);
+}
+
+/* Deterministic uniform numbers in [-scale, scale). */
+static void fill_uniform(float *data, size_t count, float scale, unsigned long long *state) {
+  for (size_t i = 0; i < count; i++) {
+    *state = *state * 6364136223846793005ULL + 1442695040888963407ULL;
+    double u = (double)(*state >> 11) * (1.0 / 9007199254740992.0);
+    data[i] = (float)((2.0 * u - 1.0) * scale);
+  }
+}
+
+static clttt_status upload_uniform(clttt_device *device, size_t count, float scale,
+                                   unsigned long long seed, const char *what, cl_mem *buffer) {
+  CLTTT_TRY(runtime_alloc(device, count * sizeof(float), what, buffer));
+  float *host = malloc(count * sizeof(float));
+  if (!host)
+    return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "%s: %zu floats of host memory", what, count);
+  fill_uniform(host, count, scale, &seed);
+  clttt_status status = runtime_upload(device, *buffer, 0, count * sizeof(float), host, what);
+  free(host);
+  return status;
+}
+
+static clttt_status all_finite(clttt_device *device, cl_mem buffer, size_t count, const char *what,
+                               int *finite) {
+  float *host = malloc(count * sizeof(float));
+  if (!host)
+    return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "%s: %zu floats of host memory", what, count);
+  clttt_status status = runtime_download(device, buffer, 0, count * sizeof(float), host, what);
+  for (size_t i = 0; status == CLTTT_SUCCESS && i < count; i++)
+    if (!isfinite(host[i])) {
+      *finite = 0;
+      break;
+    }
+  free(host);
+  return status;
+}
+
+/* ---------------------------------------------------------------- */
+/* One configuration: device buffers for one chunk size. */
+
+typedef struct {
+  int C, d, f;
+  cl_mem x;         /* 2 chunks of inputs (C x d each), alternated along the sequence */
+  cl_mem gate_up_w; /* 2f x d: [Wg; Wu] */
+  cl_mem gate_up;   /* C x 2f */
+  cl_mem h;         /* C x f */
+  cl_mem W;         /* d x f: the fast weight */
+  cl_mem W_probe;   /* d x f: scratch for the update split probe */
+  cl_mem conv;      /* d x 5 */
+  cl_mem P;         /* d x d */
+  cl_mem out;       /* C x d */
+  ttt_layer layer;
+  ttt_workspace workspace;
+  int workspace_ready;
+} config_buffers;
+
+static void config_free(config_buffers *b) {
+  runtime_release(&b->x);
+  runtime_release(&b->gate_up_w);
+  runtime_release(&b->gate_up);
+  runtime_release(&b->h);
+  runtime_release(&b->W);
+  runtime_release(&b->W_probe);
+  runtime_release(&b->conv);
+  runtime_release(&b->P);
+  runtime_release(&b->out);
+  if (b->workspace_ready)
+    ttt_workspace_free(&b->workspace);
+  b->workspace_ready = 0;
+}
+
+static clttt_status config_create(clttt_device *device, const options *opt, int C, config_buffers *b) {
+  memset(b, 0, sizeof *b);
+  const size_t d = (size_t)opt->d, f = (size_t)opt->f, c = (size_t)C;
+  b->C = C;
+  b->d = opt->d;
+  b->f = opt->f;
+  /* Scales keep every value O(1) over many chunks: no overflow, no denormals. */
+  const float inv_sqrt_d = 1.0f / sqrtf((float)d);
+  CLTTT_TRY(upload_uniform(device, 2 * c * d, 1.0f, 1, "bench inputs x (2 x C x d)", &b->x));
+  CLTTT_TRY(upload_uniform(device, 2 * f * d, 1.7f * inv_sqrt_d, 2, "bench [Wg; Wu] (2f x d)",
+                           &b->gate_up_w));
+  CLTTT_TRY(upload_uniform(device, d * f, 1.7f / sqrtf((float)f), 3, "bench W_down (d x f)", &b->W));
+  CLTTT_TRY(upload_uniform(device, d * 5, 0.3f, 4, "bench ttt_conv (d x 5)", &b->conv));
+  CLTTT_TRY(upload_uniform(device, d * d, 1.7f * inv_sqrt_d, 5, "bench ttt_proj (d x d)", &b->P));
+  CLTTT_TRY(runtime_alloc(device, c * 2 * f * sizeof(float), "bench gate_up (C x 2f)", &b->gate_up));
+  CLTTT_TRY(runtime_alloc(device, c * f * sizeof(float), "bench h (C x f)", &b->h));
+  CLTTT_TRY(runtime_alloc(device, d * f * sizeof(float), "bench W probe (d x f)", &b->W_probe));
+  CLTTT_TRY(runtime_alloc(device, c * d * sizeof(float), "bench out (C x d)", &b->out));
+  CLTTT_TRY(runtime_copy(device, b->W_probe, 0, b->W, 0, d * f * sizeof(float), "bench W probe"));
+  CLTTT_TRY(ttt_workspace_create(device, &b->workspace, C, opt->d));
+  b->workspace_ready = 1;
+  b->layer.d = opt->d;
+  b->layer.f = opt->f;
+  b->layer.C = C;
+  /* A small step: the benchmark runs many chunks on random data and W must
+   * stay O(1) (denormals or infinities would distort CPU timings). */
+  b->layer.eta = opt->eta / (float)C;
+  b->layer.conv = b->conv;
+  b->layer.projection = b->P;
+  return CLTTT_SUCCESS;
+}
+
+/* ---------------------------------------------------------------- */
+/* The steps. */
+
+static clttt_status step_gate_up(clttt_device *device, config_buffers *b, int chunk) {
+  const size_t d = (size_t)b->d, f = (size_t)b->f, c = (size_t)b->C;
+  return gemm_linear(device, "bench gate and up projections", c, 2 * f, d,
+                     view(b->x, (size_t)(chunk % 2) * c * d, d), view(b->gate_up_w, 0, d), 0.0f,
+                     view(b->gate_up, 0, 2 * f));
+}
+
+static clttt_status step_swiglu(clttt_device *device, config_buffers *b) {
+  cl_kernel kernel = NULL;
+  CLTTT_TRY(runtime_kernel(device, "elementwise.cl", "swiglu", NULL, &kernel));
+  int rows = b->C, width = b->f;
+  CLTTT_TRY(runtime_set_args(device, kernel, "swiglu", 4, sizeof(cl_mem), &b->h, sizeof(cl_mem),
+                             &b->gate_up, sizeof(int), &rows, sizeof(int), &width));
+  size_t global[2] = {(size_t)b->f, (size_t)b->C};
+  return runtime_launch(device, kernel, "swiglu", 2, global, NULL);
+}
+
+static clttt_status step_apply(clttt_device *device, config_buffers *b) {
+  return ttt_apply(device, &b->layer, b->W, (size_t)b->C, view(b->h, 0, (size_t)b->f),
+                   view(b->out, 0, (size_t)b->d));
+}
+
+static clttt_status step_update(clttt_device *device, config_buffers *b, int chunk) {
+  const size_t d = (size_t)b->d, c = (size_t)b->C;
+  return ttt_update(device, &b->layer, &b->workspace, b->W, view(b->h, 0, (size_t)b->f),
+                    view(b->x, (size_t)(chunk % 2) * c * d, d));
+}
+
+/* The update's parts, issued as ttt_update issues them (src/ttt.c), each
+ * timed on its own; W_probe takes the update so the sequence's W is untouched. */
+static clttt_status update_probe(clttt_device *device, config_buffers *b, double *conv_ms,
+                                 double *proj_ms, double *update_ms) {
+  const size_t d = (size_t)b->d, f = (size_t)b->f, c = (size_t)b->C;
+  cl_kernel kernel = NULL;
+  CLTTT_TRY(runtime_kernel(device, "ttt.cl", "ttt_conv", NULL, &kernel));
+  int t_offset = 0, t_ld = b->d, rows = b->C, width = b->d;
+  CLTTT_TRY(runtime_finish(device));
+  double t0 = now_ms();
+  CLTTT_TRY(runtime_set_args(device, kernel, "ttt_conv", 7, sizeof(cl_mem), &b->workspace.conv_out,
+                             sizeof(cl_mem), &b->x, sizeof(int), &t_offset, sizeof(int), &t_ld,
+                             sizeof(cl_mem), &b->conv, sizeof(int), &rows, sizeof(int), &width));
+  size_t global[2] = {d, c};
+  CLTTT_TRY(runtime_launch(device, kernel, "ttt_conv", 2, global, NULL));
+  CLTTT_TRY(runtime_finish(device));
+  double t1 = now_ms();
+  CLTTT_TRY(gemm(device, "bench target projection (tc P)", GEMM_NO_TRANSPOSE, GEMM_NO_TRANSPOSE, c, d,
+                 d, 1.0f, view(b->workspace.conv_out, 0, d), view(b->P, 0, d), 0.0f,
+                 view(b->workspace.targets, 0, d)));
+  CLTTT_TRY(runtime_finish(device));
+  double t2 = now_ms();
+  CLTTT_TRY(gemm(device, "bench update (W += eta V^T h)", GEMM_TRANSPOSE, GEMM_NO_TRANSPOSE, d, f, c,
+                 b->layer.eta, view(b->workspace.targets, 0, d), view(b->h, 0, f), 1.0f,
+                 view(b->W_probe, 0, f)));
+  CLTTT_TRY(runtime_finish(device));
+  double t3 = now_ms();
+  *conv_ms = t1 - t0;
+  *proj_ms = t2 - t1;
+  *update_ms = t3 - t2;
+  return CLTTT_SUCCESS;
+}
+
+/* One chunk; with `stepped`, a clFinish after each step and its time into step_ms. */
+static clttt_status run_chunk(clttt_device *device, config_buffers *b, int chunk, int stepped,
+                              double *step_ms) {
+  double t = stepped ? now_ms() : 0.0;
+#define STEP(index, call)                          \
+  do {                                             \
+    CLTTT_TRY(call);                               \
+    if (stepped) {                                 \
+      CLTTT_TRY(runtime_finish(device));           \
+      double t_next_ = now_ms();                   \
+      step_ms[index] += t_next_ - t;               \
+      t = t_next_;                                 \
+    }                                              \
+  } while (0)
+  STEP(STEP_GATE_UP, step_gate_up(device, b, chunk));
+  STEP(STEP_SWIGLU, step_swiglu(device, b));
+  STEP(STEP_APPLY, step_apply(device, b));
+  STEP(STEP_UPDATE, step_update(device, b, chunk));
+#undef STEP
+  return CLTTT_SUCCESS;
+}
+
+/* The reference: a plain row-major SGEMM, m = C, n = f, k = d, no transposes,
+ * x (C x d) times W (d x f) into the gate_up buffer. Best of reps. */
+static clttt_status sgemm_reference(clttt_device *device, const options *opt, config_buffers *b,
+                                    double *gflops, double *best_ms) {
+  const size_t d = (size_t)b->d, f = (size_t)b->f, c = (size_t)b->C;
+  double best = 0.0;
+  for (int r = 0; r <= opt->sgemm_reps; r++) { /* r = 0: warm-up */
+    CLTTT_TRY(runtime_finish(device));
+    double t0 = now_ms();
+    CLTTT_TRY(gemm(device, "bench reference SGEMM (C x f x d)", GEMM_NO_TRANSPOSE, GEMM_NO_TRANSPOSE,
+                   c, f, d, 1.0f, view(b->x, 0, d), view(b->W_probe, 0, f), 0.0f,
+                   view(b->gate_up, 0, f)));
+    CLTTT_TRY(runtime_finish(device));
+    double elapsed = now_ms() - t0;
+    if (r > 0 && (best == 0.0 || elapsed < best))
+      best = elapsed;
+  }
+  *best_ms = best;
+  *gflops = 2.0 * (double)c * (double)f * (double)d / (best * 1e6);
+  return CLTTT_SUCCESS;
+}
+
+static double step_flops(int step, double C, double d, double f) {
+  switch (step) {
+    case STEP_GATE_UP: return 4.0 * C * d * f;
+    case STEP_APPLY: return 2.0 * C * d * f;
+    case STEP_UPDATE: return C * (2.0 * d * f + 2.0 * d * d + 10.0 * d);
+    case STEP_CONV: return 10.0 * C * d;
+    case STEP_PROJ: return 2.0 * C * d * d;
+    case STEP_UPDATE_GEMM: return 2.0 * C * d * f;
+    default: return 0.0;
+  }
+}
+
+static clttt_status bench_chunk_size(clttt_device *device, const options *opt, int C, result *res) {
+  config_buffers b;
+  memset(res, 0, sizeof *res);
+  res->C = C;
+  res->pipelined_ms = -1.0;
+  res->finite = 1;
+  const double d = opt->d, f = opt->f;
+  res->flops_per_chunk = (double)C * (6.0 * d * f + 2.0 * d * f + 2.0 * d * d + 10.0 * d);
+
+  clttt_status status = config_create(device, opt, C, &b);
+  /* Warm-up: one chunk of every step (CLBlast compiles its kernels on first
+   * use of a routine and layout; PoCL builds or loads from its disk cache). */
+  double t0 = now_ms();
+  double dummy[STEP_COUNT] = {0};
+  double conv_ms = 0, proj_ms = 0, upd_ms = 0;
+  if (status == CLTTT_SUCCESS)
+    status = run_chunk(device, &b, 0, 1, dummy);
+  if (status == CLTTT_SUCCESS)
+    status = update_probe(device, &b, &conv_ms, &proj_ms, &upd_ms);
+  if (status == CLTTT_SUCCESS)
+    note(opt, "  C=%d: warm-up %.0f ms\n", C, now_ms() - t0);
+
+  if (status == CLTTT_SUCCESS)
+    status = sgemm_reference(device, opt, &b, &res->sgemm_gflops, &res->sgemm_ms);
+  if (status == CLTTT_SUCCESS)
+    note(opt, "  C=%d: reference SGEMM %dx%dx%d: %.1f ms, %.1f GFLOP/s\n", C, C, opt->f, opt->d,
+         res->sgemm_ms, res->sgemm_gflops);
+
+  double per_chunk[MAX_REPS];
+  double steps[STEP_COUNT][MAX_REPS];
+  for (int r = 0; r < opt->reps && status == CLTTT_SUCCESS; r++) {
+    double step_ms[STEP_COUNT] = {0};
+    status = runtime_finish(device);
+    double start = now_ms();
+    for (int k = 0; k < opt->sequence_chunks && status == CLTTT_SUCCESS; k++)
+      status = run_chunk(device, &b, k, 1, step_ms);
+    if (status == CLTTT_SUCCESS)
+      status = runtime_finish(device);
+    double total = now_ms() - start;
+    if (status == CLTTT_SUCCESS)
+      status = update_probe(device, &b, &step_ms[STEP_CONV], &step_ms[STEP_PROJ],
+                            &step_ms[STEP_UPDATE_GEMM]);
+    if (status != CLTTT_SUCCESS)
+      break;
+    per_chunk[r] = total / opt->sequence_chunks;
+    for (int s = 0; s < STEP_COUNT; s++)
+      steps[s][r] = s < STEP_CONV ? step_ms[s] / opt->sequence_chunks : step_ms[s];
+    note(opt, "  C=%d: sequence %d/%d: %d chunks in %.0f ms (%.1f ms/chunk)\n", C, r + 1, opt->reps,
+         opt->sequence_chunks, total, per_chunk[r]);
+  }
+  if (status == CLTTT_SUCCESS) {
+    res->ms_min = res->ms_max = per_chunk[0];
+    for (int r = 1; r < opt->reps; r++) {
+      if (per_chunk[r] < res->ms_min)
+        res->ms_min = per_chunk[r];
+      if (per_chunk[r] > res->ms_max)
+        res->ms_max = per_chunk[r];
+    }
+    res->ms_per_chunk = median(per_chunk, opt->reps);
+    for (int s = 0; s < STEP_COUNT; s++)
+      res->step_ms[s] = median(steps[s], opt->reps);
+  }
+
+  if (status == CLTTT_SUCCESS && opt->pipelined) {
+    double start = now_ms();
+    for (int k = 0; k < opt->sequence_chunks && status == CLTTT_SUCCESS; k++)
+      status = run_chunk(device, &b, k, 0, NULL);
+    if (status == CLTTT_SUCCESS)
+      status = runtime_finish(device);
+    res->pipelined_ms = (now_ms() - start) / opt->sequence_chunks;
+    if (status == CLTTT_SUCCESS)
+      note(opt, "  C=%d: pipelined sequence: %.1f ms/chunk\n", C, res->pipelined_ms);
+  }
+
+  if (status == CLTTT_SUCCESS)
+    status = all_finite(device, b.W, (size_t)opt->d * opt->f, "bench W after the sequence", &res->finite);
+  if (status == CLTTT_SUCCESS)
+    status = all_finite(device, b.out, (size_t)C * opt->d, "bench outputs", &res->finite);
+  config_free(&b);
+  return status;
+}
+
+/* ---------------------------------------------------------------- */
+/* Output. */
+
+static double tokens_per_s(const result *r) { return r->C / (r->ms_per_chunk * 1e-3); }
+static double gflops(const result *r) { return r->flops_per_chunk / (r->ms_per_chunk * 1e6); }
+
+static void print_table(const options *opt, const clttt_device_info *info, const result *results,
+                        int count, const double load[2]) {
+  printf("clttt fast-weight benchmark: shape %s (d=%d, f=%d), %d chunks per sequence, %d sequence%s per "
+         "chunk size\n",
+         opt->shape, opt->d, opt->f, opt->sequence_chunks, opt->reps, opt->reps == 1 ? "" : "s");
+  printf("device: %s | %s | driver %s | %u compute units\n", info->name, info->platform,
+         info->driver_version, info->compute_units);
+  printf("load average (1 min) before / after: %.2f / %.2f\n", load[0], load[1]);
+  printf("FLOPs per token: 6df + 2df + 2d^2 + 10d = %.1f MFLOP (SPEC.md section 7)\n\n",
+         (8.0 * opt->d * opt->f + 2.0 * opt->d * opt->d + 10.0 * opt->d) * 1e-6);
+  printf("%6s  %10s  %17s  %9s  %9s  %8s  %9s  %6s%s\n", "C", "ms/chunk", "range (ms)", "us/token",
+         "tokens/s", "GFLOP/s", "SGEMM GF", "ratio", opt->pipelined ? "  pipelined ms/chunk" : "");
+  for (int i = 0; i < count; i++) {
+    const result *r = &results[i];
+    char range[32];
+    snprintf(range, sizeof range, "%.1f-%.1f", r->ms_min, r->ms_max);
+    printf("%6d  %10.1f  %17s  %9.1f  %9.0f  %8.2f  %9.2f  %6.2f", r->C, r->ms_per_chunk, range,
+           r->ms_per_chunk * 1e3 / r->C, tokens_per_s(r), gflops(r), r->sgemm_gflops,
+           gflops(r) / r->sgemm_gflops);
+    if (r->pipelined_ms >= 0)
+      printf("  %19.1f", r->pipelined_ms);
+    printf("%s\n", r->finite ? "" : "  (NON-FINITE VALUES)");
+  }
+  printf("\nper step, ms per chunk (GFLOP/s); conv/proj/update_gemm split ttt_update, measured "
+         "by a probe:\n");
+  printf("%6s", "C");
+  for (int s = 0; s < STEP_COUNT; s++)
+    printf("  %17s", step_names[s]);
+  printf("\n");
+  for (int i = 0; i < count; i++) {
+    const result *r = &results[i];
+    printf("%6d", r->C);
+    for (int s = 0; s < STEP_COUNT; s++) {
+      double fl = step_flops(s, r->C, opt->d, opt->f);
+      char cell[40];
+      if (fl > 0 && r->step_ms[s] > 0)
+        snprintf(cell, sizeof cell, "%.1f (%.1f)", r->step_ms[s], fl / (r->step_ms[s] * 1e6));
+      else
+        snprintf(cell, sizeof cell, "%.1f", r->step_ms[s]);
+      printf("  %17s", cell);
+    }
+    printf("\n");
+  }
+}
+
+static void json_string(const char *s) {
+  putchar('"');
+  for (; *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c == '"' || c == '\\')
+      printf("\\%c", c);
+    else if (c < 0x20)
+      printf("\\u%04x", c);
+    else
+      putchar(c);
+  }
+  putchar('"');
+}
+
+static void print_json(const options *opt, const clttt_device_info *info, const result *results,
+                       int count, const double load[2]) {
+  printf("{\n  \"benchmark\": \"fast_weight\",\n  \"device\": {\"name\": ");
+  json_string(info->name);
+  printf(", \"platform\": ");
+  json_string(info->platform);
+  printf(", \"vendor\": ");
+  json_string(info->vendor);
+  printf(", \"driver_version\": ");
+  json_string(info->driver_version);
+  printf(", \"type\": ");
+  json_string(info->type);
+  printf(", \"compute_units\": %u},\n", info->compute_units);
+  printf("  \"shape\": ");
+  json_string(opt->shape);
+  printf(", \"d\": %d, \"f\": %d, \"sequence_chunks\": %d, \"repetitions\": %d, \"quick\": %s,\n",
+         opt->d, opt->f, opt->sequence_chunks, opt->reps, opt->quick ? "true" : "false");
+  printf("  \"load_average_before\": %.2f, \"load_average_after\": %.2f,\n", load[0], load[1]);
+  printf("  \"flops_per_token\": %.0f,\n  \"results\": [\n",
+         8.0 * opt->d * opt->f + 2.0 * opt->d * opt->d + 10.0 * opt->d);
+  for (int i = 0; i < count; i++) {
+    const result *r = &results[i];
+    printf("    {\"chunk\": %d, \"ms_per_chunk\": %.3f, \"ms_per_chunk_min\": %.3f, "
+           "\"ms_per_chunk_max\": %.3f, \"us_per_token\": %.3f, \"tokens_per_s\": %.1f, "
+           "\"gflops\": %.3f, \"sgemm_gflops\": %.3f, \"ratio_to_sgemm\": %.4f, ",
+           r->C, r->ms_per_chunk, r->ms_min, r->ms_max, r->ms_per_chunk * 1e3 / r->C, tokens_per_s(r),
+           gflops(r), r->sgemm_gflops, gflops(r) / r->sgemm_gflops);
+    if (r->pipelined_ms >= 0)
+      printf("\"pipelined_ms_per_chunk\": %.3f, ", r->pipelined_ms);
+    else
+      printf("\"pipelined_ms_per_chunk\": null, ");
+    printf("\"finite\": %s, \"steps_ms\": {", r->finite ? "true" : "false");
+    for (int s = 0; s < STEP_COUNT; s++)
+      printf("%s\"%s\": %.3f", s ? ", " : "", step_names[s], r->step_ms[s]);
+    printf("}}%s\n", i + 1 < count ? "," : "");
+  }
+  printf("  ]\n}\n");
+}
+
+/* gnuplot data and script beside FILE.svg; runs gnuplot when it is there. */
+static void write_plot(const options *opt, const clttt_device_info *info, const result *results,
+                       int count) {
+  size_t length = strlen(opt->plot);
+  char *base = malloc(length + 8);
+  char *data = malloc(length + 8);
+  char *script = malloc(length + 8);
+  if (!base || !data || !script) {
+    fprintf(stderr, "plot: out of host memory; no plot written\n");
+    free(base), free(data), free(script);
+    return;
+  }
+  strcpy(base, opt->plot);
+  if (length > 4 && strcmp(base + length - 4, ".svg") == 0)
+    base[length - 4] = '\0';
+  snprintf(data, length + 8, "%s.dat", base);
+  snprintf(script, length + 8, "%s.gp", base);
+  FILE *file = fopen(data, "w");
+  if (!file) {
+    fprintf(stderr, "plot: cannot write %s: %s\n", data, strerror(errno));
+    goto done;
+  }
+  fprintf(file, "# chunk ms_per_chunk tokens_per_s gflops sgemm_gflops ratio");
+  for (int s = 0; s < STEP_COUNT; s++)
+    fprintf(file, " %s_ms", step_names[s]);
+  fprintf(file, "\n");
+  for (int i = 0; i < count; i++) {
+    const result *r = &results[i];
+    fprintf(file, "%d %.3f %.1f %.3f %.3f %.4f", r->C, r->ms_per_chunk, tokens_per_s(r), gflops(r),
+            r->sgemm_gflops, gflops(r) / r->sgemm_gflops);
+    for (int s = 0; s < STEP_COUNT; s++)
+      fprintf(file, " %.3f", r->step_ms[s]);
+    fprintf(file, "\n");
+  }
+  fclose(file);
+  file = fopen(script, "w");
+  if (!file) {
+    fprintf(stderr, "plot: cannot write %s: %s\n", script, strerror(errno));
+    goto done;
+  }
+  fprintf(file,
+          "set terminal svg size 900,500 dynamic\n"
+          "set output '%s'\n"
+          "set title 'TTT fast-weight layer, shape %s (d=%d, f=%d), %s'\n"
+          "set logscale x 2\nset xlabel 'chunk size C'\n"
+          "set ylabel 'tokens/s'\nset y2label 'GFLOP/s'\nset ytics nomirror\nset y2tics\n"
+          "set key top left\nset grid\n"
+          "plot '%s' using 1:3 with linespoints title 'tokens/s', \\\n"
+          "     '' using 1:4 axes x1y2 with linespoints title 'layer GFLOP/s', \\\n"
+          "     '' using 1:5 axes x1y2 with linespoints title 'reference SGEMM GFLOP/s'\n",
+          opt->plot, opt->shape, opt->d, opt->f, info->name, data);
+  fclose(file);
+  if (system("command -v gnuplot > /dev/null 2>&1") != 0) {
+    fprintf(stderr, "plot: gnuplot not found; wrote %s and %s, no SVG\n", data, script);
+    goto done;
+  }
+  char command[4096];
+  snprintf(command, sizeof command, "gnuplot '%s'", script);
+  if (strchr(script, '\'') || system(command) != 0)
+    fprintf(stderr, "plot: gnuplot failed on %s\n", script);
+  else
+    fprintf(stderr, "plot: wrote %s (data %s, script %s)\n", opt->plot, data, script);
+done:
+  free(base);
+  free(data);
+  free(script);
+}
+
+/* ---------------------------------------------------------------- */
+/* Options. */
+
+static void usage(FILE *out) {
+  fprintf(out,
+          "usage: bench_fast_weight [options]\n"
+          "One In-Place TTT layer's MLP over a sequence of chunks: gate/up SGEMM, SwiGLU, apply\n"
+          "(ttt_apply) and update (ttt_update: conv, projection, W += eta V^T h), timed per chunk\n"
+          "size, with a plain CLBlast SGEMM (C x f x d) timed in the same run as the reference.\n"
+          "  --shape 0.6b|4b      0.6b: d=1024, f=3072 (default); 4b: d=2560, f=9728\n"
+          "  --chunks LIST        chunk sizes, comma-separated (default 256,512,1024,2048,4096)\n"
+          "  --sequence N         chunks per timed sequence, at least %d (default %d)\n"
+          "  --reps N             timed sequences per chunk size (default 3; 1 with --quick)\n"
+          "  --no-pipelined       skip the extra sequence without per-step synchronisation\n"
+          "  --quick              0.6b, chunks 512,1024, one sequence each (under 2 minutes on 2 cores)\n"
+          "  --device SEL         device index or name/vendor/platform substring (default: CLTTT_DEVICE,\n"
+          "                       else the first GPU, else device 0)\n"
+          "  --json               JSON on stdout instead of the table (progress goes to stderr)\n"
+          "  --plot FILE.svg      also write FILE.dat and FILE.gp and, when gnuplot is there, the SVG\n"
+          "  --eta X              step size times C (default 0.01: eta = X / C keeps W bounded)\n"
+          "  --clblast KERNEL:NAME=VALUE,...\n"
+          "                       experimental: CLBlastOverrideParameters for KERNEL (e.g. Xgemm,\n"
+          "                       XgemmDirect) in single precision before anything runs; all of the\n"
+          "                       kernel's parameters must be given (repeatable)\n"
+          "  --help               this text\n",
+          MIN_SEQUENCE_CHUNKS, MIN_SEQUENCE_CHUNKS);
+}
+
+static int parse_int(const char *text, int *value) {
+  char *end = NULL;
+  errno = 0;
+  long v = strtol(text, &end, 10);
+  if (errno || end == text || *end || v < 1 || v > 1 << 20)
+    return 0;
+  *value = (int)v;
+  return 1;
+}
+
+static int parse_chunks(const char *text, options *opt) {
+  char buffer[512];
+  if (strlen(text) >= sizeof buffer)
+    return 0;
+  strcpy(buffer, text);
+  opt->chunk_count = 0;
+  for (char *token = strtok(buffer, ","); token; token = strtok(NULL, ",")) {
+    if (opt->chunk_count == MAX_CHUNK_SIZES || !parse_int(token, &opt->chunks[opt->chunk_count]))
+      return 0;
+    opt->chunk_count++;
+  }
+  return opt->chunk_count > 0;
+}
+
+static int parse_override(const char *text, clblast_override *o) {
+  const char *colon = strchr(text, ':');
+  if (!colon || colon == text)
+    return 0;
+  static char kernels[MAX_OVERRIDES][32];
+  static int used = 0;
+  if (used == MAX_OVERRIDES || (size_t)(colon - text) >= sizeof kernels[0])
+    return 0;
+  memcpy(kernels[used], text, (size_t)(colon - text));
+  kernels[used][colon - text] = '\0';
+  o->kernel = kernels[used++];
+  o->count = 0;
+  const char *p = colon + 1;
+  while (*p) {
+    const char *eq = strchr(p, '=');
+    if (!eq || eq == p || (size_t)(eq - p) >= sizeof o->names[0] || o->count == 24)
+      return 0;
+    memcpy(o->names[o->count], p, (size_t)(eq - p));
+    o->names[o->count][eq - p] = '\0';
+    char *end = NULL;
+    errno = 0;
+    unsigned long v = strtoul(eq + 1, &end, 10);
+    if (errno || end == eq + 1 || (*end && *end != ','))
+      return 0;
+    o->values[o->count] = v;
+    o->name_pointers[o->count] = o->names[o->count];
+    o->count++;
+    p = *end ? end + 1 : end;
+  }
+  return o->count > 0;
+}
+
+static int parse_options(int argc, char **argv, options *opt) {
+  memset(opt, 0, sizeof *opt);
+  opt->shape = "0.6b";
+  opt->d = 1024;
+  opt->f = 3072;
+  parse_chunks("256,512,1024,2048,4096", opt);
+  opt->sequence_chunks = MIN_SEQUENCE_CHUNKS;
+  opt->reps = 0;
+  opt->pipelined = -1;
+  opt->eta = 0.01f;
+  int chunks_given = 0, shape_given = 0;
+  for (int i = 1; i < argc; i++) {
+    const char *arg = argv[i];
+    const char *value = i + 1 < argc ? argv[i + 1] : NULL;
+#define NEEDS_VALUE()                                               \
+  do {                                                              \
+    if (!value) {                                                   \
+      fprintf(stderr, "bench_fast_weight: %s needs a value\n", arg); \
+      return 0;                                                     \
+    }                                                               \
+    i++;                                                            \
+  } while (0)
+    if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
+      usage(stdout);
+      exit(0);
+    } else if (!strcmp(arg, "--shape")) {
+      NEEDS_VALUE();
+      shape_given = 1;
+      if (!strcmp(value, "0.6b") || !strcmp(value, "0.6B")) {
+        opt->shape = "0.6b", opt->d = 1024, opt->f = 3072;
+      } else if (!strcmp(value, "4b") || !strcmp(value, "4B")) {
+        opt->shape = "4b", opt->d = 2560, opt->f = 9728;
+      } else {
+        fprintf(stderr, "bench_fast_weight: unknown shape '%s' (0.6b or 4b)\n", value);
+        return 0;
+      }
+    } else if (!strcmp(arg, "--chunks")) {
+      NEEDS_VALUE();
+      chunks_given = 1;
+      if (!parse_chunks(value, opt)) {
+        fprintf(stderr, "bench_fast_weight: bad chunk list '%s' (positive integers, comma-separated)\n",
+                value);
+        return 0;
+      }
+    } else if (!strcmp(arg, "--sequence")) {
+      NEEDS_VALUE();
+      if (!parse_int(value, &opt->sequence_chunks) || opt->sequence_chunks < MIN_SEQUENCE_CHUNKS) {
+        fprintf(stderr, "bench_fast_weight: --sequence needs an integer >= %d\n", MIN_SEQUENCE_CHUNKS);
+        return 0;
+      }
+    } else if (!strcmp(arg, "--reps")) {
+      NEEDS_VALUE();
+      if (!parse_int(value, &opt->reps) || opt->reps > MAX_REPS) {
+        fprintf(stderr, "bench_fast_weight: --reps needs an integer from 1 to %d\n", MAX_REPS);
+        return 0;
+      }
+    } else if (!strcmp(arg, "--no-pipelined")) {
+      opt->pipelined = 0;
+    } else if (!strcmp(arg, "--quick")) {
+      opt->quick = 1;
+    } else if (!strcmp(arg, "--device")) {
+      NEEDS_VALUE();
+      opt->device = value;
+    } else if (!strcmp(arg, "--json")) {
+      opt->json = 1;
+    } else if (!strcmp(arg, "--plot")) {
+      NEEDS_VALUE();
+      opt->plot = value;
+    } else if (!strcmp(arg, "--eta")) {
+      NEEDS_VALUE();
+      char *end = NULL;
+      opt->eta = strtof(value, &end);
+      if (end == value || *end || !(opt->eta >= 0.0f) || !isfinite(opt->eta)) {
+        fprintf(stderr, "bench_fast_weight: bad --eta '%s'\n", value);
+        return 0;
+      }
+    } else if (!strcmp(arg, "--clblast")) {
+      NEEDS_VALUE();
+      if (opt->override_count == MAX_OVERRIDES ||
+          !parse_override(value, &opt->overrides[opt->override_count])) {
+        fprintf(stderr, "bench_fast_weight: bad --clblast '%s' (KERNEL:NAME=VALUE,...)\n", value);
+        return 0;
+      }
+      opt->override_count++;
+    } else {
+      fprintf(stderr, "bench_fast_weight: unknown option '%s' (see --help)\n", arg);
+      return 0;
+    }
+#undef NEEDS_VALUE
+  }
+  if (opt->quick) {
+    if (shape_given && opt->d != 1024) {
+      fprintf(stderr, "bench_fast_weight: --quick runs the 0.6b shape only\n");
+      return 0;
+    }
+    if (!chunks_given)
+      parse_chunks("512,1024", opt);
+    if (!opt->reps)
+      opt->reps = 1;
+    if (opt->pipelined < 0)
+      opt->pipelined = 0;
+    opt->sgemm_reps = 2;
+  } else {
+    if (!opt->reps)
+      opt->reps = 3;
+    if (opt->pipelined < 0)
+      opt->pipelined = 1;
+    opt->sgemm_reps = 3;
+  }
+  return 1;
+}
+
+static clttt_status apply_overrides(clttt_device *device, const options *opt) {
+  for (int i = 0; i < opt->override_count; i++) {
+    const clblast_override *o = &opt->overrides[i];
+    CLBlastStatusCode code =
+        CLBlastOverrideParameters(device->id, o->kernel, CLBlastPrecisionSingle, (size_t)o->count,
+                                  (const char **)o->name_pointers, o->values);
+    if (code != CLBlastSuccess)
+      return clttt_fail(CLTTT_ERROR_CLBLAST,
+                        "CLBlastOverrideParameters for kernel '%s' (%d parameters) failed with code %d "
+                        "(all of the kernel's parameters must be given, with valid values)",
+                        o->kernel, o->count, (int)code);
+    note(opt, "CLBlast: overrode %d parameters of %s\n", o->count, o->kernel);
+  }
+  return CLTTT_SUCCESS;
+}
+
+int main(int argc, char **argv) {
+  options opt;
+  if (!parse_options(argc, argv, &opt)) {
+    usage(stderr);
+    return 2;
+  }
+  clttt_device *device = NULL;
+  clttt_status status = clttt_device_open(&device, opt.device);
+  if (status != CLTTT_SUCCESS) {
+    fprintf(stderr, "bench_fast_weight: %s: %s\n", clttt_status_name(status), clttt_last_error());
+    return 1;
+  }
+  const clttt_device_info *info = clttt_device_get_info(device);
+  note(&opt, "device: %s (%s, driver %s); shape %s d=%d f=%d; %d chunks per sequence\n", info->name,
+       info->platform, info->driver_version, opt.shape, opt.d, opt.f, opt.sequence_chunks);
+  status = apply_overrides(device, &opt);
+
+  double load[2] = {0.0, 0.0}, sample[3];
+  if (getloadavg(sample, 3) > 0)
+    load[0] = sample[0];
+  result results[MAX_CHUNK_SIZES];
+  int done = 0;
+  double start = now_ms();
+  for (int i = 0; i < opt.chunk_count && status == CLTTT_SUCCESS; i++) {
+    status = bench_chunk_size(device, &opt, opt.chunks[i], &results[i]);
+    if (status == CLTTT_SUCCESS)
+      done++;
+  }
+  if (getloadavg(sample, 3) > 0)
+    load[1] = sample[0];
+  if (status != CLTTT_SUCCESS) {
+    fprintf(stderr, "bench_fast_weight: %s: %s\n", clttt_status_name(status), clttt_last_error());
+    if (done)
+      fprintf(stderr, "bench_fast_weight: results of the %d chunk size%s before the failure follow\n",
+              done, done == 1 ? "" : "s");
+  }
+  note(&opt, "total %.1f s\n", (now_ms() - start) * 1e-3);
+  if (done) {
+    if (opt.json)
+      print_json(&opt, info, results, done, load);
+    else
+      print_table(&opt, info, results, done, load);
+    if (opt.plot)
+      write_plot(&opt, info, results, done);
+  }
+  for (int i = 0; i < done; i++)
+    if (!results[i].finite)
+      fprintf(stderr, "bench_fast_weight: non-finite values after the sequence at C=%d\n",
+              results[i].C);
+  clttt_device_close(device);
+  return status == CLTTT_SUCCESS ? 0 : 1;
+}

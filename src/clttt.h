@@ -129,6 +129,27 @@ const clttt_config *clttt_model_get_config(const clttt_model *model);
 /* Bytes the model's weights occupy on the device. */
 uint64_t clttt_model_weight_bytes(const clttt_model *model);
 
+/* Reads only dir/config.json (no weights): for inspecting a model. */
+clttt_status clttt_config_load(clttt_config *config, const char *dir);
+/* Device memory, in bytes, of the weights (fp32) and of one session of
+ * `context` tokens (KV cache, activations of one batch and, with TTT on, one
+ * fast weight plus one chunk of pending rows per TTT layer): the cost model
+ * that 'clttt info' prints and the benchmarks check. */
+uint64_t clttt_estimate_weight_bytes(const clttt_config *config);
+uint64_t clttt_estimate_session_bytes(const clttt_config *config, int context, int ttt_enabled, int chunk);
+
+/* A model with seeded random weights built in memory (no files): for the
+ * demo and the benchmarks. Its text is meaningless; its speed and memory are
+ * those of a real model of the same shape. `config` must be complete (see
+ * clttt_synthetic_config). */
+clttt_status clttt_model_synthetic(clttt_model **model, clttt_device *device, const clttt_config *config,
+                                   uint64_t seed);
+/* A Qwen3-style configuration of the given sizes, with TTT layers every
+ * `ttt_every` layers starting at 0 (0 = none), chunk C and eta. */
+void clttt_synthetic_config(clttt_config *config, int hidden_size, int intermediate_size, int layers,
+                            int heads, int kv_heads, int head_dim, int vocab_size, int max_positions,
+                            int ttt_every, int chunk, float eta);
+
 /* A session: KV cache, position and TTT state of one sequence. Sessions on one
  * model are independent. max_context = 0 means the model's
  * max_position_embeddings. */

@@ -219,6 +219,14 @@ static clttt_status checkpoint_source(const char *name, const int64_t *shape, in
   return checkpoint_read_f32(context, name, shape, ndim, out);
 }
 
+clttt_status clttt_config_load(clttt_config *config, const char *dir) {
+  if (!config || !dir)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "clttt_config_load: NULL argument");
+  char path[4096];
+  snprintf(path, sizeof path, "%s/config.json", dir);
+  return config_load(config, path);
+}
+
 clttt_status clttt_model_load(clttt_model **model, clttt_device *device, const char *dir) {
   if (!model || !device || !dir)
     return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "clttt_model_load: NULL argument");
@@ -303,8 +311,7 @@ static int session_uses_ttt(const clttt_session *session) {
          config_ttt_layer_count(&session->model->config) > 0;
 }
 
-static int batch_capacity_for(const clttt_model *model, int max_context, int chunk) {
-  (void)model;
+static int batch_capacity_for(int max_context, int chunk) {
   int capacity = DEFAULT_BATCH_CAPACITY;
   /* A batch that holds a whole chunk lets the update read h and t in place. */
   if (chunk > capacity && chunk <= MAX_TTT_BATCH_CAPACITY)
@@ -312,19 +319,39 @@ static int batch_capacity_for(const clttt_model *model, int max_context, int chu
   return capacity < max_context ? capacity : max_context;
 }
 
-uint64_t model_session_bytes(const clttt_model *model, int max_context, int ttt_enabled, int chunk) {
-  const clttt_config *config = &model->config;
+uint64_t clttt_estimate_weight_bytes(const clttt_config *config) {
   uint64_t d = (uint64_t)config->hidden_size, f = (uint64_t)config->intermediate_size;
-  uint64_t batch = (uint64_t)batch_capacity_for(model, max_context, chunk);
-  uint64_t bytes = (uint64_t)config->num_hidden_layers * 2 * (uint64_t)max_context * (uint64_t)model->kv_dim;
-  bytes += batch * (1 + 4 * d + (uint64_t)model->qkv_width + (uint64_t)model->q_dim + 3 * f +
-                    (uint64_t)config->vocab_size);
-  if (ttt_enabled && config->ttt_mode) {
-    uint64_t layers = (uint64_t)config_ttt_layer_count(config);
-    bytes += layers * (d * f + (uint64_t)chunk * (f + d));
-    bytes += 2 * (uint64_t)chunk * d;
+  uint64_t q_dim = (uint64_t)config_q_dim(config), kv_dim = (uint64_t)config_kv_dim(config);
+  uint64_t per_layer = 2 * d + (q_dim + 2 * kv_dim) * d + d * q_dim + 3 * d * f;
+  if (config->attention_bias)
+    per_layer += q_dim + 2 * kv_dim + d;
+  if (config->mlp_bias)
+    per_layer += 2 * f + d;
+  if (config->arch == CLTTT_ARCH_QWEN3)
+    per_layer += 2 * (uint64_t)config->head_dim;
+  uint64_t total = per_layer * (uint64_t)config->num_hidden_layers;
+  if (config->ttt_mode)
+    total += (uint64_t)config_ttt_layer_count(config) * (5 * d + (config->ttt_proj ? d * d : 0));
+  uint64_t embedding = (uint64_t)config->vocab_size * d;
+  total += embedding * (config->tie_word_embeddings ? 1 : 2) + d + (uint64_t)config->head_dim / 2;
+  return total * sizeof(float);
+}
+
+uint64_t clttt_estimate_session_bytes(const clttt_config *config, int context, int ttt_enabled, int chunk) {
+  uint64_t d = (uint64_t)config->hidden_size, f = (uint64_t)config->intermediate_size;
+  uint64_t q_dim = (uint64_t)config_q_dim(config), kv_dim = (uint64_t)config_kv_dim(config);
+  if (chunk <= 0)
+    chunk = config->ttt_chunk;
+  int use_ttt = ttt_enabled && config->ttt_mode;
+  uint64_t batch = (uint64_t)batch_capacity_for(context, use_ttt ? chunk : 0);
+  uint64_t floats = (uint64_t)config->num_hidden_layers * 2 * (uint64_t)context * kv_dim;
+  /* Per batch row: token id, x, xn, embeddings, delta (4d), qkv, attention, gate_up + h (3f), logits. */
+  floats += batch * (1 + 4 * d + (q_dim + 2 * kv_dim) + q_dim + 3 * f + (uint64_t)config->vocab_size);
+  if (use_ttt) {
+    floats += (uint64_t)config_ttt_layer_count(config) * (d * f + (uint64_t)chunk * (f + d));
+    floats += 2 * (uint64_t)chunk * d; /* the update's conv output and targets */
   }
-  return bytes * sizeof(float);
+  return floats * sizeof(float);
 }
 
 static void release_ttt_buffers(clttt_session *session) {
@@ -397,7 +424,7 @@ clttt_status clttt_session_create(clttt_session **session_out, clttt_model *mode
   session->ttt_enabled = config->ttt_mode;
   session->chunk = config->ttt_chunk;
   session->eta = config->ttt_lr;
-  session->batch_capacity = batch_capacity_for(model, session->max_context, session->chunk);
+  session->batch_capacity = batch_capacity_for(session->max_context, session->ttt_enabled ? session->chunk : 0);
   session->k_cache = calloc((size_t)config->num_hidden_layers, sizeof(cl_mem));
   session->v_cache = calloc((size_t)config->num_hidden_layers, sizeof(cl_mem));
   session->ttt = calloc((size_t)config->num_hidden_layers, sizeof(ttt_state));

@@ -46,7 +46,5 @@ typedef clttt_status (*tensor_source)(const char *name, const int64_t *shape, in
 clttt_status model_create(clttt_model **model, clttt_device *device, const clttt_config *config,
                           tensor_source source, void *context);
 
-/* Bytes a session of this context length holds on the device. */
-uint64_t model_session_bytes(const clttt_model *model, int max_context, int ttt_enabled, int chunk);
 
 #endif

@@ -13,7 +13,9 @@ typedef struct {
 } subcommand;
 
 static const subcommand subcommands[] = {
+    {"demo", command_demo, "run a synthetic TTT model: long prefill with TTT on/off, decode"},
     {"devices", command_devices, "list OpenCL platforms and devices"},
+    {"info", command_info, "describe a model directory and the memory it needs"},
     {"logits", command_logits, "write the logits of a token sequence (float32 rows)"},
 };
 static const int subcommand_count = (int)(sizeof subcommands / sizeof subcommands[0]);

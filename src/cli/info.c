@@ -1,0 +1,84 @@
+/* clttt info: what a model directory holds and what running it costs. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static void help(void) {
+  printf("usage: clttt info -m DIR [--ctx N]\n"
+         "Prints the architecture, sizes, TTT layers, chunk and eta of a HuggingFace model\n"
+         "directory, and the device memory a session needs (fp32 weights, KV cache, TTT\n"
+         "state). Reads config.json only; no device is used.\n\n"
+         "  -m, --model DIR  model directory\n"
+         "  --ctx N          context length for the memory estimate (default: the model's\n"
+         "                   max_position_embeddings)\n");
+}
+
+static double mebibytes(uint64_t bytes) { return (double)bytes / 1048576.0; }
+
+int command_info(int argc, char **argv) {
+  const char *dir = NULL;
+  int context = 0;
+  for (int i = 1; i < argc; i++) {
+    const char *value = NULL;
+    int missing = 0;
+    if (cli_is_help(argv[i])) {
+      help();
+      return 0;
+    } else if (cli_option_value(argc, argv, &i, "-m", &value, &missing) ||
+               cli_option_value(argc, argv, &i, "--model", &value, &missing)) {
+      dir = value;
+    } else if (cli_option_value(argc, argv, &i, "--ctx", &value, &missing)) {
+      if (!missing && !parse_int(value, "--ctx", 1, &context))
+        return 2;
+    } else {
+      fprintf(stderr, "clttt info: unknown option '%s' (see --help)\n", argv[i]);
+      return 2;
+    }
+    if (missing)
+      return 2;
+  }
+  if (!dir) {
+    fprintf(stderr, "clttt info: no model given: use -m DIR (see --help)\n");
+    return 2;
+  }
+  clttt_config config;
+  int status = clttt_config_load(&config, dir);
+  if (status != CLTTT_SUCCESS) {
+    cli_report("reading the model's config.json", status);
+    return 1;
+  }
+  if (context == 0)
+    context = config.max_position_embeddings;
+  static const char *const rope_names[] = {"default", "llama3", "yarn"};
+  printf("model:        %s\n", dir);
+  printf("architecture: %s\n", config.arch == CLTTT_ARCH_QWEN3 ? "Qwen3ForCausalLM" : "LlamaForCausalLM");
+  printf("sizes:        d=%d, f=%d, %d layers, %d heads / %d kv heads of %d, vocab %d\n", config.hidden_size,
+         config.intermediate_size, config.num_hidden_layers, config.num_attention_heads,
+         config.num_key_value_heads, config.head_dim, config.vocab_size);
+  printf("positions:    %d max, RoPE %s, theta %g\n", config.max_position_embeddings, rope_names[config.rope_type],
+         (double)config.rope_theta);
+  printf("embeddings:   %s\n", config.tie_word_embeddings ? "tied" : "untied");
+  if (config.ttt_mode) {
+    printf("TTT layers:   ");
+    int count = 0;
+    for (int i = 0; i < config.num_hidden_layers; i++)
+      if (config.ttt_layer[i])
+        printf("%s%d", count++ ? ", " : "", i);
+    printf(" (%d of %d)\n", count, config.num_hidden_layers);
+    printf("TTT:          chunk C=%d, eta=%g, projection %s, target %s\n", config.ttt_chunk,
+           (double)config.ttt_lr, config.ttt_proj ? "yes" : "no",
+           config.ttt_target == CLTTT_TARGET_INPUT_EMBED ? "input_embed" : "hidden_states");
+  } else {
+    printf("TTT:          off (no ttt_mode): runs as the plain base model\n");
+  }
+  uint64_t weights = clttt_estimate_weight_bytes(&config);
+  uint64_t session_on = clttt_estimate_session_bytes(&config, context, 1, 0);
+  uint64_t session_off = clttt_estimate_session_bytes(&config, context, 0, 0);
+  printf("memory:       %.1f MiB weights (fp32) + %.1f MiB per session of %d tokens", mebibytes(weights),
+         mebibytes(config.ttt_mode ? session_on : session_off), context);
+  if (config.ttt_mode)
+    printf(" (%.1f MiB of it TTT state)", mebibytes(session_on - session_off));
+  printf("\n");
+  return 0;
+}
