@@ -40,14 +40,14 @@ __kernel void qk_norm_rope(__global float *qkv, const int qkv_ld, const int n, c
       x[c] = x[c] * scale * weight[c];
   }
   const float position = (float)(position0 + token);
-  const int half = HEAD_DIM / 2;
+  const int half_dim = HEAD_DIM / 2;
   float rotated[HEAD_DIM];
-  for (int i = 0; i < half; i++) {
+  for (int i = 0; i < half_dim; i++) {
     const float angle = position * inverse_frequency[i];
     const float c = cos(angle) * attention_scaling;
     const float s = sin(angle) * attention_scaling;
-    rotated[i] = x[i] * c - x[i + half] * s;
-    rotated[i + half] = x[i + half] * c + x[i] * s;
+    rotated[i] = x[i] * c - x[i + half_dim] * s;
+    rotated[i + half_dim] = x[i + half_dim] * c + x[i] * s;
   }
   if (!is_key) {
     for (int c = 0; c < HEAD_DIM; c++)

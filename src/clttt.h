@@ -73,6 +73,9 @@ typedef struct clttt_device clttt_device;
 clttt_status clttt_device_open(clttt_device **device, const char *selector);
 void clttt_device_close(clttt_device *device);
 const clttt_device_info *clttt_device_get_info(const clttt_device *device);
+/* Device memory held by clttt's buffers on this device now, and the most
+ * held at once (since open or the last reset_peak). */
+clttt_status clttt_device_memory(const clttt_device *device, uint64_t *current, uint64_t *peak, int reset_peak);
 
 /* ------------------------------------------------------------------ */
 /* Models                                                               */

@@ -1,6 +1,7 @@
 /* OpenCL devices, programs, buffers and launches, with every error turned
  * into a status and a message. */
 #include <ctype.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -249,6 +250,8 @@ clttt_status clttt_device_open(clttt_device **device_out, const char *selector) 
   return CLTTT_SUCCESS;
 }
 
+static void memory_forget(cl_context context);
+
 void clttt_device_close(clttt_device *device) {
   if (!device)
     return;
@@ -268,8 +271,10 @@ void clttt_device_close(clttt_device *device) {
   free(device->programs);
   if (device->queue)
     clReleaseCommandQueue(device->queue);
-  if (device->context)
+  if (device->context) {
+    memory_forget(device->context);
     clReleaseContext(device->context);
+  }
   free(device);
 }
 
@@ -470,6 +475,66 @@ clttt_status runtime_launch(const clttt_device *device, cl_kernel kernel, const 
 /* ---------------------------------------------------------------- */
 /* Buffers                                                            */
 
+/* Device memory held by clttt's buffers, per OpenCL context, so benchmarks
+ * can compare the peak with the cost model. runtime_release knows only the
+ * buffer, hence a small process-wide table keyed by context. */
+typedef struct {
+  cl_context context;
+  int64_t current, peak;
+} memory_account;
+
+#define MAX_MEMORY_ACCOUNTS 64
+static memory_account memory_accounts[MAX_MEMORY_ACCOUNTS];
+static pthread_mutex_t memory_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static memory_account *memory_find(cl_context context, int create) {
+  for (int i = 0; i < MAX_MEMORY_ACCOUNTS; i++)
+    if (memory_accounts[i].context == context)
+      return &memory_accounts[i];
+  for (int i = 0; create && i < MAX_MEMORY_ACCOUNTS; i++)
+    if (memory_accounts[i].context == NULL) {
+      memory_accounts[i].context = context;
+      memory_accounts[i].current = memory_accounts[i].peak = 0;
+      return &memory_accounts[i];
+    }
+  return NULL;
+}
+
+static void memory_count(cl_context context, int64_t bytes) {
+  pthread_mutex_lock(&memory_lock);
+  memory_account *account = memory_find(context, 1);
+  if (account) {
+    account->current += bytes;
+    if (account->current > account->peak)
+      account->peak = account->current;
+  }
+  pthread_mutex_unlock(&memory_lock);
+}
+
+static void memory_forget(cl_context context) {
+  pthread_mutex_lock(&memory_lock);
+  memory_account *account = memory_find(context, 0);
+  if (account)
+    account->context = NULL;
+  pthread_mutex_unlock(&memory_lock);
+}
+
+clttt_status clttt_device_memory(const clttt_device *device, uint64_t *current, uint64_t *peak, int reset_peak) {
+  if (!device)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "clttt_device_memory: device is NULL");
+  pthread_mutex_lock(&memory_lock);
+  memory_account *account = memory_find(device->context, 1);
+  int64_t now = account ? account->current : 0, highest = account ? account->peak : 0;
+  if (account && reset_peak)
+    account->peak = account->current;
+  pthread_mutex_unlock(&memory_lock);
+  if (current)
+    *current = (uint64_t)now;
+  if (peak)
+    *peak = (uint64_t)highest;
+  return CLTTT_SUCCESS;
+}
+
 clttt_status runtime_alloc(const clttt_device *device, size_t bytes, const char *what,
                            cl_mem *buffer) {
   cl_int error = CL_SUCCESS;
@@ -483,6 +548,8 @@ clttt_status runtime_alloc(const clttt_device *device, size_t bytes, const char 
                       what, bytes, device->info.name,
                       (unsigned long long)device->info.max_allocation);
   *buffer = clCreateBuffer(device->context, CL_MEM_READ_WRITE, bytes, NULL, &error);
+  if (error == CL_SUCCESS)
+    memory_count(device->context, (int64_t)bytes);
   if (error != CL_SUCCESS) {
     char message[256];
     snprintf(message, sizeof message, "allocating %s (%zu bytes)", what, bytes);
@@ -541,7 +608,17 @@ clttt_status runtime_finish(const clttt_device *device) {
 }
 
 void runtime_release(cl_mem *buffer) {
-  if (*buffer)
+  if (*buffer) {
+    cl_context context = NULL;
+    cl_uint references = 0;
+    size_t bytes = 0;
+    /* Only the last reference frees device memory. */
+    if (clGetMemObjectInfo(*buffer, CL_MEM_REFERENCE_COUNT, sizeof references, &references, NULL) == CL_SUCCESS &&
+        references == 1 &&
+        clGetMemObjectInfo(*buffer, CL_MEM_CONTEXT, sizeof context, &context, NULL) == CL_SUCCESS &&
+        clGetMemObjectInfo(*buffer, CL_MEM_SIZE, sizeof bytes, &bytes, NULL) == CL_SUCCESS)
+      memory_count(context, -(int64_t)bytes);
     clReleaseMemObject(*buffer);
+  }
   *buffer = NULL;
 }

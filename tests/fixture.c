@@ -48,7 +48,7 @@
 /* Step size of the TTT fixtures: large enough that the first update moves
  * the logits well above test tolerances, small enough that hundreds of
  * tokens stay finite and tame (checked by tests/golden/generate.py). */
-#define TTT_ETA 0.125f
+#define TTT_ETA 0.0078125f /* 1/128 */
 
 /* Base fixtures carry no TTT keys in config.json: ttt_mode false, and the
  * other TTT fields hold SPEC.md's defaults for absent keys (ttt_layer is all

@@ -133,6 +133,7 @@ int command_demo(int argc, char **argv) {
     state = state * 6364136223846793005ULL + 1442695040888963407ULL;
     tokens[i] = (int32_t)((state >> 33) % vocab);
   }
+  fflush(stdout);
   /* The first run also builds kernels (and CLBlast's), so warm up first. */
   fprintf(stderr, "  building kernels for this device (cached after the first run)...\n");
   double seconds_warmup = 0, seconds_on = 0, seconds_off = 0;

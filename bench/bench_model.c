@@ -1,0 +1,228 @@
+/* End-to-end benchmarks on a synthetic model (issue: chunk size, TTT
+ * overhead, roofline):
+ *   prefill  tokens/s with TTT on vs off at several context lengths;
+ *   decode   tokens/s at batch 1 against the memory-bandwidth roofline
+ *            (weight bytes read per token / copy bandwidth of this run);
+ *   memory   peak device memory of each run against the cost model. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "runtime.h"
+
+static double now_seconds(void) {
+  struct timespec time;
+  clock_gettime(CLOCK_MONOTONIC, &time);
+  return (double)time.tv_sec + 1e-9 * (double)time.tv_nsec;
+}
+
+static void help(void) {
+  printf("usage: bench_model [--quick] [--device SEL] [--contexts N,N,...] [--decode N] [--json]\n"
+         "Prefill tokens/s with TTT on vs off, decode tokens/s against the bandwidth\n"
+         "roofline, and peak device memory against the cost model, on a synthetic\n"
+         "Qwen3-style model of 36 layers, 7 of them TTT layers (0, 5, ..., 30).\n"
+         "  --quick         d=256, f=768, contexts 512,1024 (under two minutes on 2 CPU cores)\n"
+         "                  (default: d=512, f=1536, contexts 1024,2048,4096)\n"
+         "  --device SEL    OpenCL device (index or name substring)\n"
+         "  --contexts L    prefill lengths\n"
+         "  --decode N      decode steps (default 32)\n"
+         "  --json          one JSON object on stdout instead of the table\n");
+}
+
+/* Bytes per second of a device-to-device copy: read + write of each byte. */
+static int copy_bandwidth(clttt_device *device, double *bytes_per_second) {
+  const size_t bytes = (size_t)128 << 20;
+  cl_mem a = NULL, b = NULL;
+  if (runtime_alloc(device, bytes, "bandwidth source", &a) || runtime_alloc(device, bytes, "bandwidth target", &b) ||
+      runtime_zero(device, a, 0, bytes, "bandwidth source")) {
+    runtime_release(&a);
+    runtime_release(&b);
+    return 0;
+  }
+  double best = 0;
+  for (int repeat = 0; repeat < 5; repeat++) {
+    runtime_finish(device);
+    double start = now_seconds();
+    if (runtime_copy(device, b, 0, a, 0, bytes, "bandwidth copy") || runtime_finish(device))
+      break;
+    double rate = 2.0 * (double)bytes / (now_seconds() - start);
+    best = rate > best ? rate : best;
+  }
+  runtime_release(&a);
+  runtime_release(&b);
+  *bytes_per_second = best;
+  return best > 0;
+}
+
+typedef struct {
+  int context;
+  double seconds_on, seconds_off;
+  uint64_t peak_on, peak_off, model_on, model_off;
+} prefill_result;
+
+static int run_prefill(clttt_device *device, clttt_model *model, int ttt, int n, double *seconds, uint64_t *peak,
+                       uint64_t *predicted) {
+  const clttt_config *config = clttt_model_get_config(model);
+  int32_t *tokens = malloc((size_t)n * sizeof *tokens);
+  float *logits = malloc((size_t)config->vocab_size * sizeof *logits);
+  for (int i = 0; i < n; i++)
+    tokens[i] = (int32_t)((i * 7919 + 17) % config->vocab_size);
+  clttt_session *session = NULL;
+  uint64_t before = 0;
+  clttt_device_memory(device, &before, NULL, 1);
+  int status = clttt_session_create(&session, model, n);
+  if (status == CLTTT_SUCCESS)
+    status = clttt_session_set_ttt(session, ttt);
+  double start = now_seconds();
+  if (status == CLTTT_SUCCESS)
+    status = clttt_session_feed(session, tokens, n, logits, 1);
+  *seconds = now_seconds() - start;
+  clttt_device_memory(device, NULL, peak, 0);
+  *predicted = clttt_model_weight_bytes(model) + clttt_estimate_session_bytes(config, n, ttt, 0);
+  clttt_session_free(session);
+  free(tokens);
+  free(logits);
+  if (status != CLTTT_SUCCESS) {
+    fprintf(stderr, "bench_model: prefill failed: %s: %s\n", clttt_status_name(status), clttt_last_error());
+    return 0;
+  }
+  return 1;
+}
+
+int main(int argc, char **argv) {
+  int quick = 0, json = 0, decode_steps = 32;
+  const char *selector = NULL, *contexts_text = NULL;
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+      help();
+      return 0;
+    } else if (strcmp(argv[i], "--quick") == 0) {
+      quick = 1;
+    } else if (strcmp(argv[i], "--json") == 0) {
+      json = 1;
+    } else if (strcmp(argv[i], "--device") == 0 && i + 1 < argc) {
+      selector = argv[++i];
+    } else if (strcmp(argv[i], "--contexts") == 0 && i + 1 < argc) {
+      contexts_text = argv[++i];
+    } else if (strcmp(argv[i], "--decode") == 0 && i + 1 < argc) {
+      decode_steps = atoi(argv[++i]);
+    } else {
+      fprintf(stderr, "bench_model: unknown or incomplete option '%s' (see --help)\n", argv[i]);
+      return 2;
+    }
+  }
+  int contexts[16], context_count = 0;
+  const char *text = contexts_text ? contexts_text : quick ? "512,1024" : "1024,2048,4096";
+  for (const char *c = text; *c && context_count < 16;) {
+    char *end = NULL;
+    long value = strtol(c, &end, 10);
+    if (end == c || value < 1) {
+      fprintf(stderr, "bench_model: bad --contexts '%s'\n", text);
+      return 2;
+    }
+    contexts[context_count++] = (int)value;
+    c = *end == ',' ? end + 1 : end;
+  }
+  int longest = 0;
+  for (int i = 0; i < context_count; i++)
+    longest = contexts[i] > longest ? contexts[i] : longest;
+
+  clttt_device *device = NULL;
+  int status = clttt_device_open(&device, selector);
+  if (status != CLTTT_SUCCESS) {
+    fprintf(stderr, "bench_model: %s: %s\n", clttt_status_name(status), clttt_last_error());
+    return 1;
+  }
+  const clttt_device_info *info = clttt_device_get_info(device);
+  const int d = quick ? 256 : 512, f = 3 * d, chunk = quick ? 256 : 512;
+  clttt_config config;
+  clttt_synthetic_config(&config, d, f, 36, d / 64, d / 128, 64, 8192, longest + decode_steps + 8, 0, chunk, 1e-3f);
+  config.ttt_mode = 1;
+  for (int layer = 0; layer <= 30; layer += 5)
+    config.ttt_layer[layer] = 1;
+  clttt_model *model = NULL;
+  status = clttt_model_synthetic(&model, device, &config, 7);
+  if (status != CLTTT_SUCCESS) {
+    fprintf(stderr, "bench_model: building the model: %s: %s\n", clttt_status_name(status), clttt_last_error());
+    clttt_device_close(device);
+    return 1;
+  }
+  fprintf(stderr, "bench_model on %s (%s): d=%d f=%d, 36 layers, 7 TTT layers, C=%d; warming up...\n", info->name,
+          info->platform, d, f, chunk);
+  double warmup = 0;
+  uint64_t peak = 0, predicted = 0;
+  if (!run_prefill(device, model, 1, chunk + 8, &warmup, &peak, &predicted) ||
+      !run_prefill(device, model, 0, 16, &warmup, &peak, &predicted))
+    return 1;
+
+  prefill_result results[16];
+  for (int i = 0; i < context_count; i++) {
+    prefill_result *r = &results[i];
+    r->context = contexts[i];
+    fprintf(stderr, "  prefill %d tokens...\n", r->context);
+    if (!run_prefill(device, model, 1, r->context, &r->seconds_on, &r->peak_on, &r->model_on) ||
+        !run_prefill(device, model, 0, r->context, &r->seconds_off, &r->peak_off, &r->model_off))
+      return 1;
+  }
+
+  /* Decode at batch 1 after a short prompt, TTT on. */
+  clttt_session *session = NULL;
+  float *logits = malloc((size_t)config.vocab_size * sizeof *logits);
+  int32_t token = 1;
+  status = clttt_session_create(&session, model, decode_steps + 8);
+  for (int i = 0; i < 4 && status == CLTTT_SUCCESS; i++) /* warm the decode path */
+    status = clttt_session_feed(session, &token, 1, logits, 1);
+  double start = now_seconds();
+  for (int i = 0; i < decode_steps && status == CLTTT_SUCCESS; i++)
+    status = clttt_session_feed(session, &token, 1, logits, 1);
+  double decode_seconds = now_seconds() - start;
+  clttt_session_free(session);
+  free(logits);
+  if (status != CLTTT_SUCCESS) {
+    fprintf(stderr, "bench_model: decode failed: %s: %s\n", clttt_status_name(status), clttt_last_error());
+    return 1;
+  }
+  double bandwidth = 0;
+  if (!copy_bandwidth(device, &bandwidth)) {
+    fprintf(stderr, "bench_model: measuring copy bandwidth failed: %s\n", clttt_last_error());
+    return 1;
+  }
+  /* Per decoded token every weight is read once, except that only one row of
+   * an untied embedding table is (ours is tied: it is the LM head too). */
+  double bytes_per_token = (double)clttt_model_weight_bytes(model);
+  double decode_rate = decode_steps / decode_seconds, roofline = bandwidth / bytes_per_token;
+
+  if (json) {
+    printf("{\"device\": \"%s\", \"platform\": \"%s\", \"d\": %d, \"f\": %d, \"layers\": 36, \"ttt_layers\": 7, "
+           "\"chunk\": %d, \"prefill\": [",
+           info->name, info->platform, d, f, chunk);
+    for (int i = 0; i < context_count; i++)
+      printf("%s{\"context\": %d, \"tokens_per_second_ttt_on\": %.1f, \"tokens_per_second_ttt_off\": %.1f, "
+             "\"overhead\": %.4f, \"peak_bytes_ttt_on\": %llu, \"model_bytes_ttt_on\": %llu, "
+             "\"peak_bytes_ttt_off\": %llu, \"model_bytes_ttt_off\": %llu}",
+             i ? ", " : "", results[i].context, results[i].context / results[i].seconds_on,
+             results[i].context / results[i].seconds_off, results[i].seconds_on / results[i].seconds_off - 1.0,
+             (unsigned long long)results[i].peak_on, (unsigned long long)results[i].model_on,
+             (unsigned long long)results[i].peak_off, (unsigned long long)results[i].model_off);
+    printf("], \"decode\": {\"tokens_per_second\": %.2f, \"copy_bandwidth_bytes_per_second\": %.4g, "
+           "\"weight_bytes_per_token\": %.0f, \"roofline_tokens_per_second\": %.2f, \"fraction_of_roofline\": %.4f}}\n",
+           decode_rate, bandwidth, bytes_per_token, roofline, decode_rate / roofline);
+  } else {
+    printf("device: %s (%s)\nmodel: synthetic Qwen3-style d=%d f=%d, 36 layers, TTT layers 0,5,...,30 (7), C=%d\n\n",
+           info->name, info->platform, d, f, chunk);
+    printf("%8s %14s %14s %10s %14s %14s\n", "context", "TTT on tok/s", "TTT off tok/s", "overhead", "peak MiB (on)",
+           "model MiB (on)");
+    for (int i = 0; i < context_count; i++)
+      printf("%8d %14.1f %14.1f %9.1f%% %14.1f %14.1f\n", results[i].context, results[i].context / results[i].seconds_on,
+             results[i].context / results[i].seconds_off,
+             100.0 * (results[i].seconds_on / results[i].seconds_off - 1.0), results[i].peak_on / 1048576.0,
+             results[i].model_on / 1048576.0);
+    printf("\ndecode (batch 1, TTT on): %.2f tokens/s; roofline %.2f tokens/s (%.1f MiB of weights per token at a\n"
+           "copy bandwidth of %.2f GB/s measured in this run): %.0f%% of the roofline\n",
+           decode_rate, roofline, bytes_per_token / 1048576.0, bandwidth / 1e9, 100.0 * decode_rate / roofline);
+  }
+  clttt_model_free(model);
+  clttt_device_close(device);
+  return 0;
+}

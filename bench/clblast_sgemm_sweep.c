@@ -1,0 +1,156 @@
+/* Experimental (not built by make): CLBlast SGEMM rates on one OpenCL device
+ * for candidate "Xgemm" tuning parameters, at the shapes of the TTT layer.
+ *
+ *   gcc -std=c11 -O2 -Wall -Wextra -o clblast_sgemm_sweep bench/clblast_sgemm_sweep.c \
+ *       -lclblast -lOpenCL
+ *   ./clblast_sgemm_sweep [C] [d] [f] [reps] [PARAMS ...]
+ *
+ * PARAMS: "default" (CLBlast's own choice) or 16 comma-separated values in the
+ * order GEMMK,KREG,KWG,KWI,MDIMA,MDIMC,MWG,NDIMB,NDIMC,NWG,SA,SB,STRM,STRN,VWM,VWN.
+ * For each set it times (best of reps, after a warm-up that compiles) the
+ * three products of one chunk, row-major:
+ *   NT  C x 2f x d   gate/up   (x W^T)
+ *   NN  C x f x d    reference (x W)
+ *   TN  d x f x C    update    (V^T h)
+ * Uses the first device of the first platform unless SWEEP_DEVICE=<index over
+ * all platforms> is set. */
+#define _DEFAULT_SOURCE
+#define CL_TARGET_OPENCL_VERSION 120
+#include <CL/cl.h>
+#include <clblast_c.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static const char *names[16] = {"GEMMK", "KREG", "KWG", "KWI", "MDIMA", "MDIMC", "MWG", "NDIMB",
+                                "NDIMC", "NWG", "SA", "SB", "STRM", "STRN", "VWM", "VWN"};
+
+static double now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+static int die_cl(cl_int error, const char *what) {
+  fprintf(stderr, "sweep: %s failed with OpenCL error %d\n", what, (int)error);
+  return 1;
+}
+
+static double time_gemm(cl_command_queue queue, int transpose_a, int transpose_b, size_t m, size_t n,
+                        size_t k, cl_mem a, cl_mem b, cl_mem c, int reps, int *failed) {
+  double best = 0.0;
+  for (int r = 0; r <= reps; r++) {
+    clFinish(queue);
+    double t0 = now_ms();
+    size_t lda = transpose_a ? m : k, ldb = transpose_b ? k : n;
+    CLBlastStatusCode code = CLBlastSgemm(
+        CLBlastLayoutRowMajor, transpose_a ? CLBlastTransposeYes : CLBlastTransposeNo,
+        transpose_b ? CLBlastTransposeYes : CLBlastTransposeNo, m, n, k, 1.0f, a, 0, lda, b, 0, ldb,
+        0.0f, c, 0, n, &queue, NULL);
+    clFinish(queue);
+    if (code != CLBlastSuccess) {
+      fprintf(stderr, "sweep: CLBlastSgemm %zux%zux%zu failed with %d\n", m, n, k, (int)code);
+      *failed = 1;
+      return 0.0;
+    }
+    double elapsed = now_ms() - t0;
+    if (r > 0 && (best == 0.0 || elapsed < best))
+      best = elapsed;
+  }
+  return 2.0 * (double)m * (double)n * (double)k / (best * 1e6);
+}
+
+int main(int argc, char **argv) {
+  size_t C = argc > 1 ? strtoul(argv[1], NULL, 10) : 1024;
+  size_t d = argc > 2 ? strtoul(argv[2], NULL, 10) : 1024;
+  size_t f = argc > 3 ? strtoul(argv[3], NULL, 10) : 3072;
+  int reps = argc > 4 ? atoi(argv[4]) : 2;
+  if (!C || !d || !f || reps < 1) {
+    fprintf(stderr, "usage: clblast_sgemm_sweep [C] [d] [f] [reps] [default | 16 values ...]\n");
+    return 2;
+  }
+  cl_platform_id platforms[8];
+  cl_uint platform_count = 0;
+  cl_int error = clGetPlatformIDs(8, platforms, &platform_count);
+  if (error != CL_SUCCESS || platform_count == 0)
+    return die_cl(error, "clGetPlatformIDs");
+  int wanted = getenv("SWEEP_DEVICE") ? atoi(getenv("SWEEP_DEVICE")) : 0, index = 0;
+  cl_device_id device = NULL;
+  for (cl_uint p = 0; p < platform_count && !device; p++) {
+    cl_device_id ids[16];
+    cl_uint count = 0;
+    if (clGetDeviceIDs(platforms[p], CL_DEVICE_TYPE_ALL, 16, ids, &count) != CL_SUCCESS)
+      continue;
+    for (cl_uint i = 0; i < count && !device; i++, index++)
+      if (index == wanted)
+        device = ids[i];
+  }
+  if (!device) {
+    fprintf(stderr, "sweep: no device %d\n", wanted);
+    return 1;
+  }
+  char name[256] = "";
+  clGetDeviceInfo(device, CL_DEVICE_NAME, sizeof name, name, NULL);
+  cl_context context = clCreateContext(NULL, 1, &device, NULL, NULL, &error);
+  if (error != CL_SUCCESS)
+    return die_cl(error, "clCreateContext");
+  cl_command_queue queue = clCreateCommandQueue(context, device, 0, &error);
+  if (error != CL_SUCCESS)
+    return die_cl(error, "clCreateCommandQueue");
+  size_t biggest = C * 2 * f > d * 2 * f ? C * 2 * f : d * 2 * f;
+  cl_mem buffers[3];
+  float *host = malloc(biggest * sizeof(float));
+  if (!host)
+    return 1;
+  for (size_t i = 0; i < biggest; i++)
+    host[i] = (float)((i * 7919u) % 1000u) * 1e-3f - 0.5f;
+  for (int i = 0; i < 3; i++) {
+    buffers[i] = clCreateBuffer(context, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR,
+                                biggest * sizeof(float), host, &error);
+    if (error != CL_SUCCESS)
+      return die_cl(error, "clCreateBuffer");
+  }
+  free(host);
+  printf("device: %s; C=%zu d=%zu f=%zu; best of %d\n", name, C, d, f, reps);
+  printf("%-52s %9s %9s %9s %9s\n", "GEMMK,KREG,KWG,KWI,MDIMA,MDIMC,MWG,NDIMB,NDIMC,NWG,SA,SB,STRM,STRN,VWM,VWN",
+         "NT GF/s", "NN GF/s", "TN GF/s", "total s");
+  for (int a = 5; a < argc || a == 5; a++) {
+    const char *set = a < argc ? argv[a] : "default";
+    if (strcmp(set, "default") != 0) {
+      size_t values[16];
+      int count = 0;
+      const char *p = set;
+      while (count < 16 && *p) {
+        char *end = NULL;
+        values[count++] = strtoul(p, &end, 10);
+        p = *end == ',' ? end + 1 : end;
+        if (end == p && *p)
+          break;
+      }
+      if (count != 16) {
+        fprintf(stderr, "sweep: '%s' does not hold 16 values\n", set);
+        continue;
+      }
+      CLBlastStatusCode code =
+          CLBlastOverrideParameters(device, "Xgemm", CLBlastPrecisionSingle, 16, names, values);
+      if (code != CLBlastSuccess) {
+        fprintf(stderr, "sweep: CLBlastOverrideParameters('%s') failed with %d\n", set, (int)code);
+        continue;
+      }
+    }
+    int failed = 0;
+    double t0 = now_ms();
+    /* warm-up (compilation, for a new parameter set) is time_gemm's r = 0 */
+    double nt = time_gemm(queue, 0, 1, C, 2 * f, d, buffers[0], buffers[1], buffers[2], reps, &failed);
+    double nn = failed ? 0 : time_gemm(queue, 0, 0, C, f, d, buffers[0], buffers[1], buffers[2], reps, &failed);
+    double tn = failed ? 0 : time_gemm(queue, 1, 0, d, f, C, buffers[0], buffers[1], buffers[2], reps, &failed);
+    printf("%-52s %9.1f %9.1f %9.1f %9.1f\n", set, nt, nn, tn, (now_ms() - t0) * 1e-3);
+    fflush(stdout);
+  }
+  for (int i = 0; i < 3; i++)
+    clReleaseMemObject(buffers[i]);
+  clReleaseCommandQueue(queue);
+  clReleaseContext(context);
+  return 0;
+}
