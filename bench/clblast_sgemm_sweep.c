@@ -7,7 +7,9 @@
  *
  * PARAMS: "default" (CLBlast's own choice) or 16 comma-separated values in the
  * order GEMMK,KREG,KWG,KWI,MDIMA,MDIMC,MWG,NDIMB,NDIMC,NWG,SA,SB,STRM,STRN,VWM,VWN.
- * For each set it times (best of reps, after a warm-up that compiles) the
+ * For each set it times (best of reps, after a warm-up that compiles), in
+ * SWEEP_ROUNDS (2) alternations with the baseline (SWEEP_BASELINE, 16 values,
+ * else CLBlast 1.5.3's default for devices without a database entry), the
  * three products of one chunk, row-major:
  *   NT  C x 2f x d   gate/up   (x W^T)
  *   NN  C x f x d    reference (x W)
@@ -30,6 +32,36 @@ static double now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+/* CLBlast's defaults are restored by overriding with the database's "all
+ * devices" default of CLBlast 1.5.3 (what a device without an entry gets). */
+static const char *const clblast_default = "0,1,32,2,8,8,32,16,16,32,1,1,0,0,4,2";
+
+static int apply(cl_device_id device, const char *set) {
+  if (strcmp(set, "default") == 0)
+    set = clblast_default;
+  size_t values[16];
+  int count = 0;
+  const char *p = set;
+  while (count < 16 && *p) {
+    char *end = NULL;
+    values[count++] = strtoul(p, &end, 10);
+    if (end == p)
+      break;
+    p = *end == ',' ? end + 1 : end;
+  }
+  if (count != 16 || *p) {
+    fprintf(stderr, "sweep: '%s' does not hold 16 values\n", set);
+    return 1;
+  }
+  CLBlastStatusCode code =
+      CLBlastOverrideParameters(device, "Xgemm", CLBlastPrecisionSingle, 16, names, values);
+  if (code != CLBlastSuccess) {
+    fprintf(stderr, "sweep: CLBlastOverrideParameters('%s') failed with %d\n", set, (int)code);
+    return 1;
+  }
+  return 0;
 }
 
 static int die_cl(cl_int error, const char *what) {
@@ -113,39 +145,42 @@ int main(int argc, char **argv) {
   }
   free(host);
   printf("device: %s; C=%zu d=%zu f=%zu; best of %d\n", name, C, d, f, reps);
-  printf("%-52s %9s %9s %9s %9s\n", "GEMMK,KREG,KWG,KWI,MDIMA,MDIMC,MWG,NDIMB,NDIMC,NWG,SA,SB,STRM,STRN,VWM,VWN",
-         "NT GF/s", "NN GF/s", "TN GF/s", "total s");
+  printf("%-52s %-11s %-11s %-11s  %-16s %6s\n",
+         "GEMMK,KREG,KWG,KWI,MDIMA,MDIMC,MWG,NDIMB,NDIMC,NWG,SA,SB,STRM,STRN,VWM,VWN",
+         "NT cand/base", "NN cand/base", "TN cand/base", "ratio NT NN TN", "s");
+  /* Each candidate is measured in `rounds` rounds of (baseline, candidate),
+   * so that both see the same load: the ratio is what to compare on a
+   * shared machine. The baseline is CLBlast's own choice unless
+   * SWEEP_BASELINE gives 16 values. */
+  const char *baseline = getenv("SWEEP_BASELINE");
+  int rounds = getenv("SWEEP_ROUNDS") ? atoi(getenv("SWEEP_ROUNDS")) : 2;
+  if (rounds < 1)
+    rounds = 1;
   for (int a = 5; a < argc || a == 5; a++) {
     const char *set = a < argc ? argv[a] : "default";
-    if (strcmp(set, "default") != 0) {
-      size_t values[16];
-      int count = 0;
-      const char *p = set;
-      while (count < 16 && *p) {
-        char *end = NULL;
-        values[count++] = strtoul(p, &end, 10);
-        p = *end == ',' ? end + 1 : end;
-        if (end == p && *p)
-          break;
-      }
-      if (count != 16) {
-        fprintf(stderr, "sweep: '%s' does not hold 16 values\n", set);
-        continue;
-      }
-      CLBlastStatusCode code =
-          CLBlastOverrideParameters(device, "Xgemm", CLBlastPrecisionSingle, 16, names, values);
-      if (code != CLBlastSuccess) {
-        fprintf(stderr, "sweep: CLBlastOverrideParameters('%s') failed with %d\n", set, (int)code);
-        continue;
-      }
-    }
+    double sum[2][3] = {{0}}, t0 = now_ms();
     int failed = 0;
-    double t0 = now_ms();
-    /* warm-up (compilation, for a new parameter set) is time_gemm's r = 0 */
-    double nt = time_gemm(queue, 0, 1, C, 2 * f, d, buffers[0], buffers[1], buffers[2], reps, &failed);
-    double nn = failed ? 0 : time_gemm(queue, 0, 0, C, f, d, buffers[0], buffers[1], buffers[2], reps, &failed);
-    double tn = failed ? 0 : time_gemm(queue, 1, 0, d, f, C, buffers[0], buffers[1], buffers[2], reps, &failed);
-    printf("%-52s %9.1f %9.1f %9.1f %9.1f\n", set, nt, nn, tn, (now_ms() - t0) * 1e-3);
+    for (int round = 0; round < rounds && !failed; round++)
+      for (int which = 0; which < 2 && !failed; which++) {
+        const char *use = which == 0 ? (baseline ? baseline : "default") : set;
+        if (which == 0 && a == 5 && round == 0 && argc <= 5)
+          use = "default";
+        if (apply(device, use) != 0) {
+          failed = 1;
+          break;
+        }
+        double r[3];
+        r[0] = time_gemm(queue, 0, 1, C, 2 * f, d, buffers[0], buffers[1], buffers[2], reps, &failed);
+        r[1] = failed ? 0 : time_gemm(queue, 0, 0, C, f, d, buffers[0], buffers[1], buffers[2], reps, &failed);
+        r[2] = failed ? 0 : time_gemm(queue, 1, 0, d, f, C, buffers[0], buffers[1], buffers[2], reps, &failed);
+        for (int p = 0; p < 3; p++)
+          sum[which][p] += r[p] / rounds;
+      }
+    if (failed)
+      continue;
+    printf("%-52s %5.1f/%-5.1f %5.1f/%-5.1f %5.1f/%-5.1f  x%.2f %.2f %.2f  %6.1f\n", set, sum[1][0],
+           sum[0][0], sum[1][1], sum[0][1], sum[1][2], sum[0][2], sum[1][0] / sum[0][0],
+           sum[1][1] / sum[0][1], sum[1][2] / sum[0][2], (now_ms() - t0) * 1e-3);
     fflush(stdout);
   }
   for (int i = 0; i < 3; i++)

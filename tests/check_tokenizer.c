@@ -372,6 +372,13 @@ START_TEST(test_special_tokens) {
   ck_assert_str_eq(text, "<|im_start|><|im_end|><|endoftext|><think>");
   free(text);
   ck_assert_int_eq(tokenizer_vocab_size(qwen), 1504);
+  /* Vocabulary pieces are named as tokenizer.json spells them. */
+  ck_assert_int_eq(tokenizer_token_to_id(qwen, "\xc4\xa0the"), 285); /* "Ġthe" */
+  ck_assert_int_eq(tokenizer_token_to_id(qwen, "\xc4\x8a"), 199);    /* "Ċ", a newline */
+  const int32_t the[] = {285, 199};
+  ck_assert_int_eq(tokenizer_decode(qwen, the, 2, &text), CLTTT_SUCCESS);
+  ck_assert_str_eq(text, " the\n");
+  free(text);
   tokenizer_free(qwen);
 
   tokenizer *llama = load_named("llama3-like");
@@ -540,6 +547,8 @@ START_TEST(test_stories_greedy_text) {
   ck_assert_str_eq(joined, expected);
   ck_assert_int_eq(tokenizer_token_to_id(tok, "<s>"), 1);
   ck_assert_int_eq(tokenizer_token_to_id(tok, "</s>"), 2);
+  ck_assert_int_eq(tokenizer_token_to_id(tok, " the"), 265);
+  ck_assert_int_eq(tokenizer_token_to_id(tok, "<0x0A>"), 13);
   ck_assert(tokenizer_is_special(tok, 1));
   ck_assert(!tokenizer_is_special(tok, 300));
 

@@ -8,6 +8,8 @@ int command_devices(int argc, char **argv);
 int command_logits(int argc, char **argv);
 int command_demo(int argc, char **argv);
 int command_info(int argc, char **argv);
+int command_generate(int argc, char **argv);
+int command_ppl(int argc, char **argv);
 
 /* Options of every command that runs a model. */
 typedef struct {

@@ -15,8 +15,10 @@ typedef struct {
 static const subcommand subcommands[] = {
     {"demo", command_demo, "run a synthetic TTT model: long prefill with TTT on/off, decode"},
     {"devices", command_devices, "list OpenCL platforms and devices"},
+    {"generate", command_generate, "generate text from a prompt, streaming tokens"},
     {"info", command_info, "describe a model directory and the memory it needs"},
     {"logits", command_logits, "write the logits of a token sequence (float32 rows)"},
+    {"ppl", command_ppl, "perplexity of a text, per position bucket, TTT on/off/both"},
 };
 static const int subcommand_count = (int)(sizeof subcommands / sizeof subcommands[0]);
 

@@ -325,7 +325,8 @@ def run_oneshot(model, ttt, tokens, mode):
         ttt.reset()
         ttt.mode = mode
     with torch.no_grad():
-        logits = model(input_ids=torch.from_numpy(np.asarray(tokens))[None], use_cache=False).logits[0]
+        ids = torch.from_numpy(np.array(tokens, dtype=np.int64))[None]
+        logits = model(input_ids=ids, use_cache=False).logits[0]
     if ttt is not None:
         ttt.mode = "off"
     return logits
@@ -338,7 +339,7 @@ def run_streaming(model, ttt, tokens, piece):
     rows = []
     with torch.no_grad():
         for start in range(0, len(tokens), piece):
-            ids = torch.from_numpy(np.asarray(tokens[start:start + piece]))[None]
+            ids = torch.from_numpy(np.array(tokens[start:start + piece], dtype=np.int64))[None]
             out = model(input_ids=ids, past_key_values=cache, use_cache=True)
             cache = out.past_key_values
             rows.append(out.logits[0])
