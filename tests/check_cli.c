@@ -1,0 +1,373 @@
+/* The clttt program end to end: every subcommand on the tiny fixtures and
+ * the trained stories260K model, including the bad inputs users make. */
+#include <check.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "fixture.h"
+#include "golden.h"
+#include "reference.h"
+#include "test_model.h"
+#include "test_util.h"
+
+/* fp32 OpenCL against float64 goldens: see check_model.c. */
+#define GOLDEN_TOLERANCE 2e-4
+
+typedef struct {
+  int exit_code;
+  char *out, *err;
+  size_t out_size;
+} command_result;
+
+static char scratch[512];
+
+/* Runs `clttt <arguments>` (arguments already shell-quoted where needed). */
+static command_result run_clttt(const char *format, ...) {
+  char arguments[4096], command[6000], out_path[700], err_path[700];
+  va_list list;
+  va_start(list, format);
+  vsnprintf(arguments, sizeof arguments, format, list);
+  va_end(list);
+  snprintf(out_path, sizeof out_path, "%s/stdout", scratch);
+  snprintf(err_path, sizeof err_path, "%s/stderr", scratch);
+  snprintf(command, sizeof command, "'%s/clttt' %s > '%s' 2> '%s' < /dev/null",
+           test_environment("CLTTT_BUILD_DIR", "."), arguments, out_path, err_path);
+  int status = system(command);
+  command_result result;
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  size_t err_size = 0;
+  result.out = test_read_file(out_path, &result.out_size);
+  result.err = test_read_file(err_path, &err_size);
+  ck_assert_ptr_nonnull(result.out);
+  ck_assert_ptr_nonnull(result.err);
+  return result;
+}
+
+static void result_free(command_result *result) {
+  free(result->out);
+  free(result->err);
+}
+
+static void setup(void) { test_make_temporary_directory(scratch, sizeof scratch); }
+static void teardown(void) { test_remove_directory(scratch); }
+
+static const char *stories(void) {
+  return test_environment("CLTTT_STORIES_DIR", "../shared/models/stories260K");
+}
+
+START_TEST(test_help_everywhere) {
+  static const char *const commands[] = {"devices", "demo", "info", "logits", "generate", "ppl", "tune"};
+  command_result top = run_clttt("--help");
+  ck_assert_int_eq(top.exit_code, 0);
+  for (int i = 0; i < 7; i++) {
+    ck_assert_msg(strstr(top.out, commands[i]) != NULL, "'clttt --help' does not list %s", commands[i]);
+    command_result help = run_clttt("%s --help", commands[i]);
+    ck_assert_msg(help.exit_code == 0, "clttt %s --help exited %d", commands[i], help.exit_code);
+    ck_assert_msg(strstr(help.out, "usage: clttt") != NULL, "clttt %s --help: %s", commands[i], help.out);
+    result_free(&help);
+  }
+  result_free(&top);
+  command_result unknown = run_clttt("frobnicate");
+  ck_assert_int_eq(unknown.exit_code, 2);
+  ck_assert_ptr_nonnull(strstr(unknown.err, "frobnicate"));
+  result_free(&unknown);
+}
+END_TEST
+
+START_TEST(test_unknown_flag) {
+  static const char *const commands[] = {"devices", "demo", "info", "logits", "generate", "ppl"};
+  for (int i = 0; i < 6; i++) {
+    command_result result = run_clttt("%s --no-such-flag", commands[i]);
+    ck_assert_msg(result.exit_code == 2, "clttt %s --no-such-flag exited %d", commands[i], result.exit_code);
+    ck_assert_msg(strstr(result.err, "--no-such-flag") != NULL, "clttt %s: %s", commands[i], result.err);
+    result_free(&result);
+  }
+}
+END_TEST
+
+START_TEST(test_devices_and_info) {
+  command_result devices = run_clttt("devices");
+  ck_assert_int_eq(devices.exit_code, 0);
+  ck_assert_msg(strstr(devices.out, "compute units") != NULL || strstr(devices.out, "Compute units") != NULL,
+                "%s", devices.out);
+  result_free(&devices);
+
+  command_result info = run_clttt("info -m '%s'", stories());
+  ck_assert_int_eq(info.exit_code, 0);
+  ck_assert_ptr_nonnull(strstr(info.out, "LlamaForCausalLM"));
+  ck_assert_ptr_nonnull(strstr(info.out, "d=64"));
+  result_free(&info);
+
+  char dir[700];
+  snprintf(dir, sizeof dir, "%s/ttt", scratch);
+  ck_assert_int_eq(fixture_write(fixture_find("ttt-proj-hidden"), dir), CLTTT_SUCCESS);
+  info = run_clttt("info -m '%s'", dir);
+  ck_assert_int_eq(info.exit_code, 0);
+  ck_assert_msg(strstr(info.out, "TTT layers:   0, 2") != NULL, "%s", info.out);
+  ck_assert_ptr_nonnull(strstr(info.out, "C=16"));
+  result_free(&info);
+
+  command_result missing = run_clttt("info -m /nonexistent/model");
+  ck_assert_int_eq(missing.exit_code, 1);
+  ck_assert_ptr_nonnull(strstr(missing.err, "/nonexistent/model"));
+  result_free(&missing);
+}
+END_TEST
+
+static char *token_list(const golden *g) {
+  char *text = malloc((size_t)g->n * 12 + 1);
+  size_t length = 0;
+  for (int i = 0; i < g->n; i++)
+    length += (size_t)sprintf(text + length, "%s%d", i ? "," : "", g->tokens[i]);
+  return text;
+}
+
+/* `clttt logits` writes exactly n x vocab float32 values equal to the golden,
+ * whatever the piece size; --ttt off gives the base model. */
+START_TEST(test_logits_matches_goldens) {
+  static const char *const names[] = {"qwen3-yarn-n96", "ttt-noproj-embed-n90"};
+  for (int k = 0; k < 2; k++) {
+    golden g;
+    test_golden_load(&g, names[k]);
+    char dir[700], out[760];
+    snprintf(dir, sizeof dir, "%s/%s", scratch, g.fixture);
+    snprintf(out, sizeof out, "%s/logits.f32", scratch);
+    ck_assert_int_eq(fixture_write(fixture_find(g.fixture), dir), CLTTT_SUCCESS);
+    char *tokens = token_list(&g);
+    static const char *const pieces[] = {"", "--pieces 1", "--pieces 7"};
+    for (int p = 0; p < 3; p++) {
+      command_result result = run_clttt("logits -m '%s' --tokens %s --out '%s' %s", dir, tokens, out, pieces[p]);
+      ck_assert_msg(result.exit_code == 0, "clttt logits: %s", result.err);
+      size_t size = 0;
+      char *data = test_read_file(out, &size);
+      ck_assert_uint_eq(size, (size_t)g.n * (size_t)g.vocab * sizeof(float));
+      double error = test_max_abs_difference((const float *)data, g.logits, (size_t)g.n * (size_t)g.vocab);
+      ck_assert_msg(error <= GOLDEN_TOLERANCE, "%s %s: %g", names[k], pieces[p], error);
+      free(data);
+      result_free(&result);
+    }
+    if (g.ttt) {
+      command_result result = run_clttt("logits -m '%s' --tokens %s --out '%s' --ttt off", dir, tokens, out);
+      ck_assert_int_eq(result.exit_code, 0);
+      size_t size = 0;
+      char *data = test_read_file(out, &size);
+      reference_model *reference = NULL;
+      ck_assert_int_eq(reference_load(&reference, dir), CLTTT_SUCCESS);
+      float *expected = malloc((size_t)g.n * (size_t)g.vocab * sizeof *expected);
+      ck_assert_int_eq(reference_forward(reference, g.tokens, g.n, 0, 0, 0.0f, expected), CLTTT_SUCCESS);
+      ck_assert_double_le(test_max_abs_difference((const float *)data, expected, (size_t)g.n * (size_t)g.vocab),
+                          GOLDEN_TOLERANCE);
+      free(expected);
+      reference_free(reference);
+      free(data);
+      result_free(&result);
+    }
+    free(tokens);
+    golden_free(&g);
+  }
+  /* Bad input: a token outside the vocabulary, a malformed list, binary to a terminal is refused elsewhere. */
+  char dir[700];
+  snprintf(dir, sizeof dir, "%s/qwen3-yarn", scratch);
+  command_result bad = run_clttt("logits -m '%s' --tokens 1,2,99999 --out '%s/x'", dir, scratch);
+  ck_assert_int_eq(bad.exit_code, 1);
+  ck_assert_ptr_nonnull(strstr(bad.err, "99999"));
+  result_free(&bad);
+  bad = run_clttt("logits -m '%s' --tokens 1,,x", dir);
+  ck_assert_int_eq(bad.exit_code, 2);
+  result_free(&bad);
+}
+END_TEST
+
+/* Greedy generation from the trained model tells the known story. */
+START_TEST(test_generate_stories) {
+  command_result result = run_clttt("generate -m '%s' -p 'Once upon a time' -n 40", stories());
+  ck_assert_msg(result.exit_code == 0, "%s", result.err);
+  ck_assert_msg(strncmp(result.out, "Once upon a time, there was a little girl named Lily. She loved to play", 70) == 0,
+                "got: %s", result.out);
+  ck_assert_ptr_nonnull(strstr(result.err, "tokens/s"));
+  result_free(&result);
+
+  /* Sampling with a seed is reproducible, and differs from greedy. */
+  command_result first = run_clttt("generate -m '%s' -p 'Once upon a time' -n 30 --temp 1.0 --top-p 0.9 --seed 7", stories());
+  command_result second = run_clttt("generate -m '%s' -p 'Once upon a time' -n 30 --temp 1.0 --top-p 0.9 --seed 7", stories());
+  ck_assert_int_eq(first.exit_code, 0);
+  ck_assert_str_eq(first.out, second.out);
+  result_free(&first);
+  result_free(&second);
+}
+END_TEST
+
+START_TEST(test_generate_bad_input) {
+  command_result result = run_clttt("generate -m /nonexistent/model -p hello");
+  ck_assert_int_eq(result.exit_code, 1);
+  ck_assert_ptr_nonnull(strstr(result.err, "/nonexistent/model"));
+  result_free(&result);
+
+  /* A model directory without any tokenizer. */
+  char dir[700];
+  snprintf(dir, sizeof dir, "%s/qwen3-tied", scratch);
+  ck_assert_int_eq(fixture_write(fixture_find("qwen3-tied"), dir), CLTTT_SUCCESS);
+  result = run_clttt("generate -m '%s' -p hello -n 2", dir);
+  ck_assert_int_eq(result.exit_code, 1);
+  ck_assert_msg(strstr(result.err, "tokenizer") != NULL && strstr(result.err, dir) != NULL, "%s", result.err);
+  result_free(&result);
+
+  /* A prompt longer than the context. */
+  result = run_clttt("generate -m '%s' -p 'Once upon a time there was a big dog' -n 4 --ctx 6", stories());
+  ck_assert_int_eq(result.exit_code, 1);
+  ck_assert_msg(strstr(result.err, "context") != NULL, "%s", result.err);
+  result_free(&result);
+
+  result = run_clttt("generate -m '%s' -p hi --temp -1", stories());
+  ck_assert_int_ne(result.exit_code, 0);
+  ck_assert_msg(strstr(result.err, "temperature") != NULL, "%s", result.err);
+  result_free(&result);
+
+  result = run_clttt("generate -m '%s'", stories());
+  ck_assert_int_eq(result.exit_code, 2);
+  result_free(&result);
+}
+END_TEST
+
+/* A llama2.c-format tokenizer of exactly 256 pieces (the fixtures'
+ * vocabulary): <unk>, <s>, </s>, printable ASCII, then letter pairs. */
+static void write_small_tokenizer(const char *dir) {
+  char path[800];
+  snprintf(path, sizeof path, "%s/tok256.bin", dir);
+  FILE *file = fopen(path, "wb");
+  ck_assert_ptr_nonnull(file);
+  int32_t max_length = 8;
+  fwrite(&max_length, 4, 1, file);
+  char pieces[256][8];
+  int count = 0;
+  strcpy(pieces[count++], "<unk>");
+  strcpy(pieces[count++], "\n<s>\n");
+  strcpy(pieces[count++], "\n</s>\n");
+  for (int c = 32; c < 127; c++)
+    snprintf(pieces[count++], 8, "%c", c);
+  for (int a = 'a'; a <= 'z' && count < 256; a++)
+    for (int b = 'a'; b <= 'z' && count < 256; b++)
+      snprintf(pieces[count++], 8, "%c%c", a, b);
+  for (int i = 0; i < count; i++) {
+    float score = (float)-i;
+    int32_t length = (int32_t)strlen(pieces[i]);
+    fwrite(&score, 4, 1, file);
+    fwrite(&length, 4, 1, file);
+    fwrite(pieces[i], 1, (size_t)length, file);
+  }
+  ck_assert_int_eq(fclose(file), 0);
+}
+
+static json_t *parse_json(const char *text) {
+  json_error_t error;
+  json_t *root = json_loads(text, 0, &error);
+  ck_assert_msg(root != NULL, "not JSON (%s): %s", error.text, text);
+  return root;
+}
+
+START_TEST(test_ppl) {
+  char text_path[700];
+  snprintf(text_path, sizeof text_path, "%s/story.txt", scratch);
+  test_write_text(scratch, "story.txt",
+                  "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. "
+                  "One day, she saw a big, red ball. She wanted to play with it, but it was too high. Lily asked her "
+                  "mom to help her. Her mom said yes and they played together all day. They were very happy.\n");
+  command_result result = run_clttt("ppl -m '%s' -f '%s' --bucket 32 --json", stories(), text_path);
+  ck_assert_msg(result.exit_code == 0, "%s", result.err);
+  json_t *root = parse_json(result.out);
+  json_t *run = json_array_get(json_object_get(root, "runs"), 0);
+  double perplexity = json_real_value(json_object_get(run, "perplexity"));
+  /* A model that learned these stories predicts them far better than
+   * chance (512 tokens) and never perfectly. */
+  ck_assert_msg(perplexity > 1.0 && perplexity < 20.0, "perplexity %g", perplexity);
+  ck_assert_int_ge(json_array_size(json_object_get(run, "buckets")), 2);
+  json_decref(root);
+  result_free(&result);
+
+  /* Text table, and a context shorter than the text cuts it with a note. */
+  result = run_clttt("ppl -m '%s' -f '%s' --ctx 40 --bucket 16", stories(), text_path);
+  ck_assert_msg(result.exit_code == 0, "%s", result.err);
+  ck_assert_ptr_nonnull(strstr(result.out, "all"));
+  ck_assert_ptr_nonnull(strstr(result.err, "using the first 40"));
+  result_free(&result);
+
+  result = run_clttt("ppl -m '%s' -f /nonexistent/text.txt", stories());
+  ck_assert_int_eq(result.exit_code, 1);
+  ck_assert_ptr_nonnull(strstr(result.err, "/nonexistent/text.txt"));
+  result_free(&result);
+}
+END_TEST
+
+/* --ttt both on a TTT model: the same tokens, TTT on and off; they agree
+ * within the first chunk and differ after it. */
+START_TEST(test_ppl_ttt_both) {
+  char dir[700];
+  snprintf(dir, sizeof dir, "%s/ttt", scratch);
+  ck_assert_int_eq(fixture_write(fixture_find("ttt-proj-hidden"), dir), CLTTT_SUCCESS);
+  write_small_tokenizer(dir);
+  test_write_text(scratch, "text.txt",
+                  "the cat sat on the mat and the dog sat on the log; the cat and the dog ran to the park and back "
+                  "again, and then the cat sat on the mat once more.");
+  char text_path[760];
+  snprintf(text_path, sizeof text_path, "%s/text.txt", scratch);
+  command_result result = run_clttt("ppl -m '%s' -f '%s' --ttt both --bucket 16 --json", dir, text_path);
+  ck_assert_msg(result.exit_code == 0, "%s", result.err);
+  json_t *root = parse_json(result.out);
+  json_t *runs = json_object_get(root, "runs");
+  ck_assert_int_eq(json_array_size(runs), 2);
+  json_t *on = json_array_get(runs, 0), *off = json_array_get(runs, 1);
+  ck_assert_str_eq(json_string_value(json_object_get(on, "ttt")), "on");
+  ck_assert_str_eq(json_string_value(json_object_get(off, "ttt")), "off");
+  /* Bucket 0 holds positions 0-15, the first chunk (C = 16): same weights. */
+  double first_on = json_real_value(json_object_get(json_array_get(json_object_get(on, "buckets"), 0), "perplexity"));
+  double first_off = json_real_value(json_object_get(json_array_get(json_object_get(off, "buckets"), 0), "perplexity"));
+  ck_assert_double_eq_tol(first_on, first_off, 1e-4 * first_off);
+  double all_on = json_real_value(json_object_get(on, "perplexity"));
+  double all_off = json_real_value(json_object_get(off, "perplexity"));
+  ck_assert_msg(all_on != all_off, "TTT on and off gave the same perplexity %g", all_on);
+  json_decref(root);
+  result_free(&result);
+}
+END_TEST
+
+START_TEST(test_demo_runs) {
+  command_result result = run_clttt("demo --tokens 300 --decode 3 --chunk 128");
+  ck_assert_msg(result.exit_code == 0, "%s", result.err);
+  ck_assert_ptr_nonnull(strstr(result.out, "SYNTHETIC"));
+  ck_assert_ptr_nonnull(strstr(result.out, "tokens/s"));
+  ck_assert_msg(strstr(result.out, "differ by at most 0 in the first chunk") != NULL, "%s", result.out);
+  result_free(&result);
+}
+END_TEST
+
+static Suite *cli_suite(void) {
+  Suite *suite = suite_create("cli");
+  TCase *basics = tcase_create("basics");
+  tcase_add_checked_fixture(basics, setup, teardown);
+  tcase_add_test(basics, test_help_everywhere);
+  tcase_add_test(basics, test_unknown_flag);
+  tcase_add_test(basics, test_devices_and_info);
+  tcase_add_test(basics, test_demo_runs);
+  suite_add_tcase(suite, basics);
+  TCase *models = tcase_create("models");
+  tcase_add_checked_fixture(models, setup, teardown);
+  tcase_add_test(models, test_logits_matches_goldens);
+  tcase_add_test(models, test_generate_stories);
+  tcase_add_test(models, test_generate_bad_input);
+  tcase_add_test(models, test_ppl);
+  tcase_add_test(models, test_ppl_ttt_both);
+  suite_add_tcase(suite, models);
+  return suite;
+}
+
+int main(void) {
+  SRunner *runner = srunner_create(cli_suite());
+  srunner_run_all(runner, CK_NORMAL);
+  int failed = srunner_ntests_failed(runner);
+  srunner_free(runner);
+  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
