@@ -420,6 +420,10 @@ static clttt_status bench_chunk_size(clttt_device *device, const options *opt, i
   }
 
   if (status == CLTTT_SUCCESS)
+    note(opt, "  C=%d: %.1f ms/chunk, %.0f tokens/s, %.2f GFLOP/s, %.2f x the reference SGEMM\n", C,
+         res->ms_per_chunk, C / (res->ms_per_chunk * 1e-3), res->flops_per_chunk / (res->ms_per_chunk * 1e6),
+         res->flops_per_chunk / (res->ms_per_chunk * 1e6) / res->sgemm_gflops);
+  if (status == CLTTT_SUCCESS)
     status = all_finite(device, b.W, (size_t)opt->d * opt->f, "bench W after the sequence", &res->finite);
   if (status == CLTTT_SUCCESS)
     status = all_finite(device, b.out, (size_t)C * opt->d, "bench outputs", &res->finite);

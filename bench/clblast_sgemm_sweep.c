@@ -2,7 +2,7 @@
  * for candidate "Xgemm" tuning parameters, at the shapes of the TTT layer.
  *
  *   gcc -std=c11 -O2 -Wall -Wextra -o clblast_sgemm_sweep bench/clblast_sgemm_sweep.c \
- *       -lclblast -lOpenCL
+ *       -lclblast -lOpenCL -lm
  *   ./clblast_sgemm_sweep [C] [d] [f] [reps] [PARAMS ...]
  *
  * PARAMS: "default" (CLBlast's own choice) or 16 comma-separated values in the
@@ -10,7 +10,8 @@
  * For each set it times (best of reps, after a warm-up that compiles), in
  * SWEEP_ROUNDS (2) alternations with the baseline (SWEEP_BASELINE, 16 values,
  * else CLBlast 1.5.3's default for devices without a database entry), the
- * three products of one chunk, row-major:
+ * three products of one chunk, row-major, and checks that the candidate's TN
+ * result matches the baseline's (largest difference / largest value):
  *   NT  C x 2f x d   gate/up   (x W^T)
  *   NN  C x f x d    reference (x W)
  *   TN  d x f x C    update    (V^T h)
@@ -20,6 +21,7 @@
 #define CL_TARGET_OPENCL_VERSION 120
 #include <CL/cl.h>
 #include <clblast_c.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,14 +147,17 @@ int main(int argc, char **argv) {
   }
   free(host);
   printf("device: %s; C=%zu d=%zu f=%zu; best of %d\n", name, C, d, f, reps);
-  printf("%-52s %-11s %-11s %-11s  %-16s %6s\n",
+  printf("%-52s %-11s %-11s %-11s  %-16s %6s  %s\n",
          "GEMMK,KREG,KWG,KWI,MDIMA,MDIMC,MWG,NDIMB,NDIMC,NWG,SA,SB,STRM,STRN,VWM,VWN",
-         "NT cand/base", "NN cand/base", "TN cand/base", "ratio NT NN TN", "s");
+         "NT cand/base", "NN cand/base", "TN cand/base", "ratio NT NN TN", "s", "rel.err");
   /* Each candidate is measured in `rounds` rounds of (baseline, candidate),
    * so that both see the same load: the ratio is what to compare on a
    * shared machine. The baseline is CLBlast's own choice unless
    * SWEEP_BASELINE gives 16 values. */
   const char *baseline = getenv("SWEEP_BASELINE");
+  float *reference = malloc(d * f * sizeof(float)), *candidate = malloc(d * f * sizeof(float));
+  if (!reference || !candidate)
+    return 1;
   int rounds = getenv("SWEEP_ROUNDS") ? atoi(getenv("SWEEP_ROUNDS")) : 2;
   if (rounds < 1)
     rounds = 1;
@@ -175,14 +180,28 @@ int main(int argc, char **argv) {
         r[2] = failed ? 0 : time_gemm(queue, 1, 0, d, f, C, buffers[0], buffers[1], buffers[2], reps, &failed);
         for (int p = 0; p < 3; p++)
           sum[which][p] += r[p] / rounds;
+        /* The TN product (d x f) just written: the candidate's must match the baseline's. */
+        if (!failed && round == 0)
+          clEnqueueReadBuffer(queue, buffers[2], CL_TRUE, 0, d * f * sizeof(float),
+                              which == 0 ? reference : candidate, 0, NULL, NULL);
       }
+    double worst = 0.0, scale = 0.0;
+    for (size_t i = 0; !failed && i < d * f; i++) {
+      double diff = fabs((double)candidate[i] - (double)reference[i]);
+      if (!(diff <= worst))
+        worst = diff;
+      if (fabs((double)reference[i]) > scale)
+        scale = fabs((double)reference[i]);
+    }
     if (failed)
       continue;
-    printf("%-52s %5.1f/%-5.1f %5.1f/%-5.1f %5.1f/%-5.1f  x%.2f %.2f %.2f  %6.1f\n", set, sum[1][0],
+    printf("%-52s %5.1f/%-5.1f %5.1f/%-5.1f %5.1f/%-5.1f  x%.2f %.2f %.2f  %6.1f  %.1e\n", set, sum[1][0],
            sum[0][0], sum[1][1], sum[0][1], sum[1][2], sum[0][2], sum[1][0] / sum[0][0],
-           sum[1][1] / sum[0][1], sum[1][2] / sum[0][2], (now_ms() - t0) * 1e-3);
+           sum[1][1] / sum[0][1], sum[1][2] / sum[0][2], (now_ms() - t0) * 1e-3, worst / (scale > 0 ? scale : 1));
     fflush(stdout);
   }
+  free(reference);
+  free(candidate);
   for (int i = 0; i < 3; i++)
     clReleaseMemObject(buffers[i]);
   clReleaseCommandQueue(queue);

@@ -53,12 +53,18 @@ void attention(__global float *out, __global const float *q, const int q_ld,
   for (int key0 = 0; key0 < key_end; key0 += ATTENTION_BLOCK_K) {
     const int tile = min(ATTENTION_BLOCK_K, key_end - key0);
     barrier(CLK_LOCAL_MEM_FENCE);
-    for (int e = lane; e < tile * HEAD_DIM; e += ATTENTION_BLOCK_Q) {
-      const int r = e / HEAD_DIM;
-      const int c = e - r * HEAD_DIM;
-      const size_t at = (size_t)(key0 + r) * kv_dim + kv_head * HEAD_DIM + c;
-      k_tile[e] = k_cache[at];
-      v_tile[e] = v_cache[at];
+    // A uniform trip count with the bound checked inside: PoCL 3.1 crashed
+    // on the `for (e = lane; e < bound; ...)` form when some work-items had
+    // no iteration (ATTENTION_BLOCK_Q > tile * HEAD_DIM).
+    for (int base = 0; base < tile * HEAD_DIM; base += ATTENTION_BLOCK_Q) {
+      const int e = base + lane;
+      if (e < tile * HEAD_DIM) {
+        const int r = e / HEAD_DIM;
+        const int c = e - r * HEAD_DIM;
+        const size_t at = (size_t)(key0 + r) * kv_dim + kv_head * HEAD_DIM + c;
+        k_tile[e] = k_cache[at];
+        v_tile[e] = v_cache[at];
+      }
     }
     barrier(CLK_LOCAL_MEM_FENCE);
     if (!active || key0 > my_last_key)

@@ -1,13 +1,35 @@
 // Elementwise kernels: embedding gather, residual add, SwiGLU gating, bias.
-// One work-item per output element; nothing here needs local memory.
+// Nothing here needs local memory; the host launches them in groups of
+// ELEMENTWISE_WGS work-items along the first dimension. swiglu and
+// add_in_place, the two that stream the most memory, give each work-item
+// VECTOR_WIDTH consecutive floats (1, 2, 4, 8 or 16): wide loads help GPUs
+// that do not coalesce scalar ones well, while CPUs (PoCL) already vectorise
+// across work-items and may prefer 1. Both are tuned per device.
 
+#ifndef ELEMENTWISE_WGS
+#define ELEMENTWISE_WGS 64
+#endif
 #ifndef VECTOR_WIDTH
 #define VECTOR_WIDTH 4
 #endif
 
+#if VECTOR_WIDTH == 1
+typedef float floatv;
+#define LOADV(pointer) (*(pointer))
+#define STOREV(value, pointer) (*(pointer) = (value))
+#else
+#define CONCATENATE_(a, b) a##b
+#define CONCATENATE(a, b) CONCATENATE_(a, b)
+typedef CONCATENATE(float, VECTOR_WIDTH) floatv;
+// vloadn/vstoren need only float alignment, so rows of any width work.
+#define LOADV(pointer) CONCATENATE(vload, VECTOR_WIDTH)(0, pointer)
+#define STOREV(value, pointer) CONCATENATE(vstore, VECTOR_WIDTH)(value, 0, pointer)
+#endif
+
 // out[i][c] = table[tokens[i]][c]            out: n x d, table: vocab x d
-__kernel void embedding_gather(__global float *out, __global const float *table,
-                               __global const int *tokens, const int n, const int d) {
+__kernel __attribute__((work_group_size_hint(ELEMENTWISE_WGS, 1, 1)))
+void embedding_gather(__global float *out, __global const float *table,
+                      __global const int *tokens, const int n, const int d) {
   const int c = get_global_id(0);
   const int i = get_global_id(1);
   if (c >= d || i >= n)
@@ -15,29 +37,49 @@ __kernel void embedding_gather(__global float *out, __global const float *table,
   out[(size_t)i * d + c] = table[(size_t)tokens[i] * d + c];
 }
 
-// x += y over count floats (the residual stream).
-__kernel void add_in_place(__global float *x, __global const float *y, const int count) {
-  const int i = get_global_id(0);
-  if (i < count)
+// x += y over count floats (the residual stream). Work-item w owns floats
+// [w * VECTOR_WIDTH, (w + 1) * VECTOR_WIDTH); the last one may be partial.
+__kernel __attribute__((work_group_size_hint(ELEMENTWISE_WGS, 1, 1)))
+void add_in_place(__global float *x, __global const float *y, const int count) {
+  const size_t first = (size_t)get_global_id(0) * VECTOR_WIDTH;
+  if (first + VECTOR_WIDTH <= (size_t)count) {
+    STOREV(LOADV(x + first) + LOADV(y + first), x + first);
+    return;
+  }
+  for (size_t i = first; i < (size_t)count; i++)
     x[i] += y[i];
 }
 
 // h[i][j] = silu(gate[i][j]) * up[i][j], where gate_up holds each row as
 // [gate (f) | up (f)] because both come from one GEMM with stacked weights.
+// Work-item (w, i) owns columns [w * VECTOR_WIDTH, (w + 1) * VECTOR_WIDTH) of
+// row i; the last one of a row may be partial.
 //   h: n x f, gate_up: n x 2f
-__kernel void swiglu(__global float *h, __global const float *gate_up, const int n, const int f) {
-  const int j = get_global_id(0);
+__kernel __attribute__((work_group_size_hint(ELEMENTWISE_WGS, 1, 1)))
+void swiglu(__global float *h, __global const float *gate_up, const int n, const int f) {
+  const int first = get_global_id(0) * VECTOR_WIDTH;
   const int i = get_global_id(1);
-  if (j >= f || i >= n)
+  if (first >= f || i >= n)
     return;
-  const float gate = gate_up[(size_t)i * 2 * f + j];
-  const float up = gate_up[(size_t)i * 2 * f + f + j];
-  h[(size_t)i * f + j] = gate / (1.0f + exp(-gate)) * up;
+  __global const float *gate_row = gate_up + (size_t)i * 2 * f;
+  __global const float *up_row = gate_row + f;
+  __global float *h_row = h + (size_t)i * f;
+  if (first + VECTOR_WIDTH <= f) {
+    const floatv gate = LOADV(gate_row + first);
+    const floatv up = LOADV(up_row + first);
+    STOREV(gate / (1.0f + exp(-gate)) * up, h_row + first);
+    return;
+  }
+  for (int j = first; j < f; j++) {
+    const float gate = gate_row[j];
+    h_row[j] = gate / (1.0f + exp(-gate)) * up_row[j];
+  }
 }
 
 // y[i][j] += bias[j]                          y: n x width (row stride ld)
-__kernel void add_bias_rows(__global float *y, __global const float *bias, const int n,
-                            const int width, const int ld) {
+__kernel __attribute__((work_group_size_hint(ELEMENTWISE_WGS, 1, 1)))
+void add_bias_rows(__global float *y, __global const float *bias, const int n,
+                   const int width, const int ld) {
   const int j = get_global_id(0);
   const int i = get_global_id(1);
   if (j >= width || i >= n)

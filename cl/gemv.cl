@@ -51,8 +51,13 @@ void gemv(__global float *y, const int y_offset, __global const float *x, const 
   if (row < out) {
     __global const float *w = W + W_offset + (size_t)row * ld;
     __global const float *v = x + x_offset;
-    for (int c = lane; c < in; c += GEMV_WGS)
-      sum += w[c] * v[c];
+    /* The same trip count in every work-item: PoCL 3.1 crashes on loops some
+     * work-items of a group skip entirely. */
+    for (int base = 0; base < in; base += GEMV_WGS) {
+      const int c = base + lane;
+      if (c < in)
+        sum += w[c] * v[c];
+    }
   }
   partial[lane] = sum;
   barrier(CLK_LOCAL_MEM_FENCE);

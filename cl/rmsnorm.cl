@@ -1,33 +1,43 @@
 // RMSNorm over rows: out = x * rsqrt(mean(x^2) + eps) * weight.
-// One work-group per row; WGS work-items reduce the sum of squares in local
-// memory, so any row width works with one launch.
+// One work-group per row; RMSNORM_WGS work-items reduce the sum of squares in
+// local memory, so any row width works with one launch. RMSNORM_WGS must be a
+// power of two (the tree reduction halves it) and is tuned per device.
 
-#ifndef WGS
-#define WGS 64
+#ifndef RMSNORM_WGS
+#define RMSNORM_WGS 64
 #endif
 
 //   out: rows x width (row stride out_ld), x: rows x width (row stride x_ld)
-__kernel __attribute__((reqd_work_group_size(WGS, 1, 1)))
+__kernel __attribute__((reqd_work_group_size(RMSNORM_WGS, 1, 1)))
 void rmsnorm(__global float *out, const int out_ld, __global const float *x, const int x_ld,
              __global const float *weight, const int rows, const int width, const float eps) {
-  __local float partial[WGS];
+  __local float partial[RMSNORM_WGS];
   const int row = get_group_id(0);
   const int lane = get_local_id(0);
   if (row >= rows)
     return;  // uniform across the group: whole groups exit together
   __global const float *in = x + (size_t)row * x_ld;
+  // Loops run a uniform number of times with the bound checked inside: PoCL
+  // 3.1 crashed (reads far out of bounds) on `for (c = lane; c < width; c +=
+  // RMSNORM_WGS)` when some work-items had no iteration (RMSNORM_WGS > width).
   float sum = 0.0f;
-  for (int c = lane; c < width; c += WGS)
-    sum += in[c] * in[c];
+  for (int base = 0; base < width; base += RMSNORM_WGS) {
+    const int c = base + lane;
+    if (c < width)
+      sum += in[c] * in[c];
+  }
   partial[lane] = sum;
   barrier(CLK_LOCAL_MEM_FENCE);
-  for (int stride = WGS / 2; stride > 0; stride /= 2) {
+  for (int stride = RMSNORM_WGS / 2; stride > 0; stride /= 2) {
     if (lane < stride)
       partial[lane] += partial[lane + stride];
     barrier(CLK_LOCAL_MEM_FENCE);
   }
   const float scale = rsqrt(partial[0] / (float)width + eps);
   __global float *o = out + (size_t)row * out_ld;
-  for (int c = lane; c < width; c += WGS)
-    o[c] = in[c] * scale * weight[c];
+  for (int base = 0; base < width; base += RMSNORM_WGS) {
+    const int c = base + lane;
+    if (c < width)
+      o[c] = in[c] * scale * weight[c];
+  }
 }

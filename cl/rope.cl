@@ -9,19 +9,29 @@
 #ifndef HEAD_DIM
 #define HEAD_DIM 64
 #endif
+// Work-items per group. Items are numbered token-major over (token, slot),
+// so a group covers whole tokens' heads when ROPE_WGS is large and stays
+// inside one token's heads when small. Tuned per device.
+#ifndef ROPE_WGS
+#define ROPE_WGS 64
+#endif
 
-// One work-item per (token, head slot); slots [0, heads) are query heads,
+// One work-item per (token, head slot) in one flat dimension of
+// n * (heads + kv_heads) items; slots [0, heads) are query heads,
 // [heads, heads + kv_heads) key/value heads.
-__kernel void qk_norm_rope(__global float *qkv, const int qkv_ld, const int n, const int position0,
-                           const int heads, const int kv_heads,
-                           __global const float *inverse_frequency, const float attention_scaling,
-                           const int use_qk_norm, __global const float *q_norm,
-                           __global const float *k_norm, const float eps,
-                           __global float *k_cache, __global float *v_cache, const int kv_dim) {
-  const int slot = get_global_id(0);
-  const int token = get_global_id(1);
-  if (slot >= heads + kv_heads || token >= n)
+__kernel __attribute__((work_group_size_hint(ROPE_WGS, 1, 1)))
+void qk_norm_rope(__global float *qkv, const int qkv_ld, const int n, const int position0,
+                  const int heads, const int kv_heads,
+                  __global const float *inverse_frequency, const float attention_scaling,
+                  const int use_qk_norm, __global const float *q_norm,
+                  __global const float *k_norm, const float eps,
+                  __global float *k_cache, __global float *v_cache, const int kv_dim) {
+  const int slots = heads + kv_heads;
+  const size_t item = get_global_id(0);
+  if (item >= (size_t)n * slots)
     return;
+  const int token = (int)(item / slots);
+  const int slot = (int)(item - (size_t)token * slots);
   const int is_key = slot >= heads;
   const int kv_head = slot - heads;
   __global float *row = qkv + (size_t)token * qkv_ld;

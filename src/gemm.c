@@ -4,8 +4,6 @@
 #include <clblast_c.h>
 
 #include <limits.h>
-#include <stdio.h>
-#include <string.h>
 
 #include "error.h"
 
@@ -51,28 +49,23 @@ clttt_status gemm(clttt_device *device, const char *what, gemm_transpose transpo
 }
 
 /* y (out) = beta y + W (out x in) x (in): one row of gemm_linear, with our own
- * kernel (cl/gemv.cl), whose access pattern is chosen per device type. */
+ * kernel (cl/gemv.cl), whose access pattern is a per-device parameter. */
 static clttt_status gemv(clttt_device *device, const char *what, size_t out_features, size_t in_features,
                          matrix_view x, matrix_view weight, float beta, matrix_view y) {
-  const int row_per_item = strcmp(device->info.type, "CPU") == 0;
-  const int work_group_size = row_per_item ? 16 : 128;
-  char options[64];
-  snprintf(options, sizeof options, "-DGEMV_ROW_PER_ITEM=%d -DGEMV_WGS=%d", row_per_item, work_group_size);
   if (in_features > INT_MAX || out_features > INT_MAX || weight.offset > INT_MAX || x.offset > INT_MAX ||
       y.offset > INT_MAX || weight.ld > INT_MAX)
     return gemm(device, what, GEMM_NO_TRANSPOSE, GEMM_TRANSPOSE, 1, out_features, in_features, 1.0f, x, weight,
                 beta, y);
   cl_kernel kernel = NULL;
-  CLTTT_TRY(runtime_kernel(device, "gemv.cl", "gemv", options, &kernel));
+  CLTTT_TRY(runtime_kernel(device, "gemv.cl", "gemv", NULL, &kernel));
   int y_offset = (int)y.offset, x_offset = (int)x.offset, W_offset = (int)weight.offset, ld = (int)weight.ld;
   int out = (int)out_features, in = (int)in_features;
   CLTTT_TRY(runtime_set_args(device, kernel, what, 10, sizeof(cl_mem), &y.buffer, sizeof(int), &y_offset,
                              sizeof(cl_mem), &x.buffer, sizeof(int), &x_offset, sizeof(cl_mem), &weight.buffer,
                              sizeof(int), &W_offset, sizeof(int), &ld, sizeof(int), &out, sizeof(int), &in,
                              sizeof(float), &beta));
-  size_t local = (size_t)work_group_size;
-  size_t global = row_per_item ? out_features : out_features * local;
-  return runtime_launch(device, kernel, what, 1, &global, &local);
+  tuning_launch geometry = tuning_launch_gemv(&device->tuning, out_features);
+  return runtime_launch(device, kernel, what, geometry.dimensions, geometry.global, geometry.local);
 }
 
 clttt_status gemm_linear(clttt_device *device, const char *what, size_t rows, size_t out_features,

@@ -536,9 +536,8 @@ static clttt_status rmsnorm(clttt_session *session, cl_mem out, int out_ld, cl_m
   CLTTT_TRY(runtime_set_args(device, kernel, "rmsnorm", 8, sizeof(cl_mem), &out, sizeof(int), &out_ld,
                              sizeof(cl_mem), &x, sizeof(int), &x_ld, sizeof(cl_mem), &weight,
                              sizeof(int), &rows, sizeof(int), &width, sizeof(float), &eps));
-  size_t local = (size_t)device->tuning.work_group_size;
-  size_t global = (size_t)rows * local;
-  return runtime_launch(device, kernel, "rmsnorm", 1, &global, &local);
+  tuning_launch launch = tuning_launch_rmsnorm(&device->tuning, (size_t)rows);
+  return runtime_launch(device, kernel, "rmsnorm", launch.dimensions, launch.global, launch.local);
 }
 
 static clttt_status add_in_place(clttt_session *session, cl_mem x, cl_mem y, size_t count) {
@@ -548,7 +547,8 @@ static clttt_status add_in_place(clttt_session *session, cl_mem x, cl_mem y, siz
   int n = (int)count;
   CLTTT_TRY(runtime_set_args(device, kernel, "add_in_place", 3, sizeof(cl_mem), &x, sizeof(cl_mem), &y,
                              sizeof(int), &n));
-  return runtime_launch(device, kernel, "add_in_place", 1, &count, NULL);
+  tuning_launch launch = tuning_launch_add(&device->tuning, count);
+  return runtime_launch(device, kernel, "add_in_place", launch.dimensions, launch.global, launch.local);
 }
 
 static clttt_status add_bias(clttt_session *session, cl_mem y, cl_mem bias, int rows, int width, int ld) {
@@ -559,8 +559,8 @@ static clttt_status add_bias(clttt_session *session, cl_mem y, cl_mem bias, int 
   CLTTT_TRY(runtime_kernel(device, "elementwise.cl", "add_bias_rows", NULL, &kernel));
   CLTTT_TRY(runtime_set_args(device, kernel, "add_bias_rows", 5, sizeof(cl_mem), &y, sizeof(cl_mem), &bias,
                              sizeof(int), &rows, sizeof(int), &width, sizeof(int), &ld));
-  size_t global[2] = {(size_t)width, (size_t)rows};
-  return runtime_launch(device, kernel, "add_bias_rows", 2, global, NULL);
+  tuning_launch launch = tuning_launch_elementwise_rows(&device->tuning, (size_t)width, (size_t)rows);
+  return runtime_launch(device, kernel, "add_bias_rows", launch.dimensions, launch.global, launch.local);
 }
 
 static clttt_status embed(clttt_session *session, const int32_t *tokens, int n) {
@@ -577,8 +577,8 @@ static clttt_status embed(clttt_session *session, const int32_t *tokens, int n) 
   CLTTT_TRY(runtime_set_args(device, kernel, "embedding_gather", 5, sizeof(cl_mem), &session->x,
                              sizeof(cl_mem), &model->token_embedding, sizeof(cl_mem), &session->tokens,
                              sizeof(int), &n, sizeof(int), &d));
-  size_t global[2] = {(size_t)d, (size_t)n};
-  CLTTT_TRY(runtime_launch(device, kernel, "embedding_gather", 2, global, NULL));
+  tuning_launch launch = tuning_launch_elementwise_rows(&device->tuning, (size_t)d, (size_t)n);
+  CLTTT_TRY(runtime_launch(device, kernel, "embedding_gather", launch.dimensions, launch.global, launch.local));
   if (session_uses_ttt(session) && model->config.ttt_target == CLTTT_TARGET_INPUT_EMBED)
     CLTTT_TRY(runtime_copy(device, session->embeddings, 0, session->x, 0,
                            (size_t)n * (size_t)d * sizeof(float), "input embeddings"));
@@ -615,8 +615,9 @@ static clttt_status attention_block(clttt_session *session, int layer_index, int
                              sizeof(cl_mem), &k_norm, sizeof(float), &eps, sizeof(cl_mem),
                              &session->k_cache[layer_index], sizeof(cl_mem), &session->v_cache[layer_index],
                              sizeof(int), &kv_dim));
-  size_t rope_global[2] = {(size_t)(heads + kv_heads), (size_t)n};
-  CLTTT_TRY(runtime_launch(device, rope, "qk_norm_rope", 2, rope_global, NULL));
+  tuning_launch rope_launch = tuning_launch_rope(&device->tuning, (size_t)n, (size_t)(heads + kv_heads));
+  CLTTT_TRY(runtime_launch(device, rope, "qk_norm_rope", rope_launch.dimensions, rope_launch.global,
+                           rope_launch.local));
 
   cl_kernel attention = NULL;
   CLTTT_TRY(runtime_kernel(device, "attention.cl", "attention", model->kernel_options, &attention));
@@ -626,10 +627,9 @@ static clttt_status attention_block(clttt_session *session, int layer_index, int
                              &session->k_cache[layer_index], sizeof(cl_mem), &session->v_cache[layer_index],
                              sizeof(int), &kv_dim, sizeof(int), &n, sizeof(int), &position0, sizeof(int),
                              &heads, sizeof(int), &kv_heads, sizeof(float), &scale));
-  size_t block = (size_t)device->tuning.attention_block_q;
-  size_t attention_global[2] = {((size_t)n + block - 1) / block * block, (size_t)heads};
-  size_t attention_local[2] = {block, 1};
-  CLTTT_TRY(runtime_launch(device, attention, "attention", 2, attention_global, attention_local));
+  tuning_launch attention_launch = tuning_launch_attention(&device->tuning, (size_t)n, (size_t)heads);
+  CLTTT_TRY(runtime_launch(device, attention, "attention", attention_launch.dimensions, attention_launch.global,
+                           attention_launch.local));
 
   /* delta (n x d) = attention (n x q_dim) Wo^T */
   CLTTT_TRY(gemm_linear(device, "attention output projection", (size_t)n, d, (size_t)model->q_dim,
@@ -692,8 +692,8 @@ static clttt_status mlp_block(clttt_session *session, int layer_index, int n) {
   int rows = n, width = (int)f;
   CLTTT_TRY(runtime_set_args(device, swiglu, "swiglu", 4, sizeof(cl_mem), &session->h, sizeof(cl_mem),
                              &session->gate_up, sizeof(int), &rows, sizeof(int), &width));
-  size_t global[2] = {f, (size_t)n};
-  CLTTT_TRY(runtime_launch(device, swiglu, "swiglu", 2, global, NULL));
+  tuning_launch launch = tuning_launch_swiglu(&device->tuning, f, (size_t)n);
+  CLTTT_TRY(runtime_launch(device, swiglu, "swiglu", launch.dimensions, launch.global, launch.local));
 
   if (layer->is_ttt && session_uses_ttt(session)) {
     CLTTT_TRY(ttt_down_projection(session, layer_index, n));

@@ -229,7 +229,9 @@ clttt_status clttt_device_open(clttt_device **device_out, const char *selector) 
   device->platform = select.platform;
   device->id = select.id;
   describe_device(select.platform, select.id, select.index, &device->info);
-  tuning_defaults(&device->info, &device->tuning);
+  /* Never fails: a bad tuning cache only costs a warning and the defaults. */
+  tuning_load_for_device(&device->info, &device->tuning, device->tuning_source,
+                         sizeof device->tuning_source);
 
   cl_int error = CL_SUCCESS;
   cl_context_properties properties[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)select.platform,

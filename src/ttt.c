@@ -39,8 +39,8 @@ static clttt_status compute_targets(clttt_device *device, const ttt_layer *layer
   CLTTT_TRY(runtime_set_args(device, kernel, "ttt_conv", 7, sizeof(cl_mem), &workspace->conv_out,
                              sizeof(cl_mem), &t.buffer, sizeof(int), &t_offset, sizeof(int), &t_ld,
                              sizeof(cl_mem), &layer->conv, sizeof(int), &rows, sizeof(int), &d));
-  size_t global[2] = {(size_t)d, (size_t)rows};
-  CLTTT_TRY(runtime_launch(device, kernel, "ttt_conv", 2, global, NULL));
+  tuning_launch launch = tuning_launch_conv(&device->tuning, (size_t)d, (size_t)rows);
+  CLTTT_TRY(runtime_launch(device, kernel, "ttt_conv", launch.dimensions, launch.global, launch.local));
   if (!layer->projection) {
     *targets = workspace->conv_out;
     return CLTTT_SUCCESS;
@@ -149,9 +149,9 @@ clttt_status ttt_prefix_form(clttt_device *device, const ttt_layer *layer, cl_me
     if (status == CLTTT_SUCCESS)
       status = runtime_set_args(device, add, "add_in_place", 3, sizeof(cl_mem), &running,
                                 sizeof(cl_mem), &deltas[r], sizeof(int), &count);
-    size_t global = d * f;
+    tuning_launch launch = tuning_launch_add(&device->tuning, d * f);
     if (status == CLTTT_SUCCESS)
-      status = runtime_launch(device, add, "add_in_place", 1, &global, NULL);
+      status = runtime_launch(device, add, "add_in_place", launch.dimensions, launch.global, launch.local);
   }
   /* 3. Rows of a final partial chunk: applied with the final weights, no update. */
   size_t tail_row = full_chunks * C;

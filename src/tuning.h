@@ -1,6 +1,11 @@
 /* Per-device performance parameters of our kernels, passed to the OpenCL
- * compiler as -D options. Each .cl file has a default for each parameter
- * (#ifndef WGS / #define WGS 64), so it also compiles alone. */
+ * compiler as -D options; the host launches every kernel with the local sizes
+ * of the same set. Each .cl file has a default for each of its parameters
+ * (#ifndef RMSNORM_WGS / #define RMSNORM_WGS 64), so it also compiles alone.
+ *
+ * The set in use comes from the per-user tuning cache written by
+ * `clttt tune` when it holds an entry for this exact (platform, device,
+ * driver), else from the built-in per-vendor defaults. */
 #ifndef CLTTT_TUNING_H
 #define CLTTT_TUNING_H
 
@@ -9,16 +14,94 @@
 #include "clttt.h"
 
 typedef struct {
-  int work_group_size;     /* WGS: row-wise kernels (norms, softmax rows, gating) */
-  int vector_width;        /* VECTOR_WIDTH: elementwise kernels */
-  int attention_block_q;   /* ATTENTION_BLOCK_Q: queries per work-group */
-  int attention_block_k;   /* ATTENTION_BLOCK_K: keys staged in local memory per step */
-  int has_fp16;            /* HAS_FP16 */
+  int rmsnorm_work_group_size;     /* RMSNORM_WGS: work-items reducing one row (power of two) */
+  int attention_block_q;           /* ATTENTION_BLOCK_Q: queries (work-items) per work-group */
+  int attention_block_k;           /* ATTENTION_BLOCK_K: keys staged in local memory per step */
+  int rope_work_group_size;        /* ROPE_WGS: (token, head) items per work-group */
+  int elementwise_work_group_size; /* ELEMENTWISE_WGS: swiglu, residual add, bias, gather, conv */
+  int vector_width;                /* VECTOR_WIDTH: floats per work-item in swiglu and add (1,2,4,8,16) */
+  int conv_rows;                   /* TTT_CONV_ROWS: chunk rows per work-item of the TTT conv */
+  int gemv_row_per_item;           /* GEMV_ROW_PER_ITEM: decode GEMV access pattern (1 CPUs, 0 GPUs) */
+  int gemv_work_group_size;        /* GEMV_WGS: work-items per row (pattern 0) or rows per group (1) */
+  int has_fp16;                    /* HAS_FP16: a device property, never tuned */
 } tuning_params;
+
+/* One tunable: its -D name, where it lives in tuning_params, and its bounds.
+ * The cache file, validation and the tuner's table all walk this list. */
+typedef struct {
+  const char *name;        /* "RMSNORM_WGS" */
+  size_t offset;           /* offsetof(tuning_params, ...) */
+  int minimum, maximum;    /* a maximum of 0: the device's largest work-group */
+  int power_of_two;        /* the kernel needs a power of two (tree reductions) */
+  int is_work_group_size;  /* bounded by the device's largest work-group */
+} tuning_parameter;
+
+extern const tuning_parameter tuning_parameters[];
+extern const int tuning_parameter_count;
+
+int tuning_get(const tuning_params *params, const tuning_parameter *parameter);
+void tuning_set(tuning_params *params, const tuning_parameter *parameter, int value);
+int tuning_equal(const tuning_params *a, const tuning_params *b);
 
 /* Built-in defaults by device type and vendor (NVIDIA, AMD, Intel GPU, CPU). */
 void tuning_defaults(const clttt_device_info *info, tuning_params *params);
-/* "-DWGS=64 -DVECTOR_WIDTH=4 ..." into buffer. */
+/* "-DRMSNORM_WGS=64 -DATTENTION_BLOCK_Q=16 ..." into buffer. */
 void tuning_defines(const tuning_params *params, char *buffer, size_t capacity);
+/* 1 when every value is allowed on this device; otherwise 0 and a reason
+ * ("RMSNORM_WGS=96 is not a power of two") in `why`. */
+int tuning_valid(const clttt_device_info *info, const tuning_params *params, char *why,
+                 size_t capacity);
+
+/* ---- Launch geometry -------------------------------------------------
+ * How many work-items each kernel needs and in what groups, from the same
+ * parameter set the kernels were built with: the forward pass and the tuner
+ * both launch through these. `global` is what the kernel must cover;
+ * runtime_launch rounds it up to whole groups and the kernels check bounds. */
+typedef struct {
+  unsigned dimensions;
+  size_t global[2];
+  size_t local[2];
+} tuning_launch;
+
+tuning_launch tuning_launch_rmsnorm(const tuning_params *params, size_t rows);
+tuning_launch tuning_launch_attention(const tuning_params *params, size_t queries, size_t heads);
+tuning_launch tuning_launch_rope(const tuning_params *params, size_t tokens, size_t head_slots);
+/* embedding_gather, add_bias_rows: one work-item per element of a rows x columns block. */
+tuning_launch tuning_launch_elementwise_rows(const tuning_params *params, size_t columns, size_t rows);
+tuning_launch tuning_launch_swiglu(const tuning_params *params, size_t f, size_t rows);
+tuning_launch tuning_launch_add(const tuning_params *params, size_t count);
+tuning_launch tuning_launch_conv(const tuning_params *params, size_t d, size_t rows);
+/* gemv.cl over `rows` output rows. */
+tuning_launch tuning_launch_gemv(const tuning_params *params, size_t rows);
+
+/* ---- The per-user cache file ---------------------------------------- */
+
+#define TUNING_FILE_FORMAT "clttt-tuning"
+#define TUNING_FILE_VERSION 1
+
+/* $CLTTT_TUNING_FILE, else $XDG_CACHE_HOME/clttt/tuning.json, else
+ * $HOME/.cache/clttt/tuning.json. CLTTT_ERROR_IO when none can be formed. */
+clttt_status tuning_cache_path(char *path, size_t capacity);
+/* Looks up the entry of (platform, device, driver) in the file at `path`.
+ * A missing file or no matching entry: CLTTT_SUCCESS with *found = 0.
+ * Unreadable JSON, a wrong format or version, or a matching entry with a
+ * value this device cannot run: CLTTT_ERROR_BAD_TUNING_FILE and a message.
+ * Parameters the entry leaves out keep the values already in *params. */
+clttt_status tuning_cache_lookup(const char *path, const clttt_device_info *info,
+                                 tuning_params *params, int *found);
+/* Puts this device's entry into the file at `path` (replacing an older one,
+ * keeping other devices' entries), creating its directory when needed. The
+ * file is replaced atomically: written to a temporary file in the same
+ * directory, flushed to disk, then renamed over the old one, so a reader
+ * never sees half a file. A corrupt existing file is replaced. */
+clttt_status tuning_cache_store(const char *path, const clttt_device_info *info,
+                                const tuning_params *params);
+
+/* What device open does: the built-in defaults, overridden by the cache's
+ * entry for this device when there is a valid one. Never fails: a bad cache
+ * costs a one-line warning on stderr. `source` receives where the set came
+ * from ("built-in defaults" or "tuning cache /path"). */
+void tuning_load_for_device(const clttt_device_info *info, tuning_params *params, char *source,
+                            size_t source_capacity);
 
 #endif

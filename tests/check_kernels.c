@@ -30,16 +30,19 @@ START_TEST(test_gemv_variants_match_plain_c) {
   fixture_fill(y0, y_offset + out, 3, "y", 1.0f, 0.0f);
   cl_mem W_buffer = upload(device, W, (size_t)(W_offset + out * ld));
   cl_mem x_buffer = upload(device, x, (size_t)(x_offset + in));
-  static const struct { int row_per_item, work_group_size; } variants[] = {{1, 16}, {1, 1}, {0, 64}, {0, 128}, {0, 8}};
+  static const struct { int row_per_item, work_group_size; } variants[] = {{1, 16}, {1, 1}, {0, 64}, {0, 128}, {0, 8}, {0, 512}};
   const float betas[] = {0.0f, 0.5f};
-  for (int v = 0; v < 5; v++) {
+  for (int v = 0; v < 6; v++) {
     for (int b = 0; b < 2; b++) {
       cl_mem y_buffer = upload(device, y0, (size_t)(y_offset + out));
+      /* Installed as the device's parameter set, as a tuning cache would. */
+      device->tuning.gemv_row_per_item = variants[v].row_per_item;
+      device->tuning.gemv_work_group_size = variants[v].work_group_size;
       char options[64];
-      snprintf(options, sizeof options, "-DGEMV_ROW_PER_ITEM=%d -DGEMV_WGS=%d", variants[v].row_per_item,
+      snprintf(options, sizeof options, "GEMV_ROW_PER_ITEM=%d GEMV_WGS=%d", variants[v].row_per_item,
                variants[v].work_group_size);
       cl_kernel kernel = NULL;
-      int status = runtime_kernel(device, "gemv.cl", "gemv", options, &kernel);
+      int status = runtime_kernel(device, "gemv.cl", "gemv", NULL, &kernel);
       ck_assert_msg(status == CLTTT_SUCCESS, "%s: %s", options, clttt_last_error());
       float beta = betas[b];
       ck_assert_int_eq(runtime_set_args(device, kernel, "gemv", 10, sizeof(cl_mem), &y_buffer, sizeof(int), &y_offset,
@@ -47,9 +50,8 @@ START_TEST(test_gemv_variants_match_plain_c) {
                                         sizeof(int), &W_offset, sizeof(int), &ld, sizeof(int), &out, sizeof(int), &in,
                                         sizeof(float), &beta),
                        CLTTT_SUCCESS);
-      size_t local = (size_t)variants[v].work_group_size;
-      size_t global = variants[v].row_per_item ? (size_t)out : (size_t)out * local;
-      ck_assert_int_eq(runtime_launch(device, kernel, "gemv", 1, &global, &local), CLTTT_SUCCESS);
+      tuning_launch geometry = tuning_launch_gemv(&device->tuning, (size_t)out);
+      ck_assert_int_eq(runtime_launch(device, kernel, "gemv", 1, geometry.global, geometry.local), CLTTT_SUCCESS);
       ck_assert_int_eq(runtime_download(device, y_buffer, 0, (size_t)(y_offset + out) * sizeof(float), y, "y"),
                        CLTTT_SUCCESS);
       for (int i = 0; i < y_offset; i++)

@@ -1,2 +1,431 @@
-/* placeholder: being written; 77 = skipped */
-int main(void) { return 77; }
+/* Per-device kernel parameters: the tuning cache (what device open accepts
+ * and what it ignores), its atomic, merging writer, the tuner, and that any
+ * valid parameter set computes the same model. */
+#include <check.h>
+#include <dirent.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "autotune.h"
+#include "error.h"
+#include "runtime.h"
+#include "test_model.h"
+#include "test_util.h"
+#include "tuning.h"
+
+static char directory[512];
+static char cache_path[700];
+
+static void setup(void) {
+  test_make_temporary_directory(directory, sizeof directory);
+  snprintf(cache_path, sizeof cache_path, "%s/tuning.json", directory);
+  setenv("CLTTT_TUNING_FILE", cache_path, 1);
+}
+
+static void teardown(void) {
+  unsetenv("CLTTT_TUNING_FILE");
+  test_remove_directory(directory);
+}
+
+/* What describes the device test_open_device picks (the first GPU, else device 0). */
+static clttt_device_info default_device_info(void) {
+  clttt_device *device = test_open_device();
+  clttt_device_info info = device->info;
+  clttt_device_close(device);
+  return info;
+}
+
+/* A parameter set unlike every vendor's defaults, valid on any device that
+ * allows groups of 64: odd conv rows exercise partial tails. */
+static tuning_params unusual_params(const clttt_device_info *info) {
+  tuning_params params;
+  tuning_defaults(info, &params);
+  params.rmsnorm_work_group_size = 16;
+  params.attention_block_q = 8;
+  params.attention_block_k = 16;
+  params.rope_work_group_size = 8;
+  params.elementwise_work_group_size = 32;
+  params.vector_width = params.vector_width == 8 ? 2 : 8;
+  params.conv_rows = 3;
+  return params;
+}
+
+static json_t *entry_json(const char *platform, const char *device, const char *driver, json_t *parameters) {
+  return json_pack("{s:s, s:s, s:s, s:o}", "platform", platform, "device", device, "driver", driver,
+                   "parameters", parameters);
+}
+
+static json_t *parameters_json(const tuning_params *params) {
+  json_t *object = json_object();
+  for (int i = 0; i < tuning_parameter_count; i++)
+    json_object_set_new(object, tuning_parameters[i].name,
+                        json_integer(tuning_get(params, &tuning_parameters[i])));
+  return object;
+}
+
+static void write_cache(const char *format, int version, json_t *entries) {
+  json_t *root = json_pack("{s:s, s:i, s:o}", "format", format, "version", version, "entries", entries);
+  ck_assert_ptr_nonnull(root);
+  ck_assert_int_eq(json_dump_file(root, cache_path, JSON_INDENT(2)), 0);
+  json_decref(root);
+}
+
+/* Opens the default device and asserts it runs the built-in defaults. */
+static void assert_device_uses_defaults(const char *what) {
+  clttt_device *device = test_open_device();
+  tuning_params defaults;
+  tuning_defaults(&device->info, &defaults);
+  ck_assert_msg(tuning_equal(&device->tuning, &defaults), "%s: the device does not use the defaults", what);
+  ck_assert_str_eq(device->tuning_source, "built-in defaults");
+  clttt_device_close(device);
+}
+
+START_TEST(test_missing_file_gives_defaults) {
+  assert_device_uses_defaults("no cache file");
+  clttt_device_info info = default_device_info();
+  tuning_params params;
+  tuning_defaults(&info, &params);
+  int found = 1;
+  ck_assert_int_eq(tuning_cache_lookup(cache_path, &info, &params, &found), CLTTT_SUCCESS);
+  ck_assert_int_eq(found, 0);
+}
+END_TEST
+
+START_TEST(test_corrupt_file_ignored) {
+  test_write_text(directory, "tuning.json", "{\"format\": \"clttt-tuning\", \"version\": 1, \"entries\": [");
+  clttt_device_info info = default_device_info();
+  tuning_params params;
+  tuning_defaults(&info, &params);
+  int found = 0;
+  ck_assert_int_eq(tuning_cache_lookup(cache_path, &info, &params, &found), CLTTT_ERROR_BAD_TUNING_FILE);
+  ck_assert_msg(strstr(clttt_last_error(), cache_path) != NULL, "%s", clttt_last_error());
+  assert_device_uses_defaults("corrupt JSON");
+  test_write_text(directory, "tuning.json", "");
+  assert_device_uses_defaults("empty file");
+  test_write_text(directory, "tuning.json", "[1, 2, 3]");
+  assert_device_uses_defaults("JSON that is not an object");
+}
+END_TEST
+
+START_TEST(test_foreign_file_ignored) {
+  clttt_device_info info = default_device_info();
+  tuning_params tuned = unusual_params(&info);
+  json_t *entries = json_array();
+  json_array_append_new(entries, entry_json(info.platform, info.name, info.driver_version, parameters_json(&tuned)));
+  write_cache("some-other-tool", 1, json_incref(entries));
+  assert_device_uses_defaults("wrong format");
+  write_cache(TUNING_FILE_FORMAT, TUNING_FILE_VERSION + 1, json_incref(entries));
+  assert_device_uses_defaults("wrong version");
+  json_decref(entries);
+
+  /* Our format, but entries only for other devices, or for this device under
+   * another driver version (a driver update invalidates measurements). */
+  entries = json_array();
+  json_array_append_new(entries, entry_json(info.platform, "Some Other Device", info.driver_version,
+                                            parameters_json(&tuned)));
+  json_array_append_new(entries, entry_json("Other Platform", info.name, info.driver_version, parameters_json(&tuned)));
+  json_array_append_new(entries, entry_json(info.platform, info.name, "0.0-other-driver", parameters_json(&tuned)));
+  write_cache(TUNING_FILE_FORMAT, TUNING_FILE_VERSION, entries);
+  tuning_params params;
+  tuning_defaults(&info, &params);
+  int found = 1;
+  ck_assert_int_eq(tuning_cache_lookup(cache_path, &info, &params, &found), CLTTT_SUCCESS);
+  ck_assert_int_eq(found, 0);
+  assert_device_uses_defaults("entries for other devices");
+}
+END_TEST
+
+START_TEST(test_bad_values_ignored) {
+  clttt_device_info info = default_device_info();
+  const tuning_params good = unusual_params(&info);
+  struct {
+    const char *name;
+    json_t *value;
+  } bad[] = {
+      {"RMSNORM_WGS", json_integer(48)},                                             /* not a power of two */
+      {"ELEMENTWISE_WGS", json_integer((json_int_t)info.max_work_group_size * 2)}, /* over the device's largest */
+      {"ROPE_WGS", json_integer(0)},
+      {"ATTENTION_BLOCK_Q", json_integer(-16)},
+      {"VECTOR_WIDTH", json_integer(3)},                                             /* no float3 loads */
+      {"ATTENTION_BLOCK_K", json_integer(100000)},
+      {"TTT_CONV_ROWS", json_string("four")},
+      {"RMSNORM_WGS", json_real(64.5)},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    json_t *parameters = parameters_json(&good);
+    json_object_set_new(parameters, bad[i].name, bad[i].value);
+    json_t *entries = json_array();
+    json_array_append_new(entries, entry_json(info.platform, info.name, info.driver_version, parameters));
+    write_cache(TUNING_FILE_FORMAT, TUNING_FILE_VERSION, entries);
+    tuning_params params;
+    tuning_defaults(&info, &params);
+    int found = 0;
+    ck_assert_int_eq(tuning_cache_lookup(cache_path, &info, &params, &found), CLTTT_ERROR_BAD_TUNING_FILE);
+    ck_assert_msg(strstr(clttt_last_error(), bad[i].name) != NULL, "case %zu: %s", i, clttt_last_error());
+    assert_device_uses_defaults(bad[i].name);
+  }
+  /* An entry without a parameters object. */
+  json_t *entries = json_array();
+  json_array_append_new(entries, json_pack("{s:s, s:s, s:s}", "platform", info.platform, "device", info.name,
+                                           "driver", info.driver_version));
+  write_cache(TUNING_FILE_FORMAT, TUNING_FILE_VERSION, entries);
+  assert_device_uses_defaults("no parameters");
+}
+END_TEST
+
+START_TEST(test_valid_entry_applied) {
+  clttt_device_info info = default_device_info();
+  const tuning_params tuned = unusual_params(&info);
+  json_t *entries = json_array();
+  tuning_params other = tuned;
+  other.rmsnorm_work_group_size = 32;
+  json_array_append_new(entries, entry_json("Other Platform", "Other Device", "1.0", parameters_json(&other)));
+  json_array_append_new(entries, entry_json(info.platform, info.name, info.driver_version, parameters_json(&tuned)));
+  write_cache(TUNING_FILE_FORMAT, TUNING_FILE_VERSION, entries);
+  clttt_device *device = test_open_device();
+  ck_assert_msg(tuning_equal(&device->tuning, &tuned), "the cache entry was not applied");
+  ck_assert_msg(strstr(device->tuning_source, cache_path) != NULL, "source: %s", device->tuning_source);
+  /* The kernels build and run with it. */
+  cl_kernel kernel = NULL;
+  ck_assert_int_eq(runtime_kernel(device, "rmsnorm.cl", "rmsnorm", NULL, &kernel), CLTTT_SUCCESS);
+  clttt_device_close(device);
+
+  /* An entry may leave parameters out: those keep the defaults. */
+  json_t *parameters = json_pack("{s:i}", "TTT_CONV_ROWS", 5);
+  entries = json_array();
+  json_array_append_new(entries, entry_json(info.platform, info.name, info.driver_version, parameters));
+  write_cache(TUNING_FILE_FORMAT, TUNING_FILE_VERSION, entries);
+  device = test_open_device();
+  tuning_params expected;
+  tuning_defaults(&info, &expected);
+  expected.conv_rows = 5;
+  ck_assert(tuning_equal(&device->tuning, &expected));
+  clttt_device_close(device);
+}
+END_TEST
+
+static int count_directory_entries(const char *path) {
+  DIR *dir = opendir(path);
+  ck_assert_ptr_nonnull(dir);
+  int count = 0;
+  struct dirent *entry;
+  while ((entry = readdir(dir)) != NULL)
+    if (strcmp(entry->d_name, ".") != 0 && strcmp(entry->d_name, "..") != 0)
+      count++;
+  closedir(dir);
+  return count;
+}
+
+START_TEST(test_store_is_atomic_and_merges) {
+  clttt_device_info info = default_device_info();
+  tuning_params first = unusual_params(&info), second = first;
+  second.rope_work_group_size = 32;
+
+  /* Another device's entry and an old one of this device. */
+  json_t *entries = json_array();
+  json_array_append_new(entries, entry_json("Other Platform", "Other Device", "1.0", json_pack("{s:i}", "RMSNORM_WGS", 256)));
+  json_array_append_new(entries, entry_json(info.platform, info.name, info.driver_version, parameters_json(&first)));
+  write_cache(TUNING_FILE_FORMAT, TUNING_FILE_VERSION, entries);
+
+  ck_assert_int_eq(tuning_cache_store(cache_path, &info, &second), CLTTT_SUCCESS);
+  /* Nothing but the file itself is left behind: no temporary files. */
+  ck_assert_int_eq(count_directory_entries(directory), 1);
+  json_error_t error;
+  json_t *root = json_load_file(cache_path, 0, &error);
+  ck_assert_msg(root != NULL, "%s", error.text);
+  ck_assert_str_eq(json_string_value(json_object_get(root, "format")), "clttt-tuning");
+  ck_assert_int_eq(json_integer_value(json_object_get(root, "version")), 1);
+  json_t *stored = json_object_get(root, "entries");
+  ck_assert_int_eq((int)json_array_size(stored), 2);
+  int others = 0, mine = 0;
+  size_t index;
+  json_t *entry;
+  json_array_foreach(stored, index, entry) {
+    const char *name = json_string_value(json_object_get(entry, "device"));
+    if (strcmp(name, "Other Device") == 0) {
+      others++;
+      ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(entry, "parameters"), "RMSNORM_WGS")), 256);
+    } else if (strcmp(name, info.name) == 0) {
+      mine++;
+      ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(entry, "parameters"), "ROPE_WGS")), 32);
+    }
+  }
+  json_decref(root);
+  ck_assert_int_eq(others, 1);
+  ck_assert_int_eq(mine, 1);
+  clttt_device *device = test_open_device();
+  ck_assert(tuning_equal(&device->tuning, &second));
+  clttt_device_close(device);
+
+  /* A corrupt file is replaced; a missing directory is created. */
+  test_write_text(directory, "tuning.json", "garbage");
+  ck_assert_int_eq(tuning_cache_store(cache_path, &info, &first), CLTTT_SUCCESS);
+  device = test_open_device();
+  ck_assert(tuning_equal(&device->tuning, &first));
+  clttt_device_close(device);
+  char nested[800];
+  snprintf(nested, sizeof nested, "%s/a/b/tuning.json", directory);
+  ck_assert_int_eq(tuning_cache_store(nested, &info, &first), CLTTT_SUCCESS);
+  tuning_params params;
+  tuning_defaults(&info, &params);
+  int found = 0;
+  ck_assert_int_eq(tuning_cache_lookup(nested, &info, &params, &found), CLTTT_SUCCESS);
+  ck_assert_int_eq(found, 1);
+  ck_assert(tuning_equal(&params, &first));
+
+  /* Values the device cannot run are refused, and the file is left as it was. */
+  tuning_params bad = first;
+  bad.rmsnorm_work_group_size = 48;
+  ck_assert_int_eq(tuning_cache_store(cache_path, &info, &bad), CLTTT_ERROR_INVALID_ARGUMENT);
+  device = test_open_device();
+  ck_assert(tuning_equal(&device->tuning, &first));
+  clttt_device_close(device);
+}
+END_TEST
+
+START_TEST(test_cache_location) {
+  char path[4096];
+  setenv("CLTTT_TUNING_FILE", "/x/y.json", 1);
+  ck_assert_int_eq(tuning_cache_path(path, sizeof path), CLTTT_SUCCESS);
+  ck_assert_str_eq(path, "/x/y.json");
+  unsetenv("CLTTT_TUNING_FILE");
+  setenv("XDG_CACHE_HOME", "/cache-home", 1);
+  ck_assert_int_eq(tuning_cache_path(path, sizeof path), CLTTT_SUCCESS);
+  ck_assert_str_eq(path, "/cache-home/clttt/tuning.json");
+  unsetenv("XDG_CACHE_HOME");
+  setenv("HOME", "/home/someone", 1);
+  ck_assert_int_eq(tuning_cache_path(path, sizeof path), CLTTT_SUCCESS);
+  ck_assert_str_eq(path, "/home/someone/.cache/clttt/tuning.json");
+}
+END_TEST
+
+/* The tuner at tiny, odd shapes: every candidate's output must agree with
+ * the host reference (a disagreement is a kernel bug at that geometry), and
+ * its winners must be storable and loadable. */
+START_TEST(test_tuner_small_shapes) {
+  clttt_device *device = test_open_device();
+  autotune_options options;
+  autotune_options_init(&options, 1);
+  options.shape = (autotune_shape){.tokens = 37, .attention_tokens = 45, .hidden = 72, .intermediate = 99,
+                                   .heads = 4, .kv_heads = 2, .head_dim = 16, .chunk = 21};
+  options.repetitions = 1;
+  autotune_result result;
+  int status = autotune_run(device, &options, &result);
+  ck_assert_msg(status == CLTTT_SUCCESS, "%s", clttt_last_error());
+  int per_family[AUTOTUNE_FAMILY_COUNT] = {0};
+  for (int c = 0; c < result.candidate_count; c++) {
+    const autotune_candidate *candidate = &result.candidates[c];
+    ck_assert_msg(candidate->state == AUTOTUNE_MEASURED, "%s %s: %s", autotune_family_name(candidate->family),
+                  candidate->label, candidate->failure);
+    ck_assert(candidate->median_ms > 0.0);
+    per_family[candidate->family]++;
+  }
+  for (int f = 0; f < AUTOTUNE_FAMILY_COUNT; f++) {
+    ck_assert_msg(per_family[f] >= 2, "%s: %d candidates", autotune_family_name((autotune_family)f), per_family[f]);
+    ck_assert(result.default_ms[f] > 0.0 && result.best_ms[f] > 0.0 && result.best_ms[f] <= result.default_ms[f]);
+  }
+  /* The device is left with the set it was opened with. */
+  ck_assert(tuning_equal(&device->tuning, &result.start));
+  ck_assert_int_eq(tuning_cache_store(cache_path, &device->info, &result.best), CLTTT_SUCCESS);
+  autotune_result_free(&result);
+  clttt_device_close(device);
+  device = test_open_device();
+  ck_assert_msg(strstr(device->tuning_source, cache_path) != NULL, "%s", device->tuning_source);
+  clttt_device_close(device);
+
+  unsigned families = 0;
+  ck_assert_int_eq(autotune_parse_families("rope,conv", &families), CLTTT_SUCCESS);
+  ck_assert_uint_eq(families, (1u << AUTOTUNE_ROPE) | (1u << AUTOTUNE_CONV));
+  ck_assert_int_eq(autotune_parse_families("all", &families), CLTTT_SUCCESS);
+  ck_assert_uint_eq(families, AUTOTUNE_ALL_FAMILIES);
+  ck_assert_int_eq(autotune_parse_families("rmsnorm,softmax", &families), CLTTT_ERROR_INVALID_ARGUMENT);
+  ck_assert_msg(strstr(clttt_last_error(), "softmax") != NULL, "%s", clttt_last_error());
+}
+END_TEST
+
+/* Any valid parameter set runs the same model: the logits with the defaults
+ * and with a deliberately different set from the cache agree. */
+static void compare_parameter_sets(const char *fixture_name) {
+  enum { N = 70 };
+  int32_t tokens[N];
+  unlink(cache_path); /* the previous fixture's tuned set */
+  test_fixture_model fixture;
+  test_fixture_open(&fixture, fixture_name);
+  tuning_params defaults;
+  tuning_defaults(&fixture.device->info, &defaults);
+  ck_assert(tuning_equal(&fixture.device->tuning, &defaults));
+  const int vocab = clttt_model_get_config(fixture.model)->vocab_size;
+  for (int i = 0; i < N; i++)
+    tokens[i] = (int32_t)((i * 37 + 5) % vocab);
+  float *expected = test_run(fixture.model, tokens, N, test_run_default);
+  test_run_options decode = test_run_default;
+  decode.piece = 9;
+  float *expected_pieces = test_run(fixture.model, tokens, N, decode);
+  const clttt_device_info info = fixture.device->info;
+  test_fixture_close(&fixture);
+
+  tuning_params tuned = unusual_params(&info);
+  ck_assert_int_eq(tuning_cache_store(cache_path, &info, &tuned), CLTTT_SUCCESS);
+  test_fixture_open(&fixture, fixture_name);
+  ck_assert_msg(tuning_equal(&fixture.device->tuning, &tuned), "%s: the tuned set is not in use", fixture_name);
+  float *got = test_run(fixture.model, tokens, N, test_run_default);
+  float *got_pieces = test_run(fixture.model, tokens, N, decode);
+  test_fixture_close(&fixture);
+
+  /* Reductions of another width round differently, so 1e-5 of the logits' scale. */
+  const size_t count = (size_t)N * (size_t)vocab;
+  double largest = test_max_abs(expected, count);
+  double tolerance = 1e-5 * (largest > 1.0 ? largest : 1.0);
+  double difference = test_max_abs_difference(got, expected, count);
+  ck_assert_msg(difference <= tolerance, "%s: tuned and default logits differ by %g (largest logit %g)",
+                fixture_name, difference, largest);
+  difference = test_max_abs_difference(got_pieces, expected_pieces, count);
+  ck_assert_msg(difference <= tolerance, "%s (pieces): tuned and default logits differ by %g (largest logit %g)",
+                fixture_name, difference, largest);
+  free(expected);
+  free(expected_pieces);
+  free(got);
+  free(got_pieces);
+}
+
+START_TEST(test_tuned_and_default_agree) {
+  /* Base Qwen3; LLaMA with biases and head_dim 8; TTT with projection
+   * (conv, prefix add); TTT on LLaMA with input-embedding targets. */
+  static const char *const names[] = {"qwen3-tied", "llama-bias", "ttt-proj-hidden", "ttt-llama-embed"};
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+    compare_parameter_sets(names[i]);
+}
+END_TEST
+
+static Suite *tuning_suite(void) {
+  Suite *suite = suite_create("tuning");
+  TCase *cache = tcase_create("cache");
+  tcase_add_checked_fixture(cache, setup, teardown);
+  tcase_set_timeout(cache, 600);
+  tcase_add_test(cache, test_missing_file_gives_defaults);
+  tcase_add_test(cache, test_corrupt_file_ignored);
+  tcase_add_test(cache, test_foreign_file_ignored);
+  tcase_add_test(cache, test_bad_values_ignored);
+  tcase_add_test(cache, test_valid_entry_applied);
+  tcase_add_test(cache, test_store_is_atomic_and_merges);
+  tcase_add_test(cache, test_cache_location);
+  suite_add_tcase(suite, cache);
+  TCase *tuner = tcase_create("tuner");
+  tcase_add_checked_fixture(tuner, setup, teardown);
+  tcase_set_timeout(tuner, 600);
+  tcase_add_test(tuner, test_tuner_small_shapes);
+  tcase_add_test(tuner, test_tuned_and_default_agree);
+  suite_add_tcase(suite, tuner);
+  return suite;
+}
+
+int main(void) {
+  SRunner *runner = srunner_create(tuning_suite());
+  srunner_run_all(runner, CK_NORMAL);
+  int failed = srunner_ntests_failed(runner);
+  srunner_free(runner);
+  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

@@ -3,6 +3,24 @@
 #include <stdlib.h>
 
 #include "cli.h"
+#include "runtime.h"
+#include "tuning.h"
+
+/* The kernel parameters clttt would use on device `index` and where they
+ * come from; opening the device is what loads the tuning cache. */
+static void print_tuning(int index) {
+  char selector[16];
+  snprintf(selector, sizeof selector, "%d", index);
+  clttt_device *device = NULL;
+  if (clttt_device_open(&device, selector) != CLTTT_SUCCESS) {
+    printf("    %-22s (device cannot be opened: %s)\n", "kernel parameters", clttt_last_error());
+    return;
+  }
+  printf("    %-22s %s\n", "kernel parameters", device->tuning_source);
+  for (int i = 0; i < tuning_parameter_count; i++)
+    printf("      %-20s %d\n", tuning_parameters[i].name, tuning_get(&device->tuning, &tuning_parameters[i]));
+  clttt_device_close(device);
+}
 
 static void print_bytes(const char *label, uint64_t bytes) {
   if (bytes >= (1ull << 30))
@@ -18,7 +36,8 @@ int command_devices(int argc, char **argv) {
     if (cli_is_help(argv[i])) {
       printf("usage: clttt devices\n"
              "Lists every OpenCL device of every platform with the index that\n"
-             "--device and CLTTT_DEVICE accept.\n");
+             "--device and CLTTT_DEVICE accept, and the kernel parameters clttt uses\n"
+             "on it: from the tuning cache ('clttt tune') or the built-in defaults.\n");
       return 0;
     }
     fprintf(stderr, "clttt devices: unknown argument '%s' (see --help)\n", argv[i]);
@@ -62,6 +81,7 @@ int command_devices(int argc, char **argv) {
     printf("    %-22s %zu\n", "max work-group size", info->max_work_group_size);
     printf("    %-22s %s\n", "fp16", info->has_fp16 ? "yes" : "no");
     printf("    %-22s %s\n", "fp64", info->has_fp64 ? "yes" : "no");
+    print_tuning(info->index);
   }
   free(infos);
   return 0;

@@ -19,6 +19,7 @@ static const subcommand subcommands[] = {
     {"info", command_info, "describe a model directory and the memory it needs"},
     {"logits", command_logits, "write the logits of a token sequence (float32 rows)"},
     {"ppl", command_ppl, "perplexity of a text, per position bucket, TTT on/off/both"},
+    {"tune", command_tune, "measure kernel parameters for a device and cache the fastest"},
 };
 static const int subcommand_count = (int)(sizeof subcommands / sizeof subcommands[0]);
 
@@ -32,7 +33,8 @@ static void usage(FILE *stream) {
   fprintf(stream,
           "\n'clttt <command> --help' describes each command.\n"
           "Environment: CLTTT_DEVICE selects the device (index or name substring),\n"
-          "CLTTT_KERNEL_DIR reads kernels from a directory instead of the embedded copies.\n");
+          "CLTTT_KERNEL_DIR reads kernels from a directory instead of the embedded copies,\n"
+          "CLTTT_TUNING_FILE names the tuning cache written by 'clttt tune'.\n");
 }
 
 void cli_report(const char *what, int status) {

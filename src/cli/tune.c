@@ -1,7 +1,157 @@
-/* placeholder: being written */
+/* clttt tune: measures our kernels' parameters on one device and stores the
+ * winners in the per-user tuning cache that device open reads. */
+#include <stdio.h>
+#include <string.h>
+
+#include "autotune.h"
 #include "cli.h"
+#include "runtime.h"
+#include "tuning.h"
+
+static void usage(FILE *stream) {
+  fprintf(stream,
+          "usage: clttt tune [--device SEL] [--kernels LIST] [--quick] [--out FILE]\n"
+          "Tries candidate work-group sizes, tile sizes and vector widths of clttt's own\n"
+          "OpenCL kernels on one device at Qwen3-0.6B shapes (d 1024, f 3072, 16 query and\n"
+          "8 KV heads of 128, prefill of 2048 tokens, attention over 1024). Every candidate's\n"
+          "output is checked against a host computation before it is timed (median of\n"
+          "several runs); the fastest correct one per kernel family is written to the\n"
+          "tuning cache, which clttt reads whenever it opens that device.\n\n"
+          "options:\n"
+          "  --device SEL     device index or name/vendor/platform substring\n"
+          "                   (default: CLTTT_DEVICE, else the first GPU, else device 0)\n"
+          "  --kernels LIST   families to tune, comma-separated: rmsnorm, attention, rope,\n"
+          "                   elementwise, conv (default: all); the others keep their values\n"
+          "  --quick          shorter sequences and fewer candidates (under 2 minutes on\n"
+          "                   two CPU cores)\n"
+          "  --out FILE       write the results to FILE instead of the tuning cache\n\n"
+          "The cache is $CLTTT_TUNING_FILE, else $XDG_CACHE_HOME/clttt/tuning.json, else\n"
+          "~/.cache/clttt/tuning.json; one entry per (platform, device, driver version),\n"
+          "entries of other devices are kept. GEMMs are CLBlast's: see README 'Tuning'.\n");
+}
+
+static const char *state_text(const autotune_candidate *candidate) {
+  switch (candidate->state) {
+  case AUTOTUNE_MEASURED:
+    return "ok";
+  case AUTOTUNE_MISMATCH:
+    return "WRONG";
+  default:
+    return "failed";
+  }
+}
+
+/* Each family's defaults are measured first; later rows compare with them. */
+typedef struct {
+  double default_ms;
+} progress_state;
+
+static void print_candidate(const autotune_candidate *candidate, void *context) {
+  progress_state *state = context;
+  if (candidate->is_default)
+    state->default_ms = candidate->median_ms;
+  char speedup[32] = "";
+  if (candidate->state == AUTOTUNE_MEASURED && state->default_ms > 0 && candidate->median_ms > 0)
+    snprintf(speedup, sizeof speedup, "%.2fx", state->default_ms / candidate->median_ms);
+  printf("%-12s %-44s %-7s", autotune_family_name(candidate->family), candidate->label,
+         state_text(candidate));
+  if (candidate->state == AUTOTUNE_MEASURED)
+    printf(" %10.3f %8s%s\n", candidate->median_ms, speedup, candidate->is_default ? "  (default)" : "");
+  else
+    printf("  %s\n", candidate->failure);
+  fflush(stdout);
+}
+
 int command_tune(int argc, char **argv) {
-  (void)argc;
-  (void)argv;
-  return 1;
+  const char *device_selector = NULL, *kernels = NULL, *out = NULL;
+  int quick = 0, missing = 0;
+  for (int i = 1; i < argc; i++) {
+    if (cli_is_help(argv[i])) {
+      usage(stdout);
+      return 0;
+    }
+    if (cli_option_value(argc, argv, &i, "--device", &device_selector, &missing) ||
+        cli_option_value(argc, argv, &i, "--kernels", &kernels, &missing) ||
+        cli_option_value(argc, argv, &i, "--out", &out, &missing)) {
+      if (missing)
+        return 2;
+      continue;
+    }
+    if (strcmp(argv[i], "--quick") == 0) {
+      quick = 1;
+      continue;
+    }
+    fprintf(stderr, "clttt tune: unknown argument '%s' (see --help)\n", argv[i]);
+    return 2;
+  }
+
+  autotune_options options;
+  autotune_options_init(&options, quick);
+  int status = autotune_parse_families(kernels, &options.families);
+  if (status != CLTTT_SUCCESS) {
+    fprintf(stderr, "clttt tune: %s\n", clttt_last_error());
+    return 2;
+  }
+  char path[4096];
+  if (out)
+    snprintf(path, sizeof path, "%s", out);
+  else if ((status = tuning_cache_path(path, sizeof path)) != CLTTT_SUCCESS) {
+    cli_report("finding the tuning cache", status);
+    return 1;
+  }
+
+  clttt_device *device = NULL;
+  status = clttt_device_open(&device, device_selector);
+  if (status != CLTTT_SUCCESS) {
+    cli_report("opening the device", status);
+    return 1;
+  }
+  const clttt_device_info *info = clttt_device_get_info(device);
+  const autotune_shape *shape = &options.shape;
+  printf("device [%d] %s\n  platform %s, driver %s\n  parameters in use: %s\n", info->index, info->name,
+         info->platform, info->driver_version, device->tuning_source);
+  printf("shapes: d %d, f %d, %d query / %d KV heads of %d, %d tokens (attention %d), conv chunk %d;\n"
+         "median of %d runs per candidate\n\n",
+         shape->hidden, shape->intermediate, shape->heads, shape->kv_heads, shape->head_dim, shape->tokens,
+         shape->attention_tokens, shape->chunk, options.repetitions);
+  printf("%-12s %-44s %-7s %10s %8s\n", "family", "candidate", "check", "ms", "speedup");
+
+  autotune_result result;
+  progress_state progress = {0.0};
+  options.progress = print_candidate;
+  options.progress_context = &progress;
+  status = autotune_run(device, &options, &result);
+  if (status != CLTTT_SUCCESS) {
+    cli_report("tuning", status);
+    autotune_result_free(&result);
+    clttt_device_close(device);
+    return 1;
+  }
+
+  printf("\n%-12s %-44s %10s %10s %8s\n", "family", "winner", "default ms", "tuned ms", "speedup");
+  for (int f = 0; f < AUTOTUNE_FAMILY_COUNT; f++) {
+    if (!(options.families & (1u << f)))
+      continue;
+    for (int c = 0; c < result.candidate_count; c++) {
+      const autotune_candidate *candidate = &result.candidates[c];
+      if (candidate->family != (autotune_family)f || !candidate->is_winner)
+        continue;
+      printf("%-12s %-44s %10.3f %10.3f %7.2fx\n", autotune_family_name(candidate->family), candidate->label,
+             result.default_ms[f], result.best_ms[f],
+             result.best_ms[f] > 0 ? result.default_ms[f] / result.best_ms[f] : 0.0);
+    }
+  }
+  char defines[512];
+  tuning_defines(&result.best, defines, sizeof defines);
+  printf("\nparameter set: %s\n", defines);
+
+  status = tuning_cache_store(path, info, &result.best);
+  autotune_result_free(&result);
+  clttt_device_close(device);
+  if (status != CLTTT_SUCCESS) {
+    cli_report("writing the tuning cache", status);
+    return 1;
+  }
+  printf("wrote %s\n", path);
+  return 0;
 }

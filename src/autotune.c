@@ -1,0 +1,786 @@
+/* The kernel parameter search of `clttt tune`.
+ *
+ * Each family owns a workload: buffers at the tuning shape filled with
+ * seeded random values, and the expected output computed on the host in
+ * double precision. A candidate is a copy of the parameter set with the
+ * family's parameters changed; it is installed as the device's set so that
+ * runtime_kernel builds the kernels with its -D options, and launched with
+ * the tuning_launch_* geometry the forward pass uses. The first run of a
+ * candidate doubles as the warm-up (PoCL and some GPU drivers compile on
+ * first launch) and is the one checked against the reference. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "autotune.h"
+#include "gemm.h"
+#include "error.h"
+
+/* fp32 kernels against a double host computation: reductions over 1024
+ * values, exp, cos/sin and online softmax stay far inside this, while a
+ * wrong tile, a missed row or a race is off by O(1). */
+#define TOLERANCE 1e-4
+#define MAX_BUFFERS 6
+#define MAX_FAMILY_PARAMETERS 2
+#define ATTENTION_SAMPLED_ROWS 8
+#define RMS_NORM_EPS 1e-6f
+
+static const char *const family_names[AUTOTUNE_FAMILY_COUNT] = {"rmsnorm", "attention", "rope",
+                                                                "elementwise", "conv", "gemv"};
+
+const char *autotune_family_name(autotune_family family) {
+  return family >= 0 && family < AUTOTUNE_FAMILY_COUNT ? family_names[family] : "?";
+}
+
+clttt_status autotune_parse_families(const char *list, unsigned *families) {
+  *families = 0;
+  if (!list || strcmp(list, "all") == 0 || !*list) {
+    *families = AUTOTUNE_ALL_FAMILIES;
+    return CLTTT_SUCCESS;
+  }
+  const char *at = list;
+  while (*at) {
+    const char *end = strchr(at, ',');
+    size_t length = end ? (size_t)(end - at) : strlen(at);
+    int known = 0;
+    for (int f = 0; f < AUTOTUNE_FAMILY_COUNT; f++)
+      if (length == strlen(family_names[f]) && strncmp(at, family_names[f], length) == 0) {
+        *families |= 1u << f;
+        known = 1;
+      }
+    if (!known)
+      return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT,
+                        "unknown kernel family '%.*s' (known: rmsnorm, attention, rope, "
+                        "elementwise, conv, all)",
+                        (int)length, at);
+    at += length;
+    if (*at == ',')
+      at++;
+  }
+  return CLTTT_SUCCESS;
+}
+
+void autotune_options_init(autotune_options *options, int quick) {
+  memset(options, 0, sizeof *options);
+  options->shape = (autotune_shape){.tokens = quick ? 512 : 2048,
+                                    .attention_tokens = quick ? 256 : 1024,
+                                    .hidden = 1024,
+                                    .intermediate = 3072,
+                                    .heads = 16,
+                                    .kv_heads = 8,
+                                    .head_dim = 128,
+                                    .chunk = quick ? 512 : 1024};
+  options->families = AUTOTUNE_ALL_FAMILIES;
+  options->repetitions = quick ? 3 : 5;
+  options->quick = quick;
+}
+
+/* ---------------------------------------------------------------- */
+/* Workloads                                                          */
+
+typedef struct {
+  clttt_device *device;
+  autotune_shape shape;
+  cl_mem buffers[MAX_BUFFERS];
+  float *inputs[MAX_BUFFERS];  /* initial contents, re-uploaded before a checked run */
+  size_t floats[MAX_BUFFERS];
+  float *expected;             /* host reference of what check compares */
+  size_t expected_floats;
+  float *downloaded;
+  int sampled_rows[ATTENTION_SAMPLED_ROWS];
+} workload;
+
+typedef struct {
+  autotune_family family;
+  const char *parameters[MAX_FAMILY_PARAMETERS]; /* NULL-terminated when fewer */
+  /* Each list ends at its first value below the parameter's minimum (the
+   * zeros an initializer leaves, or an explicit -1 where 0 is allowed). */
+  int full_values[MAX_FAMILY_PARAMETERS][8];
+  int quick_values[MAX_FAMILY_PARAMETERS][8];
+  clttt_status (*prepare)(workload *work);
+  clttt_status (*run)(workload *work);
+  /* Largest relative deviation of what the last run wrote from work->expected. */
+  clttt_status (*check)(workload *work, double *error);
+  /* The buffer the kernels update in place (-1: none): timed runs leave it
+   * changed, so it is restored before each checked run. */
+  int in_place_buffer;
+} family_spec;
+
+static float uniform(uint64_t *state) {
+  *state = *state * 6364136223846793005ull + 1442695040888963407ull;
+  return (float)((double)(*state >> 40) / (double)(1ull << 24) * 2.0 - 1.0);
+}
+
+/* Buffer `index` of `floats` values; random in [-scale, scale] unless zero. */
+static clttt_status add_buffer(workload *work, int index, size_t floats, float scale, uint64_t seed,
+                               const char *what) {
+  work->floats[index] = floats;
+  work->inputs[index] = malloc(floats * sizeof(float));
+  if (!work->inputs[index])
+    return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "tuner: %s", what);
+  uint64_t state = seed;
+  for (size_t i = 0; i < floats; i++)
+    work->inputs[index][i] = scale == 0.0f ? 0.0f : scale * uniform(&state);
+  CLTTT_TRY(runtime_alloc(work->device, floats * sizeof(float), what, &work->buffers[index]));
+  return runtime_upload(work->device, work->buffers[index], 0, floats * sizeof(float),
+                        work->inputs[index], what);
+}
+
+static clttt_status allocate_expected(workload *work, size_t floats) {
+  work->expected_floats = floats;
+  work->expected = calloc(floats, sizeof(float));
+  work->downloaded = calloc(floats, sizeof(float));
+  if (!work->expected || !work->downloaded)
+    return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "tuner: reference output");
+  return CLTTT_SUCCESS;
+}
+
+static clttt_status reupload(workload *work, int index) {
+  return runtime_upload(work->device, work->buffers[index], 0, work->floats[index] * sizeof(float),
+                        work->inputs[index], "tuner input");
+}
+
+static void workload_free(workload *work) {
+  for (int i = 0; i < MAX_BUFFERS; i++) {
+    runtime_release(&work->buffers[i]);
+    free(work->inputs[i]);
+  }
+  free(work->expected);
+  free(work->downloaded);
+  memset(work, 0, sizeof *work);
+}
+
+static double deviation(const float *got, const float *expected, size_t count) {
+  double worst = 0.0;
+  for (size_t i = 0; i < count; i++) {
+    double scale = fabs((double)expected[i]) > 1.0 ? fabs((double)expected[i]) : 1.0;
+    double error = fabs((double)got[i] - (double)expected[i]) / scale;
+    if (error != error)
+      return INFINITY;
+    if (error > worst)
+      worst = error;
+  }
+  return worst;
+}
+
+static clttt_status launch(workload *work, cl_kernel kernel, const char *name, tuning_launch geometry) {
+  return runtime_launch(work->device, kernel, name, geometry.dimensions, geometry.global, geometry.local);
+}
+
+static char *head_dim_option(const workload *work, char *buffer, size_t capacity) {
+  snprintf(buffer, capacity, "-DHEAD_DIM=%d", work->shape.head_dim);
+  return buffer;
+}
+
+/* rmsnorm: out (tokens x d) = rmsnorm(x) * weight ------------------ */
+
+static clttt_status rmsnorm_prepare(workload *work) {
+  const size_t rows = (size_t)work->shape.tokens, d = (size_t)work->shape.hidden;
+  CLTTT_TRY(add_buffer(work, 0, rows * d, 0.0f, 1, "tuner rmsnorm output"));
+  CLTTT_TRY(add_buffer(work, 1, rows * d, 2.0f, 2, "tuner rmsnorm input"));
+  CLTTT_TRY(add_buffer(work, 2, d, 1.0f, 3, "tuner rmsnorm weight"));
+  CLTTT_TRY(allocate_expected(work, rows * d));
+  for (size_t r = 0; r < rows; r++) {
+    const float *x = work->inputs[1] + r * d;
+    double sum = 0.0;
+    for (size_t c = 0; c < d; c++)
+      sum += (double)x[c] * x[c];
+    double scale = 1.0 / sqrt(sum / (double)d + RMS_NORM_EPS);
+    for (size_t c = 0; c < d; c++)
+      work->expected[r * d + c] = (float)(x[c] * scale * work->inputs[2][c]);
+  }
+  return CLTTT_SUCCESS;
+}
+
+static clttt_status rmsnorm_run(workload *work) {
+  cl_kernel kernel = NULL;
+  CLTTT_TRY(runtime_kernel(work->device, "rmsnorm.cl", "rmsnorm", NULL, &kernel));
+  int rows = work->shape.tokens, d = work->shape.hidden;
+  float eps = RMS_NORM_EPS;
+  CLTTT_TRY(runtime_set_args(work->device, kernel, "rmsnorm", 8, sizeof(cl_mem), &work->buffers[0],
+                             sizeof(int), &d, sizeof(cl_mem), &work->buffers[1], sizeof(int), &d,
+                             sizeof(cl_mem), &work->buffers[2], sizeof(int), &rows, sizeof(int), &d,
+                             sizeof(float), &eps));
+  return launch(work, kernel, "rmsnorm", tuning_launch_rmsnorm(&work->device->tuning, (size_t)rows));
+}
+
+static clttt_status rmsnorm_check(workload *work, double *error) {
+  CLTTT_TRY(runtime_download(work->device, work->buffers[0], 0, work->expected_floats * sizeof(float),
+                             work->downloaded, "tuner rmsnorm output"));
+  *error = deviation(work->downloaded, work->expected, work->expected_floats);
+  return CLTTT_SUCCESS;
+}
+
+/* attention: causal GQA prefill over attention_tokens ---------------- */
+
+static size_t qkv_width(const autotune_shape *shape) {
+  return (size_t)(shape->heads + 2 * shape->kv_heads) * (size_t)shape->head_dim;
+}
+
+static clttt_status attention_prepare(workload *work) {
+  const autotune_shape *shape = &work->shape;
+  const size_t n = (size_t)shape->attention_tokens, hd = (size_t)shape->head_dim;
+  const size_t q_dim = (size_t)shape->heads * hd, kv_dim = (size_t)shape->kv_heads * hd;
+  const size_t width = qkv_width(shape);
+  CLTTT_TRY(add_buffer(work, 0, n * q_dim, 0.0f, 1, "tuner attention output"));
+  CLTTT_TRY(add_buffer(work, 1, n * width, 1.0f, 4, "tuner attention q"));
+  CLTTT_TRY(add_buffer(work, 2, n * kv_dim, 1.0f, 5, "tuner K cache"));
+  CLTTT_TRY(add_buffer(work, 3, n * kv_dim, 1.0f, 6, "tuner V cache"));
+  /* The full product is O(n^2) on the host; rows spread over the sequence
+   * (the first and last tiles included) catch any tiling mistake. */
+  for (int s = 0; s < ATTENTION_SAMPLED_ROWS; s++)
+    work->sampled_rows[s] = (int)((n - 1) * (size_t)s / (ATTENTION_SAMPLED_ROWS - 1));
+  CLTTT_TRY(allocate_expected(work, ATTENTION_SAMPLED_ROWS * q_dim));
+  double *scores = malloc(n * sizeof *scores);
+  if (!scores)
+    return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "tuner: attention reference");
+  const double scale = 1.0 / sqrt((double)hd);
+  const int group = shape->heads / shape->kv_heads;
+  for (int s = 0; s < ATTENTION_SAMPLED_ROWS; s++) {
+    size_t query = (size_t)work->sampled_rows[s];
+    for (int head = 0; head < shape->heads; head++) {
+      const float *q = work->inputs[1] + query * width + (size_t)head * hd;
+      size_t kv_offset = (size_t)(head / group) * hd;
+      double largest = -INFINITY, sum = 0.0;
+      for (size_t key = 0; key <= query; key++) {
+        const float *k = work->inputs[2] + key * kv_dim + kv_offset;
+        double dot = 0.0;
+        for (size_t c = 0; c < hd; c++)
+          dot += (double)q[c] * k[c];
+        scores[key] = dot * scale;
+        if (scores[key] > largest)
+          largest = scores[key];
+      }
+      for (size_t key = 0; key <= query; key++) {
+        scores[key] = exp(scores[key] - largest);
+        sum += scores[key];
+      }
+      float *out = work->expected + (size_t)s * q_dim + (size_t)head * hd;
+      for (size_t c = 0; c < hd; c++) {
+        double value = 0.0;
+        for (size_t key = 0; key <= query; key++)
+          value += scores[key] * work->inputs[3][key * kv_dim + kv_offset + c];
+        out[c] = (float)(value / sum);
+      }
+    }
+  }
+  free(scores);
+  return CLTTT_SUCCESS;
+}
+
+static clttt_status attention_run(workload *work) {
+  const autotune_shape *shape = &work->shape;
+  char options[64];
+  cl_kernel kernel = NULL;
+  CLTTT_TRY(runtime_kernel(work->device, "attention.cl", "attention",
+                           head_dim_option(work, options, sizeof options), &kernel));
+  int q_ld = (int)qkv_width(shape), kv_dim = shape->kv_heads * shape->head_dim;
+  int n = shape->attention_tokens, position0 = 0, heads = shape->heads, kv_heads = shape->kv_heads;
+  float scale = 1.0f / sqrtf((float)shape->head_dim);
+  CLTTT_TRY(runtime_set_args(work->device, kernel, "attention", 11, sizeof(cl_mem), &work->buffers[0],
+                             sizeof(cl_mem), &work->buffers[1], sizeof(int), &q_ld, sizeof(cl_mem),
+                             &work->buffers[2], sizeof(cl_mem), &work->buffers[3], sizeof(int), &kv_dim,
+                             sizeof(int), &n, sizeof(int), &position0, sizeof(int), &heads, sizeof(int),
+                             &kv_heads, sizeof(float), &scale));
+  return launch(work, kernel, "attention",
+                tuning_launch_attention(&work->device->tuning, (size_t)n, (size_t)heads));
+}
+
+static clttt_status attention_check(workload *work, double *error) {
+  const size_t q_dim = (size_t)work->shape.heads * (size_t)work->shape.head_dim;
+  for (int s = 0; s < ATTENTION_SAMPLED_ROWS; s++)
+    CLTTT_TRY(runtime_download(work->device, work->buffers[0],
+                               (size_t)work->sampled_rows[s] * q_dim * sizeof(float), q_dim * sizeof(float),
+                               work->downloaded + (size_t)s * q_dim, "tuner attention output"));
+  *error = deviation(work->downloaded, work->expected, work->expected_floats);
+  return CLTTT_SUCCESS;
+}
+
+/* rope: q/k norm, rotation and the KV-cache write over tokens ------- */
+
+static clttt_status rope_prepare(workload *work) {
+  const autotune_shape *shape = &work->shape;
+  const size_t n = (size_t)shape->tokens, hd = (size_t)shape->head_dim, half = hd / 2;
+  const size_t width = qkv_width(shape), kv_dim = (size_t)shape->kv_heads * hd;
+  const size_t q_dim = (size_t)shape->heads * hd;
+  CLTTT_TRY(add_buffer(work, 0, n * width, 1.0f, 7, "tuner q, k, v"));
+  CLTTT_TRY(add_buffer(work, 1, half, 0.0f, 0, "tuner RoPE frequencies"));
+  CLTTT_TRY(add_buffer(work, 2, hd, 1.0f, 8, "tuner q norm"));
+  CLTTT_TRY(add_buffer(work, 3, hd, 1.0f, 9, "tuner k norm"));
+  CLTTT_TRY(add_buffer(work, 4, n * kv_dim, 0.0f, 0, "tuner K cache"));
+  CLTTT_TRY(add_buffer(work, 5, n * kv_dim, 0.0f, 0, "tuner V cache"));
+  float *frequency = work->inputs[1];
+  for (size_t i = 0; i < half; i++)
+    frequency[i] = (float)pow(1000000.0, -(double)(2 * i) / (double)hd);
+  CLTTT_TRY(reupload(work, 1));
+  /* Expected: q part of every row, then the K cache, then the V cache. */
+  CLTTT_TRY(allocate_expected(work, n * q_dim + 2 * n * kv_dim));
+  float *expected_q = work->expected, *expected_k = expected_q + n * q_dim, *expected_v = expected_k + n * kv_dim;
+  const int slots = shape->heads + shape->kv_heads;
+  for (size_t token = 0; token < n; token++)
+    for (int slot = 0; slot < slots; slot++) {
+      int is_key = slot >= shape->heads;
+      size_t column = is_key ? q_dim + (size_t)(slot - shape->heads) * hd : (size_t)slot * hd;
+      const float *x = work->inputs[0] + token * width + column;
+      const float *weight = is_key ? work->inputs[3] : work->inputs[2];
+      double sum = 0.0;
+      for (size_t c = 0; c < hd; c++)
+        sum += (double)x[c] * x[c];
+      double scale = 1.0 / sqrt(sum / (double)hd + RMS_NORM_EPS);
+      float *out = is_key ? expected_k + token * kv_dim + (size_t)(slot - shape->heads) * hd
+                          : expected_q + token * q_dim + (size_t)slot * hd;
+      for (size_t i = 0; i < half; i++) {
+        /* The device forms the angle in float; so does the reference. */
+        double angle = (double)((float)token * frequency[i]);
+        double a = x[i] * scale * weight[i], b = x[i + half] * scale * weight[i + half];
+        out[i] = (float)(a * cos(angle) - b * sin(angle));
+        out[i + half] = (float)(b * cos(angle) + a * sin(angle));
+      }
+      if (is_key)
+        memcpy(expected_v + token * kv_dim + (size_t)(slot - shape->heads) * hd, x + kv_dim,
+               hd * sizeof(float));
+    }
+  return CLTTT_SUCCESS;
+}
+
+static clttt_status rope_run(workload *work) {
+  const autotune_shape *shape = &work->shape;
+  char options[64];
+  cl_kernel kernel = NULL;
+  CLTTT_TRY(runtime_kernel(work->device, "rope.cl", "qk_norm_rope", head_dim_option(work, options, sizeof options),
+                           &kernel));
+  int qkv_ld = (int)qkv_width(shape), n = shape->tokens, position0 = 0;
+  int heads = shape->heads, kv_heads = shape->kv_heads, use_qk_norm = 1;
+  int kv_dim = shape->kv_heads * shape->head_dim;
+  float scaling = 1.0f, eps = RMS_NORM_EPS;
+  CLTTT_TRY(runtime_set_args(work->device, kernel, "qk_norm_rope", 15, sizeof(cl_mem), &work->buffers[0],
+                             sizeof(int), &qkv_ld, sizeof(int), &n, sizeof(int), &position0, sizeof(int),
+                             &heads, sizeof(int), &kv_heads, sizeof(cl_mem), &work->buffers[1],
+                             sizeof(float), &scaling, sizeof(int), &use_qk_norm, sizeof(cl_mem),
+                             &work->buffers[2], sizeof(cl_mem), &work->buffers[3], sizeof(float), &eps,
+                             sizeof(cl_mem), &work->buffers[4], sizeof(cl_mem), &work->buffers[5],
+                             sizeof(int), &kv_dim));
+  return launch(work, kernel, "qk_norm_rope",
+                tuning_launch_rope(&work->device->tuning, (size_t)n, (size_t)(heads + kv_heads)));
+}
+
+static clttt_status rope_check(workload *work, double *error) {
+  const autotune_shape *shape = &work->shape;
+  const size_t n = (size_t)shape->tokens, hd = (size_t)shape->head_dim;
+  const size_t width = qkv_width(shape), q_dim = (size_t)shape->heads * hd;
+  const size_t kv_dim = (size_t)shape->kv_heads * hd;
+  float *rows = malloc(n * width * sizeof(float));
+  if (!rows)
+    return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "tuner: rope output");
+  clttt_status status = runtime_download(work->device, work->buffers[0], 0, n * width * sizeof(float), rows,
+                                         "tuner q, k, v");
+  for (size_t token = 0; token < n && status == CLTTT_SUCCESS; token++)
+    memcpy(work->downloaded + token * q_dim, rows + token * width, q_dim * sizeof(float));
+  free(rows);
+  CLTTT_TRY(status);
+  CLTTT_TRY(runtime_download(work->device, work->buffers[4], 0, n * kv_dim * sizeof(float),
+                             work->downloaded + n * q_dim, "tuner K cache"));
+  CLTTT_TRY(runtime_download(work->device, work->buffers[5], 0, n * kv_dim * sizeof(float),
+                             work->downloaded + n * q_dim + n * kv_dim, "tuner V cache"));
+  *error = deviation(work->downloaded, work->expected, work->expected_floats);
+  return CLTTT_SUCCESS;
+}
+
+/* elementwise: swiglu (tokens x f) and the residual add (tokens x d) -- */
+
+static clttt_status elementwise_prepare(workload *work) {
+  const size_t n = (size_t)work->shape.tokens, d = (size_t)work->shape.hidden;
+  const size_t f = (size_t)work->shape.intermediate;
+  CLTTT_TRY(add_buffer(work, 0, n * f, 0.0f, 0, "tuner h"));
+  CLTTT_TRY(add_buffer(work, 1, n * 2 * f, 4.0f, 10, "tuner gate and up"));
+  CLTTT_TRY(add_buffer(work, 2, n * d, 1.0f, 11, "tuner residual"));
+  CLTTT_TRY(add_buffer(work, 3, n * d, 1.0f, 12, "tuner delta"));
+  CLTTT_TRY(allocate_expected(work, n * f + n * d));
+  for (size_t i = 0; i < n; i++)
+    for (size_t j = 0; j < f; j++) {
+      double gate = work->inputs[1][i * 2 * f + j], up = work->inputs[1][i * 2 * f + f + j];
+      work->expected[i * f + j] = (float)(gate / (1.0 + exp(-gate)) * up);
+    }
+  for (size_t i = 0; i < n * d; i++)
+    work->expected[n * f + i] = work->inputs[2][i] + work->inputs[3][i];
+  return CLTTT_SUCCESS;
+}
+
+static clttt_status elementwise_run(workload *work) {
+  clttt_device *device = work->device;
+  const size_t n = (size_t)work->shape.tokens, d = (size_t)work->shape.hidden;
+  cl_kernel swiglu = NULL, add = NULL;
+  CLTTT_TRY(runtime_kernel(device, "elementwise.cl", "swiglu", NULL, &swiglu));
+  CLTTT_TRY(runtime_kernel(device, "elementwise.cl", "add_in_place", NULL, &add));
+  int rows = work->shape.tokens, f = work->shape.intermediate, count = (int)(n * d);
+  CLTTT_TRY(runtime_set_args(device, swiglu, "swiglu", 4, sizeof(cl_mem), &work->buffers[0], sizeof(cl_mem),
+                             &work->buffers[1], sizeof(int), &rows, sizeof(int), &f));
+  CLTTT_TRY(launch(work, swiglu, "swiglu", tuning_launch_swiglu(&device->tuning, (size_t)f, n)));
+  CLTTT_TRY(runtime_set_args(device, add, "add_in_place", 3, sizeof(cl_mem), &work->buffers[2], sizeof(cl_mem),
+                             &work->buffers[3], sizeof(int), &count));
+  return launch(work, add, "add_in_place", tuning_launch_add(&device->tuning, n * d));
+}
+
+static clttt_status elementwise_check(workload *work, double *error) {
+  const size_t n = (size_t)work->shape.tokens, d = (size_t)work->shape.hidden;
+  const size_t f = (size_t)work->shape.intermediate;
+  CLTTT_TRY(runtime_download(work->device, work->buffers[0], 0, n * f * sizeof(float), work->downloaded,
+                             "tuner h"));
+  CLTTT_TRY(runtime_download(work->device, work->buffers[2], 0, n * d * sizeof(float),
+                             work->downloaded + n * f, "tuner residual"));
+  *error = deviation(work->downloaded, work->expected, work->expected_floats);
+  return CLTTT_SUCCESS;
+}
+
+/* conv: the TTT target convolution over one chunk -------------------- */
+
+static clttt_status conv_prepare(workload *work) {
+  const size_t rows = (size_t)work->shape.chunk, d = (size_t)work->shape.hidden;
+  CLTTT_TRY(add_buffer(work, 0, rows * d, 0.0f, 0, "tuner conv output"));
+  CLTTT_TRY(add_buffer(work, 1, rows * d, 1.0f, 13, "tuner conv input"));
+  CLTTT_TRY(add_buffer(work, 2, d * 5, 0.5f, 14, "tuner conv weight"));
+  CLTTT_TRY(allocate_expected(work, rows * d));
+  for (size_t i = 0; i < rows; i++)
+    for (size_t channel = 0; channel < d; channel++) {
+      double sum = 0.0;
+      for (int tap = 0; tap < 5; tap++) {
+        long source = (long)i + tap - 2;
+        if (source >= 0 && source < (long)rows)
+          sum += (double)work->inputs[2][channel * 5 + (size_t)tap] * work->inputs[1][(size_t)source * d + channel];
+      }
+      work->expected[i * d + channel] = (float)sum;
+    }
+  return CLTTT_SUCCESS;
+}
+
+static clttt_status conv_run(workload *work) {
+  cl_kernel kernel = NULL;
+  CLTTT_TRY(runtime_kernel(work->device, "ttt.cl", "ttt_conv", NULL, &kernel));
+  int t_offset = 0, d = work->shape.hidden, rows = work->shape.chunk;
+  CLTTT_TRY(runtime_set_args(work->device, kernel, "ttt_conv", 7, sizeof(cl_mem), &work->buffers[0],
+                             sizeof(cl_mem), &work->buffers[1], sizeof(int), &t_offset, sizeof(int), &d,
+                             sizeof(cl_mem), &work->buffers[2], sizeof(int), &rows, sizeof(int), &d));
+  return launch(work, kernel, "ttt_conv", tuning_launch_conv(&work->device->tuning, (size_t)d, (size_t)rows));
+}
+
+static clttt_status conv_check(workload *work, double *error) {
+  CLTTT_TRY(runtime_download(work->device, work->buffers[0], 0, work->expected_floats * sizeof(float),
+                             work->downloaded, "tuner conv output"));
+  *error = deviation(work->downloaded, work->expected, work->expected_floats);
+  return CLTTT_SUCCESS;
+}
+
+/* gemv: one decode matrix-vector product, W (f x d) x (d) --------------- */
+
+static clttt_status gemv_prepare(workload *work) {
+  const size_t rows = (size_t)work->shape.intermediate, columns = (size_t)work->shape.hidden;
+  CLTTT_TRY(add_buffer(work, 0, rows, 0.0f, 0, "tuner gemv output"));
+  CLTTT_TRY(add_buffer(work, 1, columns, 1.0f, 15, "tuner gemv input"));
+  CLTTT_TRY(add_buffer(work, 2, rows * columns, 1.0f, 16, "tuner gemv matrix"));
+  CLTTT_TRY(allocate_expected(work, rows));
+  for (size_t row = 0; row < rows; row++) {
+    double sum = 0.0;
+    for (size_t c = 0; c < columns; c++)
+      sum += (double)work->inputs[2][row * columns + c] * work->inputs[1][c];
+    work->expected[row] = (float)sum;
+  }
+  return CLTTT_SUCCESS;
+}
+
+static clttt_status gemv_run(workload *work) {
+  const size_t rows = (size_t)work->shape.intermediate, columns = (size_t)work->shape.hidden;
+  /* y (f) = W (f x d) x (d), as gemm_linear runs it for one token */
+  return gemm_linear(work->device, "tuner gemv", 1, rows, columns, view(work->buffers[1], 0, columns),
+                     view(work->buffers[2], 0, columns), 0.0f, view(work->buffers[0], 0, rows));
+}
+
+static clttt_status gemv_check(workload *work, double *error) {
+  CLTTT_TRY(runtime_download(work->device, work->buffers[0], 0, work->expected_floats * sizeof(float),
+                             work->downloaded, "tuner gemv output"));
+  *error = deviation(work->downloaded, work->expected, work->expected_floats);
+  return CLTTT_SUCCESS;
+}
+
+static const family_spec families[AUTOTUNE_FAMILY_COUNT] = {
+    {AUTOTUNE_RMSNORM,
+     {"RMSNORM_WGS", NULL},
+     {{16, 32, 64, 128, 256, 512, 1024}},
+     {{32, 64, 128, 256}},
+     rmsnorm_prepare,
+     rmsnorm_run,
+     rmsnorm_check,
+     -1},
+    {AUTOTUNE_ATTENTION,
+     {"ATTENTION_BLOCK_Q", "ATTENTION_BLOCK_K"},
+     {{8, 16, 32, 64, 128}, {16, 32, 64, 128}},
+     {{8, 16, 32}, {32, 64}},
+     attention_prepare,
+     attention_run,
+     attention_check,
+     -1},
+    {AUTOTUNE_ROPE,
+     {"ROPE_WGS", NULL},
+     {{8, 16, 32, 64, 128, 256}},
+     {{16, 64, 256}},
+     rope_prepare,
+     rope_run,
+     rope_check,
+     0},
+    {AUTOTUNE_ELEMENTWISE,
+     {"ELEMENTWISE_WGS", "VECTOR_WIDTH"},
+     {{32, 64, 128, 256, 512}, {1, 2, 4, 8}},
+     {{64, 256}, {1, 4}},
+     elementwise_prepare,
+     elementwise_run,
+     elementwise_check,
+     2},
+    {AUTOTUNE_CONV,
+     {"TTT_CONV_ROWS", NULL},
+     {{1, 2, 4, 8, 16}},
+     {{1, 4, 8}},
+     conv_prepare,
+     conv_run,
+     conv_check,
+     -1},
+    {AUTOTUNE_GEMV,
+     {"GEMV_ROW_PER_ITEM", "GEMV_WGS"},
+     {{0, 1, -1}, {1, 4, 16, 64, 128, 256}},
+     {{0, 1, -1}, {16, 64, 256}},
+     gemv_prepare,
+     gemv_run,
+     gemv_check,
+     -1},
+};
+
+/* ---------------------------------------------------------------- */
+/* The search                                                         */
+
+static const tuning_parameter *find_parameter(const char *name) {
+  for (int i = 0; i < tuning_parameter_count; i++)
+    if (strcmp(tuning_parameters[i].name, name) == 0)
+      return &tuning_parameters[i];
+  return NULL;
+}
+
+static double now_ms(void) {
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return (double)now.tv_sec * 1e3 + (double)now.tv_nsec / 1e6;
+}
+
+static int compare_doubles(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+static void describe(const family_spec *spec, const tuning_params *params, char *label, size_t capacity) {
+  size_t used = 0;
+  label[0] = '\0';
+  for (int p = 0; p < MAX_FAMILY_PARAMETERS && spec->parameters[p] && used < capacity; p++) {
+    int written = snprintf(label + used, capacity - used, "%s%s=%d", p ? " " : "", spec->parameters[p],
+                           tuning_get(params, find_parameter(spec->parameters[p])));
+    if (written < 0)
+      break;
+    used += (size_t)written;
+  }
+}
+
+static int same_family_values(const family_spec *spec, const tuning_params *a, const tuning_params *b) {
+  for (int p = 0; p < MAX_FAMILY_PARAMETERS && spec->parameters[p]; p++) {
+    const tuning_parameter *parameter = find_parameter(spec->parameters[p]);
+    if (tuning_get(a, parameter) != tuning_get(b, parameter))
+      return 0;
+  }
+  return 1;
+}
+
+/* Values the device can run; the attention tile must also fit local memory
+ * at the shape's own head size. */
+static int runnable(const clttt_device *device, const autotune_shape *shape, const tuning_params *params) {
+  char why[256];
+  if (!tuning_valid(&device->info, params, why, sizeof why))
+    return 0;
+  size_t tile_bytes = 2 * (size_t)params->attention_block_k * (size_t)shape->head_dim * sizeof(float);
+  return device->info.local_memory == 0 || tile_bytes <= device->info.local_memory;
+}
+
+static clttt_status add_candidate(autotune_result *result, const autotune_candidate *candidate) {
+  if (result->candidate_count == result->candidate_capacity) {
+    int capacity = result->candidate_capacity ? 2 * result->candidate_capacity : 32;
+    autotune_candidate *grown = realloc(result->candidates, (size_t)capacity * sizeof *grown);
+    if (!grown)
+      return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "tuner: candidate list");
+    result->candidates = grown;
+    result->candidate_capacity = capacity;
+  }
+  result->candidates[result->candidate_count++] = *candidate;
+  return CLTTT_SUCCESS;
+}
+
+/* The family's candidate sets, the built-in defaults first (they calibrate
+ * how many launches one timed run needs). */
+static int value_count(const tuning_parameter *parameter, const int *values) {
+  int count = 0;
+  while (count < 8 && values[count] >= parameter->minimum)
+    count++;
+  return count;
+}
+
+static clttt_status list_candidates(const clttt_device *device, const autotune_options *options,
+                                    const family_spec *spec, const tuning_params *current,
+                                    const tuning_params *defaults, autotune_result *result, int *first) {
+  *first = result->candidate_count;
+  autotune_candidate candidate;
+  memset(&candidate, 0, sizeof candidate);
+  candidate.family = spec->family;
+  candidate.params = *current;
+  for (int p = 0; p < MAX_FAMILY_PARAMETERS && spec->parameters[p]; p++) {
+    const tuning_parameter *parameter = find_parameter(spec->parameters[p]);
+    tuning_set(&candidate.params, parameter, tuning_get(defaults, parameter));
+  }
+  candidate.is_default = 1;
+  describe(spec, &candidate.params, candidate.label, sizeof candidate.label);
+  CLTTT_TRY(add_candidate(result, &candidate));
+  candidate.is_default = 0;
+
+  const int(*values)[8] = options->quick ? spec->quick_values : spec->full_values;
+  int first_count = value_count(find_parameter(spec->parameters[0]), values[0]);
+  int second_count = spec->parameters[1] ? value_count(find_parameter(spec->parameters[1]), values[1]) : 1;
+  for (int a = 0; a < first_count; a++)
+    for (int b = 0; b < second_count; b++) {
+      tuning_params params = *current;
+      tuning_set(&params, find_parameter(spec->parameters[0]), values[0][a]);
+      if (spec->parameters[1])
+        tuning_set(&params, find_parameter(spec->parameters[1]), values[1][b]);
+      if (same_family_values(spec, &params, &result->candidates[*first].params) ||
+          !runnable(device, &options->shape, &params))
+        continue;
+      candidate.params = params;
+      describe(spec, &params, candidate.label, sizeof candidate.label);
+      CLTTT_TRY(add_candidate(result, &candidate));
+    }
+  return CLTTT_SUCCESS;
+}
+
+/* Runs, checks and times one candidate. Problems of the candidate itself
+ * (build, launch, wrong output) are recorded in it; only the tuner's own
+ * failures (host memory, uploads) come back as errors. */
+static clttt_status measure(workload *work, const family_spec *spec, autotune_candidate *candidate,
+                            int repetitions, int *launches_per_run) {
+  clttt_device *device = work->device;
+  device->tuning = candidate->params;
+  if (spec->in_place_buffer >= 0)
+    CLTTT_TRY(reupload(work, spec->in_place_buffer));
+  clttt_status status = spec->run(work);
+  if (status == CLTTT_SUCCESS)
+    status = runtime_finish(device);
+  if (status != CLTTT_SUCCESS) {
+    candidate->state = AUTOTUNE_FAILED;
+    snprintf(candidate->failure, sizeof candidate->failure, "%s", clttt_last_error());
+    clttt_clear_error();
+    return CLTTT_SUCCESS;
+  }
+  CLTTT_TRY(spec->check(work, &candidate->error));
+  if (!(candidate->error <= TOLERANCE)) {
+    candidate->state = AUTOTUNE_MISMATCH;
+    snprintf(candidate->failure, sizeof candidate->failure, "output differs from the reference by %.3g",
+             candidate->error);
+    return CLTTT_SUCCESS;
+  }
+  if (*launches_per_run == 0) {
+    /* Short kernels are repeated inside a run so that launch overhead and
+     * timer resolution stay small against what is measured. */
+    double start = now_ms();
+    CLTTT_TRY(spec->run(work));
+    CLTTT_TRY(runtime_finish(device));
+    double once = now_ms() - start;
+    const double wanted_ms = 20.0;
+    *launches_per_run = once >= wanted_ms ? 1 : once <= 0.2 ? 100 : (int)ceil(wanted_ms / once);
+  }
+  double times[32];
+  if (repetitions > 32)
+    repetitions = 32;
+  for (int r = 0; r < repetitions; r++) {
+    double start = now_ms();
+    for (int l = 0; l < *launches_per_run; l++)
+      CLTTT_TRY(spec->run(work));
+    CLTTT_TRY(runtime_finish(device));
+    times[r] = (now_ms() - start) / *launches_per_run;
+  }
+  qsort(times, (size_t)repetitions, sizeof times[0], compare_doubles);
+  candidate->median_ms = repetitions % 2 ? times[repetitions / 2]
+                                         : 0.5 * (times[repetitions / 2 - 1] + times[repetitions / 2]);
+  candidate->state = AUTOTUNE_MEASURED;
+  return CLTTT_SUCCESS;
+}
+
+static clttt_status tune_family(clttt_device *device, const autotune_options *options, const family_spec *spec,
+                                const tuning_params *defaults, autotune_result *result) {
+  workload work;
+  memset(&work, 0, sizeof work);
+  work.device = device;
+  work.shape = options->shape;
+  clttt_status status = spec->prepare(&work);
+  int first = 0;
+  if (status == CLTTT_SUCCESS)
+    status = list_candidates(device, options, spec, &result->best, defaults, result, &first);
+  int launches_per_run = 0, winner = -1;
+  for (int c = first; c < result->candidate_count && status == CLTTT_SUCCESS; c++) {
+    status = measure(&work, spec, &result->candidates[c], options->repetitions > 0 ? options->repetitions : 1,
+                     &launches_per_run);
+    if (status != CLTTT_SUCCESS)
+      break;
+    autotune_candidate *candidate = &result->candidates[c];
+    if (candidate->is_default && candidate->state != AUTOTUNE_MEASURED) {
+      status = clttt_fail(CLTTT_ERROR_KERNEL_BUILD, "tuning %s: the built-in defaults (%s) fail on device '%s': %s",
+                          autotune_family_name(spec->family), candidate->label, device->info.name,
+                          candidate->failure);
+      break;
+    }
+    if (candidate->is_default)
+      result->default_ms[spec->family] = candidate->median_ms;
+    if (candidate->state == AUTOTUNE_MEASURED &&
+        (winner < 0 || candidate->median_ms < result->candidates[winner].median_ms))
+      winner = c;
+    if (options->progress)
+      options->progress(candidate, options->progress_context);
+  }
+  if (status == CLTTT_SUCCESS && winner >= 0) {
+    result->candidates[winner].is_winner = 1;
+    result->best = result->candidates[winner].params;
+    result->best_ms[spec->family] = result->candidates[winner].median_ms;
+  }
+  workload_free(&work);
+  return status;
+}
+
+clttt_status autotune_run(clttt_device *device, const autotune_options *options, autotune_result *result) {
+  memset(result, 0, sizeof *result);
+  if (!device || !options)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "autotune_run: NULL argument");
+  const autotune_shape *shape = &options->shape;
+  if (shape->tokens < 1 || shape->attention_tokens < 1 || shape->hidden < 1 || shape->intermediate < 1 ||
+      shape->heads < 1 || shape->kv_heads < 1 || shape->heads % shape->kv_heads != 0 || shape->head_dim < 2 ||
+      shape->head_dim % 2 != 0 || shape->head_dim > 512 || shape->chunk < 1)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "autotune_run: inconsistent shape");
+  tuning_params defaults;
+  tuning_defaults(&device->info, &defaults);
+  const tuning_params in_use = device->tuning;
+  result->start = in_use;
+  result->best = in_use;
+  clttt_status status = CLTTT_SUCCESS;
+  for (int f = 0; f < AUTOTUNE_FAMILY_COUNT && status == CLTTT_SUCCESS; f++)
+    if (options->families & (1u << f))
+      status = tune_family(device, options, &families[f], &defaults, result);
+  /* Programs built for candidates stay cached under their own options;
+   * the device goes back to the set it was opened with. */
+  device->tuning = in_use;
+  return status;
+}
+
+void autotune_result_free(autotune_result *result) {
+  free(result->candidates);
+  memset(result, 0, sizeof *result);
+}

@@ -1,0 +1,89 @@
+/* The search behind `clttt tune`: for each kernel family, every candidate
+ * parameter set allowed on the device is built, run at model-sized shapes,
+ * checked against a plain host computation, and the ones that agree are
+ * timed (median of several runs); the fastest one wins. */
+#ifndef CLTTT_AUTOTUNE_H
+#define CLTTT_AUTOTUNE_H
+
+#include "runtime.h"
+
+typedef enum {
+  AUTOTUNE_RMSNORM,
+  AUTOTUNE_ATTENTION,
+  AUTOTUNE_ROPE,
+  AUTOTUNE_ELEMENTWISE,
+  AUTOTUNE_CONV,
+  AUTOTUNE_GEMV,
+  AUTOTUNE_FAMILY_COUNT
+} autotune_family;
+
+#define AUTOTUNE_ALL_FAMILIES ((1u << AUTOTUNE_FAMILY_COUNT) - 1u)
+
+/* The sizes kernels are tuned at. */
+typedef struct {
+  int tokens;           /* prefill rows of rmsnorm, rope, swiglu, add */
+  int attention_tokens; /* prefill length of attention (its cost grows as the square) */
+  int hidden;           /* d */
+  int intermediate;     /* f */
+  int heads, kv_heads, head_dim;
+  int chunk;            /* rows of the TTT conv */
+} autotune_shape;
+
+typedef enum {
+  AUTOTUNE_MEASURED,  /* agreed with the reference and was timed */
+  AUTOTUNE_MISMATCH,  /* ran but disagreed with the reference: rejected */
+  AUTOTUNE_FAILED     /* did not build or launch on this device: rejected */
+} autotune_state;
+
+typedef struct {
+  autotune_family family;
+  char label[96];        /* "RMSNORM_WGS=128" */
+  tuning_params params;
+  autotune_state state;
+  double median_ms;      /* per run of the family's kernels */
+  double error;          /* largest |got - expected| / max(1, |expected|) */
+  int is_default;        /* the family's built-in default values */
+  int is_winner;
+  char failure[200];     /* why, when not measured */
+} autotune_candidate;
+
+typedef struct {
+  autotune_shape shape;
+  unsigned families;     /* bit (1u << family) per family to tune */
+  int repetitions;       /* timed runs per candidate; the median counts */
+  int quick;             /* fewer candidates per family */
+  /* Called after each candidate (may be NULL): long searches show progress. */
+  void (*progress)(const autotune_candidate *candidate, void *context);
+  void *progress_context;
+} autotune_options;
+
+typedef struct {
+  tuning_params start;   /* the set in use when tuning began */
+  tuning_params best;    /* start with every tuned family's winner */
+  autotune_candidate *candidates;
+  int candidate_count;
+  int candidate_capacity;
+  /* Per family: time of the built-in defaults and of the winner (0 when not tuned). */
+  double default_ms[AUTOTUNE_FAMILY_COUNT];
+  double best_ms[AUTOTUNE_FAMILY_COUNT];
+} autotune_result;
+
+/* Qwen3-0.6B shapes (d 1024, f 3072, 16 query / 8 KV heads of 128, prefill
+ * 2048, attention over 1024) or, when quick, shorter ones and fewer
+ * candidates: a few minutes or well under two on two CPU cores. */
+void autotune_options_init(autotune_options *options, int quick);
+
+/* Tunes the families in options->families on `device`. The device's own
+ * parameter set is left as it was; result->best holds the winners. Failing
+ * candidates are recorded, not errors; an error is returned only when the
+ * tuner itself cannot run (allocation, upload), or when even the defaults
+ * of a family disagree with the reference (a kernel bug, not a tuning one). */
+clttt_status autotune_run(clttt_device *device, const autotune_options *options,
+                          autotune_result *result);
+void autotune_result_free(autotune_result *result);
+
+const char *autotune_family_name(autotune_family family);
+/* "rmsnorm,attention" or "all" into a family mask; unknown names are an error. */
+clttt_status autotune_parse_families(const char *list, unsigned *families);
+
+#endif
