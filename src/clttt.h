@@ -47,8 +47,8 @@ typedef struct {
   char platform[128];
   char name[128];
   char vendor[128];
-  char driver_version[64];
-  char device_version[64];
+  char driver_version[128];
+  char device_version[128];
   char type[16];             /* "GPU", "CPU", "ACCELERATOR", "OTHER" */
   unsigned compute_units;
   unsigned clock_mhz;

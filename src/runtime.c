@@ -30,11 +30,21 @@ int runtime_check(const clttt_device *device, cl_int error, const char *what) {
 /* ---------------------------------------------------------------- */
 /* Discovery                                                          */
 
+/* Drivers refuse a buffer shorter than the whole string (PoCL's version
+ * string runs past 64 characters), so read it whole and keep what fits. */
 static void device_string(cl_device_id id, cl_device_info what, char *out, size_t capacity) {
   out[0] = '\0';
-  if (clGetDeviceInfo(id, what, capacity, out, NULL) != CL_SUCCESS)
-    out[0] = '\0';
-  out[capacity - 1] = '\0';
+  size_t size = 0;
+  if (clGetDeviceInfo(id, what, 0, NULL, &size) != CL_SUCCESS || size == 0)
+    return;
+  char *whole = malloc(size + 1);
+  if (!whole)
+    return;
+  if (clGetDeviceInfo(id, what, size, whole, NULL) == CL_SUCCESS) {
+    whole[size] = '\0';
+    snprintf(out, capacity, "%s", whole);
+  }
+  free(whole);
 }
 
 static void describe_device(cl_platform_id platform, cl_device_id id, int index,
