@@ -54,7 +54,7 @@ static const char *const step_names[STEP_COUNT] = {"gate_up", "swiglu", "apply",
 typedef struct {
   const char *kernel;          /* "Xgemm", "XgemmDirect", ... */
   int count;
-  char names[24][16];
+  char names[24][32];
   size_t values[24];
   const char *name_pointers[24];
 } clblast_override;
@@ -236,8 +236,9 @@ static clttt_status step_swiglu(clttt_device *device, config_buffers *b) {
   int rows = b->C, width = b->f;
   CLTTT_TRY(runtime_set_args(device, kernel, "swiglu", 4, sizeof(cl_mem), &b->h, sizeof(cl_mem),
                              &b->gate_up, sizeof(int), &rows, sizeof(int), &width));
-  size_t global[2] = {(size_t)b->f, (size_t)b->C};
-  return runtime_launch(device, kernel, "swiglu", 2, global, NULL);
+  /* The launch geometry the forward pass uses (src/model.c), from the device's tuning. */
+  tuning_launch launch = tuning_launch_swiglu(&device->tuning, (size_t)b->f, (size_t)b->C);
+  return runtime_launch(device, kernel, "swiglu", launch.dimensions, launch.global, launch.local);
 }
 
 static clttt_status step_apply(clttt_device *device, config_buffers *b) {
@@ -264,8 +265,8 @@ static clttt_status update_probe(clttt_device *device, config_buffers *b, double
   CLTTT_TRY(runtime_set_args(device, kernel, "ttt_conv", 7, sizeof(cl_mem), &b->workspace.conv_out,
                              sizeof(cl_mem), &b->x, sizeof(int), &t_offset, sizeof(int), &t_ld,
                              sizeof(cl_mem), &b->conv, sizeof(int), &rows, sizeof(int), &width));
-  size_t global[2] = {d, c};
-  CLTTT_TRY(runtime_launch(device, kernel, "ttt_conv", 2, global, NULL));
+  tuning_launch launch = tuning_launch_conv(&device->tuning, d, c); /* as src/ttt.c launches it */
+  CLTTT_TRY(runtime_launch(device, kernel, "ttt_conv", launch.dimensions, launch.global, launch.local));
   CLTTT_TRY(runtime_finish(device));
   double t1 = now_ms();
   CLTTT_TRY(gemm(device, "bench target projection (tc P)", GEMM_NO_TRANSPOSE, GEMM_NO_TRANSPOSE, c, d,

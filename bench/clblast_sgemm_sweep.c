@@ -10,8 +10,8 @@
  * For each set it times (best of reps, after a warm-up that compiles), in
  * SWEEP_ROUNDS (2) alternations with the baseline (SWEEP_BASELINE, 16 values,
  * else CLBlast 1.5.3's default for devices without a database entry), the
- * three products of one chunk, row-major, and checks that the candidate's TN
- * result matches the baseline's (largest difference / largest value):
+ * three products of one chunk, row-major, and checks that the candidate's
+ * results match the baseline's (rel.err: largest difference / largest value):
  *   NT  C x 2f x d   gate/up   (x W^T)
  *   NN  C x f x d    reference (x W)
  *   TN  d x f x C    update    (V^T h)
@@ -155,7 +155,7 @@ int main(int argc, char **argv) {
    * shared machine. The baseline is CLBlast's own choice unless
    * SWEEP_BASELINE gives 16 values. */
   const char *baseline = getenv("SWEEP_BASELINE");
-  float *reference = malloc(d * f * sizeof(float)), *candidate = malloc(d * f * sizeof(float));
+  float *reference = malloc(3 * biggest * sizeof(float)), *candidate = malloc(3 * biggest * sizeof(float));
   if (!reference || !candidate)
     return 1;
   int rounds = getenv("SWEEP_ROUNDS") ? atoi(getenv("SWEEP_ROUNDS")) : 2;
@@ -175,24 +175,31 @@ int main(int argc, char **argv) {
           break;
         }
         double r[3];
-        r[0] = time_gemm(queue, 0, 1, C, 2 * f, d, buffers[0], buffers[1], buffers[2], reps, &failed);
-        r[1] = failed ? 0 : time_gemm(queue, 0, 0, C, f, d, buffers[0], buffers[1], buffers[2], reps, &failed);
-        r[2] = failed ? 0 : time_gemm(queue, 1, 0, d, f, C, buffers[0], buffers[1], buffers[2], reps, &failed);
-        for (int p = 0; p < 3; p++)
+        const size_t out_floats[3] = {C * 2 * f, C * f, d * f};
+        for (int p = 0; p < 3 && !failed; p++) {
+          if (p == 0)
+            r[p] = time_gemm(queue, 0, 1, C, 2 * f, d, buffers[0], buffers[1], buffers[2], reps, &failed);
+          else if (p == 1)
+            r[p] = time_gemm(queue, 0, 0, C, f, d, buffers[0], buffers[1], buffers[2], reps, &failed);
+          else
+            r[p] = time_gemm(queue, 1, 0, d, f, C, buffers[0], buffers[1], buffers[2], reps, &failed);
           sum[which][p] += r[p] / rounds;
-        /* The TN product (d x f) just written: the candidate's must match the baseline's. */
-        if (!failed && round == 0)
-          clEnqueueReadBuffer(queue, buffers[2], CL_TRUE, 0, d * f * sizeof(float),
-                              which == 0 ? reference : candidate, 0, NULL, NULL);
+          /* The product just written: the candidate's must match the baseline's. */
+          if (!failed && round == 0)
+            clEnqueueReadBuffer(queue, buffers[2], CL_TRUE, 0, out_floats[p] * sizeof(float),
+                                (which == 0 ? reference : candidate) + p * biggest, 0, NULL, NULL);
+        }
       }
     double worst = 0.0, scale = 0.0;
-    for (size_t i = 0; !failed && i < d * f; i++) {
-      double diff = fabs((double)candidate[i] - (double)reference[i]);
-      if (!(diff <= worst))
-        worst = diff;
-      if (fabs((double)reference[i]) > scale)
-        scale = fabs((double)reference[i]);
-    }
+    const size_t out_floats[3] = {C * 2 * f, C * f, d * f};
+    for (int p = 0; p < 3 && !failed; p++)
+      for (size_t i = 0; i < out_floats[p]; i++) {
+        double diff = fabs((double)candidate[p * biggest + i] - (double)reference[p * biggest + i]);
+        if (!(diff <= worst))
+          worst = diff;
+        if (fabs((double)reference[p * biggest + i]) > scale)
+          scale = fabs((double)reference[p * biggest + i]);
+      }
     if (failed)
       continue;
     printf("%-52s %5.1f/%-5.1f %5.1f/%-5.1f %5.1f/%-5.1f  x%.2f %.2f %.2f  %6.1f  %.1e\n", set, sum[1][0],

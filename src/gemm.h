@@ -14,6 +14,13 @@ typedef struct {
   size_t ld;     /* floats between consecutive rows as stored */
 } matrix_view;
 
+/* Gives CLBlast our measured GEMM parameters for devices its own database
+ * does not know (PoCL on CPUs, where its generic fallback ran 3.5-5.7x
+ * slower). Called at device open; a failure only warns. Setting
+ * CLTTT_CLBLAST_TUNING=off keeps CLBlast's own choice. *applied receives
+ * whether parameters were installed. */
+void gemm_configure_device(const clttt_device *device, int *applied);
+
 clttt_status gemm(clttt_device *device, const char *what, gemm_transpose transpose_a,
                   gemm_transpose transpose_b, size_t m, size_t n, size_t k, float alpha,
                   matrix_view a, matrix_view b, float beta, matrix_view c);

@@ -11,6 +11,7 @@
 #include "error.h"
 #include "kernel_sources.h"
 #include "runtime.h"
+#include "gemm.h"
 
 struct named_kernel {
   char *name;
@@ -242,6 +243,7 @@ clttt_status clttt_device_open(clttt_device **device_out, const char *selector) 
   /* Never fails: a bad tuning cache only costs a warning and the defaults. */
   tuning_load_for_device(&device->info, &device->tuning, device->tuning_source,
                          sizeof device->tuning_source);
+  gemm_configure_device(device, &device->clblast_tuned);
 
   cl_int error = CL_SUCCESS;
   cl_context_properties properties[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)select.platform,

@@ -30,6 +30,7 @@ struct clttt_device {
   clttt_device_info info;
   tuning_params tuning;   /* per-device kernel parameters */
   char tuning_source[4200]; /* where they came from: "built-in defaults" or "tuning cache <path>" */
+  int clblast_tuned;        /* our CLBlast GEMM parameters installed (gemm_configure_device) */
   built_program *programs; /* built once per (file, options), kept for the device's life */
   int program_count;
   int program_capacity;

@@ -19,6 +19,9 @@ static void print_tuning(int index) {
   printf("    %-22s %s\n", "kernel parameters", device->tuning_source);
   for (int i = 0; i < tuning_parameter_count; i++)
     printf("      %-20s %d\n", tuning_parameters[i].name, tuning_get(&device->tuning, &tuning_parameters[i]));
+  printf("    %-22s %s\n", "CLBlast GEMM",
+         device->clblast_tuned ? "clttt's measured parameters for this device (CLTTT_CLBLAST_TUNING=off: CLBlast's own)"
+                               : "CLBlast's own database");
   clttt_device_close(device);
 }
 
