@@ -94,6 +94,38 @@ START_TEST(test_matches_c_reference) {
 }
 END_TEST
 
+/* A prefill longer than one batch (512 rows) and than many attention tiles,
+ * past the YaRN original context, against the C reference's plain n x n
+ * attention; then decode continues from the cache. */
+START_TEST(test_long_prefill_matches_reference) {
+  test_fixture_model fixture;
+  test_fixture_open(&fixture, "qwen3-yarn");
+  const int vocab = clttt_model_get_config(fixture.model)->vocab_size, n = 700;
+  int32_t *tokens = malloc((size_t)n * sizeof *tokens);
+  for (int i = 0; i < n; i++)
+    tokens[i] = (int32_t)((i * 7919 + 11) % vocab);
+  clttt_session *session = NULL;
+  ck_assert_int_eq(clttt_session_create(&session, fixture.model, n), CLTTT_SUCCESS);
+  float *logits = malloc((size_t)n * (size_t)vocab * sizeof *logits);
+  ck_assert_int_eq(clttt_session_feed(session, tokens, n - 3, logits, 0), CLTTT_SUCCESS);
+  for (int i = n - 3; i < n; i++)
+    ck_assert_int_eq(clttt_session_feed(session, tokens + i, 1, logits + (size_t)i * (size_t)vocab, 0), CLTTT_SUCCESS);
+  reference_model *reference = NULL;
+  ck_assert_int_eq(reference_load(&reference, fixture.dir), CLTTT_SUCCESS);
+  float *expected = malloc((size_t)n * (size_t)vocab * sizeof *expected);
+  ck_assert_int_eq(reference_forward(reference, tokens, n, 0, 0, 0.0f, expected), CLTTT_SUCCESS);
+  double error = test_max_abs_difference(logits, expected, (size_t)n * (size_t)vocab);
+  printf("700-token prefill + decode: max |OpenCL - C reference| = %.3g\n", error);
+  ck_assert_msg(error <= GOLDEN_TOLERANCE, "max abs error %g", error);
+  free(expected);
+  free(logits);
+  free(tokens);
+  reference_free(reference);
+  clttt_session_free(session);
+  test_fixture_close(&fixture);
+}
+END_TEST
+
 /* Prefill in one call, in pieces, and token by token: the same logits. */
 START_TEST(test_pieces_and_decode_equal_one_shot) {
   static const char *const names[] = {"qwen3-tied", "llama3-scaled"};
@@ -282,6 +314,7 @@ static Suite *model_suite(void) {
   TCase *golden = tcase_create("golden");
   tcase_add_test(golden, test_base_models_match_transformers);
   tcase_add_test(golden, test_matches_c_reference);
+  tcase_add_test(golden, test_long_prefill_matches_reference);
   tcase_add_test(golden, test_stories260k_greedy_story);
   suite_add_tcase(suite, golden);
   TCase *streaming = tcase_create("streaming");

@@ -148,6 +148,35 @@ START_TEST(test_matches_reference_with_overrides) {
 }
 END_TEST
 
+/* A prefill longer than one batch (512 rows) whose chunks (C = 12, and an
+ * override of 100) straddle the batch boundary, against the C reference. */
+START_TEST(test_long_prefill_across_batches) {
+  test_fixture_model fixture;
+  test_fixture_open(&fixture, "ttt-noproj-embed");
+  const int vocab = clttt_model_get_config(fixture.model)->vocab_size, n = 700;
+  int32_t *tokens = malloc((size_t)n * sizeof *tokens);
+  sequence(tokens, n, vocab, 9);
+  reference_model *reference = NULL;
+  ck_assert_int_eq(reference_load(&reference, fixture.dir), CLTTT_SUCCESS);
+  float *expected = malloc((size_t)n * (size_t)vocab * sizeof *expected);
+  const int chunks[] = {0, 100};
+  for (int c = 0; c < 2; c++) {
+    test_run_options options = test_run_default;
+    options.chunk = chunks[c];
+    float *logits = test_run(fixture.model, tokens, n, options);
+    ck_assert_int_eq(reference_forward(reference, tokens, n, 1, chunks[c], 0.0f, expected), CLTTT_SUCCESS);
+    double error = test_max_abs_difference(logits, expected, (size_t)n * (size_t)vocab);
+    printf("700-token TTT prefill, chunk %d: max |OpenCL - C reference| = %.3g\n", chunks[c] ? chunks[c] : 12, error);
+    ck_assert_msg(error <= GOLDEN_TOLERANCE, "chunk %d: max abs error %g", chunks[c], error);
+    free(logits);
+  }
+  free(expected);
+  free(tokens);
+  reference_free(reference);
+  test_fixture_close(&fixture);
+}
+END_TEST
+
 /* Two sessions, fed alternately across chunk boundaries: neither's fast
  * weights leak into the other's logits. */
 START_TEST(test_fast_weights_do_not_leak_between_sessions) {
@@ -347,6 +376,7 @@ static Suite *ttt_suite(void) {
   TCase *streaming = tcase_create("streaming");
   tcase_add_test(streaming, test_streaming_equals_one_shot);
   tcase_add_test(streaming, test_fast_weights_do_not_leak_between_sessions);
+  tcase_add_test(streaming, test_long_prefill_across_batches);
   suite_add_tcase(suite, streaming);
   TCase *forms = tcase_create("forms");
   tcase_add_test(forms, test_prefix_form_equals_sequential);
