@@ -259,11 +259,12 @@ static clttt_status update_probe(clttt_device *device, config_buffers *b, double
   const size_t d = (size_t)b->d, f = (size_t)b->f, c = (size_t)b->C;
   cl_kernel kernel = NULL;
   CLTTT_TRY(runtime_kernel(device, "ttt.cl", "ttt_conv", NULL, &kernel));
-  int t_offset = 0, t_ld = b->d, rows = b->C, width = b->d;
+  cl_ulong t_offset = 0;
+  int t_ld = b->d, rows = b->C, width = b->d;
   CLTTT_TRY(runtime_finish(device));
   double t0 = now_ms();
   CLTTT_TRY(runtime_set_args(device, kernel, "ttt_conv", 7, sizeof(cl_mem), &b->workspace.conv_out,
-                             sizeof(cl_mem), &b->x, sizeof(int), &t_offset, sizeof(int), &t_ld,
+                             sizeof(cl_mem), &b->x, sizeof(cl_ulong), &t_offset, sizeof(int), &t_ld,
                              sizeof(cl_mem), &b->conv, sizeof(int), &rows, sizeof(int), &width));
   tuning_launch launch = tuning_launch_conv(&device->tuning, d, c); /* as src/ttt.c launches it */
   CLTTT_TRY(runtime_launch(device, kernel, "ttt_conv", launch.dimensions, launch.global, launch.local));

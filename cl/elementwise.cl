@@ -50,6 +50,20 @@ void add_in_place(__global float *x, __global const float *y, const int count) {
     x[i] += y[i];
 }
 
+// out = in over count floats: the benchmarks' measure of the memory bandwidth
+// a kernel of ours reaches on this device (the decode roofline), launched
+// like add_in_place.
+__kernel __attribute__((work_group_size_hint(ELEMENTWISE_WGS, 1, 1)))
+void copy_floats(__global float *out, __global const float *in, const int count) {
+  const size_t first = (size_t)get_global_id(0) * VECTOR_WIDTH;
+  if (first + VECTOR_WIDTH <= (size_t)count) {
+    STOREV(LOADV(in + first), out + first);
+    return;
+  }
+  for (size_t i = first; i < (size_t)count; i++)
+    out[i] = in[i];
+}
+
 // h[i][j] = silu(gate[i][j]) * up[i][j], where gate_up holds each row as
 // [gate (f) | up (f)] because both come from one GEMM with stacked weights.
 // Work-item (w, i) owns columns [w * VECTOR_WIDTH, (w + 1) * VECTOR_WIDTH) of

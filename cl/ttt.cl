@@ -18,7 +18,7 @@
 //   tc: rows x d, t: rows x d (starting t_offset floats in, row stride t_ld),
 //   weight: d x 5
 __kernel __attribute__((work_group_size_hint(ELEMENTWISE_WGS, 1, 1)))
-void ttt_conv(__global float *tc, __global const float *t, const int t_offset,
+void ttt_conv(__global float *tc, __global const float *t, const ulong t_offset,
               const int t_ld, __global const float *weight, const int rows,
               const int d) {
   const int channel = get_global_id(0);

@@ -458,9 +458,10 @@ static clttt_status conv_prepare(workload *work) {
 static clttt_status conv_run(workload *work) {
   cl_kernel kernel = NULL;
   CLTTT_TRY(runtime_kernel(work->device, "ttt.cl", "ttt_conv", NULL, &kernel));
-  int t_offset = 0, d = work->shape.hidden, rows = work->shape.chunk;
+  cl_ulong t_offset = 0;
+  int d = work->shape.hidden, rows = work->shape.chunk;
   CLTTT_TRY(runtime_set_args(work->device, kernel, "ttt_conv", 7, sizeof(cl_mem), &work->buffers[0],
-                             sizeof(cl_mem), &work->buffers[1], sizeof(int), &t_offset, sizeof(int), &d,
+                             sizeof(cl_mem), &work->buffers[1], sizeof(cl_ulong), &t_offset, sizeof(int), &d,
                              sizeof(cl_mem), &work->buffers[2], sizeof(int), &rows, sizeof(int), &d));
   return launch(work, kernel, "ttt_conv", tuning_launch_conv(&work->device->tuning, (size_t)d, (size_t)rows));
 }

@@ -35,9 +35,12 @@ static clttt_status compute_targets(clttt_device *device, const ttt_layer *layer
                                     ttt_workspace *workspace, matrix_view t, cl_mem *targets) {
   cl_kernel kernel = NULL;
   CLTTT_TRY(runtime_kernel(device, "ttt.cl", "ttt_conv", NULL, &kernel));
-  int t_offset = (int)t.offset, t_ld = (int)t.ld, rows = layer->C, d = layer->d;
+  /* A 64-bit offset: over a whole sequence (the two forms) row * d passes 2^31
+   * floats after some 800k tokens at d = 2560. */
+  cl_ulong t_offset = (cl_ulong)t.offset;
+  int t_ld = (int)t.ld, rows = layer->C, d = layer->d;
   CLTTT_TRY(runtime_set_args(device, kernel, "ttt_conv", 7, sizeof(cl_mem), &workspace->conv_out,
-                             sizeof(cl_mem), &t.buffer, sizeof(int), &t_offset, sizeof(int), &t_ld,
+                             sizeof(cl_mem), &t.buffer, sizeof(cl_ulong), &t_offset, sizeof(int), &t_ld,
                              sizeof(cl_mem), &layer->conv, sizeof(int), &rows, sizeof(int), &d));
   tuning_launch launch = tuning_launch_conv(&device->tuning, (size_t)d, (size_t)rows);
   CLTTT_TRY(runtime_launch(device, kernel, "ttt_conv", launch.dimensions, launch.global, launch.local));
