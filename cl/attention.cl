@@ -97,3 +97,106 @@ void attention(__global float *out, __global const float *q, const int q_ld,
   for (int c = 0; c < HEAD_DIM; c++)
     out[(size_t)query * heads * HEAD_DIM + head * HEAD_DIM + c] = accumulator[c] * inverse_sum;
 }
+
+// ---------------------------------------------------------------------------
+// The softmax step of the GEMM-backed prefill path (src/model.c
+// attention_gemm): scores = scale Q K^T came from one GEMM per head, the
+// probabilities go into the next (P V). Long prefills spend their time in
+// those GEMMs, which CLBlast runs several times faster than the per-query
+// loops above; this kernel only has to stream the score rows.
+//
+// One work-group per row; SOFTMAX_WGS work-items take 8 consecutive columns
+// each per step and combine their partial max and sum in a tree, so it must
+// be a power of two. The explicit float8 matters on CPUs: PoCL runs each
+// work-item's loop on its own, so scalar columns strided by the group size
+// neither vectorise nor stream (2.5-3 GB/s on a 2-core EPYC under PoCL 3.1,
+// against 15-24 GB/s with float8).
+#ifndef SOFTMAX_WGS
+#define SOFTMAX_WGS 64
+#endif
+#define SOFTMAX_STEP (SOFTMAX_WGS * 8)
+
+//   scores: rows of `columns` floats, row stride ld; row r is query
+//   r % queries (of the block) of some head. Query i sits at position
+//   first_position + i and sees keys 0 .. first_position + i; the keys after
+//   it become exact zeros, so the following P V product may read whole rows.
+__kernel __attribute__((reqd_work_group_size(SOFTMAX_WGS, 1, 1)))
+void causal_softmax_rows(__global float *scores, const int rows, const int columns, const int ld,
+                         const int queries, const int first_position) {
+  __local float partial[SOFTMAX_WGS];
+  const int row = get_group_id(0);
+  const int lane = get_local_id(0);
+  if (row >= rows)
+    return;  // uniform across the group: whole groups exit together
+  __global float *s = scores + (size_t)row * ld;
+  const int visible = min(columns, first_position + row % queries + 1);
+
+  // Loops, the 8-column tails included, run a uniform number of times with
+  // the bound checked inside: PoCL 3.1 crashes when some work-items of a
+  // group skip a loop entirely. Max first, then one exp per column: the
+  // online (max, sum) form saves a read but needs a second exp per column.
+  float m = -INFINITY;
+  for (int base = 0; base < visible; base += SOFTMAX_STEP) {
+    const int c = base + lane * 8;
+    if (c + 8 <= visible) {
+      const float8 x = vload8(0, s + c);
+      const float4 m4 = fmax(x.lo, x.hi);
+      const float2 m2 = fmax(m4.lo, m4.hi);
+      m = fmax(m, fmax(m2.lo, m2.hi));
+    } else {
+      for (int k = 0; k < 8; k++)
+        if (c + k < visible)
+          m = fmax(m, s[c + k]);
+    }
+  }
+  partial[lane] = m;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  for (int stride = SOFTMAX_WGS / 2; stride > 0; stride /= 2) {
+    if (lane < stride)
+      partial[lane] = fmax(partial[lane], partial[lane + stride]);
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+  const float row_max = partial[0];
+  barrier(CLK_LOCAL_MEM_FENCE);  // every lane has read partial[0] before it is reused
+
+  float sum = 0.0f;
+  for (int base = 0; base < visible; base += SOFTMAX_STEP) {
+    const int c = base + lane * 8;
+    if (c + 8 <= visible) {
+      const float8 e = exp(vload8(0, s + c) - row_max);
+      vstore8(e, 0, s + c);
+      const float4 s4 = e.lo + e.hi;
+      const float2 s2 = s4.lo + s4.hi;
+      sum += s2.lo + s2.hi;
+    } else {
+      for (int k = 0; k < 8; k++) {
+        if (c + k < visible) {
+          const float e = exp(s[c + k] - row_max);
+          s[c + k] = e;
+          sum += e;
+        }
+      }
+    }
+  }
+  partial[lane] = sum;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  for (int stride = SOFTMAX_WGS / 2; stride > 0; stride /= 2) {
+    if (lane < stride)
+      partial[lane] += partial[lane + stride];
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+  const float inverse_sum = 1.0f / partial[0];
+
+  for (int base = 0; base < columns; base += SOFTMAX_STEP) {
+    const int c = base + lane * 8;
+    if (c + 8 <= visible) {
+      vstore8(vload8(0, s + c) * inverse_sum, 0, s + c);
+    } else if (c >= visible && c + 8 <= columns) {
+      vstore8((float8)(0.0f), 0, s + c);
+    } else {
+      for (int k = 0; k < 8; k++)
+        if (c + k < columns)
+          s[c + k] = c + k < visible ? s[c + k] * inverse_sum : 0.0f;
+    }
+  }
+}

@@ -26,6 +26,12 @@
 
 #define DEFAULT_BATCH_CAPACITY 512
 #define MAX_TTT_BATCH_CAPACITY 2048
+/* What bounds the GEMM attention path's score workspace (heads x block rows
+ * x context floats): a fixed 64 MiB per session, so the block shrinks as the
+ * context grows; 64 MiB holds a full 512-row batch of 8 heads at 4096
+ * tokens. A single row over the budget (heads x context > 16 Mi floats) is
+ * still allocated: one row is the least the path can work with. */
+#define ATTENTION_SCORE_BUDGET_BYTES ((uint64_t)64 << 20)
 
 /* ------------------------------------------------------------------ */
 /* Loading                                                              */
@@ -300,6 +306,8 @@ struct clttt_session {
   cl_mem embeddings;  /* input embeddings kept for ttt_target = input_embed, n x d */
   cl_mem qkv;         /* n x (q_dim + 2 kv_dim) */
   cl_mem attention;   /* n x q_dim */
+  int attention_block_rows; /* queries per block of the GEMM attention path */
+  cl_mem scores;      /* that path's heads x block rows x context scores */
   cl_mem gate_up;     /* n x 2f */
   cl_mem h;           /* n x f */
   cl_mem delta;       /* attention or MLP output before the residual add, n x d */
@@ -317,6 +325,21 @@ static int batch_capacity_for(int max_context, int chunk) {
   if (chunk > capacity && chunk <= MAX_TTT_BATCH_CAPACITY)
     capacity = chunk;
   return capacity < max_context ? capacity : max_context;
+}
+
+/* Queries per block of the GEMM attention path: as many as the score budget
+ * allows at the full context, never more than a batch, at least one. */
+static int attention_block_rows_for(const clttt_config *config, int context, int batch) {
+  uint64_t row_bytes = (uint64_t)config->num_attention_heads * (uint64_t)(context > 0 ? context : 1) * sizeof(float);
+  uint64_t rows = ATTENTION_SCORE_BUDGET_BYTES / row_bytes;
+  if (rows > (uint64_t)batch)
+    rows = (uint64_t)batch;
+  return rows < 1 ? 1 : (int)rows;
+}
+
+static uint64_t attention_score_floats(const clttt_config *config, int context, int batch) {
+  return (uint64_t)config->num_attention_heads * (uint64_t)attention_block_rows_for(config, context, batch) *
+         (uint64_t)context;
 }
 
 uint64_t clttt_estimate_weight_bytes(const clttt_config *config) {
@@ -347,6 +370,7 @@ uint64_t clttt_estimate_session_bytes(const clttt_config *config, int context, i
   uint64_t floats = (uint64_t)config->num_hidden_layers * 2 * (uint64_t)context * kv_dim;
   /* Per batch row: token id, x, xn, embeddings, delta (4d), qkv, attention, gate_up + h (3f), logits. */
   floats += batch * (1 + 4 * d + (q_dim + 2 * kv_dim) + q_dim + 3 * f + (uint64_t)config->vocab_size);
+  floats += attention_score_floats(config, context, (int)batch);
   if (use_ttt) {
     floats += (uint64_t)config_ttt_layer_count(config) * (d * f + (uint64_t)chunk * (f + d));
     floats += 2 * (uint64_t)chunk * d; /* the update's conv output and targets */
@@ -405,7 +429,14 @@ static clttt_status allocate_workspace(clttt_session *session) {
       {&session->h, rows * f, "gated MLP activations h (n x f)"},
       {&session->delta, rows * d, "layer outputs (n x d)"},
       {&session->logits, rows * (size_t)model->config.vocab_size, "logits (n x vocab)"},
+      /* Allocated whatever the device's ATTENTION_GEMM_MIN_QUERIES, so that
+       * clttt_estimate_session_bytes, which knows no device, stays exact. */
+      {&session->scores,
+       (size_t)attention_score_floats(&model->config, session->max_context, session->batch_capacity),
+       "attention scores (heads x block x context)"},
   };
+  session->attention_block_rows =
+      attention_block_rows_for(&model->config, session->max_context, session->batch_capacity);
   for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++)
     CLTTT_TRY(runtime_alloc(device, buffers[i].floats * sizeof(float), buffers[i].what, buffers[i].buffer));
   return CLTTT_SUCCESS;
@@ -465,7 +496,7 @@ void clttt_session_free(clttt_session *session) {
   cl_mem *buffers[] = {&session->tokens,    &session->x,       &session->xn,
                        &session->embeddings, &session->qkv,    &session->attention,
                        &session->gate_up,   &session->h,       &session->delta,
-                       &session->logits};
+                       &session->logits,    &session->scores};
   for (size_t b = 0; b < sizeof buffers / sizeof buffers[0]; b++)
     runtime_release(buffers[b]);
   free(session);
@@ -585,6 +616,74 @@ static clttt_status embed(clttt_session *session, const int32_t *tokens, int n) 
   return CLTTT_SUCCESS;
 }
 
+clttt_status attention_flash(clttt_device *device, const attention_problem *problem) {
+  char options[64];
+  snprintf(options, sizeof options, "-DHEAD_DIM=%d", problem->head_dim);
+  cl_kernel kernel = NULL;
+  CLTTT_TRY(runtime_kernel(device, "attention.cl", "attention", options, &kernel));
+  float scale = 1.0f / sqrtf((float)problem->head_dim);
+  CLTTT_TRY(runtime_set_args(device, kernel, "attention", 11, sizeof(cl_mem), &problem->out, sizeof(cl_mem),
+                             &problem->q, sizeof(int), &problem->q_ld, sizeof(cl_mem), &problem->k_cache,
+                             sizeof(cl_mem), &problem->v_cache, sizeof(int), &problem->kv_dim, sizeof(int),
+                             &problem->n, sizeof(int), &problem->position0, sizeof(int), &problem->heads,
+                             sizeof(int), &problem->kv_heads, sizeof(float), &scale));
+  tuning_launch launch = tuning_launch_attention(&device->tuning, (size_t)problem->n, (size_t)problem->heads);
+  return runtime_launch(device, kernel, "attention", launch.dimensions, launch.global, launch.local);
+}
+
+/* GQA by offsets: query head h's products read kv head h / group straight
+ * from the cache with its leading dimension, so no reordered copy of Q, K or
+ * V is made. One CLBlastSgemmBatched per product (offset arrays over the
+ * heads) measured 1.1-1.3x slower than this loop of plain GEMMs on PoCL (512
+ * queries over 1536-4096 keys, 8 heads of 64), so the loop stays. A block of
+ * queries only needs the keys up to its last query, so the products shrink
+ * with the causal mask instead of covering the whole context every time. */
+clttt_status attention_gemm(clttt_device *device, const attention_problem *problem, cl_mem scores,
+                            int block_rows) {
+  if (block_rows < 1 || problem->heads < 1 || problem->kv_heads < 1 || problem->heads % problem->kv_heads != 0)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "attention: %d block rows, %d heads, %d kv heads", block_rows,
+                      problem->heads, problem->kv_heads);
+  char options[64];
+  snprintf(options, sizeof options, "-DHEAD_DIM=%d", problem->head_dim);
+  cl_kernel softmax = NULL;
+  CLTTT_TRY(runtime_kernel(device, "attention.cl", "causal_softmax_rows", options, &softmax));
+  const int group = problem->heads / problem->kv_heads;
+  const size_t head_dim = (size_t)problem->head_dim, q_width = (size_t)problem->heads * head_dim;
+  const float scale = 1.0f / sqrtf((float)problem->head_dim);
+  for (int row0 = 0; row0 < problem->n; row0 += block_rows) {
+    const int rows = problem->n - row0 < block_rows ? problem->n - row0 : block_rows;
+    const int first_position = problem->position0 + row0;
+    const int keys = first_position + rows;
+    const size_t head_scores = (size_t)rows * (size_t)keys;
+    for (int h = 0; h < problem->heads; h++) {
+      const size_t kv_column = (size_t)(h / group) * head_dim;
+      /* scores_h (rows x keys) = scale Q_h (rows x head_dim) K_g^T */
+      CLTTT_TRY(gemm(device, "attention scores", GEMM_NO_TRANSPOSE, GEMM_TRANSPOSE, (size_t)rows, (size_t)keys,
+                     head_dim, scale,
+                     view(problem->q, (size_t)row0 * (size_t)problem->q_ld + (size_t)h * head_dim,
+                          (size_t)problem->q_ld),
+                     view(problem->k_cache, kv_column, (size_t)problem->kv_dim), 0.0f,
+                     view(scores, (size_t)h * head_scores, (size_t)keys)));
+    }
+    int all_rows = rows * problem->heads;
+    CLTTT_TRY(runtime_set_args(device, softmax, "causal_softmax_rows", 6, sizeof(cl_mem), &scores, sizeof(int),
+                               &all_rows, sizeof(int), &keys, sizeof(int), &keys, sizeof(int), &rows, sizeof(int),
+                               &first_position));
+    tuning_launch launch = tuning_launch_softmax(&device->tuning, (size_t)all_rows);
+    CLTTT_TRY(runtime_launch(device, softmax, "causal_softmax_rows", launch.dimensions, launch.global,
+                             launch.local));
+    for (int h = 0; h < problem->heads; h++) {
+      const size_t kv_column = (size_t)(h / group) * head_dim;
+      /* out_h (rows x head_dim) = P_h (rows x keys) V_g (keys x head_dim) */
+      CLTTT_TRY(gemm(device, "attention values", GEMM_NO_TRANSPOSE, GEMM_NO_TRANSPOSE, (size_t)rows, head_dim,
+                     (size_t)keys, 1.0f, view(scores, (size_t)h * head_scores, (size_t)keys),
+                     view(problem->v_cache, kv_column, (size_t)problem->kv_dim), 0.0f,
+                     view(problem->out, (size_t)row0 * q_width + (size_t)h * head_dim, q_width)));
+    }
+  }
+  return CLTTT_SUCCESS;
+}
+
 static clttt_status attention_block(clttt_session *session, int layer_index, int n) {
   clttt_model *model = session->model;
   clttt_device *device = model->device;
@@ -619,17 +718,17 @@ static clttt_status attention_block(clttt_session *session, int layer_index, int
   CLTTT_TRY(runtime_launch(device, rope, "qk_norm_rope", rope_launch.dimensions, rope_launch.global,
                            rope_launch.local));
 
-  cl_kernel attention = NULL;
-  CLTTT_TRY(runtime_kernel(device, "attention.cl", "attention", model->kernel_options, &attention));
-  float scale = 1.0f / sqrtf((float)config->head_dim);
-  CLTTT_TRY(runtime_set_args(device, attention, "attention", 11, sizeof(cl_mem), &session->attention,
-                             sizeof(cl_mem), &session->qkv, sizeof(int), &qkv_ld, sizeof(cl_mem),
-                             &session->k_cache[layer_index], sizeof(cl_mem), &session->v_cache[layer_index],
-                             sizeof(int), &kv_dim, sizeof(int), &n, sizeof(int), &position0, sizeof(int),
-                             &heads, sizeof(int), &kv_heads, sizeof(float), &scale));
-  tuning_launch attention_launch = tuning_launch_attention(&device->tuning, (size_t)n, (size_t)heads);
-  CLTTT_TRY(runtime_launch(device, attention, "attention", attention_launch.dimensions, attention_launch.global,
-                           attention_launch.local));
+  attention_problem problem = {session->attention, session->qkv, qkv_ld, session->k_cache[layer_index],
+                               session->v_cache[layer_index], kv_dim, n, position0, heads, kv_heads,
+                               config->head_dim};
+  /* The flash kernel walks all keys serially per query: fine for decode and
+   * short batches, while long prefills run far faster as GEMMs (README,
+   * Tuning: ATTENTION_GEMM_MIN_QUERIES). */
+  int threshold = device->tuning.attention_gemm_min_queries;
+  if (threshold > 0 && n >= threshold)
+    CLTTT_TRY(attention_gemm(device, &problem, session->scores, session->attention_block_rows));
+  else
+    CLTTT_TRY(attention_flash(device, &problem));
 
   /* delta (n x d) = attention (n x q_dim) Wo^T */
   CLTTT_TRY(gemm_linear(device, "attention output projection", (size_t)n, d, (size_t)model->q_dim,

@@ -46,5 +46,27 @@ typedef clttt_status (*tensor_source)(const char *name, const int64_t *shape, in
 clttt_status model_create(clttt_model **model, clttt_device *device, const clttt_config *config,
                           tensor_source source, void *context);
 
+/* Causal grouped-query attention of n queries at positions position0 ..
+ * position0 + n - 1 against one layer's K/V cache, as HuggingFace computes
+ * it: scale 1/sqrt(head_dim), each query sees every earlier token and itself.
+ * Query head h reads kv head h / (heads / kv_heads). */
+typedef struct {
+  cl_mem out;               /* n x (heads * head_dim), row = token, head h at h * head_dim */
+  cl_mem q;                 /* n rows of stride q_ld, query head h at h * head_dim */
+  int q_ld;
+  cl_mem k_cache, v_cache;  /* positions x kv_dim, kv head g at g * head_dim */
+  int kv_dim;
+  int n, position0, heads, kv_heads, head_dim;
+} attention_problem;
+
+/* The flash kernel of cl/attention.cl: one work-item per (query, head). */
+clttt_status attention_flash(clttt_device *device, const attention_problem *problem);
+/* Queries in blocks of at most block_rows: per head scores = scale Q K^T and
+ * out = P V by CLBlast, the causal softmax between them by
+ * causal_softmax_rows. `scores` holds heads * block_rows * (position0 + n)
+ * floats. */
+clttt_status attention_gemm(clttt_device *device, const attention_problem *problem, cl_mem scores,
+                            int block_rows);
+
 
 #endif

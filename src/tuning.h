@@ -17,6 +17,9 @@ typedef struct {
   int rmsnorm_work_group_size;     /* RMSNORM_WGS: work-items reducing one row (power of two) */
   int attention_block_q;           /* ATTENTION_BLOCK_Q: queries (work-items) per work-group */
   int attention_block_k;           /* ATTENTION_BLOCK_K: keys staged in local memory per step */
+  int attention_gemm_min_queries;  /* ATTENTION_GEMM_MIN_QUERIES: batches of at least this many
+                                      queries take the GEMM + softmax path (0: never) */
+  int softmax_work_group_size;     /* SOFTMAX_WGS: work-items per score row of that path (power of two) */
   int rope_work_group_size;        /* ROPE_WGS: (token, head) items per work-group */
   int elementwise_work_group_size; /* ELEMENTWISE_WGS: swiglu, residual add, bias, gather, conv */
   int vector_width;                /* VECTOR_WIDTH: floats per work-item in swiglu and add (1,2,4,8,16) */
@@ -65,6 +68,8 @@ typedef struct {
 
 tuning_launch tuning_launch_rmsnorm(const tuning_params *params, size_t rows);
 tuning_launch tuning_launch_attention(const tuning_params *params, size_t queries, size_t heads);
+/* causal_softmax_rows: a work-group per score row. */
+tuning_launch tuning_launch_softmax(const tuning_params *params, size_t rows);
 tuning_launch tuning_launch_rope(const tuning_params *params, size_t tokens, size_t head_slots);
 /* embedding_gather, add_bias_rows: one work-item per element of a rows x columns block. */
 tuning_launch tuning_launch_elementwise_rows(const tuning_params *params, size_t columns, size_t rows);

@@ -7,6 +7,7 @@
 
 #include "fixture.h"
 #include "gemm.h"
+#include "model.h"
 #include "test_util.h"
 
 static cl_mem upload(clttt_device *device, const float *host, size_t count) {
@@ -90,11 +91,129 @@ START_TEST(test_gemv_variants_match_plain_c) {
 }
 END_TEST
 
+
+/* Plain C attention in double, as HuggingFace defines it, for the problem's
+ * host copies: q (n x q_ld), caches (context x kv_dim). */
+static void reference_attention(const attention_problem *p, const float *q, const float *k_cache,
+                                const float *v_cache, double *out) {
+  const int group = p->heads / p->kv_heads, q_width = p->heads * p->head_dim;
+  const double scale = 1.0 / sqrt((double)p->head_dim);
+  double *weights = malloc((size_t)(p->position0 + p->n) * sizeof *weights);
+  for (int i = 0; i < p->n; i++) {
+    const int last = p->position0 + i;
+    for (int h = 0; h < p->heads; h++) {
+      const int kv_column = (h / group) * p->head_dim;
+      double top = -INFINITY, sum = 0.0;
+      for (int key = 0; key <= last; key++) {
+        double dot = 0.0;
+        for (int c = 0; c < p->head_dim; c++)
+          dot += (double)q[(size_t)i * p->q_ld + h * p->head_dim + c] * k_cache[(size_t)key * p->kv_dim + kv_column + c];
+        weights[key] = dot * scale;
+        top = weights[key] > top ? weights[key] : top;
+      }
+      for (int key = 0; key <= last; key++)
+        sum += weights[key] = exp(weights[key] - top);
+      for (int c = 0; c < p->head_dim; c++) {
+        double value = 0.0;
+        for (int key = 0; key <= last; key++)
+          value += weights[key] * v_cache[(size_t)key * p->kv_dim + kv_column + c];
+        out[(size_t)i * q_width + h * p->head_dim + c] = value / sum;
+      }
+    }
+  }
+  free(weights);
+}
+
+/* The GEMM + softmax prefill path and the flash kernel against plain C, for
+ * grouped (3 query heads per kv head) and plain multi-head shapes, a cache
+ * already holding earlier tokens (position0 > 0), q rows wider than the
+ * query heads (as in the fused qkv buffer), and blocks that do not divide n
+ * (several full blocks and a short one), under several softmax group sizes,
+ * including groups wider than a row. Outputs are convex combinations of V
+ * values in [-1, 1] from fp32 sums of at most ~100 terms: 2e-5 is a wide
+ * margin over rounding, while a wrong head mapping, mask or block offset is
+ * off by 1e-2 or more. */
+START_TEST(test_attention_paths_match_plain_c) {
+  clttt_device *device = test_open_device();
+  static const struct { int heads, kv_heads, head_dim, position0, n, block_rows; } shapes[] = {
+      {6, 2, 16, 13, 30, 7},   /* GQA, 5 blocks: 4 x 7 rows + 2 */
+      {4, 4, 64, 0, 50, 16},   /* MHA from position 0, 4 blocks */
+      {8, 2, 32, 37, 9, 64},   /* one block, short n after a long cache */
+  };
+  static const int softmax_groups[] = {1, 16, 64, 128};
+  const tuning_params original = device->tuning;
+  for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+    attention_problem p = {0};
+    p.heads = shapes[s].heads;
+    p.kv_heads = shapes[s].kv_heads;
+    p.head_dim = shapes[s].head_dim;
+    p.position0 = shapes[s].position0;
+    p.n = shapes[s].n;
+    p.kv_dim = p.kv_heads * p.head_dim;
+    const int q_width = p.heads * p.head_dim, context = p.position0 + p.n + 5;
+    p.q_ld = q_width + 2 * p.kv_dim;
+    const size_t q_floats = (size_t)p.n * (size_t)p.q_ld, cache_floats = (size_t)context * (size_t)p.kv_dim;
+    const size_t out_floats = (size_t)p.n * (size_t)q_width;
+    float *q = malloc(q_floats * sizeof *q), *k = malloc(cache_floats * sizeof *k);
+    float *v = malloc(cache_floats * sizeof *v), *out = malloc(out_floats * sizeof *out);
+    double *expected = malloc(out_floats * sizeof *expected);
+    /* Scores of a few units: a softmax that is neither flat nor one-hot. */
+    fixture_fill(q, (long)q_floats, 11 + s, "q", 2.0f, 0.0f);
+    fixture_fill(k, (long)cache_floats, 12 + s, "k", 2.0f, 0.0f);
+    fixture_fill(v, (long)cache_floats, 13 + s, "v", 1.0f, 0.0f);
+    reference_attention(&p, q, k, v, expected);
+    p.q = upload(device, q, q_floats);
+    p.k_cache = upload(device, k, cache_floats);
+    p.v_cache = upload(device, v, cache_floats);
+    cl_mem scores = NULL;
+    const size_t score_floats = (size_t)p.heads * (size_t)shapes[s].block_rows * (size_t)(p.position0 + p.n);
+    ck_assert_int_eq(runtime_alloc(device, score_floats * sizeof(float), "scores", &scores), CLTTT_SUCCESS);
+    for (int variant = 0; variant < 5; variant++) {
+      const int flash = variant == 4;
+      device->tuning = original;
+      if (!flash)
+        device->tuning.softmax_work_group_size = softmax_groups[variant];
+      char label[96];
+      snprintf(label, sizeof label, "heads %d/%d dim %d from %d, n %d: %s %d", p.heads, p.kv_heads, p.head_dim,
+               p.position0, p.n, flash ? "flash" : "GEMM, SOFTMAX_WGS", flash ? 0 : softmax_groups[variant]);
+      for (size_t i = 0; i < out_floats; i++)
+        out[i] = NAN;
+      p.out = upload(device, out, out_floats);
+      int status = flash ? attention_flash(device, &p) : attention_gemm(device, &p, scores, shapes[s].block_rows);
+      ck_assert_msg(status == CLTTT_SUCCESS, "%s: %s", label, clttt_last_error());
+      ck_assert_int_eq(runtime_download(device, p.out, 0, out_floats * sizeof(float), out, "out"), CLTTT_SUCCESS);
+      double worst = 0.0;
+      for (size_t i = 0; i < out_floats; i++) {
+        double error = fabs((double)out[i] - expected[i]);
+        ck_assert_msg(error == error, "%s: element %zu is %g", label, i, (double)out[i]);
+        worst = error > worst ? error : worst;
+      }
+      ck_assert_msg(worst <= 2e-5, "%s: max |OpenCL - C| = %g", label, worst);
+      runtime_release(&p.out);
+    }
+    device->tuning = original;
+    runtime_release(&scores);
+    runtime_release(&p.q);
+    runtime_release(&p.k_cache);
+    runtime_release(&p.v_cache);
+    free(q);
+    free(k);
+    free(v);
+    free(out);
+    free(expected);
+  }
+  clttt_device_close(device);
+}
+END_TEST
+
 static Suite *kernels_suite(void) {
   Suite *suite = suite_create("kernels");
   TCase *gemv = tcase_create("gemv");
   tcase_add_test(gemv, test_gemv_variants_match_plain_c);
   suite_add_tcase(suite, gemv);
+  TCase *attention = tcase_create("attention");
+  tcase_add_test(attention, test_attention_paths_match_plain_c);
+  suite_add_tcase(suite, attention);
   return suite;
 }
 

@@ -50,6 +50,12 @@ static tuning_params unusual_params(const clttt_device_info *info) {
   params.elementwise_work_group_size = 32;
   params.vector_width = params.vector_width == 8 ? 2 : 8;
   params.conv_rows = 3;
+  /* The other decode GEMV pattern, and the GEMM attention path for any batch
+   * of two or more queries, so both paths of each family meet the fixtures. */
+  params.gemv_row_per_item = !params.gemv_row_per_item;
+  params.gemv_work_group_size = 8;
+  params.attention_gemm_min_queries = params.attention_gemm_min_queries == 2 ? 3 : 2;
+  params.softmax_work_group_size = params.softmax_work_group_size == 16 ? 4 : 16;
   return params;
 }
 
@@ -193,8 +199,9 @@ START_TEST(test_valid_entry_applied) {
   ck_assert_int_eq(runtime_kernel(device, "rmsnorm.cl", "rmsnorm", NULL, &kernel), CLTTT_SUCCESS);
   clttt_device_close(device);
 
-  /* An entry may leave parameters out: those keep the defaults. */
-  json_t *parameters = json_pack("{s:i}", "TTT_CONV_ROWS", 5);
+  /* An entry may leave parameters out: those keep the defaults. Zero is a
+   * value, not a missing one, where the parameter allows it. */
+  json_t *parameters = json_pack("{s:i, s:i}", "TTT_CONV_ROWS", 5, "ATTENTION_GEMM_MIN_QUERIES", 0);
   entries = json_array();
   json_array_append_new(entries, entry_json(info.platform, info.name, info.driver_version, parameters));
   write_cache(TUNING_FILE_FORMAT, TUNING_FILE_VERSION, entries);
@@ -202,6 +209,7 @@ START_TEST(test_valid_entry_applied) {
   tuning_params expected;
   tuning_defaults(&info, &expected);
   expected.conv_rows = 5;
+  expected.attention_gemm_min_queries = 0;
   ck_assert(tuning_equal(&device->tuning, &expected));
   clttt_device_close(device);
 }
