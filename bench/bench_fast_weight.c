@@ -614,7 +614,7 @@ static void usage(FILE *out) {
           "One In-Place TTT layer's MLP over a sequence of chunks: gate/up SGEMM, SwiGLU, apply\n"
           "(ttt_apply) and update (ttt_update: conv, projection, W += eta V^T h), timed per chunk\n"
           "size, with a plain CLBlast SGEMM (C x f x d) timed in the same run as the reference.\n"
-          "  --shape 0.6b|4b      0.6b: d=1024, f=3072 (default); 4b: d=2560, f=9728\n"
+          "  --shape 0.6b|4b|D,F  0.6b: d=1024, f=3072 (default); 4b: d=2560, f=9728; or any d,f\n"
           "  --chunks LIST        chunk sizes, comma-separated (default 256,512,1024,2048,4096)\n"
           "  --sequence N         chunks per timed sequence, at least %d (default %d)\n"
           "  --reps N             timed sequences per chunk size (default 2; 1 with --quick)\n"
@@ -721,6 +721,8 @@ static int parse_options(int argc, char **argv, options *opt) {
         opt->shape = "0.6b", opt->d = 1024, opt->f = 3072;
       } else if (!strcmp(value, "4b") || !strcmp(value, "4B")) {
         opt->shape = "4b", opt->d = 2560, opt->f = 9728;
+      } else if (sscanf(value, "%d,%d", &opt->d, &opt->f) == 2 && opt->d > 0 && opt->f > 0) {
+        opt->shape = value; /* "d,f": e.g. the bench_model shape 512,1536 */
       } else {
         fprintf(stderr, "bench_fast_weight: unknown shape '%s' (0.6b or 4b)\n", value);
         return 0;
