@@ -196,10 +196,7 @@ START_TEST(test_sessions_are_independent) {
   ck_assert_int_eq(clttt_session_create(&first, fixture.model, N), CLTTT_SUCCESS);
   ck_assert_int_eq(clttt_session_create(&second, fixture.model, N), CLTTT_SUCCESS);
   float *got_a = malloc((size_t)N * vocab * sizeof(float)), *got_b = malloc((size_t)N * vocab * sizeof(float));
-  for (int i = 0; i < N; i += 4) {
-    ck_assert_int_eq(clttt_session_feed(first, a + i, 4, got_a + (size_t)i * vocab, 0), CLTTT_SUCCESS);
-    ck_assert_int_eq(clttt_session_feed(second, b + i, 4, got_b + (size_t)i * vocab, 0), CLTTT_SUCCESS);
-  }
+  test_feed_interleaved(first, second, a, b, N, 4, vocab, got_a, got_b);
   ck_assert_double_le(test_rows_difference(got_a, expected_a, vocab, 0, N), STREAMING_TOLERANCE);
   ck_assert_double_le(test_rows_difference(got_b, expected_b, vocab, 0, N), STREAMING_TOLERANCE);
   free(got_a);

@@ -193,12 +193,7 @@ START_TEST(test_fast_weights_do_not_leak_between_sessions) {
   ck_assert_int_eq(clttt_session_create(&first, fixture.model, n), CLTTT_SUCCESS);
   ck_assert_int_eq(clttt_session_create(&second, fixture.model, n), CLTTT_SUCCESS);
   float *got_a = malloc((size_t)n * vocab * sizeof(float)), *got_b = malloc((size_t)n * vocab * sizeof(float));
-  const int piece = C / 2 + 1;
-  for (int i = 0; i < n; i += piece) {
-    int count = n - i < piece ? n - i : piece;
-    ck_assert_int_eq(clttt_session_feed(first, a + i, count, got_a + (size_t)i * vocab, 0), CLTTT_SUCCESS);
-    ck_assert_int_eq(clttt_session_feed(second, b + i, count, got_b + (size_t)i * vocab, 0), CLTTT_SUCCESS);
-  }
+  test_feed_interleaved(first, second, a, b, n, C / 2 + 1, vocab, got_a, got_b);
   ck_assert_double_le(test_rows_difference(got_a, expected_a, vocab, 0, n), STREAMING_TOLERANCE);
   ck_assert_double_le(test_rows_difference(got_b, expected_b, vocab, 0, n), STREAMING_TOLERANCE);
 

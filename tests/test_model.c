@@ -51,6 +51,15 @@ float *test_run(clttt_model *model, const int32_t *tokens, int n, test_run_optio
   return logits;
 }
 
+void test_feed_interleaved(clttt_session *first, clttt_session *second, const int32_t *a, const int32_t *b, int n,
+                           int piece, int vocab, float *got_a, float *got_b) {
+  for (int i = 0; i < n; i += piece) {
+    int count = n - i < piece ? n - i : piece;
+    ck_assert_int_eq(clttt_session_feed(first, a + i, count, got_a + (size_t)i * (size_t)vocab, 0), CLTTT_SUCCESS);
+    ck_assert_int_eq(clttt_session_feed(second, b + i, count, got_b + (size_t)i * (size_t)vocab, 0), CLTTT_SUCCESS);
+  }
+}
+
 void test_golden_load(golden *g, const char *name) {
   char path[1024];
   snprintf(path, sizeof path, "%s/golden/%s.bin", test_environment("CLTTT_TEST_DATA", "tests"), name);

@@ -47,5 +47,7 @@ void cli_report(const char *what, int status);
 int cli_option_value(int argc, char **argv, int *index, const char *name, const char **value,
                      int *missing);
 int cli_is_help(const char *argument);
+/* A monotonic clock in seconds, for the speeds the commands report. */
+double cli_now_seconds(void);
 
 #endif

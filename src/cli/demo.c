@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli.h"
 
@@ -21,12 +20,6 @@ static void help(void) {
          "  --tokens N     prefill length (default 2048)\n"
          "  --decode N     tokens to decode after the prefill (default 16)\n"
          "  --chunk C      TTT chunk size (default 256)\n");
-}
-
-static double now_seconds(void) {
-  struct timespec time;
-  clock_gettime(CLOCK_MONOTONIC, &time);
-  return (double)time.tv_sec + 1e-9 * (double)time.tv_nsec;
 }
 
 static int argmax(const float *values, int count) {
@@ -46,7 +39,7 @@ static int prefill(clttt_model *model, int ttt, const int32_t *tokens, int n, in
     status = clttt_session_set_ttt(session, ttt);
   if (status == CLTTT_SUCCESS)
     status = clttt_session_set_ttt_params(session, chunk, 0.0f);
-  double start = now_seconds();
+  double start = cli_now_seconds();
   /* Pieces of 512 tokens so the user sees progress on slow devices. */
   for (int done = 0; done < n && status == CLTTT_SUCCESS; done += 512) {
     int piece = n - done < 512 ? n - done : 512;
@@ -54,7 +47,7 @@ static int prefill(clttt_model *model, int ttt, const int32_t *tokens, int n, in
     fprintf(stderr, "\r  prefill with TTT %-3s %6d / %d tokens", ttt ? "on" : "off", done + piece, n);
   }
   fprintf(stderr, "\n");
-  *seconds = now_seconds() - start;
+  *seconds = cli_now_seconds() - start;
   if (status != CLTTT_SUCCESS) {
     cli_report("prefill", status);
     clttt_session_free(session);
@@ -167,7 +160,7 @@ int command_demo(int argc, char **argv) {
     int32_t token = (int32_t)argmax(with_ttt + (size_t)(n - 1) * vocab, (int)vocab);
     float *last = malloc(vocab * sizeof *last);
     printf("greedy decode with TTT on, %d tokens:", decode);
-    double start = now_seconds();
+    double start = cli_now_seconds();
     for (int i = 0; i < decode && last; i++) {
       printf(" %d", token);
       fflush(stdout);
@@ -180,7 +173,7 @@ int command_demo(int argc, char **argv) {
       }
       token = (int32_t)argmax(last, (int)vocab);
     }
-    double seconds = now_seconds() - start;
+    double seconds = cli_now_seconds() - start;
     printf("\ndecode: %.1f tokens/s at a context of %d tokens\n", decode / seconds, n);
     free(last);
   }

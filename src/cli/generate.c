@@ -2,7 +2,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli.h"
 #include "sampler.h"
@@ -26,12 +25,6 @@ static void help(void) {
          "  --ignore-eos            keep going after the end-of-sequence token\n"
          "%s",
          model_options_help);
-}
-
-static double now_seconds(void) {
-  struct timespec time;
-  clock_gettime(CLOCK_MONOTONIC, &time);
-  return (double)time.tv_sec + 1e-9 * (double)time.tv_nsec;
 }
 
 int command_generate(int argc, char **argv) {
@@ -151,11 +144,11 @@ int command_generate(int argc, char **argv) {
       fputs(text, stdout);
   fflush(stdout);
 
-  double start = now_seconds();
+  double start = cli_now_seconds();
   status = clttt_session_feed(loaded.session, prompt_ids, prompt_count, logits, 1);
-  double prefill_seconds = now_seconds() - start;
+  double prefill_seconds = cli_now_seconds() - start;
   int produced = 0;
-  start = now_seconds();
+  start = cli_now_seconds();
   while (status == CLTTT_SUCCESS && produced < count) {
     int32_t token = 0;
     status = sampler_sample(sample, logits, history, prompt_count + produced, &token);
@@ -172,7 +165,7 @@ int command_generate(int argc, char **argv) {
     if (produced < count)
       status = clttt_session_feed(loaded.session, &token, 1, logits, 1);
   }
-  double decode_seconds = now_seconds() - start;
+  double decode_seconds = cli_now_seconds() - start;
   if (tokenizer_stream_flush(stream, &text) == CLTTT_SUCCESS)
     fputs(text, stdout);
   printf("\n");

@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli.h"
 
@@ -41,6 +42,12 @@ void cli_report(const char *what, int status) {
   const char *message = clttt_last_error();
   fprintf(stderr, "clttt: %s failed (%s)%s%s\n", what, clttt_status_name(status),
           message[0] ? ": " : "", message);
+}
+
+double cli_now_seconds(void) {
+  struct timespec time;
+  clock_gettime(CLOCK_MONOTONIC, &time);
+  return (double)time.tv_sec + 1e-9 * (double)time.tv_nsec;
 }
 
 int cli_is_help(const char *argument) {

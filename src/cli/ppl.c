@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -26,12 +25,6 @@ static void help(void) {
          "  --json             machine-readable output on standard output\n"
          "%s",
          model_options_help);
-}
-
-static double now_seconds(void) {
-  struct timespec time;
-  clock_gettime(CLOCK_MONOTONIC, &time);
-  return (double)time.tv_sec + 1e-9 * (double)time.tv_nsec;
 }
 
 typedef struct {
@@ -74,7 +67,7 @@ static int run(clttt_session *session, const int32_t *tokens, int n, int vocab, 
     return 0;
   }
   const int show_progress = n > PIECE;
-  double start = now_seconds();
+  double start = cli_now_seconds();
   for (int done = 0; done < n; done += PIECE) {
     int piece = n - done < PIECE ? n - done : PIECE;
     int status = clttt_session_feed(session, tokens + done, piece, logits, 0);
@@ -96,7 +89,7 @@ static int run(clttt_session *session, const int32_t *tokens, int n, int vocab, 
         }
     }
     if (show_progress) {
-      double elapsed = now_seconds() - start;
+      double elapsed = cli_now_seconds() - start;
       int filled = (int)(30.0 * (done + piece) / n);
       fprintf(stderr, "\r%-8s [%.*s%*s] %d/%d tokens, %.1f tokens/s", label, filled,
               "==============================", 30 - filled, "", done + piece, n, (done + piece) / elapsed);
@@ -104,7 +97,7 @@ static int run(clttt_session *session, const int32_t *tokens, int n, int vocab, 
   }
   if (show_progress)
     fprintf(stderr, "\n");
-  *seconds = now_seconds() - start;
+  *seconds = cli_now_seconds() - start;
   free(logits);
   return 1;
 }
