@@ -35,7 +35,8 @@ static void usage(FILE *stream) {
           "\n'clttt <command> --help' describes each command.\n"
           "Environment: CLTTT_DEVICE selects the device (index or name substring),\n"
           "CLTTT_KERNEL_DIR reads kernels from a directory instead of the embedded copies,\n"
-          "CLTTT_TUNING_FILE names the tuning cache written by 'clttt tune'.\n");
+          "CLTTT_TUNING_FILE names the tuning cache written by 'clttt tune',\n"
+          "CLTTT_CLBLAST_TUNING=off keeps CLBlast's own GEMM parameters.\n");
 }
 
 void cli_report(const char *what, int status) {
