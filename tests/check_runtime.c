@@ -48,7 +48,7 @@ START_TEST(test_select_by_index_and_name) {
 
   /* A case-flipped substring of the name selects the same device. */
   char selector[8] = {0};
-  strncpy(selector, first.name, 4);
+  snprintf(selector, sizeof selector, "%.4s", first.name);
   for (char *c = selector; *c; c++)
     *c = (char)((*c >= 'a' && *c <= 'z') ? *c - 32 : (*c >= 'A' && *c <= 'Z') ? *c + 32 : *c);
   clttt_device *by_name = NULL;
