@@ -10,7 +10,6 @@
 
 #include "fixture.h"
 #include "golden.h"
-#include "reference.h"
 #include "test_model.h"
 #include "test_util.h"
 
@@ -155,14 +154,10 @@ START_TEST(test_logits_matches_goldens) {
       ck_assert_int_eq(result.exit_code, 0);
       size_t size = 0;
       char *data = test_read_file(out, &size);
-      reference_model *reference = NULL;
-      ck_assert_int_eq(reference_load(&reference, dir), CLTTT_SUCCESS);
-      float *expected = malloc((size_t)g.n * (size_t)g.vocab * sizeof *expected);
-      ck_assert_int_eq(reference_forward(reference, g.tokens, g.n, 0, 0, 0.0f, expected), CLTTT_SUCCESS);
+      float *expected = test_reference_logits(dir, g.tokens, g.n, 0, 0, 0.0f);
       ck_assert_double_le(test_max_abs_difference((const float *)data, expected, (size_t)g.n * (size_t)g.vocab),
                           GOLDEN_TOLERANCE);
       free(expected);
-      reference_free(reference);
       free(data);
       result_free(&result);
     }

@@ -8,7 +8,6 @@
 
 #include "fixture.h"
 #include "golden.h"
-#include "reference.h"
 #include "test_model.h"
 #include "test_util.h"
 
@@ -80,15 +79,11 @@ START_TEST(test_matches_c_reference) {
     for (int i = 0; i < n; i++)
       tokens[i] = (int32_t)((i * 97 + 13) % vocab);
     float *logits = test_run(fixture.model, tokens, n, test_run_default);
-    reference_model *reference = NULL;
-    ck_assert_int_eq(reference_load(&reference, fixture.dir), CLTTT_SUCCESS);
-    float *expected = malloc((size_t)n * (size_t)vocab * sizeof *expected);
-    ck_assert_int_eq(reference_forward(reference, tokens, n, 0, 0, 0.0f, expected), CLTTT_SUCCESS);
+    float *expected = test_reference_logits(fixture.dir, tokens, n, 0, 0, 0.0f);
     double error = test_max_abs_difference(logits, expected, (size_t)n * (size_t)vocab);
     ck_assert_msg(error <= GOLDEN_TOLERANCE, "%s: OpenCL vs C reference %g", names[k], error);
     free(expected);
     free(logits);
-    reference_free(reference);
     test_fixture_close(&fixture);
   }
 }
@@ -110,17 +105,13 @@ START_TEST(test_long_prefill_matches_reference) {
   ck_assert_int_eq(clttt_session_feed(session, tokens, n - 3, logits, 0), CLTTT_SUCCESS);
   for (int i = n - 3; i < n; i++)
     ck_assert_int_eq(clttt_session_feed(session, tokens + i, 1, logits + (size_t)i * (size_t)vocab, 0), CLTTT_SUCCESS);
-  reference_model *reference = NULL;
-  ck_assert_int_eq(reference_load(&reference, fixture.dir), CLTTT_SUCCESS);
-  float *expected = malloc((size_t)n * (size_t)vocab * sizeof *expected);
-  ck_assert_int_eq(reference_forward(reference, tokens, n, 0, 0, 0.0f, expected), CLTTT_SUCCESS);
+  float *expected = test_reference_logits(fixture.dir, tokens, n, 0, 0, 0.0f);
   double error = test_max_abs_difference(logits, expected, (size_t)n * (size_t)vocab);
   printf("700-token prefill + decode: max |OpenCL - C reference| = %.3g\n", error);
   ck_assert_msg(error <= GOLDEN_TOLERANCE, "max abs error %g", error);
   free(expected);
   free(logits);
   free(tokens);
-  reference_free(reference);
   clttt_session_free(session);
   test_fixture_close(&fixture);
 }

@@ -10,7 +10,6 @@
 
 #include "fixture.h"
 #include "golden.h"
-#include "reference.h"
 #include "test_model.h"
 #include "test_util.h"
 #include "ttt.h"
@@ -124,9 +123,6 @@ START_TEST(test_matches_reference_with_overrides) {
   const int vocab = config->vocab_size, n = 50;
   int32_t tokens[50];
   sequence(tokens, n, vocab, 7);
-  reference_model *reference = NULL;
-  ck_assert_int_eq(reference_load(&reference, fixture.dir), CLTTT_SUCCESS);
-  float *expected = malloc((size_t)n * vocab * sizeof *expected);
 
   const struct { int ttt, chunk; float eta; } cases[] = {{1, 0, 0.0f}, {1, 8, 0.0f}, {1, 7, 0.25f}, {0, 0, 0.0f}};
   for (int c = 0; c < 4; c++) {
@@ -135,15 +131,13 @@ START_TEST(test_matches_reference_with_overrides) {
     options.chunk = cases[c].chunk;
     options.eta = cases[c].eta;
     float *logits = test_run(fixture.model, tokens, n, options);
-    ck_assert_int_eq(reference_forward(reference, tokens, n, cases[c].ttt, cases[c].chunk, cases[c].eta, expected),
-                     CLTTT_SUCCESS);
+    float *expected = test_reference_logits(fixture.dir, tokens, n, cases[c].ttt, cases[c].chunk, cases[c].eta);
     double error = test_rows_difference(logits, expected, vocab, 0, n);
     ck_assert_msg(error <= GOLDEN_TOLERANCE, "case %d (ttt %d chunk %d eta %g): %g", c, cases[c].ttt,
                   cases[c].chunk, (double)cases[c].eta, error);
+    free(expected);
     free(logits);
   }
-  free(expected);
-  reference_free(reference);
   test_fixture_close(&fixture);
 }
 END_TEST
@@ -156,23 +150,19 @@ START_TEST(test_long_prefill_across_batches) {
   const int vocab = clttt_model_get_config(fixture.model)->vocab_size, n = 700;
   int32_t *tokens = malloc((size_t)n * sizeof *tokens);
   sequence(tokens, n, vocab, 9);
-  reference_model *reference = NULL;
-  ck_assert_int_eq(reference_load(&reference, fixture.dir), CLTTT_SUCCESS);
-  float *expected = malloc((size_t)n * (size_t)vocab * sizeof *expected);
   const int chunks[] = {0, 100};
   for (int c = 0; c < 2; c++) {
     test_run_options options = test_run_default;
     options.chunk = chunks[c];
     float *logits = test_run(fixture.model, tokens, n, options);
-    ck_assert_int_eq(reference_forward(reference, tokens, n, 1, chunks[c], 0.0f, expected), CLTTT_SUCCESS);
+    float *expected = test_reference_logits(fixture.dir, tokens, n, 1, chunks[c], 0.0f);
     double error = test_max_abs_difference(logits, expected, (size_t)n * (size_t)vocab);
     printf("700-token TTT prefill, chunk %d: max |OpenCL - C reference| = %.3g\n", chunks[c] ? chunks[c] : 12, error);
     ck_assert_msg(error <= GOLDEN_TOLERANCE, "chunk %d: max abs error %g", chunks[c], error);
+    free(expected);
     free(logits);
   }
-  free(expected);
   free(tokens);
-  reference_free(reference);
   test_fixture_close(&fixture);
 }
 END_TEST
@@ -328,14 +318,10 @@ START_TEST(test_checkpoint_without_ttt_tensors) {
   int32_t tokens[40];
   sequence(tokens, n, vocab, 5);
   float *plain = test_run(model, tokens, n, test_run_default);
-  reference_model *reference = NULL;
-  ck_assert_int_eq(reference_load(&reference, dir), CLTTT_SUCCESS);
-  float *expected = malloc((size_t)n * vocab * sizeof *expected);
-  ck_assert_int_eq(reference_forward(reference, tokens, n, 0, 0, 0.0f, expected), CLTTT_SUCCESS);
+  float *expected = test_reference_logits(dir, tokens, n, 0, 0, 0.0f);
   ck_assert_double_le(test_rows_difference(plain, expected, vocab, 0, n), GOLDEN_TOLERANCE);
   free(expected);
   free(plain);
-  reference_free(reference);
   clttt_model_free(model);
   test_remove_directory(dir);
   clttt_device_close(device);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "fixture.h"
+#include "reference.h"
 #include "test_util.h"
 
 const test_run_options test_run_default = {0, -1, 0, 0.0f};
@@ -48,6 +49,19 @@ float *test_run(clttt_model *model, const int32_t *tokens, int n, test_run_optio
   }
   ck_assert_int_eq(clttt_session_position(session), n);
   clttt_session_free(session);
+  return logits;
+}
+
+float *test_reference_logits(const char *dir, const int32_t *tokens, int n, int ttt, int chunk, float eta) {
+  reference_model *reference = NULL;
+  int status = reference_load(&reference, dir);
+  ck_assert_msg(status == CLTTT_SUCCESS, "reference for %s: %s", dir, clttt_last_error());
+  const int vocab = reference_config(reference)->vocab_size;
+  float *logits = malloc((size_t)n * (size_t)vocab * sizeof *logits);
+  ck_assert_ptr_nonnull(logits);
+  status = reference_forward(reference, tokens, n, ttt, chunk, eta, logits);
+  ck_assert_msg(status == CLTTT_SUCCESS, "reference forward on %s: %s", dir, clttt_last_error());
+  reference_free(reference);
   return logits;
 }
 

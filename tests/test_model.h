@@ -33,6 +33,11 @@ extern const test_run_options test_run_default;
 /* n x vocab logits (malloc'ed) of `tokens` fed to a new session. */
 float *test_run(clttt_model *model, const int32_t *tokens, int n, test_run_options options);
 
+/* n x vocab logits (malloc'ed) of the C reference (tests/reference.h) on the
+ * checkpoint in `dir`, fed in one go; ttt, chunk and eta as reference_forward
+ * takes them. Fails the test on any error. */
+float *test_reference_logits(const char *dir, const int32_t *tokens, int n, int ttt, int chunk, float eta);
+
 /* Feeds a to `first` and b to `second` (n tokens each) alternately in pieces
  * of `piece`, each session's logits into got_a / got_b (n x vocab). */
 void test_feed_interleaved(clttt_session *first, clttt_session *second, const int32_t *a, const int32_t *b, int n,
