@@ -171,6 +171,7 @@ typedef struct {
   ttt_layer layer;
   ttt_workspace workspace;
   int workspace_ready;
+  kernel_set kernels; /* built with the device's parameters, as a session's are */
 } config_buffers;
 
 static void config_free(config_buffers *b) {
@@ -186,6 +187,7 @@ static void config_free(config_buffers *b) {
   if (b->workspace_ready)
     ttt_workspace_free(&b->workspace);
   b->workspace_ready = 0;
+  kernel_set_release(&b->kernels);
 }
 
 static clttt_status config_create(clttt_device *device, const options *opt, int C, config_buffers *b) {
@@ -209,6 +211,7 @@ static clttt_status config_create(clttt_device *device, const options *opt, int 
   CLTTT_TRY(runtime_copy(device, b->W_probe, 0, b->W, 0, d * f * sizeof(float), "bench W probe"));
   CLTTT_TRY(ttt_workspace_create(device, &b->workspace, C, opt->d));
   b->workspace_ready = 1;
+  CLTTT_TRY(kernel_set_create(&b->kernels, device, &device->tuning, 128));
   b->layer.d = opt->d;
   b->layer.f = opt->f;
   b->layer.C = C;
@@ -225,30 +228,28 @@ static clttt_status config_create(clttt_device *device, const options *opt, int 
 
 static clttt_status step_gate_up(clttt_device *device, config_buffers *b, int chunk) {
   const size_t d = (size_t)b->d, f = (size_t)b->f, c = (size_t)b->C;
-  return gemm_linear(device, "bench gate and up projections", c, 2 * f, d,
+  (void)device;
+  return gemm_linear(&b->kernels, "bench gate and up projections", c, 2 * f, d,
                      view(b->x, (size_t)(chunk % 2) * c * d, d), view(b->gate_up_w, 0, d), 0.0f,
                      view(b->gate_up, 0, 2 * f));
 }
 
 static clttt_status step_swiglu(clttt_device *device, config_buffers *b) {
-  cl_kernel kernel = NULL;
-  CLTTT_TRY(runtime_kernel(device, "elementwise.cl", "swiglu", NULL, &kernel));
-  int rows = b->C, width = b->f;
-  CLTTT_TRY(runtime_set_args(device, kernel, "swiglu", 4, sizeof(cl_mem), &b->h, sizeof(cl_mem),
-                             &b->gate_up, sizeof(int), &rows, sizeof(int), &width));
-  /* The launch geometry the forward pass uses (src/model.c), from the device's tuning. */
-  tuning_launch launch = tuning_launch_swiglu(&device->tuning, (size_t)b->f, (size_t)b->C);
-  return runtime_launch(device, kernel, "swiglu", launch.dimensions, launch.global, launch.local);
+  (void)device;
+  /* The op the forward pass calls (src/forward.c). */
+  return op_swiglu(&b->kernels, b->h, b->gate_up, b->C, b->f);
 }
 
 static clttt_status step_apply(clttt_device *device, config_buffers *b) {
-  return ttt_apply(device, &b->layer, b->W, (size_t)b->C, view(b->h, 0, (size_t)b->f),
+  (void)device;
+  return ttt_apply(&b->kernels, &b->layer, b->W, (size_t)b->C, view(b->h, 0, (size_t)b->f),
                    view(b->out, 0, (size_t)b->d));
 }
 
 static clttt_status step_update(clttt_device *device, config_buffers *b, int chunk) {
   const size_t d = (size_t)b->d, c = (size_t)b->C;
-  return ttt_update(device, &b->layer, &b->workspace, b->W, view(b->h, 0, (size_t)b->f),
+  (void)device;
+  return ttt_update(&b->kernels, &b->layer, &b->workspace, b->W, view(b->h, 0, (size_t)b->f),
                     view(b->x, (size_t)(chunk % 2) * c * d, d));
 }
 
@@ -257,17 +258,9 @@ static clttt_status step_update(clttt_device *device, config_buffers *b, int chu
 static clttt_status update_probe(clttt_device *device, config_buffers *b, double *conv_ms,
                                  double *proj_ms, double *update_ms) {
   const size_t d = (size_t)b->d, f = (size_t)b->f, c = (size_t)b->C;
-  cl_kernel kernel = NULL;
-  CLTTT_TRY(runtime_kernel(device, "ttt.cl", "ttt_conv", NULL, &kernel));
-  cl_ulong t_offset = 0;
-  int t_ld = b->d, rows = b->C, width = b->d;
   CLTTT_TRY(runtime_finish(device));
   double t0 = now_ms();
-  CLTTT_TRY(runtime_set_args(device, kernel, "ttt_conv", 7, sizeof(cl_mem), &b->workspace.conv_out,
-                             sizeof(cl_mem), &b->x, sizeof(cl_ulong), &t_offset, sizeof(int), &t_ld,
-                             sizeof(cl_mem), &b->conv, sizeof(int), &rows, sizeof(int), &width));
-  tuning_launch launch = tuning_launch_conv(&device->tuning, d, c); /* as src/ttt.c launches it */
-  CLTTT_TRY(runtime_launch(device, kernel, "ttt_conv", launch.dimensions, launch.global, launch.local));
+  CLTTT_TRY(op_ttt_conv(&b->kernels, b->workspace.conv_out, view(b->x, 0, d), b->conv, (int)c, (int)d));
   CLTTT_TRY(runtime_finish(device));
   double t1 = now_ms();
   CLTTT_TRY(gemm(device, "bench target projection (tc P)", GEMM_NO_TRANSPOSE, GEMM_NO_TRANSPOSE, c, d,

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "runtime.h"
+#include "ops.h"
 
 static double now_seconds(void) {
   struct timespec time;
@@ -36,25 +36,22 @@ static void help(void) {
  * best of five. */
 static int copy_bandwidth(clttt_device *device, double *bytes_per_second) {
   const size_t bytes = (size_t)256 << 20;
-  cl_kernel kernel = NULL;
-  if (runtime_kernel(device, "elementwise.cl", "copy_floats", NULL, &kernel))
+  kernel_set kernels;
+  if (kernel_set_create(&kernels, device, &device->tuning, 128))
     return 0;
   cl_mem a = NULL, b = NULL;
   if (runtime_alloc(device, bytes, "bandwidth source", &a) || runtime_alloc(device, bytes, "bandwidth target", &b) ||
       runtime_zero(device, a, 0, bytes, "bandwidth source")) {
     runtime_release(&a);
     runtime_release(&b);
+    kernel_set_release(&kernels);
     return 0;
   }
   double best = 0;
-  int count = (int)(bytes / sizeof(float));
-  tuning_launch geometry = tuning_launch_add(&device->tuning, (size_t)count);
   for (int repeat = 0; repeat < 6; repeat++) {
     runtime_finish(device);
     double start = now_seconds();
-    if (runtime_set_args(device, kernel, "copy_floats", 3, sizeof(cl_mem), &b, sizeof(cl_mem), &a, sizeof(int), &count) ||
-        runtime_launch(device, kernel, "copy_floats", geometry.dimensions, geometry.global, geometry.local) ||
-        runtime_finish(device))
+    if (op_copy_floats(&kernels, b, a, bytes / sizeof(float)) || runtime_finish(device))
       break;
     if (repeat == 0)
       continue; /* the first run builds nothing but still touches the pages first */
@@ -63,6 +60,7 @@ static int copy_bandwidth(clttt_device *device, double *bytes_per_second) {
   }
   runtime_release(&a);
   runtime_release(&b);
+  kernel_set_release(&kernels);
   *bytes_per_second = best;
   return best > 0;
 }
@@ -83,15 +81,17 @@ static int run_prefill(clttt_device *device, clttt_model *model, int ttt, int n,
   clttt_session *session = NULL;
   uint64_t before = 0;
   clttt_device_memory(device, &before, NULL, 1);
-  int status = clttt_session_create(&session, model, n);
-  if (status == CLTTT_SUCCESS)
-    status = clttt_session_set_ttt(session, ttt);
+  clttt_session_params params = clttt_session_default_params();
+  params.context = n;
+  params.ttt = ttt;
+  params.logits = CLTTT_LOGITS_LAST;
+  int status = clttt_session_create(&session, model, &params);
   double start = now_seconds();
   if (status == CLTTT_SUCCESS)
     status = clttt_session_feed(session, tokens, n, logits, 1);
   *seconds = now_seconds() - start;
   clttt_device_memory(device, NULL, peak, 0);
-  *predicted = clttt_model_weight_bytes(model) + clttt_estimate_session_bytes(config, n, ttt, 0);
+  *predicted = clttt_model_weight_bytes(model) + clttt_estimate_session_bytes(config, &params);
   clttt_session_free(session);
   free(tokens);
   free(logits);
@@ -155,10 +155,12 @@ int main(int argc, char **argv) {
   const clttt_device_info *info = clttt_device_get_info(device);
   const int d = quick ? 256 : 512, f = 3 * d, chunk = quick ? 256 : 512;
   clttt_config config;
+  /* TTT in 7 of the 36 layers (0, 5, ..., 30), as in the paper's models. */
+  static int ttt_layers[] = {0, 5, 10, 15, 20, 25, 30};
   clttt_synthetic_config(&config, d, f, 36, d / 64, d / 128, 64, 8192, longest + decode_steps + 8, 0, chunk, 1e-3f);
   config.ttt_mode = 1;
-  for (int layer = 0; layer <= 30; layer += 5)
-    config.ttt_layer[layer] = 1;
+  config.ttt_layers = ttt_layers;
+  config.ttt_layer_count = 7;
   clttt_model *model = NULL;
   status = clttt_model_synthetic(&model, device, &config, 7);
   if (status != CLTTT_SUCCESS) {
@@ -201,7 +203,10 @@ int main(int argc, char **argv) {
   clttt_session *session = NULL;
   float *logits = malloc((size_t)config.vocab_size * sizeof *logits);
   int32_t token = 1;
-  status = clttt_session_create(&session, model, decode_steps + 8);
+  clttt_session_params decode_params = clttt_session_default_params();
+  decode_params.context = decode_steps + 8;
+  decode_params.logits = CLTTT_LOGITS_LAST;
+  status = clttt_session_create(&session, model, &decode_params);
   for (int i = 0; i < 4 && status == CLTTT_SUCCESS; i++) /* warm the decode path */
     status = clttt_session_feed(session, &token, 1, logits, 1);
   double start = now_seconds();

@@ -7,7 +7,7 @@
 #include <time.h>
 
 #include "clttt.h"
-#include "tokenizer.h"
+#include "clttt.h"
 
 static void usage(FILE *out, const char *program) {
   fprintf(out,
@@ -116,9 +116,9 @@ int main(int argc, char **argv) {
     return 1;
   }
 
-  tokenizer *tok = NULL;
+  clttt_tokenizer *tok = NULL;
   double load_start = seconds_now();
-  if (tokenizer_load(&tok, directory) != CLTTT_SUCCESS) {
+  if (clttt_tokenizer_load(&tok, directory) != CLTTT_SUCCESS) {
     fprintf(stderr, "%s: %s\n", argv[0], clttt_last_error());
     free(text);
     return 1;
@@ -127,15 +127,15 @@ int main(int argc, char **argv) {
 
   /* llama2.c decoding drops the encoder's dummy-prefix space only after a
    * BOS, so only with one do the ids decode to exactly the text. */
-  int add_bos = strcmp(tokenizer_kind_name(tok), "llama2c") == 0;
+  int add_bos = strcmp(clttt_tokenizer_kind_name(tok), "llama2c") == 0;
   double best = 1e30;
   int token_count = 0;
   for (int run = 0; run < runs; run++) {
     int32_t *ids = NULL;
     double start = seconds_now();
-    if (tokenizer_encode(tok, text, add_bos, &ids, &token_count) != CLTTT_SUCCESS) {
+    if (clttt_tokenizer_encode(tok, text, add_bos, &ids, &token_count) != CLTTT_SUCCESS) {
       fprintf(stderr, "%s: %s\n", argv[0], clttt_last_error());
-      tokenizer_free(tok);
+      clttt_tokenizer_free(tok);
       free(text);
       return 1;
     }
@@ -145,13 +145,13 @@ int main(int argc, char **argv) {
     /* A fast wrong answer is no result: the ids must decode to the text. */
     if (run == 0) {
       char *decoded = NULL;
-      int round_trip = tokenizer_decode(tok, ids, token_count, &decoded) == CLTTT_SUCCESS &&
+      int round_trip = clttt_tokenizer_decode(tok, ids, token_count, &decoded) == CLTTT_SUCCESS &&
                        strcmp(decoded, text) == 0;
       free(decoded);
       if (!round_trip) {
         fprintf(stderr, "%s: decoding the ids did not give the text back\n", argv[0]);
         free(ids);
-        tokenizer_free(tok);
+        clttt_tokenizer_free(tok);
         free(text);
         return 1;
       }
@@ -159,12 +159,12 @@ int main(int argc, char **argv) {
     free(ids);
   }
 
-  printf("tokenizer  %s (%s, vocabulary %d), loaded in %.1f ms\n", directory, tokenizer_kind_name(tok),
-         tokenizer_vocab_size(tok), load_seconds * 1e3);
+  printf("tokenizer  %s (%s, vocabulary %d), loaded in %.1f ms\n", directory, clttt_tokenizer_kind_name(tok),
+         clttt_tokenizer_vocab_size(tok), load_seconds * 1e3);
   printf("text       %zu bytes from %s\n", length, text_path);
   printf("encode     %d tokens in %.1f ms (best of %d)\n", token_count, best * 1e3, runs);
   printf("throughput %.2f MB/s, %.0f tokens/s\n", (double)length / best / 1e6, (double)token_count / best);
-  tokenizer_free(tok);
+  clttt_tokenizer_free(tok);
   free(text);
   return 0;
 }

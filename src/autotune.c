@@ -3,9 +3,9 @@
  * Each family owns a workload: buffers at the tuning shape filled with
  * seeded random values, and the expected output computed on the host in
  * double precision. A candidate is a copy of the parameter set with the
- * family's parameters changed; it is installed as the device's set so that
- * runtime_kernel builds the kernels with its -D options, and launched with
- * the tuning_launch_* geometry the forward pass uses. The first run of a
+ * family's parameters changed; a kernel_set is built with its -D options,
+ * and the family's kernels run through the same ops the forward pass calls,
+ * so what is timed is what the model runs. The first run of a
  * candidate doubles as the warm-up (PoCL and some GPU drivers compile on
  * first launch) and is the one checked against the reference. */
 #include <math.h>
@@ -15,8 +15,9 @@
 #include <time.h>
 
 #include "autotune.h"
-#include "gemm.h"
 #include "error.h"
+#include "gemm.h"
+#include "ops.h"
 
 /* fp32 kernels against a double host computation: reductions over 1024
  * values, exp, cos/sin and online softmax stay far inside this, while a
@@ -53,7 +54,7 @@ clttt_status autotune_parse_families(const char *list, unsigned *families) {
     if (!known)
       return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT,
                         "unknown kernel family '%.*s' (known: rmsnorm, attention, rope, "
-                        "elementwise, conv, all)",
+                        "elementwise, conv, gemv, all)",
                         (int)length, at);
     at += length;
     if (*at == ',')
@@ -82,6 +83,7 @@ void autotune_options_init(autotune_options *options, int quick) {
 
 typedef struct {
   clttt_device *device;
+  const kernel_set *kernels;   /* built with the candidate being measured */
   autotune_shape shape;
   cl_mem buffers[MAX_BUFFERS];
   float *inputs[MAX_BUFFERS];  /* initial contents, re-uploaded before a checked run */
@@ -165,15 +167,6 @@ static double deviation(const float *got, const float *expected, size_t count) {
   return worst;
 }
 
-static clttt_status launch(workload *work, cl_kernel kernel, const char *name, tuning_launch geometry) {
-  return runtime_launch(work->device, kernel, name, geometry.dimensions, geometry.global, geometry.local);
-}
-
-static char *head_dim_option(const workload *work, char *buffer, size_t capacity) {
-  snprintf(buffer, capacity, "-DHEAD_DIM=%d", work->shape.head_dim);
-  return buffer;
-}
-
 /* rmsnorm: out (tokens x d) = rmsnorm(x) * weight ------------------ */
 
 static clttt_status rmsnorm_prepare(workload *work) {
@@ -195,15 +188,9 @@ static clttt_status rmsnorm_prepare(workload *work) {
 }
 
 static clttt_status rmsnorm_run(workload *work) {
-  cl_kernel kernel = NULL;
-  CLTTT_TRY(runtime_kernel(work->device, "rmsnorm.cl", "rmsnorm", NULL, &kernel));
   int rows = work->shape.tokens, d = work->shape.hidden;
-  float eps = RMS_NORM_EPS;
-  CLTTT_TRY(runtime_set_args(work->device, kernel, "rmsnorm", 8, sizeof(cl_mem), &work->buffers[0],
-                             sizeof(int), &d, sizeof(cl_mem), &work->buffers[1], sizeof(int), &d,
-                             sizeof(cl_mem), &work->buffers[2], sizeof(int), &rows, sizeof(int), &d,
-                             sizeof(float), &eps));
-  return launch(work, kernel, "rmsnorm", tuning_launch_rmsnorm(&work->device->tuning, (size_t)rows));
+  return op_rmsnorm(work->kernels, work->buffers[0], d, work->buffers[1], d, work->buffers[2], rows, d,
+                    RMS_NORM_EPS);
 }
 
 static clttt_status rmsnorm_check(workload *work, double *error) {
@@ -272,20 +259,11 @@ static clttt_status attention_prepare(workload *work) {
 
 static clttt_status attention_run(workload *work) {
   const autotune_shape *shape = &work->shape;
-  char options[64];
-  cl_kernel kernel = NULL;
-  CLTTT_TRY(runtime_kernel(work->device, "attention.cl", "attention",
-                           head_dim_option(work, options, sizeof options), &kernel));
-  int q_ld = (int)qkv_width(shape), kv_dim = shape->kv_heads * shape->head_dim;
-  int n = shape->attention_tokens, position0 = 0, heads = shape->heads, kv_heads = shape->kv_heads;
-  float scale = 1.0f / sqrtf((float)shape->head_dim);
-  CLTTT_TRY(runtime_set_args(work->device, kernel, "attention", 11, sizeof(cl_mem), &work->buffers[0],
-                             sizeof(cl_mem), &work->buffers[1], sizeof(int), &q_ld, sizeof(cl_mem),
-                             &work->buffers[2], sizeof(cl_mem), &work->buffers[3], sizeof(int), &kv_dim,
-                             sizeof(int), &n, sizeof(int), &position0, sizeof(int), &heads, sizeof(int),
-                             &kv_heads, sizeof(float), &scale));
-  return launch(work, kernel, "attention",
-                tuning_launch_attention(&work->device->tuning, (size_t)n, (size_t)heads));
+  const attention_problem problem = {work->buffers[0], work->buffers[1], (int)qkv_width(shape),
+                                     work->buffers[2], work->buffers[3], shape->kv_heads * shape->head_dim,
+                                     shape->attention_tokens, 0, shape->heads, shape->kv_heads,
+                                     shape->head_dim};
+  return op_attention(work->kernels, &problem);
 }
 
 static clttt_status attention_check(workload *work, double *error) {
@@ -347,23 +325,11 @@ static clttt_status rope_prepare(workload *work) {
 
 static clttt_status rope_run(workload *work) {
   const autotune_shape *shape = &work->shape;
-  char options[64];
-  cl_kernel kernel = NULL;
-  CLTTT_TRY(runtime_kernel(work->device, "rope.cl", "qk_norm_rope", head_dim_option(work, options, sizeof options),
-                           &kernel));
-  int qkv_ld = (int)qkv_width(shape), n = shape->tokens, position0 = 0;
-  int heads = shape->heads, kv_heads = shape->kv_heads, use_qk_norm = 1;
-  int kv_dim = shape->kv_heads * shape->head_dim;
-  float scaling = 1.0f, eps = RMS_NORM_EPS;
-  CLTTT_TRY(runtime_set_args(work->device, kernel, "qk_norm_rope", 15, sizeof(cl_mem), &work->buffers[0],
-                             sizeof(int), &qkv_ld, sizeof(int), &n, sizeof(int), &position0, sizeof(int),
-                             &heads, sizeof(int), &kv_heads, sizeof(cl_mem), &work->buffers[1],
-                             sizeof(float), &scaling, sizeof(int), &use_qk_norm, sizeof(cl_mem),
-                             &work->buffers[2], sizeof(cl_mem), &work->buffers[3], sizeof(float), &eps,
-                             sizeof(cl_mem), &work->buffers[4], sizeof(cl_mem), &work->buffers[5],
-                             sizeof(int), &kv_dim));
-  return launch(work, kernel, "qk_norm_rope",
-                tuning_launch_rope(&work->device->tuning, (size_t)n, (size_t)(heads + kv_heads)));
+  const rope_problem problem = {work->buffers[0], (int)qkv_width(shape), shape->tokens, 0, shape->heads,
+                                shape->kv_heads, work->buffers[1], 1.0f, work->buffers[2], work->buffers[3],
+                                RMS_NORM_EPS, work->buffers[4], work->buffers[5],
+                                shape->kv_heads * shape->head_dim};
+  return op_qk_norm_rope(work->kernels, &problem);
 }
 
 static clttt_status rope_check(workload *work, double *error) {
@@ -409,18 +375,9 @@ static clttt_status elementwise_prepare(workload *work) {
 }
 
 static clttt_status elementwise_run(workload *work) {
-  clttt_device *device = work->device;
   const size_t n = (size_t)work->shape.tokens, d = (size_t)work->shape.hidden;
-  cl_kernel swiglu = NULL, add = NULL;
-  CLTTT_TRY(runtime_kernel(device, "elementwise.cl", "swiglu", NULL, &swiglu));
-  CLTTT_TRY(runtime_kernel(device, "elementwise.cl", "add_in_place", NULL, &add));
-  int rows = work->shape.tokens, f = work->shape.intermediate, count = (int)(n * d);
-  CLTTT_TRY(runtime_set_args(device, swiglu, "swiglu", 4, sizeof(cl_mem), &work->buffers[0], sizeof(cl_mem),
-                             &work->buffers[1], sizeof(int), &rows, sizeof(int), &f));
-  CLTTT_TRY(launch(work, swiglu, "swiglu", tuning_launch_swiglu(&device->tuning, (size_t)f, n)));
-  CLTTT_TRY(runtime_set_args(device, add, "add_in_place", 3, sizeof(cl_mem), &work->buffers[2], sizeof(cl_mem),
-                             &work->buffers[3], sizeof(int), &count));
-  return launch(work, add, "add_in_place", tuning_launch_add(&device->tuning, n * d));
+  CLTTT_TRY(op_swiglu(work->kernels, work->buffers[0], work->buffers[1], (int)n, work->shape.intermediate));
+  return op_add_in_place(work->kernels, work->buffers[2], work->buffers[3], n * d);
 }
 
 static clttt_status elementwise_check(workload *work, double *error) {
@@ -456,14 +413,9 @@ static clttt_status conv_prepare(workload *work) {
 }
 
 static clttt_status conv_run(workload *work) {
-  cl_kernel kernel = NULL;
-  CLTTT_TRY(runtime_kernel(work->device, "ttt.cl", "ttt_conv", NULL, &kernel));
-  cl_ulong t_offset = 0;
   int d = work->shape.hidden, rows = work->shape.chunk;
-  CLTTT_TRY(runtime_set_args(work->device, kernel, "ttt_conv", 7, sizeof(cl_mem), &work->buffers[0],
-                             sizeof(cl_mem), &work->buffers[1], sizeof(cl_ulong), &t_offset, sizeof(int), &d,
-                             sizeof(cl_mem), &work->buffers[2], sizeof(int), &rows, sizeof(int), &d));
-  return launch(work, kernel, "ttt_conv", tuning_launch_conv(&work->device->tuning, (size_t)d, (size_t)rows));
+  return op_ttt_conv(work->kernels, work->buffers[0], view(work->buffers[1], 0, (size_t)d), work->buffers[2], rows,
+                     d);
 }
 
 static clttt_status conv_check(workload *work, double *error) {
@@ -493,7 +445,7 @@ static clttt_status gemv_prepare(workload *work) {
 static clttt_status gemv_run(workload *work) {
   const size_t rows = (size_t)work->shape.intermediate, columns = (size_t)work->shape.hidden;
   /* y (f) = W (f x d) x (d), as gemm_linear runs it for one token */
-  return gemm_linear(work->device, "tuner gemv", 1, rows, columns, view(work->buffers[1], 0, columns),
+  return gemm_linear(work->kernels, "tuner gemv", 1, rows, columns, view(work->buffers[1], 0, columns),
                      view(work->buffers[2], 0, columns), 0.0f, view(work->buffers[0], 0, rows));
 }
 
@@ -665,24 +617,41 @@ static clttt_status list_candidates(const clttt_device *device, const autotune_o
   return CLTTT_SUCCESS;
 }
 
+static clttt_status time_candidate(workload *work, const family_spec *spec, autotune_candidate *candidate,
+                                   int repetitions, int *launches_per_run);
+
 /* Runs, checks and times one candidate. Problems of the candidate itself
  * (build, launch, wrong output) are recorded in it; only the tuner's own
  * failures (host memory, uploads) come back as errors. */
 static clttt_status measure(workload *work, const family_spec *spec, autotune_candidate *candidate,
                             int repetitions, int *launches_per_run) {
   clttt_device *device = work->device;
-  device->tuning = candidate->params;
   if (spec->in_place_buffer >= 0)
     CLTTT_TRY(reupload(work, spec->in_place_buffer));
-  clttt_status status = spec->run(work);
+  kernel_set kernels;
+  clttt_status status = kernel_set_create(&kernels, device, &candidate->params, work->shape.head_dim);
+  work->kernels = &kernels;
+  if (status == CLTTT_SUCCESS)
+    status = spec->run(work);
   if (status == CLTTT_SUCCESS)
     status = runtime_finish(device);
   if (status != CLTTT_SUCCESS) {
     candidate->state = AUTOTUNE_FAILED;
     snprintf(candidate->failure, sizeof candidate->failure, "%s", clttt_last_error());
     clttt_clear_error();
+    kernel_set_release(&kernels);
     return CLTTT_SUCCESS;
   }
+  status = time_candidate(work, spec, candidate, repetitions, launches_per_run);
+  kernel_set_release(&kernels);
+  work->kernels = NULL;
+  return status;
+}
+
+/* Checks the run that measure() made, then times the candidate. */
+static clttt_status time_candidate(workload *work, const family_spec *spec, autotune_candidate *candidate,
+                                   int repetitions, int *launches_per_run) {
+  clttt_device *device = work->device;
   CLTTT_TRY(spec->check(work, &candidate->error));
   if (!(candidate->error <= TOLERANCE)) {
     candidate->state = AUTOTUNE_MISMATCH;
@@ -768,20 +737,164 @@ clttt_status autotune_run(clttt_device *device, const autotune_options *options,
     return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "autotune_run: inconsistent shape");
   tuning_params defaults;
   tuning_defaults(&device->info, &defaults);
-  const tuning_params in_use = device->tuning;
-  result->start = in_use;
-  result->best = in_use;
+  result->start = device->tuning;
+  result->best = device->tuning;
   clttt_status status = CLTTT_SUCCESS;
+  /* Candidates run through kernel sets of their own; the device's set is
+   * never touched (programs built for candidates stay cached under their
+   * own options). */
   for (int f = 0; f < AUTOTUNE_FAMILY_COUNT && status == CLTTT_SUCCESS; f++)
     if (options->families & (1u << f))
       status = tune_family(device, options, &families[f], &defaults, result);
-  /* Programs built for candidates stay cached under their own options;
-   * the device goes back to the set it was opened with. */
-  device->tuning = in_use;
   return status;
 }
 
 void autotune_result_free(autotune_result *result) {
   free(result->candidates);
   memset(result, 0, sizeof *result);
+}
+
+/* ---------------------------------------------------------------- */
+/* The public face (clttt.h)                                          */
+
+struct clttt_tune_result {
+  clttt_device *device;
+  autotune_result result;
+  clttt_tune_candidate *public_candidates;
+};
+
+/* What a progress callback of the public API needs from a candidate. */
+static clttt_tune_candidate public_candidate(const autotune_candidate *candidate) {
+  clttt_tune_candidate out = {autotune_family_name(candidate->family),
+                              candidate->label,
+                              candidate->state == AUTOTUNE_MEASURED   ? CLTTT_TUNE_MEASURED
+                              : candidate->state == AUTOTUNE_MISMATCH ? CLTTT_TUNE_MISMATCH
+                                                                      : CLTTT_TUNE_FAILED,
+                              candidate->median_ms,
+                              candidate->error,
+                              candidate->is_default,
+                              candidate->is_winner,
+                              candidate->failure};
+  return out;
+}
+
+typedef struct {
+  const clttt_tune_params *params;
+} progress_relay;
+
+static void relay_progress(const autotune_candidate *candidate, void *context) {
+  const progress_relay *relay = context;
+  clttt_tune_candidate shown = public_candidate(candidate);
+  relay->params->progress(&shown, relay->params->user_data);
+}
+
+clttt_tune_params clttt_tune_default_params(void) {
+  clttt_tune_params params;
+  memset(&params, 0, sizeof params);
+  return params;
+}
+
+clttt_status clttt_tune_describe(const clttt_tune_params *params, char *text, size_t capacity) {
+  if (!text || capacity == 0)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "clttt_tune_describe: no text buffer");
+  autotune_options options;
+  autotune_options_init(&options, params && params->quick);
+  CLTTT_TRY(autotune_parse_families(params ? params->families : NULL, &options.families));
+  const autotune_shape *shape = &options.shape;
+  snprintf(text, capacity,
+           "d %d, f %d, %d query / %d KV heads of %d, %d tokens (attention %d), conv chunk %d; "
+           "median of %d runs per candidate",
+           shape->hidden, shape->intermediate, shape->heads, shape->kv_heads, shape->head_dim, shape->tokens,
+           shape->attention_tokens, shape->chunk, options.repetitions);
+  return CLTTT_SUCCESS;
+}
+
+clttt_status clttt_tune(clttt_tune_result **result_out, clttt_device *device, const clttt_tune_params *params) {
+  if (!result_out || !device)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "clttt_tune: NULL argument");
+  *result_out = NULL;
+  clttt_tune_params given = params ? *params : clttt_tune_default_params();
+  autotune_options options;
+  autotune_options_init(&options, given.quick);
+  CLTTT_TRY(autotune_parse_families(given.families, &options.families));
+  progress_relay relay = {&given};
+  if (given.progress) {
+    options.progress = relay_progress;
+    options.progress_context = &relay;
+  }
+  clttt_tune_result *result = calloc(1, sizeof *result);
+  if (!result)
+    return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "clttt_tune: result");
+  result->device = device;
+  clttt_status status = autotune_run(device, &options, &result->result);
+  if (status == CLTTT_SUCCESS && result->result.candidate_count > 0) {
+    result->public_candidates = calloc((size_t)result->result.candidate_count, sizeof *result->public_candidates);
+    if (!result->public_candidates)
+      status = clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "clttt_tune: result");
+    for (int c = 0; result->public_candidates && c < result->result.candidate_count; c++)
+      result->public_candidates[c] = public_candidate(&result->result.candidates[c]);
+  }
+  if (status != CLTTT_SUCCESS) {
+    clttt_tune_result_free(result);
+    return status;
+  }
+  *result_out = result;
+  return CLTTT_SUCCESS;
+}
+
+int clttt_tune_candidate_count(const clttt_tune_result *result) {
+  return result ? result->result.candidate_count : 0;
+}
+
+const clttt_tune_candidate *clttt_tune_get_candidate(const clttt_tune_result *result, int index) {
+  if (!result || index < 0 || index >= result->result.candidate_count)
+    return NULL;
+  return &result->public_candidates[index];
+}
+
+static int family_index(const char *family) {
+  for (int f = 0; family && f < AUTOTUNE_FAMILY_COUNT; f++)
+    if (strcmp(family, family_names[f]) == 0)
+      return f;
+  return -1;
+}
+
+double clttt_tune_default_ms(const clttt_tune_result *result, const char *family) {
+  int f = family_index(family);
+  return result && f >= 0 ? result->result.default_ms[f] : 0.0;
+}
+
+double clttt_tune_best_ms(const clttt_tune_result *result, const char *family) {
+  int f = family_index(family);
+  return result && f >= 0 ? result->result.best_ms[f] : 0.0;
+}
+
+void clttt_tune_describe_best(const clttt_tune_result *result, char *text, size_t capacity) {
+  if (!text || capacity == 0)
+    return;
+  text[0] = '\0';
+  if (result)
+    tuning_defines(&result->result.best, text, capacity);
+}
+
+clttt_status clttt_tune_store(const clttt_tune_result *result, const char *path, char *written, size_t capacity) {
+  if (!result)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "clttt_tune_store: result is NULL");
+  char cache_path[4096];
+  if (path)
+    snprintf(cache_path, sizeof cache_path, "%s", path);
+  else
+    CLTTT_TRY(tuning_cache_path(cache_path, sizeof cache_path));
+  CLTTT_TRY(tuning_cache_store(cache_path, &result->device->info, &result->result.best));
+  if (written && capacity > 0)
+    snprintf(written, capacity, "%s", cache_path);
+  return CLTTT_SUCCESS;
+}
+
+void clttt_tune_result_free(clttt_tune_result *result) {
+  if (!result)
+    return;
+  autotune_result_free(&result->result);
+  free(result->public_candidates);
+  free(result);
 }

@@ -1,8 +1,18 @@
 /* clttt: In-Place Test-Time Training on any OpenCL device.
  *
- * The one public header. Every function returns a clttt_status; on failure
- * clttt_last_error() holds a message naming the file, tensor, device or
- * OpenCL error involved. The library never exits or aborts. */
+ * The one public header. Every function that can fail returns a
+ * clttt_status; on failure clttt_last_error() holds a message naming the
+ * file, tensor, device or OpenCL error involved. The library never exits or
+ * aborts, and it prints nothing itself: warnings go to the log callback.
+ *
+ * Threads. Objects are independent unless stated: two threads may feed two
+ * different sessions at the same time, also sessions of one model on one
+ * device (each session has its own kernel objects; the device's program
+ * cache and memory accounting are locked). What is not allowed: two threads
+ * using one session at once, or freeing a model, device or tokenizer while
+ * another thread still uses it or a session of it. A tokenizer is read-only
+ * after loading and may serve several threads; a sampler and a tokenizer
+ * stream belong to one thread at a time. Error messages are per thread. */
 #ifndef CLTTT_H
 #define CLTTT_H
 
@@ -12,6 +22,23 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* The library is built with -fvisibility=hidden: only what carries CLTTT_API
+ * is exported. */
+#if defined(__GNUC__) || defined(__clang__)
+#define CLTTT_API __attribute__((visibility("default")))
+#else
+#define CLTTT_API
+#endif
+
+#define CLTTT_VERSION_MAJOR 0
+#define CLTTT_VERSION_MINOR 2
+#define CLTTT_VERSION_PATCH 0
+#define CLTTT_VERSION_STRING "0.2.0"
+
+/* The version of the library actually loaded ("0.2.0"), which may differ
+ * from the header's CLTTT_VERSION_STRING when linked dynamically. */
+CLTTT_API const char *clttt_version(void);
 
 /* Status codes. Negative values up to -1000 are OpenCL's own error codes
  * (CL_OUT_OF_RESOURCES = -5 ...), passed through unchanged; clttt's own
@@ -35,9 +62,23 @@ typedef enum {
 } clttt_status;
 
 /* Name of a status: "CL_OUT_OF_RESOURCES", "CLTTT_ERROR_BAD_CHECKPOINT"... */
-const char *clttt_status_name(int status);
+CLTTT_API const char *clttt_status_name(int status);
 /* Message of the last failure in this thread ("" when none). */
-const char *clttt_last_error(void);
+CLTTT_API const char *clttt_last_error(void);
+
+/* ------------------------------------------------------------------ */
+/* Log                                                                  */
+
+typedef enum { CLTTT_LOG_WARNING = 0, CLTTT_LOG_INFO = 1 } clttt_log_level;
+
+/* Receives each message the library has for a person (a tuning cache it
+ * ignored, a checkpoint key it skipped), one line without "\n". May be
+ * called from any thread that calls into the library. */
+typedef void (*clttt_log_callback)(clttt_log_level level, const char *message, void *user_data);
+
+/* Installs `callback` for the whole process; NULL restores the default,
+ * which writes "clttt: warning: <message>" lines to stderr and drops INFO. */
+CLTTT_API void clttt_set_log_callback(clttt_log_callback callback, void *user_data);
 
 /* ------------------------------------------------------------------ */
 /* Devices                                                              */
@@ -62,20 +103,81 @@ typedef struct {
 
 /* Fills up to `capacity` entries of `infos`; `*count` receives how many
  * devices exist (may exceed capacity). Zero devices is not an error here. */
-clttt_status clttt_list_devices(clttt_device_info *infos, int capacity, int *count);
+CLTTT_API clttt_status clttt_list_devices(clttt_device_info *infos, int capacity, int *count);
 
-/* A device opened for computation: its context, queue and built programs. */
+/* A device opened for computation: its context, queue, built programs and
+ * kernel parameters. */
 typedef struct clttt_device clttt_device;
 
 /* selector: NULL or "" = the CLTTT_DEVICE environment variable, else the
  * first GPU, else device 0; a decimal number = that index; anything else =
  * first device whose name, vendor or platform contains it (case-insensitive). */
-clttt_status clttt_device_open(clttt_device **device, const char *selector);
-void clttt_device_close(clttt_device *device);
-const clttt_device_info *clttt_device_get_info(const clttt_device *device);
+CLTTT_API clttt_status clttt_device_open(clttt_device **device, const char *selector);
+CLTTT_API void clttt_device_close(clttt_device *device);
+CLTTT_API const clttt_device_info *clttt_device_get_info(const clttt_device *device);
 /* Device memory held by clttt's buffers on this device now, and the most
  * held at once (since open or the last reset_peak). */
-clttt_status clttt_device_memory(const clttt_device *device, uint64_t *current, uint64_t *peak, int reset_peak);
+CLTTT_API clttt_status clttt_device_memory(const clttt_device *device, uint64_t *current, uint64_t *peak,
+                                           int reset_peak);
+
+/* The kernel parameters the device was opened with: how many there are, the
+ * name and value of each ("RMSNORM_WGS", 64), where the set came from
+ * ("built-in defaults" or "tuning cache /path"), and whether clttt installed
+ * its measured CLBlast GEMM parameters for this device. */
+CLTTT_API int clttt_device_parameter_count(void);
+CLTTT_API const char *clttt_device_parameter_name(int index);
+CLTTT_API int clttt_device_parameter_value(const clttt_device *device, int index);
+CLTTT_API const char *clttt_device_parameter_source(const clttt_device *device);
+CLTTT_API int clttt_device_clblast_tuned(const clttt_device *device);
+
+/* ------------------------------------------------------------------ */
+/* Tuning (clttt tune)                                                  */
+
+typedef enum { CLTTT_TUNE_MEASURED = 0, CLTTT_TUNE_MISMATCH = 1, CLTTT_TUNE_FAILED = 2 } clttt_tune_state;
+
+/* One candidate parameter set of one kernel family, as it was tried. */
+typedef struct {
+  const char *family;   /* "rmsnorm" */
+  const char *label;    /* "RMSNORM_WGS=128" */
+  clttt_tune_state state;
+  double median_ms;     /* per run of the family's kernels, when measured */
+  double error;         /* largest relative deviation from the host reference */
+  int is_default;       /* the family's built-in defaults */
+  int is_winner;
+  const char *failure;  /* why, when not measured ("" otherwise) */
+} clttt_tune_candidate;
+
+typedef struct {
+  const char *families; /* "rmsnorm,attention", or NULL / "all" */
+  int quick;            /* shorter shapes, fewer candidates */
+  /* Called after each candidate (may be NULL): long searches show progress. */
+  void (*progress)(const clttt_tune_candidate *candidate, void *user_data);
+  void *user_data;
+} clttt_tune_params;
+
+typedef struct clttt_tune_result clttt_tune_result;
+
+CLTTT_API clttt_tune_params clttt_tune_default_params(void);
+/* "d 1024, f 3072, ..." : the shapes and repetitions `params` tunes at.
+ * An unknown family name: CLTTT_ERROR_INVALID_ARGUMENT naming it. */
+CLTTT_API clttt_status clttt_tune_describe(const clttt_tune_params *params, char *text, size_t capacity);
+/* Tries every candidate of the chosen families on `device`, each checked
+ * against a host computation before it is timed. The device keeps the
+ * parameters it was opened with. */
+CLTTT_API clttt_status clttt_tune(clttt_tune_result **result, clttt_device *device,
+                                  const clttt_tune_params *params);
+CLTTT_API int clttt_tune_candidate_count(const clttt_tune_result *result);
+CLTTT_API const clttt_tune_candidate *clttt_tune_get_candidate(const clttt_tune_result *result, int index);
+/* Milliseconds of a family's defaults and of its winner (0 when not tuned). */
+CLTTT_API double clttt_tune_default_ms(const clttt_tune_result *result, const char *family);
+CLTTT_API double clttt_tune_best_ms(const clttt_tune_result *result, const char *family);
+/* The winning set as -D options ("-DRMSNORM_WGS=64 ..."). */
+CLTTT_API void clttt_tune_describe_best(const clttt_tune_result *result, char *text, size_t capacity);
+/* Stores the winners as this device's entry of the tuning cache at `path`
+ * (NULL: the per-user cache); `written` receives the path used. */
+CLTTT_API clttt_status clttt_tune_store(const clttt_tune_result *result, const char *path, char *written,
+                                        size_t capacity);
+CLTTT_API void clttt_tune_result_free(clttt_tune_result *result);
 
 /* ------------------------------------------------------------------ */
 /* Models                                                               */
@@ -83,8 +185,6 @@ clttt_status clttt_device_memory(const clttt_device *device, uint64_t *current, 
 typedef enum { CLTTT_ARCH_LLAMA = 0, CLTTT_ARCH_QWEN3 = 1 } clttt_arch;
 typedef enum { CLTTT_ROPE_DEFAULT = 0, CLTTT_ROPE_LLAMA3 = 1, CLTTT_ROPE_YARN = 2 } clttt_rope_type;
 typedef enum { CLTTT_TARGET_HIDDEN_STATES = 0, CLTTT_TARGET_INPUT_EMBED = 1 } clttt_ttt_target;
-
-#define CLTTT_MAX_LAYERS 256
 
 typedef struct {
   clttt_arch arch;
@@ -115,70 +215,235 @@ typedef struct {
   int rope_truncate;                        /* yarn; transformers' default true */
   /* In-Place TTT (SPEC.md section 2) */
   int ttt_mode;
-  int ttt_layer[CLTTT_MAX_LAYERS];          /* 1 where layer L is a TTT layer */
+  /* The TTT layers, ascending, distinct, each in 0..num_hidden_layers-1;
+   * empty when ttt_mode is false. A config filled by clttt_config_load or
+   * clttt_synthetic_config owns this list (clttt_config_free releases it);
+   * one built by hand points at the caller's own array. */
+  int ttt_layer_count;
+  int *ttt_layers;
   int ttt_chunk;                            /* C */
   float ttt_lr;                             /* eta */
   int ttt_proj;
   clttt_ttt_target ttt_target;
 } clttt_config;
 
+/* Reads only dir/config.json (no weights): for inspecting a model. */
+CLTTT_API clttt_status clttt_config_load(clttt_config *config, const char *dir);
+/* Releases the TTT layer list of a config filled by the library. */
+CLTTT_API void clttt_config_free(clttt_config *config);
+/* 1 when `layer` is one of the config's TTT layers. */
+CLTTT_API int clttt_config_is_ttt_layer(const clttt_config *config, int layer);
+
 typedef struct clttt_model clttt_model;
 
 /* Loads a HuggingFace model directory (config.json + safetensors, single or
  * sharded) onto `device`. The model keeps a reference to the device. */
-clttt_status clttt_model_load(clttt_model **model, clttt_device *device, const char *dir);
-void clttt_model_free(clttt_model *model);
-const clttt_config *clttt_model_get_config(const clttt_model *model);
+CLTTT_API clttt_status clttt_model_load(clttt_model **model, clttt_device *device, const char *dir);
+CLTTT_API void clttt_model_free(clttt_model *model);
+CLTTT_API const clttt_config *clttt_model_get_config(const clttt_model *model);
 /* Bytes the model's weights occupy on the device. */
-uint64_t clttt_model_weight_bytes(const clttt_model *model);
-
-/* Reads only dir/config.json (no weights): for inspecting a model. */
-clttt_status clttt_config_load(clttt_config *config, const char *dir);
-/* Device memory, in bytes, of the weights (fp32) and of one session of
- * `context` tokens (KV cache, activations of one batch and, with TTT on, one
- * fast weight plus one chunk of pending rows per TTT layer): the cost model
- * that 'clttt info' prints and the benchmarks check. */
-uint64_t clttt_estimate_weight_bytes(const clttt_config *config);
-uint64_t clttt_estimate_session_bytes(const clttt_config *config, int context, int ttt_enabled, int chunk);
+CLTTT_API uint64_t clttt_model_weight_bytes(const clttt_model *model);
 
 /* A model with seeded random weights built in memory (no files): for the
  * demo and the benchmarks. Its text is meaningless; its speed and memory are
  * those of a real model of the same shape. `config` must be complete (see
  * clttt_synthetic_config). */
-clttt_status clttt_model_synthetic(clttt_model **model, clttt_device *device, const clttt_config *config,
-                                   uint64_t seed);
+CLTTT_API clttt_status clttt_model_synthetic(clttt_model **model, clttt_device *device,
+                                             const clttt_config *config, uint64_t seed);
 /* A Qwen3-style configuration of the given sizes, with TTT layers every
- * `ttt_every` layers starting at 0 (0 = none), chunk C and eta. */
-void clttt_synthetic_config(clttt_config *config, int hidden_size, int intermediate_size, int layers,
-                            int heads, int kv_heads, int head_dim, int vocab_size, int max_positions,
-                            int ttt_every, int chunk, float eta);
+ * `ttt_every` layers starting at 0 (0 = none), chunk C and eta. Free it with
+ * clttt_config_free. */
+CLTTT_API clttt_status clttt_synthetic_config(clttt_config *config, int hidden_size, int intermediate_size,
+                                              int layers, int heads, int kv_heads, int head_dim,
+                                              int vocab_size, int max_positions, int ttt_every, int chunk,
+                                              float eta);
 
-/* A session: KV cache, position and TTT state of one sequence. Sessions on one
- * model are independent. max_context = 0 means the model's
- * max_position_embeddings. */
+/* ------------------------------------------------------------------ */
+/* Sessions                                                             */
+
+/* Which rows of logits a session can return: its logits buffer is sized
+ * for this, so LAST saves batch x vocab floats of device memory. */
+typedef enum {
+  CLTTT_LOGITS_ALL = 0,  /* a row per fed token (perplexity, scoring) */
+  CLTTT_LOGITS_LAST = 1  /* only the row of the last fed token (generation) */
+} clttt_logits_mode;
+
+/* Everything a session is sized and run with, fixed at creation. */
+typedef struct {
+  int context;               /* tokens the session can hold; 0 = max_position_embeddings */
+  int ttt;                   /* 1: TTT layers learn (checkpoints with ttt_mode); 0: the base model */
+  int chunk;                 /* C; 0 = the checkpoint's ttt_chunk */
+  float eta;                 /* step size; 0 = the checkpoint's ttt_lr; must be finite */
+  clttt_logits_mode logits;
+} clttt_session_params;
+
+/* context 0, TTT on, the checkpoint's chunk and eta, all logits. */
+CLTTT_API clttt_session_params clttt_session_default_params(void);
+
+/* A session: KV cache, position and TTT state of one sequence. Sessions on
+ * one model are independent. params NULL means the defaults. Invalid
+ * parameters (negative sizes, non-finite eta) fail before anything is
+ * allocated. */
 typedef struct clttt_session clttt_session;
-clttt_status clttt_session_create(clttt_session **session, clttt_model *model, int max_context);
-void clttt_session_free(clttt_session *session);
+CLTTT_API clttt_status clttt_session_create(clttt_session **session, clttt_model *model,
+                                            const clttt_session_params *params);
+CLTTT_API void clttt_session_free(clttt_session *session);
+/* The parameters in force, with every 0 ("the checkpoint's") resolved. */
+CLTTT_API clttt_session_params clttt_session_get_params(const clttt_session *session);
 
 /* Feeds n tokens. When `logits` is not NULL it receives n x vocab_size floats
- * (row i = the logits after token i); with logits_last_only it receives only
- * the last row (vocab_size floats). */
-clttt_status clttt_session_feed(clttt_session *session, const int32_t *tokens, int n,
-                                float *logits, int logits_last_only);
-int clttt_session_position(const clttt_session *session);
+ * (row i = the logits after token i) or, with logits_last_only, only the
+ * last row (vocab_size floats). A session created with CLTTT_LOGITS_LAST
+ * returns only last rows. */
+CLTTT_API clttt_status clttt_session_feed(clttt_session *session, const int32_t *tokens, int n, float *logits,
+                                          int logits_last_only);
+CLTTT_API int clttt_session_position(const clttt_session *session);
+/* 1 when the session's TTT layers learn (TTT on and the model has some). */
+CLTTT_API int clttt_session_ttt_enabled(const clttt_session *session);
 
 /* Forgets everything: KV cache, position, and resets fast weights to the
  * checkpoint's W_down. */
-clttt_status clttt_session_reset(clttt_session *session);
+CLTTT_API clttt_status clttt_session_reset(clttt_session *session);
 /* Resets only the fast weights and pending chunk rows (a document boundary),
  * keeping the KV cache. */
-clttt_status clttt_session_reset_fast_weights(clttt_session *session);
-/* TTT on or off at run time (off = the plain base model with W_down).
- * Only allowed at position 0. */
-clttt_status clttt_session_set_ttt(clttt_session *session, int enabled);
-int clttt_session_ttt_enabled(const clttt_session *session);
-/* Override chunk size and eta (0 keeps the checkpoint's). Only at position 0. */
-clttt_status clttt_session_set_ttt_params(clttt_session *session, int chunk, float eta);
+CLTTT_API clttt_status clttt_session_reset_fast_weights(clttt_session *session);
+
+/* Device memory, in bytes, of the weights (fp32) and of one session with
+ * `params` (KV cache, activations of one batch and, with TTT on, one fast
+ * weight plus one chunk of pending rows per TTT layer): the cost model that
+ * 'clttt info' prints; it equals what clttt_session_create allocates.
+ * params NULL means the defaults. */
+CLTTT_API uint64_t clttt_estimate_weight_bytes(const clttt_config *config);
+CLTTT_API uint64_t clttt_estimate_session_bytes(const clttt_config *config, const clttt_session_params *params);
+
+/* ------------------------------------------------------------------ */
+/* Tokenizer                                                            */
+
+/* Text <-> token ids, from what the model directory holds:
+ *  - tokenizer.json (HuggingFace): byte-level BPE as Qwen2/Qwen3 and LLaMA-3
+ *    use it. Added tokens (<|im_start|>, <|begin_of_text|>...) are matched in
+ *    the raw text first and never split; the rest is split by the
+ *    pre-tokenizer's regex (PCRE2, Unicode properties) and each piece is
+ *    merged by rank.
+ *  - tok*.bin (llama2.c): SentencePiece-like pieces with scores and
+ *    <0xNN> byte fallback, encoded exactly as llama2.c's encode does. */
+typedef struct clttt_tokenizer clttt_tokenizer;
+
+/* Loads model_dir/tokenizer.json when present, else the first (by name)
+ * model_dir/tok*.bin. Neither: CLTTT_ERROR_IO naming the directory.
+ * Malformed files: CLTTT_ERROR_BAD_TOKENIZER naming file and what is wrong.
+ * Model types other than BPE, non-byte-level pre-tokenizers, normalizers
+ * other than none/NFC: CLTTT_ERROR_UNSUPPORTED naming the type.
+ *
+ * BOS/EOS of a tokenizer.json come from model_dir/tokenizer_config.json
+ * (bos_token, eos_token) when present, else from a TemplateProcessing
+ * post-processor's leading special token, else from well-known names
+ * (<|begin_of_text|>, <s>; <|end_of_text|>, <|endoftext|>, </s>). Qwen-style
+ * tokenizers have no BOS (clttt_tokenizer_bos returns -1). llama2.c files:
+ * BOS 1, EOS 2.
+ *
+ * An NFC normalizer is accepted and treated as the identity: text that is
+ * already NFC (nearly all text) encodes exactly as HuggingFace encodes it. */
+CLTTT_API clttt_status clttt_tokenizer_load(clttt_tokenizer **tokenizer, const char *model_dir);
+CLTTT_API void clttt_tokenizer_free(clttt_tokenizer *tokenizer);
+
+/* Encodes NUL-terminated UTF-8 `text`. With add_bos and a tokenizer that has
+ * a BOS, the BOS id comes first. *ids is malloc'ed (free() it; NULL when
+ * *count is 0). Invalid UTF-8 is not an error: bytes that form no character
+ * are encoded byte by byte. */
+CLTTT_API clttt_status clttt_tokenizer_encode(const clttt_tokenizer *tokenizer, const char *text, int add_bos,
+                                              int32_t **ids, int *count);
+
+/* Decodes `count` ids into a malloc'ed NUL-terminated string (free() it).
+ * Special tokens of a tokenizer.json decode to their text (as HuggingFace's
+ * decode does by default), so decode(encode(s)) == s. llama2.c: BOS and EOS
+ * decode to nothing, and the leading space of the piece right after a BOS
+ * is dropped. An id outside the vocabulary: CLTTT_ERROR_INVALID_ARGUMENT. */
+CLTTT_API clttt_status clttt_tokenizer_decode(const clttt_tokenizer *tokenizer, const int32_t *ids, int count,
+                                              char **text);
+
+CLTTT_API int clttt_tokenizer_bos(const clttt_tokenizer *tokenizer);        /* -1 when none */
+CLTTT_API int clttt_tokenizer_eos(const clttt_tokenizer *tokenizer);        /* -1 when none */
+CLTTT_API int clttt_tokenizer_vocab_size(const clttt_tokenizer *tokenizer); /* highest id + 1 */
+/* "bpe" (tokenizer.json) or "llama2c" (tok*.bin). */
+CLTTT_API const char *clttt_tokenizer_kind_name(const clttt_tokenizer *tokenizer);
+
+/* Id of a special token ("<|im_end|>") or of a vocabulary piece as the file
+ * writes it ("Ġthe" in tokenizer.json, " the" in tok*.bin); for llama2.c
+ * files "<s>" and "</s>" also name BOS and EOS. -1 when absent. */
+CLTTT_API int32_t clttt_tokenizer_token_to_id(const clttt_tokenizer *tokenizer, const char *piece);
+/* 1 for added special tokens (tokenizer.json) and BOS/EOS/unk (llama2.c). */
+CLTTT_API int clttt_tokenizer_is_special(const clttt_tokenizer *tokenizer, int32_t id);
+
+/* Streaming decode for printing tokens as they are generated. A character
+ * whose UTF-8 bytes are split across tokens is held back until it is
+ * complete; bytes that can never complete one are passed through as they
+ * are, so the concatenation of everything put and flushed equals
+ * clttt_tokenizer_decode of the same ids. */
+typedef struct clttt_tokenizer_stream clttt_tokenizer_stream;
+
+CLTTT_API clttt_status clttt_tokenizer_stream_create(clttt_tokenizer_stream **stream,
+                                                     const clttt_tokenizer *tokenizer);
+/* *text receives the newly complete text (possibly ""), valid until the next
+ * call on this stream. */
+CLTTT_API clttt_status clttt_tokenizer_stream_put(clttt_tokenizer_stream *stream, int32_t id, const char **text);
+/* Emits whatever is still held back (an incomplete character at the end). */
+CLTTT_API clttt_status clttt_tokenizer_stream_flush(clttt_tokenizer_stream *stream, const char **text);
+/* Forgets held bytes and the previous token (a new, independent text). */
+CLTTT_API void clttt_tokenizer_stream_reset(clttt_tokenizer_stream *stream);
+CLTTT_API void clttt_tokenizer_stream_free(clttt_tokenizer_stream *stream);
+
+/* ------------------------------------------------------------------ */
+/* Sampler                                                              */
+
+/* Choosing the next token from a row of logits. The filters run in the
+ * order HuggingFace's generate applies its logits processors: repetition
+ * penalty, temperature, top-k, top-p, min-p; then one token is drawn from
+ * what is left. Randomness comes from the sampler's own generator
+ * (xoshiro256**, seeded through splitmix64), so a seed gives the same tokens
+ * on every machine and C library. */
+typedef struct {
+  /* 0: greedy (argmax, the lowest id on ties; the filters below cannot
+   * change the argmax and are skipped). Otherwise logits are divided by it. */
+  float temperature;
+  /* Keep the top_k most likely tokens (and any tied with the k-th); 0: off. */
+  int top_k;
+  /* Keep the smallest set of most likely tokens whose probability reaches
+   * top_p; in (0, 1], 1: off. */
+  float top_p;
+  /* Drop tokens less likely than min_p times the most likely one; in [0, 1],
+   * 0: off. */
+  float min_p;
+  /* HuggingFace/CTRL repetition penalty for each distinct id among the last
+   * repetition_window recent tokens: a positive logit is divided by it, any
+   * other multiplied. 1: off; must be > 0. */
+  float repetition_penalty;
+  /* How many of the most recent tokens the penalty looks at; 0: all given. */
+  int repetition_window;
+  uint64_t seed;
+} clttt_sampler_params;
+
+typedef struct clttt_sampler clttt_sampler;
+
+/* Greedy, every filter off, window 64, seed 0. */
+CLTTT_API clttt_sampler_params clttt_sampler_default_params(void);
+
+/* Parameters out of range: CLTTT_ERROR_INVALID_ARGUMENT naming the
+ * parameter. params NULL means the defaults. */
+CLTTT_API clttt_status clttt_sampler_create(clttt_sampler **sampler, const clttt_sampler_params *params,
+                                            int vocab_size);
+CLTTT_API void clttt_sampler_free(clttt_sampler *sampler);
+
+/* Picks a token from `logits` (vocab_size entries; -inf masks a token, NaN
+ * and +inf are rejected). `recent` holds the tokens so far, oldest first,
+ * for the repetition penalty (may be NULL when recent_count is 0). The
+ * logits are not modified. */
+CLTTT_API clttt_status clttt_sampler_sample(clttt_sampler *sampler, const float *logits, const int32_t *recent,
+                                            int recent_count, int32_t *token);
+
+/* Restarts the random sequence as if the sampler were created with `seed`. */
+CLTTT_API void clttt_sampler_reseed(clttt_sampler *sampler, uint64_t seed);
+CLTTT_API const clttt_sampler_params *clttt_sampler_get_params(const clttt_sampler *sampler);
 
 #ifdef __cplusplus
 }

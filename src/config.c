@@ -11,6 +11,7 @@
 
 #include "config.h"
 #include "error.h"
+#include "log.h"
 
 /* SPEC.md section 2: the reference code's defaults. */
 static const int default_ttt_layers[] = {0, 6, 12, 18, 24, 30};
@@ -316,21 +317,45 @@ static clttt_status read_ttt(const parser *p, clttt_config *config) {
                         name ? "\"" : "");
   }
 
-  int selected[CLTTT_MAX_LAYERS] = {0};
+  /* Their code only tests membership, so an index past the last layer (the
+   * authors' classes write [0, 6, ..., 30] by default, and their 8B
+   * configs list 36) does nothing there: it is skipped here with a word. */
+  char *selected = calloc((size_t)config->num_hidden_layers, 1);
+  if (!selected)
+    return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "%s: no memory for ttt_layers", p->origin);
   const json_t *layers = lookup(p->root, "ttt_layers");
   if (layers) {
-    if (!json_is_array(layers))
+    if (!json_is_array(layers)) {
+      free(selected);
       return clttt_fail(CLTTT_ERROR_BAD_CONFIG, "%s: key \"ttt_layers\" must be a list, found %s",
                         p->origin, json_type_name(layers));
+    }
+    char skipped[256] = "";
+    size_t skipped_length = 0;
+    int skipped_count = 0;
     for (size_t i = 0; i < json_array_size(layers); i++) {
       long long index = 0;
-      if (!integer_value(json_array_get(layers, i), &index) || index < 0 ||
-          index >= config->num_hidden_layers)
+      if (!integer_value(json_array_get(layers, i), &index) || index < 0) {
+        free(selected);
         return clttt_fail(CLTTT_ERROR_BAD_CONFIG,
-                          "%s: key \"ttt_layers\" entry %zu is not a layer index in 0..%d",
-                          p->origin, i, config->num_hidden_layers - 1);
-      selected[index] = 1;
+                          "%s: key \"ttt_layers\" entry %zu is not a layer index (a whole number >= 0)",
+                          p->origin, i);
+      }
+      if (index < config->num_hidden_layers) {
+        selected[index] = 1;
+        continue;
+      }
+      skipped_count++;
+      if (skipped_length < sizeof skipped - 24) {
+        int written = snprintf(skipped + skipped_length, sizeof skipped - skipped_length, "%s%lld",
+                               skipped_count > 1 ? ", " : "", index);
+        if (written > 0)
+          skipped_length += (size_t)written;
+      }
     }
+    if (skipped_count > 0 && config->ttt_mode)
+      log_warning("%s: ttt_layers entr%s %s past the last layer (%d) ignored", p->origin,
+                  skipped_count == 1 ? "y" : "ies", skipped, config->num_hidden_layers - 1);
   } else {
     /* The default list is written for 36-layer models; in a smaller model
      * the reference simply never meets the larger indices. */
@@ -338,9 +363,21 @@ static clttt_status read_ttt(const parser *p, clttt_config *config) {
       if (default_ttt_layers[i] < config->num_hidden_layers)
         selected[default_ttt_layers[i]] = 1;
   }
-  if (config->ttt_mode)
-    memcpy(config->ttt_layer, selected, sizeof selected);
-  return CLTTT_SUCCESS;
+  /* Without ttt_mode the model is plain whatever the other TTT keys say. */
+  int count = 0;
+  for (int i = 0; config->ttt_mode && i < config->num_hidden_layers; i++)
+    count += selected[i];
+  clttt_status status = CLTTT_SUCCESS;
+  if (count > 0) {
+    config->ttt_layers = malloc((size_t)count * sizeof *config->ttt_layers);
+    if (!config->ttt_layers)
+      status = clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "%s: no memory for ttt_layers", p->origin);
+    for (int i = 0; config->ttt_layers && i < config->num_hidden_layers; i++)
+      if (selected[i])
+        config->ttt_layers[config->ttt_layer_count++] = i;
+  }
+  free(selected);
+  return status;
 }
 
 static clttt_status read_sizes(const parser *p, clttt_config *config) {
@@ -348,9 +385,9 @@ static clttt_status read_sizes(const parser *p, clttt_config *config) {
   CLTTT_TRY(get_int(p, p->root, "hidden_size", 1, 0, 1, &config->hidden_size));
   CLTTT_TRY(get_int(p, p->root, "intermediate_size", 1, 0, 1, &config->intermediate_size));
   CLTTT_TRY(get_int(p, p->root, "num_hidden_layers", 1, 0, 1, &config->num_hidden_layers));
-  if (config->num_hidden_layers > CLTTT_MAX_LAYERS)
+  if (config->num_hidden_layers > CONFIG_MAX_LAYERS)
     return clttt_fail(CLTTT_ERROR_BAD_CONFIG, "%s: key \"num_hidden_layers\" is %d, at most %d supported",
-                      p->origin, config->num_hidden_layers, CLTTT_MAX_LAYERS);
+                      p->origin, config->num_hidden_layers, CONFIG_MAX_LAYERS);
   CLTTT_TRY(get_int(p, p->root, "num_attention_heads", 1, 0, 1, &config->num_attention_heads));
   CLTTT_TRY(get_int(p, p->root, "num_key_value_heads", 0, config->num_attention_heads, 1,
                     &config->num_key_value_heads));
@@ -417,6 +454,8 @@ clttt_status config_parse(clttt_config *config, const char *json_text, const cha
     status = parse_root(&p, config);
   }
   json_decref(root);
+  if (status != CLTTT_SUCCESS)
+    clttt_config_free(config);
   return status;
 }
 
@@ -469,10 +508,53 @@ int config_kv_dim(const clttt_config *config) {
 }
 
 int config_ttt_layer_count(const clttt_config *config) {
-  if (!config->ttt_mode)
+  return config->ttt_mode ? config->ttt_layer_count : 0;
+}
+
+int clttt_config_is_ttt_layer(const clttt_config *config, int layer) {
+  if (!config || !config->ttt_mode)
     return 0;
-  int count = 0;
-  for (int i = 0; i < config->num_hidden_layers && i < CLTTT_MAX_LAYERS; i++)
-    count += config->ttt_layer[i] != 0;
-  return count;
+  for (int i = 0; i < config->ttt_layer_count; i++)
+    if (config->ttt_layers[i] == layer)
+      return 1;
+  return 0;
+}
+
+void clttt_config_free(clttt_config *config) {
+  if (!config)
+    return;
+  free(config->ttt_layers);
+  config->ttt_layers = NULL;
+  config->ttt_layer_count = 0;
+}
+
+clttt_status config_copy(clttt_config *copy, const clttt_config *config) {
+  *copy = *config;
+  copy->ttt_layers = NULL;
+  copy->ttt_layer_count = 0;
+  if (config->ttt_layer_count < 0 || (config->ttt_layer_count > 0 && !config->ttt_layers))
+    return clttt_fail(CLTTT_ERROR_BAD_CONFIG, "config: %d TTT layers but no list of them",
+                      config->ttt_layer_count);
+  if (config->ttt_layer_count == 0)
+    return CLTTT_SUCCESS;
+  for (int i = 0; i < config->ttt_layer_count; i++)
+    if (config->ttt_layers[i] < 0 || config->ttt_layers[i] >= config->num_hidden_layers ||
+        (i > 0 && config->ttt_layers[i] <= config->ttt_layers[i - 1]))
+      return clttt_fail(CLTTT_ERROR_BAD_CONFIG,
+                        "config: TTT layer list entry %d (%d) is not an ascending layer index in 0..%d", i,
+                        config->ttt_layers[i], config->num_hidden_layers - 1);
+  copy->ttt_layers = malloc((size_t)config->ttt_layer_count * sizeof *copy->ttt_layers);
+  if (!copy->ttt_layers)
+    return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "copying the config's TTT layers");
+  memcpy(copy->ttt_layers, config->ttt_layers, (size_t)config->ttt_layer_count * sizeof *copy->ttt_layers);
+  copy->ttt_layer_count = config->ttt_layer_count;
+  return CLTTT_SUCCESS;
+}
+
+clttt_status clttt_config_load(clttt_config *config, const char *dir) {
+  if (!config || !dir)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "clttt_config_load: NULL argument");
+  char path[4096];
+  snprintf(path, sizeof path, "%s/config.json", dir);
+  return config_load(config, path);
 }

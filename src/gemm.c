@@ -3,12 +3,15 @@
 
 #include <clblast_c.h>
 
-#include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "error.h"
+#include "log.h"
+
+static pthread_mutex_t clblast_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static const char *clblast_status_name(CLBlastStatusCode code) {
   switch (code) {
@@ -67,8 +70,8 @@ void gemm_configure_device(const clttt_device *device, int *applied) {
     CLBlastStatusCode code = CLBlastOverrideParameters(device->id, entry->kernel, CLBlastPrecisionSingle,
                                                        (size_t)entry->count, (const char **)entry->names, entry->values);
     if (code != CLBlastSuccess) {
-      fprintf(stderr, "clttt: warning: CLBlast refused our %s parameters for '%s' (%s); keeping its own\n",
-              entry->kernel, device->info.name, clblast_status_name(code));
+      log_warning("CLBlast refused our %s parameters for '%s' (%s); keeping its own", entry->kernel,
+                  device->info.name, clblast_status_name(code));
       return;
     }
   }
@@ -80,10 +83,15 @@ clttt_status gemm(clttt_device *device, const char *what, gemm_transpose transpo
                   matrix_view a, matrix_view b, float beta, matrix_view c) {
   if (m == 0 || n == 0)
     return CLTTT_SUCCESS;
+  /* CLBlast says it is thread-safe, but multi-threaded calls have been
+   * reported unreliable; its calls only enqueue (after a first compile), so
+   * one lock costs little. */
+  pthread_mutex_lock(&clblast_lock);
   CLBlastStatusCode code = CLBlastSgemm(
       CLBlastLayoutRowMajor, transpose_a ? CLBlastTransposeYes : CLBlastTransposeNo,
       transpose_b ? CLBlastTransposeYes : CLBlastTransposeNo, m, n, k, alpha, a.buffer, a.offset,
       a.ld, b.buffer, b.offset, b.ld, beta, c.buffer, c.offset, c.ld, &device->queue, NULL);
+  pthread_mutex_unlock(&clblast_lock);
   if (code == CLBlastSuccess)
     return CLTTT_SUCCESS;
   /* Codes above -1000 are OpenCL's own and keep their number. */
@@ -94,32 +102,16 @@ clttt_status gemm(clttt_device *device, const char *what, gemm_transpose transpo
                     what, m, n, k, clblast_status_name(code), (int)code, device->info.name);
 }
 
-/* y (out) = beta y + W (out x in) x (in): one row of gemm_linear, with our own
- * kernel (cl/gemv.cl), whose access pattern is a per-device parameter. */
-static clttt_status gemv(clttt_device *device, const char *what, size_t out_features, size_t in_features,
-                         matrix_view x, matrix_view weight, float beta, matrix_view y) {
-  if (in_features > INT_MAX || out_features > INT_MAX || weight.offset > INT_MAX || x.offset > INT_MAX ||
-      y.offset > INT_MAX || weight.ld > INT_MAX)
-    return gemm(device, what, GEMM_NO_TRANSPOSE, GEMM_TRANSPOSE, 1, out_features, in_features, 1.0f, x, weight,
-                beta, y);
-  cl_kernel kernel = NULL;
-  CLTTT_TRY(runtime_kernel(device, "gemv.cl", "gemv", NULL, &kernel));
-  int y_offset = (int)y.offset, x_offset = (int)x.offset, W_offset = (int)weight.offset, ld = (int)weight.ld;
-  int out = (int)out_features, in = (int)in_features;
-  CLTTT_TRY(runtime_set_args(device, kernel, what, 10, sizeof(cl_mem), &y.buffer, sizeof(int), &y_offset,
-                             sizeof(cl_mem), &x.buffer, sizeof(int), &x_offset, sizeof(cl_mem), &weight.buffer,
-                             sizeof(int), &W_offset, sizeof(int), &ld, sizeof(int), &out, sizeof(int), &in,
-                             sizeof(float), &beta));
-  tuning_launch geometry = tuning_launch_gemv(&device->tuning, out_features);
-  return runtime_launch(device, kernel, what, geometry.dimensions, geometry.global, geometry.local);
-}
-
-clttt_status gemm_linear(clttt_device *device, const char *what, size_t rows, size_t out_features,
+clttt_status gemm_linear(const kernel_set *kernels, const char *what, size_t rows, size_t out_features,
                          size_t in_features, matrix_view x, matrix_view weight, float beta,
                          matrix_view y) {
-  if (rows == 1)
-    return gemv(device, what, out_features, in_features, x, weight, beta, y);
+  /* One row is a matrix-vector product: our GEMV, unless its int offsets
+   * cannot address the operands. */
+  const size_t int_limit = 0x7fffffff;
+  if (rows == 1 && in_features <= int_limit && out_features <= int_limit && weight.offset <= int_limit &&
+      x.offset <= int_limit && y.offset <= int_limit && weight.ld <= int_limit)
+    return op_gemv(kernels, what, out_features, in_features, x, weight, beta, y);
   /* y (rows x out) = x (rows x in) * W^T (in x out) */
-  return gemm(device, what, GEMM_NO_TRANSPOSE, GEMM_TRANSPOSE, rows, out_features, in_features, 1.0f,
+  return gemm(kernels->device, what, GEMM_NO_TRANSPOSE, GEMM_TRANSPOSE, rows, out_features, in_features, 1.0f,
               x, weight, beta, y);
 }

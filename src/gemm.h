@@ -4,15 +4,9 @@
 #ifndef CLTTT_GEMM_H
 #define CLTTT_GEMM_H
 
-#include "runtime.h"
+#include "ops.h"
 
 typedef enum { GEMM_NO_TRANSPOSE = 0, GEMM_TRANSPOSE = 1 } gemm_transpose;
-
-typedef struct {
-  cl_mem buffer;
-  size_t offset; /* floats */
-  size_t ld;     /* floats between consecutive rows as stored */
-} matrix_view;
 
 /* Gives CLBlast our measured GEMM parameters for devices its own database
  * does not know (PoCL on CPUs, where its generic fallback ran 3.5-5.7x
@@ -25,15 +19,10 @@ clttt_status gemm(clttt_device *device, const char *what, gemm_transpose transpo
                   gemm_transpose transpose_b, size_t m, size_t n, size_t k, float alpha,
                   matrix_view a, matrix_view b, float beta, matrix_view c);
 
-/* y = x W^T (+ nothing else): the nn.Linear product. x: rows x in, W: out x in,
- * y: rows x out. */
-clttt_status gemm_linear(clttt_device *device, const char *what, size_t rows, size_t out_features,
+/* y = x W^T + beta y: the nn.Linear product. x: rows x in, W: out x in,
+ * y: rows x out. One row goes through op_gemv (decode), more through gemm. */
+clttt_status gemm_linear(const kernel_set *kernels, const char *what, size_t rows, size_t out_features,
                          size_t in_features, matrix_view x, matrix_view weight, float beta,
                          matrix_view y);
-
-static inline matrix_view view(cl_mem buffer, size_t offset, size_t ld) {
-  matrix_view v = {buffer, offset, ld};
-  return v;
-}
 
 #endif

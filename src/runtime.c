@@ -1,5 +1,5 @@
-/* OpenCL devices, programs, buffers and launches, with every error turned
- * into a status and a message. */
+/* OpenCL programs, buffers and launches, with every error turned into a
+ * status and a message. */
 #include <ctype.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -11,289 +11,12 @@
 #include "error.h"
 #include "kernel_sources.h"
 #include "runtime.h"
-#include "gemm.h"
-
-struct named_kernel {
-  char *name;
-  cl_kernel kernel;
-};
-
-#define MAX_PLATFORMS 16
-#define MAX_DEVICES_PER_PLATFORM 64
 
 int runtime_check(const clttt_device *device, cl_int error, const char *what) {
   if (error == CL_SUCCESS)
     return CLTTT_SUCCESS;
   return clttt_fail(error, "%s: %s on device '%s'", what, clttt_status_name(error),
                     device ? device->info.name : "(none)");
-}
-
-/* ---------------------------------------------------------------- */
-/* Discovery                                                          */
-
-/* Drivers refuse a buffer shorter than the whole string (PoCL's version
- * string runs past 64 characters), so read it whole and keep what fits. */
-static void device_string(cl_device_id id, cl_device_info what, char *out, size_t capacity) {
-  out[0] = '\0';
-  size_t size = 0;
-  if (clGetDeviceInfo(id, what, 0, NULL, &size) != CL_SUCCESS || size == 0)
-    return;
-  char *whole = malloc(size + 1);
-  if (!whole)
-    return;
-  if (clGetDeviceInfo(id, what, size, whole, NULL) == CL_SUCCESS) {
-    whole[size] = '\0';
-    snprintf(out, capacity, "%s", whole);
-  }
-  free(whole);
-}
-
-static void describe_device(cl_platform_id platform, cl_device_id id, int index,
-                            clttt_device_info *info) {
-  memset(info, 0, sizeof *info);
-  info->index = index;
-  if (clGetPlatformInfo(platform, CL_PLATFORM_NAME, sizeof info->platform, info->platform, NULL) !=
-      CL_SUCCESS)
-    info->platform[0] = '\0';
-  info->platform[sizeof info->platform - 1] = '\0';
-  device_string(id, CL_DEVICE_NAME, info->name, sizeof info->name);
-  device_string(id, CL_DEVICE_VENDOR, info->vendor, sizeof info->vendor);
-  device_string(id, CL_DRIVER_VERSION, info->driver_version, sizeof info->driver_version);
-  device_string(id, CL_DEVICE_VERSION, info->device_version, sizeof info->device_version);
-
-  cl_device_type type = 0;
-  clGetDeviceInfo(id, CL_DEVICE_TYPE, sizeof type, &type, NULL);
-  strcpy(info->type, (type & CL_DEVICE_TYPE_GPU)           ? "GPU"
-                     : (type & CL_DEVICE_TYPE_CPU)         ? "CPU"
-                     : (type & CL_DEVICE_TYPE_ACCELERATOR) ? "ACCELERATOR"
-                                                           : "OTHER");
-  cl_uint units = 0, clock = 0;
-  cl_ulong global = 0, local = 0, allocation = 0;
-  size_t group = 0;
-  clGetDeviceInfo(id, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof units, &units, NULL);
-  clGetDeviceInfo(id, CL_DEVICE_MAX_CLOCK_FREQUENCY, sizeof clock, &clock, NULL);
-  clGetDeviceInfo(id, CL_DEVICE_GLOBAL_MEM_SIZE, sizeof global, &global, NULL);
-  clGetDeviceInfo(id, CL_DEVICE_LOCAL_MEM_SIZE, sizeof local, &local, NULL);
-  clGetDeviceInfo(id, CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof allocation, &allocation, NULL);
-  clGetDeviceInfo(id, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof group, &group, NULL);
-  info->compute_units = units;
-  info->clock_mhz = clock;
-  info->global_memory = global;
-  info->local_memory = local;
-  info->max_allocation = allocation;
-  info->max_work_group_size = group;
-
-  size_t extensions_size = 0;
-  if (clGetDeviceInfo(id, CL_DEVICE_EXTENSIONS, 0, NULL, &extensions_size) == CL_SUCCESS &&
-      extensions_size > 0) {
-    char *extensions = malloc(extensions_size + 1);
-    if (extensions &&
-        clGetDeviceInfo(id, CL_DEVICE_EXTENSIONS, extensions_size, extensions, NULL) == CL_SUCCESS) {
-      extensions[extensions_size] = '\0';
-      info->has_fp16 = strstr(extensions, "cl_khr_fp16") != NULL;
-      info->has_fp64 = strstr(extensions, "cl_khr_fp64") != NULL;
-    }
-    free(extensions);
-  }
-}
-
-/* Calls visit(platform, device, index) for every device of every platform.
- * Platforms that fail to report devices are skipped: one broken ICD must not
- * hide the others. */
-typedef int (*device_visitor)(cl_platform_id, cl_device_id, int, void *);
-
-static clttt_status for_each_device(device_visitor visit, void *context, int *count) {
-  cl_platform_id platforms[MAX_PLATFORMS];
-  cl_uint platform_count = 0;
-  cl_int error = clGetPlatformIDs(MAX_PLATFORMS, platforms, &platform_count);
-  *count = 0;
-  if (error == CL_PLATFORM_NOT_FOUND_KHR || platform_count == 0)
-    return CLTTT_SUCCESS;
-  if (error != CL_SUCCESS)
-    return runtime_check(NULL, error, "listing OpenCL platforms");
-  if (platform_count > MAX_PLATFORMS)
-    platform_count = MAX_PLATFORMS;
-  for (cl_uint p = 0; p < platform_count; p++) {
-    cl_device_id devices[MAX_DEVICES_PER_PLATFORM];
-    cl_uint device_count = 0;
-    if (clGetDeviceIDs(platforms[p], CL_DEVICE_TYPE_ALL, MAX_DEVICES_PER_PLATFORM, devices,
-                       &device_count) != CL_SUCCESS)
-      continue;
-    if (device_count > MAX_DEVICES_PER_PLATFORM)
-      device_count = MAX_DEVICES_PER_PLATFORM;
-    for (cl_uint d = 0; d < device_count; d++) {
-      if (visit(platforms[p], devices[d], *count, context))
-        return CLTTT_SUCCESS;
-      (*count)++;
-    }
-  }
-  return CLTTT_SUCCESS;
-}
-
-typedef struct {
-  clttt_device_info *infos;
-  int capacity;
-} list_context;
-
-static int list_visitor(cl_platform_id platform, cl_device_id id, int index, void *context) {
-  list_context *list = context;
-  if (index < list->capacity)
-    describe_device(platform, id, index, &list->infos[index]);
-  return 0;
-}
-
-clttt_status clttt_list_devices(clttt_device_info *infos, int capacity, int *count) {
-  if (!count || capacity < 0 || (capacity > 0 && !infos))
-    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "clttt_list_devices: bad arguments");
-  list_context list = {infos, capacity};
-  return for_each_device(list_visitor, &list, count);
-}
-
-/* ---------------------------------------------------------------- */
-/* Opening a device                                                   */
-
-static int contains_ignoring_case(const char *haystack, const char *needle) {
-  size_t length = strlen(needle);
-  for (; *haystack; haystack++)
-    if (strncasecmp(haystack, needle, length) == 0)
-      return 1;
-  return 0;
-}
-
-static int is_decimal(const char *text) {
-  if (!*text)
-    return 0;
-  for (; *text; text++)
-    if (!isdigit((unsigned char)*text))
-      return 0;
-  return 1;
-}
-
-typedef struct {
-  const char *selector; /* NULL: default choice */
-  int wanted_index;     /* >= 0 when the selector is a number */
-  int found;
-  int first_gpu_found;
-  cl_platform_id platform;
-  cl_device_id id;
-  int index;
-} select_context;
-
-static int select_visitor(cl_platform_id platform, cl_device_id id, int index, void *context) {
-  select_context *select = context;
-  clttt_device_info info;
-  describe_device(platform, id, index, &info);
-  int match;
-  if (select->wanted_index >= 0)
-    match = index == select->wanted_index;
-  else if (select->selector)
-    match = contains_ignoring_case(info.name, select->selector) ||
-            contains_ignoring_case(info.vendor, select->selector) ||
-            contains_ignoring_case(info.platform, select->selector);
-  else {
-    /* Default: the first GPU, else the first device. */
-    if (!select->found || (!select->first_gpu_found && strcmp(info.type, "GPU") == 0)) {
-      select->found = 1;
-      select->first_gpu_found = strcmp(info.type, "GPU") == 0;
-      select->platform = platform;
-      select->id = id;
-      select->index = index;
-    }
-    return 0;
-  }
-  if (match) {
-    select->found = 1;
-    select->platform = platform;
-    select->id = id;
-    select->index = index;
-    return 1;
-  }
-  return 0;
-}
-
-clttt_status clttt_device_open(clttt_device **device_out, const char *selector) {
-  if (!device_out)
-    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "clttt_device_open: device is NULL");
-  *device_out = NULL;
-  if (!selector || !*selector)
-    selector = getenv("CLTTT_DEVICE");
-  if (selector && !*selector)
-    selector = NULL;
-
-  select_context select = {selector, -1, 0, 0, NULL, NULL, -1};
-  if (selector && is_decimal(selector))
-    select.wanted_index = atoi(selector);
-  int count = 0;
-  CLTTT_TRY(for_each_device(select_visitor, &select, &count));
-  if (count == 0 && !select.found)
-    return clttt_fail(CLTTT_ERROR_NO_DEVICE,
-                      "no OpenCL device found: install an OpenCL driver "
-                      "(for the CPU: apt-get install pocl-opencl-icd)");
-  if (!select.found)
-    return clttt_fail(CLTTT_ERROR_NO_DEVICE,
-                      "no OpenCL device matches '%s' (%d device%s present; see 'clttt devices')",
-                      selector, count, count == 1 ? "" : "s");
-
-  clttt_device *device = calloc(1, sizeof *device);
-  if (!device)
-    return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "opening device: out of host memory");
-  device->platform = select.platform;
-  device->id = select.id;
-  describe_device(select.platform, select.id, select.index, &device->info);
-  /* Never fails: a bad tuning cache only costs a warning and the defaults. */
-  tuning_load_for_device(&device->info, &device->tuning, device->tuning_source,
-                         sizeof device->tuning_source);
-  gemm_configure_device(device, &device->clblast_tuned);
-
-  cl_int error = CL_SUCCESS;
-  cl_context_properties properties[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)select.platform,
-                                        0};
-  device->context = clCreateContext(properties, 1, &device->id, NULL, NULL, &error);
-  if (error != CL_SUCCESS) {
-    int status = runtime_check(device, error, "creating an OpenCL context");
-    clttt_device_close(device);
-    return status;
-  }
-  device->queue = clCreateCommandQueue(device->context, device->id, 0, &error);
-  if (error != CL_SUCCESS) {
-    int status = runtime_check(device, error, "creating a command queue");
-    clttt_device_close(device);
-    return status;
-  }
-  *device_out = device;
-  return CLTTT_SUCCESS;
-}
-
-static void memory_forget(cl_context context);
-
-void clttt_device_close(clttt_device *device) {
-  if (!device)
-    return;
-  if (device->queue)
-    clFinish(device->queue);
-  for (int p = 0; p < device->program_count; p++) {
-    built_program *program = &device->programs[p];
-    for (int k = 0; k < program->kernel_count; k++) {
-      clReleaseKernel(program->kernels[k].kernel);
-      free(program->kernels[k].name);
-    }
-    free(program->kernels);
-    clReleaseProgram(program->program);
-    free(program->file);
-    free(program->options);
-  }
-  free(device->programs);
-  if (device->queue)
-    clReleaseCommandQueue(device->queue);
-  if (device->context) {
-    memory_forget(device->context);
-    clReleaseContext(device->context);
-  }
-  free(device);
-}
-
-const clttt_device_info *clttt_device_get_info(const clttt_device *device) {
-  return device ? &device->info : NULL;
 }
 
 /* ---------------------------------------------------------------- */
@@ -371,80 +94,63 @@ clttt_status runtime_build_source(clttt_device *device, const char *label, const
   return CLTTT_SUCCESS;
 }
 
-static clttt_status find_or_build_program(clttt_device *device, const char *file,
-                                          const char *options, built_program **found) {
+clttt_status runtime_program(clttt_device *device, const char *file, const char *options,
+                             cl_program *program_out) {
+  *program_out = NULL;
+  pthread_mutex_lock(&device->program_lock);
+  clttt_status status = CLTTT_SUCCESS;
   for (int p = 0; p < device->program_count; p++)
-    if (strcmp(device->programs[p].file, file) == 0 &&
-        strcmp(device->programs[p].options, options) == 0) {
-      *found = &device->programs[p];
+    if (strcmp(device->programs[p].file, file) == 0 && strcmp(device->programs[p].options, options) == 0) {
+      *program_out = device->programs[p].program;
+      pthread_mutex_unlock(&device->program_lock);
       return CLTTT_SUCCESS;
     }
   if (device->program_count == device->program_capacity) {
     int capacity = device->program_capacity ? device->program_capacity * 2 : 8;
     built_program *grown = realloc(device->programs, (size_t)capacity * sizeof *grown);
     if (!grown)
-      return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "caching program %s", file);
-    device->programs = grown;
-    device->program_capacity = capacity;
+      status = clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "caching program %s", file);
+    else {
+      device->programs = grown;
+      device->program_capacity = capacity;
+    }
   }
   char *source = NULL;
-  CLTTT_TRY(runtime_kernel_source(file, &source));
+  if (status == CLTTT_SUCCESS)
+    status = runtime_kernel_source(file, &source);
   cl_program program = NULL;
-  clttt_status status = runtime_build_source(device, file, source, options, &program);
+  if (status == CLTTT_SUCCESS)
+    status = runtime_build_source(device, file, source, options, &program);
   free(source);
-  if (status != CLTTT_SUCCESS)
-    return status;
-  built_program *entry = &device->programs[device->program_count];
-  memset(entry, 0, sizeof *entry);
-  entry->file = duplicate(file);
-  entry->options = duplicate(options);
-  entry->program = program;
-  if (!entry->file || !entry->options) {
-    free(entry->file);
-    free(entry->options);
-    clReleaseProgram(program);
-    return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "caching program %s", file);
+  if (status == CLTTT_SUCCESS) {
+    built_program *entry = &device->programs[device->program_count];
+    entry->file = duplicate(file);
+    entry->options = duplicate(options);
+    entry->program = program;
+    if (!entry->file || !entry->options) {
+      free(entry->file);
+      free(entry->options);
+      clReleaseProgram(program);
+      status = clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "caching program %s", file);
+    } else {
+      device->program_count++;
+      *program_out = program;
+    }
   }
-  device->program_count++;
-  *found = entry;
-  return CLTTT_SUCCESS;
+  pthread_mutex_unlock(&device->program_lock);
+  return status;
 }
 
-clttt_status runtime_kernel(clttt_device *device, const char *file, const char *kernel_name,
-                            const char *extra_options, cl_kernel *kernel) {
-  char options[1024];
-  char defines[512];
-  tuning_defines(&device->tuning, defines, sizeof defines);
-  snprintf(options, sizeof options, "-cl-std=CL1.2 %s %s", defines, extra_options ? extra_options : "");
-  built_program *program = NULL;
-  CLTTT_TRY(find_or_build_program(device, file, options, &program));
-  for (int k = 0; k < program->kernel_count; k++)
-    if (strcmp(program->kernels[k].name, kernel_name) == 0) {
-      *kernel = program->kernels[k].kernel;
-      return CLTTT_SUCCESS;
-    }
-  struct named_kernel *grown =
-      realloc(program->kernels, (size_t)(program->kernel_count + 1) * sizeof *grown);
-  if (!grown)
-    return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "caching kernel %s", kernel_name);
-  program->kernels = grown;
+clttt_status runtime_create_kernel(const clttt_device *device, cl_program program, const char *file,
+                                   const char *name, cl_kernel *kernel) {
   cl_int error = CL_SUCCESS;
-  cl_kernel created = clCreateKernel(program->program, kernel_name, &error);
-  if (error != CL_SUCCESS) {
-    char what[256];
-    snprintf(what, sizeof what, "creating kernel %s from %s", kernel_name, file);
-    return runtime_check(device, error, what);
-  }
-  char *name = duplicate(kernel_name);
-  if (!name) {
-    clReleaseKernel(created);
-    return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "caching kernel %s", kernel_name);
-  }
-  program->kernels[program->kernel_count].name = name;
-  program->kernels[program->kernel_count].kernel = created;
-  program->kernel_count++;
-  *kernel = created;
-  return CLTTT_SUCCESS;
+  *kernel = clCreateKernel(program, name, &error);
+  if (error == CL_SUCCESS)
+    return CLTTT_SUCCESS;
+  *kernel = NULL;
+  char what[256];
+  snprintf(what, sizeof what, "creating kernel %s from %s", name, file);
+  return runtime_check(device, error, what);
 }
 
 clttt_status runtime_set_args(const clttt_device *device, cl_kernel kernel, const char *kernel_name,
@@ -525,7 +231,7 @@ static void memory_count(cl_context context, int64_t bytes) {
   pthread_mutex_unlock(&memory_lock);
 }
 
-static void memory_forget(cl_context context) {
+void runtime_memory_forget(cl_context context) {
   pthread_mutex_lock(&memory_lock);
   memory_account *account = memory_find(context, 0);
   if (account)
@@ -533,11 +239,9 @@ static void memory_forget(cl_context context) {
   pthread_mutex_unlock(&memory_lock);
 }
 
-clttt_status clttt_device_memory(const clttt_device *device, uint64_t *current, uint64_t *peak, int reset_peak) {
-  if (!device)
-    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "clttt_device_memory: device is NULL");
+void runtime_memory_usage(cl_context context, uint64_t *current, uint64_t *peak, int reset_peak) {
   pthread_mutex_lock(&memory_lock);
-  memory_account *account = memory_find(device->context, 1);
+  memory_account *account = memory_find(context, 1);
   int64_t now = account ? account->current : 0, highest = account ? account->peak : 0;
   if (account && reset_peak)
     account->peak = account->current;
@@ -546,7 +250,6 @@ clttt_status clttt_device_memory(const clttt_device *device, uint64_t *current, 
     *current = (uint64_t)now;
   if (peak)
     *peak = (uint64_t)highest;
-  return CLTTT_SUCCESS;
 }
 
 clttt_status runtime_alloc(const clttt_device *device, size_t bytes, const char *what,

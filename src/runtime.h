@@ -1,4 +1,4 @@
-/* The OpenCL layer: devices, programs built per device, buffers, launches.
+/* The OpenCL layer: programs built per device, buffers, launches.
  * Every OpenCL failure becomes a status plus a message naming the OpenCL
  * error, what was being done and the device. */
 #ifndef CLTTT_RUNTIME_H
@@ -9,7 +9,9 @@
 #endif
 #include <CL/cl.h>
 #include <CL/cl_ext.h>
+#include <pthread.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "clttt.h"
 #include "tuning.h"
@@ -18,8 +20,6 @@ typedef struct {
   char *file;    /* "attention.cl" */
   char *options; /* full build options: the program's identity together with file */
   cl_program program;
-  struct named_kernel *kernels;
-  int kernel_count;
 } built_program;
 
 struct clttt_device {
@@ -31,19 +31,39 @@ struct clttt_device {
   tuning_params tuning;   /* per-device kernel parameters */
   char tuning_source[4200]; /* where they came from: "built-in defaults" or "tuning cache <path>" */
   int clblast_tuned;        /* our CLBlast GEMM parameters installed (gemm_configure_device) */
-  built_program *programs; /* built once per (file, options), kept for the device's life */
+  /* Built once per (file, options), kept for the device's life; sessions on
+   * other threads may build at the same time, hence the lock. */
+  built_program *programs;
   int program_count;
   int program_capacity;
+  pthread_mutex_t program_lock;
+  int lock_ready;
 };
+
+/* A matrix inside a buffer, row-major; offset and leading dimension in
+ * elements. */
+typedef struct {
+  cl_mem buffer;
+  size_t offset; /* floats */
+  size_t ld;     /* floats between consecutive rows as stored */
+} matrix_view;
+
+static inline matrix_view view(cl_mem buffer, size_t offset, size_t ld) {
+  matrix_view v = {buffer, offset, ld};
+  return v;
+}
 
 /* Turns a failing cl_int into a status with a message "<what>: CL_... on <device>". */
 int runtime_check(const clttt_device *device, cl_int error, const char *what);
 
-/* The kernel `kernel_name` of cl/<file>, built for this device with the
- * device's tuning #defines plus `extra_options` (may be NULL: e.g.
- * "-DHEAD_DIM=128"). Built programs are cached per (file, options). */
-clttt_status runtime_kernel(clttt_device *device, const char *file, const char *kernel_name,
-                            const char *extra_options, cl_kernel *kernel);
+/* The program of cl/<file> built for this device with `options`, cached per
+ * (file, options) for the device's life. Safe to call from several threads. */
+clttt_status runtime_program(clttt_device *device, const char *file, const char *options,
+                             cl_program *program);
+/* A new kernel object of `program` (the caller releases it): each user of a
+ * kernel needs its own, since arguments live in the object. */
+clttt_status runtime_create_kernel(const clttt_device *device, cl_program program, const char *file,
+                                   const char *name, cl_kernel *kernel);
 /* Builds a program from source text; on failure the status is
  * CLTTT_ERROR_KERNEL_BUILD and the message carries the device's build log. */
 clttt_status runtime_build_source(clttt_device *device, const char *label, const char *source,
@@ -71,5 +91,10 @@ clttt_status runtime_zero(const clttt_device *device, cl_mem buffer, size_t offs
                           const char *what);
 clttt_status runtime_finish(const clttt_device *device);
 void runtime_release(cl_mem *buffer);
+
+/* Device memory held by our buffers per OpenCL context (all devices'
+ * accounts live in one process-wide table). */
+void runtime_memory_usage(cl_context context, uint64_t *current, uint64_t *peak, int reset_peak);
+void runtime_memory_forget(cl_context context);
 
 #endif

@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "error.h"
-#include "sampler.h"
+#include "clttt.h"
 
 typedef struct {
   int32_t id;
@@ -12,8 +12,8 @@ typedef struct {
   double weight; /* exp((logit - largest) / temperature): probability up to a common factor */
 } candidate;
 
-struct sampler {
-  sampler_options options;
+struct clttt_sampler {
+  clttt_sampler_params options;
   int vocab_size;
   uint64_t state[4];
   float *logits;         /* working copy, so the caller's row stays untouched */
@@ -21,17 +21,17 @@ struct sampler {
   uint8_t *penalised;    /* marks ids already penalised in this call */
 };
 
-void sampler_options_default(sampler_options *options) {
-  if (!options)
-    return;
-  memset(options, 0, sizeof *options);
-  options->temperature = 0.0f;
-  options->top_k = 0;
-  options->top_p = 1.0f;
-  options->min_p = 0.0f;
-  options->repetition_penalty = 1.0f;
-  options->repetition_window = 64;
-  options->seed = 0;
+clttt_sampler_params clttt_sampler_default_params(void) {
+  clttt_sampler_params params;
+  memset(&params, 0, sizeof params);
+  params.temperature = 0.0f;
+  params.top_k = 0;
+  params.top_p = 1.0f;
+  params.min_p = 0.0f;
+  params.repetition_penalty = 1.0f;
+  params.repetition_window = 64;
+  params.seed = 0;
+  return params;
 }
 
 /* ------------------------------------------------------------------ */
@@ -63,7 +63,7 @@ static uint64_t xoshiro_next(uint64_t state[4]) {
 /* Uniform in [0, 1) with 53 random bits. */
 static double uniform_unit(uint64_t state[4]) { return (double)(xoshiro_next(state) >> 11) * 0x1.0p-53; }
 
-void sampler_reseed(sampler *s, uint64_t seed) {
+void clttt_sampler_reseed(clttt_sampler *s, uint64_t seed) {
   if (!s)
     return;
   s->options.seed = seed;
@@ -74,7 +74,7 @@ void sampler_reseed(sampler *s, uint64_t seed) {
 
 /* ------------------------------------------------------------------ */
 
-static int validate_options(const sampler_options *options, int vocab_size) {
+static int validate_options(const clttt_sampler_params *options, int vocab_size) {
   if (vocab_size <= 0)
     return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "sampler: vocab_size %d must be positive", vocab_size);
   /* Written as !(x >= a) so that NaN fails too. */
@@ -98,16 +98,16 @@ static int validate_options(const sampler_options *options, int vocab_size) {
   return CLTTT_SUCCESS;
 }
 
-clttt_status sampler_create(sampler **out, const sampler_options *options, int vocab_size) {
+clttt_status clttt_sampler_create(clttt_sampler **out, const clttt_sampler_params *options, int vocab_size) {
   if (!out)
-    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "sampler_create: NULL argument");
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "clttt_sampler_create: NULL argument");
   *out = NULL;
-  sampler_options defaults;
-  sampler_options_default(&defaults);
+  clttt_sampler_params defaults;
+  defaults = clttt_sampler_default_params();
   if (!options)
     options = &defaults;
   CLTTT_TRY(validate_options(options, vocab_size));
-  sampler *s = calloc(1, sizeof *s);
+  clttt_sampler *s = calloc(1, sizeof *s);
   if (!s)
     return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "sampler: out of memory");
   s->options = *options;
@@ -116,15 +116,15 @@ clttt_status sampler_create(sampler **out, const sampler_options *options, int v
   s->candidates = malloc((size_t)vocab_size * sizeof *s->candidates);
   s->penalised = calloc((size_t)vocab_size, 1);
   if (!s->logits || !s->candidates || !s->penalised) {
-    sampler_free(s);
+    clttt_sampler_free(s);
     return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "sampler: out of memory for a vocabulary of %d", vocab_size);
   }
-  sampler_reseed(s, options->seed);
+  clttt_sampler_reseed(s, options->seed);
   *out = s;
   return CLTTT_SUCCESS;
 }
 
-void sampler_free(sampler *s) {
+void clttt_sampler_free(clttt_sampler *s) {
   if (!s)
     return;
   free(s->logits);
@@ -133,11 +133,11 @@ void sampler_free(sampler *s) {
   free(s);
 }
 
-const sampler_options *sampler_get_options(const sampler *s) { return s ? &s->options : NULL; }
+const clttt_sampler_params *clttt_sampler_get_params(const clttt_sampler *s) { return s ? &s->options : NULL; }
 
 /* Each distinct id is penalised once, however often it recurs, as
  * HuggingFace's gather/scatter does. */
-static int apply_repetition_penalty(sampler *s, const int32_t *recent, int recent_count) {
+static int apply_repetition_penalty(clttt_sampler *s, const int32_t *recent, int recent_count) {
   float penalty = s->options.repetition_penalty;
   if (penalty == 1.0f || recent_count == 0)
     return CLTTT_SUCCESS;
@@ -200,11 +200,11 @@ static float kth_largest(const candidate *candidates, int count, int k, float *h
   return heap[0];
 }
 
-clttt_status sampler_sample(sampler *s, const float *logits, const int32_t *recent, int recent_count,
+clttt_status clttt_sampler_sample(clttt_sampler *s, const float *logits, const int32_t *recent, int recent_count,
                             int32_t *token) {
   if (!s || !logits || !token || recent_count < 0 || (recent_count > 0 && !recent))
-    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "sampler_sample: NULL argument or negative recent_count");
-  const sampler_options *options = &s->options;
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "clttt_sampler_sample: NULL argument or negative recent_count");
+  const clttt_sampler_params *options = &s->options;
   int vocab_size = s->vocab_size;
   for (int id = 0; id < vocab_size; id++) {
     if (isnan(logits[id]) || logits[id] == INFINITY)

@@ -1,16 +1,22 @@
 /* Synthetic models: a real model's shapes with seeded random weights, built
  * without any file, so the demo and the benchmarks run anywhere. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "config.h"
 #include "error.h"
-#include "model.h"
+#include "weights.h"
 
-void clttt_synthetic_config(clttt_config *config, int hidden_size, int intermediate_size, int layers,
-                            int heads, int kv_heads, int head_dim, int vocab_size, int max_positions,
-                            int ttt_every, int chunk, float eta) {
+clttt_status clttt_synthetic_config(clttt_config *config, int hidden_size, int intermediate_size, int layers,
+                                    int heads, int kv_heads, int head_dim, int vocab_size, int max_positions,
+                                    int ttt_every, int chunk, float eta) {
+  if (!config)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "clttt_synthetic_config: config is NULL");
   memset(config, 0, sizeof *config);
+  if (layers < 1 || layers > CONFIG_MAX_LAYERS || ttt_every < 0)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "synthetic config: %d layers, TTT every %d", layers,
+                      ttt_every);
   config->arch = CLTTT_ARCH_QWEN3;
   config->hidden_size = hidden_size;
   config->intermediate_size = intermediate_size;
@@ -27,12 +33,18 @@ void clttt_synthetic_config(clttt_config *config, int hidden_size, int intermedi
   config->eos_token_id = -1;
   config->rope_type = CLTTT_ROPE_DEFAULT;
   config->ttt_mode = ttt_every > 0;
-  for (int layer = 0; ttt_every > 0 && layer < layers && layer < CLTTT_MAX_LAYERS; layer += ttt_every)
-    config->ttt_layer[layer] = 1;
+  if (ttt_every > 0) {
+    config->ttt_layers = malloc((size_t)(layers / ttt_every + 1) * sizeof *config->ttt_layers);
+    if (!config->ttt_layers)
+      return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "synthetic config: TTT layer list");
+    for (int layer = 0; layer < layers; layer += ttt_every)
+      config->ttt_layers[config->ttt_layer_count++] = layer;
+  }
   config->ttt_chunk = chunk;
   config->ttt_lr = eta;
   config->ttt_proj = 1;
   config->ttt_target = CLTTT_TARGET_HIDDEN_STATES;
+  return CLTTT_SUCCESS;
 }
 
 typedef struct {

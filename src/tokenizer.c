@@ -19,7 +19,7 @@
 #include <sys/stat.h>
 
 #include "error.h"
-#include "tokenizer.h"
+#include "clttt.h"
 
 enum { TOKENIZER_BPE = 0, TOKENIZER_LLAMA2C = 1 };
 
@@ -78,7 +78,7 @@ typedef struct {
   size_t mask;
 } pair_map;
 
-struct tokenizer {
+struct clttt_tokenizer {
   int kind;
   char *origin; /* file the tokenizer came from, for messages */
   int32_t vocab_size;
@@ -362,8 +362,8 @@ static unsigned char *copy_bytes(const void *bytes, size_t length) {
   return copy;
 }
 
-static tokenizer *tokenizer_new(const char *origin) {
-  tokenizer *tok = calloc(1, sizeof *tok);
+static clttt_tokenizer *tokenizer_new(const char *origin) {
+  clttt_tokenizer *tok = calloc(1, sizeof *tok);
   if (!tok)
     return NULL;
   tok->origin = (char *)copy_bytes(origin, strlen(origin));
@@ -382,7 +382,7 @@ static tokenizer *tokenizer_new(const char *origin) {
   return tok;
 }
 
-void tokenizer_free(tokenizer *tok) {
+void clttt_tokenizer_free(clttt_tokenizer *tok) {
   if (!tok)
     return;
   if (tok->tokens) {
@@ -401,7 +401,7 @@ void tokenizer_free(tokenizer *tok) {
   free(tok);
 }
 
-static int32_t find_piece(const tokenizer *tok, const char *piece) {
+static int32_t find_piece(const clttt_tokenizer *tok, const char *piece) {
   return string_map_find(&tok->pieces, (const unsigned char *)piece, strlen(piece));
 }
 
@@ -460,7 +460,7 @@ static int parse_byte_piece(const unsigned char *piece, int32_t length) {
   return value;
 }
 
-static int load_llama2c(tokenizer *tok, const char *path) {
+static int load_llama2c(clttt_tokenizer *tok, const char *path) {
   unsigned char *data = NULL;
   size_t size = 0;
   CLTTT_TRY(read_whole_file(path, &data, &size));
@@ -612,7 +612,7 @@ static int compile_pattern(pcre2_code **out, const char *path, const char *patte
   return CLTTT_SUCCESS;
 }
 
-static int add_stage(tokenizer *tok, const char *path, const char *pattern, int literal) {
+static int add_stage(clttt_tokenizer *tok, const char *path, const char *pattern, int literal) {
   pcre2_code **stages = realloc(tok->stages, (size_t)(tok->stage_count + 1) * sizeof *stages);
   if (!stages)
     return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "%s: out of memory", path);
@@ -622,7 +622,7 @@ static int add_stage(tokenizer *tok, const char *path, const char *pattern, int 
   return CLTTT_SUCCESS;
 }
 
-static int add_split_stage(tokenizer *tok, const char *path, json_t *split) {
+static int add_split_stage(clttt_tokenizer *tok, const char *path, json_t *split) {
   const char *behavior = json_string_value(json_object_get(split, "behavior"));
   if (!behavior || strcmp(behavior, "Isolated") != 0)
     return clttt_fail(CLTTT_ERROR_UNSUPPORTED, "%s: Split pre-tokenizer behavior \"%s\" is not supported (only Isolated)",
@@ -637,7 +637,7 @@ static int add_split_stage(tokenizer *tok, const char *path, json_t *split) {
   return add_stage(tok, path, regex ? regex : literal, regex == NULL);
 }
 
-static int add_byte_level(tokenizer *tok, const char *path, json_t *byte_level) {
+static int add_byte_level(clttt_tokenizer *tok, const char *path, json_t *byte_level) {
   tok->prefix_stage = tok->stage_count;
   tok->add_prefix_space = json_is_true(json_object_get(byte_level, "add_prefix_space"));
   /* use_regex defaults to true in HuggingFace's tokenizers. */
@@ -647,7 +647,7 @@ static int add_byte_level(tokenizer *tok, const char *path, json_t *byte_level) 
   return CLTTT_SUCCESS;
 }
 
-static int parse_pre_tokenizer(tokenizer *tok, const char *path, json_t *pre_tokenizer) {
+static int parse_pre_tokenizer(clttt_tokenizer *tok, const char *path, json_t *pre_tokenizer) {
   if (!pre_tokenizer || json_is_null(pre_tokenizer))
     return clttt_fail(CLTTT_ERROR_UNSUPPORTED,
                       "%s: pre_tokenizer is null; only byte-level BPE (a ByteLevel pre-tokenizer) is supported", path);
@@ -704,12 +704,12 @@ static int read_id(const char *path, json_t *value, const char *what, const char
 }
 
 /* Raw-bytes id of a vocabulary string as tokenizer.json spells it. */
-static int32_t find_mapped_piece(const tokenizer *tok, const char *piece, unsigned char *scratch) {
+static int32_t find_mapped_piece(const clttt_tokenizer *tok, const char *piece, unsigned char *scratch) {
   size_t length = unmap_byte_level(piece, strlen(piece), scratch);
   return string_map_find(&tok->pieces, scratch, length);
 }
 
-static int load_vocabulary(tokenizer *tok, const char *path, json_t *model, json_t *added_tokens) {
+static int load_vocabulary(clttt_tokenizer *tok, const char *path, json_t *model, json_t *added_tokens) {
   json_t *vocabulary = json_object_get(model, "vocab");
   if (!json_is_object(vocabulary))
     return clttt_fail(CLTTT_ERROR_BAD_TOKENIZER, "%s: model.vocab is missing or not an object", path);
@@ -818,7 +818,7 @@ static int compare_added(const void *a, const void *b) {
   return left->id - right->id;
 }
 
-static void index_added_tokens(tokenizer *tok) {
+static void index_added_tokens(clttt_tokenizer *tok) {
   qsort(tok->added, (size_t)tok->added_count, sizeof *tok->added, compare_added);
   /* added_bucket[n][b] .. added_bucket[n][b + 1] is the range starting with byte b. */
   for (int normalized = 0; normalized < 2; normalized++) {
@@ -859,7 +859,7 @@ static int split_merge(const char *path, json_t *merge, size_t index, char **lef
   return CLTTT_SUCCESS;
 }
 
-static int load_merges(tokenizer *tok, const char *path, json_t *model) {
+static int load_merges(clttt_tokenizer *tok, const char *path, json_t *model) {
   json_t *merges = json_object_get(model, "merges");
   if (!json_is_array(merges))
     return clttt_fail(CLTTT_ERROR_BAD_TOKENIZER, "%s: model.merges is missing or not an array", path);
@@ -926,7 +926,7 @@ static int check_model(const char *path, json_t *model) {
 
 /* A special token given as "text", {"content": "text"} or null. Returns 1
  * when `value` decided the answer (possibly -1), 0 when it is absent. */
-static int resolve_special(const tokenizer *tok, json_t *value, int32_t *id) {
+static int resolve_special(const clttt_tokenizer *tok, json_t *value, int32_t *id) {
   if (!value)
     return 0;
   if (json_is_null(value)) {
@@ -937,13 +937,13 @@ static int resolve_special(const tokenizer *tok, json_t *value, int32_t *id) {
                                            : json_string_value(json_object_get(value, "content"));
   if (!text)
     return 0;
-  *id = tokenizer_token_to_id(tok, text);
+  *id = clttt_tokenizer_token_to_id(tok, text);
   return 1;
 }
 
-static int32_t first_known(const tokenizer *tok, const char *const *names) {
+static int32_t first_known(const clttt_tokenizer *tok, const char *const *names) {
   for (; *names; names++) {
-    int32_t id = tokenizer_token_to_id(tok, *names);
+    int32_t id = clttt_tokenizer_token_to_id(tok, *names);
     if (id >= 0)
       return id;
   }
@@ -952,7 +952,7 @@ static int32_t first_known(const tokenizer *tok, const char *const *names) {
 
 /* The first SpecialToken of a TemplateProcessing's "single" template is the
  * token HuggingFace prepends: the BOS. */
-static int32_t template_bos(const tokenizer *tok, json_t *processor) {
+static int32_t template_bos(const clttt_tokenizer *tok, json_t *processor) {
   if (!processor)
     return -1;
   const char *type = json_type_name(processor);
@@ -970,10 +970,10 @@ static int32_t template_bos(const tokenizer *tok, json_t *processor) {
     return -1;
   json_t *first = json_array_get(json_object_get(processor, "single"), 0);
   const char *name = json_string_value(json_object_get(json_object_get(first, "SpecialToken"), "id"));
-  return name ? tokenizer_token_to_id(tok, name) : -1;
+  return name ? clttt_tokenizer_token_to_id(tok, name) : -1;
 }
 
-static int resolve_bos_eos(tokenizer *tok, const char *model_dir, json_t *root) {
+static int resolve_bos_eos(clttt_tokenizer *tok, const char *model_dir, json_t *root) {
   static const char *const bos_names[] = {"<|begin_of_text|>", "<s>", "<bos>", NULL};
   static const char *const eos_names[] = {"<|end_of_text|>", "<|endoftext|>", "</s>", "<eos>", "<|im_end|>", NULL};
   int bos_known = 0, eos_known = 0;
@@ -1006,7 +1006,7 @@ static int resolve_bos_eos(tokenizer *tok, const char *model_dir, json_t *root) 
   return CLTTT_SUCCESS;
 }
 
-static int load_json(tokenizer *tok, const char *path, const char *model_dir) {
+static int load_json(clttt_tokenizer *tok, const char *path, const char *model_dir) {
   json_error_t error;
   json_t *root = json_load_file(path, 0, &error);
   if (!root)
@@ -1031,7 +1031,7 @@ static int load_json(tokenizer *tok, const char *path, const char *model_dir) {
   tok->byte_fallback = json_is_true(json_object_get(model, "byte_fallback"));
   const char *unknown = json_string_value(json_object_get(model, "unk_token"));
   if (unknown)
-    tok->unknown_id = tokenizer_token_to_id(tok, unknown);
+    tok->unknown_id = clttt_tokenizer_token_to_id(tok, unknown);
   for (int byte = 0; byte < 256; byte++) {
     unsigned char single = (unsigned char)byte;
     tok->byte_ids[byte] = string_map_find(&tok->pieces, &single, 1);
@@ -1087,9 +1087,9 @@ static char *find_llama2c_file(const char *model_dir, int *status) {
   return path;
 }
 
-clttt_status tokenizer_load(tokenizer **out, const char *model_dir) {
+clttt_status clttt_tokenizer_load(clttt_tokenizer **out, const char *model_dir) {
   if (!out || !model_dir)
-    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "tokenizer_load: NULL argument");
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "clttt_tokenizer_load: NULL argument");
   *out = NULL;
   char *path = join_path(model_dir, "tokenizer.json");
   if (!path)
@@ -1108,7 +1108,7 @@ clttt_status tokenizer_load(tokenizer **out, const char *model_dir) {
     if (!path)
       return status;
   }
-  tokenizer *tok = tokenizer_new(path);
+  clttt_tokenizer *tok = tokenizer_new(path);
   if (!tok) {
     free(path);
     return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "tokenizer: out of memory");
@@ -1116,7 +1116,7 @@ clttt_status tokenizer_load(tokenizer **out, const char *model_dir) {
   status = is_json ? load_json(tok, path, model_dir) : load_llama2c(tok, path);
   free(path);
   if (status != CLTTT_SUCCESS) {
-    tokenizer_free(tok);
+    clttt_tokenizer_free(tok);
     return status;
   }
   *out = tok;
@@ -1140,7 +1140,7 @@ typedef struct {
 } merge_candidate;
 
 typedef struct {
-  const tokenizer *tok;
+  const clttt_tokenizer *tok;
   id_vector ids;
   pcre2_match_data *match;
   bpe_symbol *symbols;
@@ -1284,7 +1284,7 @@ static int merge_and_emit(encoder *state, const unsigned char *text, int32_t cou
 
 /* Byte-level BPE of one pre-token. */
 static int encode_word(encoder *state, const unsigned char *word, size_t length) {
-  const tokenizer *tok = state->tok;
+  const clttt_tokenizer *tok = state->tok;
   if (length == 0)
     return CLTTT_SUCCESS;
   if (length > (size_t)INT32_MAX / 2)
@@ -1314,7 +1314,7 @@ static int encode_word(encoder *state, const unsigned char *word, size_t length)
 /* Splits [text, text + length) with stage `stage` and passes every piece,
  * matched or not (HuggingFace's Isolated behavior), to the next stage. */
 static int pre_tokenize(encoder *state, int stage, const unsigned char *text, size_t length) {
-  const tokenizer *tok = state->tok;
+  const clttt_tokenizer *tok = state->tok;
   if (length == 0)
     return CLTTT_SUCCESS;
   if (stage == tok->prefix_stage && tok->add_prefix_space && text[0] != ' ') {
@@ -1365,7 +1365,7 @@ static size_t space_at(encoder *state, const unsigned char *text, size_t positio
  * in what remains (pass 1), as HuggingFace does. At each position the
  * longest token wins; the leftmost position wins overall. */
 static int encode_segment(encoder *state, int pass, const unsigned char *text, size_t length) {
-  const tokenizer *tok = state->tok;
+  const clttt_tokenizer *tok = state->tok;
   if (pass == 2)
     return pre_tokenize(state, 0, text, length);
   const int *bucket = tok->added_bucket[pass];
@@ -1414,7 +1414,7 @@ static int encode_segment(encoder *state, int pass, const unsigned char *text, s
  * piece (or its bytes as <0xNN> pieces), then merges by score. The text is
  * one long word, so the heap keeps this O(n log n). */
 static int encode_llama2c(encoder *state, const unsigned char *text, size_t length) {
-  const tokenizer *tok = state->tok;
+  const clttt_tokenizer *tok = state->tok;
   if (length == 0)
     return CLTTT_SUCCESS;
   if (length > (size_t)INT32_MAX / 2)
@@ -1454,9 +1454,9 @@ static int encode_llama2c(encoder *state, const unsigned char *text, size_t leng
   return status;
 }
 
-clttt_status tokenizer_encode(const tokenizer *tok, const char *text, int add_bos, int32_t **ids, int *count) {
+clttt_status clttt_tokenizer_encode(const clttt_tokenizer *tok, const char *text, int add_bos, int32_t **ids, int *count) {
   if (!tok || !text || !ids || !count)
-    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "tokenizer_encode: NULL argument");
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "clttt_tokenizer_encode: NULL argument");
   *ids = NULL;
   *count = 0;
   encoder state = {.tok = tok};
@@ -1489,7 +1489,7 @@ clttt_status tokenizer_encode(const tokenizer *tok, const char *text, int add_bo
 /* ------------------------------------------------------------------ */
 /* Decoding                                                             */
 
-static int append_token(const tokenizer *tok, byte_buffer *out, int32_t previous, int32_t id) {
+static int append_token(const clttt_tokenizer *tok, byte_buffer *out, int32_t previous, int32_t id) {
   if (id < 0 || id >= tok->vocab_size || !(tok->tokens[id].flags & TOKEN_PRESENT))
     return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "tokenizer: id %d is not in the vocabulary of %s (size %d)", id,
                       tok->origin, tok->vocab_size);
@@ -1507,9 +1507,9 @@ static int append_token(const tokenizer *tok, byte_buffer *out, int32_t previous
   return byte_buffer_append(out, bytes, length);
 }
 
-clttt_status tokenizer_decode(const tokenizer *tok, const int32_t *ids, int count, char **text) {
+clttt_status clttt_tokenizer_decode(const clttt_tokenizer *tok, const int32_t *ids, int count, char **text) {
   if (!tok || !text || count < 0 || (count > 0 && !ids))
-    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "tokenizer_decode: NULL argument or negative count");
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "clttt_tokenizer_decode: NULL argument or negative count");
   *text = NULL;
   byte_buffer out = {0};
   int status = byte_buffer_reserve(&out, 0);
@@ -1525,18 +1525,18 @@ clttt_status tokenizer_decode(const tokenizer *tok, const int32_t *ids, int coun
   return CLTTT_SUCCESS;
 }
 
-struct tokenizer_stream {
-  const tokenizer *tok;
+struct clttt_tokenizer_stream {
+  const clttt_tokenizer *tok;
   int32_t previous;
   unsigned char held[4];
   int held_length;
   byte_buffer out;
 };
 
-clttt_status tokenizer_stream_create(tokenizer_stream **out, const tokenizer *tok) {
+clttt_status clttt_tokenizer_stream_create(clttt_tokenizer_stream **out, const clttt_tokenizer *tok) {
   if (!out || !tok)
-    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "tokenizer_stream_create: NULL argument");
-  tokenizer_stream *stream = calloc(1, sizeof *stream);
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "clttt_tokenizer_stream_create: NULL argument");
+  clttt_tokenizer_stream *stream = calloc(1, sizeof *stream);
   if (!stream)
     return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "tokenizer: out of memory for a stream");
   stream->tok = tok;
@@ -1559,9 +1559,9 @@ static int incomplete_tail(const unsigned char *text, size_t length) {
   return 0;
 }
 
-clttt_status tokenizer_stream_put(tokenizer_stream *stream, int32_t id, const char **text) {
+clttt_status clttt_tokenizer_stream_put(clttt_tokenizer_stream *stream, int32_t id, const char **text) {
   if (!stream || !text)
-    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "tokenizer_stream_put: NULL argument");
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "clttt_tokenizer_stream_put: NULL argument");
   *text = "";
   byte_buffer *out = &stream->out;
   out->length = 0;
@@ -1582,9 +1582,9 @@ clttt_status tokenizer_stream_put(tokenizer_stream *stream, int32_t id, const ch
   return CLTTT_SUCCESS;
 }
 
-clttt_status tokenizer_stream_flush(tokenizer_stream *stream, const char **text) {
+clttt_status clttt_tokenizer_stream_flush(clttt_tokenizer_stream *stream, const char **text) {
   if (!stream || !text)
-    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "tokenizer_stream_flush: NULL argument");
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "clttt_tokenizer_stream_flush: NULL argument");
   stream->out.length = 0;
   CLTTT_TRY(byte_buffer_append(&stream->out, stream->held, (size_t)stream->held_length));
   stream->held_length = 0;
@@ -1592,14 +1592,14 @@ clttt_status tokenizer_stream_flush(tokenizer_stream *stream, const char **text)
   return CLTTT_SUCCESS;
 }
 
-void tokenizer_stream_reset(tokenizer_stream *stream) {
+void clttt_tokenizer_stream_reset(clttt_tokenizer_stream *stream) {
   if (!stream)
     return;
   stream->previous = -1;
   stream->held_length = 0;
 }
 
-void tokenizer_stream_free(tokenizer_stream *stream) {
+void clttt_tokenizer_stream_free(clttt_tokenizer_stream *stream) {
   if (!stream)
     return;
   free(stream->out.data);
@@ -1609,19 +1609,19 @@ void tokenizer_stream_free(tokenizer_stream *stream) {
 /* ------------------------------------------------------------------ */
 /* Queries                                                              */
 
-int tokenizer_bos(const tokenizer *tok) { return tok ? tok->bos : -1; }
-int tokenizer_eos(const tokenizer *tok) { return tok ? tok->eos : -1; }
-int tokenizer_vocab_size(const tokenizer *tok) { return tok ? tok->vocab_size : 0; }
+int clttt_tokenizer_bos(const clttt_tokenizer *tok) { return tok ? tok->bos : -1; }
+int clttt_tokenizer_eos(const clttt_tokenizer *tok) { return tok ? tok->eos : -1; }
+int clttt_tokenizer_vocab_size(const clttt_tokenizer *tok) { return tok ? tok->vocab_size : 0; }
 
-const char *tokenizer_kind_name(const tokenizer *tok) {
+const char *clttt_tokenizer_kind_name(const clttt_tokenizer *tok) {
   return tok && tok->kind == TOKENIZER_LLAMA2C ? "llama2c" : "bpe";
 }
 
-int tokenizer_is_special(const tokenizer *tok, int32_t id) {
+int clttt_tokenizer_is_special(const clttt_tokenizer *tok, int32_t id) {
   return tok && id >= 0 && id < tok->vocab_size && (tok->tokens[id].flags & TOKEN_SPECIAL) != 0;
 }
 
-int32_t tokenizer_token_to_id(const tokenizer *tok, const char *piece) {
+int32_t clttt_tokenizer_token_to_id(const clttt_tokenizer *tok, const char *piece) {
   if (!tok || !piece)
     return -1;
   size_t length = strlen(piece);

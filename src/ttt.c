@@ -1,11 +1,14 @@
-/* In-Place TTT: conv target, projection, apply, update, and the two forms. */
+/* In-Place TTT: conv target, projection, apply, update, the two forms, and
+ * the streaming state a session carries from batch to batch. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "error.h"
+#include "config.h"
 #include "ttt.h"
 
-clttt_status ttt_workspace_create(clttt_device *device, ttt_workspace *workspace, int C, int d) {
+clttt_status ttt_workspace_create(const clttt_device *device, ttt_workspace *workspace, int C, int d) {
   workspace->C = C;
   workspace->d = d;
   workspace->conv_out = workspace->targets = NULL;
@@ -23,60 +26,52 @@ void ttt_workspace_free(ttt_workspace *workspace) {
   runtime_release(&workspace->targets);
 }
 
-clttt_status ttt_apply(clttt_device *device, const ttt_layer *layer, cl_mem W, size_t rows,
+clttt_status ttt_apply(const kernel_set *kernels, const ttt_layer *layer, cl_mem W, size_t rows,
                        matrix_view h, matrix_view out) {
   /* out (rows x d) = h (rows x f) W^T, W: d x f */
-  return gemm_linear(device, "TTT apply (h W^T)", rows, (size_t)layer->d, (size_t)layer->f, h,
+  return gemm_linear(kernels, "TTT apply (h W^T)", rows, (size_t)layer->d, (size_t)layer->f, h,
                      view(W, 0, (size_t)layer->f), 0.0f, out);
 }
 
 /* tc (C x d) = conv(t) inside the chunk; V (C x d) = tc P, or tc without P. */
-static clttt_status compute_targets(clttt_device *device, const ttt_layer *layer,
+static clttt_status compute_targets(const kernel_set *kernels, const ttt_layer *layer,
                                     ttt_workspace *workspace, matrix_view t, cl_mem *targets) {
-  cl_kernel kernel = NULL;
-  CLTTT_TRY(runtime_kernel(device, "ttt.cl", "ttt_conv", NULL, &kernel));
-  /* A 64-bit offset: over a whole sequence (the two forms) row * d passes 2^31
-   * floats after some 800k tokens at d = 2560. */
-  cl_ulong t_offset = (cl_ulong)t.offset;
-  int t_ld = (int)t.ld, rows = layer->C, d = layer->d;
-  CLTTT_TRY(runtime_set_args(device, kernel, "ttt_conv", 7, sizeof(cl_mem), &workspace->conv_out,
-                             sizeof(cl_mem), &t.buffer, sizeof(cl_ulong), &t_offset, sizeof(int), &t_ld,
-                             sizeof(cl_mem), &layer->conv, sizeof(int), &rows, sizeof(int), &d));
-  tuning_launch launch = tuning_launch_conv(&device->tuning, (size_t)d, (size_t)rows);
-  CLTTT_TRY(runtime_launch(device, kernel, "ttt_conv", launch.dimensions, launch.global, launch.local));
+  const int rows = layer->C, d = layer->d;
+  CLTTT_TRY(op_ttt_conv(kernels, workspace->conv_out, t, layer->conv, rows, d));
   if (!layer->projection) {
     *targets = workspace->conv_out;
     return CLTTT_SUCCESS;
   }
   /* V (C x d) = tc (C x d) P (d x d), P used as stored (SPEC.md section 3.5) */
-  CLTTT_TRY(gemm(device, "TTT target projection (tc P)", GEMM_NO_TRANSPOSE, GEMM_NO_TRANSPOSE,
+  CLTTT_TRY(gemm(kernels->device, "TTT target projection (tc P)", GEMM_NO_TRANSPOSE, GEMM_NO_TRANSPOSE,
                  (size_t)rows, (size_t)d, (size_t)d, 1.0f, view(workspace->conv_out, 0, (size_t)d),
                  view(layer->projection, 0, (size_t)d), 0.0f, view(workspace->targets, 0, (size_t)d)));
   *targets = workspace->targets;
   return CLTTT_SUCCESS;
 }
 
-clttt_status ttt_update(clttt_device *device, const ttt_layer *layer, ttt_workspace *workspace,
+clttt_status ttt_update(const kernel_set *kernels, const ttt_layer *layer, ttt_workspace *workspace,
                         cl_mem W, matrix_view h, matrix_view t) {
   cl_mem targets = NULL;
-  CLTTT_TRY(compute_targets(device, layer, workspace, t, &targets));
+  CLTTT_TRY(compute_targets(kernels, layer, workspace, t, &targets));
   /* W (d x f) += eta * V^T (d x C) h (C x f) */
-  return gemm(device, "TTT update (W += eta V^T h)", GEMM_TRANSPOSE, GEMM_NO_TRANSPOSE,
+  return gemm(kernels->device, "TTT update (W += eta V^T h)", GEMM_TRANSPOSE, GEMM_NO_TRANSPOSE,
               (size_t)layer->d, (size_t)layer->f, (size_t)layer->C, layer->eta,
               view(targets, 0, (size_t)layer->d), h, 1.0f, view(W, 0, (size_t)layer->f));
 }
 
-clttt_status ttt_sequential_form(clttt_device *device, const ttt_layer *layer, cl_mem W, int n,
+clttt_status ttt_sequential_form(const kernel_set *kernels, const ttt_layer *layer, cl_mem W, int n,
                                  cl_mem h, cl_mem t, cl_mem out) {
+  const clttt_device *device = kernels->device;
   const size_t C = (size_t)layer->C, d = (size_t)layer->d, f = (size_t)layer->f;
   ttt_workspace workspace;
   CLTTT_TRY(ttt_workspace_create(device, &workspace, layer->C, layer->d));
   clttt_status status = CLTTT_SUCCESS;
   for (size_t row = 0; row < (size_t)n && status == CLTTT_SUCCESS; row += C) {
     size_t rows = (size_t)n - row < C ? (size_t)n - row : C;
-    status = ttt_apply(device, layer, W, rows, view(h, row * f, f), view(out, row * d, d));
+    status = ttt_apply(kernels, layer, W, rows, view(h, row * f, f), view(out, row * d, d));
     if (status == CLTTT_SUCCESS && rows == C)
-      status = ttt_update(device, layer, &workspace, W, view(h, row * f, f), view(t, row * d, d));
+      status = ttt_update(kernels, layer, &workspace, W, view(h, row * f, f), view(t, row * d, d));
   }
   ttt_workspace_free(&workspace);
   return status;
@@ -85,19 +80,20 @@ clttt_status ttt_sequential_form(clttt_device *device, const ttt_layer *layer, c
 /* The update sum of one range of whole chunks: delta (d x f) = eta * sum_k V_k^T h_k.
  * The conv must not cross chunk boundaries, so targets are built chunk by
  * chunk, but the sum over the range is accumulated with beta = 1. */
-static clttt_status range_update_sum(clttt_device *device, const ttt_layer *layer,
+static clttt_status range_update_sum(const kernel_set *kernels, const ttt_layer *layer,
                                      ttt_workspace *workspace, size_t first_row, size_t chunks,
                                      cl_mem h, cl_mem t, cl_mem delta) {
   const size_t C = (size_t)layer->C, d = (size_t)layer->d, f = (size_t)layer->f;
-  CLTTT_TRY(runtime_zero(device, delta, 0, d * f * sizeof(float), "TTT range update sum"));
+  CLTTT_TRY(runtime_zero(kernels->device, delta, 0, d * f * sizeof(float), "TTT range update sum"));
   for (size_t k = 0; k < chunks; k++)
-    CLTTT_TRY(ttt_update(device, layer, workspace, delta, view(h, (first_row + k * C) * f, f),
+    CLTTT_TRY(ttt_update(kernels, layer, workspace, delta, view(h, (first_row + k * C) * f, f),
                          view(t, (first_row + k * C) * d, d)));
   return CLTTT_SUCCESS;
 }
 
-clttt_status ttt_prefix_form(clttt_device *device, const ttt_layer *layer, cl_mem W0, int n,
+clttt_status ttt_prefix_form(const kernel_set *kernels, const ttt_layer *layer, cl_mem W0, int n,
                              cl_mem h, cl_mem t, int chunks_per_range, cl_mem out, cl_mem W_final) {
+  const clttt_device *device = kernels->device;
   if (chunks_per_range < 1 || n < 0)
     return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "TTT prefix form: chunks_per_range %d, n %d",
                       chunks_per_range, n);
@@ -119,7 +115,7 @@ clttt_status ttt_prefix_form(clttt_device *device, const ttt_layer *layer, cl_me
                                                                          : (size_t)chunks_per_range;
     status = runtime_alloc(device, matrix_bytes, "TTT range update sum (d x f)", &deltas[r]);
     if (status == CLTTT_SUCCESS)
-      status = range_update_sum(device, layer, &workspace, first_chunk * C, chunks, h, t, deltas[r]);
+      status = range_update_sum(kernels, layer, &workspace, first_chunk * C, chunks, h, t, deltas[r]);
   }
   if (status == CLTTT_SUCCESS)
     status = runtime_alloc(device, matrix_bytes, "TTT running weights (d x f)", &running);
@@ -127,9 +123,6 @@ clttt_status ttt_prefix_form(clttt_device *device, const ttt_layer *layer, cl_me
    * W0 + sum_{r' < r} delta_r'; inside the range, chunks go in order. */
   if (status == CLTTT_SUCCESS)
     status = runtime_copy(device, running, 0, W0, 0, matrix_bytes, "TTT W0");
-  cl_kernel add = NULL;
-  if (status == CLTTT_SUCCESS)
-    status = runtime_kernel(device, "elementwise.cl", "add_in_place", NULL, &add);
   for (size_t r = 0; r < ranges && status == CLTTT_SUCCESS; r++) {
     size_t first_chunk = r * (size_t)chunks_per_range;
     size_t chunks = full_chunks - first_chunk < (size_t)chunks_per_range ? full_chunks - first_chunk
@@ -143,23 +136,18 @@ clttt_status ttt_prefix_form(clttt_device *device, const ttt_layer *layer, cl_me
       status = runtime_copy(device, inside, 0, running, 0, matrix_bytes, "TTT range entry weights");
     for (size_t k = 0; k < chunks && status == CLTTT_SUCCESS; k++) {
       size_t row = (first_chunk + k) * C;
-      status = ttt_apply(device, layer, inside, C, view(h, row * f, f), view(out, row * d, d));
+      status = ttt_apply(kernels, layer, inside, C, view(h, row * f, f), view(out, row * d, d));
       if (status == CLTTT_SUCCESS && k + 1 < chunks)
-        status = ttt_update(device, layer, &workspace, inside, view(h, row * f, f), view(t, row * d, d));
+        status = ttt_update(kernels, layer, &workspace, inside, view(h, row * f, f), view(t, row * d, d));
     }
     runtime_release(&inside);
-    int count = (int)(d * f);
     if (status == CLTTT_SUCCESS)
-      status = runtime_set_args(device, add, "add_in_place", 3, sizeof(cl_mem), &running,
-                                sizeof(cl_mem), &deltas[r], sizeof(int), &count);
-    tuning_launch launch = tuning_launch_add(&device->tuning, d * f);
-    if (status == CLTTT_SUCCESS)
-      status = runtime_launch(device, add, "add_in_place", launch.dimensions, launch.global, launch.local);
+      status = op_add_in_place(kernels, running, deltas[r], d * f);
   }
   /* 3. Rows of a final partial chunk: applied with the final weights, no update. */
   size_t tail_row = full_chunks * C;
   if (status == CLTTT_SUCCESS && tail_row < (size_t)n)
-    status = ttt_apply(device, layer, running, (size_t)n - tail_row, view(h, tail_row * f, f),
+    status = ttt_apply(kernels, layer, running, (size_t)n - tail_row, view(h, tail_row * f, f),
                        view(out, tail_row * d, d));
   if (status == CLTTT_SUCCESS && W_final)
     status = runtime_copy(device, W_final, 0, running, 0, matrix_bytes, "TTT final weights");
@@ -171,4 +159,108 @@ clttt_status ttt_prefix_form(clttt_device *device, const ttt_layer *layer, cl_me
   runtime_release(&running);
   ttt_workspace_free(&workspace);
   return status;
+}
+
+/* ---------------------------------------------------------------- */
+/* The streaming state of a session                                   */
+
+uint64_t ttt_state_bytes(const clttt_config *config, int C) {
+  const uint64_t d = (uint64_t)config->hidden_size, f = (uint64_t)config->intermediate_size;
+  const uint64_t layers = (uint64_t)config_ttt_layer_count(config);
+  if (layers == 0)
+    return 0;
+  /* Per layer W, pending h and t; once, the update's conv output and targets. */
+  return (layers * (d * f + (uint64_t)C * (f + d)) + 2 * (uint64_t)C * d) * sizeof(float);
+}
+
+void ttt_state_free(ttt_state *state) {
+  for (int i = 0; state->layers && i < state->layer_count; i++) {
+    runtime_release(&state->layers[i].fast_weight);
+    runtime_release(&state->layers[i].pending_h);
+    runtime_release(&state->layers[i].pending_t);
+  }
+  free(state->layers);
+  ttt_workspace_free(&state->workspace);
+  memset(state, 0, sizeof *state);
+}
+
+clttt_status ttt_state_create(ttt_state *state, const kernel_set *kernels, const clttt_model *model, int C,
+                              float eta) {
+  memset(state, 0, sizeof *state);
+  const clttt_device *device = model->device;
+  const size_t d = (size_t)model->config.hidden_size, f = (size_t)model->config.intermediate_size;
+  state->C = C;
+  state->eta = eta;
+  state->layer_count = model->config.num_hidden_layers;
+  state->layers = calloc((size_t)state->layer_count, sizeof *state->layers);
+  if (!state->layers)
+    return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "allocating the TTT state of %d layers", state->layer_count);
+  clttt_status status = ttt_workspace_create(device, &state->workspace, C, (int)d);
+  for (int i = 0; i < state->layer_count && status == CLTTT_SUCCESS; i++) {
+    if (!model->layers[i].is_ttt)
+      continue;
+    ttt_layer_state *layer = &state->layers[i];
+    status = runtime_alloc(device, d * f * sizeof(float), "TTT fast weight W (d x f)", &layer->fast_weight);
+    if (status == CLTTT_SUCCESS)
+      status = runtime_alloc(device, (size_t)C * f * sizeof(float), "TTT pending h (C x f)", &layer->pending_h);
+    if (status == CLTTT_SUCCESS)
+      status = runtime_alloc(device, (size_t)C * d * sizeof(float), "TTT pending t (C x d)", &layer->pending_t);
+  }
+  if (status == CLTTT_SUCCESS)
+    status = ttt_state_reset(state, kernels, model);
+  if (status != CLTTT_SUCCESS)
+    ttt_state_free(state);
+  return status;
+}
+
+clttt_status ttt_state_reset(ttt_state *state, const kernel_set *kernels, const clttt_model *model) {
+  const size_t bytes =
+      (size_t)model->config.hidden_size * (size_t)model->config.intermediate_size * sizeof(float);
+  for (int i = 0; i < state->layer_count; i++)
+    if (state->layers[i].fast_weight)
+      CLTTT_TRY(runtime_copy(kernels->device, state->layers[i].fast_weight, 0, model->layers[i].down, 0, bytes,
+                             "W_down into the fast weight"));
+  state->pending = 0;
+  return CLTTT_SUCCESS;
+}
+
+clttt_status ttt_down_projection(ttt_state *state, const kernel_set *kernels, const clttt_model *model,
+                                 int index, int n, matrix_view h, matrix_view targets, matrix_view out) {
+  const layer_weights *weights = &model->layers[index];
+  ttt_layer_state *layer_state = &state->layers[index];
+  const size_t d = (size_t)model->config.hidden_size, f = (size_t)model->config.intermediate_size;
+  const int C = state->C;
+  const ttt_layer layer = {(int)d, (int)f, C, state->eta, weights->ttt_conv, weights->ttt_proj};
+  const clttt_device *device = kernels->device;
+
+  int pending = state->pending;
+  for (int row = 0; row < n;) {
+    int piece = n - row < C - pending ? n - row : C - pending;
+    matrix_view piece_h = view(h.buffer, h.offset + (size_t)row * h.ld, h.ld);
+    matrix_view piece_t = view(targets.buffer, targets.offset + (size_t)row * targets.ld, targets.ld);
+    /* out (piece x d) = h (piece x f) W^T with W before this chunk's update */
+    CLTTT_TRY(ttt_apply(kernels, &layer, layer_state->fast_weight, (size_t)piece, piece_h,
+                        view(out.buffer, out.offset + (size_t)row * out.ld, out.ld)));
+    if (pending == 0 && piece == C) {
+      /* A whole chunk inside this batch: update straight from its rows. */
+      CLTTT_TRY(ttt_update(kernels, &layer, &state->workspace, layer_state->fast_weight, piece_h, piece_t));
+    } else {
+      /* Rows are contiguous (ld = width) in every caller: one copy each. */
+      CLTTT_TRY(runtime_copy(device, layer_state->pending_h, (size_t)pending * f * sizeof(float), piece_h.buffer,
+                             piece_h.offset * sizeof(float), (size_t)piece * f * sizeof(float), "pending h rows"));
+      CLTTT_TRY(runtime_copy(device, layer_state->pending_t, (size_t)pending * d * sizeof(float), piece_t.buffer,
+                             piece_t.offset * sizeof(float), (size_t)piece * d * sizeof(float), "pending t rows"));
+      if (pending + piece == C)
+        CLTTT_TRY(ttt_update(kernels, &layer, &state->workspace, layer_state->fast_weight,
+                             view(layer_state->pending_h, 0, f), view(layer_state->pending_t, 0, d)));
+    }
+    pending = (pending + piece) % C;
+    row += piece;
+  }
+  return CLTTT_SUCCESS;
+}
+
+void ttt_state_advance(ttt_state *state, int n) {
+  if (state->C > 0)
+    state->pending = (state->pending + n) % state->C;
 }

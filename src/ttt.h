@@ -5,6 +5,7 @@
 #define CLTTT_TTT_H
 
 #include "gemm.h"
+#include "weights.h"
 
 /* What a TTT layer needs from the checkpoint, and the step parameters. */
 typedef struct {
@@ -22,16 +23,16 @@ typedef struct {
   int C, d;
 } ttt_workspace;
 
-clttt_status ttt_workspace_create(clttt_device *device, ttt_workspace *workspace, int C, int d);
+clttt_status ttt_workspace_create(const clttt_device *device, ttt_workspace *workspace, int C, int d);
 void ttt_workspace_free(ttt_workspace *workspace);
 
 /* out (rows x d) = h (rows x f) W^T: the chunk's output with the weights
  * before its own update. */
-clttt_status ttt_apply(clttt_device *device, const ttt_layer *layer, cl_mem W, size_t rows,
+clttt_status ttt_apply(const kernel_set *kernels, const ttt_layer *layer, cl_mem W, size_t rows,
                        matrix_view h, matrix_view out);
 
 /* W (d x f) += eta * V^T h over one full chunk: h is C x f, t is C x d. */
-clttt_status ttt_update(clttt_device *device, const ttt_layer *layer, ttt_workspace *workspace,
+clttt_status ttt_update(const kernel_set *kernels, const ttt_layer *layer, ttt_workspace *workspace,
                         cl_mem W, matrix_view h, matrix_view t);
 
 /* The parallel (prefix) form over a whole sequence of n rows, for splitting a
@@ -43,13 +44,52 @@ clttt_status ttt_update(clttt_device *device, const ttt_layer *layer, ttt_worksp
  * form. W0 is not modified; W_final (d x f, may be NULL) receives the weights
  * after the sequence. out: n x d, h: n x f, t: n x d. Memory: one d x f matrix
  * per range. */
-clttt_status ttt_prefix_form(clttt_device *device, const ttt_layer *layer, cl_mem W0, int n,
+clttt_status ttt_prefix_form(const kernel_set *kernels, const ttt_layer *layer, cl_mem W0, int n,
                              cl_mem h, cl_mem t, int chunks_per_range, cl_mem out, cl_mem W_final);
 
 /* The sequential form over a whole sequence (the reference for the prefix
  * form and the benchmarks): one running W, updated after every full chunk.
  * W is modified in place. */
-clttt_status ttt_sequential_form(clttt_device *device, const ttt_layer *layer, cl_mem W, int n,
+clttt_status ttt_sequential_form(const kernel_set *kernels, const ttt_layer *layer, cl_mem W, int n,
                                  cl_mem h, cl_mem t, cl_mem out);
+
+/* ---- The streaming state of one session (SPEC.md section 4) -----------
+ * Per TTT layer: the fast weight W (d x f, row-major like W_down, the layout
+ * ttt_apply's and ttt_update's products read and write) and the h and t rows
+ * of the chunk not yet complete. Every TTT layer has seen the same tokens,
+ * so one count of pending rows serves them all. */
+typedef struct {
+  cl_mem fast_weight; /* W: d x f, starts as W_down */
+  cl_mem pending_h;   /* C x f: h rows of the unfinished chunk */
+  cl_mem pending_t;   /* C x d: target rows of the unfinished chunk */
+} ttt_layer_state;
+
+typedef struct {
+  int layer_count;          /* the model's layers; buffers only in TTT layers */
+  ttt_layer_state *layers;
+  ttt_workspace workspace;
+  int C;
+  float eta;
+  int pending;              /* rows of the unfinished chunk */
+} ttt_state;
+
+/* Device bytes ttt_state_create allocates for `config` with chunk C. */
+uint64_t ttt_state_bytes(const clttt_config *config, int C);
+/* Allocates the state of every TTT layer of `model` and sets W = W_down. */
+clttt_status ttt_state_create(ttt_state *state, const kernel_set *kernels, const clttt_model *model, int C,
+                              float eta);
+void ttt_state_free(ttt_state *state);
+/* W = W_down in every TTT layer, no pending rows (a document boundary). */
+clttt_status ttt_state_reset(ttt_state *state, const kernel_set *kernels, const clttt_model *model);
+
+/* The down-projection of TTT layer `index` over n rows (h: n x f, targets:
+ * n x d), into out (n x d), cut at chunk boundaries: each piece is applied
+ * with the current W, appended to the pending rows, and a completed chunk
+ * updates W before the next piece. Leaves state->pending as it was: every
+ * TTT layer of the batch starts from the same count (ttt_state_advance). */
+clttt_status ttt_down_projection(ttt_state *state, const kernel_set *kernels, const clttt_model *model,
+                                 int index, int n, matrix_view h, matrix_view targets, matrix_view out);
+/* After a batch of n rows has gone through every layer. */
+void ttt_state_advance(ttt_state *state, int n);
 
 #endif

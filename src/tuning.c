@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "log.h"
 #include "tuning.h"
 
 /* The attention tile's local memory is 2 * ATTENTION_BLOCK_K * HEAD_DIM
@@ -193,53 +194,6 @@ void tuning_defines(const tuning_params *params, char *buffer, size_t capacity) 
   }
   if (used < capacity)
     snprintf(buffer + used, capacity - used, "-DHAS_FP16=%d", params->has_fp16);
-}
-
-/* ---------------------------------------------------------------- */
-/* Launch geometry                                                    */
-
-static size_t divide_rounding_up(size_t value, size_t divisor) { return (value + divisor - 1) / divisor; }
-
-tuning_launch tuning_launch_rmsnorm(const tuning_params *params, size_t rows) {
-  size_t group = (size_t)params->rmsnorm_work_group_size;
-  return (tuning_launch){1, {rows * group, 1}, {group, 1}};
-}
-
-tuning_launch tuning_launch_attention(const tuning_params *params, size_t queries, size_t heads) {
-  size_t block = (size_t)params->attention_block_q;
-  return (tuning_launch){2, {queries, heads}, {block, 1}};
-}
-
-tuning_launch tuning_launch_softmax(const tuning_params *params, size_t rows) {
-  size_t group = (size_t)params->softmax_work_group_size;
-  return (tuning_launch){1, {rows * group, 1}, {group, 1}};
-}
-
-tuning_launch tuning_launch_rope(const tuning_params *params, size_t tokens, size_t head_slots) {
-  return (tuning_launch){1, {tokens * head_slots, 1}, {(size_t)params->rope_work_group_size, 1}};
-}
-
-tuning_launch tuning_launch_elementwise_rows(const tuning_params *params, size_t columns, size_t rows) {
-  return (tuning_launch){2, {columns, rows}, {(size_t)params->elementwise_work_group_size, 1}};
-}
-
-tuning_launch tuning_launch_swiglu(const tuning_params *params, size_t f, size_t rows) {
-  return tuning_launch_elementwise_rows(params, divide_rounding_up(f, (size_t)params->vector_width), rows);
-}
-
-tuning_launch tuning_launch_add(const tuning_params *params, size_t count) {
-  return (tuning_launch){1,
-                         {divide_rounding_up(count, (size_t)params->vector_width), 1},
-                         {(size_t)params->elementwise_work_group_size, 1}};
-}
-
-tuning_launch tuning_launch_conv(const tuning_params *params, size_t d, size_t rows) {
-  return tuning_launch_elementwise_rows(params, d, divide_rounding_up(rows, (size_t)params->conv_rows));
-}
-
-tuning_launch tuning_launch_gemv(const tuning_params *params, size_t rows) {
-  size_t group = (size_t)params->gemv_work_group_size;
-  return (tuning_launch){1, {params->gemv_row_per_item ? rows : rows * group, 1}, {group, 1}};
 }
 
 static int is_power_of_two(int value) { return value > 0 && (value & (value - 1)) == 0; }
@@ -467,7 +421,7 @@ clttt_status tuning_cache_store(const char *path, const clttt_device_info *info,
   json_t *old_root = NULL, *old_entries = NULL;
   int missing = 0;
   if (read_cache_file(path, &old_root, &old_entries, &missing) != CLTTT_SUCCESS) {
-    fprintf(stderr, "clttt: warning: replacing unusable tuning cache: %s\n", clttt_last_error());
+    log_warning("replacing unusable tuning cache: %s", clttt_last_error());
     clttt_clear_error();
   }
   json_t *entries = json_array();
@@ -532,8 +486,7 @@ void tuning_load_for_device(const clttt_device_info *info, tuning_params *params
   tuning_params tuned = *params;
   int found = 0;
   if (tuning_cache_lookup(path, info, &tuned, &found) != CLTTT_SUCCESS) {
-    fprintf(stderr, "clttt: warning: ignoring tuning cache (%s); using built-in defaults\n",
-            clttt_last_error());
+    log_warning("ignoring tuning cache (%s); using built-in defaults", clttt_last_error());
     clttt_clear_error();
     return;
   }

@@ -2,6 +2,8 @@
  * compiler as -D options; the host launches every kernel with the local sizes
  * of the same set. Each .cl file has a default for each of its parameters
  * (#ifndef RMSNORM_WGS / #define RMSNORM_WGS 64), so it also compiles alone.
+ * The launch geometry that goes with each parameter lives in the op of its
+ * kernel (ops.c).
  *
  * The set in use comes from the per-user tuning cache written by
  * `clttt tune` when it holds an entry for this exact (platform, device,
@@ -55,30 +57,6 @@ void tuning_defines(const tuning_params *params, char *buffer, size_t capacity);
 int tuning_valid(const clttt_device_info *info, const tuning_params *params, char *why,
                  size_t capacity);
 
-/* ---- Launch geometry -------------------------------------------------
- * How many work-items each kernel needs and in what groups, from the same
- * parameter set the kernels were built with: the forward pass and the tuner
- * both launch through these. `global` is what the kernel must cover;
- * runtime_launch rounds it up to whole groups and the kernels check bounds. */
-typedef struct {
-  unsigned dimensions;
-  size_t global[2];
-  size_t local[2];
-} tuning_launch;
-
-tuning_launch tuning_launch_rmsnorm(const tuning_params *params, size_t rows);
-tuning_launch tuning_launch_attention(const tuning_params *params, size_t queries, size_t heads);
-/* causal_softmax_rows: a work-group per score row. */
-tuning_launch tuning_launch_softmax(const tuning_params *params, size_t rows);
-tuning_launch tuning_launch_rope(const tuning_params *params, size_t tokens, size_t head_slots);
-/* embedding_gather, add_bias_rows: one work-item per element of a rows x columns block. */
-tuning_launch tuning_launch_elementwise_rows(const tuning_params *params, size_t columns, size_t rows);
-tuning_launch tuning_launch_swiglu(const tuning_params *params, size_t f, size_t rows);
-tuning_launch tuning_launch_add(const tuning_params *params, size_t count);
-tuning_launch tuning_launch_conv(const tuning_params *params, size_t d, size_t rows);
-/* gemv.cl over `rows` output rows. */
-tuning_launch tuning_launch_gemv(const tuning_params *params, size_t rows);
-
 /* ---- The per-user cache file ---------------------------------------- */
 
 #define TUNING_FILE_FORMAT "clttt-tuning"
@@ -104,7 +82,7 @@ clttt_status tuning_cache_store(const char *path, const clttt_device_info *info,
 
 /* What device open does: the built-in defaults, overridden by the cache's
  * entry for this device when there is a valid one. Never fails: a bad cache
- * costs a one-line warning on stderr. `source` receives where the set came
+ * costs a one-line warning through the log callback. `source` receives where the set came
  * from ("built-in defaults" or "tuning cache /path"). */
 void tuning_load_for_device(const clttt_device_info *info, tuning_params *params, char *source,
                             size_t source_capacity);

@@ -265,16 +265,22 @@ START_TEST(test_ttt_keys) {
       " \"ttt_mode\": true, \"ttt_layers\": [0, 3, 4], \"ttt_chunk\": 512, \"ttt_lr\": 3,"
       " \"ttt_proj\": false, \"ttt_target\": \"input_embed\"}");
   ck_assert_int_eq(config.ttt_mode, 1);
-  ck_assert_int_eq(config.ttt_layer[0], 1);
-  ck_assert_int_eq(config.ttt_layer[1], 0);
-  ck_assert_int_eq(config.ttt_layer[2], 0);
-  ck_assert_int_eq(config.ttt_layer[3], 1);
-  ck_assert_int_eq(config.ttt_layer[4], 1);
+  ck_assert_int_eq(clttt_config_is_ttt_layer(&config, 0), 1);
+  ck_assert_int_eq(clttt_config_is_ttt_layer(&config, 1), 0);
+  ck_assert_int_eq(clttt_config_is_ttt_layer(&config, 2), 0);
+  ck_assert_int_eq(clttt_config_is_ttt_layer(&config, 3), 1);
+  ck_assert_int_eq(clttt_config_is_ttt_layer(&config, 4), 1);
   ck_assert_int_eq(config_ttt_layer_count(&config), 3);
+  ck_assert_int_eq(config.ttt_layers[0], 0);
+  ck_assert_int_eq(config.ttt_layers[1], 3);
+  ck_assert_int_eq(config.ttt_layers[2], 4);
   ck_assert_int_eq(config.ttt_chunk, 512);
   ck_assert(config.ttt_lr == 3.0f);
   ck_assert_int_eq(config.ttt_proj, 0);
   ck_assert_int_eq(config.ttt_target, CLTTT_TARGET_INPUT_EMBED);
+  clttt_config_free(&config);
+  ck_assert_ptr_null(config.ttt_layers);
+  ck_assert_int_eq(config.ttt_layer_count, 0);
 }
 END_TEST
 
@@ -286,28 +292,68 @@ START_TEST(test_ttt_defaults) {
                                  " \"num_hidden_layers\": 13, \"num_attention_heads\": 4,"
                                  " \"vocab_size\": 100, \"ttt_mode\": true}");
   ck_assert_int_eq(config_ttt_layer_count(&config), 3);
-  ck_assert_int_eq(config.ttt_layer[0], 1);
-  ck_assert_int_eq(config.ttt_layer[6], 1);
-  ck_assert_int_eq(config.ttt_layer[12], 1);
+  ck_assert_int_eq(clttt_config_is_ttt_layer(&config, 0), 1);
+  ck_assert_int_eq(clttt_config_is_ttt_layer(&config, 6), 1);
+  ck_assert_int_eq(clttt_config_is_ttt_layer(&config, 12), 1);
   ck_assert_int_eq(config.ttt_chunk, 8192);
   ck_assert(config.ttt_lr == 0.3f);
   ck_assert_int_eq(config.ttt_proj, 1);
   ck_assert_int_eq(config.ttt_target, CLTTT_TARGET_HIDDEN_STATES);
+  clttt_config_free(&config);
 
   /* ttt_mode absent: an ordinary model, no TTT layer at all. */
   config = parse_ok("{\"architectures\": [\"Qwen3ForCausalLM\"], " SMALL_LLAMA_SIZES ","
                     " \"ttt_layers\": [1, 2]}");
   ck_assert_int_eq(config.ttt_mode, 0);
-  for (int i = 0; i < CLTTT_MAX_LAYERS; i++)
-    ck_assert_int_eq(config.ttt_layer[i], 0);
+  for (int i = 0; i < config.num_hidden_layers; i++)
+    ck_assert_int_eq(clttt_config_is_ttt_layer(&config, i), 0);
+  ck_assert_int_eq(config.ttt_layer_count, 0);
   ck_assert_int_eq(config_ttt_layer_count(&config), 0);
 }
 END_TEST
 
+/* What the log callback received, for the tests that expect a warning. */
+static char logged[4096];
+static int logged_count;
+
+static void capture_log(clttt_log_level level, const char *message, void *user_data) {
+  (void)user_data;
+  if (level == CLTTT_LOG_WARNING) {
+    snprintf(logged, sizeof logged, "%s", message);
+    logged_count++;
+  }
+}
+
+START_TEST(test_ttt_layers_past_the_last_layer) {
+  /* The authors' classes write ttt_layers [0, 6, ..., 30] whatever the model
+   * and their 8B configs list 36; their code tests membership, so such
+   * entries do nothing: one warning naming them, the rest kept. */
+  clttt_set_log_callback(capture_log, NULL);
+  logged_count = 0;
+  clttt_config config = parse_ok("{\"architectures\": [\"LlamaForCausalLM\"], " SMALL_LLAMA_SIZES ","
+                                 " \"ttt_mode\": true, \"ttt_layers\": [0, 5, 4, 36]}");
+  ck_assert_int_eq(logged_count, 1);
+  ck_assert_msg(strstr(logged, "5, 36") != NULL && strstr(logged, "ttt_layers") != NULL &&
+                    strstr(logged, "test-config.json") != NULL,
+                "warning: %s", logged);
+  ck_assert_int_eq(config.ttt_layer_count, 2);
+  ck_assert_int_eq(config.ttt_layers[0], 0);
+  ck_assert_int_eq(config.ttt_layers[1], 4);
+  clttt_config_free(&config);
+
+  /* ttt_mode false: a plain model whatever the other TTT keys say, and
+   * nothing to warn about. */
+  logged_count = 0;
+  config = parse_ok("{\"architectures\": [\"LlamaForCausalLM\"], " SMALL_LLAMA_SIZES ","
+                    " \"ttt_mode\": false, \"ttt_layers\": [0, 6, 12, 18, 24, 30]}");
+  ck_assert_int_eq(logged_count, 0);
+  ck_assert_int_eq(config.ttt_layer_count, 0);
+  ck_assert_int_eq(config_ttt_layer_count(&config), 0);
+  clttt_set_log_callback(NULL, NULL);
+}
+END_TEST
+
 START_TEST(test_bad_ttt_keys) {
-  expect_parse_failure("{\"architectures\": [\"LlamaForCausalLM\"], " SMALL_LLAMA_SIZES ","
-                       " \"ttt_mode\": true, \"ttt_layers\": [0, 5]}",
-                       CLTTT_ERROR_BAD_CONFIG, "ttt_layers");
   expect_parse_failure("{\"architectures\": [\"LlamaForCausalLM\"], " SMALL_LLAMA_SIZES ","
                        " \"ttt_mode\": true, \"ttt_layers\": [-1]}",
                        CLTTT_ERROR_BAD_CONFIG, "ttt_layers");
@@ -364,7 +410,7 @@ START_TEST(test_malformed_config) {
                        " \"num_attention_heads\": 8, \"vocab_size\": 512}",
                        CLTTT_ERROR_BAD_CONFIG, "hidden_size");
   expect_parse_failure("{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 64,"
-                       " \"intermediate_size\": 172, \"num_hidden_layers\": 300,"
+                       " \"intermediate_size\": 172, \"num_hidden_layers\": 5000,"
                        " \"num_attention_heads\": 8, \"vocab_size\": 512}",
                        CLTTT_ERROR_BAD_CONFIG, "num_hidden_layers");
   expect_parse_failure("{\"architectures\": [\"LlamaForCausalLM\"], " SMALL_LLAMA_SIZES ","
@@ -405,6 +451,7 @@ static Suite *config_suite(void) {
   TCase *ttt = tcase_create("ttt");
   tcase_add_test(ttt, test_ttt_keys);
   tcase_add_test(ttt, test_ttt_defaults);
+  tcase_add_test(ttt, test_ttt_layers_past_the_last_layer);
   tcase_add_test(ttt, test_bad_ttt_keys);
   suite_add_tcase(suite, ttt);
 

@@ -6,8 +6,9 @@
 #include <stdlib.h>
 
 #include "fixture.h"
+#include "attention.h"
 #include "gemm.h"
-#include "model.h"
+#include "ops.h"
 #include "test_util.h"
 
 static cl_mem upload(clttt_device *device, const float *host, size_t count) {
@@ -36,23 +37,21 @@ START_TEST(test_gemv_variants_match_plain_c) {
   for (int v = 0; v < 6; v++) {
     for (int b = 0; b < 2; b++) {
       cl_mem y_buffer = upload(device, y0, (size_t)(y_offset + out));
-      /* Installed as the device's parameter set, as a tuning cache would. */
-      device->tuning.gemv_row_per_item = variants[v].row_per_item;
-      device->tuning.gemv_work_group_size = variants[v].work_group_size;
+      /* Kernels built with the variant's parameters, as a tuning cache would give them. */
+      tuning_params params = device->tuning;
+      params.gemv_row_per_item = variants[v].row_per_item;
+      params.gemv_work_group_size = variants[v].work_group_size;
       char options[64];
       snprintf(options, sizeof options, "GEMV_ROW_PER_ITEM=%d GEMV_WGS=%d", variants[v].row_per_item,
                variants[v].work_group_size);
-      cl_kernel kernel = NULL;
-      int status = runtime_kernel(device, "gemv.cl", "gemv", NULL, &kernel);
+      kernel_set kernels;
+      int status = kernel_set_create(&kernels, device, &params, 128);
       ck_assert_msg(status == CLTTT_SUCCESS, "%s: %s", options, clttt_last_error());
       float beta = betas[b];
-      ck_assert_int_eq(runtime_set_args(device, kernel, "gemv", 10, sizeof(cl_mem), &y_buffer, sizeof(int), &y_offset,
-                                        sizeof(cl_mem), &x_buffer, sizeof(int), &x_offset, sizeof(cl_mem), &W_buffer,
-                                        sizeof(int), &W_offset, sizeof(int), &ld, sizeof(int), &out, sizeof(int), &in,
-                                        sizeof(float), &beta),
-                       CLTTT_SUCCESS);
-      tuning_launch geometry = tuning_launch_gemv(&device->tuning, (size_t)out);
-      ck_assert_int_eq(runtime_launch(device, kernel, "gemv", 1, geometry.global, geometry.local), CLTTT_SUCCESS);
+      status = op_gemv(&kernels, "test gemv", (size_t)out, (size_t)in, view(x_buffer, (size_t)x_offset, (size_t)in),
+                       view(W_buffer, (size_t)W_offset, (size_t)ld), beta, view(y_buffer, (size_t)y_offset, 1));
+      ck_assert_msg(status == CLTTT_SUCCESS, "%s: %s", options, clttt_last_error());
+      kernel_set_release(&kernels);
       ck_assert_int_eq(runtime_download(device, y_buffer, 0, (size_t)(y_offset + out) * sizeof(float), y, "y"),
                        CLTTT_SUCCESS);
       for (int i = 0; i < y_offset; i++)
@@ -72,7 +71,9 @@ START_TEST(test_gemv_variants_match_plain_c) {
   }
   /* The dispatcher: gemm_linear with one row takes this path on any device. */
   cl_mem y_buffer = upload(device, y0, (size_t)(y_offset + out));
-  ck_assert_int_eq(gemm_linear(device, "one row", 1, (size_t)out, (size_t)in, view(x_buffer, (size_t)x_offset, (size_t)in),
+  kernel_set kernels;
+  ck_assert_int_eq(kernel_set_create(&kernels, device, &device->tuning, 128), CLTTT_SUCCESS);
+  ck_assert_int_eq(gemm_linear(&kernels, "one row", 1, (size_t)out, (size_t)in, view(x_buffer, (size_t)x_offset, (size_t)in),
                                view(W_buffer, (size_t)W_offset, (size_t)ld), 0.0f, view(y_buffer, (size_t)y_offset, 1)),
                    CLTTT_SUCCESS);
   ck_assert_int_eq(runtime_download(device, y_buffer, 0, (size_t)(y_offset + out) * sizeof(float), y, "y"), CLTTT_SUCCESS);
@@ -80,6 +81,7 @@ START_TEST(test_gemv_variants_match_plain_c) {
   for (int c = 0; c < in; c++)
     expected += (double)W[W_offset + c] * (double)x[x_offset + c];
   ck_assert_double_eq_tol(y[y_offset], expected, 1e-4);
+  kernel_set_release(&kernels);
   runtime_release(&y_buffer);
   runtime_release(&W_buffer);
   runtime_release(&x_buffer);
@@ -170,16 +172,19 @@ START_TEST(test_attention_paths_match_plain_c) {
     ck_assert_int_eq(runtime_alloc(device, score_floats * sizeof(float), "scores", &scores), CLTTT_SUCCESS);
     for (int variant = 0; variant < 5; variant++) {
       const int flash = variant == 4;
-      device->tuning = original;
+      tuning_params params = original;
       if (!flash)
-        device->tuning.softmax_work_group_size = softmax_groups[variant];
+        params.softmax_work_group_size = softmax_groups[variant];
+      kernel_set kernels;
+      ck_assert_msg(kernel_set_create(&kernels, device, &params, p.head_dim) == CLTTT_SUCCESS, "%s",
+                    clttt_last_error());
       char label[96];
       snprintf(label, sizeof label, "heads %d/%d dim %d from %d, n %d: %s %d", p.heads, p.kv_heads, p.head_dim,
                p.position0, p.n, flash ? "flash" : "GEMM, SOFTMAX_WGS", flash ? 0 : softmax_groups[variant]);
       for (size_t i = 0; i < out_floats; i++)
         out[i] = NAN;
       p.out = upload(device, out, out_floats);
-      int status = flash ? attention_flash(device, &p) : attention_gemm(device, &p, scores, shapes[s].block_rows);
+      int status = flash ? op_attention(&kernels, &p) : attention_gemm(&kernels, &p, scores, shapes[s].block_rows);
       ck_assert_msg(status == CLTTT_SUCCESS, "%s: %s", label, clttt_last_error());
       ck_assert_int_eq(runtime_download(device, p.out, 0, out_floats * sizeof(float), out, "out"), CLTTT_SUCCESS);
       double worst = 0.0;
@@ -190,8 +195,8 @@ START_TEST(test_attention_paths_match_plain_c) {
       }
       ck_assert_msg(worst <= 2e-5, "%s: max |OpenCL - C| = %g", label, worst);
       runtime_release(&p.out);
+      kernel_set_release(&kernels);
     }
-    device->tuning = original;
     runtime_release(&scores);
     runtime_release(&p.q);
     runtime_release(&p.k_cache);

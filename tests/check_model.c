@@ -100,7 +100,7 @@ START_TEST(test_long_prefill_matches_reference) {
   for (int i = 0; i < n; i++)
     tokens[i] = (int32_t)((i * 7919 + 11) % vocab);
   clttt_session *session = NULL;
-  ck_assert_int_eq(clttt_session_create(&session, fixture.model, n), CLTTT_SUCCESS);
+  ck_assert_int_eq(test_session_create(&session, fixture.model, n), CLTTT_SUCCESS);
   float *logits = malloc((size_t)n * (size_t)vocab * sizeof *logits);
   ck_assert_int_eq(clttt_session_feed(session, tokens, n - 3, logits, 0), CLTTT_SUCCESS);
   for (int i = n - 3; i < n; i++)
@@ -153,7 +153,7 @@ START_TEST(test_last_row_only_and_reset) {
     tokens[i] = (int32_t)(i * 11 % vocab);
   float *all = test_run(fixture.model, tokens, 20, test_run_default);
   clttt_session *session = NULL;
-  ck_assert_int_eq(clttt_session_create(&session, fixture.model, 32), CLTTT_SUCCESS);
+  ck_assert_int_eq(test_session_create(&session, fixture.model, 32), CLTTT_SUCCESS);
   float *last = malloc((size_t)vocab * sizeof *last);
   for (int round = 0; round < 2; round++) {
     ck_assert_int_eq(clttt_session_feed(session, tokens, 20, last, 1), CLTTT_SUCCESS);
@@ -184,8 +184,8 @@ START_TEST(test_sessions_are_independent) {
   float *expected_a = test_run(fixture.model, a, N, test_run_default);
   float *expected_b = test_run(fixture.model, b, N, test_run_default);
   clttt_session *first = NULL, *second = NULL;
-  ck_assert_int_eq(clttt_session_create(&first, fixture.model, N), CLTTT_SUCCESS);
-  ck_assert_int_eq(clttt_session_create(&second, fixture.model, N), CLTTT_SUCCESS);
+  ck_assert_int_eq(test_session_create(&first, fixture.model, N), CLTTT_SUCCESS);
+  ck_assert_int_eq(test_session_create(&second, fixture.model, N), CLTTT_SUCCESS);
   float *got_a = malloc((size_t)N * vocab * sizeof(float)), *got_b = malloc((size_t)N * vocab * sizeof(float));
   test_feed_interleaved(first, second, a, b, N, 4, vocab, got_a, got_b);
   ck_assert_double_le(test_rows_difference(got_a, expected_a, vocab, 0, N), STREAMING_TOLERANCE);
@@ -204,7 +204,7 @@ START_TEST(test_bad_input_is_an_error) {
   test_fixture_model fixture;
   test_fixture_open(&fixture, "qwen3-tied");
   clttt_session *session = NULL;
-  ck_assert_int_eq(clttt_session_create(&session, fixture.model, 8), CLTTT_SUCCESS);
+  ck_assert_int_eq(test_session_create(&session, fixture.model, 8), CLTTT_SUCCESS);
   int32_t tokens[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
   ck_assert_int_eq(clttt_session_feed(session, tokens, 9, NULL, 0), CLTTT_ERROR_CONTEXT_FULL);
   ck_assert_ptr_nonnull(strstr(clttt_last_error(), "context"));
@@ -278,7 +278,7 @@ START_TEST(test_stories260k_greedy_story) {
   ck_assert_msg(status == CLTTT_SUCCESS, "loading %s: %s", stories, clttt_last_error());
   int vocab = clttt_model_get_config(model)->vocab_size;
   clttt_session *session = NULL;
-  ck_assert_int_eq(clttt_session_create(&session, model, 64), CLTTT_SUCCESS);
+  ck_assert_int_eq(test_session_create(&session, model, 64), CLTTT_SUCCESS);
   float *logits = malloc((size_t)vocab * sizeof *logits);
   int32_t token = expected[0];
   for (int i = 1; i < count; i++) {

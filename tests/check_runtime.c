@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "ops.h"
 #include "runtime.h"
 
 /* In CI an OpenCL device (PoCL) always exists, so none is a failure. */
@@ -106,34 +107,33 @@ END_TEST
 
 START_TEST(test_embedded_kernels_build) {
   clttt_device *device = open_default_device();
-  static const struct {
-    const char *file, *kernel, *options;
-  } kernels[] = {
-      {"elementwise.cl", "add_in_place", NULL},
-      {"elementwise.cl", "swiglu", NULL},
-      {"rmsnorm.cl", "rmsnorm", NULL},
-  };
-  for (size_t i = 0; i < sizeof kernels / sizeof kernels[0]; i++) {
-    cl_kernel kernel = NULL;
-    int status = runtime_kernel(device, kernels[i].file, kernels[i].kernel, kernels[i].options, &kernel);
-    ck_assert_msg(status == CLTTT_SUCCESS, "%s/%s: %s", kernels[i].file, kernels[i].kernel,
-                  clttt_last_error());
-    ck_assert_ptr_nonnull(kernel);
-  }
-  /* Built once: asking again returns the same kernel object. */
-  cl_kernel first = NULL, second = NULL;
-  ck_assert_int_eq(runtime_kernel(device, "elementwise.cl", "add_in_place", NULL, &first), CLTTT_SUCCESS);
-  ck_assert_int_eq(runtime_kernel(device, "elementwise.cl", "add_in_place", NULL, &second), CLTTT_SUCCESS);
-  ck_assert_ptr_eq(first, second);
+  /* Every kernel of every embedded file, each checked against the argument
+   * count its op passes. */
+  kernel_set kernels;
+  int status = kernel_set_create(&kernels, device, &device->tuning, 128);
+  ck_assert_msg(status == CLTTT_SUCCESS, "%s", clttt_last_error());
+  for (int k = 0; k < KERNEL_COUNT; k++)
+    ck_assert_ptr_nonnull(kernels.kernel[k]);
+  /* Built once: a second set shares the programs, with kernel objects of its own. */
   int programs = device->program_count;
-  ck_assert_int_eq(runtime_kernel(device, "rmsnorm.cl", "rmsnorm", NULL, &second), CLTTT_SUCCESS);
+  kernel_set second;
+  ck_assert_int_eq(kernel_set_create(&second, device, &device->tuning, 128), CLTTT_SUCCESS);
   ck_assert_int_eq(device->program_count, programs);
+  ck_assert_ptr_ne(second.kernel[KERNEL_RMSNORM], kernels.kernel[KERNEL_RMSNORM]);
+  cl_program first_program = NULL, second_program = NULL;
+  const char *options = "-cl-std=CL1.2";
+  ck_assert_int_eq(runtime_program(device, "elementwise.cl", options, &first_program), CLTTT_SUCCESS);
+  ck_assert_int_eq(runtime_program(device, "elementwise.cl", options, &second_program), CLTTT_SUCCESS);
+  ck_assert_ptr_eq(first_program, second_program);
+  kernel_set_release(&second);
+  kernel_set_release(&kernels);
 
   cl_kernel missing = NULL;
-  ck_assert_int_eq(runtime_kernel(device, "elementwise.cl", "no_such_kernel", NULL, &missing),
+  ck_assert_int_eq(runtime_create_kernel(device, first_program, "elementwise.cl", "no_such_kernel", &missing),
                    CL_INVALID_KERNEL_NAME);
-  ck_assert_int_eq(runtime_kernel(device, "no_such_file.cl", "x", NULL, &missing),
-                   CLTTT_ERROR_INVALID_ARGUMENT);
+  ck_assert_msg(strstr(clttt_last_error(), "no_such_kernel") != NULL, "%s", clttt_last_error());
+  cl_program none = NULL;
+  ck_assert_int_eq(runtime_program(device, "no_such_file.cl", options, &none), CLTTT_ERROR_INVALID_ARGUMENT);
   clttt_device_close(device);
 }
 END_TEST
@@ -151,14 +151,12 @@ START_TEST(test_round_trip) {
   ck_assert_int_eq(runtime_alloc(device, sizeof y, "y", &y_buffer), CLTTT_SUCCESS);
   ck_assert_int_eq(runtime_upload(device, x_buffer, 0, sizeof x, x, "x"), CLTTT_SUCCESS);
   ck_assert_int_eq(runtime_upload(device, y_buffer, 0, sizeof y, y, "y"), CLTTT_SUCCESS);
-  cl_kernel kernel = NULL;
-  ck_assert_int_eq(runtime_kernel(device, "elementwise.cl", "add_in_place", NULL, &kernel), CLTTT_SUCCESS);
-  int count = COUNT;
-  ck_assert_int_eq(runtime_set_args(device, kernel, "add_in_place", 3, sizeof(cl_mem), &x_buffer,
-                                    sizeof(cl_mem), &y_buffer, sizeof(int), &count),
-                   CLTTT_SUCCESS);
-  size_t global = COUNT, local = 64; /* not a divisor: the launcher rounds up */
-  ck_assert_int_eq(runtime_launch(device, kernel, "add_in_place", 1, &global, &local), CLTTT_SUCCESS);
+  /* COUNT is no multiple of the group size: the launcher rounds up and the
+   * kernel guards its bounds. */
+  kernel_set kernels;
+  ck_assert_int_eq(kernel_set_create(&kernels, device, &device->tuning, 128), CLTTT_SUCCESS);
+  ck_assert_int_eq(op_add_in_place(&kernels, x_buffer, y_buffer, COUNT), CLTTT_SUCCESS);
+  kernel_set_release(&kernels);
   ck_assert_int_eq(runtime_download(device, x_buffer, 0, sizeof result, result, "x"), CLTTT_SUCCESS);
   for (int i = 0; i < COUNT; i++)
     ck_assert_float_eq(result[i], x[i] + y[i]); /* one rounding, the same on both sides */

@@ -9,28 +9,28 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sampler.h"
+#include "clttt.h"
 
 #define DRAWS 20000
 #define TOLERANCE_STANDARD_ERRORS 4.0
 
-static sampler *make_sampler(float temperature, int top_k, float top_p, float min_p, uint64_t seed,
+static clttt_sampler *make_sampler(float temperature, int top_k, float top_p, float min_p, uint64_t seed,
                              int vocab_size) {
-  sampler_options options;
-  sampler_options_default(&options);
+  clttt_sampler_params options;
+  options = clttt_sampler_default_params();
   options.temperature = temperature;
   options.top_k = top_k;
   options.top_p = top_p;
   options.min_p = min_p;
   options.seed = seed;
-  sampler *s = NULL;
-  ck_assert_msg(sampler_create(&s, &options, vocab_size) == CLTTT_SUCCESS, "%s", clttt_last_error());
+  clttt_sampler *s = NULL;
+  ck_assert_msg(clttt_sampler_create(&s, &options, vocab_size) == CLTTT_SUCCESS, "%s", clttt_last_error());
   return s;
 }
 
-static int32_t sample_once(sampler *s, const float *logits, const int32_t *recent, int recent_count) {
+static int32_t sample_once(clttt_sampler *s, const float *logits, const int32_t *recent, int recent_count) {
   int32_t token = -1;
-  ck_assert_msg(sampler_sample(s, logits, recent, recent_count, &token) == CLTTT_SUCCESS, "%s", clttt_last_error());
+  ck_assert_msg(clttt_sampler_sample(s, logits, recent, recent_count, &token) == CLTTT_SUCCESS, "%s", clttt_last_error());
   return token;
 }
 
@@ -42,7 +42,7 @@ static void logits_from(const double *probabilities, int count, float *logits) {
 
 /* Draws DRAWS tokens; ids with expected probability 0 must never appear,
  * the others within the tolerance of `expected` (which sums to 1). */
-static void check_frequencies(sampler *s, const float *logits, const double *expected, int count, const char *what) {
+static void check_frequencies(clttt_sampler *s, const float *logits, const double *expected, int count, const char *what) {
   int histogram[64] = {0};
   ck_assert_int_le(count, 64);
   for (int draw = 0; draw < DRAWS; draw++) {
@@ -72,7 +72,7 @@ static void normalise(double *values, int count) {
 
 START_TEST(test_greedy_argmax) {
   const float logits[] = {0.1f, 2.0f, -1.0f, 2.5f, 1.5f, -INFINITY};
-  sampler *s = make_sampler(0.0f, 0, 1.0f, 0.0f, 1, 6);
+  clttt_sampler *s = make_sampler(0.0f, 0, 1.0f, 0.0f, 1, 6);
   for (int i = 0; i < 5; i++)
     ck_assert_int_eq(sample_once(s, logits, NULL, 0), 3);
   /* Ties go to the lowest id. */
@@ -81,7 +81,7 @@ START_TEST(test_greedy_argmax) {
   /* Only negative logits, the maximum last. */
   const float negative[] = {-9.0f, -8.0f, -7.0f, -6.0f, -5.0f, -4.0f};
   ck_assert_int_eq(sample_once(s, negative, NULL, 0), 5);
-  sampler_free(s);
+  clttt_sampler_free(s);
 }
 END_TEST
 
@@ -89,10 +89,10 @@ START_TEST(test_top_k_one_is_greedy) {
   const float logits[] = {0.3f, -2.0f, 1.1f, 0.9f, 1.05f, -0.5f, 0.0f, 1.0f};
   const float temperatures[] = {0.1f, 0.7f, 1.0f, 3.0f, 100.0f};
   for (size_t t = 0; t < sizeof temperatures / sizeof temperatures[0]; t++) {
-    sampler *s = make_sampler(temperatures[t], 1, 1.0f, 0.0f, 7 + t, 8);
+    clttt_sampler *s = make_sampler(temperatures[t], 1, 1.0f, 0.0f, 7 + t, 8);
     for (int draw = 0; draw < 500; draw++)
       ck_assert_int_eq(sample_once(s, logits, NULL, 0), 2);
-    sampler_free(s);
+    clttt_sampler_free(s);
   }
 }
 END_TEST
@@ -106,15 +106,15 @@ START_TEST(test_temperature_scales_distribution) {
   for (int i = 0; i < 4; i++)
     expected[i] = sqrt(probabilities[i]);
   normalise(expected, 4);
-  sampler *s = make_sampler(2.0f, 0, 1.0f, 0.0f, 11, 4);
+  clttt_sampler *s = make_sampler(2.0f, 0, 1.0f, 0.0f, 11, 4);
   check_frequencies(s, logits, expected, 4, "temperature 2");
-  sampler_free(s);
+  clttt_sampler_free(s);
 
   double plain[4];
   memcpy(plain, probabilities, sizeof plain);
   s = make_sampler(1.0f, 0, 1.0f, 0.0f, 12, 4);
   check_frequencies(s, logits, plain, 4, "temperature 1");
-  sampler_free(s);
+  clttt_sampler_free(s);
 }
 END_TEST
 
@@ -125,9 +125,9 @@ START_TEST(test_top_k) {
   logits_from(probabilities, 6, logits);
   double expected[] = {0, 0.25, 0, 0.4, 0, 0.15};
   normalise(expected, 6);
-  sampler *s = make_sampler(1.0f, 3, 1.0f, 0.0f, 21, 6);
+  clttt_sampler *s = make_sampler(1.0f, 3, 1.0f, 0.0f, 21, 6);
   check_frequencies(s, logits, expected, 6, "top_k 3");
-  sampler_free(s);
+  clttt_sampler_free(s);
 }
 END_TEST
 
@@ -139,21 +139,21 @@ START_TEST(test_top_p) {
   float logits[6];
   logits_from(probabilities, 6, logits);
   double expected[] = {0, 0.3125, 0, 0.5, 0, 0.1875};
-  sampler *s = make_sampler(1.0f, 0, 0.75f, 0.0f, 31, 6);
+  clttt_sampler *s = make_sampler(1.0f, 0, 0.75f, 0.0f, 31, 6);
   check_frequencies(s, logits, expected, 6, "top_p 0.75");
-  sampler_free(s);
+  clttt_sampler_free(s);
 
   /* A top_p below the largest probability keeps only the argmax. */
   double only[] = {0, 0, 0, 1, 0, 0};
   s = make_sampler(1.0f, 0, 0.3f, 0.0f, 32, 6);
   check_frequencies(s, logits, only, 6, "top_p 0.3");
-  sampler_free(s);
+  clttt_sampler_free(s);
 
   /* top_p after top_k: top_k 2 leaves 0.4 and 0.25 (renormalised 0.615,
    * 0.385); top_p 0.5 then keeps only the first. */
   s = make_sampler(1.0f, 2, 0.5f, 0.0f, 33, 6);
   check_frequencies(s, logits, only, 6, "top_k 2 + top_p 0.5");
-  sampler_free(s);
+  clttt_sampler_free(s);
 }
 END_TEST
 
@@ -165,9 +165,9 @@ START_TEST(test_min_p) {
   logits_from(probabilities, 6, logits);
   double expected[] = {0, 0.2, 0.5, 0.09, 0, 0.1};
   normalise(expected, 6);
-  sampler *s = make_sampler(1.0f, 0, 1.0f, 0.15f, 41, 6);
+  clttt_sampler *s = make_sampler(1.0f, 0, 1.0f, 0.15f, 41, 6);
   check_frequencies(s, logits, expected, 6, "min_p 0.15");
-  sampler_free(s);
+  clttt_sampler_free(s);
 
   /* Relative to the top probability after temperature: at temperature 2
    * probabilities go as sqrt(p), so relative to the top they are
@@ -180,24 +180,24 @@ START_TEST(test_min_p) {
   normalise(warmed, 6);
   s = make_sampler(2.0f, 0, 1.0f, 0.33f, 42, 6);
   check_frequencies(s, logits, warmed, 6, "temperature 2 + min_p 0.33");
-  sampler_free(s);
+  clttt_sampler_free(s);
 }
 END_TEST
 
-static sampler *make_penalty_sampler(float penalty, int window) {
-  sampler_options options;
-  sampler_options_default(&options);
+static clttt_sampler *make_penalty_sampler(float penalty, int window) {
+  clttt_sampler_params options;
+  options = clttt_sampler_default_params();
   options.repetition_penalty = penalty;
   options.repetition_window = window;
-  sampler *s = NULL;
-  ck_assert_int_eq(sampler_create(&s, &options, 8), CLTTT_SUCCESS);
+  clttt_sampler *s = NULL;
+  ck_assert_int_eq(clttt_sampler_create(&s, &options, 8), CLTTT_SUCCESS);
   return s;
 }
 
 START_TEST(test_repetition_penalty) {
   float logits[] = {2.0f, 1.8f, -0.5f, -0.4f, 0.0f, -3.0f, -3.0f, -3.0f};
   const float original[] = {2.0f, 1.8f, -0.5f, -0.4f, 0.0f, -3.0f, -3.0f, -3.0f};
-  sampler *s = make_penalty_sampler(1.5f, 4);
+  clttt_sampler *s = make_penalty_sampler(1.5f, 4);
   ck_assert_int_eq(sample_once(s, logits, NULL, 0), 0);
   /* Positive logit divided: 2.0 / 1.5 = 1.33 < 1.8. */
   const int32_t saw_zero[] = {0};
@@ -210,7 +210,7 @@ START_TEST(test_repetition_penalty) {
   /* Outside the window of 4 the penalty no longer applies. */
   const int32_t long_ago[] = {0, 5, 6, 7, 5};
   ck_assert_int_eq(sample_once(s, logits, long_ago, 5), 0);
-  sampler_free(s);
+  clttt_sampler_free(s);
 
   /* Negative logits are multiplied: -0.4 * 2 = -0.8 < -0.5. */
   float negative[] = {-1.0f, -3.0f, -0.5f, -0.4f, -2.0f, -3.0f, -3.0f, -3.0f};
@@ -224,8 +224,8 @@ START_TEST(test_repetition_penalty) {
   /* Ids outside the vocabulary are an error, not a silent skip. */
   const int32_t bad[] = {1, 8};
   int32_t token = -1;
-  ck_assert_int_eq(sampler_sample(s, negative, bad, 2, &token), CLTTT_ERROR_INVALID_ARGUMENT);
-  sampler_free(s);
+  ck_assert_int_eq(clttt_sampler_sample(s, negative, bad, 2, &token), CLTTT_ERROR_INVALID_ARGUMENT);
+  clttt_sampler_free(s);
 }
 END_TEST
 
@@ -233,10 +233,10 @@ static void draw_sequence(uint64_t seed, int32_t *tokens, int count) {
   float logits[16];
   for (int i = 0; i < 16; i++)
     logits[i] = 0.1f * (float)i;
-  sampler *s = make_sampler(1.0f, 0, 1.0f, 0.0f, seed, 16);
+  clttt_sampler *s = make_sampler(1.0f, 0, 1.0f, 0.0f, seed, 16);
   for (int i = 0; i < count; i++)
     tokens[i] = sample_once(s, logits, NULL, 0);
-  sampler_free(s);
+  clttt_sampler_free(s);
 }
 
 START_TEST(test_seeds) {
@@ -254,14 +254,14 @@ START_TEST(test_seeds) {
   float logits[16];
   for (int i = 0; i < 16; i++)
     logits[i] = 0.1f * (float)i;
-  sampler *s = make_sampler(1.0f, 0, 1.0f, 0.0f, 99, 16);
+  clttt_sampler *s = make_sampler(1.0f, 0, 1.0f, 0.0f, 99, 16);
   for (int i = 0; i < 37; i++)
     sample_once(s, logits, NULL, 0);
-  sampler_reseed(s, 1234);
-  ck_assert_uint_eq(sampler_get_options(s)->seed, 1234);
+  clttt_sampler_reseed(s, 1234);
+  ck_assert_uint_eq(clttt_sampler_get_params(s)->seed, 1234);
   for (int i = 0; i < 200; i++)
     ck_assert_int_eq(sample_once(s, logits, NULL, 0), first[i]);
-  sampler_free(s);
+  clttt_sampler_free(s);
 
   /* The generator is integer-only and fully specified, so these draws are
    * the same on every machine; a change here changes every seeded run. */
@@ -270,17 +270,17 @@ START_TEST(test_seeds) {
 }
 END_TEST
 
-static void expect_rejected(sampler_options options, int vocab_size, const char *name) {
-  sampler *s = (sampler *)&options; /* any non-NULL value: must be reset to NULL */
-  ck_assert_int_eq(sampler_create(&s, &options, vocab_size), CLTTT_ERROR_INVALID_ARGUMENT);
+static void expect_rejected(clttt_sampler_params options, int vocab_size, const char *name) {
+  clttt_sampler *s = (clttt_sampler *)&options; /* any non-NULL value: must be reset to NULL */
+  ck_assert_int_eq(clttt_sampler_create(&s, &options, vocab_size), CLTTT_ERROR_INVALID_ARGUMENT);
   ck_assert_ptr_null(s);
   ck_assert_msg(strstr(clttt_last_error(), name) != NULL, "message does not name %s: %s", name, clttt_last_error());
 }
 
 START_TEST(test_invalid_options) {
-  sampler_options base;
-  sampler_options_default(&base);
-  sampler_options options;
+  clttt_sampler_params base;
+  base = clttt_sampler_default_params();
+  clttt_sampler_params options;
   options = base, options.temperature = -0.5f, expect_rejected(options, 8, "temperature");
   options = base, options.temperature = NAN, expect_rejected(options, 8, "temperature");
   options = base, options.temperature = INFINITY, expect_rejected(options, 8, "temperature");
@@ -298,25 +298,25 @@ START_TEST(test_invalid_options) {
 
   /* The edges of the ranges are accepted. */
   options = base, options.top_p = 1.0f, options.min_p = 1.0f, options.temperature = 1e-6f;
-  sampler *s = NULL;
-  ck_assert_int_eq(sampler_create(&s, &options, 4), CLTTT_SUCCESS);
+  clttt_sampler *s = NULL;
+  ck_assert_int_eq(clttt_sampler_create(&s, &options, 4), CLTTT_SUCCESS);
   /* A temperature this small behaves as greedy without overflowing. */
   const float logits[] = {0.0f, 1.0f, 0.999f, -INFINITY};
   ck_assert_int_eq(sample_once(s, logits, NULL, 0), 1);
-  sampler_free(s);
-  ck_assert_int_eq(sampler_create(&s, NULL, 4), CLTTT_SUCCESS); /* NULL options: the defaults */
+  clttt_sampler_free(s);
+  ck_assert_int_eq(clttt_sampler_create(&s, NULL, 4), CLTTT_SUCCESS); /* NULL options: the defaults */
   ck_assert_int_eq(sample_once(s, logits, NULL, 0), 1);
 
   /* Bad logits. */
   int32_t token;
   const float with_nan[] = {0.0f, NAN, 1.0f, 2.0f};
-  ck_assert_int_eq(sampler_sample(s, with_nan, NULL, 0, &token), CLTTT_ERROR_INVALID_ARGUMENT);
+  ck_assert_int_eq(clttt_sampler_sample(s, with_nan, NULL, 0, &token), CLTTT_ERROR_INVALID_ARGUMENT);
   ck_assert_ptr_nonnull(strstr(clttt_last_error(), "NaN"));
   const float masked[] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
-  ck_assert_int_eq(sampler_sample(s, masked, NULL, 0, &token), CLTTT_ERROR_INVALID_ARGUMENT);
-  ck_assert_int_eq(sampler_sample(s, NULL, NULL, 0, &token), CLTTT_ERROR_INVALID_ARGUMENT);
-  ck_assert_int_eq(sampler_sample(s, logits, NULL, 2, &token), CLTTT_ERROR_INVALID_ARGUMENT);
-  sampler_free(s);
+  ck_assert_int_eq(clttt_sampler_sample(s, masked, NULL, 0, &token), CLTTT_ERROR_INVALID_ARGUMENT);
+  ck_assert_int_eq(clttt_sampler_sample(s, NULL, NULL, 0, &token), CLTTT_ERROR_INVALID_ARGUMENT);
+  ck_assert_int_eq(clttt_sampler_sample(s, logits, NULL, 2, &token), CLTTT_ERROR_INVALID_ARGUMENT);
+  clttt_sampler_free(s);
 }
 END_TEST
 

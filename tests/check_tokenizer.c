@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 
 #include "test_util.h"
-#include "tokenizer.h"
+#include "clttt.h"
 
 /* The two tokenizer.json directories the golden files cover; loop tests
  * index this table. */
@@ -148,20 +148,20 @@ static void free_rows(id_row *rows, int count) {
   free(rows);
 }
 
-static tokenizer *load_named(const char *name) {
+static clttt_tokenizer *load_named(const char *name) {
   char directory[4096];
   snprintf(directory, sizeof directory, "%s/tokenizer/%s", data_directory(), name);
-  tokenizer *tok = NULL;
-  int status = tokenizer_load(&tok, directory);
+  clttt_tokenizer *tok = NULL;
+  int status = clttt_tokenizer_load(&tok, directory);
   ck_assert_msg(status == CLTTT_SUCCESS, "loading %s: %s", directory, clttt_last_error());
   return tok;
 }
 
-static tokenizer *load_stories(void) {
-  tokenizer *tok = NULL;
-  int status = tokenizer_load(&tok, stories_directory());
+static clttt_tokenizer *load_stories(void) {
+  clttt_tokenizer *tok = NULL;
+  int status = clttt_tokenizer_load(&tok, stories_directory());
   ck_assert_msg(status == CLTTT_SUCCESS, "loading stories260K: %s", clttt_last_error());
-  ck_assert_str_eq(tokenizer_kind_name(tok), "llama2c");
+  ck_assert_str_eq(clttt_tokenizer_kind_name(tok), "llama2c");
   return tok;
 }
 
@@ -214,17 +214,17 @@ START_TEST(test_bpe_expected_ids) {
   string_list cases = load_cases("cases.txt");
   ck_assert_int_gt(cases.count, 50);
   id_row *expected = load_expected(expected_name, cases.count);
-  tokenizer *tok = load_named(name);
-  ck_assert_str_eq(tokenizer_kind_name(tok), "bpe");
+  clttt_tokenizer *tok = load_named(name);
+  ck_assert_str_eq(clttt_tokenizer_kind_name(tok), "bpe");
   for (int i = 0; i < cases.count; i++) {
     int32_t *ids = NULL;
     int count = -1;
-    ck_assert_msg(tokenizer_encode(tok, cases.items[i], 0, &ids, &count) == CLTTT_SUCCESS, "%s case %d: %s", name,
+    ck_assert_msg(clttt_tokenizer_encode(tok, cases.items[i], 0, &ids, &count) == CLTTT_SUCCESS, "%s case %d: %s", name,
                   i + 1, clttt_last_error());
     assert_ids_equal(ids, count, &expected[i], name, cases.items[i]);
     free(ids);
   }
-  tokenizer_free(tok);
+  clttt_tokenizer_free(tok);
   free_rows(expected, cases.count);
   free_cases(&cases);
 }
@@ -233,18 +233,18 @@ END_TEST
 START_TEST(test_bpe_round_trip) {
   const char *name = bpe_names[_i];
   string_list cases = load_cases("cases.txt");
-  tokenizer *tok = load_named(name);
+  clttt_tokenizer *tok = load_named(name);
   for (int i = 0; i < cases.count; i++) {
     int32_t *ids = NULL;
     int count = 0;
-    ck_assert_int_eq(tokenizer_encode(tok, cases.items[i], 0, &ids, &count), CLTTT_SUCCESS);
+    ck_assert_int_eq(clttt_tokenizer_encode(tok, cases.items[i], 0, &ids, &count), CLTTT_SUCCESS);
     char *text = NULL;
-    ck_assert_msg(tokenizer_decode(tok, ids, count, &text) == CLTTT_SUCCESS, "%s: %s", name, clttt_last_error());
+    ck_assert_msg(clttt_tokenizer_decode(tok, ids, count, &text) == CLTTT_SUCCESS, "%s: %s", name, clttt_last_error());
     ck_assert_msg(strcmp(text, cases.items[i]) == 0, "%s: \"%s\" decoded back as \"%s\"", name, cases.items[i], text);
     free(text);
     free(ids);
   }
-  tokenizer_free(tok);
+  clttt_tokenizer_free(tok);
   free_cases(&cases);
 }
 END_TEST
@@ -252,24 +252,24 @@ END_TEST
 /* Every case streamed id by id: each chunk is whole characters, and the
  * chunks plus the flush are the text. Some case must have held a split
  * character back, or the test would not exercise the point of streaming. */
-static void check_streaming(tokenizer *tok, const string_list *cases, int add_bos, const char *name) {
-  tokenizer_stream *stream = NULL;
-  ck_assert_int_eq(tokenizer_stream_create(&stream, tok), CLTTT_SUCCESS);
+static void check_streaming(clttt_tokenizer *tok, const string_list *cases, int add_bos, const char *name) {
+  clttt_tokenizer_stream *stream = NULL;
+  ck_assert_int_eq(clttt_tokenizer_stream_create(&stream, tok), CLTTT_SUCCESS);
   int held_back = 0;
   for (int i = 0; i < cases->count; i++) {
     int32_t *ids = NULL;
     int count = 0;
-    ck_assert_int_eq(tokenizer_encode(tok, cases->items[i], add_bos, &ids, &count), CLTTT_SUCCESS);
+    ck_assert_int_eq(clttt_tokenizer_encode(tok, cases->items[i], add_bos, &ids, &count), CLTTT_SUCCESS);
     size_t capacity = strlen(cases->items[i]) + 1, used = 0;
     char *joined = calloc(capacity, 1);
     ck_assert_ptr_nonnull(joined);
-    tokenizer_stream_reset(stream);
+    clttt_tokenizer_stream_reset(stream);
     for (int k = 0; k <= count; k++) {
       const char *chunk = NULL;
       if (k < count)
-        ck_assert_int_eq(tokenizer_stream_put(stream, ids[k], &chunk), CLTTT_SUCCESS);
+        ck_assert_int_eq(clttt_tokenizer_stream_put(stream, ids[k], &chunk), CLTTT_SUCCESS);
       else
-        ck_assert_int_eq(tokenizer_stream_flush(stream, &chunk), CLTTT_SUCCESS);
+        ck_assert_int_eq(clttt_tokenizer_stream_flush(stream, &chunk), CLTTT_SUCCESS);
       ck_assert_msg(is_complete_utf8(chunk), "%s: \"%s\": token %d emitted a partial character", name,
                     cases->items[i], k);
       size_t length = strlen(chunk);
@@ -277,7 +277,7 @@ static void check_streaming(tokenizer *tok, const string_list *cases, int add_bo
                     cases->items[i]);
       if (k < count && length == 0) {
         char *alone = NULL;
-        ck_assert_int_eq(tokenizer_decode(tok, &ids[k], 1, &alone), CLTTT_SUCCESS);
+        ck_assert_int_eq(clttt_tokenizer_decode(tok, &ids[k], 1, &alone), CLTTT_SUCCESS);
         held_back |= alone[0] != '\0';
         free(alone);
       }
@@ -290,14 +290,14 @@ static void check_streaming(tokenizer *tok, const string_list *cases, int add_bo
     free(ids);
   }
   ck_assert_msg(held_back, "%s: no case split a character across tokens", name);
-  tokenizer_stream_free(stream);
+  clttt_tokenizer_stream_free(stream);
 }
 
 START_TEST(test_bpe_streaming) {
   string_list cases = load_cases("cases.txt");
-  tokenizer *tok = load_named(bpe_names[_i]);
+  clttt_tokenizer *tok = load_named(bpe_names[_i]);
   check_streaming(tok, &cases, 0, bpe_names[_i]);
-  tokenizer_free(tok);
+  clttt_tokenizer_free(tok);
   free_cases(&cases);
 }
 END_TEST
@@ -305,114 +305,114 @@ END_TEST
 /* Bytes that can never complete a character come out as they are, and
  * invalid UTF-8 input survives encode and decode byte for byte. */
 START_TEST(test_bpe_invalid_utf8) {
-  tokenizer *tok = load_named("qwen-like");
+  clttt_tokenizer *tok = load_named("qwen-like");
   const char *text = "ok \xff\xfe bad \xe4\xbd lead \xe4\xbd\xa0 good \x80";
   int32_t *ids = NULL;
   int count = 0;
-  ck_assert_int_eq(tokenizer_encode(tok, text, 0, &ids, &count), CLTTT_SUCCESS);
+  ck_assert_int_eq(clttt_tokenizer_encode(tok, text, 0, &ids, &count), CLTTT_SUCCESS);
   char *decoded = NULL;
-  ck_assert_int_eq(tokenizer_decode(tok, ids, count, &decoded), CLTTT_SUCCESS);
+  ck_assert_int_eq(clttt_tokenizer_decode(tok, ids, count, &decoded), CLTTT_SUCCESS);
   ck_assert_str_eq(decoded, text);
   free(decoded);
 
-  tokenizer_stream *stream = NULL;
-  ck_assert_int_eq(tokenizer_stream_create(&stream, tok), CLTTT_SUCCESS);
+  clttt_tokenizer_stream *stream = NULL;
+  ck_assert_int_eq(clttt_tokenizer_stream_create(&stream, tok), CLTTT_SUCCESS);
   char joined[128] = {0};
   for (int k = 0; k < count; k++) {
     const char *chunk = NULL;
-    ck_assert_int_eq(tokenizer_stream_put(stream, ids[k], &chunk), CLTTT_SUCCESS);
+    ck_assert_int_eq(clttt_tokenizer_stream_put(stream, ids[k], &chunk), CLTTT_SUCCESS);
     strcat(joined, chunk);
   }
   const char *rest = NULL;
-  ck_assert_int_eq(tokenizer_stream_flush(stream, &rest), CLTTT_SUCCESS);
+  ck_assert_int_eq(clttt_tokenizer_stream_flush(stream, &rest), CLTTT_SUCCESS);
   strcat(joined, rest);
   ck_assert_str_eq(joined, text);
-  tokenizer_stream_free(stream);
+  clttt_tokenizer_stream_free(stream);
   free(ids);
-  tokenizer_free(tok);
+  clttt_tokenizer_free(tok);
 }
 END_TEST
 
-static void assert_encodes_to(const tokenizer *tok, const char *text, int add_bos, const int32_t *expected,
+static void assert_encodes_to(const clttt_tokenizer *tok, const char *text, int add_bos, const int32_t *expected,
                               int expected_count) {
   int32_t *ids = NULL;
   int count = 0;
-  ck_assert_int_eq(tokenizer_encode(tok, text, add_bos, &ids, &count), CLTTT_SUCCESS);
+  ck_assert_int_eq(clttt_tokenizer_encode(tok, text, add_bos, &ids, &count), CLTTT_SUCCESS);
   id_row row = {(int32_t *)expected, expected_count};
   assert_ids_equal(ids, count, &row, "special tokens", text);
   free(ids);
 }
 
 START_TEST(test_special_tokens) {
-  tokenizer *qwen = load_named("qwen-like");
-  int32_t start = tokenizer_token_to_id(qwen, "<|im_start|>");
-  int32_t end = tokenizer_token_to_id(qwen, "<|im_end|>");
-  int32_t think = tokenizer_token_to_id(qwen, "<think>");
-  int32_t end_of_text = tokenizer_token_to_id(qwen, "<|endoftext|>");
+  clttt_tokenizer *qwen = load_named("qwen-like");
+  int32_t start = clttt_tokenizer_token_to_id(qwen, "<|im_start|>");
+  int32_t end = clttt_tokenizer_token_to_id(qwen, "<|im_end|>");
+  int32_t think = clttt_tokenizer_token_to_id(qwen, "<think>");
+  int32_t end_of_text = clttt_tokenizer_token_to_id(qwen, "<|endoftext|>");
   ck_assert_int_eq(start, 1500);
   ck_assert_int_eq(end, 1501);
   ck_assert_int_eq(think, 1502);
   ck_assert_int_eq(end_of_text, 0);
-  ck_assert(tokenizer_is_special(qwen, start));
-  ck_assert(tokenizer_is_special(qwen, end_of_text));
-  ck_assert(!tokenizer_is_special(qwen, think)); /* added, but not special */
-  ck_assert(!tokenizer_is_special(qwen, 100));
-  ck_assert_int_eq(tokenizer_token_to_id(qwen, "<|im_start"), -1);
+  ck_assert(clttt_tokenizer_is_special(qwen, start));
+  ck_assert(clttt_tokenizer_is_special(qwen, end_of_text));
+  ck_assert(!clttt_tokenizer_is_special(qwen, think)); /* added, but not special */
+  ck_assert(!clttt_tokenizer_is_special(qwen, 100));
+  ck_assert_int_eq(clttt_tokenizer_token_to_id(qwen, "<|im_start"), -1);
   /* HuggingFace: <|im_start|>user\nHi<|im_end|> */
   const int32_t chat[] = {1500, 85, 83, 257, 199, 40, 73, 1501};
   assert_encodes_to(qwen, "<|im_start|>user\nHi<|im_end|>", 0, chat, 8);
   /* Qwen has no BOS: add_bos changes nothing; EOS from tokenizer_config.json. */
   assert_encodes_to(qwen, "<|im_start|>user\nHi<|im_end|>", 1, chat, 8);
-  ck_assert_int_eq(tokenizer_bos(qwen), -1);
-  ck_assert_int_eq(tokenizer_eos(qwen), end);
+  ck_assert_int_eq(clttt_tokenizer_bos(qwen), -1);
+  ck_assert_int_eq(clttt_tokenizer_eos(qwen), end);
   const int32_t adjacent[] = {start, end, 0, think};
   assert_encodes_to(qwen, "<|im_start|><|im_end|><|endoftext|><think>", 0, adjacent, 4);
   char *text = NULL;
-  ck_assert_int_eq(tokenizer_decode(qwen, adjacent, 4, &text), CLTTT_SUCCESS);
+  ck_assert_int_eq(clttt_tokenizer_decode(qwen, adjacent, 4, &text), CLTTT_SUCCESS);
   ck_assert_str_eq(text, "<|im_start|><|im_end|><|endoftext|><think>");
   free(text);
-  ck_assert_int_eq(tokenizer_vocab_size(qwen), 1504);
+  ck_assert_int_eq(clttt_tokenizer_vocab_size(qwen), 1504);
   /* Vocabulary pieces are named as tokenizer.json spells them. */
-  ck_assert_int_eq(tokenizer_token_to_id(qwen, "\xc4\xa0the"), 285); /* "Ġthe" */
-  ck_assert_int_eq(tokenizer_token_to_id(qwen, "\xc4\x8a"), 199);    /* "Ċ", a newline */
+  ck_assert_int_eq(clttt_tokenizer_token_to_id(qwen, "\xc4\xa0the"), 285); /* "Ġthe" */
+  ck_assert_int_eq(clttt_tokenizer_token_to_id(qwen, "\xc4\x8a"), 199);    /* "Ċ", a newline */
   const int32_t the[] = {285, 199};
-  ck_assert_int_eq(tokenizer_decode(qwen, the, 2, &text), CLTTT_SUCCESS);
+  ck_assert_int_eq(clttt_tokenizer_decode(qwen, the, 2, &text), CLTTT_SUCCESS);
   ck_assert_str_eq(text, " the\n");
   free(text);
-  tokenizer_free(qwen);
+  clttt_tokenizer_free(qwen);
 
-  tokenizer *llama = load_named("llama3-like");
-  int32_t begin = tokenizer_token_to_id(llama, "<|begin_of_text|>");
+  clttt_tokenizer *llama = load_named("llama3-like");
+  int32_t begin = clttt_tokenizer_token_to_id(llama, "<|begin_of_text|>");
   ck_assert_int_eq(begin, 0);
-  ck_assert_int_eq(tokenizer_bos(llama), begin); /* from the TemplateProcessing post-processor */
-  ck_assert_int_eq(tokenizer_eos(llama), tokenizer_token_to_id(llama, "<|end_of_text|>"));
+  ck_assert_int_eq(clttt_tokenizer_bos(llama), begin); /* from the TemplateProcessing post-processor */
+  ck_assert_int_eq(clttt_tokenizer_eos(llama), clttt_tokenizer_token_to_id(llama, "<|end_of_text|>"));
   /* HuggingFace with add_special_tokens: [0, 41, 70, 318, 80] for "Hello". */
   const int32_t hello[] = {0, 41, 70, 318, 80};
   assert_encodes_to(llama, "Hello", 1, hello, 5);
   assert_encodes_to(llama, "Hello", 0, hello + 1, 4);
   const int32_t wrapped[] = {0, 0, 41, 70, 318, 80, 1};
   assert_encodes_to(llama, "<|begin_of_text|>Hello<|end_of_text|>", 1, wrapped, 7);
-  tokenizer_free(llama);
+  clttt_tokenizer_free(llama);
 }
 END_TEST
 
 START_TEST(test_decode_rejects_unknown_id) {
-  tokenizer *tok = load_named("qwen-like");
+  clttt_tokenizer *tok = load_named("qwen-like");
   char *text = NULL;
   const int32_t outside[] = {40, 99999};
-  ck_assert_int_eq(tokenizer_decode(tok, outside, 2, &text), CLTTT_ERROR_INVALID_ARGUMENT);
+  ck_assert_int_eq(clttt_tokenizer_decode(tok, outside, 2, &text), CLTTT_ERROR_INVALID_ARGUMENT);
   ck_assert_ptr_null(text);
   const int32_t negative[] = {-1};
-  ck_assert_int_eq(tokenizer_decode(tok, negative, 1, &text), CLTTT_ERROR_INVALID_ARGUMENT);
-  tokenizer_stream *stream = NULL;
-  ck_assert_int_eq(tokenizer_stream_create(&stream, tok), CLTTT_SUCCESS);
+  ck_assert_int_eq(clttt_tokenizer_decode(tok, negative, 1, &text), CLTTT_ERROR_INVALID_ARGUMENT);
+  clttt_tokenizer_stream *stream = NULL;
+  ck_assert_int_eq(clttt_tokenizer_stream_create(&stream, tok), CLTTT_SUCCESS);
   const char *chunk = NULL;
-  ck_assert_int_eq(tokenizer_stream_put(stream, 1504, &chunk), CLTTT_ERROR_INVALID_ARGUMENT);
-  tokenizer_stream_free(stream);
-  ck_assert_int_eq(tokenizer_decode(tok, NULL, 0, &text), CLTTT_SUCCESS);
+  ck_assert_int_eq(clttt_tokenizer_stream_put(stream, 1504, &chunk), CLTTT_ERROR_INVALID_ARGUMENT);
+  clttt_tokenizer_stream_free(stream);
+  ck_assert_int_eq(clttt_tokenizer_decode(tok, NULL, 0, &text), CLTTT_SUCCESS);
   ck_assert_str_eq(text, "");
   free(text);
-  tokenizer_free(tok);
+  clttt_tokenizer_free(tok);
 }
 END_TEST
 
@@ -423,8 +423,8 @@ static int load_from_text(const char *json, char *directory, size_t capacity) {
   test_make_temporary_directory(directory, capacity);
   if (json)
     test_write_text(directory, "tokenizer.json", json);
-  tokenizer *tok = NULL;
-  int status = tokenizer_load(&tok, directory);
+  clttt_tokenizer *tok = NULL;
+  int status = clttt_tokenizer_load(&tok, directory);
   ck_assert_ptr_null(tok);
   return status;
 }
@@ -483,12 +483,12 @@ START_TEST(test_missing_files) {
   test_remove_directory(directory);
 
   const char *absent = "/nonexistent/clttt-tokenizer-test";
-  tokenizer *tok = NULL;
-  ck_assert_int_eq(tokenizer_load(&tok, absent), CLTTT_ERROR_IO);
+  clttt_tokenizer *tok = NULL;
+  ck_assert_int_eq(clttt_tokenizer_load(&tok, absent), CLTTT_ERROR_IO);
   ck_assert_ptr_null(tok);
   ck_assert_msg(strstr(clttt_last_error(), absent) != NULL, "message does not name %s: %s", absent,
                 clttt_last_error());
-  ck_assert_int_eq(tokenizer_load(NULL, absent), CLTTT_ERROR_INVALID_ARGUMENT);
+  ck_assert_int_eq(clttt_tokenizer_load(NULL, absent), CLTTT_ERROR_INVALID_ARGUMENT);
 }
 END_TEST
 
@@ -499,23 +499,23 @@ START_TEST(test_stories_expected_ids) {
   string_list cases = load_cases("stories260K-cases.txt");
   ck_assert_int_gt(cases.count, 5);
   id_row *expected = load_expected("expected-stories260K.txt", cases.count);
-  tokenizer *tok = load_stories();
-  ck_assert_int_eq(tokenizer_vocab_size(tok), 512);
-  ck_assert_int_eq(tokenizer_bos(tok), 1);
-  ck_assert_int_eq(tokenizer_eos(tok), 2);
+  clttt_tokenizer *tok = load_stories();
+  ck_assert_int_eq(clttt_tokenizer_vocab_size(tok), 512);
+  ck_assert_int_eq(clttt_tokenizer_bos(tok), 1);
+  ck_assert_int_eq(clttt_tokenizer_eos(tok), 2);
   for (int i = 0; i < cases.count; i++) {
     int32_t *ids = NULL;
     int count = 0;
-    ck_assert_int_eq(tokenizer_encode(tok, cases.items[i], 1, &ids, &count), CLTTT_SUCCESS);
+    ck_assert_int_eq(clttt_tokenizer_encode(tok, cases.items[i], 1, &ids, &count), CLTTT_SUCCESS);
     assert_ids_equal(ids, count, &expected[i], "stories260K", cases.items[i]);
     char *text = NULL;
-    ck_assert_int_eq(tokenizer_decode(tok, ids, count, &text), CLTTT_SUCCESS);
+    ck_assert_int_eq(clttt_tokenizer_decode(tok, ids, count, &text), CLTTT_SUCCESS);
     ck_assert_msg(strcmp(text, cases.items[i]) == 0, "\"%s\" decoded back as \"%s\"", cases.items[i], text);
     free(text);
     free(ids);
   }
   check_streaming(tok, &cases, 1, "stories260K");
-  tokenizer_free(tok);
+  clttt_tokenizer_free(tok);
   free_rows(expected, cases.count);
   free_cases(&cases);
 }
@@ -528,34 +528,34 @@ START_TEST(test_stories_greedy_text) {
   id_row ids = parse_ids(lines[0]);
   ck_assert_int_eq(ids.count, 61);
   char *expected = decode_json_string(lines[1], "stories260K-greedy.txt", 2);
-  tokenizer *tok = load_stories();
+  clttt_tokenizer *tok = load_stories();
   char *decoded = NULL;
-  ck_assert_int_eq(tokenizer_decode(tok, ids.ids, ids.count, &decoded), CLTTT_SUCCESS);
+  ck_assert_int_eq(clttt_tokenizer_decode(tok, ids.ids, ids.count, &decoded), CLTTT_SUCCESS);
   ck_assert_str_eq(decoded, expected);
 
   /* Streamed the way the CLI prints generated tokens. */
-  tokenizer_stream *stream = NULL;
-  ck_assert_int_eq(tokenizer_stream_create(&stream, tok), CLTTT_SUCCESS);
+  clttt_tokenizer_stream *stream = NULL;
+  ck_assert_int_eq(clttt_tokenizer_stream_create(&stream, tok), CLTTT_SUCCESS);
   char *joined = calloc(strlen(expected) + 1, 1);
   ck_assert_ptr_nonnull(joined);
   for (int k = 0; k < ids.count; k++) {
     const char *chunk = NULL;
-    ck_assert_int_eq(tokenizer_stream_put(stream, ids.ids[k], &chunk), CLTTT_SUCCESS);
+    ck_assert_int_eq(clttt_tokenizer_stream_put(stream, ids.ids[k], &chunk), CLTTT_SUCCESS);
     ck_assert_uint_le(strlen(joined) + strlen(chunk), strlen(expected));
     strcat(joined, chunk);
   }
   ck_assert_str_eq(joined, expected);
-  ck_assert_int_eq(tokenizer_token_to_id(tok, "<s>"), 1);
-  ck_assert_int_eq(tokenizer_token_to_id(tok, "</s>"), 2);
-  ck_assert_int_eq(tokenizer_token_to_id(tok, " the"), 265);
-  ck_assert_int_eq(tokenizer_token_to_id(tok, "<0x0A>"), 13);
-  ck_assert(tokenizer_is_special(tok, 1));
-  ck_assert(!tokenizer_is_special(tok, 300));
+  ck_assert_int_eq(clttt_tokenizer_token_to_id(tok, "<s>"), 1);
+  ck_assert_int_eq(clttt_tokenizer_token_to_id(tok, "</s>"), 2);
+  ck_assert_int_eq(clttt_tokenizer_token_to_id(tok, " the"), 265);
+  ck_assert_int_eq(clttt_tokenizer_token_to_id(tok, "<0x0A>"), 13);
+  ck_assert(clttt_tokenizer_is_special(tok, 1));
+  ck_assert(!clttt_tokenizer_is_special(tok, 300));
 
-  tokenizer_stream_free(stream);
+  clttt_tokenizer_stream_free(stream);
   free(joined);
   free(decoded);
-  tokenizer_free(tok);
+  clttt_tokenizer_free(tok);
   free(expected);
   free(ids.ids);
   free(lines);

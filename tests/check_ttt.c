@@ -180,8 +180,8 @@ START_TEST(test_fast_weights_do_not_leak_between_sessions) {
   float *expected_a = test_run(fixture.model, a, n, test_run_default);
   float *expected_b = test_run(fixture.model, b, n, test_run_default);
   clttt_session *first = NULL, *second = NULL;
-  ck_assert_int_eq(clttt_session_create(&first, fixture.model, n), CLTTT_SUCCESS);
-  ck_assert_int_eq(clttt_session_create(&second, fixture.model, n), CLTTT_SUCCESS);
+  ck_assert_int_eq(test_session_create(&first, fixture.model, n), CLTTT_SUCCESS);
+  ck_assert_int_eq(test_session_create(&second, fixture.model, n), CLTTT_SUCCESS);
   float *got_a = malloc((size_t)n * vocab * sizeof(float)), *got_b = malloc((size_t)n * vocab * sizeof(float));
   test_feed_interleaved(first, second, a, b, n, C / 2 + 1, vocab, got_a, got_b);
   ck_assert_double_le(test_rows_difference(got_a, expected_a, vocab, 0, n), STREAMING_TOLERANCE);
@@ -233,6 +233,8 @@ START_TEST(test_prefix_form_equals_sequential) {
   cl_mem t = random_buffer(device, (size_t)n * d, 4, 1.0f, "t");
   cl_mem W0 = random_buffer(device, (size_t)d * f, 5, 0.2f, "W0");
   ttt_layer layer = {d, f, C, 0.05f, conv, projection};
+  kernel_set kernels;
+  ck_assert_int_eq(kernel_set_create(&kernels, device, &device->tuning, 128), CLTTT_SUCCESS);
   for (int with_projection = 0; with_projection < 2; with_projection++) {
     layer.projection = with_projection ? projection : NULL;
     cl_mem W = NULL, out_sequential = NULL, out_prefix = NULL, W_final = NULL;
@@ -241,14 +243,14 @@ START_TEST(test_prefix_form_equals_sequential) {
     ck_assert_int_eq(runtime_alloc(device, (size_t)n * d * sizeof(float), "out", &out_sequential), CLTTT_SUCCESS);
     ck_assert_int_eq(runtime_alloc(device, (size_t)n * d * sizeof(float), "out", &out_prefix), CLTTT_SUCCESS);
     ck_assert_int_eq(runtime_alloc(device, (size_t)d * f * sizeof(float), "W_final", &W_final), CLTTT_SUCCESS);
-    int status = ttt_sequential_form(device, &layer, W, n, h, t, out_sequential);
+    int status = ttt_sequential_form(&kernels, &layer, W, n, h, t, out_sequential);
     ck_assert_msg(status == CLTTT_SUCCESS, "%s", clttt_last_error());
     float *sequential = download(device, out_sequential, (size_t)n * d);
     float *W_sequential = download(device, W, (size_t)d * f);
     double scale = test_max_abs(sequential, (size_t)n * d);
     const int ranges[] = {1, 3, 4, 11, 20};
     for (int r = 0; r < 5; r++) {
-      status = ttt_prefix_form(device, &layer, W0, n, h, t, ranges[r], out_prefix, W_final);
+      status = ttt_prefix_form(&kernels, &layer, W0, n, h, t, ranges[r], out_prefix, W_final);
       ck_assert_msg(status == CLTTT_SUCCESS, "%s", clttt_last_error());
       float *prefix = download(device, out_prefix, (size_t)n * d);
       float *W_prefix = download(device, W_final, (size_t)d * f);
@@ -274,6 +276,7 @@ START_TEST(test_prefix_form_equals_sequential) {
   cl_mem *buffers[] = {&conv, &projection, &h, &t, &W0};
   for (int i = 0; i < 5; i++)
     runtime_release(buffers[i]);
+  kernel_set_release(&kernels);
   clttt_device_close(device);
 }
 END_TEST
@@ -328,21 +331,113 @@ START_TEST(test_checkpoint_without_ttt_tensors) {
 }
 END_TEST
 
-START_TEST(test_session_controls_only_at_position_zero) {
+START_TEST(test_session_params_at_creation) {
   test_fixture_model fixture;
   test_fixture_open(&fixture, "ttt-proj-hidden");
+  const clttt_config *config = clttt_model_get_config(fixture.model);
   clttt_session *session = NULL;
-  ck_assert_int_eq(clttt_session_create(&session, fixture.model, 64), CLTTT_SUCCESS);
+  ck_assert_int_eq(test_session_create(&session, fixture.model, 64), CLTTT_SUCCESS);
   ck_assert_int_eq(clttt_session_ttt_enabled(session), 1);
-  int32_t tokens[3] = {1, 2, 3};
-  ck_assert_int_eq(clttt_session_feed(session, tokens, 3, NULL, 0), CLTTT_SUCCESS);
-  ck_assert_int_eq(clttt_session_set_ttt(session, 0), CLTTT_ERROR_INVALID_ARGUMENT);
-  ck_assert_int_eq(clttt_session_set_ttt_params(session, 32, 0.0f), CLTTT_ERROR_INVALID_ARGUMENT);
-  ck_assert_int_eq(clttt_session_reset(session), CLTTT_SUCCESS);
-  ck_assert_int_eq(clttt_session_set_ttt(session, 0), CLTTT_SUCCESS);
-  ck_assert_int_eq(clttt_session_ttt_enabled(session), 0);
-  ck_assert_int_eq(clttt_session_set_ttt_params(session, -1, 0.0f), CLTTT_ERROR_INVALID_ARGUMENT);
+  clttt_session_params resolved = clttt_session_get_params(session);
+  ck_assert_int_eq(resolved.context, 64);
+  ck_assert_int_eq(resolved.chunk, config->ttt_chunk);
+  ck_assert(resolved.eta == config->ttt_lr);
   clttt_session_free(session);
+
+  clttt_session_params params = clttt_session_default_params();
+  params.context = 64;
+  params.ttt = 0;
+  ck_assert_int_eq(clttt_session_create(&session, fixture.model, &params), CLTTT_SUCCESS);
+  ck_assert_int_eq(clttt_session_ttt_enabled(session), 0);
+  clttt_session_free(session);
+
+  /* Each bad parameter fails before anything is allocated. */
+  uint64_t before = 0, after = 0;
+  ck_assert_int_eq(clttt_device_memory(fixture.device, &before, NULL, 0), CLTTT_SUCCESS);
+  clttt_session_params bad[6];
+  for (int i = 0; i < 6; i++)
+    bad[i] = params;
+  bad[0].chunk = -1;
+  bad[1].eta = INFINITY;
+  bad[2].eta = NAN;
+  bad[3].context = -1;
+  bad[4].ttt = 2;
+  bad[5].logits = (clttt_logits_mode)7;
+  for (int i = 0; i < 6; i++) {
+    session = (clttt_session *)&params; /* must come back NULL */
+    ck_assert_int_eq(clttt_session_create(&session, fixture.model, &bad[i]), CLTTT_ERROR_INVALID_ARGUMENT);
+    ck_assert_ptr_null(session);
+    ck_assert_msg(strlen(clttt_last_error()) > 0, "case %d: no message", i);
+  }
+  ck_assert_int_eq(clttt_device_memory(fixture.device, &after, NULL, 0), CLTTT_SUCCESS);
+  ck_assert_uint_eq(after, before);
+  test_fixture_close(&fixture);
+}
+END_TEST
+
+/* The cost model is the allocation: what a session takes from the device
+ * equals clttt_estimate_session_bytes for chunks below, at and above the
+ * batch, TTT on and off, and both logits modes. */
+START_TEST(test_estimate_equals_allocation) {
+  test_fixture_model fixture;
+  test_fixture_open(&fixture, "ttt-proj-hidden");
+  const clttt_config *config = clttt_model_get_config(fixture.model);
+  static const int chunks[] = {0, 1, 7, 600, 1500, 3000};
+  for (size_t c = 0; c < sizeof chunks / sizeof chunks[0]; c++)
+    for (int ttt = 0; ttt <= 1; ttt++)
+      for (int mode = 0; mode <= 1; mode++) {
+        clttt_session_params params = clttt_session_default_params();
+        params.context = 2000;
+        params.chunk = chunks[c];
+        params.ttt = ttt;
+        params.logits = mode ? CLTTT_LOGITS_LAST : CLTTT_LOGITS_ALL;
+        uint64_t before = 0, after = 0;
+        ck_assert_int_eq(clttt_device_memory(fixture.device, &before, NULL, 0), CLTTT_SUCCESS);
+        clttt_session *session = NULL;
+        ck_assert_msg(clttt_session_create(&session, fixture.model, &params) == CLTTT_SUCCESS, "%s",
+                      clttt_last_error());
+        ck_assert_int_eq(clttt_device_memory(fixture.device, &after, NULL, 0), CLTTT_SUCCESS);
+        ck_assert_msg(after - before == clttt_estimate_session_bytes(config, &params),
+                      "chunk %d, ttt %d, logits %d: allocated %llu, estimated %llu", chunks[c], ttt, mode,
+                      (unsigned long long)(after - before),
+                      (unsigned long long)clttt_estimate_session_bytes(config, &params));
+        clttt_session_free(session);
+      }
+  test_fixture_close(&fixture);
+}
+END_TEST
+
+START_TEST(test_last_row_session) {
+  test_fixture_model fixture;
+  test_fixture_open(&fixture, "ttt-proj-hidden");
+  const int vocab = clttt_model_get_config(fixture.model)->vocab_size;
+  int32_t tokens[40];
+  for (int i = 0; i < 40; i++)
+    tokens[i] = (int32_t)((i * 7 + 3) % vocab);
+  float *all = test_run(fixture.model, tokens, 40, test_run_default);
+  clttt_session_params params = clttt_session_default_params();
+  params.context = 40;
+  params.logits = CLTTT_LOGITS_LAST;
+  clttt_session *session = NULL;
+  ck_assert_int_eq(clttt_session_create(&session, fixture.model, &params), CLTTT_SUCCESS);
+  float *last = malloc((size_t)vocab * sizeof *last);
+  float *rows = malloc(40 * (size_t)vocab * sizeof *rows);
+  ck_assert_int_eq(clttt_session_feed(session, tokens, 20, rows, 0), CLTTT_ERROR_INVALID_ARGUMENT);
+  ck_assert_int_eq(clttt_session_position(session), 0);
+  ck_assert_int_eq(clttt_session_feed(session, tokens, 20, last, 1), CLTTT_SUCCESS);
+  ck_assert_int_eq(clttt_session_feed(session, tokens + 20, 20, last, 1), CLTTT_SUCCESS);
+  /* Row 39 of the all-rows run: the same tokens, streamed in two pieces,
+   * and a one-row LM head (GEMV) instead of a GEMM, so fp32 rounding only. */
+  double worst = 0.0;
+  for (int v = 0; v < vocab; v++) {
+    double error = fabs((double)last[v] - (double)all[(size_t)39 * vocab + (size_t)v]);
+    worst = error > worst ? error : worst;
+  }
+  ck_assert_msg(worst <= STREAMING_TOLERANCE, "last row differs from the all-rows session by %g", worst);
+  clttt_session_free(session);
+  free(last);
+  free(rows);
+  free(all);
   test_fixture_close(&fixture);
 }
 END_TEST
@@ -364,7 +459,9 @@ static Suite *ttt_suite(void) {
   suite_add_tcase(suite, forms);
   TCase *controls = tcase_create("controls");
   tcase_add_test(controls, test_checkpoint_without_ttt_tensors);
-  tcase_add_test(controls, test_session_controls_only_at_position_zero);
+  tcase_add_test(controls, test_session_params_at_creation);
+  tcase_add_test(controls, test_estimate_equals_allocation);
+  tcase_add_test(controls, test_last_row_session);
   suite_add_tcase(suite, controls);
   return suite;
 }

@@ -51,8 +51,8 @@
 #define TTT_ETA 0.0078125f /* 1/128 */
 
 /* Base fixtures carry no TTT keys in config.json: ttt_mode false, and the
- * other TTT fields hold SPEC.md's defaults for absent keys (ttt_layer is all
- * zero: with ttt_mode false no layer is a TTT layer). */
+ * other TTT fields hold SPEC.md's defaults for absent keys (ttt_layers is
+ * empty: with ttt_mode false no layer is a TTT layer). */
 static const fixture_spec fixtures[] = {
     {.name = "qwen3-tied",
      .about = "Qwen3, GQA 4/2, q/k norm, tied embeddings, F32, one file",
@@ -96,7 +96,7 @@ static const fixture_spec fixtures[] = {
      .about = "Qwen3 + TTT in layers 0 and 2, C = 16, with ttt_proj, target hidden_states",
      .config = {QWEN3_COMMON, .hidden_size = 64, .intermediate_size = 128, .num_hidden_layers = 3,
                 .num_attention_heads = 4, .num_key_value_heads = 2, .head_dim = 16,
-                .tie_word_embeddings = 1, .ttt_mode = 1, .ttt_layer = {[0] = 1, [2] = 1},
+                .tie_word_embeddings = 1, .ttt_mode = 1, .ttt_layers = (int[]){0, 2}, .ttt_layer_count = 2,
                 .ttt_chunk = 16, .ttt_lr = TTT_ETA, .ttt_proj = 1,
                 .ttt_target = CLTTT_TARGET_HIDDEN_STATES},
      .shards = 1,
@@ -105,7 +105,7 @@ static const fixture_spec fixtures[] = {
      .about = "Qwen3 + TTT in layer 1, C = 12, no ttt_proj, target input_embed",
      .config = {QWEN3_COMMON, .hidden_size = 64, .intermediate_size = 128, .num_hidden_layers = 3,
                 .num_attention_heads = 4, .num_key_value_heads = 2, .head_dim = 16,
-                .tie_word_embeddings = 1, .ttt_mode = 1, .ttt_layer = {[1] = 1}, .ttt_chunk = 12,
+                .tie_word_embeddings = 1, .ttt_mode = 1, .ttt_layers = (int[]){1}, .ttt_layer_count = 1, .ttt_chunk = 12,
                 .ttt_lr = TTT_ETA, .ttt_proj = 0, .ttt_target = CLTTT_TARGET_INPUT_EMBED},
      .shards = 1,
      .dtype = "F32"},
@@ -113,7 +113,7 @@ static const fixture_spec fixtures[] = {
      .about = "Qwen3 + TTT in every layer, C = 128 (longer than the goldens: base model output)",
      .config = {QWEN3_COMMON, .hidden_size = 64, .intermediate_size = 128, .num_hidden_layers = 3,
                 .num_attention_heads = 4, .num_key_value_heads = 2, .head_dim = 16,
-                .tie_word_embeddings = 1, .ttt_mode = 1, .ttt_layer = {[0] = 1, [1] = 1, [2] = 1},
+                .tie_word_embeddings = 1, .ttt_mode = 1, .ttt_layers = (int[]){0, 1, 2}, .ttt_layer_count = 3,
                 .ttt_chunk = 128, .ttt_lr = TTT_ETA, .ttt_proj = 1,
                 .ttt_target = CLTTT_TARGET_HIDDEN_STATES},
      .shards = 1,
@@ -123,7 +123,7 @@ static const fixture_spec fixtures[] = {
      .config = {LLAMA_COMMON, .hidden_size = 64, .intermediate_size = 128, .num_hidden_layers = 2,
                 .num_attention_heads = 4, .num_key_value_heads = 2, .head_dim = 16,
                 .rope_theta = 500000.0f, .tie_word_embeddings = 0, .mlp_bias = 1, .ttt_mode = 1,
-                .ttt_layer = {[0] = 1, [1] = 1}, .ttt_chunk = 32, .ttt_lr = TTT_ETA, .ttt_proj = 1,
+                .ttt_layers = (int[]){0, 1}, .ttt_layer_count = 2, .ttt_chunk = 32, .ttt_lr = TTT_ETA, .ttt_proj = 1,
                 .ttt_target = CLTTT_TARGET_INPUT_EMBED},
      .shards = 1,
      .dtype = "F32"},
@@ -342,7 +342,7 @@ static int build_plan(const clttt_config *c, plan_list *list) {
     ADD2(NAME("mlp.down_proj.weight"), d, f, linear_scale(f), 0.0f);
     if (c->mlp_bias)
       ADD1(NAME("mlp.down_proj.bias"), d, 0.1f, 0.0f);
-    if (c->ttt_mode && c->ttt_layer[layer]) {
+    if (clttt_config_is_ttt_layer(c, layer)) {
       failed |= plan_add(list, NAME("mlp.ttt_conv.weight"), 3, d, 1, 5, 0.5f, 0.0f);
       if (c->ttt_proj) {
         ADD2(NAME("mlp.ttt_proj.weight"), d, d, (float)(0.5 / sqrt((double)d)), 0.0f);
@@ -503,11 +503,10 @@ static char *config_json(const fixture_spec *spec) {
     append(&b, "  \"ttt_mode\": true,\n");
     append(&b, "  \"ttt_layers\": [");
     int first = 1;
-    for (int layer = 0; layer < c->num_hidden_layers && layer < CLTTT_MAX_LAYERS; layer++)
-      if (c->ttt_layer[layer]) {
-        append(&b, "%s%d", first ? "" : ", ", layer);
-        first = 0;
-      }
+    for (int i = 0; i < c->ttt_layer_count; i++) {
+      append(&b, "%s%d", first ? "" : ", ", c->ttt_layers[i]);
+      first = 0;
+    }
     append(&b, "],\n");
     append(&b, "  \"ttt_chunk\": %d,\n", c->ttt_chunk);
     append(&b, "  \"ttt_lr\": ");

@@ -200,7 +200,7 @@ static clttt_status load_layer(reference_model *model, const checkpoint *ckpt, i
    * gives a zero update, SPEC.md section 5), so it simply runs as one. */
   char conv_name[256];
   snprintf(conv_name, sizeof conv_name, "model.layers.%d.mlp.ttt_conv.weight", L);
-  if (c->ttt_mode && L < CLTTT_MAX_LAYERS && c->ttt_layer[L] && has_tensor(ckpt, conv_name)) {
+  if (clttt_config_is_ttt_layer(c, L) && has_tensor(ckpt, conv_name)) {
     CLTTT_TRY(read_tensor(ckpt, conv_name, d, 1, 5, 3, &layer->ttt_conv));
     if (c->ttt_proj)
       CLTTT_TRY(read_layer_tensor(ckpt, L, "mlp.ttt_proj.weight", d, d, 0, 2, &layer->ttt_proj));
@@ -285,6 +285,7 @@ void reference_free(reference_model *model) {
   free(model->embed);
   free(model->final_norm);
   free(model->inv_freq);
+  clttt_config_free(&model->config);
   free(model);
 }
 

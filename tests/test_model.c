@@ -29,17 +29,24 @@ void test_fixture_close(test_fixture_model *fixture) {
   fixture->device = NULL;
 }
 
+int test_session_create(clttt_session **session, clttt_model *model, int context) {
+  clttt_session_params params = clttt_session_default_params();
+  params.context = context;
+  return clttt_session_create(session, model, &params);
+}
+
 float *test_run(clttt_model *model, const int32_t *tokens, int n, test_run_options options) {
   const int vocab = clttt_model_get_config(model)->vocab_size;
   float *logits = malloc((size_t)n * (size_t)vocab * sizeof *logits);
   ck_assert_ptr_nonnull(logits);
   clttt_session *session = NULL;
-  int status = clttt_session_create(&session, model, n);
+  clttt_session_params params = clttt_session_default_params();
+  params.context = n;
+  params.ttt = options.ttt != 0;
+  params.chunk = options.chunk;
+  params.eta = options.eta;
+  int status = clttt_session_create(&session, model, &params);
   ck_assert_msg(status == CLTTT_SUCCESS, "session: %s", clttt_last_error());
-  if (options.ttt >= 0)
-    ck_assert_int_eq(clttt_session_set_ttt(session, options.ttt), CLTTT_SUCCESS);
-  if (options.chunk || options.eta != 0.0f)
-    ck_assert_int_eq(clttt_session_set_ttt_params(session, options.chunk, options.eta), CLTTT_SUCCESS);
   int piece = options.piece > 0 ? options.piece : n;
   for (int done = 0; done < n; done += piece) {
     int count = n - done < piece ? n - done : piece;

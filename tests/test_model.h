@@ -30,6 +30,10 @@ typedef struct {
 
 extern const test_run_options test_run_default;
 
+/* clttt_session_create with the default parameters but a context of
+ * `context` tokens. */
+int test_session_create(clttt_session **session, clttt_model *model, int context);
+
 /* n x vocab logits (malloc'ed) of `tokens` fed to a new session. */
 float *test_run(clttt_model *model, const int32_t *tokens, int n, test_run_options options);
 

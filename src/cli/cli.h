@@ -21,6 +21,7 @@ typedef struct {
   int chunk;          /* 0: the checkpoint's */
   float eta;          /* 0: the checkpoint's */
   int context;        /* 0: what the input needs */
+  int logits_last_only; /* the session returns only last rows (generation) */
 } model_options;
 
 typedef struct {

@@ -34,11 +34,11 @@ static int argmax(const float *values, int count) {
 static int prefill(clttt_model *model, int ttt, const int32_t *tokens, int n, int chunk, float *logits,
                    double *seconds, clttt_session **session_out) {
   clttt_session *session = NULL;
-  int status = clttt_session_create(&session, model, n + 64);
-  if (status == CLTTT_SUCCESS)
-    status = clttt_session_set_ttt(session, ttt);
-  if (status == CLTTT_SUCCESS)
-    status = clttt_session_set_ttt_params(session, chunk, 0.0f);
+  clttt_session_params params = clttt_session_default_params();
+  params.context = n + 64;
+  params.ttt = ttt;
+  params.chunk = chunk;
+  int status = clttt_session_create(&session, model, &params);
   double start = cli_now_seconds();
   /* Pieces of 512 tokens so the user sees progress on slow devices. */
   for (int done = 0; done < n && status == CLTTT_SUCCESS; done += 512) {
@@ -96,7 +96,12 @@ int command_demo(int argc, char **argv) {
 
   /* Qwen3-style, 8 layers of which 0 and 4 learn while reading. */
   clttt_config config;
-  clttt_synthetic_config(&config, 256, 768, 8, 8, 4, 32, 4096, n + 64, 4, chunk, 1e-3f);
+  status = clttt_synthetic_config(&config, 256, 768, 8, 8, 4, 32, 4096, n + 64, 4, chunk, 1e-3f);
+  if (status != CLTTT_SUCCESS) {
+    cli_report("configuring the synthetic model", status);
+    clttt_device_close(device);
+    return 1;
+  }
   printf("model: SYNTHETIC Qwen3-style weights (seeded random, not a trained model): d=%d f=%d, %d layers,\n"
          "       %d heads / %d kv heads of %d, vocab %d, TTT layers 0 and 4 (chunk C=%d, eta=%g)\n",
          config.hidden_size, config.intermediate_size, config.num_hidden_layers, config.num_attention_heads,
@@ -105,12 +110,16 @@ int command_demo(int argc, char **argv) {
   status = clttt_model_synthetic(&model, device, &config, 2026);
   if (status != CLTTT_SUCCESS) {
     cli_report("building the synthetic model", status);
+    clttt_config_free(&config);
     clttt_device_close(device);
     return 1;
   }
+  clttt_session_params session_params = clttt_session_default_params();
+  session_params.context = n + 64;
+  session_params.chunk = chunk;
   printf("memory: %.1f MiB of weights, %.1f MiB per session of %d tokens with TTT state\n",
          (double)clttt_model_weight_bytes(model) / 1048576.0,
-         (double)clttt_estimate_session_bytes(&config, n + 64, 1, chunk) / 1048576.0, n + 64);
+         (double)clttt_estimate_session_bytes(&config, &session_params) / 1048576.0, n + 64);
 
   int32_t *tokens = malloc((size_t)n * sizeof *tokens);
   const size_t vocab = (size_t)config.vocab_size;
@@ -186,6 +195,7 @@ done:
   free(with_ttt);
   free(without);
   clttt_model_free(model);
+  clttt_config_free(&config);
   clttt_device_close(device);
   return exit_code;
 }

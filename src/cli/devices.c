@@ -3,8 +3,6 @@
 #include <stdlib.h>
 
 #include "cli.h"
-#include "runtime.h"
-#include "tuning.h"
 
 /* The kernel parameters clttt would use on device `index` and where they
  * come from; opening the device is what loads the tuning cache. */
@@ -16,11 +14,11 @@ static void print_tuning(int index) {
     printf("    %-22s (device cannot be opened: %s)\n", "kernel parameters", clttt_last_error());
     return;
   }
-  printf("    %-22s %s\n", "kernel parameters", device->tuning_source);
-  for (int i = 0; i < tuning_parameter_count; i++)
-    printf("      %-20s %d\n", tuning_parameters[i].name, tuning_get(&device->tuning, &tuning_parameters[i]));
+  printf("    %-22s %s\n", "kernel parameters", clttt_device_parameter_source(device));
+  for (int i = 0; i < clttt_device_parameter_count(); i++)
+    printf("      %-20s %d\n", clttt_device_parameter_name(i), clttt_device_parameter_value(device, i));
   printf("    %-22s %s\n", "CLBlast GEMM",
-         device->clblast_tuned ? "clttt's measured parameters for this device (CLTTT_CLBLAST_TUNING=off: CLBlast's own)"
+         clttt_device_clblast_tuned(device) ? "clttt's measured parameters for this device (CLTTT_CLBLAST_TUNING=off: CLBlast's own)"
                                : "CLBlast's own database");
   clttt_device_close(device);
 }

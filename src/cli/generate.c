@@ -4,8 +4,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "sampler.h"
-#include "tokenizer.h"
+#include "clttt.h"
 
 static void help(void) {
   printf("usage: clttt generate -m DIR -p TEXT [-n N] [options]\n"
@@ -30,8 +29,8 @@ static void help(void) {
 int command_generate(int argc, char **argv) {
   model_options options;
   model_options_init(&options);
-  sampler_options sampling;
-  sampler_options_default(&sampling);
+  clttt_sampler_params sampling;
+  sampling = clttt_sampler_default_params();
   const char *prompt = NULL;
   int count = 128, add_bos = 1, ignore_eos = 0, error = 0;
   for (int i = 1; i < argc && !error; i++) {
@@ -84,23 +83,23 @@ int command_generate(int argc, char **argv) {
   }
 
   /* Tokenizer and sampler first: their errors need no device. */
-  tokenizer *tok = NULL;
-  int status = tokenizer_load(&tok, options.model_dir);
+  clttt_tokenizer *tok = NULL;
+  int status = clttt_tokenizer_load(&tok, options.model_dir);
   if (status != CLTTT_SUCCESS) {
     cli_report("loading the tokenizer", status);
     return 1;
   }
   int32_t *prompt_ids = NULL;
   int prompt_count = 0;
-  status = tokenizer_encode(tok, prompt, add_bos, &prompt_ids, &prompt_count);
+  status = clttt_tokenizer_encode(tok, prompt, add_bos, &prompt_ids, &prompt_count);
   if (status != CLTTT_SUCCESS) {
     cli_report("encoding the prompt", status);
-    tokenizer_free(tok);
+    clttt_tokenizer_free(tok);
     return 1;
   }
   int exit_code = 1;
-  sampler *sample = NULL;
-  tokenizer_stream *stream = NULL;
+  clttt_sampler *sample = NULL;
+  clttt_tokenizer_stream *stream = NULL;
   loaded_model loaded = {0};
   int32_t *history = NULL;
   float *logits = NULL;
@@ -113,6 +112,7 @@ int command_generate(int argc, char **argv) {
             prompt_count, count, options.context);
     goto done;
   }
+  options.logits_last_only = 1;
   if (!model_open(&options, prompt_count + count, &loaded))
     goto done;
   const clttt_config *config = clttt_model_get_config(loaded.model);
@@ -122,9 +122,9 @@ int command_generate(int argc, char **argv) {
               prompt_ids[i], config->vocab_size);
       goto done;
     }
-  status = sampler_create(&sample, &sampling, config->vocab_size);
+  status = clttt_sampler_create(&sample, &sampling, config->vocab_size);
   if (status == CLTTT_SUCCESS)
-    status = tokenizer_stream_create(&stream, tok);
+    status = clttt_tokenizer_stream_create(&stream, tok);
   if (status != CLTTT_SUCCESS) {
     cli_report("setting up sampling", status);
     goto done;
@@ -140,7 +140,7 @@ int command_generate(int argc, char **argv) {
   /* The prompt is echoed through the same stream, so the output reads as one text. */
   const char *text = NULL;
   for (int i = 0; i < prompt_count; i++)
-    if (tokenizer_stream_put(stream, prompt_ids[i], &text) == CLTTT_SUCCESS)
+    if (clttt_tokenizer_stream_put(stream, prompt_ids[i], &text) == CLTTT_SUCCESS)
       fputs(text, stdout);
   fflush(stdout);
 
@@ -151,13 +151,13 @@ int command_generate(int argc, char **argv) {
   start = cli_now_seconds();
   while (status == CLTTT_SUCCESS && produced < count) {
     int32_t token = 0;
-    status = sampler_sample(sample, logits, history, prompt_count + produced, &token);
+    status = clttt_sampler_sample(sample, logits, history, prompt_count + produced, &token);
     if (status != CLTTT_SUCCESS)
       break;
-    if (!ignore_eos && token == tokenizer_eos(tok))
+    if (!ignore_eos && token == clttt_tokenizer_eos(tok))
       break;
     history[prompt_count + produced++] = token;
-    status = tokenizer_stream_put(stream, token, &text);
+    status = clttt_tokenizer_stream_put(stream, token, &text);
     if (status != CLTTT_SUCCESS)
       break;
     fputs(text, stdout);
@@ -166,7 +166,7 @@ int command_generate(int argc, char **argv) {
       status = clttt_session_feed(loaded.session, &token, 1, logits, 1);
   }
   double decode_seconds = cli_now_seconds() - start;
-  if (tokenizer_stream_flush(stream, &text) == CLTTT_SUCCESS)
+  if (clttt_tokenizer_stream_flush(stream, &text) == CLTTT_SUCCESS)
     fputs(text, stdout);
   printf("\n");
   fflush(stdout);
@@ -182,10 +182,10 @@ int command_generate(int argc, char **argv) {
 done:
   free(logits);
   free(history);
-  tokenizer_stream_free(stream);
-  sampler_free(sample);
+  clttt_tokenizer_stream_free(stream);
+  clttt_sampler_free(sample);
   model_close(&loaded);
   free(prompt_ids);
-  tokenizer_free(tok);
+  clttt_tokenizer_free(tok);
   return exit_code;
 }

@@ -61,11 +61,9 @@ int command_info(int argc, char **argv) {
   printf("embeddings:   %s\n", config.tie_word_embeddings ? "tied" : "untied");
   if (config.ttt_mode) {
     printf("TTT layers:   ");
-    int count = 0;
-    for (int i = 0; i < config.num_hidden_layers; i++)
-      if (config.ttt_layer[i])
-        printf("%s%d", count++ ? ", " : "", i);
-    printf(" (%d of %d)\n", count, config.num_hidden_layers);
+    for (int i = 0; i < config.ttt_layer_count; i++)
+      printf("%s%d", i ? ", " : "", config.ttt_layers[i]);
+    printf(" (%d of %d)\n", config.ttt_layer_count, config.num_hidden_layers);
     printf("TTT:          chunk C=%d, eta=%g, projection %s, target %s\n", config.ttt_chunk,
            (double)config.ttt_lr, config.ttt_proj ? "yes" : "no",
            config.ttt_target == CLTTT_TARGET_INPUT_EMBED ? "input_embed" : "hidden_states");
@@ -73,12 +71,16 @@ int command_info(int argc, char **argv) {
     printf("TTT:          off (no ttt_mode): runs as the plain base model\n");
   }
   uint64_t weights = clttt_estimate_weight_bytes(&config);
-  uint64_t session_on = clttt_estimate_session_bytes(&config, context, 1, 0);
-  uint64_t session_off = clttt_estimate_session_bytes(&config, context, 0, 0);
+  clttt_session_params params = clttt_session_default_params();
+  params.context = context;
+  uint64_t session_on = clttt_estimate_session_bytes(&config, &params);
+  params.ttt = 0;
+  uint64_t session_off = clttt_estimate_session_bytes(&config, &params);
   printf("memory:       %.1f MiB weights (fp32) + %.1f MiB per session of %d tokens", mebibytes(weights),
          mebibytes(config.ttt_mode ? session_on : session_off), context);
   if (config.ttt_mode)
     printf(" (%.1f MiB of it TTT state)", mebibytes(session_on - session_off));
   printf("\n");
+  clttt_config_free(&config);
   return 0;
 }

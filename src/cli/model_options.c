@@ -1,6 +1,7 @@
 /* Options shared by every command that runs a model: -m, --device, --ttt,
  * --chunk, --eta, --ctx. */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,6 +67,10 @@ int model_options_parse(int argc, char **argv, int *index, model_options *option
   } else if (cli_option_value(argc, argv, index, "--eta", &value, &missing)) {
     if (!missing && !parse_float(value, "--eta", &options->eta))
       *error = 1;
+    else if (!missing && (isinf(options->eta) || options->eta < 0.0f)) {
+      fprintf(stderr, "clttt: --eta expects a finite number >= 0, got '%s'\n", value);
+      *error = 1;
+    }
   } else if (cli_option_value(argc, argv, index, "--ctx", &value, &missing)) {
     if (!missing && !parse_int(value, "--ctx", 1, &options->context))
       *error = 1;
@@ -113,10 +118,13 @@ int model_open(const model_options *options, int needed_context, loaded_model *l
   if (context > config->max_position_embeddings)
     fprintf(stderr, "clttt: warning: a context of %d tokens is beyond the model's max_position_embeddings (%d)\n",
             context, config->max_position_embeddings);
-  status = clttt_session_create(&loaded->session, loaded->model, context);
-  if (status == CLTTT_SUCCESS && options->ttt >= 0)
-    status = clttt_session_set_ttt(loaded->session, options->ttt == 1);
-  if (status == CLTTT_SUCCESS && (options->chunk || options->eta != 0.0f)) {
+  clttt_session_params params = clttt_session_default_params();
+  params.context = context;
+  params.ttt = options->ttt != 0;
+  params.chunk = options->chunk;
+  params.eta = options->eta;
+  params.logits = options->logits_last_only ? CLTTT_LOGITS_LAST : CLTTT_LOGITS_ALL;
+  if (options->chunk || options->eta != 0.0f) {
     if (!config->ttt_mode)
       fprintf(stderr, "clttt: warning: --chunk/--eta have no effect: the checkpoint has no TTT layers\n");
     else
@@ -126,8 +134,8 @@ int model_open(const model_options *options, int needed_context, loaded_model *l
               options->chunk ? options->chunk : config->ttt_chunk,
               (double)(options->eta != 0.0f ? options->eta : config->ttt_lr), config->ttt_chunk,
               (double)config->ttt_lr);
-    status = clttt_session_set_ttt_params(loaded->session, options->chunk, options->eta);
   }
+  status = clttt_session_create(&loaded->session, loaded->model, &params);
   if (status != CLTTT_SUCCESS) {
     cli_report("creating the session", status);
     model_close(loaded);

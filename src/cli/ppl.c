@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "tokenizer.h"
+#include "clttt.h"
 
 #define PIECE 256 /* tokens per feed: bounds host logits to PIECE x vocab floats */
 #define MAX_BUCKETS 32
@@ -182,13 +182,13 @@ int command_ppl(int argc, char **argv) {
     return 1;
   }
 
-  tokenizer *tok = NULL;
+  clttt_tokenizer *tok = NULL;
   int32_t *tokens = NULL;
   int n = 0, exit_code = 1;
   loaded_model loaded = {0};
-  int status = tokenizer_load(&tok, options.model_dir);
+  int status = clttt_tokenizer_load(&tok, options.model_dir);
   if (status == CLTTT_SUCCESS)
-    status = tokenizer_encode(tok, text, 1, &tokens, &n);
+    status = clttt_tokenizer_encode(tok, text, 1, &tokens, &n);
   free(text);
   if (status != CLTTT_SUCCESS) {
     cli_report("tokenizing the text", status);
@@ -205,6 +205,7 @@ int command_ppl(int argc, char **argv) {
     goto done;
   }
   int limit = options.context ? options.context : config.max_position_embeddings;
+  clttt_config_free(&config);
   if (n > limit) {
     fprintf(stderr, "clttt ppl: the text has %d tokens; using the first %d (%s)\n", n, limit,
             options.context ? "--ctx" : "max_position_embeddings");
@@ -231,12 +232,16 @@ int command_ppl(int argc, char **argv) {
   const int run_count = both ? 2 : 1;
   for (int r = 0; r < run_count; r++) {
     bucket_count = make_buckets(results[r], first_bucket, n - 1);
-    if (both) {
-      status = clttt_session_reset(loaded.session);
-      if (status == CLTTT_SUCCESS)
-        status = clttt_session_set_ttt(loaded.session, r == 0);
+    if (both && r == 1) {
+      /* TTT is fixed at session creation: the second run gets a new session,
+       * made after the first one's memory is given back. */
+      clttt_session_params params = clttt_session_get_params(loaded.session);
+      params.ttt = 0;
+      clttt_session_free(loaded.session);
+      loaded.session = NULL;
+      status = clttt_session_create(&loaded.session, loaded.model, &params);
       if (status != CLTTT_SUCCESS) {
-        cli_report("switching TTT", status);
+        cli_report("creating the session with TTT off", status);
         goto done;
       }
     }
@@ -298,6 +303,6 @@ int command_ppl(int argc, char **argv) {
 done:
   model_close(&loaded);
   free(tokens);
-  tokenizer_free(tok);
+  clttt_tokenizer_free(tok);
   return exit_code;
 }

@@ -3,10 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "autotune.h"
 #include "cli.h"
-#include "runtime.h"
-#include "tuning.h"
 
 static void usage(FILE *stream) {
   fprintf(stream,
@@ -21,7 +18,7 @@ static void usage(FILE *stream) {
           "  --device SEL     device index or name/vendor/platform substring\n"
           "                   (default: CLTTT_DEVICE, else the first GPU, else device 0)\n"
           "  --kernels LIST   families to tune, comma-separated: rmsnorm, attention, rope,\n"
-          "                   elementwise, conv (default: all); the others keep their values\n"
+          "                   elementwise, conv, gemv (default: all); the others keep their values\n"
           "  --quick          shorter sequences and fewer candidates (under 2 minutes on\n"
           "                   two CPU cores)\n"
           "  --out FILE       write the results to FILE instead of the tuning cache\n\n"
@@ -30,11 +27,11 @@ static void usage(FILE *stream) {
           "entries of other devices are kept. GEMMs are CLBlast's: see README 'Tuning'.\n");
 }
 
-static const char *state_text(const autotune_candidate *candidate) {
+static const char *state_text(const clttt_tune_candidate *candidate) {
   switch (candidate->state) {
-  case AUTOTUNE_MEASURED:
+  case CLTTT_TUNE_MEASURED:
     return "ok";
-  case AUTOTUNE_MISMATCH:
+  case CLTTT_TUNE_MISMATCH:
     return "WRONG";
   default:
     return "failed";
@@ -46,16 +43,15 @@ typedef struct {
   double default_ms;
 } progress_state;
 
-static void print_candidate(const autotune_candidate *candidate, void *context) {
+static void print_candidate(const clttt_tune_candidate *candidate, void *context) {
   progress_state *state = context;
   if (candidate->is_default)
     state->default_ms = candidate->median_ms;
   char speedup[32] = "";
-  if (candidate->state == AUTOTUNE_MEASURED && state->default_ms > 0 && candidate->median_ms > 0)
+  if (candidate->state == CLTTT_TUNE_MEASURED && state->default_ms > 0 && candidate->median_ms > 0)
     snprintf(speedup, sizeof speedup, "%.2fx", state->default_ms / candidate->median_ms);
-  printf("%-12s %-44s %-7s", autotune_family_name(candidate->family), candidate->label,
-         state_text(candidate));
-  if (candidate->state == AUTOTUNE_MEASURED)
+  printf("%-12s %-44s %-7s", candidate->family, candidate->label, state_text(candidate));
+  if (candidate->state == CLTTT_TUNE_MEASURED)
     printf(" %10.3f %8s%s\n", candidate->median_ms, speedup, candidate->is_default ? "  (default)" : "");
   else
     printf("  %s\n", candidate->failure);
@@ -85,21 +81,15 @@ int command_tune(int argc, char **argv) {
     return 2;
   }
 
-  autotune_options options;
-  autotune_options_init(&options, quick);
-  int status = autotune_parse_families(kernels, &options.families);
+  clttt_tune_params params = clttt_tune_default_params();
+  params.families = kernels;
+  params.quick = quick;
+  char shapes[512];
+  int status = clttt_tune_describe(&params, shapes, sizeof shapes);
   if (status != CLTTT_SUCCESS) {
     fprintf(stderr, "clttt tune: %s\n", clttt_last_error());
     return 2;
   }
-  char path[4096];
-  if (out)
-    snprintf(path, sizeof path, "%s", out);
-  else if ((status = tuning_cache_path(path, sizeof path)) != CLTTT_SUCCESS) {
-    cli_report("finding the tuning cache", status);
-    return 1;
-  }
-
   clttt_device *device = NULL;
   status = clttt_device_open(&device, device_selector);
   if (status != CLTTT_SUCCESS) {
@@ -107,46 +97,39 @@ int command_tune(int argc, char **argv) {
     return 1;
   }
   const clttt_device_info *info = clttt_device_get_info(device);
-  const autotune_shape *shape = &options.shape;
   printf("device [%d] %s\n  platform %s, driver %s\n  parameters in use: %s\n", info->index, info->name,
-         info->platform, info->driver_version, device->tuning_source);
-  printf("shapes: d %d, f %d, %d query / %d KV heads of %d, %d tokens (attention %d), conv chunk %d;\n"
-         "median of %d runs per candidate\n\n",
-         shape->hidden, shape->intermediate, shape->heads, shape->kv_heads, shape->head_dim, shape->tokens,
-         shape->attention_tokens, shape->chunk, options.repetitions);
+         info->platform, info->driver_version, clttt_device_parameter_source(device));
+  printf("shapes: %s\n\n", shapes);
   printf("%-12s %-44s %-7s %10s %8s\n", "family", "candidate", "check", "ms", "speedup");
 
-  autotune_result result;
+  clttt_tune_result *result = NULL;
   progress_state progress = {0.0};
-  options.progress = print_candidate;
-  options.progress_context = &progress;
-  status = autotune_run(device, &options, &result);
+  params.progress = print_candidate;
+  params.user_data = &progress;
+  status = clttt_tune(&result, device, &params);
   if (status != CLTTT_SUCCESS) {
     cli_report("tuning", status);
-    autotune_result_free(&result);
     clttt_device_close(device);
     return 1;
   }
 
   printf("\n%-12s %-44s %10s %10s %8s\n", "family", "winner", "default ms", "tuned ms", "speedup");
-  for (int f = 0; f < AUTOTUNE_FAMILY_COUNT; f++) {
-    if (!(options.families & (1u << f)))
+  for (int c = 0; c < clttt_tune_candidate_count(result); c++) {
+    const clttt_tune_candidate *candidate = clttt_tune_get_candidate(result, c);
+    if (!candidate->is_winner)
       continue;
-    for (int c = 0; c < result.candidate_count; c++) {
-      const autotune_candidate *candidate = &result.candidates[c];
-      if (candidate->family != (autotune_family)f || !candidate->is_winner)
-        continue;
-      printf("%-12s %-44s %10.3f %10.3f %7.2fx\n", autotune_family_name(candidate->family), candidate->label,
-             result.default_ms[f], result.best_ms[f],
-             result.best_ms[f] > 0 ? result.default_ms[f] / result.best_ms[f] : 0.0);
-    }
+    double default_ms = clttt_tune_default_ms(result, candidate->family);
+    double best_ms = clttt_tune_best_ms(result, candidate->family);
+    printf("%-12s %-44s %10.3f %10.3f %7.2fx\n", candidate->family, candidate->label, default_ms, best_ms,
+           best_ms > 0 ? default_ms / best_ms : 0.0);
   }
   char defines[512];
-  tuning_defines(&result.best, defines, sizeof defines);
+  clttt_tune_describe_best(result, defines, sizeof defines);
   printf("\nparameter set: %s\n", defines);
 
-  status = tuning_cache_store(path, info, &result.best);
-  autotune_result_free(&result);
+  char path[4096];
+  status = clttt_tune_store(result, out, path, sizeof path);
+  clttt_tune_result_free(result);
   clttt_device_close(device);
   if (status != CLTTT_SUCCESS) {
     cli_report("writing the tuning cache", status);

@@ -1,0 +1,28 @@
+/* Attention over a layer's K/V cache, by one of two paths: the flash kernel
+ * (op_attention: decode and short pieces) or, for long prefill batches,
+ * products through GEMMs with a causal softmax between them. The rule that
+ * picks one lives here, and so does the size of the second path's score
+ * workspace, which the session's memory cost model counts. */
+#ifndef CLTTT_ATTENTION_H
+#define CLTTT_ATTENTION_H
+
+#include "ops.h"
+
+/* Queries in blocks of at most block_rows: per head scores = scale Q K^T and
+ * out = P V by CLBlast, the causal softmax between them by
+ * op_causal_softmax_rows. `scores` holds heads * block_rows * (position0 + n)
+ * floats. */
+clttt_status attention_gemm(const kernel_set *kernels, const attention_problem *problem, cl_mem scores,
+                            int block_rows);
+
+/* The flash kernel for fewer than the device's ATTENTION_GEMM_MIN_QUERIES
+ * queries (0: always), the GEMM path from there on. */
+clttt_status attention_forward(const kernel_set *kernels, const attention_problem *problem, cl_mem scores,
+                               int block_rows);
+
+/* Queries per block of the GEMM path for a session of `context` tokens and
+ * batches of `batch` rows, and the floats of its score workspace. */
+int attention_block_rows(int heads, int context, int batch);
+uint64_t attention_score_floats(int heads, int context, int batch);
+
+#endif

@@ -1,0 +1,168 @@
+/* Qwen3 / LLaMA-3 forward pass on OpenCL, with In-Place TTT layers.
+ *
+ * A session feeds tokens in batches of at most batch_capacity rows; longer
+ * inputs are cut into batches, which by the streaming semantics (SPEC.md
+ * section 4) gives the same result as one pass. Per batch and layer:
+ *   x  = embed(tokens)                       (n x d)
+ *   xn = rmsnorm(x)                          (n x d)
+ *   qkv = xn Wqkv^T; q/k norm; RoPE; K, V -> cache
+ *   x += attention(q, K, V) Wo^T
+ *   xn = rmsnorm(x)
+ *   h = silu(xn Wg^T) * (xn Wu^T)            (n x f)
+ *   x += h W^T  with W = W_down, or the layer's fast weight in a TTT layer
+ *   logits = rmsnorm(x) E^T                  (n x vocab) */
+#include "attention.h"
+#include "error.h"
+#include "gemm.h"
+#include "session.h"
+
+static clttt_status embed(clttt_session *session, const int32_t *tokens, int n) {
+  const clttt_model *model = session->model;
+  const int d = model->config.hidden_size;
+  for (int i = 0; i < n; i++)
+    if (tokens[i] < 0 || tokens[i] >= model->config.vocab_size)
+      return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "token %d at position %d is outside the vocabulary (0..%d)",
+                        tokens[i], session->position + i, model->config.vocab_size - 1);
+  CLTTT_TRY(runtime_upload(model->device, session->tokens, 0, (size_t)n * sizeof(int32_t), tokens, "token ids"));
+  /* x (n x d) = E[tokens] */
+  CLTTT_TRY(op_embedding_gather(&session->kernels, session->x, model->token_embedding, session->tokens, n, d));
+  if (session->uses_ttt && model->config.ttt_target == CLTTT_TARGET_INPUT_EMBED)
+    CLTTT_TRY(runtime_copy(model->device, session->embeddings, 0, session->x, 0,
+                           (size_t)n * (size_t)d * sizeof(float), "input embeddings"));
+  return CLTTT_SUCCESS;
+}
+
+static clttt_status attention_block(clttt_session *session, int layer_index, int n) {
+  const clttt_model *model = session->model;
+  const kernel_set *kernels = &session->kernels;
+  const clttt_config *config = &model->config;
+  const layer_weights *layer = &model->layers[layer_index];
+  const size_t d = (size_t)config->hidden_size, q_dim = (size_t)model->q_dim, width = (size_t)model->qkv_width;
+
+  CLTTT_TRY(op_rmsnorm(kernels, session->xn, (int)d, session->x, (int)d, layer->input_norm, n, (int)d,
+                       config->rms_norm_eps));
+  /* qkv (n x (q_dim + 2 kv_dim)) = xn (n x d) Wqkv^T */
+  CLTTT_TRY(gemm_linear(kernels, "q, k, v projections", (size_t)n, width, d, view(session->xn, 0, d),
+                        view(layer->qkv, 0, d), 0.0f, view(session->qkv, 0, width)));
+  CLTTT_TRY(op_add_bias_rows(kernels, session->qkv, layer->qkv_bias, n, (int)width, (int)width));
+
+  const rope_problem rope = {session->qkv,        (int)width,
+                             n,                   session->position,
+                             config->num_attention_heads, config->num_key_value_heads,
+                             model->rope_inverse_frequency, model->rope_attention_scaling,
+                             layer->q_norm,       layer->k_norm,
+                             config->rms_norm_eps, session->k_cache[layer_index],
+                             session->v_cache[layer_index], model->kv_dim};
+  CLTTT_TRY(op_qk_norm_rope(kernels, &rope));
+
+  const attention_problem problem = {session->attention,           session->qkv, (int)width,
+                                     session->k_cache[layer_index], session->v_cache[layer_index],
+                                     model->kv_dim,                 n,
+                                     session->position,             config->num_attention_heads,
+                                     config->num_key_value_heads,   config->head_dim};
+  CLTTT_TRY(attention_forward(kernels, &problem, session->scores, session->attention_block_rows));
+
+  /* delta (n x d) = attention (n x q_dim) Wo^T */
+  CLTTT_TRY(gemm_linear(kernels, "attention output projection", (size_t)n, d, q_dim,
+                        view(session->attention, 0, q_dim), view(layer->o, 0, q_dim), 0.0f,
+                        view(session->delta, 0, d)));
+  CLTTT_TRY(op_add_bias_rows(kernels, session->delta, layer->o_bias, n, (int)d, (int)d));
+  /* x += delta */
+  return op_add_in_place(kernels, session->x, session->delta, (size_t)n * d);
+}
+
+static clttt_status mlp_block(clttt_session *session, int layer_index, int n) {
+  const clttt_model *model = session->model;
+  const kernel_set *kernels = &session->kernels;
+  const layer_weights *layer = &model->layers[layer_index];
+  const size_t d = (size_t)model->config.hidden_size, f = (size_t)model->config.intermediate_size;
+
+  CLTTT_TRY(op_rmsnorm(kernels, session->xn, (int)d, session->x, (int)d, layer->post_norm, n, (int)d,
+                       model->config.rms_norm_eps));
+  /* gate_up (n x 2f) = xn (n x d) [Wg; Wu]^T */
+  CLTTT_TRY(gemm_linear(kernels, "MLP gate and up projections", (size_t)n, 2 * f, d, view(session->xn, 0, d),
+                        view(layer->gate_up, 0, d), 0.0f, view(session->gate_up, 0, 2 * f)));
+  CLTTT_TRY(op_add_bias_rows(kernels, session->gate_up, layer->gate_up_bias, n, (int)(2 * f), (int)(2 * f)));
+  /* h (n x f) = silu(gate) * up */
+  CLTTT_TRY(op_swiglu(kernels, session->h, session->gate_up, n, (int)f));
+
+  if (layer->is_ttt && session->uses_ttt) {
+    /* delta (n x d) = h (n x f) W^T, W the fast weight, learning chunk by
+     * chunk from the LM-aligned target (SPEC.md sections 3-4) */
+    cl_mem targets = model->config.ttt_target == CLTTT_TARGET_INPUT_EMBED ? session->embeddings : session->xn;
+    CLTTT_TRY(ttt_down_projection(&session->ttt, kernels, model, layer_index, n, view(session->h, 0, f),
+                                  view(targets, 0, d), view(session->delta, 0, d)));
+  } else {
+    /* delta (n x d) = h (n x f) W_down^T */
+    CLTTT_TRY(gemm_linear(kernels, "MLP down projection", (size_t)n, d, f, view(session->h, 0, f),
+                          view(layer->down, 0, f), 0.0f, view(session->delta, 0, d)));
+  }
+  CLTTT_TRY(op_add_bias_rows(kernels, session->delta, layer->down_bias, n, (int)d, (int)d));
+  /* x += delta */
+  return op_add_in_place(kernels, session->x, session->delta, (size_t)n * d);
+}
+
+/* logits (rows x vocab) = rmsnorm(x[first_row ..]) E^T, into session->logits. */
+static clttt_status compute_logits(clttt_session *session, int first_row, int rows) {
+  const clttt_model *model = session->model;
+  const kernel_set *kernels = &session->kernels;
+  const size_t d = (size_t)model->config.hidden_size, vocab = (size_t)model->config.vocab_size;
+  if (first_row > 0)
+    CLTTT_TRY(runtime_copy(model->device, session->delta, 0, session->x, (size_t)first_row * d * sizeof(float),
+                           (size_t)rows * d * sizeof(float), "last rows of the residual stream"));
+  cl_mem source = first_row > 0 ? session->delta : session->x;
+  CLTTT_TRY(op_rmsnorm(kernels, session->xn, (int)d, source, (int)d, model->final_norm, rows, (int)d,
+                       model->config.rms_norm_eps));
+  /* logits (rows x vocab) = xn (rows x d) E^T */
+  return gemm_linear(kernels, "LM head", (size_t)rows, vocab, d, view(session->xn, 0, d),
+                     view(model->lm_head, 0, d), 0.0f, view(session->logits, 0, vocab));
+}
+
+static clttt_status feed_batch(clttt_session *session, const int32_t *tokens, int n, float *logits,
+                               int last_row_only) {
+  const clttt_model *model = session->model;
+  CLTTT_TRY(embed(session, tokens, n));
+  for (int layer = 0; layer < model->config.num_hidden_layers; layer++) {
+    CLTTT_TRY(attention_block(session, layer, n));
+    CLTTT_TRY(mlp_block(session, layer, n));
+  }
+  if (session->uses_ttt)
+    ttt_state_advance(&session->ttt, n);
+  session->position += n;
+  if (!logits)
+    return runtime_finish(model->device);
+  const size_t vocab = (size_t)model->config.vocab_size;
+  int first = last_row_only ? n - 1 : 0;
+  int rows = n - first;
+  CLTTT_TRY(compute_logits(session, first, rows));
+  return runtime_download(model->device, session->logits, 0, (size_t)rows * vocab * sizeof(float), logits,
+                          "logits");
+}
+
+clttt_status clttt_session_feed(clttt_session *session, const int32_t *tokens, int n, float *logits,
+                                int logits_last_only) {
+  if (!session || n < 0 || (n > 0 && !tokens))
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "clttt_session_feed: bad arguments");
+  if (n == 0)
+    return CLTTT_SUCCESS;
+  if (logits && !logits_last_only && session->params.logits == CLTTT_LOGITS_LAST)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT,
+                      "clttt_session_feed: all rows of logits asked of a session created with CLTTT_LOGITS_LAST");
+  if (n > session->params.context - session->position)
+    return clttt_fail(CLTTT_ERROR_CONTEXT_FULL,
+                      "%d tokens at position %d exceed the session's context of %d tokens", n,
+                      session->position, session->params.context);
+  const size_t vocab = (size_t)session->model->config.vocab_size;
+  for (int done = 0; done < n;) {
+    int batch = n - done < session->batch_capacity ? n - done : session->batch_capacity;
+    int is_last = done + batch == n;
+    float *batch_logits = NULL;
+    if (logits && !logits_last_only)
+      batch_logits = logits + (size_t)done * vocab;
+    else if (logits && is_last)
+      batch_logits = logits;
+    CLTTT_TRY(feed_batch(session, tokens + done, batch, batch_logits, logits_last_only));
+    done += batch;
+  }
+  return CLTTT_SUCCESS;
+}

@@ -1,0 +1,241 @@
+/* The op layer: each function below is the only place that knows its
+ * kernel's argument order and launch geometry; the table is the only place
+ * that knows which file and name each kernel has. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "error.h"
+#include "ops.h"
+
+static const struct {
+  const char *file;
+  const char *name;
+  int argument_count; /* checked against the built kernel at creation */
+} kernel_table[KERNEL_COUNT] = {
+    [KERNEL_RMSNORM] = {"rmsnorm.cl", "rmsnorm", 8},
+    [KERNEL_EMBEDDING_GATHER] = {"elementwise.cl", "embedding_gather", 5},
+    [KERNEL_ADD_IN_PLACE] = {"elementwise.cl", "add_in_place", 3},
+    [KERNEL_COPY_FLOATS] = {"elementwise.cl", "copy_floats", 3},
+    [KERNEL_ADD_BIAS_ROWS] = {"elementwise.cl", "add_bias_rows", 5},
+    [KERNEL_SWIGLU] = {"elementwise.cl", "swiglu", 4},
+    [KERNEL_QK_NORM_ROPE] = {"rope.cl", "qk_norm_rope", 15},
+    [KERNEL_ATTENTION] = {"attention.cl", "attention", 11},
+    [KERNEL_CAUSAL_SOFTMAX_ROWS] = {"attention.cl", "causal_softmax_rows", 6},
+    [KERNEL_TTT_CONV] = {"ttt.cl", "ttt_conv", 7},
+    [KERNEL_GEMV] = {"gemv.cl", "gemv", 10},
+};
+
+clttt_status kernel_set_create(kernel_set *kernels, clttt_device *device, const tuning_params *params,
+                               int head_dim) {
+  memset(kernels, 0, sizeof *kernels);
+  if (head_dim < 2 || head_dim % 2 != 0 || head_dim > 512)
+    return clttt_fail(CLTTT_ERROR_UNSUPPORTED, "head_dim %d: even sizes up to 512 are supported", head_dim);
+  kernels->device = device;
+  kernels->params = *params;
+  kernels->head_dim = head_dim;
+  /* One option string for every file: a program's identity in the device's
+   * cache is (file, options), and files ignore defines they do not use. */
+  char defines[512], options[640];
+  tuning_defines(params, defines, sizeof defines);
+  snprintf(options, sizeof options, "-cl-std=CL1.2 %s -DHEAD_DIM=%d", defines, head_dim);
+  for (int k = 0; k < KERNEL_COUNT; k++) {
+    cl_program program = NULL;
+    clttt_status status = runtime_program(device, kernel_table[k].file, options, &program);
+    if (status == CLTTT_SUCCESS)
+      status = runtime_create_kernel(device, program, kernel_table[k].file, kernel_table[k].name,
+                                     &kernels->kernel[k]);
+    cl_uint arguments = 0;
+    if (status == CLTTT_SUCCESS &&
+        clGetKernelInfo(kernels->kernel[k], CL_KERNEL_NUM_ARGS, sizeof arguments, &arguments, NULL) == CL_SUCCESS &&
+        (int)arguments != kernel_table[k].argument_count)
+      status = clttt_fail(CLTTT_ERROR_KERNEL_BUILD, "kernel %s of %s takes %u arguments; its op passes %d",
+                          kernel_table[k].name, kernel_table[k].file, arguments, kernel_table[k].argument_count);
+    if (status != CLTTT_SUCCESS) {
+      kernel_set_release(kernels);
+      return status;
+    }
+  }
+  return CLTTT_SUCCESS;
+}
+
+void kernel_set_release(kernel_set *kernels) {
+  for (int k = 0; k < KERNEL_COUNT; k++)
+    if (kernels->kernel[k])
+      clReleaseKernel(kernels->kernel[k]);
+  memset(kernels, 0, sizeof *kernels);
+}
+
+/* ---------------------------------------------------------------- */
+/* Arguments and launches                                             */
+
+/* An argument as (size, address): the size always comes from the value
+ * itself, so a value and its size cannot disagree. */
+#define ARG(value) sizeof(value), (const void *)&(value)
+
+/* Sets the kernel's arguments, `count` (size, address) pairs; count must be
+ * the kernel's own argument count. */
+static clttt_status set_arguments(const kernel_set *kernels, kernel_id id, int count, ...) {
+  if (count != kernel_table[id].argument_count)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "kernel %s takes %d arguments, given %d", kernel_table[id].name,
+                      kernel_table[id].argument_count, count);
+  va_list arguments;
+  va_start(arguments, count);
+  for (int i = 0; i < count; i++) {
+    size_t size = va_arg(arguments, size_t);
+    const void *value = va_arg(arguments, const void *);
+    cl_int error = clSetKernelArg(kernels->kernel[id], (cl_uint)i, size, value);
+    if (error != CL_SUCCESS) {
+      va_end(arguments);
+      char what[160];
+      snprintf(what, sizeof what, "setting argument %d of kernel %s", i, kernel_table[id].name);
+      return runtime_check(kernels->device, error, what);
+    }
+  }
+  va_end(arguments);
+  return CLTTT_SUCCESS;
+}
+
+/* How many work-items a launch needs and in what groups. `global` is what
+ * the kernel must cover; runtime_launch rounds it up to whole groups and the
+ * kernels check their bounds. */
+typedef struct {
+  unsigned dimensions;
+  size_t global[2];
+  size_t local[2];
+} geometry;
+
+static clttt_status launch(const kernel_set *kernels, kernel_id id, geometry shape) {
+  return runtime_launch(kernels->device, kernels->kernel[id], kernel_table[id].name, shape.dimensions,
+                        shape.global, shape.local);
+}
+
+static size_t divide_rounding_up(size_t value, size_t divisor) { return (value + divisor - 1) / divisor; }
+
+/* One work-item per element of a rows x columns block. */
+static geometry elementwise_rows(const tuning_params *params, size_t columns, size_t rows) {
+  return (geometry){2, {columns, rows}, {(size_t)params->elementwise_work_group_size, 1}};
+}
+
+/* One work-item per VECTOR_WIDTH consecutive floats. */
+static geometry elementwise_vectors(const tuning_params *params, size_t count) {
+  return (geometry){1,
+                    {divide_rounding_up(count, (size_t)params->vector_width), 1},
+                    {(size_t)params->elementwise_work_group_size, 1}};
+}
+
+/* ---------------------------------------------------------------- */
+/* The ops                                                            */
+
+clttt_status op_rmsnorm(const kernel_set *kernels, cl_mem out, int out_ld, cl_mem x, int x_ld, cl_mem weight,
+                        int rows, int width, float eps) {
+  CLTTT_TRY(set_arguments(kernels, KERNEL_RMSNORM, 8, ARG(out), ARG(out_ld), ARG(x), ARG(x_ld), ARG(weight),
+                          ARG(rows), ARG(width), ARG(eps)));
+  /* A work-group reduces one row. */
+  size_t group = (size_t)kernels->params.rmsnorm_work_group_size;
+  return launch(kernels, KERNEL_RMSNORM, (geometry){1, {(size_t)rows * group, 1}, {group, 1}});
+}
+
+clttt_status op_embedding_gather(const kernel_set *kernels, cl_mem out, cl_mem table, cl_mem tokens, int n,
+                                 int d) {
+  CLTTT_TRY(set_arguments(kernels, KERNEL_EMBEDDING_GATHER, 5, ARG(out), ARG(table), ARG(tokens), ARG(n), ARG(d)));
+  return launch(kernels, KERNEL_EMBEDDING_GATHER, elementwise_rows(&kernels->params, (size_t)d, (size_t)n));
+}
+
+static clttt_status vector_op(const kernel_set *kernels, kernel_id id, cl_mem x, cl_mem y, size_t count) {
+  if (count > 0x7fffffff)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "%s of %zu floats: at most 2^31 - 1 per call",
+                      kernel_table[id].name, count);
+  int n = (int)count;
+  CLTTT_TRY(set_arguments(kernels, id, 3, ARG(x), ARG(y), ARG(n)));
+  return launch(kernels, id, elementwise_vectors(&kernels->params, count));
+}
+
+clttt_status op_add_in_place(const kernel_set *kernels, cl_mem x, cl_mem y, size_t count) {
+  return vector_op(kernels, KERNEL_ADD_IN_PLACE, x, y, count);
+}
+
+clttt_status op_copy_floats(const kernel_set *kernels, cl_mem out, cl_mem in, size_t count) {
+  return vector_op(kernels, KERNEL_COPY_FLOATS, out, in, count);
+}
+
+clttt_status op_add_bias_rows(const kernel_set *kernels, cl_mem y, cl_mem bias, int rows, int width, int ld) {
+  if (!bias)
+    return CLTTT_SUCCESS;
+  CLTTT_TRY(set_arguments(kernels, KERNEL_ADD_BIAS_ROWS, 5, ARG(y), ARG(bias), ARG(rows), ARG(width), ARG(ld)));
+  return launch(kernels, KERNEL_ADD_BIAS_ROWS, elementwise_rows(&kernels->params, (size_t)width, (size_t)rows));
+}
+
+clttt_status op_swiglu(const kernel_set *kernels, cl_mem h, cl_mem gate_up, int rows, int f) {
+  CLTTT_TRY(set_arguments(kernels, KERNEL_SWIGLU, 4, ARG(h), ARG(gate_up), ARG(rows), ARG(f)));
+  /* Each work-item handles VECTOR_WIDTH columns of one row. */
+  size_t columns = divide_rounding_up((size_t)f, (size_t)kernels->params.vector_width);
+  return launch(kernels, KERNEL_SWIGLU, elementwise_rows(&kernels->params, columns, (size_t)rows));
+}
+
+clttt_status op_qk_norm_rope(const kernel_set *kernels, const rope_problem *p) {
+  int use_qk_norm = p->q_norm != NULL;
+  /* Without q/k norm weights the kernel never reads them; any buffer will do. */
+  cl_mem q_norm = p->q_norm ? p->q_norm : p->inverse_frequency;
+  cl_mem k_norm = p->k_norm ? p->k_norm : p->inverse_frequency;
+  CLTTT_TRY(set_arguments(kernels, KERNEL_QK_NORM_ROPE, 15, ARG(p->qkv), ARG(p->qkv_ld), ARG(p->n),
+                          ARG(p->position0), ARG(p->heads), ARG(p->kv_heads), ARG(p->inverse_frequency),
+                          ARG(p->attention_scaling), ARG(use_qk_norm), ARG(q_norm), ARG(k_norm), ARG(p->eps),
+                          ARG(p->k_cache), ARG(p->v_cache), ARG(p->kv_dim)));
+  /* One work-item per (token, head slot): query heads, then key heads. */
+  size_t items = (size_t)p->n * (size_t)(p->heads + p->kv_heads);
+  return launch(kernels, KERNEL_QK_NORM_ROPE,
+                (geometry){1, {items, 1}, {(size_t)kernels->params.rope_work_group_size, 1}});
+}
+
+clttt_status op_attention(const kernel_set *kernels, const attention_problem *p) {
+  if (p->head_dim != kernels->head_dim)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "attention of head_dim %d with kernels built for %d",
+                      p->head_dim, kernels->head_dim);
+  float scale = 1.0f / sqrtf((float)p->head_dim);
+  CLTTT_TRY(set_arguments(kernels, KERNEL_ATTENTION, 11, ARG(p->out), ARG(p->q), ARG(p->q_ld), ARG(p->k_cache),
+                          ARG(p->v_cache), ARG(p->kv_dim), ARG(p->n), ARG(p->position0), ARG(p->heads),
+                          ARG(p->kv_heads), ARG(scale)));
+  /* Queries along the first dimension in groups of ATTENTION_BLOCK_Q, heads
+   * along the second. */
+  size_t block = (size_t)kernels->params.attention_block_q;
+  return launch(kernels, KERNEL_ATTENTION, (geometry){2, {(size_t)p->n, (size_t)p->heads}, {block, 1}});
+}
+
+clttt_status op_causal_softmax_rows(const kernel_set *kernels, cl_mem scores, int rows, int columns, int ld,
+                                    int queries, int first_position) {
+  CLTTT_TRY(set_arguments(kernels, KERNEL_CAUSAL_SOFTMAX_ROWS, 6, ARG(scores), ARG(rows), ARG(columns), ARG(ld),
+                          ARG(queries), ARG(first_position)));
+  /* A work-group per score row. */
+  size_t group = (size_t)kernels->params.softmax_work_group_size;
+  return launch(kernels, KERNEL_CAUSAL_SOFTMAX_ROWS, (geometry){1, {(size_t)rows * group, 1}, {group, 1}});
+}
+
+clttt_status op_ttt_conv(const kernel_set *kernels, cl_mem tc, matrix_view t, cl_mem weight, int rows, int d) {
+  /* A 64-bit offset: over a whole sequence (the two forms) row * d passes 2^31
+   * floats after some 800k tokens at d = 2560. */
+  cl_ulong t_offset = (cl_ulong)t.offset;
+  int t_ld = (int)t.ld;
+  CLTTT_TRY(set_arguments(kernels, KERNEL_TTT_CONV, 7, ARG(tc), ARG(t.buffer), ARG(t_offset), ARG(t_ld),
+                          ARG(weight), ARG(rows), ARG(d)));
+  /* Each work-item runs TTT_CONV_ROWS consecutive rows of one channel. */
+  size_t row_groups = divide_rounding_up((size_t)rows, (size_t)kernels->params.conv_rows);
+  return launch(kernels, KERNEL_TTT_CONV, elementwise_rows(&kernels->params, (size_t)d, row_groups));
+}
+
+clttt_status op_gemv(const kernel_set *kernels, const char *what, size_t out_features, size_t in_features,
+                     matrix_view x, matrix_view weight, float beta, matrix_view y) {
+  if (in_features > 0x7fffffff || out_features > 0x7fffffff || weight.offset > 0x7fffffff ||
+      x.offset > 0x7fffffff || y.offset > 0x7fffffff || weight.ld > 0x7fffffff)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "%s: GEMV of %zu x %zu at offset %zu: sizes past 2^31",
+                      what, out_features, in_features, weight.offset);
+  int y_offset = (int)y.offset, x_offset = (int)x.offset, W_offset = (int)weight.offset, ld = (int)weight.ld;
+  int out = (int)out_features, in = (int)in_features;
+  CLTTT_TRY(set_arguments(kernels, KERNEL_GEMV, 10, ARG(y.buffer), ARG(y_offset), ARG(x.buffer), ARG(x_offset),
+                          ARG(weight.buffer), ARG(W_offset), ARG(ld), ARG(out), ARG(in), ARG(beta)));
+  /* A row per work-item (CPUs) or a work-group per row (GPUs). */
+  size_t group = (size_t)kernels->params.gemv_work_group_size;
+  size_t items = kernels->params.gemv_row_per_item ? out_features : out_features * group;
+  return launch(kernels, KERNEL_GEMV, (geometry){1, {items, 1}, {group, 1}});
+}

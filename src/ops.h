@@ -1,0 +1,103 @@
+/* The op layer: one typed function per kernel of cl/. Each op is the only
+ * place that knows its kernel's file, name, argument order and launch
+ * geometry; the forward pass, TTT, the tuner and the benchmarks call only
+ * these. Kernels are resolved once into a kernel_set, built for one
+ * parameter set and head size, so nothing is formatted or looked up by name
+ * per launch.
+ *
+ * A kernel_set belongs to one thread at a time: OpenCL keeps a kernel's
+ * arguments in the kernel object, so two sessions fed from two threads each
+ * have their own set (the programs behind them are shared). */
+#ifndef CLTTT_OPS_H
+#define CLTTT_OPS_H
+
+#include "runtime.h"
+
+typedef enum {
+  KERNEL_RMSNORM,
+  KERNEL_EMBEDDING_GATHER,
+  KERNEL_ADD_IN_PLACE,
+  KERNEL_COPY_FLOATS,
+  KERNEL_ADD_BIAS_ROWS,
+  KERNEL_SWIGLU,
+  KERNEL_QK_NORM_ROPE,
+  KERNEL_ATTENTION,
+  KERNEL_CAUSAL_SOFTMAX_ROWS,
+  KERNEL_TTT_CONV,
+  KERNEL_GEMV,
+  KERNEL_COUNT
+} kernel_id;
+
+typedef struct {
+  clttt_device *device;
+  tuning_params params; /* what the kernels were built with; geometry follows it */
+  int head_dim;         /* HEAD_DIM of the attention and RoPE kernels */
+  cl_kernel kernel[KERNEL_COUNT];
+} kernel_set;
+
+/* Builds (or finds in the device's cache) every program with `params` and
+ * HEAD_DIM = head_dim, and creates this set's own kernel objects. */
+clttt_status kernel_set_create(kernel_set *kernels, clttt_device *device, const tuning_params *params,
+                               int head_dim);
+void kernel_set_release(kernel_set *kernels);
+
+/* out (rows x width, stride out_ld) = x / rms(x) * weight, row by row. */
+clttt_status op_rmsnorm(const kernel_set *kernels, cl_mem out, int out_ld, cl_mem x, int x_ld, cl_mem weight,
+                        int rows, int width, float eps);
+/* out (n x d) = table[tokens[i]] rows. */
+clttt_status op_embedding_gather(const kernel_set *kernels, cl_mem out, cl_mem table, cl_mem tokens, int n, int d);
+/* x[0..count) += y[0..count) */
+clttt_status op_add_in_place(const kernel_set *kernels, cl_mem x, cl_mem y, size_t count);
+/* out[0..count) = in[0..count): a streaming copy, the bandwidth yardstick of the benchmarks */
+clttt_status op_copy_floats(const kernel_set *kernels, cl_mem out, cl_mem in, size_t count);
+/* y (rows x width, stride ld) += bias (width) on every row; nothing when bias is NULL. */
+clttt_status op_add_bias_rows(const kernel_set *kernels, cl_mem y, cl_mem bias, int rows, int width, int ld);
+/* h (rows x f) = silu(gate) * up, gate_up rows being [gate | up] (2f). */
+clttt_status op_swiglu(const kernel_set *kernels, cl_mem h, cl_mem gate_up, int rows, int f);
+
+/* Qwen3's per-head q/k RMSNorm (when q_norm is not NULL) and RoPE at
+ * positions position0.., in place in the q, k, v rows, and k, v rows copied
+ * into the caches at those positions. */
+typedef struct {
+  cl_mem qkv;                /* n rows of stride qkv_ld: q heads, k heads, v heads */
+  int qkv_ld;
+  int n, position0, heads, kv_heads;
+  cl_mem inverse_frequency;  /* head_dim / 2 */
+  float attention_scaling;
+  cl_mem q_norm, k_norm;     /* head_dim each, or NULL */
+  float eps;
+  cl_mem k_cache, v_cache;   /* positions x kv_dim */
+  int kv_dim;
+} rope_problem;
+clttt_status op_qk_norm_rope(const kernel_set *kernels, const rope_problem *problem);
+
+/* Causal grouped-query attention of n queries at positions position0 ..
+ * position0 + n - 1 against one layer's K/V cache, as HuggingFace computes
+ * it: scale 1/sqrt(head_dim), each query sees every earlier token and itself.
+ * Query head h reads kv head h / (heads / kv_heads). */
+typedef struct {
+  cl_mem out;               /* n x (heads * head_dim), row = token, head h at h * head_dim */
+  cl_mem q;                 /* n rows of stride q_ld, query head h at h * head_dim */
+  int q_ld;
+  cl_mem k_cache, v_cache;  /* positions x kv_dim, kv head g at g * head_dim */
+  int kv_dim;
+  int n, position0, heads, kv_heads, head_dim;
+} attention_problem;
+/* The flash kernel of cl/attention.cl: one work-item per (query, head),
+ * online softmax over tiles of keys. */
+clttt_status op_attention(const kernel_set *kernels, const attention_problem *problem);
+/* Softmax of `rows` score rows (stride ld, `columns` keys each), row r being
+ * query (r mod queries) at position first_position + (r mod queries): keys
+ * after it are masked out. */
+clttt_status op_causal_softmax_rows(const kernel_set *kernels, cl_mem scores, int rows, int columns, int ld,
+                                    int queries, int first_position);
+
+/* tc (rows x d) = the TTT target's causal depthwise conv of t (rows of
+ * stride t.ld from t.offset), zero outside the rows. */
+clttt_status op_ttt_conv(const kernel_set *kernels, cl_mem tc, matrix_view t, cl_mem weight, int rows, int d);
+
+/* y (out) = beta y + W (out x in) x (in): the decode matrix-vector product. */
+clttt_status op_gemv(const kernel_set *kernels, const char *what, size_t out_features, size_t in_features,
+                     matrix_view x, matrix_view weight, float beta, matrix_view y);
+
+#endif

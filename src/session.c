@@ -1,0 +1,264 @@
+/* Sessions: parameters, the buffers they size, the memory cost model that
+ * sums the same sizes, and create / reset / free. */
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "attention.h"
+#include "config.h"
+#include "error.h"
+#include "session.h"
+
+#define DEFAULT_BATCH_CAPACITY 512
+#define MAX_TTT_BATCH_CAPACITY 2048
+/* Far beyond any model's positions; a larger request is a mistake, and its
+ * sizes would overflow the int positions the kernels take. */
+#define MAX_CONTEXT (1 << 28)
+
+clttt_session_params clttt_session_default_params(void) {
+  clttt_session_params params;
+  memset(&params, 0, sizeof params);
+  params.context = 0;
+  params.ttt = 1;
+  params.chunk = 0;
+  params.eta = 0.0f;
+  params.logits = CLTTT_LOGITS_ALL;
+  return params;
+}
+
+/* The parameters with every "0 = the checkpoint's" filled in, checked. */
+static clttt_status resolve_params(const clttt_config *config, const clttt_session_params *given,
+                                   clttt_session_params *resolved) {
+  *resolved = given ? *given : clttt_session_default_params();
+  if (resolved->context < 0 || resolved->context > MAX_CONTEXT)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "session context %d: must be 0 (the model's) or 1..%d",
+                      resolved->context, MAX_CONTEXT);
+  if (resolved->context == 0)
+    resolved->context = config->max_position_embeddings;
+  if (resolved->context < 1 || resolved->context > MAX_CONTEXT)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "session context %d (max_position_embeddings): must be 1..%d",
+                      resolved->context, MAX_CONTEXT);
+  if (resolved->ttt != 0 && resolved->ttt != 1)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "session ttt %d: must be 0 (off) or 1 (on)", resolved->ttt);
+  if (resolved->chunk < 0 || resolved->chunk > MAX_CONTEXT)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "session chunk %d: must be 0 (the checkpoint's) or 1..%d",
+                      resolved->chunk, MAX_CONTEXT);
+  if (!isfinite(resolved->eta))
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "session eta %g: must be finite", (double)resolved->eta);
+  if (resolved->logits != CLTTT_LOGITS_ALL && resolved->logits != CLTTT_LOGITS_LAST)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "session logits mode %d: must be CLTTT_LOGITS_ALL or _LAST",
+                      (int)resolved->logits);
+  if (resolved->chunk == 0)
+    resolved->chunk = config->ttt_chunk;
+  if (resolved->eta == 0.0f)
+    resolved->eta = config->ttt_lr;
+  return CLTTT_SUCCESS;
+}
+
+static int uses_ttt(const clttt_config *config, const clttt_session_params *params) {
+  return params->ttt && config_ttt_layer_count(config) > 0;
+}
+
+static int batch_capacity_for(int context, int chunk) {
+  int capacity = DEFAULT_BATCH_CAPACITY;
+  /* A batch that holds a whole chunk lets the update read h and t in place. */
+  if (chunk > capacity && chunk <= MAX_TTT_BATCH_CAPACITY)
+    capacity = chunk;
+  return capacity < context ? capacity : context;
+}
+
+/* ---------------------------------------------------------------- */
+/* The buffers and the cost model                                     */
+
+/* One per-batch buffer: its field in the session and its size. */
+typedef struct {
+  size_t field;      /* offsetof(struct clttt_session, ...) */
+  uint64_t bytes;
+  const char *what;
+} buffer_plan;
+
+enum { BUFFER_COUNT = 11 };
+
+/* The per-batch buffers of a session with resolved `params`: what
+ * clttt_session_create allocates and clttt_estimate_session_bytes sums. */
+static void plan_buffers(const clttt_config *config, const clttt_session_params *params, buffer_plan *plan,
+                         int *batch_out, int *logits_rows_out, int *block_rows_out) {
+  const uint64_t d = (uint64_t)config->hidden_size, f = (uint64_t)config->intermediate_size;
+  const uint64_t q_dim = (uint64_t)config_q_dim(config), kv_dim = (uint64_t)config_kv_dim(config);
+  const int batch = batch_capacity_for(params->context, uses_ttt(config, params) ? params->chunk : 0);
+  const int logits_rows = params->logits == CLTTT_LOGITS_LAST ? 1 : batch;
+  const int heads = config->num_attention_heads;
+  const uint64_t rows = (uint64_t)batch, F = sizeof(float);
+  const buffer_plan plans[BUFFER_COUNT] = {
+      {offsetof(struct clttt_session, tokens), rows * sizeof(int32_t), "token ids"},
+      {offsetof(struct clttt_session, x), rows * d * F, "residual stream (n x d)"},
+      {offsetof(struct clttt_session, xn), rows * d * F, "normalised activations (n x d)"},
+      {offsetof(struct clttt_session, embeddings), rows * d * F, "input embeddings (n x d)"},
+      {offsetof(struct clttt_session, qkv), rows * (q_dim + 2 * kv_dim) * F, "q, k, v (n x (q_dim + 2 kv_dim))"},
+      {offsetof(struct clttt_session, attention), rows * q_dim * F, "attention output (n x q_dim)"},
+      {offsetof(struct clttt_session, gate_up), rows * 2 * f * F, "gate and up projections (n x 2f)"},
+      {offsetof(struct clttt_session, h), rows * f * F, "gated MLP activations h (n x f)"},
+      {offsetof(struct clttt_session, delta), rows * d * F, "layer outputs (n x d)"},
+      {offsetof(struct clttt_session, logits), (uint64_t)logits_rows * (uint64_t)config->vocab_size * F,
+       "logits (rows x vocab)"},
+      /* Allocated whatever the device's ATTENTION_GEMM_MIN_QUERIES, so that
+       * the cost model, which knows no device, stays exact. */
+      {offsetof(struct clttt_session, scores), attention_score_floats(heads, params->context, batch) * F,
+       "attention scores (heads x block x context)"},
+  };
+  memcpy(plan, plans, sizeof plans);
+  *batch_out = batch;
+  *logits_rows_out = logits_rows;
+  *block_rows_out = attention_block_rows(heads, params->context, batch);
+}
+
+static uint64_t kv_cache_bytes(const clttt_config *config, int context) {
+  return (uint64_t)context * (uint64_t)config_kv_dim(config) * sizeof(float);
+}
+
+static uint64_t session_bytes(const clttt_config *config, const clttt_session_params *params) {
+  buffer_plan plan[BUFFER_COUNT];
+  int batch, logits_rows, block_rows;
+  plan_buffers(config, params, plan, &batch, &logits_rows, &block_rows);
+  uint64_t total = 2 * (uint64_t)config->num_hidden_layers * kv_cache_bytes(config, params->context);
+  for (int i = 0; i < BUFFER_COUNT; i++)
+    total += plan[i].bytes;
+  if (uses_ttt(config, params))
+    total += ttt_state_bytes(config, params->chunk);
+  return total;
+}
+
+uint64_t clttt_estimate_weight_bytes(const clttt_config *config) {
+  if (!config)
+    return 0;
+  uint64_t d = (uint64_t)config->hidden_size, f = (uint64_t)config->intermediate_size;
+  uint64_t q_dim = (uint64_t)config_q_dim(config), kv_dim = (uint64_t)config_kv_dim(config);
+  uint64_t per_layer = 2 * d + (q_dim + 2 * kv_dim) * d + d * q_dim + 3 * d * f;
+  if (config->attention_bias)
+    per_layer += q_dim + 2 * kv_dim + d;
+  if (config->mlp_bias)
+    per_layer += 2 * f + d;
+  if (config->arch == CLTTT_ARCH_QWEN3)
+    per_layer += 2 * (uint64_t)config->head_dim;
+  uint64_t total = per_layer * (uint64_t)config->num_hidden_layers;
+  total += (uint64_t)config_ttt_layer_count(config) * (5 * d + (config->ttt_proj ? d * d : 0));
+  uint64_t embedding = (uint64_t)config->vocab_size * d;
+  total += embedding * (config->tie_word_embeddings ? 1 : 2) + d + (uint64_t)config->head_dim / 2;
+  return total * sizeof(float);
+}
+
+uint64_t clttt_estimate_session_bytes(const clttt_config *config, const clttt_session_params *params) {
+  clttt_session_params resolved;
+  if (!config || resolve_params(config, params, &resolved) != CLTTT_SUCCESS)
+    return 0;
+  return session_bytes(config, &resolved);
+}
+
+/* ---------------------------------------------------------------- */
+/* Create, reset, free                                                */
+
+static cl_mem *field(clttt_session *session, size_t offset) { return (cl_mem *)((char *)session + offset); }
+
+/* Everything is checked before anything is allocated: a session the device
+ * cannot hold beside what is already on it fails with the sizes, instead of
+ * failing (or, under PoCL, aborting) half-way through. */
+static clttt_status check_fits(const clttt_model *model, uint64_t bytes) {
+  const clttt_device_info *info = &model->device->info;
+  uint64_t in_use = 0;
+  runtime_memory_usage(model->device->context, &in_use, NULL, 0);
+  if (info->global_memory == 0 || bytes + in_use <= info->global_memory)
+    return CLTTT_SUCCESS;
+  return clttt_fail(CL_MEM_OBJECT_ALLOCATION_FAILURE,
+                    "a session of %.1f MiB does not fit on device '%s': %.1f MiB of its %.1f MiB are in use",
+                    (double)bytes / 1048576.0, info->name, (double)in_use / 1048576.0,
+                    (double)info->global_memory / 1048576.0);
+}
+
+clttt_status clttt_session_create(clttt_session **session_out, clttt_model *model,
+                                  const clttt_session_params *params) {
+  if (!session_out || !model)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "clttt_session_create: NULL argument");
+  *session_out = NULL;
+  const clttt_config *config = &model->config;
+  clttt_session_params resolved;
+  CLTTT_TRY(resolve_params(config, params, &resolved));
+  CLTTT_TRY(check_fits(model, session_bytes(config, &resolved)));
+
+  clttt_session *session = calloc(1, sizeof *session);
+  if (!session)
+    return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "allocating a session");
+  session->model = model;
+  session->params = resolved;
+  session->uses_ttt = uses_ttt(config, &resolved);
+  buffer_plan plan[BUFFER_COUNT];
+  plan_buffers(config, &resolved, plan, &session->batch_capacity, &session->logits_rows,
+               &session->attention_block_rows);
+
+  clttt_device *device = model->device;
+  clttt_status status = kernel_set_create(&session->kernels, device, &device->tuning, config->head_dim);
+  session->k_cache = calloc((size_t)config->num_hidden_layers, sizeof(cl_mem));
+  session->v_cache = calloc((size_t)config->num_hidden_layers, sizeof(cl_mem));
+  if (status == CLTTT_SUCCESS && (!session->k_cache || !session->v_cache))
+    status = clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "allocating a session");
+  const size_t cache_bytes = (size_t)kv_cache_bytes(config, resolved.context);
+  for (int i = 0; i < config->num_hidden_layers && status == CLTTT_SUCCESS; i++) {
+    status = runtime_alloc(device, cache_bytes, "K cache (context x kv_dim)", &session->k_cache[i]);
+    if (status == CLTTT_SUCCESS)
+      status = runtime_alloc(device, cache_bytes, "V cache (context x kv_dim)", &session->v_cache[i]);
+  }
+  for (int i = 0; i < BUFFER_COUNT && status == CLTTT_SUCCESS; i++)
+    status = runtime_alloc(device, (size_t)plan[i].bytes, plan[i].what, field(session, plan[i].field));
+  if (status == CLTTT_SUCCESS && session->uses_ttt)
+    status = ttt_state_create(&session->ttt, &session->kernels, model, resolved.chunk, resolved.eta);
+  if (status != CLTTT_SUCCESS) {
+    clttt_session_free(session);
+    return clttt_fail_context(status, "creating a session of %d tokens", resolved.context);
+  }
+  *session_out = session;
+  return CLTTT_SUCCESS;
+}
+
+void clttt_session_free(clttt_session *session) {
+  if (!session)
+    return;
+  ttt_state_free(&session->ttt);
+  for (int i = 0; i < session->model->config.num_hidden_layers; i++) {
+    if (session->k_cache)
+      runtime_release(&session->k_cache[i]);
+    if (session->v_cache)
+      runtime_release(&session->v_cache[i]);
+  }
+  free(session->k_cache);
+  free(session->v_cache);
+  buffer_plan plan[BUFFER_COUNT];
+  int batch, logits_rows, block_rows;
+  plan_buffers(&session->model->config, &session->params, plan, &batch, &logits_rows, &block_rows);
+  for (int i = 0; i < BUFFER_COUNT; i++)
+    runtime_release(field(session, plan[i].field));
+  kernel_set_release(&session->kernels);
+  free(session);
+}
+
+clttt_session_params clttt_session_get_params(const clttt_session *session) {
+  return session ? session->params : clttt_session_default_params();
+}
+
+int clttt_session_position(const clttt_session *session) { return session ? session->position : -1; }
+
+int clttt_session_ttt_enabled(const clttt_session *session) { return session ? session->uses_ttt : 0; }
+
+clttt_status clttt_session_reset_fast_weights(clttt_session *session) {
+  if (!session)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "reset: session is NULL");
+  if (!session->uses_ttt)
+    return CLTTT_SUCCESS;
+  return ttt_state_reset(&session->ttt, &session->kernels, session->model);
+}
+
+clttt_status clttt_session_reset(clttt_session *session) {
+  CLTTT_TRY(clttt_session_reset_fast_weights(session));
+  session->position = 0;
+  return CLTTT_SUCCESS;
+}
