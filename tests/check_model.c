@@ -2,6 +2,7 @@
  * and its own streaming semantics (pieces, decode, sessions). */
 #include <check.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -297,6 +298,80 @@ START_TEST(test_stories260k_greedy_story) {
 }
 END_TEST
 
+/* Two threads feeding two sessions of one model at once (what a server's
+ * slots do): each thread's logits must be exactly what the same feeds give
+ * serially, since the same kernels run on the same data in the same order;
+ * a race on kernel arguments or on the program cache would mix them up. */
+typedef struct {
+  clttt_model *model;
+  const int32_t *tokens;
+  int n, piece, rounds;
+  const float *expected;
+  int vocab;
+  int mismatches;
+  int status;
+  char message[512];
+} feeder;
+
+static void *feed_in_thread(void *argument) {
+  feeder *job = argument;
+  float *logits = malloc((size_t)job->n * (size_t)job->vocab * sizeof *logits);
+  if (!logits) {
+    job->status = CLTTT_ERROR_OUT_OF_HOST_MEMORY;
+    return NULL;
+  }
+  for (int round = 0; round < job->rounds && job->status == CLTTT_SUCCESS; round++) {
+    clttt_session *session = NULL;
+    job->status = test_session_create(&session, job->model, job->n);
+    for (int done = 0; done < job->n && job->status == CLTTT_SUCCESS; done += job->piece) {
+      int count = job->n - done < job->piece ? job->n - done : job->piece;
+      job->status = clttt_session_feed(session, job->tokens + done, count, logits + (size_t)done * job->vocab, 0);
+    }
+    if (job->status != CLTTT_SUCCESS)
+      snprintf(job->message, sizeof job->message, "%s", clttt_last_error());
+    for (size_t i = 0; job->status == CLTTT_SUCCESS && i < (size_t)job->n * (size_t)job->vocab; i++)
+      job->mismatches += logits[i] != job->expected[i];
+    clttt_session_free(session);
+  }
+  free(logits);
+  return NULL;
+}
+
+START_TEST(test_two_threads_two_sessions) {
+  test_fixture_model fixture;
+  test_fixture_open(&fixture, "ttt-proj-hidden");
+  const int vocab = clttt_model_get_config(fixture.model)->vocab_size;
+  enum { N = 70 };
+  int32_t a[N], b[N];
+  for (int i = 0; i < N; i++) {
+    a[i] = (int32_t)((i * 5 + 1) % vocab);
+    b[i] = (int32_t)((i * 17 + 100) % vocab);
+  }
+  /* Different prompts, different piece sizes (decode-like and batched). */
+  test_run_options pieces_a = test_run_default, pieces_b = test_run_default;
+  pieces_a.piece = 1;
+  pieces_b.piece = 23;
+  float *expected_a = test_run(fixture.model, a, N, pieces_a);
+  float *expected_b = test_run(fixture.model, b, N, pieces_b);
+  feeder jobs[2] = {{fixture.model, a, N, 1, 10, expected_a, vocab, 0, CLTTT_SUCCESS, ""},
+                    {fixture.model, b, N, 23, 10, expected_b, vocab, 0, CLTTT_SUCCESS, ""}};
+  pthread_t threads[2];
+  for (int t = 0; t < 2; t++)
+    ck_assert_int_eq(pthread_create(&threads[t], NULL, feed_in_thread, &jobs[t]), 0);
+  for (int t = 0; t < 2; t++)
+    ck_assert_int_eq(pthread_join(threads[t], NULL), 0);
+  for (int t = 0; t < 2; t++) {
+    ck_assert_msg(jobs[t].status == CLTTT_SUCCESS, "thread %d: %s: %s", t, clttt_status_name(jobs[t].status),
+                  jobs[t].message);
+    ck_assert_msg(jobs[t].mismatches == 0, "thread %d: %d logits differ from the serial run", t,
+                  jobs[t].mismatches);
+  }
+  free(expected_a);
+  free(expected_b);
+  test_fixture_close(&fixture);
+}
+END_TEST
+
 static Suite *model_suite(void) {
   Suite *suite = suite_create("model");
   TCase *golden = tcase_create("golden");
@@ -309,6 +384,7 @@ static Suite *model_suite(void) {
   tcase_add_test(streaming, test_pieces_and_decode_equal_one_shot);
   tcase_add_test(streaming, test_last_row_only_and_reset);
   tcase_add_test(streaming, test_sessions_are_independent);
+  tcase_add_test(streaming, test_two_threads_two_sessions);
   suite_add_tcase(suite, streaming);
   TCase *errors = tcase_create("errors");
   tcase_add_test(errors, test_bad_input_is_an_error);
