@@ -225,6 +225,10 @@ typedef struct {
   float ttt_lr;                             /* eta */
   int ttt_proj;
   clttt_ttt_target ttt_target;
+  /* Clipping of each chunk's update (paper, Appendix C.2; not in the
+   * released code): eta V^T h is scaled so its Frobenius norm is at most
+   * tau. 0 = off. */
+  float ttt_clip_tau;
 } clttt_config;
 
 /* Reads only dir/config.json (no weights): for inspecting a model. */
@@ -274,10 +278,13 @@ typedef struct {
   int ttt;                   /* 1: TTT layers learn (checkpoints with ttt_mode); 0: the base model */
   int chunk;                 /* C; 0 = the checkpoint's ttt_chunk */
   float eta;                 /* step size; 0 = the checkpoint's ttt_lr; must be finite */
+  /* Update clipping: > 0 clips each chunk's update to Frobenius norm tau;
+   * 0 = the checkpoint's ttt_clip_tau (itself 0 = off); < 0 = off. */
+  float ttt_clip_tau;
   clttt_logits_mode logits;
 } clttt_session_params;
 
-/* context 0, TTT on, the checkpoint's chunk and eta, all logits. */
+/* context 0, TTT on, the checkpoint's chunk, eta and clipping, all logits. */
 CLTTT_API clttt_session_params clttt_session_default_params(void);
 
 /* A session: KV cache, position and TTT state of one sequence. Sessions on

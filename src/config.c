@@ -299,6 +299,14 @@ static clttt_status read_ttt(const parser *p, clttt_config *config) {
   CLTTT_TRY(get_bool(p, p->root, "ttt_mode", 0, &config->ttt_mode));
   CLTTT_TRY(get_int(p, p->root, "ttt_chunk", 0, DEFAULT_TTT_CHUNK, 1, &config->ttt_chunk));
   CLTTT_TRY(get_float(p, p->root, "ttt_lr", DEFAULT_TTT_LR, &config->ttt_lr));
+  /* Finite but absurd steps (3e38) overflow W to inf within a chunk or two. */
+  if (config->ttt_mode && fabsf(config->ttt_lr) > 100.0f)
+    log_warning("%s: ttt_lr %g is far outside the step sizes TTT is trained with (0.01-3)", p->origin,
+                (double)config->ttt_lr);
+  CLTTT_TRY(get_float(p, p->root, "ttt_clip_tau", 0.0f, &config->ttt_clip_tau));
+  if (config->ttt_clip_tau < 0.0f)
+    return clttt_fail(CLTTT_ERROR_BAD_CONFIG, "%s: key \"ttt_clip_tau\" is %g: must be >= 0 (0 = no clipping)",
+                      p->origin, (double)config->ttt_clip_tau);
   CLTTT_TRY(get_bool(p, p->root, "ttt_proj", 1, &config->ttt_proj));
 
   config->ttt_target = CLTTT_TARGET_HIDDEN_STATES;

@@ -24,6 +24,7 @@ clttt_session_params clttt_session_default_params(void) {
   params.ttt = 1;
   params.chunk = 0;
   params.eta = 0.0f;
+  params.ttt_clip_tau = 0.0f;
   params.logits = CLTTT_LOGITS_ALL;
   return params;
 }
@@ -47,6 +48,9 @@ static clttt_status resolve_params(const clttt_config *config, const clttt_sessi
                       resolved->chunk, MAX_CONTEXT);
   if (!isfinite(resolved->eta))
     return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "session eta %g: must be finite", (double)resolved->eta);
+  if (!isfinite(resolved->ttt_clip_tau))
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "session ttt_clip_tau %g: must be finite",
+                      (double)resolved->ttt_clip_tau);
   if (resolved->logits != CLTTT_LOGITS_ALL && resolved->logits != CLTTT_LOGITS_LAST)
     return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "session logits mode %d: must be CLTTT_LOGITS_ALL or _LAST",
                       (int)resolved->logits);
@@ -54,6 +58,11 @@ static clttt_status resolve_params(const clttt_config *config, const clttt_sessi
     resolved->chunk = config->ttt_chunk;
   if (resolved->eta == 0.0f)
     resolved->eta = config->ttt_lr;
+  /* Resolved: > 0 clips, 0 is off. */
+  if (resolved->ttt_clip_tau == 0.0f)
+    resolved->ttt_clip_tau = config->ttt_clip_tau;
+  else if (resolved->ttt_clip_tau < 0.0f)
+    resolved->ttt_clip_tau = 0.0f;
   return CLTTT_SUCCESS;
 }
 
