@@ -88,16 +88,18 @@ static clttt_status mlp_block(clttt_session *session, int layer_index, int n) {
 
   if (layer->is_ttt && session->uses_ttt) {
     /* delta (n x d) = h (n x f) W^T, W the fast weight, learning chunk by
-     * chunk from the LM-aligned target (SPEC.md sections 3-4) */
+     * chunk from the LM-aligned target (SPEC.md sections 3-4). No down_proj
+     * bias: the authors' training never adds it in a TTT layer, so weights
+     * trained with it expect none, for any n and any streaming split. */
     cl_mem targets = model->config.ttt_target == CLTTT_TARGET_INPUT_EMBED ? session->embeddings : session->xn;
     CLTTT_TRY(ttt_down_projection(&session->ttt, kernels, model, layer_index, n, view(session->h, 0, f),
                                   view(targets, 0, d), view(session->delta, 0, d)));
   } else {
-    /* delta (n x d) = h (n x f) W_down^T */
+    /* delta (n x d) = h (n x f) W_down^T + b_down */
     CLTTT_TRY(gemm_linear(kernels, "MLP down projection", (size_t)n, d, f, view(session->h, 0, f),
                           view(layer->down, 0, f), 0.0f, view(session->delta, 0, d)));
+    CLTTT_TRY(op_add_bias_rows(kernels, session->delta, layer->down_bias, n, (int)d, (int)d));
   }
-  CLTTT_TRY(op_add_bias_rows(kernels, session->delta, layer->down_bias, n, (int)d, (int)d));
   /* x += delta */
   return op_add_in_place(kernels, session->x, session->delta, (size_t)n * d);
 }

@@ -456,12 +456,13 @@ static clttt_status mlp(const reference_model *model, const reference_layer *lay
   int step = ttt ? chunk : n;
   for (int start = 0; start < n; start += step) {
     int rows = n - start < step ? n - start : step;
-    /* Apply: O = h W^T + b with the weights before this chunk's update. */
+    /* Apply: O = h W^T with the weights before this chunk's update, plus
+     * the down_proj bias outside TTT layers only (SPEC.md section 3). */
     for (int r = start; r < start + rows; r++) {
       const double *hr = h + (size_t)r * f;
       for (int e = 0; e < d; e++) {
         const double *we = w + (size_t)e * f;
-        double sum = layer->bd ? (double)layer->bd[e] : 0.0;
+        double sum = layer->bd && !ttt ? (double)layer->bd[e] : 0.0;
         for (int j = 0; j < f; j++)
           sum += hr[j] * we[j];
         out[(size_t)r * d + e] = sum;

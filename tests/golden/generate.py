@@ -281,8 +281,8 @@ class TTT:
             out = self._oneshot(state, h, t)
         else:
             out = self._stream(state, h, t)
-        if mlp.down_proj.bias is not None:
-            out = out + mlp.down_proj.bias
+        # No down_proj bias in a TTT layer, for any n (SPEC.md section 3): what
+        # the authors' training computes. The "off" mode above keeps it.
         return out.unsqueeze(0)
 
     def _oneshot(self, state, h, t):
@@ -401,11 +401,19 @@ def compute(fixtures_dir, verbose=True):
                                      f"one-shot by {difference}")
             C = config["ttt_chunk"]
             moved = (logits - base).abs()
-            head = moved[:min(C, n)].max().item()
+            # Without updates a TTT layer is the base layer minus its down_proj
+            # bias (none there), so "no update yet" is checked against eta = 0.
+            eta = ttt.eta
+            ttt.eta = 0.0
+            frozen = run_oneshot(model, ttt, tokens, "oneshot")
+            ttt.eta = eta
+            head = (logits - frozen)[:min(C, n)].abs().max().item()
             if head != 0.0:
                 raise SystemExit(f"{name}: the first chunk must not see any update ({head})")
             if n < C:
-                assert moved.max().item() == 0.0
+                assert (logits - frozen).abs().max().item() == 0.0
+            if not config.get("mlp_bias"):
+                assert (frozen - base).abs().max().item() == 0.0, "eta = 0 must be the base model"
             if verbose:
                 print(f"  {name}: |TTT - base| after the first chunk "
                       f"{moved[C:].max().item() if n > C else 0.0:.4g}")
