@@ -15,8 +15,24 @@ typedef struct {
   clttt_model *model;
   tensor_source source;
   void *context;
-  float *scratch; /* host staging, large enough for the biggest tensor */
+  float *scratch;        /* host staging of one tensor */
+  size_t scratch_floats; /* its capacity, grown to the largest tensor read so far */
 } loader;
+
+/* Reads tensor `name` of `shape` (count floats) into the staging buffer,
+ * which grows to fit: sizing it up front from the config missed tensors
+ * (ttt_conv's d x 5 outgrows every other tensor of a tiny model). */
+static clttt_status read_tensor(loader *load, const char *name, const int64_t *shape, int ndim, size_t count) {
+  if (count > load->scratch_floats) {
+    float *grown = realloc(load->scratch, count * sizeof(float));
+    if (!grown)
+      return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "staging tensor %s (%zu bytes)", name,
+                        count * sizeof(float));
+    load->scratch = grown;
+    load->scratch_floats = count;
+  }
+  return load->source(name, shape, ndim, load->scratch, load->context);
+}
 
 /* Reads tensor `name` (rows x columns, or a vector when columns == 0) into
  * `buffer` at `offset_floats`. */
@@ -25,7 +41,7 @@ static clttt_status load_into(loader *load, const char *name, int64_t rows, int6
   int64_t shape[2] = {rows, columns};
   int ndim = columns ? 2 : 1;
   size_t count = (size_t)rows * (size_t)(columns ? columns : 1);
-  CLTTT_TRY(load->source(name, shape, ndim, load->scratch, load->context));
+  CLTTT_TRY(read_tensor(load, name, shape, ndim, count));
   return runtime_upload(load->model->device, buffer, offset_floats * sizeof(float),
                         count * sizeof(float), load->scratch, name);
 }
@@ -110,7 +126,7 @@ static clttt_status load_layer(loader *load, int index) {
     snprintf(name, sizeof name, "%s.mlp.ttt_conv.weight", prefix);
     int64_t conv_shape[3] = {d, 1, 5};
     CLTTT_TRY(allocate_weight(model, (size_t)d * 5, name, &layer->ttt_conv));
-    CLTTT_TRY(load->source(name, conv_shape, 3, load->scratch, load->context));
+    CLTTT_TRY(read_tensor(load, name, conv_shape, 3, (size_t)d * 5));
     CLTTT_TRY(runtime_upload(model->device, layer->ttt_conv, 0, (size_t)d * 5 * sizeof(float),
                              load->scratch, name));
     if (config->ttt_proj)
@@ -130,17 +146,6 @@ static clttt_status check_supported(const clttt_config *config) {
   return CLTTT_SUCCESS;
 }
 
-static size_t largest_tensor_floats(const clttt_config *config) {
-  size_t d = (size_t)config->hidden_size, f = (size_t)config->intermediate_size;
-  size_t q_dim = (size_t)config->num_attention_heads * (size_t)config->head_dim;
-  size_t largest = (size_t)config->vocab_size * d;
-  size_t candidates[] = {q_dim * d, d * f, d * d};
-  for (size_t i = 0; i < sizeof candidates / sizeof candidates[0]; i++)
-    if (candidates[i] > largest)
-      largest = candidates[i];
-  return largest;
-}
-
 clttt_status model_create(clttt_model **model_out, clttt_device *device, const clttt_config *config,
                           tensor_source source, void *context) {
   *model_out = NULL;
@@ -158,10 +163,11 @@ clttt_status model_create(clttt_model **model_out, clttt_device *device, const c
   model->kv_dim = config_kv_dim(config);
   model->qkv_width = model->q_dim + 2 * model->kv_dim;
   model->layers = calloc((size_t)config->num_hidden_layers, sizeof *model->layers);
-  loader load = {model, source, context, malloc(largest_tensor_floats(config) * sizeof(float))};
+  loader load = {model, source, context, NULL, 0};
   clttt_status status = CLTTT_SUCCESS;
-  if (!model->layers || !load.scratch)
-    status = clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "allocating the model");
+  if (!model->layers)
+    status = clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "allocating the model's %d layers",
+                        config->num_hidden_layers);
 
   const int64_t d = config->hidden_size;
   if (status == CLTTT_SUCCESS)

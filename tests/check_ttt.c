@@ -331,6 +331,31 @@ START_TEST(test_checkpoint_without_ttt_tensors) {
 }
 END_TEST
 
+/* A TTT model whose vocab, d, f and q_dim are all under 5: its ttt_conv
+ * (d x 1 x 5) is its largest tensor, which the loader's staging buffer once
+ * ignored (a heap overflow under ASan). It loads and runs. */
+START_TEST(test_tiny_ttt_model_loads) {
+  clttt_device *device = test_open_device();
+  clttt_config config;
+  ck_assert_int_eq(clttt_synthetic_config(&config, 4, 4, 1, 1, 1, 2, 4, 16, 1, 4, 0.01f), CLTTT_SUCCESS);
+  ck_assert_int_eq(config.ttt_layer_count, 1);
+  clttt_model *model = NULL;
+  int status = clttt_model_synthetic(&model, device, &config, 3);
+  ck_assert_msg(status == CLTTT_SUCCESS, "%s", clttt_last_error());
+  clttt_session *session = NULL;
+  ck_assert_int_eq(test_session_create(&session, model, 16), CLTTT_SUCCESS);
+  int32_t tokens[9] = {0, 1, 2, 3, 3, 2, 1, 0, 1};
+  float logits[9 * 4];
+  ck_assert_int_eq(clttt_session_feed(session, tokens, 9, logits, 0), CLTTT_SUCCESS);
+  for (int i = 0; i < 9 * 4; i++)
+    ck_assert_msg(isfinite(logits[i]), "logit %d is %g", i, (double)logits[i]);
+  clttt_session_free(session);
+  clttt_model_free(model);
+  clttt_config_free(&config);
+  clttt_device_close(device);
+}
+END_TEST
+
 START_TEST(test_session_params_at_creation) {
   test_fixture_model fixture;
   test_fixture_open(&fixture, "ttt-proj-hidden");
@@ -459,6 +484,7 @@ static Suite *ttt_suite(void) {
   suite_add_tcase(suite, forms);
   TCase *controls = tcase_create("controls");
   tcase_add_test(controls, test_checkpoint_without_ttt_tensors);
+  tcase_add_test(controls, test_tiny_ttt_model_loads);
   tcase_add_test(controls, test_session_params_at_creation);
   tcase_add_test(controls, test_estimate_equals_allocation);
   tcase_add_test(controls, test_last_row_session);
