@@ -72,6 +72,7 @@ typedef struct {
   const char *device;
   const char *plot;
   float eta;
+  float clip_tau;      /* > 0: every update clipped to this Frobenius norm (costs what clipping costs) */
   clblast_override overrides[MAX_OVERRIDES];
   int override_count;
 } options;
@@ -209,7 +210,7 @@ static clttt_status config_create(clttt_device *device, const options *opt, int 
   CLTTT_TRY(runtime_alloc(device, d * f * sizeof(float), "bench W probe (d x f)", &b->W_probe));
   CLTTT_TRY(runtime_alloc(device, c * d * sizeof(float), "bench out (C x d)", &b->out));
   CLTTT_TRY(runtime_copy(device, b->W_probe, 0, b->W, 0, d * f * sizeof(float), "bench W probe"));
-  CLTTT_TRY(ttt_workspace_create(device, &b->workspace, C, opt->d));
+  CLTTT_TRY(ttt_workspace_create(device, &b->workspace, C, opt->d, opt->f, opt->clip_tau > 0.0f));
   b->workspace_ready = 1;
   CLTTT_TRY(kernel_set_create(&b->kernels, device, &device->tuning, 128));
   b->layer.d = opt->d;
@@ -218,6 +219,7 @@ static clttt_status config_create(clttt_device *device, const options *opt, int 
   /* A small step: the benchmark runs many chunks on random data and W must
    * stay O(1) (denormals or infinities would distort CPU timings). */
   b->layer.eta = opt->eta / (float)C;
+  b->layer.clip_tau = opt->clip_tau;
   b->layer.conv = b->conv;
   b->layer.projection = b->P;
   return CLTTT_SUCCESS;
@@ -618,6 +620,7 @@ static void usage(FILE *out) {
           "  --json               JSON on stdout instead of the table (progress goes to stderr)\n"
           "  --plot FILE.svg      also write FILE.dat and FILE.gp and, when gnuplot is there, the SVG\n"
           "  --eta X              step size times C (default 0.01: eta = X / C keeps W bounded)\n"
+          "  --clip TAU           clip every update to Frobenius norm TAU (ttt_clip_tau; default off)\n"
           "  --clblast KERNEL:NAME=VALUE,...\n"
           "                       experimental: CLBlastOverrideParameters for KERNEL (e.g. Xgemm,\n"
           "                       XgemmDirect) in single precision before anything runs; all of the\n"
@@ -758,6 +761,14 @@ static int parse_options(int argc, char **argv, options *opt) {
       opt->eta = strtof(value, &end);
       if (end == value || *end || !(opt->eta >= 0.0f) || !isfinite(opt->eta)) {
         fprintf(stderr, "bench_fast_weight: bad --eta '%s'\n", value);
+        return 0;
+      }
+    } else if (!strcmp(arg, "--clip")) {
+      NEEDS_VALUE();
+      char *end = NULL;
+      opt->clip_tau = strtof(value, &end);
+      if (end == value || *end || !(opt->clip_tau > 0.0f) || !isfinite(opt->clip_tau)) {
+        fprintf(stderr, "bench_fast_weight: bad --clip '%s' (a positive number)\n", value);
         return 0;
       }
     } else if (!strcmp(arg, "--clblast")) {

@@ -1,5 +1,6 @@
 // In-Place TTT kernels (SPEC.md section 3): the target-state convolution.
-// The target projection, the apply and the update are matrix products (gemm.c).
+// The target projection, the apply and the update are matrix products
+// (gemm.c); clipping an update needs its norm, computed here.
 
 #ifndef ELEMENTWISE_WGS
 #define ELEMENTWISE_WGS 64
@@ -43,4 +44,73 @@ void ttt_conv(__global float *tc, __global const float *t, const ulong t_offset,
       sum += taps[tap] * window[r + tap];
     tc[(size_t)i * d + channel] = sum;
   }
+}
+
+// ---- Update clipping (paper, Appendix C.2) ----------------------------
+// U = eta V^T h is scaled by min(1, tau / ||U||_F) before W += U. Three
+// steps, all on the device so the host never waits: row sums of squares,
+// one group turning them into the scale, then the scaled add.
+
+#ifndef RMSNORM_WGS
+#define RMSNORM_WGS 64
+#endif
+
+// sums[row] = sum_c x[row * width + c]^2; one work-group per row, reduced as
+// rmsnorm.cl reduces (RMSNORM_WGS a power of two, uniform loop trip counts).
+__kernel __attribute__((reqd_work_group_size(RMSNORM_WGS, 1, 1)))
+void row_sum_of_squares(__global const float *x, const int rows, const int width, __global float *sums) {
+  __local float partial[RMSNORM_WGS];
+  const int row = get_group_id(0);
+  const int lane = get_local_id(0);
+  if (row >= rows)
+    return;
+  __global const float *in = x + (size_t)row * width;
+  float sum = 0.0f;
+  for (int base = 0; base < width; base += RMSNORM_WGS) {
+    const int c = base + lane;
+    if (c < width)
+      sum += in[c] * in[c];
+  }
+  partial[lane] = sum;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  for (int stride = RMSNORM_WGS / 2; stride > 0; stride /= 2) {
+    if (lane < stride)
+      partial[lane] += partial[lane + stride];
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+  if (lane == 0)
+    sums[row] = partial[0];
+}
+
+// scale[0] = min(1, tau / sqrt(sum of `count` row sums)); one work-group.
+// A zero update keeps scale 1 (nothing to clip).
+__kernel __attribute__((reqd_work_group_size(RMSNORM_WGS, 1, 1)))
+void clip_scale(__global const float *sums, const int count, const float tau, __global float *scale) {
+  __local float partial[RMSNORM_WGS];
+  const int lane = get_local_id(0);
+  float sum = 0.0f;
+  for (int base = 0; base < count; base += RMSNORM_WGS) {
+    const int i = base + lane;
+    if (i < count)
+      sum += sums[i];
+  }
+  partial[lane] = sum;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  for (int stride = RMSNORM_WGS / 2; stride > 0; stride /= 2) {
+    if (lane < stride)
+      partial[lane] += partial[lane + stride];
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+  if (lane == 0) {
+    const float norm = sqrt(partial[0]);
+    scale[0] = norm > tau ? tau / norm : 1.0f;
+  }
+}
+
+// W[i] += scale[0] * U[i]
+__kernel __attribute__((work_group_size_hint(ELEMENTWISE_WGS, 1, 1)))
+void add_scaled(__global float *W, __global const float *U, __global const float *scale, const int count) {
+  const int i = get_global_id(0);
+  if (i < count)
+    W[i] += scale[0] * U[i];
 }

@@ -24,6 +24,9 @@ static const struct {
     [KERNEL_ATTENTION] = {"attention.cl", "attention", 11},
     [KERNEL_CAUSAL_SOFTMAX_ROWS] = {"attention.cl", "causal_softmax_rows", 6},
     [KERNEL_TTT_CONV] = {"ttt.cl", "ttt_conv", 7},
+    [KERNEL_ROW_SUM_OF_SQUARES] = {"ttt.cl", "row_sum_of_squares", 4},
+    [KERNEL_CLIP_SCALE] = {"ttt.cl", "clip_scale", 4},
+    [KERNEL_ADD_SCALED] = {"ttt.cl", "add_scaled", 4},
     [KERNEL_GEMV] = {"gemv.cl", "gemv", 10},
 };
 
@@ -222,6 +225,28 @@ clttt_status op_ttt_conv(const kernel_set *kernels, cl_mem tc, matrix_view t, cl
   /* Each work-item runs TTT_CONV_ROWS consecutive rows of one channel. */
   size_t row_groups = divide_rounding_up((size_t)rows, (size_t)kernels->params.conv_rows);
   return launch(kernels, KERNEL_TTT_CONV, elementwise_rows(&kernels->params, (size_t)d, row_groups));
+}
+
+clttt_status op_row_sum_of_squares(const kernel_set *kernels, cl_mem x, int rows, int width, cl_mem sums) {
+  CLTTT_TRY(set_arguments(kernels, KERNEL_ROW_SUM_OF_SQUARES, 4, ARG(x), ARG(rows), ARG(width), ARG(sums)));
+  /* A work-group reduces one row, as rmsnorm does. */
+  size_t group = (size_t)kernels->params.rmsnorm_work_group_size;
+  return launch(kernels, KERNEL_ROW_SUM_OF_SQUARES, (geometry){1, {(size_t)rows * group, 1}, {group, 1}});
+}
+
+clttt_status op_clip_scale(const kernel_set *kernels, cl_mem sums, int count, float tau, cl_mem scale) {
+  CLTTT_TRY(set_arguments(kernels, KERNEL_CLIP_SCALE, 4, ARG(sums), ARG(count), ARG(tau), ARG(scale)));
+  /* One work-group for the whole sum. */
+  size_t group = (size_t)kernels->params.rmsnorm_work_group_size;
+  return launch(kernels, KERNEL_CLIP_SCALE, (geometry){1, {group, 1}, {group, 1}});
+}
+
+clttt_status op_add_scaled(const kernel_set *kernels, cl_mem W, cl_mem U, cl_mem scale, size_t count) {
+  if (count > 0x7fffffff)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "add_scaled of %zu floats: at most 2^31 - 1", count);
+  int n = (int)count;
+  CLTTT_TRY(set_arguments(kernels, KERNEL_ADD_SCALED, 4, ARG(W), ARG(U), ARG(scale), ARG(n)));
+  return launch(kernels, KERNEL_ADD_SCALED, elementwise_rows(&kernels->params, count, 1));
 }
 
 clttt_status op_gemv(const kernel_set *kernels, const char *what, size_t out_features, size_t in_features,

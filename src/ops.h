@@ -24,6 +24,9 @@ typedef enum {
   KERNEL_ATTENTION,
   KERNEL_CAUSAL_SOFTMAX_ROWS,
   KERNEL_TTT_CONV,
+  KERNEL_ROW_SUM_OF_SQUARES,
+  KERNEL_CLIP_SCALE,
+  KERNEL_ADD_SCALED,
   KERNEL_GEMV,
   KERNEL_COUNT
 } kernel_id;
@@ -95,6 +98,13 @@ clttt_status op_causal_softmax_rows(const kernel_set *kernels, cl_mem scores, in
 /* tc (rows x d) = the TTT target's causal depthwise conv of t (rows of
  * stride t.ld from t.offset), zero outside the rows. */
 clttt_status op_ttt_conv(const kernel_set *kernels, cl_mem tc, matrix_view t, cl_mem weight, int rows, int d);
+
+/* sums[r] = sum of squares of row r of x (rows x width, contiguous). */
+clttt_status op_row_sum_of_squares(const kernel_set *kernels, cl_mem x, int rows, int width, cl_mem sums);
+/* scale[0] = min(1, tau / sqrt(sum of the `count` sums)): the clipping factor. */
+clttt_status op_clip_scale(const kernel_set *kernels, cl_mem sums, int count, float tau, cl_mem scale);
+/* W[0..count) += scale[0] * U[0..count) */
+clttt_status op_add_scaled(const kernel_set *kernels, cl_mem W, cl_mem U, cl_mem scale, size_t count);
 
 /* y (out) = beta y + W (out x in) x (in): the decode matrix-vector product. */
 clttt_status op_gemv(const kernel_set *kernels, const char *what, size_t out_features, size_t in_features,

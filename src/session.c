@@ -135,7 +135,7 @@ static uint64_t session_bytes(const clttt_config *config, const clttt_session_pa
   for (int i = 0; i < BUFFER_COUNT; i++)
     total += plan[i].bytes;
   if (uses_ttt(config, params))
-    total += ttt_state_bytes(config, params->chunk);
+    total += ttt_state_bytes(config, params->chunk, params->ttt_clip_tau);
   return total;
 }
 
@@ -220,7 +220,8 @@ clttt_status clttt_session_create(clttt_session **session_out, clttt_model *mode
   for (int i = 0; i < BUFFER_COUNT && status == CLTTT_SUCCESS; i++)
     status = runtime_alloc(device, (size_t)plan[i].bytes, plan[i].what, field(session, plan[i].field));
   if (status == CLTTT_SUCCESS && session->uses_ttt)
-    status = ttt_state_create(&session->ttt, &session->kernels, model, resolved.chunk, resolved.eta);
+    status = ttt_state_create(&session->ttt, &session->kernels, model, resolved.chunk, resolved.eta,
+                              resolved.ttt_clip_tau);
   if (status != CLTTT_SUCCESS) {
     clttt_session_free(session);
     return clttt_fail_context(status, "creating a session of %d tokens", resolved.context);

@@ -8,14 +8,29 @@
 #include "config.h"
 #include "ttt.h"
 
-clttt_status ttt_workspace_create(const clttt_device *device, ttt_workspace *workspace, int C, int d) {
+uint64_t ttt_workspace_bytes(int C, int d, int f, int clipping) {
+  uint64_t bytes = 2 * (uint64_t)C * (uint64_t)d * sizeof(float);
+  if (clipping)
+    bytes += ((uint64_t)d * (uint64_t)f + (uint64_t)d + 1) * sizeof(float);
+  return bytes;
+}
+
+clttt_status ttt_workspace_create(const clttt_device *device, ttt_workspace *workspace, int C, int d, int f,
+                                  int clipping) {
+  memset(workspace, 0, sizeof *workspace);
   workspace->C = C;
   workspace->d = d;
-  workspace->conv_out = workspace->targets = NULL;
   size_t bytes = (size_t)C * d * sizeof(float);
   clttt_status status = runtime_alloc(device, bytes, "TTT conv output (C x d)", &workspace->conv_out);
   if (status == CLTTT_SUCCESS)
     status = runtime_alloc(device, bytes, "TTT targets V (C x d)", &workspace->targets);
+  if (status == CLTTT_SUCCESS && clipping)
+    status = runtime_alloc(device, (size_t)d * (size_t)f * sizeof(float), "TTT clipped update U (d x f)",
+                           &workspace->update);
+  if (status == CLTTT_SUCCESS && clipping)
+    status = runtime_alloc(device, (size_t)d * sizeof(float), "TTT update row norms (d)", &workspace->row_sums);
+  if (status == CLTTT_SUCCESS && clipping)
+    status = runtime_alloc(device, sizeof(float), "TTT update scale", &workspace->scale);
   if (status != CLTTT_SUCCESS)
     ttt_workspace_free(workspace);
   return status;
@@ -24,6 +39,9 @@ clttt_status ttt_workspace_create(const clttt_device *device, ttt_workspace *wor
 void ttt_workspace_free(ttt_workspace *workspace) {
   runtime_release(&workspace->conv_out);
   runtime_release(&workspace->targets);
+  runtime_release(&workspace->update);
+  runtime_release(&workspace->row_sums);
+  runtime_release(&workspace->scale);
 }
 
 clttt_status ttt_apply(const kernel_set *kernels, const ttt_layer *layer, cl_mem W, size_t rows,
@@ -54,10 +72,19 @@ clttt_status ttt_update(const kernel_set *kernels, const ttt_layer *layer, ttt_w
                         cl_mem W, matrix_view h, matrix_view t) {
   cl_mem targets = NULL;
   CLTTT_TRY(compute_targets(kernels, layer, workspace, t, &targets));
-  /* W (d x f) += eta * V^T (d x C) h (C x f) */
-  return gemm(kernels->device, "TTT update (W += eta V^T h)", GEMM_TRANSPOSE, GEMM_NO_TRANSPOSE,
-              (size_t)layer->d, (size_t)layer->f, (size_t)layer->C, layer->eta,
-              view(targets, 0, (size_t)layer->d), h, 1.0f, view(W, 0, (size_t)layer->f));
+  const size_t d = (size_t)layer->d, f = (size_t)layer->f;
+  if (!(layer->clip_tau > 0.0f))
+    /* W (d x f) += eta * V^T (d x C) h (C x f) */
+    return gemm(kernels->device, "TTT update (W += eta V^T h)", GEMM_TRANSPOSE, GEMM_NO_TRANSPOSE, d, f,
+                (size_t)layer->C, layer->eta, view(targets, 0, d), h, 1.0f, view(W, 0, f));
+  if (!workspace->update)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "TTT update clipping without a clipping workspace");
+  /* U (d x f) = eta * V^T (d x C) h (C x f); W += min(1, tau / ||U||_F) U */
+  CLTTT_TRY(gemm(kernels->device, "TTT update (U = eta V^T h)", GEMM_TRANSPOSE, GEMM_NO_TRANSPOSE, d, f,
+                 (size_t)layer->C, layer->eta, view(targets, 0, d), h, 0.0f, view(workspace->update, 0, f)));
+  CLTTT_TRY(op_row_sum_of_squares(kernels, workspace->update, (int)d, (int)f, workspace->row_sums));
+  CLTTT_TRY(op_clip_scale(kernels, workspace->row_sums, (int)d, layer->clip_tau, workspace->scale));
+  return op_add_scaled(kernels, W, workspace->update, workspace->scale, d * f);
 }
 
 clttt_status ttt_sequential_form(const kernel_set *kernels, const ttt_layer *layer, cl_mem W, int n,
@@ -65,7 +92,7 @@ clttt_status ttt_sequential_form(const kernel_set *kernels, const ttt_layer *lay
   const clttt_device *device = kernels->device;
   const size_t C = (size_t)layer->C, d = (size_t)layer->d, f = (size_t)layer->f;
   ttt_workspace workspace;
-  CLTTT_TRY(ttt_workspace_create(device, &workspace, layer->C, layer->d));
+  CLTTT_TRY(ttt_workspace_create(device, &workspace, layer->C, layer->d, layer->f, layer->clip_tau > 0.0f));
   clttt_status status = CLTTT_SUCCESS;
   for (size_t row = 0; row < (size_t)n && status == CLTTT_SUCCESS; row += C) {
     size_t rows = (size_t)n - row < C ? (size_t)n - row : C;
@@ -103,7 +130,7 @@ clttt_status ttt_prefix_form(const kernel_set *kernels, const ttt_layer *layer, 
   const size_t matrix_bytes = d * f * sizeof(float);
 
   ttt_workspace workspace;
-  CLTTT_TRY(ttt_workspace_create(device, &workspace, layer->C, layer->d));
+  CLTTT_TRY(ttt_workspace_create(device, &workspace, layer->C, layer->d, layer->f, layer->clip_tau > 0.0f));
   cl_mem *deltas = calloc(ranges ? ranges : 1, sizeof *deltas);
   cl_mem running = NULL;
   clttt_status status = deltas ? CLTTT_SUCCESS
@@ -164,13 +191,14 @@ clttt_status ttt_prefix_form(const kernel_set *kernels, const ttt_layer *layer, 
 /* ---------------------------------------------------------------- */
 /* The streaming state of a session                                   */
 
-uint64_t ttt_state_bytes(const clttt_config *config, int C) {
+uint64_t ttt_state_bytes(const clttt_config *config, int C, float clip_tau) {
   const uint64_t d = (uint64_t)config->hidden_size, f = (uint64_t)config->intermediate_size;
   const uint64_t layers = (uint64_t)config_ttt_layer_count(config);
   if (layers == 0)
     return 0;
-  /* Per layer W, pending h and t; once, the update's conv output and targets. */
-  return (layers * (d * f + (uint64_t)C * (f + d)) + 2 * (uint64_t)C * d) * sizeof(float);
+  /* Per layer W, pending h and t; once, the update's workspace. */
+  return layers * (d * f + (uint64_t)C * (f + d)) * sizeof(float) +
+         ttt_workspace_bytes(C, (int)d, (int)f, clip_tau > 0.0f);
 }
 
 void ttt_state_free(ttt_state *state) {
@@ -185,17 +213,18 @@ void ttt_state_free(ttt_state *state) {
 }
 
 clttt_status ttt_state_create(ttt_state *state, const kernel_set *kernels, const clttt_model *model, int C,
-                              float eta) {
+                              float eta, float clip_tau) {
   memset(state, 0, sizeof *state);
   const clttt_device *device = model->device;
   const size_t d = (size_t)model->config.hidden_size, f = (size_t)model->config.intermediate_size;
   state->C = C;
   state->eta = eta;
+  state->clip_tau = clip_tau;
   state->layer_count = model->config.num_hidden_layers;
   state->layers = calloc((size_t)state->layer_count, sizeof *state->layers);
   if (!state->layers)
     return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "allocating the TTT state of %d layers", state->layer_count);
-  clttt_status status = ttt_workspace_create(device, &state->workspace, C, (int)d);
+  clttt_status status = ttt_workspace_create(device, &state->workspace, C, (int)d, (int)f, clip_tau > 0.0f);
   for (int i = 0; i < state->layer_count && status == CLTTT_SUCCESS; i++) {
     if (!model->layers[i].is_ttt)
       continue;
@@ -230,7 +259,7 @@ clttt_status ttt_down_projection(ttt_state *state, const kernel_set *kernels, co
   ttt_layer_state *layer_state = &state->layers[index];
   const size_t d = (size_t)model->config.hidden_size, f = (size_t)model->config.intermediate_size;
   const int C = state->C;
-  const ttt_layer layer = {(int)d, (int)f, C, state->eta, weights->ttt_conv, weights->ttt_proj};
+  const ttt_layer layer = {(int)d, (int)f, C, state->eta, weights->ttt_conv, weights->ttt_proj, state->clip_tau};
   const clttt_device *device = kernels->device;
 
   int pending = state->pending;

@@ -14,16 +14,25 @@ typedef struct {
   float eta;         /* step size */
   cl_mem conv;       /* d x 5: ttt_conv.weight */
   cl_mem projection; /* d x d: ttt_proj.weight, or NULL without ttt_proj */
+  float clip_tau;    /* > 0: each update scaled to Frobenius norm at most tau; 0: off */
 } ttt_layer;
 
-/* Device scratch for one update: two C x d matrices. */
+/* Device scratch for one update: two C x d matrices and, with clipping,
+ * the update itself (it must be whole before its norm is known), its row
+ * sums of squares and the scale. */
 typedef struct {
   cl_mem conv_out; /* tc: C x d */
   cl_mem targets;  /* V:  C x d */
+  cl_mem update;   /* U = eta V^T h: d x f, only with clipping */
+  cl_mem row_sums; /* d, only with clipping */
+  cl_mem scale;    /* 1 float, only with clipping */
   int C, d;
 } ttt_workspace;
 
-clttt_status ttt_workspace_create(const clttt_device *device, ttt_workspace *workspace, int C, int d);
+/* Bytes ttt_workspace_create allocates. */
+uint64_t ttt_workspace_bytes(int C, int d, int f, int clipping);
+clttt_status ttt_workspace_create(const clttt_device *device, ttt_workspace *workspace, int C, int d, int f,
+                                  int clipping);
 void ttt_workspace_free(ttt_workspace *workspace);
 
 /* out (rows x d) = h (rows x f) W^T: the chunk's output with the weights
@@ -31,7 +40,9 @@ void ttt_workspace_free(ttt_workspace *workspace);
 clttt_status ttt_apply(const kernel_set *kernels, const ttt_layer *layer, cl_mem W, size_t rows,
                        matrix_view h, matrix_view out);
 
-/* W (d x f) += eta * V^T h over one full chunk: h is C x f, t is C x d. */
+/* W (d x f) += eta * V^T h over one full chunk: h is C x f, t is C x d.
+ * With layer->clip_tau > 0 the update is scaled by min(1, tau / ||U||_F)
+ * first (the workspace must have been created with clipping). */
 clttt_status ttt_update(const kernel_set *kernels, const ttt_layer *layer, ttt_workspace *workspace,
                         cl_mem W, matrix_view h, matrix_view t);
 
@@ -70,14 +81,15 @@ typedef struct {
   ttt_workspace workspace;
   int C;
   float eta;
+  float clip_tau;           /* 0: no clipping */
   int pending;              /* rows of the unfinished chunk */
 } ttt_state;
 
 /* Device bytes ttt_state_create allocates for `config` with chunk C. */
-uint64_t ttt_state_bytes(const clttt_config *config, int C);
+uint64_t ttt_state_bytes(const clttt_config *config, int C, float clip_tau);
 /* Allocates the state of every TTT layer of `model` and sets W = W_down. */
 clttt_status ttt_state_create(ttt_state *state, const kernel_set *kernels, const clttt_model *model, int C,
-                              float eta);
+                              float eta, float clip_tau);
 void ttt_state_free(ttt_state *state);
 /* W = W_down in every TTT layer, no pending rows (a document boundary). */
 clttt_status ttt_state_reset(ttt_state *state, const kernel_set *kernels, const clttt_model *model);

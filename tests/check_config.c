@@ -263,7 +263,7 @@ START_TEST(test_ttt_keys) {
   clttt_config config = parse_ok(
       "{\"architectures\": [\"Qwen3ForCausalLM\"], " SMALL_LLAMA_SIZES ","
       " \"ttt_mode\": true, \"ttt_layers\": [0, 3, 4], \"ttt_chunk\": 512, \"ttt_lr\": 3,"
-      " \"ttt_proj\": false, \"ttt_target\": \"input_embed\"}");
+      " \"ttt_proj\": false, \"ttt_target\": \"input_embed\", \"ttt_clip_tau\": 2.5}");
   ck_assert_int_eq(config.ttt_mode, 1);
   ck_assert_int_eq(clttt_config_is_ttt_layer(&config, 0), 1);
   ck_assert_int_eq(clttt_config_is_ttt_layer(&config, 1), 0);
@@ -278,6 +278,7 @@ START_TEST(test_ttt_keys) {
   ck_assert(config.ttt_lr == 3.0f);
   ck_assert_int_eq(config.ttt_proj, 0);
   ck_assert_int_eq(config.ttt_target, CLTTT_TARGET_INPUT_EMBED);
+  ck_assert(config.ttt_clip_tau == 2.5f);
   clttt_config_free(&config);
   ck_assert_ptr_null(config.ttt_layers);
   ck_assert_int_eq(config.ttt_layer_count, 0);
@@ -372,6 +373,9 @@ START_TEST(test_bad_ttt_keys) {
   expect_parse_failure("{\"architectures\": [\"LlamaForCausalLM\"], " SMALL_LLAMA_SIZES ","
                        " \"ttt_lr\": \"fast\"}",
                        CLTTT_ERROR_BAD_CONFIG, "ttt_lr");
+  expect_parse_failure("{\"architectures\": [\"LlamaForCausalLM\"], " SMALL_LLAMA_SIZES ","
+                       " \"ttt_clip_tau\": -1}",
+                       CLTTT_ERROR_BAD_CONFIG, "ttt_clip_tau");
 }
 END_TEST
 

@@ -12,7 +12,11 @@
 #include "golden.h"
 #include "test_model.h"
 #include "test_util.h"
+#include "reference.h"
 #include "ttt.h"
+#ifndef CLIP_TAU
+#define CLIP_TAU 0.05f
+#endif
 
 /* As in check_model.c: fp32 against float64 goldens, logits up to ~10. The
  * TTT update adds one more fp32 product (V^T h over C rows) per chunk whose
@@ -138,6 +142,56 @@ START_TEST(test_matches_reference_with_overrides) {
     free(expected);
     free(logits);
   }
+  test_fixture_close(&fixture);
+}
+END_TEST
+
+/* Update clipping (ttt_clip_tau) against the C reference, which clips the
+ * same way in double precision: the OpenCL sum of squares in fp32 over
+ * d x f = 8192 terms moves the scale by ~1e-6 relative, far inside the
+ * golden tolerance. Clipping must be active (logits move), a tau above
+ * every update's norm must change nothing, and streaming in any split must
+ * equal one-shot. */
+START_TEST(test_clipping_matches_reference) {
+  test_fixture_model fixture;
+  test_fixture_open(&fixture, "ttt-proj-hidden");
+  const clttt_config *config = clttt_model_get_config(fixture.model);
+  const int vocab = config->vocab_size, n = 90, C = config->ttt_chunk;
+  int32_t tokens[90];
+  sequence(tokens, n, vocab, 11);
+  reference_model *reference = NULL;
+  ck_assert_int_eq(reference_load(&reference, fixture.dir), CLTTT_SUCCESS);
+  float *expected = malloc((size_t)n * vocab * sizeof *expected);
+  float *unclipped = test_run(fixture.model, tokens, n, test_run_default);
+  const float tau = CLIP_TAU;
+  ck_assert_int_eq(reference_forward_clipped(reference, tokens, n, 1, 0, 0.0f, tau, expected), CLTTT_SUCCESS);
+  test_run_options options = test_run_default;
+  options.clip_tau = tau;
+  float *clipped = test_run(fixture.model, tokens, n, options);
+  double error = test_rows_difference(clipped, expected, vocab, 0, n);
+  ck_assert_msg(error <= GOLDEN_TOLERANCE, "clipped vs reference: %g", error);
+  double moved = test_rows_difference(clipped, unclipped, vocab, C, n);
+  ck_assert_msg(moved >= 1e-3, "tau %g changed the logits by only %g: no clipping happened", (double)tau, moved);
+  ck_assert_double_le(test_rows_difference(clipped, unclipped, vocab, 0, C), 0.0);
+  const int pieces[] = {1, 5, C, C + 3};
+  for (int p = 0; p < 4; p++) {
+    options.piece = pieces[p];
+    float *streamed = test_run(fixture.model, tokens, n, options);
+    double difference = test_rows_difference(streamed, clipped, vocab, 0, n);
+    ck_assert_msg(difference <= STREAMING_TOLERANCE, "pieces of %d: %g", pieces[p], difference);
+    free(streamed);
+  }
+  /* A tau no update reaches: exactly the unclipped computation's numbers,
+   * up to the extra rounding of adding U separately. */
+  options.piece = 0;
+  options.clip_tau = 1e30f;
+  float *loose = test_run(fixture.model, tokens, n, options);
+  ck_assert_double_le(test_rows_difference(loose, unclipped, vocab, 0, n), STREAMING_TOLERANCE);
+  free(loose);
+  free(clipped);
+  free(unclipped);
+  free(expected);
+  reference_free(reference);
   test_fixture_close(&fixture);
 }
 END_TEST
@@ -473,6 +527,7 @@ static Suite *ttt_suite(void) {
   tcase_add_test(golden, test_ttt_models_match_goldens);
   tcase_add_test(golden, test_matches_reference_with_overrides);
   tcase_add_test(golden, test_update_happens_after_first_chunk);
+  tcase_add_test(golden, test_clipping_matches_reference);
   suite_add_tcase(suite, golden);
   TCase *streaming = tcase_create("streaming");
   tcase_add_test(streaming, test_streaming_equals_one_shot);

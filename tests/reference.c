@@ -431,7 +431,7 @@ done:
  * the target states t) -> out (n x d). */
 static clttt_status mlp(const reference_model *model, const reference_layer *layer,
                         const double *x, const double *target, int n, int ttt, int chunk,
-                        double eta, double *out) {
+                        double eta, double clip_tau, double *out) {
   const clttt_config *c = &model->config;
   int d = c->hidden_size, f = c->intermediate_size;
   double *gate = malloc((size_t)n * f * sizeof *gate);
@@ -439,8 +439,9 @@ static clttt_status mlp(const reference_model *model, const reference_layer *lay
   double *w = malloc((size_t)d * f * sizeof *w);          /* the (fast) down weight */
   double *tc = ttt ? malloc((size_t)chunk * d * sizeof *tc) : NULL;
   double *values = ttt ? malloc((size_t)chunk * d * sizeof *values) : NULL;
+  double *update = ttt ? malloc((size_t)d * f * sizeof *update) : NULL;
   clttt_status status = CLTTT_SUCCESS;
-  if (!gate || !up || !w || (ttt && (!tc || !values))) {
+  if (!gate || !up || !w || (ttt && (!tc || !values || !update))) {
     status = clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "reference: no memory for the MLP");
     goto done;
   }
@@ -495,14 +496,21 @@ static clttt_status mlp(const reference_model *model, const reference_layer *lay
     } else {
       memcpy(values, tc, (size_t)chunk * d * sizeof *values);
     }
-    /* W += eta * V^T h over the chunk's rows. */
+    /* U = eta * V^T h over the chunk's rows; W += min(1, tau / ||U||_F) U,
+     * or W += U without clipping. */
+    double squares = 0.0;
     for (int e = 0; e < d; e++)
       for (int j = 0; j < f; j++) {
         double sum = 0.0;
         for (int i = 0; i < chunk; i++)
           sum += values[(size_t)i * d + e] * h[(size_t)(start + i) * f + j];
-        w[(size_t)e * f + j] += eta * sum;
+        update[(size_t)e * f + j] = eta * sum;
+        squares += eta * sum * eta * sum;
       }
+    double norm = sqrt(squares);
+    double scale = clip_tau > 0.0 && norm > clip_tau ? clip_tau / norm : 1.0;
+    for (size_t i = 0; i < (size_t)d * f; i++)
+      w[i] += scale * update[i];
   }
 done:
   free(gate);
@@ -510,11 +518,17 @@ done:
   free(w);
   free(tc);
   free(values);
+  free(update);
   return status;
 }
 
 clttt_status reference_forward(const reference_model *model, const int32_t *tokens, int n,
                                int ttt_enabled, int chunk, float eta, float *logits) {
+  return reference_forward_clipped(model, tokens, n, ttt_enabled, chunk, eta, 0.0f, logits);
+}
+
+clttt_status reference_forward_clipped(const reference_model *model, const int32_t *tokens, int n,
+                                       int ttt_enabled, int chunk, float eta, float clip_tau, float *logits) {
   if (!model || n < 0 || (n > 0 && (!tokens || !logits)))
     return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "reference_forward: bad arguments (n %d)", n);
   if (n == 0)
@@ -558,7 +572,7 @@ clttt_status reference_forward(const reference_model *model, const int32_t *toke
     rmsnorm(hidden, n, d, layer->post_norm, c->rms_norm_eps, normed);
     int ttt = ttt_on && layer->ttt_conv != NULL;
     const double *target = c->ttt_target == CLTTT_TARGET_INPUT_EMBED ? embedded : normed;
-    status = mlp(model, layer, normed, target, n, ttt, ttt_chunk, ttt_eta, branch);
+    status = mlp(model, layer, normed, target, n, ttt, ttt_chunk, ttt_eta, clip_tau, branch);
     if (status != CLTTT_SUCCESS)
       goto done;
     for (size_t i = 0; i < nd; i++)

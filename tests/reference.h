@@ -21,5 +21,9 @@ const clttt_config *reference_config(const reference_model *model);
  * chunk / eta override the config when > 0. */
 clttt_status reference_forward(const reference_model *model, const int32_t *tokens, int n,
                                int ttt_enabled, int chunk, float eta, float *logits);
+/* The same with each chunk's update U = eta V^T h scaled by
+ * min(1, clip_tau / ||U||_F) before it is added (clip_tau 0: no clipping). */
+clttt_status reference_forward_clipped(const reference_model *model, const int32_t *tokens, int n,
+                                       int ttt_enabled, int chunk, float eta, float clip_tau, float *logits);
 
 #endif

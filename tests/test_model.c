@@ -45,6 +45,7 @@ float *test_run(clttt_model *model, const int32_t *tokens, int n, test_run_optio
   params.ttt = options.ttt != 0;
   params.chunk = options.chunk;
   params.eta = options.eta;
+  params.ttt_clip_tau = options.clip_tau;
   int status = clttt_session_create(&session, model, &params);
   ck_assert_msg(status == CLTTT_SUCCESS, "session: %s", clttt_last_error());
   int piece = options.piece > 0 ? options.piece : n;

@@ -26,6 +26,7 @@ typedef struct {
   int ttt;     /* -1: the checkpoint's choice, 0 off, 1 on */
   int chunk;   /* 0: the checkpoint's */
   float eta;   /* 0: the checkpoint's */
+  float clip_tau; /* 0: the checkpoint's (none), > 0: clip updates to this norm */
 } test_run_options;
 
 extern const test_run_options test_run_default;

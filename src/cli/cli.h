@@ -20,6 +20,7 @@ typedef struct {
   int allow_ttt_both;
   int chunk;          /* 0: the checkpoint's */
   float eta;          /* 0: the checkpoint's */
+  float clip_tau;     /* -1: the checkpoint's, 0: off, > 0: clip each update to this norm */
   int context;        /* 0: what the input needs */
   int logits_last_only; /* the session returns only last rows (generation) */
 } model_options;

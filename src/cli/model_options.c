@@ -11,6 +11,7 @@
 void model_options_init(model_options *options) {
   memset(options, 0, sizeof *options);
   options->ttt = -1;
+  options->clip_tau = -1.0f;
 }
 
 int parse_int(const char *text, const char *option, int minimum, int *value) {
@@ -71,6 +72,13 @@ int model_options_parse(int argc, char **argv, int *index, model_options *option
       fprintf(stderr, "clttt: --eta expects a finite number >= 0, got '%s'\n", value);
       *error = 1;
     }
+  } else if (cli_option_value(argc, argv, index, "--ttt-clip", &value, &missing)) {
+    if (!missing && !parse_float(value, "--ttt-clip", &options->clip_tau))
+      *error = 1;
+    else if (!missing && (isinf(options->clip_tau) || options->clip_tau < 0.0f)) {
+      fprintf(stderr, "clttt: --ttt-clip expects a finite number >= 0 (0 = off), got '%s'\n", value);
+      *error = 1;
+    }
   } else if (cli_option_value(argc, argv, index, "--ctx", &value, &missing)) {
     if (!missing && !parse_int(value, "--ctx", 1, &options->context))
       *error = 1;
@@ -89,6 +97,8 @@ const char *model_options_help =
     "  --ttt on|off       In-Place TTT on (the checkpoint's ttt_mode) or off (base model)\n"
     "  --chunk C          override the TTT chunk size (ttt_chunk)\n"
     "  --eta E            override the TTT step size (ttt_lr)\n"
+    "  --ttt-clip TAU     clip each chunk's update to Frobenius norm TAU (ttt_clip_tau;\n"
+    "                     0 = off; default: the checkpoint's, usually off)\n"
     "  --ctx N            context length of the session (default: what the input needs)\n";
 
 int model_open(const model_options *options, int needed_context, loaded_model *loaded) {
@@ -123,6 +133,8 @@ int model_open(const model_options *options, int needed_context, loaded_model *l
   params.ttt = options->ttt != 0;
   params.chunk = options->chunk;
   params.eta = options->eta;
+  /* The API's 0 means "the checkpoint's", so an explicit 0 (off) is -1 there. */
+  params.ttt_clip_tau = options->clip_tau < 0.0f ? 0.0f : options->clip_tau == 0.0f ? -1.0f : options->clip_tau;
   params.logits = options->logits_last_only ? CLTTT_LOGITS_LAST : CLTTT_LOGITS_ALL;
   if (options->chunk || options->eta != 0.0f) {
     if (!config->ttt_mode)
