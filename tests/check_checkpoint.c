@@ -551,7 +551,7 @@ START_TEST(test_corrupted_files_never_crash) {
 END_TEST
 
 START_TEST(test_real_stories_checkpoint) {
-  const char *stories = test_environment("CLTTT_STORIES_DIR", "../shared/models/stories260K");
+  const char *stories = test_environment("CLTTT_STORIES_DIR", "tests/models/stories260K");
   checkpoint ckpt;
   int status = checkpoint_open(&ckpt, stories);
   ck_assert_msg(status == CLTTT_SUCCESS, "%s", clttt_last_error());
