@@ -297,6 +297,53 @@ START_TEST(test_overlapping_tensors) {
 }
 END_TEST
 
+/* The format's data area is exactly the tensors, back to back: bytes after
+ * the last one, or between two, mean a writer or a transfer went wrong. */
+START_TEST(test_trailing_bytes) {
+  const float values[3] = {1, 2, 3};
+  write_raw_safetensors("model.safetensors",
+                        "{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", values,
+                        sizeof values, 0);
+  expect_open_failure("model.safetensors", CLTTT_ERROR_BAD_CHECKPOINT, "trailing");
+  /* Where the tensors end and where the file does. */
+  assert_message_names("8", "12");
+}
+END_TEST
+
+START_TEST(test_gap_between_tensors) {
+  const float values[5] = {1, 2, 3, 4, 5};
+  write_raw_safetensors("model.safetensors",
+                        "{\"first\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+                        "\"second\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[12,20]}}",
+                        values, sizeof values, 0);
+  expect_open_failure("model.safetensors", CLTTT_ERROR_BAD_CHECKPOINT, "first");
+  assert_message_names("second", "gap");
+  assert_message_names("[8, 12)", NULL);
+  /* A data area that starts with unused bytes is a gap too. */
+  write_raw_safetensors("leading.safetensors",
+                        "{\"late\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}", values,
+                        12, 0);
+  expect_open_failure("leading.safetensors", CLTTT_ERROR_BAD_CHECKPOINT, "late");
+  assert_message_names("gap", "[0, 4)");
+}
+END_TEST
+
+/* The format caps the header at 100 MB; a sparse file makes one that long
+ * without writing it. */
+START_TEST(test_header_over_cap) {
+  char path[4096];
+  path_in_directory(path, sizeof path, "model.safetensors");
+  const uint64_t length = 100000001;
+  unsigned char prefix[8];
+  for (int i = 0; i < 8; i++)
+    prefix[i] = (unsigned char)(length >> (8 * i));
+  write_bytes("model.safetensors", prefix, sizeof prefix);
+  ck_assert_int_eq(truncate(path, (off_t)(8 + length)), 0);
+  expect_open_failure("model.safetensors", CLTTT_ERROR_BAD_CHECKPOINT, "100000001");
+  assert_message_names("100000000", NULL);
+}
+END_TEST
+
 START_TEST(test_unsupported_dtype) {
   const int64_t ids[2] = {1, 2};
   write_raw_safetensors("model.safetensors",
@@ -594,6 +641,9 @@ static Suite *checkpoint_suite(void) {
   tcase_add_test(malformed, test_truncated_data_area);
   tcase_add_test(malformed, test_offsets_past_end);
   tcase_add_test(malformed, test_overlapping_tensors);
+  tcase_add_test(malformed, test_trailing_bytes);
+  tcase_add_test(malformed, test_gap_between_tensors);
+  tcase_add_test(malformed, test_header_over_cap);
   tcase_add_test(malformed, test_unsupported_dtype);
   tcase_add_test(malformed, test_size_not_matching_shape);
   tcase_add_test(malformed, test_missing_file);
