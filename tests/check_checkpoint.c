@@ -520,6 +520,44 @@ START_TEST(test_malformed_index) {
 }
 END_TEST
 
+/* Shard names come from the index file, which may come from anywhere: none
+ * may name a file outside the model directory. */
+START_TEST(test_index_shard_outside_directory) {
+  write_two_shards();
+  static const char *const escapes[] = {
+      "../model-00001-of-00002.safetensors",
+      "/etc/passwd",
+      "sub/../../model-00001-of-00002.safetensors",
+      "..",
+      "a/..",
+  };
+  for (size_t i = 0; i < sizeof escapes / sizeof escapes[0]; i++) {
+    char index[1024];
+    snprintf(index, sizeof index,
+             "{\"weight_map\": {\"model.embed_tokens.weight\": \"model-00001-of-00002.safetensors\","
+             " \"model.norm.weight\": \"%s\"}}",
+             escapes[i]);
+    test_write_text(directory, "model.safetensors.index.json", index);
+    checkpoint ckpt;
+    int status = checkpoint_open(&ckpt, directory);
+    ck_assert_msg(status == CLTTT_ERROR_BAD_CHECKPOINT, "\"%s\": %s (%s)", escapes[i],
+                  clttt_status_name(status), clttt_last_error());
+    assert_message_names("model.safetensors.index.json", escapes[i]);
+    assert_message_names("model.norm.weight", "outside");
+    ck_assert_ptr_null(ckpt.shards);
+    checkpoint_close(&ckpt);
+  }
+  /* A NUL inside the name would hide what follows it from the check; the
+   * JSON reader refuses it. */
+  test_write_text(directory, "model.safetensors.index.json",
+                  "{\"weight_map\": {\"model.embed_tokens.weight\":"
+                  " \"model-00001-of-00002.safetensors\\u0000/../x\"}}");
+  checkpoint ckpt;
+  ck_assert_int_eq(checkpoint_open(&ckpt, directory), CLTTT_ERROR_BAD_CHECKPOINT);
+  assert_message_names("model.safetensors.index.json", NULL);
+}
+END_TEST
+
 START_TEST(test_tensor_in_two_shards) {
   write_two_shards();
   const float values[2] = {9, 10};
@@ -659,6 +697,7 @@ static Suite *checkpoint_suite(void) {
   tcase_add_test(sharded, test_index_names_tensor_absent_from_shard);
   tcase_add_test(sharded, test_malformed_index);
   tcase_add_test(sharded, test_tensor_in_two_shards);
+  tcase_add_test(sharded, test_index_shard_outside_directory);
   suite_add_tcase(suite, sharded);
   return suite;
 }
