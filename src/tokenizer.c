@@ -595,7 +595,10 @@ static int check_normalizer(const char *path, json_t *normalizer) {
 }
 
 static int compile_pattern(pcre2_code **out, const char *path, const char *pattern, int literal) {
-  uint32_t options = PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF | (literal ? PCRE2_LITERAL : 0);
+  /* PCRE2 refuses PCRE2_UCP together with PCRE2_LITERAL (a literal has no
+   * \w or \d for Unicode properties to change), so it is left out there. */
+  uint32_t options =
+      PCRE2_UTF | PCRE2_MATCH_INVALID_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP);
   int error_code;
   PCRE2_SIZE error_offset;
   pcre2_code *code =
@@ -819,7 +822,10 @@ static int compare_added(const void *a, const void *b) {
 }
 
 static void index_added_tokens(tokenizer *tok) {
-  qsort(tok->added, (size_t)tok->added_count, sizeof *tok->added, compare_added);
+  /* Without added tokens tok->added is NULL, which qsort may not be given
+   * even for zero elements. */
+  if (tok->added_count > 0)
+    qsort(tok->added, (size_t)tok->added_count, sizeof *tok->added, compare_added);
   /* added_bucket[n][b] .. added_bucket[n][b + 1] is the range starting with byte b. */
   for (int normalized = 0; normalized < 2; normalized++) {
     int position = 0;
