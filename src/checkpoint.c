@@ -9,6 +9,7 @@
 
 #include "checkpoint.h"
 #include "error.h"
+#include "file.h"
 
 #define SINGLE_FILE_NAME "model.safetensors"
 #define INDEX_FILE_NAME "model.safetensors.index.json"
@@ -119,8 +120,12 @@ static int shard_name_stays_inside(const char *name) {
 }
 
 static clttt_status open_sharded(checkpoint *ckpt, const char *index_path) {
+  char *text = NULL;
+  size_t size = 0;
+  CLTTT_TRY(file_read_all(index_path, FILE_CAP_SHARD_INDEX, "a shard index", &text, &size));
   json_error_t error;
-  json_t *index = json_load_file(index_path, JSON_REJECT_DUPLICATES, &error);
+  json_t *index = json_loadb(text, size, JSON_REJECT_DUPLICATES, &error);
+  free(text);
   if (!index)
     return clttt_fail(CLTTT_ERROR_BAD_CHECKPOINT, "%s: line %d column %d: %s", index_path,
                       error.line, error.column, error.text);

@@ -3,15 +3,14 @@
  * that no later read can run past the file whatever the header claims. */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "error.h"
+#include "file.h"
 #include "safetensors.h"
 
 #define HEADER_LENGTH_BYTES 8
@@ -255,31 +254,26 @@ clttt_status safetensors_open(safetensors_file *file, const char *path) {
   if (!file->path)
     return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "%s: no memory", path);
 
-  int descriptor = open(path, O_RDONLY | O_CLOEXEC);
-  if (descriptor < 0) {
-    int saved = errno;
+  int descriptor;
+  uint64_t file_size;
+  clttt_status opened = file_open_regular(path, &descriptor, &file_size);
+  if (opened != CLTTT_SUCCESS) {
     safetensors_close(file);
-    return clttt_fail(CLTTT_ERROR_IO, "%s: cannot open: %s", path, strerror(saved));
+    return opened;
   }
-  struct stat info;
-  if (fstat(descriptor, &info) != 0 || !S_ISREG(info.st_mode)) {
-    close(descriptor);
-    safetensors_close(file);
-    return clttt_fail(CLTTT_ERROR_IO, "%s: not a readable regular file", path);
-  }
-  if ((uint64_t)info.st_size < HEADER_LENGTH_BYTES) {
+  if (file_size < HEADER_LENGTH_BYTES) {
     close(descriptor);
     safetensors_close(file);
     return clttt_fail(CLTTT_ERROR_BAD_CHECKPOINT,
-                      "%s: file is %lld bytes, shorter than the 8-byte header length", path,
-                      (long long)info.st_size);
+                      "%s: file is %llu bytes, shorter than the 8-byte header length", path,
+                      (unsigned long long)file_size);
   }
-  if ((uint64_t)info.st_size > SIZE_MAX) {
+  if (file_size > SIZE_MAX) {
     close(descriptor);
     safetensors_close(file);
     return clttt_fail(CLTTT_ERROR_IO, "%s: file too large to map", path);
   }
-  size_t size = (size_t)info.st_size;
+  size_t size = (size_t)file_size;
   void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, descriptor, 0);
   int saved = errno;
   close(descriptor);

@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 
 #include "error.h"
+#include "file.h"
 #include "tokenizer.h"
 
 enum { TOKENIZER_BPE = 0, TOKENIZER_LLAMA2C = 1 };
@@ -409,28 +410,24 @@ static int32_t find_piece(const tokenizer *tok, const char *piece) {
 /* llama2.c tok*.bin                                                    */
 
 static int read_whole_file(const char *path, unsigned char **data, size_t *size) {
-  FILE *file = fopen(path, "rb");
-  if (!file)
-    return clttt_fail(CLTTT_ERROR_IO, "%s: cannot open: %s", path, strerror(errno));
-  byte_buffer buffer = {0};
-  unsigned char chunk[65536];
-  size_t got;
-  while ((got = fread(chunk, 1, sizeof chunk, file)) > 0) {
-    int status = byte_buffer_append(&buffer, chunk, got);
-    if (status != CLTTT_SUCCESS) {
-      fclose(file);
-      free(buffer.data);
-      return status;
-    }
-  }
-  int failed = ferror(file);
-  fclose(file);
-  if (failed) {
-    free(buffer.data);
-    return clttt_fail(CLTTT_ERROR_IO, "%s: read error", path);
-  }
-  *data = buffer.data;
-  *size = buffer.length;
+  char *text = NULL;
+  CLTTT_TRY(file_read_all(path, FILE_CAP_LLAMA2C_TOKENIZER, "a llama2.c tokenizer", &text, size));
+  *data = (unsigned char *)text;
+  return CLTTT_SUCCESS;
+}
+
+/* A JSON file read within `cap`; NUL bytes inside it are a JSON error. */
+static int load_json_file(const char *path, size_t cap, const char *what, json_t **root) {
+  char *text = NULL;
+  size_t size = 0;
+  *root = NULL;
+  CLTTT_TRY(file_read_all(path, cap, what, &text, &size));
+  json_error_t error;
+  *root = json_loadb(text, size, 0, &error);
+  free(text);
+  if (!*root)
+    return clttt_fail(CLTTT_ERROR_BAD_TOKENIZER, "%s: line %d column %d: %s", path, error.line, error.column,
+                      error.text);
   return CLTTT_SUCCESS;
 }
 
@@ -988,11 +985,11 @@ static int resolve_bos_eos(tokenizer *tok, const char *model_dir, json_t *root) 
     return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "tokenizer: out of memory");
   struct stat info;
   if (stat(config_path, &info) == 0) {
-    json_error_t error;
-    json_t *config = json_load_file(config_path, 0, &error);
-    if (!config || !json_is_object(config)) {
-      int status = clttt_fail(CLTTT_ERROR_BAD_TOKENIZER, "%s: line %d column %d: %s", config_path, error.line,
-                              error.column, config ? "not a JSON object" : error.text);
+    json_t *config = NULL;
+    int status = load_json_file(config_path, FILE_CAP_TOKENIZER_CONFIG, "a tokenizer_config.json", &config);
+    if (status == CLTTT_SUCCESS && !json_is_object(config))
+      status = clttt_fail(CLTTT_ERROR_BAD_TOKENIZER, "%s: not a JSON object", config_path);
+    if (status != CLTTT_SUCCESS) {
       json_decref(config);
       free(config_path);
       return status;
@@ -1013,12 +1010,10 @@ static int resolve_bos_eos(tokenizer *tok, const char *model_dir, json_t *root) 
 }
 
 static int load_json(tokenizer *tok, const char *path, const char *model_dir) {
-  json_error_t error;
-  json_t *root = json_load_file(path, 0, &error);
-  if (!root)
-    return clttt_fail(CLTTT_ERROR_BAD_TOKENIZER, "%s: line %d column %d: %s", path, error.line, error.column,
-                      error.text);
-  int status = CLTTT_SUCCESS;
+  json_t *root = NULL;
+  int status = load_json_file(path, FILE_CAP_TOKENIZER_JSON, "a tokenizer.json", &root);
+  if (status != CLTTT_SUCCESS)
+    return status;
   if (!json_is_object(root)) {
     status = clttt_fail(CLTTT_ERROR_BAD_TOKENIZER, "%s: not a JSON object", path);
     goto done;
