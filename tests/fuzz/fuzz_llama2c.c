@@ -1,0 +1,15 @@
+/* libFuzzer target: tokenizer_load of a llama2.c tok*.bin holding the input
+ * (the directory has no tokenizer.json), then fuzz_exercise_tokenizer. */
+#include "fuzz_common.h"
+#include "tokenizer.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  char path[4096];
+  fuzz_write_file("tok512.bin", data, size, path, sizeof path);
+  tokenizer *tok = NULL;
+  if (tokenizer_load(&tok, fuzz_directory()) != CLTTT_SUCCESS)
+    return 0;
+  fuzz_exercise_tokenizer(tok, data, size);
+  tokenizer_free(tok);
+  return 0;
+}
