@@ -9,6 +9,7 @@
 
 #include "checkpoint.h"
 #include "error.h"
+#include "file.h"
 
 #define SINGLE_FILE_NAME "model.safetensors"
 #define INDEX_FILE_NAME "model.safetensors.index.json"
@@ -101,9 +102,30 @@ static clttt_status check_unique_names(const checkpoint *ckpt) {
   return status;
 }
 
+/* A shard name is joined to the model directory, and the index may come
+ * from anywhere: an absolute name or a ".." component would open a file
+ * outside the directory. Subdirectories inside it are allowed. */
+static int shard_name_stays_inside(const char *name) {
+  if (name[0] == '/')
+    return 0;
+  for (const char *component = name; *component;) {
+    size_t length = strcspn(component, "/");
+    if (length == 2 && component[0] == '.' && component[1] == '.')
+      return 0;
+    component += length;
+    if (*component == '/')
+      component++;
+  }
+  return 1;
+}
+
 static clttt_status open_sharded(checkpoint *ckpt, const char *index_path) {
+  char *text = NULL;
+  size_t size = 0;
+  CLTTT_TRY(file_read_all(index_path, FILE_CAP_SHARD_INDEX, "a shard index", &text, &size));
   json_error_t error;
-  json_t *index = json_load_file(index_path, JSON_REJECT_DUPLICATES, &error);
+  json_t *index = json_loadb(text, size, JSON_REJECT_DUPLICATES, &error);
+  free(text);
   if (!index)
     return clttt_fail(CLTTT_ERROR_BAD_CHECKPOINT, "%s: line %d column %d: %s", index_path,
                       error.line, error.column, error.text);
@@ -130,6 +152,15 @@ static clttt_status open_sharded(checkpoint *ckpt, const char *index_path) {
       status = clttt_fail(CLTTT_ERROR_BAD_CHECKPOINT,
                           "%s: tensor %s: weight_map value is not a file name", index_path,
                           tensor_name);
+      break;
+    }
+    /* Jansson refuses \u0000 in strings, so no NUL can hide a suffix here. */
+    const char *shard_name = json_string_value(shard_value);
+    if (!shard_name_stays_inside(shard_name)) {
+      status = clttt_fail(CLTTT_ERROR_BAD_CHECKPOINT,
+                          "%s: tensor %s: shard \"%s\" is outside the model directory (absolute or "
+                          "with a \"..\" component)",
+                          index_path, tensor_name, shard_name);
       break;
     }
     shard_names[used++] = json_string_value(shard_value);

@@ -12,6 +12,7 @@
 #include "config.h"
 #include "error.h"
 #include "log.h"
+#include "file.h"
 
 /* SPEC.md section 2: the reference code's defaults. */
 static const int default_ttt_layers[] = {0, 6, 12, 18, 24, 30};
@@ -470,33 +471,9 @@ clttt_status config_parse(clttt_config *config, const char *json_text, const cha
 clttt_status config_load(clttt_config *config, const char *path) {
   if (!config || !path)
     return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "config_load: config and path are required");
-  FILE *file = fopen(path, "rb");
-  if (!file)
-    return clttt_fail(CLTTT_ERROR_IO, "%s: cannot open: %s", path, strerror(errno));
-  size_t capacity = 4096, used = 0;
-  char *text = malloc(capacity);
-  while (text) {
-    used += fread(text + used, 1, capacity - used - 1, file);
-    if (used < capacity - 1)
-      break;
-    char *larger = realloc(text, capacity * 2);
-    if (!larger) {
-      free(text);
-      text = NULL;
-      break;
-    }
-    text = larger;
-    capacity *= 2;
-  }
-  int read_failed = ferror(file);
-  fclose(file);
-  if (!text)
-    return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "%s: no memory to read it", path);
-  if (read_failed) {
-    free(text);
-    return clttt_fail(CLTTT_ERROR_IO, "%s: read error", path);
-  }
-  text[used] = '\0';
+  char *text = NULL;
+  size_t used = 0;
+  CLTTT_TRY(file_read_all(path, FILE_CAP_CONFIG, "a config.json", &text, &used));
   /* An embedded NUL would silently cut the JSON short. */
   if (strlen(text) != used) {
     free(text);

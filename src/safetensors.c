@@ -3,18 +3,19 @@
  * that no later read can run past the file whatever the header claims. */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "error.h"
+#include "file.h"
 #include "safetensors.h"
 
 #define HEADER_LENGTH_BYTES 8
+/* The format's own limit: a header this long is not a real checkpoint. */
+#define SAFETENSORS_MAX_HEADER_BYTES 100000000ull
 
 const char *safetensors_dtype_name(safetensors_dtype dtype) {
   switch (dtype) {
@@ -131,41 +132,65 @@ static clttt_status read_entry(const safetensors_file *file, const char *name, c
 }
 
 typedef struct {
-  uint64_t begin;
+  uint64_t begin, end;
   size_t index;
 } span;
 
 static int compare_span(const void *a, const void *b) {
   const span *left = a, *right = b;
-  return left->begin < right->begin ? -1 : left->begin > right->begin ? 1 : 0;
+  if (left->begin != right->begin)
+    return left->begin < right->begin ? -1 : 1;
+  return left->end < right->end ? -1 : left->end > right->end ? 1 : 0;
 }
 
 static int compare_tensor_name(const void *a, const void *b) {
   return strcmp(((const safetensors_tensor *)a)->name, ((const safetensors_tensor *)b)->name);
 }
 
-static clttt_status check_overlaps(const safetensors_file *file, span *spans) {
-  qsort(spans, (size_t)file->count, sizeof *spans, compare_span);
-  /* Empty tensors occupy no bytes, so they cannot collide with anything. */
+/* The format lays tensors out back to back from the start of the data area
+ * to its end, so in offset order each tensor begins exactly where the one
+ * before ended, and the last ends at the end of the file. Anything else is
+ * an overlap, a gap or trailing bytes: a writer or a copy went wrong. */
+static clttt_status check_layout(const safetensors_file *file, span *spans, size_t data_size,
+                                 uint64_t data_start) {
+  if (file->count > 0)
+    qsort(spans, (size_t)file->count, sizeof *spans, compare_span);
   const safetensors_tensor *previous = NULL;
-  uint64_t previous_end = 0;
+  uint64_t position = 0;
   for (int i = 0; i < file->count; i++) {
     const safetensors_tensor *tensor = &file->tensors[spans[i].index];
-    if (tensor->nbytes == 0)
-      continue;
-    if (previous && spans[i].begin < previous_end)
+    if (spans[i].begin < position)
       return clttt_fail(CLTTT_ERROR_BAD_CHECKPOINT,
-                        "%s: tensors %s and %s overlap in the data area", file->path,
-                        previous->name, tensor->name);
+                        "%s: tensors %s and %s overlap in the data area (%s ends at %llu, %s begins at %llu)",
+                        file->path, previous->name, tensor->name, previous->name,
+                        (unsigned long long)position, tensor->name,
+                        (unsigned long long)spans[i].begin);
+    if (spans[i].begin > position)
+      return clttt_fail(CLTTT_ERROR_BAD_CHECKPOINT,
+                        "%s: gap of unused bytes [%llu, %llu) in the data area between %s and tensor %s "
+                        "(file offsets %llu to %llu)",
+                        file->path, (unsigned long long)position, (unsigned long long)spans[i].begin,
+                        previous ? previous->name : "its start", tensor->name,
+                        (unsigned long long)(data_start + position),
+                        (unsigned long long)(data_start + spans[i].begin));
     previous = tensor;
-    previous_end = spans[i].begin + tensor->nbytes;
+    position = spans[i].end;
   }
+  if (position != data_size)
+    return clttt_fail(CLTTT_ERROR_BAD_CHECKPOINT,
+                      "%s: %llu trailing bytes: the tensors end at data offset %llu but the data area "
+                      "is %zu bytes (file offsets %llu to %llu)",
+                      file->path, (unsigned long long)(data_size - position),
+                      (unsigned long long)position, data_size,
+                      (unsigned long long)(data_start + position),
+                      (unsigned long long)(data_start + data_size));
   return CLTTT_SUCCESS;
 }
 
 static clttt_status parse_header(safetensors_file *file, const unsigned char *header,
                                  size_t header_size, const unsigned char *data_area,
                                  size_t data_size) {
+  const uint64_t data_start = HEADER_LENGTH_BYTES + (uint64_t)header_size;
   json_error_t error;
   json_t *root = json_loadb((const char *)header, header_size, JSON_REJECT_DUPLICATES, &error);
   if (!root)
@@ -207,15 +232,16 @@ static clttt_status parse_header(safetensors_file *file, const unsigned char *he
     if (status != CLTTT_SUCCESS)
       break;
     spans[file->count - 1].begin = begin;
+    spans[file->count - 1].end = begin + tensor->nbytes;
     spans[file->count - 1].index = (size_t)(file->count - 1);
   }
   json_decref(root);
 
   if (status == CLTTT_SUCCESS)
-    status = check_overlaps(file, spans);
+    status = check_layout(file, spans, data_size, data_start);
   free(spans);
   /* Sorted by name so that lookups can use binary search. */
-  if (status == CLTTT_SUCCESS)
+  if (status == CLTTT_SUCCESS && file->count > 0)
     qsort(file->tensors, (size_t)file->count, sizeof *file->tensors, compare_tensor_name);
   return status;
 }
@@ -228,31 +254,26 @@ clttt_status safetensors_open(safetensors_file *file, const char *path) {
   if (!file->path)
     return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "%s: no memory", path);
 
-  int descriptor = open(path, O_RDONLY | O_CLOEXEC);
-  if (descriptor < 0) {
-    int saved = errno;
+  int descriptor;
+  uint64_t file_size;
+  clttt_status opened = file_open_regular(path, &descriptor, &file_size);
+  if (opened != CLTTT_SUCCESS) {
     safetensors_close(file);
-    return clttt_fail(CLTTT_ERROR_IO, "%s: cannot open: %s", path, strerror(saved));
+    return opened;
   }
-  struct stat info;
-  if (fstat(descriptor, &info) != 0 || !S_ISREG(info.st_mode)) {
-    close(descriptor);
-    safetensors_close(file);
-    return clttt_fail(CLTTT_ERROR_IO, "%s: not a readable regular file", path);
-  }
-  if ((uint64_t)info.st_size < HEADER_LENGTH_BYTES) {
+  if (file_size < HEADER_LENGTH_BYTES) {
     close(descriptor);
     safetensors_close(file);
     return clttt_fail(CLTTT_ERROR_BAD_CHECKPOINT,
-                      "%s: file is %lld bytes, shorter than the 8-byte header length", path,
-                      (long long)info.st_size);
+                      "%s: file is %llu bytes, shorter than the 8-byte header length", path,
+                      (unsigned long long)file_size);
   }
-  if ((uint64_t)info.st_size > SIZE_MAX) {
+  if (file_size > SIZE_MAX) {
     close(descriptor);
     safetensors_close(file);
     return clttt_fail(CLTTT_ERROR_IO, "%s: file too large to map", path);
   }
-  size_t size = (size_t)info.st_size;
+  size_t size = (size_t)file_size;
   void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, descriptor, 0);
   int saved = errno;
   close(descriptor);
@@ -272,6 +293,15 @@ clttt_status safetensors_open(safetensors_file *file, const char *path) {
     return clttt_fail(CLTTT_ERROR_BAD_CHECKPOINT,
                       "%s: header length %llu past end of file (%zu bytes)", path,
                       (unsigned long long)header_size, size);
+  }
+  if (header_size > SAFETENSORS_MAX_HEADER_BYTES) {
+    safetensors_close(file);
+    return clttt_fail(CLTTT_ERROR_BAD_CHECKPOINT,
+                      "%s: header length %llu (file offsets 8 to %llu) is over the format's cap of %llu "
+                      "bytes",
+                      path, (unsigned long long)header_size,
+                      (unsigned long long)header_size + HEADER_LENGTH_BYTES,
+                      (unsigned long long)SAFETENSORS_MAX_HEADER_BYTES);
   }
   const unsigned char *data_area = bytes + HEADER_LENGTH_BYTES + header_size;
   size_t data_size = size - HEADER_LENGTH_BYTES - (size_t)header_size;

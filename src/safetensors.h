@@ -32,8 +32,11 @@ typedef struct {
 
 /* Maps and validates `path`: header length within the file, JSON well formed,
  * dtype F32/F16/BF16 only, byte size = product of shape x dtype size, every
- * tensor's offsets inside the data area, no two tensors overlapping.
- * "__metadata__" is allowed and ignored. Errors name the file and tensor. */
+ * tensor's offsets inside the data area, and, as the format requires, a
+ * header of at most 100 MB and tensors that fill the data area back to back
+ * (no overlap, no gap, no trailing bytes). Only a regular file is opened.
+ * "__metadata__" is allowed and ignored. Errors name the file, the tensor
+ * and the offsets. */
 clttt_status safetensors_open(safetensors_file *file, const char *path);
 void safetensors_close(safetensors_file *file);
 const safetensors_tensor *safetensors_find(const safetensors_file *file, const char *name);

@@ -20,6 +20,7 @@
 
 #include "error.h"
 #include "clttt.h"
+#include "file.h"
 
 enum { TOKENIZER_BPE = 0, TOKENIZER_LLAMA2C = 1 };
 
@@ -409,28 +410,24 @@ static int32_t find_piece(const clttt_tokenizer *tok, const char *piece) {
 /* llama2.c tok*.bin                                                    */
 
 static int read_whole_file(const char *path, unsigned char **data, size_t *size) {
-  FILE *file = fopen(path, "rb");
-  if (!file)
-    return clttt_fail(CLTTT_ERROR_IO, "%s: cannot open: %s", path, strerror(errno));
-  byte_buffer buffer = {0};
-  unsigned char chunk[65536];
-  size_t got;
-  while ((got = fread(chunk, 1, sizeof chunk, file)) > 0) {
-    int status = byte_buffer_append(&buffer, chunk, got);
-    if (status != CLTTT_SUCCESS) {
-      fclose(file);
-      free(buffer.data);
-      return status;
-    }
-  }
-  int failed = ferror(file);
-  fclose(file);
-  if (failed) {
-    free(buffer.data);
-    return clttt_fail(CLTTT_ERROR_IO, "%s: read error", path);
-  }
-  *data = buffer.data;
-  *size = buffer.length;
+  char *text = NULL;
+  CLTTT_TRY(file_read_all(path, FILE_CAP_LLAMA2C_TOKENIZER, "a llama2.c tokenizer", &text, size));
+  *data = (unsigned char *)text;
+  return CLTTT_SUCCESS;
+}
+
+/* A JSON file read within `cap`; NUL bytes inside it are a JSON error. */
+static int load_json_file(const char *path, size_t cap, const char *what, json_t **root) {
+  char *text = NULL;
+  size_t size = 0;
+  *root = NULL;
+  CLTTT_TRY(file_read_all(path, cap, what, &text, &size));
+  json_error_t error;
+  *root = json_loadb(text, size, 0, &error);
+  free(text);
+  if (!*root)
+    return clttt_fail(CLTTT_ERROR_BAD_TOKENIZER, "%s: line %d column %d: %s", path, error.line, error.column,
+                      error.text);
   return CLTTT_SUCCESS;
 }
 
@@ -595,7 +592,10 @@ static int check_normalizer(const char *path, json_t *normalizer) {
 }
 
 static int compile_pattern(pcre2_code **out, const char *path, const char *pattern, int literal) {
-  uint32_t options = PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF | (literal ? PCRE2_LITERAL : 0);
+  /* PCRE2 refuses PCRE2_UCP together with PCRE2_LITERAL (a literal has no
+   * \w or \d for Unicode properties to change), so it is left out there. */
+  uint32_t options =
+      PCRE2_UTF | PCRE2_MATCH_INVALID_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP);
   int error_code;
   PCRE2_SIZE error_offset;
   pcre2_code *code =
@@ -819,7 +819,10 @@ static int compare_added(const void *a, const void *b) {
 }
 
 static void index_added_tokens(clttt_tokenizer *tok) {
-  qsort(tok->added, (size_t)tok->added_count, sizeof *tok->added, compare_added);
+  /* Without added tokens tok->added is NULL, which qsort may not be given
+   * even for zero elements. */
+  if (tok->added_count > 0)
+    qsort(tok->added, (size_t)tok->added_count, sizeof *tok->added, compare_added);
   /* added_bucket[n][b] .. added_bucket[n][b + 1] is the range starting with byte b. */
   for (int normalized = 0; normalized < 2; normalized++) {
     int position = 0;
@@ -982,11 +985,11 @@ static int resolve_bos_eos(clttt_tokenizer *tok, const char *model_dir, json_t *
     return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "tokenizer: out of memory");
   struct stat info;
   if (stat(config_path, &info) == 0) {
-    json_error_t error;
-    json_t *config = json_load_file(config_path, 0, &error);
-    if (!config || !json_is_object(config)) {
-      int status = clttt_fail(CLTTT_ERROR_BAD_TOKENIZER, "%s: line %d column %d: %s", config_path, error.line,
-                              error.column, config ? "not a JSON object" : error.text);
+    json_t *config = NULL;
+    int status = load_json_file(config_path, FILE_CAP_TOKENIZER_CONFIG, "a tokenizer_config.json", &config);
+    if (status == CLTTT_SUCCESS && !json_is_object(config))
+      status = clttt_fail(CLTTT_ERROR_BAD_TOKENIZER, "%s: not a JSON object", config_path);
+    if (status != CLTTT_SUCCESS) {
       json_decref(config);
       free(config_path);
       return status;
@@ -1007,12 +1010,10 @@ static int resolve_bos_eos(clttt_tokenizer *tok, const char *model_dir, json_t *
 }
 
 static int load_json(clttt_tokenizer *tok, const char *path, const char *model_dir) {
-  json_error_t error;
-  json_t *root = json_load_file(path, 0, &error);
-  if (!root)
-    return clttt_fail(CLTTT_ERROR_BAD_TOKENIZER, "%s: line %d column %d: %s", path, error.line, error.column,
-                      error.text);
-  int status = CLTTT_SUCCESS;
+  json_t *root = NULL;
+  int status = load_json_file(path, FILE_CAP_TOKENIZER_JSON, "a tokenizer.json", &root);
+  if (status != CLTTT_SUCCESS)
+    return status;
   if (!json_is_object(root)) {
     status = clttt_fail(CLTTT_ERROR_BAD_TOKENIZER, "%s: not a JSON object", path);
     goto done;

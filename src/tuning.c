@@ -12,6 +12,7 @@
 
 #include "error.h"
 #include "log.h"
+#include "file.h"
 #include "tuning.h"
 
 /* The attention tile's local memory is 2 * ATTENTION_BLOCK_K * HEAD_DIM
@@ -273,8 +274,15 @@ static clttt_status read_cache_file(const char *path, json_t **root_out, json_t 
     *missing = 1;
     return CLTTT_SUCCESS;
   }
+  /* Device open reads this file, so a FIFO or a device under its name must
+   * cost an error, not a hang or all memory. */
+  char *text = NULL;
+  size_t size = 0;
+  if (file_read_all(path, FILE_CAP_TUNING_CACHE, "a tuning cache", &text, &size) != CLTTT_SUCCESS)
+    return CLTTT_ERROR_BAD_TUNING_FILE;
   json_error_t error;
-  json_t *root = json_load_file(path, 0, &error);
+  json_t *root = json_loadb(text, size, 0, &error);
+  free(text);
   if (!root)
     return clttt_fail(CLTTT_ERROR_BAD_TUNING_FILE, "%s: not readable as JSON (line %d: %s)", path,
                       error.line, error.text);

@@ -297,6 +297,53 @@ START_TEST(test_overlapping_tensors) {
 }
 END_TEST
 
+/* The format's data area is exactly the tensors, back to back: bytes after
+ * the last one, or between two, mean a writer or a transfer went wrong. */
+START_TEST(test_trailing_bytes) {
+  const float values[3] = {1, 2, 3};
+  write_raw_safetensors("model.safetensors",
+                        "{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", values,
+                        sizeof values, 0);
+  expect_open_failure("model.safetensors", CLTTT_ERROR_BAD_CHECKPOINT, "trailing");
+  /* Where the tensors end and where the file does. */
+  assert_message_names("8", "12");
+}
+END_TEST
+
+START_TEST(test_gap_between_tensors) {
+  const float values[5] = {1, 2, 3, 4, 5};
+  write_raw_safetensors("model.safetensors",
+                        "{\"first\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+                        "\"second\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[12,20]}}",
+                        values, sizeof values, 0);
+  expect_open_failure("model.safetensors", CLTTT_ERROR_BAD_CHECKPOINT, "first");
+  assert_message_names("second", "gap");
+  assert_message_names("[8, 12)", NULL);
+  /* A data area that starts with unused bytes is a gap too. */
+  write_raw_safetensors("leading.safetensors",
+                        "{\"late\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}", values,
+                        12, 0);
+  expect_open_failure("leading.safetensors", CLTTT_ERROR_BAD_CHECKPOINT, "late");
+  assert_message_names("gap", "[0, 4)");
+}
+END_TEST
+
+/* The format caps the header at 100 MB; a sparse file makes one that long
+ * without writing it. */
+START_TEST(test_header_over_cap) {
+  char path[4096];
+  path_in_directory(path, sizeof path, "model.safetensors");
+  const uint64_t length = 100000001;
+  unsigned char prefix[8];
+  for (int i = 0; i < 8; i++)
+    prefix[i] = (unsigned char)(length >> (8 * i));
+  write_bytes("model.safetensors", prefix, sizeof prefix);
+  ck_assert_int_eq(truncate(path, (off_t)(8 + length)), 0);
+  expect_open_failure("model.safetensors", CLTTT_ERROR_BAD_CHECKPOINT, "100000001");
+  assert_message_names("100000000", NULL);
+}
+END_TEST
+
 START_TEST(test_unsupported_dtype) {
   const int64_t ids[2] = {1, 2};
   write_raw_safetensors("model.safetensors",
@@ -473,6 +520,44 @@ START_TEST(test_malformed_index) {
 }
 END_TEST
 
+/* Shard names come from the index file, which may come from anywhere: none
+ * may name a file outside the model directory. */
+START_TEST(test_index_shard_outside_directory) {
+  write_two_shards();
+  static const char *const escapes[] = {
+      "../model-00001-of-00002.safetensors",
+      "/etc/passwd",
+      "sub/../../model-00001-of-00002.safetensors",
+      "..",
+      "a/..",
+  };
+  for (size_t i = 0; i < sizeof escapes / sizeof escapes[0]; i++) {
+    char index[1024];
+    snprintf(index, sizeof index,
+             "{\"weight_map\": {\"model.embed_tokens.weight\": \"model-00001-of-00002.safetensors\","
+             " \"model.norm.weight\": \"%s\"}}",
+             escapes[i]);
+    test_write_text(directory, "model.safetensors.index.json", index);
+    checkpoint ckpt;
+    int status = checkpoint_open(&ckpt, directory);
+    ck_assert_msg(status == CLTTT_ERROR_BAD_CHECKPOINT, "\"%s\": %s (%s)", escapes[i],
+                  clttt_status_name(status), clttt_last_error());
+    assert_message_names("model.safetensors.index.json", escapes[i]);
+    assert_message_names("model.norm.weight", "outside");
+    ck_assert_ptr_null(ckpt.shards);
+    checkpoint_close(&ckpt);
+  }
+  /* A NUL inside the name would hide what follows it from the check; the
+   * JSON reader refuses it. */
+  test_write_text(directory, "model.safetensors.index.json",
+                  "{\"weight_map\": {\"model.embed_tokens.weight\":"
+                  " \"model-00001-of-00002.safetensors\\u0000/../x\"}}");
+  checkpoint ckpt;
+  ck_assert_int_eq(checkpoint_open(&ckpt, directory), CLTTT_ERROR_BAD_CHECKPOINT);
+  assert_message_names("model.safetensors.index.json", NULL);
+}
+END_TEST
+
 START_TEST(test_tensor_in_two_shards) {
   write_two_shards();
   const float values[2] = {9, 10};
@@ -551,7 +636,7 @@ START_TEST(test_corrupted_files_never_crash) {
 END_TEST
 
 START_TEST(test_real_stories_checkpoint) {
-  const char *stories = test_environment("CLTTT_STORIES_DIR", "../shared/models/stories260K");
+  const char *stories = test_environment("CLTTT_STORIES_DIR", "tests/models/stories260K");
   checkpoint ckpt;
   int status = checkpoint_open(&ckpt, stories);
   ck_assert_msg(status == CLTTT_SUCCESS, "%s", clttt_last_error());
@@ -594,6 +679,9 @@ static Suite *checkpoint_suite(void) {
   tcase_add_test(malformed, test_truncated_data_area);
   tcase_add_test(malformed, test_offsets_past_end);
   tcase_add_test(malformed, test_overlapping_tensors);
+  tcase_add_test(malformed, test_trailing_bytes);
+  tcase_add_test(malformed, test_gap_between_tensors);
+  tcase_add_test(malformed, test_header_over_cap);
   tcase_add_test(malformed, test_unsupported_dtype);
   tcase_add_test(malformed, test_size_not_matching_shape);
   tcase_add_test(malformed, test_missing_file);
@@ -609,6 +697,7 @@ static Suite *checkpoint_suite(void) {
   tcase_add_test(sharded, test_index_names_tensor_absent_from_shard);
   tcase_add_test(sharded, test_malformed_index);
   tcase_add_test(sharded, test_tensor_in_two_shards);
+  tcase_add_test(sharded, test_index_shard_outside_directory);
   suite_add_tcase(suite, sharded);
   return suite;
 }

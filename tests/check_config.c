@@ -40,7 +40,7 @@ static int close_to(double a, double b) { return fabs(a - b) <= 1e-6 * fmax(1.0,
   "\"num_attention_heads\": 8, \"vocab_size\": 512"
 
 START_TEST(test_stories260k_config) {
-  const char *stories = test_environment("CLTTT_STORIES_DIR", "../shared/models/stories260K");
+  const char *stories = test_environment("CLTTT_STORIES_DIR", "tests/models/stories260K");
   char path[4096];
   snprintf(path, sizeof path, "%s/config.json", stories);
   clttt_config config;

@@ -417,6 +417,111 @@ START_TEST(test_decode_rejects_unknown_id) {
 END_TEST
 
 /* ------------------------------------------------------------------ */
+/* Hand-written tokenizer.json files                                    */
+
+/* A byte-level BPE over "a", "b" and "Ġ" (a space) whose first merge joins a
+ * space to the following "a": only a pre-tokenizer that splits at spaces
+ * keeps that merge from firing. `pre_tokenizer` and `added_tokens` are JSON
+ * text spliced in as given (added_tokens NULL: no such key at all). */
+static char *small_bpe_json(const char *pre_tokenizer, const char *added_tokens) {
+  char *json = malloc(4096);
+  ck_assert_ptr_nonnull(json);
+  snprintf(json, 4096,
+           "{\"version\": \"1.0\",%s%s%s \"normalizer\": null, \"pre_tokenizer\": %s,"
+           " \"post_processor\": null, \"decoder\": {\"type\": \"ByteLevel\"},"
+           " \"model\": {\"type\": \"BPE\", \"dropout\": null, \"unk_token\": null,"
+           " \"vocab\": {\"a\": 0, \"b\": 1, \"\\u0120\": 2, \"\\u0120a\": 3, \"ab\": 4},"
+           " \"merges\": [\"\\u0120 a\", \"a b\"]}}",
+           added_tokens ? " \"added_tokens\": " : "", added_tokens ? added_tokens : "", added_tokens ? "," : "",
+           pre_tokenizer);
+  return json;
+}
+
+static clttt_tokenizer *load_text(const char *json, char *directory, size_t capacity) {
+  test_make_temporary_directory(directory, capacity);
+  test_write_text(directory, "tokenizer.json", json);
+  clttt_tokenizer *tok = NULL;
+  int status = clttt_tokenizer_load(&tok, directory);
+  ck_assert_msg(status == CLTTT_SUCCESS, "%s: %s", json, clttt_last_error());
+  return tok;
+}
+
+static void assert_round_trip(const clttt_tokenizer *tok, const char *text, const int32_t *expected, int expected_count) {
+  assert_encodes_to(tok, text, 0, expected, expected_count);
+  char *decoded = NULL;
+  ck_assert_int_eq(clttt_tokenizer_decode(tok, expected, expected_count, &decoded), CLTTT_SUCCESS);
+  ck_assert_str_eq(decoded, text);
+  free(decoded);
+}
+
+/* HuggingFace's Split with {"String": " "} splits at the literal text (its
+ * regex metacharacters escaped); Isolated makes every space its own piece.
+ * HuggingFace: "ab ab" -> ["ab", " ", "ab"] -> ids [4, 2, 4]; without the
+ * split "Ġ a" would merge first, giving [4, 3, 1]. */
+START_TEST(test_split_literal_string) {
+  static const char *const pre_tokenizer =
+      "{\"type\": \"Sequence\", \"pretokenizers\": ["
+      "{\"type\": \"Split\", \"pattern\": {\"String\": \" \"}, \"behavior\": \"Isolated\", \"invert\": false},"
+      "{\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"trim_offsets\": false, \"use_regex\": false}]}";
+  char *json = small_bpe_json(pre_tokenizer, "[]");
+  char directory[4096];
+  clttt_tokenizer *tok = load_text(json, directory, sizeof directory);
+  const int32_t split[] = {4, 2, 4};
+  assert_round_trip(tok, "ab ab", split, 3);
+  const int32_t spaces[] = {2, 2, 0, 2};
+  assert_round_trip(tok, "  a ", spaces, 4);
+  clttt_tokenizer_free(tok);
+  test_remove_directory(directory);
+  free(json);
+
+  /* The same text without the split, as a control: the merge across the
+   * space does fire. */
+  json = small_bpe_json("{\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"use_regex\": false}", "[]");
+  tok = load_text(json, directory, sizeof directory);
+  const int32_t merged[] = {4, 3, 1};
+  assert_round_trip(tok, "ab ab", merged, 3);
+  clttt_tokenizer_free(tok);
+  test_remove_directory(directory);
+  free(json);
+
+  /* A literal with regex metacharacters matches only itself. */
+  json = small_bpe_json("{\"type\": \"Sequence\", \"pretokenizers\": ["
+                        "{\"type\": \"Split\", \"pattern\": {\"String\": \"b.\"}, \"behavior\": \"Isolated\"},"
+                        "{\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"use_regex\": false}]}",
+                        "[]");
+  tok = load_text(json, directory, sizeof directory);
+  const int32_t literal[] = {4, 3, 1};
+  assert_round_trip(tok, "ab ab", literal, 3);
+  clttt_tokenizer_free(tok);
+  test_remove_directory(directory);
+  free(json);
+}
+END_TEST
+
+/* added_tokens is optional (and may be empty): such a file has nothing to
+ * match before the pre-tokenizer. */
+START_TEST(test_no_added_tokens) {
+  static const char *const byte_level =
+      "{\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"use_regex\": true}";
+  static const char *const variants[] = {NULL, "[]", "null"};
+  for (size_t i = 0; i < sizeof variants / sizeof variants[0]; i++) {
+    char *json = small_bpe_json(byte_level, variants[i]);
+    char directory[4096];
+    clttt_tokenizer *tok = load_text(json, directory, sizeof directory);
+    ck_assert_int_eq(clttt_tokenizer_vocab_size(tok), 5);
+    ck_assert_int_eq(clttt_tokenizer_bos(tok), -1);
+    ck_assert_int_eq(clttt_tokenizer_eos(tok), -1);
+    /* The GPT-2 regex keeps " ab" together: "Ġ a" then nothing for "b". */
+    const int32_t ids[] = {4, 3, 1};
+    assert_round_trip(tok, "ab ab", ids, 3);
+    clttt_tokenizer_free(tok);
+    test_remove_directory(directory);
+    free(json);
+  }
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
 /* Load failures                                                        */
 
 static int load_from_text(const char *json, char *directory, size_t capacity) {
@@ -574,6 +679,11 @@ static Suite *tokenizer_suite(void) {
   tcase_add_test(bpe, test_special_tokens);
   tcase_add_test(bpe, test_decode_rejects_unknown_id);
   suite_add_tcase(suite, bpe);
+
+  TCase *hand_written = tcase_create("hand-written files");
+  tcase_add_test(hand_written, test_split_literal_string);
+  tcase_add_test(hand_written, test_no_added_tokens);
+  suite_add_tcase(suite, hand_written);
 
   TCase *errors = tcase_create("load errors");
   tcase_add_test(errors, test_unsupported_model_type);
