@@ -84,6 +84,10 @@ void attention(__global float *out, __global const float *q, const int q_ld,
     for (int c = 0; c < HEAD_DIM; c++)
       accumulator[c] *= correction;
     for (int r = 0; r < tile; r++) {
+      // A masked key must contribute nothing, not 0 * v: a NaN in a later
+      // position's v would otherwise poison every earlier query.
+      if (key0 + r > my_last_key)
+        continue;
       const float p = exp(score[r] - new_max);
       running_sum += p;
       for (int c = 0; c < HEAD_DIM; c++)
@@ -99,7 +103,7 @@ void attention(__global float *out, __global const float *q, const int q_ld,
 }
 
 // ---------------------------------------------------------------------------
-// The softmax step of the GEMM-backed prefill path (src/model.c
+// The softmax step of the GEMM-backed prefill path (src/attention.c
 // attention_gemm): scores = scale Q K^T came from one GEMM per head, the
 // probabilities go into the next (P V). Long prefills spend their time in
 // those GEMMs, which CLBlast runs several times faster than the per-query

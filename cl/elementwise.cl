@@ -100,3 +100,13 @@ void add_bias_rows(__global float *y, __global const float *bias, const int n,
     return;
   y[(size_t)i * ld + j] += bias[j];
 }
+
+// counter[0] += the number of non-finite values (NaN, +-inf) among
+// x[offset .. offset + count); the counter starts at zero. Finite values,
+// the overwhelmingly common case, cost one compare each and no atomic.
+__kernel __attribute__((work_group_size_hint(ELEMENTWISE_WGS, 1, 1)))
+void count_nonfinite(__global const float *x, const ulong offset, const int count, __global int *counter) {
+  const int i = get_global_id(0);
+  if (i < count && !isfinite(x[offset + i]))
+    atomic_inc(counter);
+}

@@ -69,12 +69,19 @@ clttt_status attention_gemm(const kernel_set *kernels, const attention_problem *
 }
 
 clttt_status attention_forward(const kernel_set *kernels, const attention_problem *problem, cl_mem scores,
-                               int block_rows) {
+                               int block_rows, cl_mem counter) {
   /* The flash kernel walks all keys serially per query: fine for decode and
    * short batches, while long prefills run far faster as GEMMs (README,
    * Tuning: ATTENTION_GEMM_MIN_QUERIES). */
   int threshold = kernels->params.attention_gemm_min_queries;
-  if (threshold > 0 && problem->n >= threshold)
-    return attention_gemm(kernels, problem, scores, block_rows);
+  if (threshold > 0 && problem->n >= threshold) {
+    /* The batch's own value rows: earlier ones are visible to every query
+     * of the batch, so a NaN there reaches them all on either path. */
+    int nonfinite = 0;
+    CLTTT_TRY(op_count_nonfinite(kernels, problem->v_cache, (size_t)problem->position0 * (size_t)problem->kv_dim,
+                                 (size_t)problem->n * (size_t)problem->kv_dim, counter, &nonfinite));
+    if (nonfinite == 0)
+      return attention_gemm(kernels, problem, scores, block_rows);
+  }
   return op_attention(kernels, problem);
 }

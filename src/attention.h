@@ -16,9 +16,12 @@ clttt_status attention_gemm(const kernel_set *kernels, const attention_problem *
                             int block_rows);
 
 /* The flash kernel for fewer than the device's ATTENTION_GEMM_MIN_QUERIES
- * queries (0: always), the GEMM path from there on. */
+ * queries (0: always), the GEMM path from there on, except when a value row
+ * of the batch is not finite: the GEMM path multiplies masked keys by zero,
+ * and 0 * NaN would reach queries before it, so the flash kernel, which
+ * skips masked keys, takes that batch. `counter` is one int of scratch. */
 clttt_status attention_forward(const kernel_set *kernels, const attention_problem *problem, cl_mem scores,
-                               int block_rows);
+                               int block_rows, cl_mem counter);
 
 /* Queries per block of the GEMM path for a session of `context` tokens and
  * batches of `batch` rows, and the floats of its score workspace. */

@@ -58,7 +58,8 @@ typedef enum {
   CLTTT_ERROR_CONTEXT_FULL = -2010,       /* more tokens than the session's context */
   CLTTT_ERROR_CLBLAST = -2011,            /* CLBlast returned one of its own codes */
   CLTTT_ERROR_BAD_TOKENIZER = -2012,
-  CLTTT_ERROR_BAD_TUNING_FILE = -2013
+  CLTTT_ERROR_BAD_TUNING_FILE = -2013,
+  CLTTT_ERROR_NOT_FINITE = -2014          /* NaN or inf in logits, activations or weights */
 } clttt_status;
 
 /* Name of a status: "CL_OUT_OF_RESOURCES", "CLTTT_ERROR_BAD_CHECKPOINT"... */
@@ -240,9 +241,21 @@ CLTTT_API int clttt_config_is_ttt_layer(const clttt_config *config, int layer);
 
 typedef struct clttt_model clttt_model;
 
+/* How a model is loaded. */
+typedef struct {
+  /* 1: refuse a checkpoint holding a NaN or infinite weight, naming the
+   * tensor and the element (every weight is scanned once more on the host). */
+  int check_weights;
+} clttt_model_params;
+
+/* Nothing checked beyond the format. */
+CLTTT_API clttt_model_params clttt_model_default_params(void);
+
 /* Loads a HuggingFace model directory (config.json + safetensors, single or
- * sharded) onto `device`. The model keeps a reference to the device. */
-CLTTT_API clttt_status clttt_model_load(clttt_model **model, clttt_device *device, const char *dir);
+ * sharded) onto `device`. The model keeps a reference to the device.
+ * params NULL means the defaults. */
+CLTTT_API clttt_status clttt_model_load(clttt_model **model, clttt_device *device, const char *dir,
+                                        const clttt_model_params *params);
 CLTTT_API void clttt_model_free(clttt_model *model);
 CLTTT_API const clttt_config *clttt_model_get_config(const clttt_model *model);
 /* Bytes the model's weights occupy on the device. */
@@ -282,6 +295,10 @@ typedef struct {
    * 0 = the checkpoint's ttt_clip_tau (itself 0 = off); < 0 = off. */
   float ttt_clip_tau;
   clttt_logits_mode logits;
+  /* 1: check every layer's output and fail at the first layer (and
+   * position) that is not finite; costs a device round trip per layer.
+   * The logits themselves are always checked. */
+  int check_finite;
 } clttt_session_params;
 
 /* context 0, TTT on, the checkpoint's chunk, eta and clipping, all logits. */
@@ -301,7 +318,11 @@ CLTTT_API clttt_session_params clttt_session_get_params(const clttt_session *ses
 /* Feeds n tokens. When `logits` is not NULL it receives n x vocab_size floats
  * (row i = the logits after token i) or, with logits_last_only, only the
  * last row (vocab_size floats). A session created with CLTTT_LOGITS_LAST
- * returns only last rows. */
+ * returns only last rows. Logits that are not finite (NaN, inf) give
+ * CLTTT_ERROR_NOT_FINITE naming the first such position; the tokens have
+ * then been consumed (the position advanced) and the logits written. After
+ * any other failure (check_finite's included) part of the batch may have
+ * gone through some layers: reset the session before feeding it again. */
 CLTTT_API clttt_status clttt_session_feed(clttt_session *session, const int32_t *tokens, int n, float *logits,
                                           int logits_last_only);
 CLTTT_API int clttt_session_position(const clttt_session *session);

@@ -11,6 +11,9 @@
  *   h = silu(xn Wg^T) * (xn Wu^T)            (n x f)
  *   x += h W^T  with W = W_down, or the layer's fast weight in a TTT layer
  *   logits = rmsnorm(x) E^T                  (n x vocab) */
+#include <math.h>
+#include <stdlib.h>
+
 #include "attention.h"
 #include "error.h"
 #include "gemm.h"
@@ -60,7 +63,8 @@ static clttt_status attention_block(clttt_session *session, int layer_index, int
                                      model->kv_dim,                 n,
                                      session->position,             config->num_attention_heads,
                                      config->num_key_value_heads,   config->head_dim};
-  CLTTT_TRY(attention_forward(kernels, &problem, session->scores, session->attention_block_rows));
+  CLTTT_TRY(attention_forward(kernels, &problem, session->scores, session->attention_block_rows,
+                              session->counter));
 
   /* delta (n x d) = attention (n x q_dim) Wo^T */
   CLTTT_TRY(gemm_linear(kernels, "attention output projection", (size_t)n, d, q_dim,
@@ -120,13 +124,54 @@ static clttt_status compute_logits(clttt_session *session, int first_row, int ro
                      view(model->lm_head, 0, d), 0.0f, view(session->logits, 0, vocab));
 }
 
+/* With check_finite: fails when the residual stream has stopped being
+ * finite, naming the layer, the block and the first position. */
+static clttt_status check_stream(clttt_session *session, int n, int layer, const char *block) {
+  if (!session->params.check_finite)
+    return CLTTT_SUCCESS;
+  const size_t d = (size_t)session->model->config.hidden_size;
+  int nonfinite = 0;
+  CLTTT_TRY(op_count_nonfinite(&session->kernels, session->x, 0, (size_t)n * d, session->counter, &nonfinite));
+  if (nonfinite == 0)
+    return CLTTT_SUCCESS;
+  /* Found: the first position is worth a download of the batch. */
+  float *rows = malloc((size_t)n * d * sizeof *rows);
+  if (!rows)
+    return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "locating a non-finite value");
+  clttt_status status = runtime_download(session->model->device, session->x, 0, (size_t)n * d * sizeof *rows,
+                                         rows, "residual stream");
+  size_t first = 0;
+  while (status == CLTTT_SUCCESS && first < (size_t)n * d && isfinite(rows[first]))
+    first++;
+  free(rows);
+  CLTTT_TRY(status);
+  return clttt_fail(CLTTT_ERROR_NOT_FINITE,
+                    "layer %d (%s) output is not finite: %d values, the first at position %d (channel %zu)", layer,
+                    block, nonfinite, session->position + (int)(first / d), first % d);
+}
+
+/* The logits of `rows` rows starting at `position`: the first position whose
+ * row holds a NaN or an infinity is an error. */
+static clttt_status check_logits(const float *logits, int rows, size_t vocab, int position) {
+  for (int r = 0; r < rows; r++)
+    for (size_t v = 0; v < vocab; v++)
+      if (!isfinite(logits[(size_t)r * vocab + v]))
+        return clttt_fail(CLTTT_ERROR_NOT_FINITE,
+                          "the logits at position %d are not finite (token %zu: %g); --check-finite names the "
+                          "layer where it starts",
+                          position + r, v, (double)logits[(size_t)r * vocab + v]);
+  return CLTTT_SUCCESS;
+}
+
 static clttt_status feed_batch(clttt_session *session, const int32_t *tokens, int n, float *logits,
                                int last_row_only) {
   const clttt_model *model = session->model;
   CLTTT_TRY(embed(session, tokens, n));
   for (int layer = 0; layer < model->config.num_hidden_layers; layer++) {
     CLTTT_TRY(attention_block(session, layer, n));
+    CLTTT_TRY(check_stream(session, n, layer, "attention"));
     CLTTT_TRY(mlp_block(session, layer, n));
+    CLTTT_TRY(check_stream(session, n, layer, "MLP"));
   }
   if (session->uses_ttt)
     ttt_state_advance(&session->ttt, n);
@@ -137,8 +182,9 @@ static clttt_status feed_batch(clttt_session *session, const int32_t *tokens, in
   int first = last_row_only ? n - 1 : 0;
   int rows = n - first;
   CLTTT_TRY(compute_logits(session, first, rows));
-  return runtime_download(model->device, session->logits, 0, (size_t)rows * vocab * sizeof(float), logits,
-                          "logits");
+  CLTTT_TRY(runtime_download(model->device, session->logits, 0, (size_t)rows * vocab * sizeof(float), logits,
+                             "logits"));
+  return check_logits(logits, rows, vocab, session->position - n + first);
 }
 
 clttt_status clttt_session_feed(clttt_session *session, const int32_t *tokens, int n, float *logits,

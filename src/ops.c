@@ -18,6 +18,7 @@ static const struct {
     [KERNEL_EMBEDDING_GATHER] = {"elementwise.cl", "embedding_gather", 5},
     [KERNEL_ADD_IN_PLACE] = {"elementwise.cl", "add_in_place", 3},
     [KERNEL_COPY_FLOATS] = {"elementwise.cl", "copy_floats", 3},
+    [KERNEL_COUNT_NONFINITE] = {"elementwise.cl", "count_nonfinite", 4},
     [KERNEL_ADD_BIAS_ROWS] = {"elementwise.cl", "add_bias_rows", 5},
     [KERNEL_SWIGLU] = {"elementwise.cl", "swiglu", 4},
     [KERNEL_QK_NORM_ROPE] = {"rope.cl", "qk_norm_rope", 15},
@@ -161,6 +162,22 @@ clttt_status op_add_in_place(const kernel_set *kernels, cl_mem x, cl_mem y, size
 
 clttt_status op_copy_floats(const kernel_set *kernels, cl_mem out, cl_mem in, size_t count) {
   return vector_op(kernels, KERNEL_COPY_FLOATS, out, in, count);
+}
+
+clttt_status op_count_nonfinite(const kernel_set *kernels, cl_mem x, size_t offset, size_t n, cl_mem counter,
+                                int *count) {
+  *count = 0;
+  if (n > 0x7fffffff)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "count_nonfinite of %zu floats: at most 2^31 - 1", n);
+  CLTTT_TRY(runtime_zero(kernels->device, counter, 0, sizeof(int), "non-finite counter"));
+  cl_ulong first = (cl_ulong)offset;
+  int length = (int)n;
+  CLTTT_TRY(set_arguments(kernels, KERNEL_COUNT_NONFINITE, 4, ARG(x), ARG(first), ARG(length), ARG(counter)));
+  CLTTT_TRY(launch(kernels, KERNEL_COUNT_NONFINITE, elementwise_rows(&kernels->params, n, 1)));
+  int32_t found = 0;
+  CLTTT_TRY(runtime_download(kernels->device, counter, 0, sizeof found, &found, "non-finite count"));
+  *count = found;
+  return CLTTT_SUCCESS;
 }
 
 clttt_status op_add_bias_rows(const kernel_set *kernels, cl_mem y, cl_mem bias, int rows, int width, int ld) {

@@ -18,6 +18,7 @@ typedef enum {
   KERNEL_EMBEDDING_GATHER,
   KERNEL_ADD_IN_PLACE,
   KERNEL_COPY_FLOATS,
+  KERNEL_COUNT_NONFINITE,
   KERNEL_ADD_BIAS_ROWS,
   KERNEL_SWIGLU,
   KERNEL_QK_NORM_ROPE,
@@ -53,6 +54,10 @@ clttt_status op_embedding_gather(const kernel_set *kernels, cl_mem out, cl_mem t
 clttt_status op_add_in_place(const kernel_set *kernels, cl_mem x, cl_mem y, size_t count);
 /* out[0..count) = in[0..count): a streaming copy, the bandwidth yardstick of the benchmarks */
 clttt_status op_copy_floats(const kernel_set *kernels, cl_mem out, cl_mem in, size_t count);
+/* *count = how many of x[offset .. offset + n) are NaN or infinite, using
+ * `counter` (one int of device memory) and waiting for the answer. */
+clttt_status op_count_nonfinite(const kernel_set *kernels, cl_mem x, size_t offset, size_t n, cl_mem counter,
+                                int *count);
 /* y (rows x width, stride ld) += bias (width) on every row; nothing when bias is NULL. */
 clttt_status op_add_bias_rows(const kernel_set *kernels, cl_mem y, cl_mem bias, int rows, int width, int ld);
 /* h (rows x f) = silu(gate) * up, gate_up rows being [gate | up] (2f). */

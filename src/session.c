@@ -51,6 +51,9 @@ static clttt_status resolve_params(const clttt_config *config, const clttt_sessi
   if (!isfinite(resolved->ttt_clip_tau))
     return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "session ttt_clip_tau %g: must be finite",
                       (double)resolved->ttt_clip_tau);
+  if (resolved->check_finite != 0 && resolved->check_finite != 1)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "session check_finite %d: must be 0 or 1",
+                      resolved->check_finite);
   if (resolved->logits != CLTTT_LOGITS_ALL && resolved->logits != CLTTT_LOGITS_LAST)
     return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "session logits mode %d: must be CLTTT_LOGITS_ALL or _LAST",
                       (int)resolved->logits);
@@ -88,7 +91,7 @@ typedef struct {
   const char *what;
 } buffer_plan;
 
-enum { BUFFER_COUNT = 11 };
+enum { BUFFER_COUNT = 12 };
 
 /* The per-batch buffers of a session with resolved `params`: what
  * clttt_session_create allocates and clttt_estimate_session_bytes sums. */
@@ -116,6 +119,7 @@ static void plan_buffers(const clttt_config *config, const clttt_session_params 
        * the cost model, which knows no device, stays exact. */
       {offsetof(struct clttt_session, scores), attention_score_floats(heads, params->context, batch) * F,
        "attention scores (heads x block x context)"},
+      {offsetof(struct clttt_session, counter), sizeof(int32_t), "non-finite counter"},
   };
   memcpy(plan, plans, sizeof plans);
   *batch_out = batch;

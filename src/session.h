@@ -33,6 +33,7 @@ struct clttt_session {
   cl_mem h;           /* n x f */
   cl_mem delta;       /* attention or MLP output before the residual add, n x d */
   cl_mem logits;      /* logits_rows x vocab */
+  cl_mem counter;     /* one int: the non-finite count of op_count_nonfinite */
 };
 
 #endif

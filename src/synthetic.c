@@ -111,5 +111,5 @@ clttt_status clttt_model_synthetic(clttt_model **model, clttt_device *device, co
       config->vocab_size <= 0 || config->num_attention_heads % config->num_key_value_heads != 0)
     return clttt_fail(CLTTT_ERROR_BAD_CONFIG, "synthetic model: sizes must be positive and heads a multiple of kv_heads");
   synthetic_source source = {seed};
-  return model_create(model, device, config, synthetic_tensor, &source);
+  return model_create(model, device, config, NULL, synthetic_tensor, &source);
 }

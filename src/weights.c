@@ -1,6 +1,7 @@
 /* Weights: a checkpoint (or any tensor source) read tensor by tensor into
  * device buffers, q/k/v and gate/up stacked so that one GEMM computes each
  * group. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@ typedef struct {
   void *context;
   float *scratch;        /* host staging of one tensor */
   size_t scratch_floats; /* its capacity, grown to the largest tensor read so far */
+  int check_weights;     /* refuse non-finite values */
 } loader;
 
 /* Reads tensor `name` of `shape` (count floats) into the staging buffer,
@@ -31,7 +33,12 @@ static clttt_status read_tensor(loader *load, const char *name, const int64_t *s
     load->scratch = grown;
     load->scratch_floats = count;
   }
-  return load->source(name, shape, ndim, load->scratch, load->context);
+  CLTTT_TRY(load->source(name, shape, ndim, load->scratch, load->context));
+  for (size_t i = 0; load->check_weights && i < count; i++)
+    if (!isfinite(load->scratch[i]))
+      return clttt_fail(CLTTT_ERROR_NOT_FINITE, "tensor %s: element %zu of %zu is %g", name, i, count,
+                        (double)load->scratch[i]);
+  return CLTTT_SUCCESS;
 }
 
 /* Reads tensor `name` (rows x columns, or a vector when columns == 0) into
@@ -146,8 +153,14 @@ static clttt_status check_supported(const clttt_config *config) {
   return CLTTT_SUCCESS;
 }
 
+clttt_model_params clttt_model_default_params(void) {
+  clttt_model_params params;
+  memset(&params, 0, sizeof params);
+  return params;
+}
+
 clttt_status model_create(clttt_model **model_out, clttt_device *device, const clttt_config *config,
-                          tensor_source source, void *context) {
+                          const clttt_model_params *params, tensor_source source, void *context) {
   *model_out = NULL;
   CLTTT_TRY(check_supported(config));
   clttt_model *model = calloc(1, sizeof *model);
@@ -163,7 +176,7 @@ clttt_status model_create(clttt_model **model_out, clttt_device *device, const c
   model->kv_dim = config_kv_dim(config);
   model->qkv_width = model->q_dim + 2 * model->kv_dim;
   model->layers = calloc((size_t)config->num_hidden_layers, sizeof *model->layers);
-  loader load = {model, source, context, NULL, 0};
+  loader load = {model, source, context, NULL, 0, params && params->check_weights};
   clttt_status status = CLTTT_SUCCESS;
   if (!model->layers)
     status = clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "allocating the model's %d layers",
@@ -206,7 +219,8 @@ static clttt_status checkpoint_source(const char *name, const int64_t *shape, in
   return checkpoint_read_f32(context, name, shape, ndim, out);
 }
 
-clttt_status clttt_model_load(clttt_model **model, clttt_device *device, const char *dir) {
+clttt_status clttt_model_load(clttt_model **model, clttt_device *device, const char *dir,
+                              const clttt_model_params *params) {
   if (!model || !device || !dir)
     return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "clttt_model_load: NULL argument");
   *model = NULL;
@@ -220,7 +234,7 @@ clttt_status clttt_model_load(clttt_model **model, clttt_device *device, const c
     clttt_config_free(&config);
     return opened;
   }
-  clttt_status status = model_create(model, device, &config, checkpoint_source, &ckpt);
+  clttt_status status = model_create(model, device, &config, params, checkpoint_source, &ckpt);
   checkpoint_close(&ckpt);
   clttt_config_free(&config);
   if (status != CLTTT_SUCCESS)

@@ -43,8 +43,9 @@ struct clttt_model {
 typedef clttt_status (*tensor_source)(const char *name, const int64_t *shape, int ndim, float *out,
                                       void *context);
 
-/* Allocates and uploads every weight `config` calls for, tensor by tensor. */
+/* Allocates and uploads every weight `config` calls for, tensor by tensor
+ * (params may be NULL: the defaults). */
 clttt_status model_create(clttt_model **model, clttt_device *device, const clttt_config *config,
-                          tensor_source source, void *context);
+                          const clttt_model_params *params, tensor_source source, void *context);
 
 #endif

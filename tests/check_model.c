@@ -2,6 +2,7 @@
  * and its own streaming semantics (pieces, decode, sessions). */
 #include <check.h>
 #include <jansson.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 
 #include "fixture.h"
 #include "golden.h"
+#include "safetensors.h"
 #include "test_model.h"
 #include "test_util.h"
 
@@ -222,7 +224,7 @@ END_TEST
 START_TEST(test_load_errors_name_the_problem) {
   clttt_device *device = test_open_device();
   clttt_model *model = (clttt_model *)0x1;
-  ck_assert_int_eq(clttt_model_load(&model, device, "/nonexistent/model-dir"), CLTTT_ERROR_IO);
+  ck_assert_int_eq(clttt_model_load(&model, device, "/nonexistent/model-dir", NULL), CLTTT_ERROR_IO);
   ck_assert_ptr_null(model);
   ck_assert_ptr_nonnull(strstr(clttt_last_error(), "/nonexistent/model-dir"));
 
@@ -236,14 +238,14 @@ START_TEST(test_load_errors_name_the_problem) {
   ck_assert_ptr_nonnull(config);
   json_object_set_new(config, "architectures", json_pack("[s]", "MambaForCausalLM"));
   ck_assert_int_eq(json_dump_file(config, path, JSON_INDENT(2)), 0);
-  ck_assert_int_eq(clttt_model_load(&model, device, dir), CLTTT_ERROR_UNSUPPORTED);
+  ck_assert_int_eq(clttt_model_load(&model, device, dir, NULL), CLTTT_ERROR_UNSUPPORTED);
   ck_assert_ptr_nonnull(strstr(clttt_last_error(), "MambaForCausalLM"));
 
   /* A hidden size the tensors do not have: the shape error names the tensor. */
   json_object_set_new(config, "architectures", json_pack("[s]", "Qwen3ForCausalLM"));
   json_object_set_new(config, "intermediate_size", json_integer(96));
   ck_assert_int_eq(json_dump_file(config, path, JSON_INDENT(2)), 0);
-  ck_assert_int_eq(clttt_model_load(&model, device, dir), CLTTT_ERROR_SHAPE_MISMATCH);
+  ck_assert_int_eq(clttt_model_load(&model, device, dir, NULL), CLTTT_ERROR_SHAPE_MISMATCH);
   ck_assert_ptr_nonnull(strstr(clttt_last_error(), "gate_proj"));
   json_decref(config);
   test_remove_directory(dir);
@@ -275,7 +277,7 @@ START_TEST(test_stories260k_greedy_story) {
 
   clttt_device *device = test_open_device();
   clttt_model *model = NULL;
-  int status = clttt_model_load(&model, device, stories);
+  int status = clttt_model_load(&model, device, stories, NULL);
   ck_assert_msg(status == CLTTT_SUCCESS, "loading %s: %s", stories, clttt_last_error());
   int vocab = clttt_model_get_config(model)->vocab_size;
   clttt_session *session = NULL;
@@ -295,6 +297,102 @@ START_TEST(test_stories260k_greedy_story) {
   clttt_session_free(session);
   clttt_model_free(model);
   clttt_device_close(device);
+}
+END_TEST
+
+/* Writes NaN over row `token` of the embedding in dir/model.safetensors. */
+static void poison_embedding(const char *dir, int token, int d) {
+  char path[1100];
+  snprintf(path, sizeof path, "%s/model.safetensors", dir);
+  safetensors_file file;
+  ck_assert_int_eq(safetensors_open(&file, path), CLTTT_SUCCESS);
+  const safetensors_tensor *embedding = safetensors_find(&file, "model.embed_tokens.weight");
+  ck_assert_ptr_nonnull(embedding);
+  ck_assert_int_eq(embedding->dtype, SAFETENSORS_F32);
+  long offset = (long)(embedding->data - (const unsigned char *)file.map) + (long)token * d * (long)sizeof(float);
+  safetensors_close(&file);
+  FILE *stream = fopen(path, "r+b");
+  ck_assert_ptr_nonnull(stream);
+  ck_assert_int_eq(fseek(stream, offset, SEEK_SET), 0);
+  for (int c = 0; c < d; c++) {
+    float nan = NAN;
+    ck_assert_int_eq(fwrite(&nan, sizeof nan, 1, stream), 1);
+  }
+  fclose(stream);
+}
+
+/* A NaN entering at position p (a poisoned embedding row) must stay at p
+ * and after: positions before it are computed as if p had never come, on
+ * the GEMM attention path of a whole batch as on the flash path of token by
+ * token; the feed names p, and with check_finite the layer. Before masked
+ * keys were skipped, 0 * NaN in P V spread it to every earlier query. */
+START_TEST(test_nonfinite_stays_at_its_position) {
+  static const char *const names[] = {"llama3-scaled", "ttt-llama-embed"};
+  enum { N = 96, P = 50, POISON = 7 };
+  for (int f = 0; f < 2; f++) {
+    char dir[1024];
+    test_make_temporary_directory(dir, sizeof dir);
+    const fixture_spec *spec = fixture_find(names[f]);
+    ck_assert_int_eq(fixture_write(spec, dir), CLTTT_SUCCESS);
+    const int d = spec->config.hidden_size, vocab = spec->config.vocab_size;
+    poison_embedding(dir, POISON, d);
+    clttt_device *device = test_open_device();
+    clttt_model *model = NULL;
+    /* Asked to, the loader refuses the poisoned tensor, naming it. */
+    clttt_model_params checked = clttt_model_default_params();
+    checked.check_weights = 1;
+    ck_assert_int_eq(clttt_model_load(&model, device, dir, &checked), CLTTT_ERROR_NOT_FINITE);
+    ck_assert_ptr_null(model);
+    char element[64];
+    snprintf(element, sizeof element, "element %d ", POISON * d);
+    ck_assert_msg(strstr(clttt_last_error(), "model.embed_tokens.weight") != NULL &&
+                      strstr(clttt_last_error(), element) != NULL,
+                  "%s", clttt_last_error());
+    ck_assert_msg(clttt_model_load(&model, device, dir, NULL) == CLTTT_SUCCESS, "%s", clttt_last_error());
+    int32_t tokens[N];
+    for (int i = 0; i < N; i++)
+      tokens[i] = (int32_t)(POISON + 1 + (i * 13) % (vocab - POISON - 1));
+    tokens[P] = POISON;
+    float *prefix = test_run(model, tokens, P, test_run_default);
+    float *logits = malloc((size_t)N * vocab * sizeof *logits);
+    const int pieces[] = {N, 1};
+    for (int k = 0; k < 2; k++) {
+      for (size_t i = 0; i < (size_t)N * vocab; i++)
+        logits[i] = 0.0f;
+      clttt_session *session = NULL;
+      ck_assert_int_eq(test_session_create(&session, model, N), CLTTT_SUCCESS);
+      int status = CLTTT_SUCCESS;
+      for (int done = 0; done < N && status == CLTTT_SUCCESS; done += pieces[k]) {
+        int count = N - done < pieces[k] ? N - done : pieces[k];
+        status = clttt_session_feed(session, tokens + done, count, logits + (size_t)done * vocab, 0);
+      }
+      ck_assert_msg(status == CLTTT_ERROR_NOT_FINITE, "%s, pieces of %d: %s", names[f], pieces[k],
+                    clttt_status_name(status));
+      ck_assert_msg(strstr(clttt_last_error(), "position 50") != NULL, "%s", clttt_last_error());
+      double error = test_rows_difference(logits, prefix, vocab, 0, P);
+      ck_assert_msg(error <= STREAMING_TOLERANCE, "%s, pieces of %d: rows before the NaN moved by %g", names[f],
+                    pieces[k], error);
+      ck_assert(!isfinite(logits[(size_t)P * vocab]));
+      clttt_session_free(session);
+    }
+    /* check_finite names the layer: the embedding is already NaN, so the
+     * first layer's attention output is where it shows. */
+    clttt_session_params params = clttt_session_default_params();
+    params.context = N;
+    params.check_finite = 1;
+    clttt_session *session = NULL;
+    ck_assert_int_eq(clttt_session_create(&session, model, &params), CLTTT_SUCCESS);
+    ck_assert_int_eq(clttt_session_feed(session, tokens, N, logits, 0), CLTTT_ERROR_NOT_FINITE);
+    ck_assert_msg(strstr(clttt_last_error(), "layer 0 (attention)") != NULL &&
+                      strstr(clttt_last_error(), "position 50") != NULL,
+                  "%s", clttt_last_error());
+    clttt_session_free(session);
+    free(logits);
+    free(prefix);
+    clttt_model_free(model);
+    clttt_device_close(device);
+    test_remove_directory(dir);
+  }
 }
 END_TEST
 
@@ -388,6 +486,7 @@ static Suite *model_suite(void) {
   suite_add_tcase(suite, streaming);
   TCase *errors = tcase_create("errors");
   tcase_add_test(errors, test_bad_input_is_an_error);
+  tcase_add_test(errors, test_nonfinite_stays_at_its_position);
   tcase_add_test(errors, test_load_errors_name_the_problem);
   suite_add_tcase(suite, errors);
   return suite;

@@ -286,7 +286,7 @@ START_TEST(test_prefix_form_equals_sequential) {
   cl_mem h = random_buffer(device, (size_t)n * f, 3, 1.0f, "h");
   cl_mem t = random_buffer(device, (size_t)n * d, 4, 1.0f, "t");
   cl_mem W0 = random_buffer(device, (size_t)d * f, 5, 0.2f, "W0");
-  ttt_layer layer = {d, f, C, 0.05f, conv, projection};
+  ttt_layer layer = {d, f, C, 0.05f, conv, projection, 0.0f};
   kernel_set kernels;
   ck_assert_int_eq(kernel_set_create(&kernels, device, &device->tuning, 128), CLTTT_SUCCESS);
   for (int with_projection = 0; with_projection < 2; with_projection++) {
@@ -356,20 +356,20 @@ START_TEST(test_checkpoint_without_ttt_tensors) {
 
   /* ttt_mode with a TTT layer that has no ttt_conv: an error naming it. */
   edit_config(dir, "ttt_layers", json_pack("[i, i]", 0, 1));
-  ck_assert_int_eq(clttt_model_load(&model, device, dir), CLTTT_ERROR_MISSING_TENSOR);
+  ck_assert_int_eq(clttt_model_load(&model, device, dir, NULL), CLTTT_ERROR_MISSING_TENSOR);
   ck_assert_msg(strstr(clttt_last_error(), "model.layers.0.mlp.ttt_conv.weight") != NULL, "%s",
                 clttt_last_error());
   /* ttt_proj claimed but not stored. */
   edit_config(dir, "ttt_layers", json_pack("[i]", 1));
   edit_config(dir, "ttt_proj", json_true());
-  ck_assert_int_eq(clttt_model_load(&model, device, dir), CLTTT_ERROR_MISSING_TENSOR);
+  ck_assert_int_eq(clttt_model_load(&model, device, dir, NULL), CLTTT_ERROR_MISSING_TENSOR);
   ck_assert_msg(strstr(clttt_last_error(), "model.layers.1.mlp.ttt_proj.weight") != NULL, "%s",
                 clttt_last_error());
 
   /* Without ttt_mode the same files are a plain model: base logits. */
   edit_config(dir, "ttt_proj", json_false());
   edit_config(dir, "ttt_mode", json_false());
-  ck_assert_int_eq(clttt_model_load(&model, device, dir), CLTTT_SUCCESS);
+  ck_assert_int_eq(clttt_model_load(&model, device, dir, NULL), CLTTT_SUCCESS);
   ck_assert_int_eq(clttt_model_get_config(model)->ttt_mode, 0);
   const int vocab = clttt_model_get_config(model)->vocab_size, n = 40;
   int32_t tokens[40];

@@ -8,7 +8,7 @@
 #include "reference.h"
 #include "test_util.h"
 
-const test_run_options test_run_default = {0, -1, 0, 0.0f};
+const test_run_options test_run_default = {0, -1, 0, 0.0f, 0.0f};
 
 void test_fixture_open(test_fixture_model *fixture, const char *name) {
   const fixture_spec *spec = fixture_find(name);
@@ -16,7 +16,7 @@ void test_fixture_open(test_fixture_model *fixture, const char *name) {
   test_make_temporary_directory(fixture->dir, sizeof fixture->dir);
   ck_assert_int_eq(fixture_write(spec, fixture->dir), CLTTT_SUCCESS);
   fixture->device = test_open_device();
-  int status = clttt_model_load(&fixture->model, fixture->device, fixture->dir);
+  int status = clttt_model_load(&fixture->model, fixture->device, fixture->dir, NULL);
   ck_assert_msg(status == CLTTT_SUCCESS, "loading fixture %s: %s: %s", name, clttt_status_name(status),
                 clttt_last_error());
 }

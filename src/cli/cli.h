@@ -23,6 +23,8 @@ typedef struct {
   float clip_tau;     /* -1: the checkpoint's, 0: off, > 0: clip each update to this norm */
   int context;        /* 0: what the input needs */
   int logits_last_only; /* the session returns only last rows (generation) */
+  int check_finite;   /* --check-finite: name the layer where values stop being finite */
+  int check_weights;  /* --check-weights: refuse non-finite weights at load */
 } model_options;
 
 typedef struct {

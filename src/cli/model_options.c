@@ -79,6 +79,10 @@ int model_options_parse(int argc, char **argv, int *index, model_options *option
       fprintf(stderr, "clttt: --ttt-clip expects a finite number >= 0 (0 = off), got '%s'\n", value);
       *error = 1;
     }
+  } else if (strcmp(argv[*index], "--check-finite") == 0) {
+    options->check_finite = 1;
+  } else if (strcmp(argv[*index], "--check-weights") == 0) {
+    options->check_weights = 1;
   } else if (cli_option_value(argc, argv, index, "--ctx", &value, &missing)) {
     if (!missing && !parse_int(value, "--ctx", 1, &options->context))
       *error = 1;
@@ -99,7 +103,11 @@ const char *model_options_help =
     "  --eta E            override the TTT step size (ttt_lr)\n"
     "  --ttt-clip TAU     clip each chunk's update to Frobenius norm TAU (ttt_clip_tau;\n"
     "                     0 = off; default: the checkpoint's, usually off)\n"
-    "  --ctx N            context length of the session (default: what the input needs)\n";
+    "  --ctx N            context length of the session (default: what the input needs)\n"
+    "  --check-finite     check every layer's output and name the first layer and\n"
+    "                     position that are not finite (a device round trip per layer;\n"
+    "                     the logits are always checked)\n"
+    "  --check-weights    refuse a checkpoint with a NaN or infinite weight, naming it\n";
 
 int model_open(const model_options *options, int needed_context, loaded_model *loaded) {
   memset(loaded, 0, sizeof *loaded);
@@ -112,7 +120,9 @@ int model_open(const model_options *options, int needed_context, loaded_model *l
     cli_report("opening the OpenCL device", status);
     return 0;
   }
-  status = clttt_model_load(&loaded->model, loaded->device, options->model_dir);
+  clttt_model_params model_params = clttt_model_default_params();
+  model_params.check_weights = options->check_weights;
+  status = clttt_model_load(&loaded->model, loaded->device, options->model_dir, &model_params);
   if (status != CLTTT_SUCCESS) {
     cli_report("loading the model", status);
     model_close(loaded);
@@ -136,6 +146,7 @@ int model_open(const model_options *options, int needed_context, loaded_model *l
   /* The API's 0 means "the checkpoint's", so an explicit 0 (off) is -1 there. */
   params.ttt_clip_tau = options->clip_tau < 0.0f ? 0.0f : options->clip_tau == 0.0f ? -1.0f : options->clip_tau;
   params.logits = options->logits_last_only ? CLTTT_LOGITS_LAST : CLTTT_LOGITS_ALL;
+  params.check_finite = options->check_finite;
   if (options->chunk || options->eta != 0.0f) {
     if (!config->ttt_mode)
       fprintf(stderr, "clttt: warning: --chunk/--eta have no effect: the checkpoint has no TTT layers\n");
