@@ -54,6 +54,8 @@ static void result_free(command_result *result) {
 static void setup(void) { test_make_temporary_directory(scratch, sizeof scratch); }
 static void teardown(void) { test_remove_directory(scratch); }
 
+static void write_tokenizer_of(const char *dir, int size);
+
 static const char *stories(void) {
   return test_environment("CLTTT_STORIES_DIR", "../shared/models/stories260K");
 }
@@ -228,9 +230,25 @@ START_TEST(test_generate_bad_input) {
 }
 END_TEST
 
-/* A llama2.c-format tokenizer of exactly 256 pieces (the fixtures'
+/* Real checkpoints pad their vocabulary past the tokenizer's: a model of 256
+ * rows with a tokenizer of 200 pieces, sampled hot for 80 tokens, would draw
+ * an id past 199 with near certainty (56/256 of the mass under random
+ * weights); generate must never sample one it cannot decode. */
+START_TEST(test_generate_padded_vocabulary) {
+  char dir[700];
+  snprintf(dir, sizeof dir, "%s/padded", scratch);
+  ck_assert_int_eq(fixture_write(fixture_find("qwen3-tied"), dir), CLTTT_SUCCESS);
+  write_tokenizer_of(dir, 200);
+  command_result result = run_clttt("generate -m '%s' -p ab -n 80 --temp 3 --seed 5 --ignore-eos", dir);
+  ck_assert_msg(result.exit_code == 0, "exit %d: %s", result.exit_code, result.err);
+  ck_assert_msg(strstr(result.err, "decode: 80 tokens") != NULL, "%s", result.err);
+  result_free(&result);
+}
+END_TEST
+
+/* A llama2.c-format tokenizer of `size` pieces (256: the fixtures'
  * vocabulary): <unk>, <s>, </s>, printable ASCII, then letter pairs. */
-static void write_small_tokenizer(const char *dir) {
+static void write_tokenizer_of(const char *dir, int size) {
   char path[800];
   snprintf(path, sizeof path, "%s/tok256.bin", dir);
   FILE *file = fopen(path, "wb");
@@ -244,8 +262,8 @@ static void write_small_tokenizer(const char *dir) {
   strcpy(pieces[count++], "\n</s>\n");
   for (int c = 32; c < 127; c++)
     snprintf(pieces[count++], 8, "%c", c);
-  for (int a = 'a'; a <= 'z' && count < 256; a++)
-    for (int b = 'a'; b <= 'z' && count < 256; b++)
+  for (int a = 'a'; a <= 'z' && count < size; a++)
+    for (int b = 'a'; b <= 'z' && count < size; b++)
       snprintf(pieces[count++], 8, "%c%c", a, b);
   for (int i = 0; i < count; i++) {
     float score = (float)-i;
@@ -256,6 +274,8 @@ static void write_small_tokenizer(const char *dir) {
   }
   ck_assert_int_eq(fclose(file), 0);
 }
+
+static void write_small_tokenizer(const char *dir) { write_tokenizer_of(dir, 256); }
 
 static json_t *parse_json(const char *text) {
   json_error_t error;
@@ -353,6 +373,7 @@ static Suite *cli_suite(void) {
   tcase_add_test(models, test_logits_matches_goldens);
   tcase_add_test(models, test_generate_stories);
   tcase_add_test(models, test_generate_bad_input);
+  tcase_add_test(models, test_generate_padded_vocabulary);
   tcase_add_test(models, test_ppl);
   tcase_add_test(models, test_ppl_ttt_both);
   suite_add_tcase(suite, models);

@@ -1,4 +1,5 @@
 /* clttt generate: text in, text out, streamed as it is produced. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,6 +100,16 @@ int command_generate(int argc, char **argv) {
   }
   int exit_code = 1;
   clttt_sampler *sample = NULL;
+  /* Bad sampling options are the user's to fix before any model loads. */
+  status = clttt_sampler_create(&sample, &sampling, clttt_tokenizer_vocab_size(tok));
+  clttt_sampler_free(sample);
+  sample = NULL;
+  if (status != CLTTT_SUCCESS) {
+    fprintf(stderr, "clttt generate: %s\n", clttt_last_error());
+    free(prompt_ids);
+    clttt_tokenizer_free(tok);
+    return 2;
+  }
   clttt_tokenizer_stream *stream = NULL;
   loaded_model loaded = {0};
   int32_t *history = NULL;
@@ -136,6 +147,10 @@ int command_generate(int argc, char **argv) {
     goto done;
   }
   memcpy(history, prompt_ids, (size_t)prompt_count * sizeof *history);
+  /* Real checkpoints pad their vocabulary past the tokenizer's (Qwen: 151936
+   * rows for 151669 tokens): ids the tokenizer cannot decode are never drawn. */
+  const int decodable = clttt_tokenizer_vocab_size(tok) < config->vocab_size ? clttt_tokenizer_vocab_size(tok)
+                                                                            : config->vocab_size;
 
   /* The prompt is echoed through the same stream, so the output reads as one text. */
   const char *text = NULL;
@@ -151,6 +166,8 @@ int command_generate(int argc, char **argv) {
   start = cli_now_seconds();
   while (status == CLTTT_SUCCESS && produced < count) {
     int32_t token = 0;
+    for (int v = decodable; v < config->vocab_size; v++)
+      logits[v] = -INFINITY;
     status = clttt_sampler_sample(sample, logits, history, prompt_count + produced, &token);
     if (status != CLTTT_SUCCESS)
       break;

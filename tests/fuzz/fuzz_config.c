@@ -11,6 +11,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     config_q_dim(&config);
     config_kv_dim(&config);
     config_ttt_layer_count(&config);
+    for (int layer = 0; layer < config.num_hidden_layers && layer < 64; layer++)
+      clttt_config_is_ttt_layer(&config, layer);
+    clttt_config_free(&config);
   }
   free(text);
   return 0;
