@@ -143,9 +143,26 @@ static uint64_t session_bytes(const clttt_config *config, const clttt_session_pa
   return total;
 }
 
+/* The cost model's products overflow 64 bits for absurd configs; the same
+ * sums in double say when, and the estimate then saturates. */
+static uint64_t saturate(uint64_t exact, double approximate) {
+  return approximate >= 1.8e19 ? UINT64_MAX : exact;
+}
+
+static double weight_bytes_approximately(const clttt_config *config) {
+  double d = config->hidden_size, f = config->intermediate_size, heads = config->num_attention_heads;
+  double kv_heads = config->num_key_value_heads, head_dim = config->head_dim;
+  double per_layer = 2 * d + (heads + 2 * kv_heads) * head_dim * d + d * heads * head_dim + 3 * d * f +
+                     (heads + 2 * kv_heads) * head_dim + 2 * f + 2 * d + 2 * head_dim;
+  return 4.0 * (per_layer * config->num_hidden_layers + config_ttt_layer_count(config) * (5 * d + d * d) +
+                2 * (double)config->vocab_size * d + d + head_dim);
+}
+
 uint64_t clttt_estimate_weight_bytes(const clttt_config *config) {
   if (!config)
     return 0;
+  if (weight_bytes_approximately(config) >= 1.8e19)
+    return UINT64_MAX;
   uint64_t d = (uint64_t)config->hidden_size, f = (uint64_t)config->intermediate_size;
   uint64_t q_dim = (uint64_t)config_q_dim(config), kv_dim = (uint64_t)config_kv_dim(config);
   uint64_t per_layer = 2 * d + (q_dim + 2 * kv_dim) * d + d * q_dim + 3 * d * f;
@@ -166,7 +183,14 @@ uint64_t clttt_estimate_session_bytes(const clttt_config *config, const clttt_se
   clttt_session_params resolved;
   if (!config || resolve_params(config, params, &resolved) != CLTTT_SUCCESS)
     return 0;
-  return session_bytes(config, &resolved);
+  /* The largest terms: the KV cache, one batch of logits and activations,
+   * the fast weights and the clipping scratch. */
+  double d = config->hidden_size, f = config->intermediate_size, context = resolved.context;
+  double kv_dim = (double)config->num_key_value_heads * config->head_dim;
+  double approximate = 4.0 * (2 * (double)config->num_hidden_layers * context * kv_dim +
+                              2048.0 * ((double)config->vocab_size + 8 * d + 4 * f + 3 * kv_dim) +
+                              (config_ttt_layer_count(config) + 1.0) * (d * f + context * (d + f)));
+  return saturate(session_bytes(config, &resolved), approximate);
 }
 
 /* ---------------------------------------------------------------- */

@@ -116,6 +116,17 @@ START_TEST(test_devices_and_info) {
   ck_assert_int_eq(missing.exit_code, 1);
   ck_assert_ptr_nonnull(strstr(missing.err, "/nonexistent/model"));
   result_free(&missing);
+
+  /* Sizes whose byte counts overflow 64 bits: said so, never a wrapped number. */
+  test_write_text(scratch, "config.json",
+                  "{\"architectures\": [\"Qwen3ForCausalLM\"], \"hidden_size\": 2000000000,"
+                  " \"intermediate_size\": 2000000000, \"num_hidden_layers\": 4000,"
+                  " \"num_attention_heads\": 1000000, \"head_dim\": 128, \"vocab_size\": 2000000000,"
+                  " \"max_position_embeddings\": 1000000000, \"ttt_mode\": true}");
+  command_result absurd = run_clttt("info -m '%s'", scratch);
+  ck_assert_msg(absurd.exit_code == 0, "%s", absurd.err);
+  ck_assert_msg(strstr(absurd.out, "more than 16 EiB") != NULL, "%s", absurd.out);
+  result_free(&absurd);
 }
 END_TEST
 
@@ -313,6 +324,18 @@ START_TEST(test_ppl) {
   result = run_clttt("ppl -m '%s' -f /nonexistent/text.txt", stories());
   ck_assert_int_eq(result.exit_code, 1);
   ck_assert_ptr_nonnull(strstr(result.err, "/nonexistent/text.txt"));
+  result_free(&result);
+
+  /* A directory is no text, and one token of context predicts nothing:
+   * both are errors, never a table of NaN with exit 0. */
+  result = run_clttt("ppl -m '%s' -f '%s'", stories(), scratch);
+  ck_assert_int_eq(result.exit_code, 1);
+  ck_assert_msg(strstr(result.err, "not a regular file") != NULL, "%s", result.err);
+  result_free(&result);
+  result = run_clttt("ppl -m '%s' -f '%s' --ctx 1", stories(), text_path);
+  ck_assert_int_eq(result.exit_code, 1);
+  ck_assert_msg(strstr(result.err, "at least 2") != NULL && strstr(result.out, "nan") == NULL, "%s%s", result.out,
+                result.err);
   result_free(&result);
 }
 END_TEST

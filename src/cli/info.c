@@ -1,4 +1,5 @@
 /* clttt info: what a model directory holds and what running it costs. */
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -76,11 +77,16 @@ int command_info(int argc, char **argv) {
   uint64_t session_on = clttt_estimate_session_bytes(&config, &params);
   params.ttt = 0;
   uint64_t session_off = clttt_estimate_session_bytes(&config, &params);
-  printf("memory:       %.1f MiB weights (fp32) + %.1f MiB per session of %d tokens", mebibytes(weights),
-         mebibytes(config.ttt_mode ? session_on : session_off), context);
-  if (config.ttt_mode)
-    printf(" (%.1f MiB of it TTT state)", mebibytes(session_on - session_off));
-  printf("\n");
+  if (weights == UINT64_MAX || session_on == UINT64_MAX || session_off == UINT64_MAX) {
+    /* 64-bit byte counts overflow: no device holds such a model. */
+    printf("memory:       more than 16 EiB: these sizes cannot run on any device\n");
+  } else {
+    printf("memory:       %.1f MiB weights (fp32) + %.1f MiB per session of %d tokens", mebibytes(weights),
+           mebibytes(config.ttt_mode ? session_on : session_off), context);
+    if (config.ttt_mode)
+      printf(" (%.1f MiB of it TTT state)", mebibytes(session_on - session_off));
+    printf("\n");
+  }
   clttt_config_free(&config);
   return 0;
 }

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -157,22 +158,33 @@ int command_ppl(int argc, char **argv) {
     fprintf(stderr, "clttt ppl: cannot open %s: %s\n", file, strerror(errno));
     return 1;
   }
+  /* A directory opens on Linux and reads as an error; a FIFO would block. */
+  struct stat about;
+  if (fstat(fileno(input), &about) != 0 || !S_ISREG(about.st_mode)) {
+    fprintf(stderr, "clttt ppl: %s is not a regular file\n", file);
+    fclose(input);
+    return 1;
+  }
   size_t capacity = 1 << 16, size = 0;
   char *text = malloc(capacity);
   for (size_t got; text && (got = fread(text + size, 1, capacity - size - 1, input)) > 0;) {
     size += got;
     if (size + 1 == capacity) {
       char *bigger = realloc(text, capacity *= 2);
-      if (!bigger) {
+      if (!bigger)
         free(text);
-        text = NULL;
-      }
       text = bigger;
     }
   }
+  int read_failed = ferror(input);
   fclose(input);
   if (!text) {
     fprintf(stderr, "clttt ppl: out of host memory reading %s\n", file);
+    return 1;
+  }
+  if (read_failed) {
+    fprintf(stderr, "clttt ppl: error reading %s\n", file);
+    free(text);
     return 1;
   }
   text[size] = '\0';
@@ -206,6 +218,10 @@ int command_ppl(int argc, char **argv) {
   }
   int limit = options.context ? options.context : config.max_position_embeddings;
   clttt_config_free(&config);
+  if (limit < 2) {
+    fprintf(stderr, "clttt ppl: a context of %d token cannot predict anything: --ctx must be at least 2\n", limit);
+    goto done;
+  }
   if (n > limit) {
     fprintf(stderr, "clttt ppl: the text has %d tokens; using the first %d (%s)\n", n, limit,
             options.context ? "--ctx" : "max_position_embeddings");
