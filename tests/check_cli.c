@@ -238,6 +238,15 @@ START_TEST(test_generate_bad_input) {
   result = run_clttt("generate -m '%s'", stories());
   ck_assert_int_eq(result.exit_code, 2);
   result_free(&result);
+
+  /* Non-finite or negative TTT settings are refused before anything runs. */
+  static const char *const settings[] = {"--eta inf", "--eta nan", "--eta -1", "--ttt-clip inf", "--ttt-clip -2"};
+  for (int i = 0; i < 5; i++) {
+    result = run_clttt("generate -m '%s' -p hi -n 2 %s", stories(), settings[i]);
+    ck_assert_msg(result.exit_code == 2, "%s: exit %d", settings[i], result.exit_code);
+    ck_assert_msg(strstr(result.err, "expects") != NULL, "%s: %s", settings[i], result.err);
+    result_free(&result);
+  }
 }
 END_TEST
 

@@ -450,6 +450,21 @@ START_TEST(test_session_params_at_creation) {
   }
   ck_assert_int_eq(clttt_device_memory(fixture.device, &after, NULL, 0), CLTTT_SUCCESS);
   ck_assert_uint_eq(after, before);
+
+  /* A session larger than the device: refused up front with the sizes
+   * (once, only per-buffer limits were checked and PoCL aborted under
+   * memory pressure), nothing allocated. */
+  clttt_session_params huge = params;
+  huge.context = 1 << 28;
+  session = NULL;
+  ck_assert_int_eq(clttt_session_create(&session, fixture.model, &huge), CL_MEM_OBJECT_ALLOCATION_FAILURE);
+  ck_assert_ptr_null(session);
+  ck_assert_msg(strstr(clttt_last_error(), "does not fit on device") != NULL &&
+                    strstr(clttt_last_error(), clttt_device_get_info(fixture.device)->name) != NULL &&
+                    strstr(clttt_last_error(), "MiB") != NULL,
+                "%s", clttt_last_error());
+  ck_assert_int_eq(clttt_device_memory(fixture.device, &after, NULL, 0), CLTTT_SUCCESS);
+  ck_assert_uint_eq(after, before);
   test_fixture_close(&fixture);
 }
 END_TEST
