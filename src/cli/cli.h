@@ -10,6 +10,7 @@ int command_demo(int argc, char **argv);
 int command_info(int argc, char **argv);
 int command_generate(int argc, char **argv);
 int command_ppl(int argc, char **argv);
+int command_ruler(int argc, char **argv);
 int command_tune(int argc, char **argv);
 
 /* Options of every command that runs a model. */
