@@ -41,12 +41,16 @@ static void help(void) {
          "  --plot F.svg       writes the mean score over tasks against length, one line per mode\n"
          "  --prompts F.jsonl  writes every prompt as RULER writes its data: a JSON line with\n"
          "                     index, input, answer_prefix, outputs and length, plus task\n"
-         "%s"
-         "\ntasks (RULER's configuration):\n",
-         DEFAULT_SAMPLES, DEFAULT_SEED, model_options_help);
+         "  -m, --model DIR    HuggingFace model directory with a tokenizer\n"
+         "  --device SEL       OpenCL device: index or name substring (default: $CLTTT_DEVICE,\n"
+         "                     else the first GPU, else device 0; see 'clttt devices')\n"
+         "  --chunk C          override the TTT chunk size (ttt_chunk)\n"
+         "  --eta E            override the TTT step size (ttt_lr)\n"
+         "\ntasks (RULER's configuration) and their answer budgets in tokens:\n",
+         DEFAULT_SAMPLES, DEFAULT_SEED);
   for (int i = 0; i < ruler_task_count(); i++) {
     const ruler_task *task = ruler_task_get(i);
-    printf("  %-16s %s; answer budget %d\n", task->name, task->about, task->tokens_to_generate);
+    printf("  %-16s %3d  %s\n", task->name, task->tokens_to_generate, task->about);
   }
   printf("\nHaystacks: niah_single_1 and vt repeat RULER's noise sentences; niah_multikey_2/3\n"
          "are made of distractor needles. RULER cuts the other NIAH haystacks from Paul Graham's\n"
