@@ -160,9 +160,8 @@ START_TEST(test_answers_are_in_the_prompt) {
         }
         ck_assert_ptr_nonnull(strstr(sample.answer_prefix, "5 variables are assigned the value"));
       } else if (task->family == RULER_COMMON_WORDS) {
-        /* The ten answers appear 6 times in the list (below 4096 tokens:
-         * RULER's lighter setting would give 6; 8192 uses 30) plus once in
-         * nothing else: count " word" occurrences in the task's own list. */
+        /* At 8192 tokens (RULER's full setting) each of the ten answers is
+         * in the task's own list 30 times, every other word 3 times. */
         ck_assert_int_eq(sample.answer_count, 10);
         const char *list = strstr(sample.input, "Below is a numbered list of words.");
         /* Skip the worked example: the task's list is the last one. */
