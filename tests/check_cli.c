@@ -54,17 +54,15 @@ static void result_free(command_result *result) {
 static void setup(void) { test_make_temporary_directory(scratch, sizeof scratch); }
 static void teardown(void) { test_remove_directory(scratch); }
 
-static void write_tokenizer_of(const char *dir, int size);
-
 static const char *stories(void) {
   return test_environment("CLTTT_STORIES_DIR", "../shared/models/stories260K");
 }
 
 START_TEST(test_help_everywhere) {
-  static const char *const commands[] = {"devices", "demo", "info", "logits", "generate", "ppl", "tune"};
+  static const char *const commands[] = {"devices", "demo", "info", "logits", "generate", "ppl", "ruler", "tune"};
   command_result top = run_clttt("--help");
   ck_assert_int_eq(top.exit_code, 0);
-  for (int i = 0; i < 7; i++) {
+  for (int i = 0; i < 8; i++) {
     ck_assert_msg(strstr(top.out, commands[i]) != NULL, "'clttt --help' does not list %s", commands[i]);
     command_result help = run_clttt("%s --help", commands[i]);
     ck_assert_msg(help.exit_code == 0, "clttt %s --help exited %d", commands[i], help.exit_code);
@@ -80,8 +78,8 @@ START_TEST(test_help_everywhere) {
 END_TEST
 
 START_TEST(test_unknown_flag) {
-  static const char *const commands[] = {"devices", "demo", "info", "logits", "generate", "ppl"};
-  for (int i = 0; i < 6; i++) {
+  static const char *const commands[] = {"devices", "demo", "info", "logits", "generate", "ppl", "ruler"};
+  for (int i = 0; i < 7; i++) {
     command_result result = run_clttt("%s --no-such-flag", commands[i]);
     ck_assert_msg(result.exit_code == 2, "clttt %s --no-such-flag exited %d", commands[i], result.exit_code);
     ck_assert_msg(strstr(result.err, "--no-such-flag") != NULL, "clttt %s: %s", commands[i], result.err);
@@ -258,44 +256,13 @@ START_TEST(test_generate_padded_vocabulary) {
   char dir[700];
   snprintf(dir, sizeof dir, "%s/padded", scratch);
   ck_assert_int_eq(fixture_write(fixture_find("qwen3-tied"), dir), CLTTT_SUCCESS);
-  write_tokenizer_of(dir, 200);
+  test_write_tokenizer_of(dir, 200);
   command_result result = run_clttt("generate -m '%s' -p ab -n 80 --temp 3 --seed 5 --ignore-eos", dir);
   ck_assert_msg(result.exit_code == 0, "exit %d: %s", result.exit_code, result.err);
   ck_assert_msg(strstr(result.err, "decode: 80 tokens") != NULL, "%s", result.err);
   result_free(&result);
 }
 END_TEST
-
-/* A llama2.c-format tokenizer of `size` pieces (256: the fixtures'
- * vocabulary): <unk>, <s>, </s>, printable ASCII, then letter pairs. */
-static void write_tokenizer_of(const char *dir, int size) {
-  char path[800];
-  snprintf(path, sizeof path, "%s/tok256.bin", dir);
-  FILE *file = fopen(path, "wb");
-  ck_assert_ptr_nonnull(file);
-  int32_t max_length = 8;
-  fwrite(&max_length, 4, 1, file);
-  char pieces[256][8];
-  int count = 0;
-  strcpy(pieces[count++], "<unk>");
-  strcpy(pieces[count++], "\n<s>\n");
-  strcpy(pieces[count++], "\n</s>\n");
-  for (int c = 32; c < 127; c++)
-    snprintf(pieces[count++], 8, "%c", c);
-  for (int a = 'a'; a <= 'z' && count < size; a++)
-    for (int b = 'a'; b <= 'z' && count < size; b++)
-      snprintf(pieces[count++], 8, "%c%c", a, b);
-  for (int i = 0; i < count; i++) {
-    float score = (float)-i;
-    int32_t length = (int32_t)strlen(pieces[i]);
-    fwrite(&score, 4, 1, file);
-    fwrite(&length, 4, 1, file);
-    fwrite(pieces[i], 1, (size_t)length, file);
-  }
-  ck_assert_int_eq(fclose(file), 0);
-}
-
-static void write_small_tokenizer(const char *dir) { write_tokenizer_of(dir, 256); }
 
 static json_t *parse_json(const char *text) {
   json_error_t error;
@@ -355,7 +322,7 @@ START_TEST(test_ppl_ttt_both) {
   char dir[700];
   snprintf(dir, sizeof dir, "%s/ttt", scratch);
   ck_assert_int_eq(fixture_write(fixture_find("ttt-proj-hidden"), dir), CLTTT_SUCCESS);
-  write_small_tokenizer(dir);
+  test_write_small_tokenizer(dir);
   test_write_text(scratch, "text.txt",
                   "the cat sat on the mat and the dog sat on the log; the cat and the dog ran to the park and back "
                   "again, and then the cat sat on the mat once more.");

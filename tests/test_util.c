@@ -102,3 +102,32 @@ char *test_read_file(const char *path, size_t *size) {
   }
   return data;
 }
+
+void test_write_small_tokenizer(const char *dir) { test_write_tokenizer_of(dir, 256); }
+
+void test_write_tokenizer_of(const char *dir, int size) {
+  char path[800];
+  snprintf(path, sizeof path, "%s/tok256.bin", dir);
+  FILE *file = fopen(path, "wb");
+  ck_assert_ptr_nonnull(file);
+  int32_t max_length = 8;
+  fwrite(&max_length, 4, 1, file);
+  char pieces[256][8];
+  int count = 0;
+  strcpy(pieces[count++], "<unk>");
+  strcpy(pieces[count++], "\n<s>\n");
+  strcpy(pieces[count++], "\n</s>\n");
+  for (int c = 32; c < 127; c++)
+    snprintf(pieces[count++], 8, "%c", c);
+  for (int a = 'a'; a <= 'z' && count < size && count < 256; a++)
+    for (int b = 'a'; b <= 'z' && count < size && count < 256; b++)
+      snprintf(pieces[count++], 8, "%c%c", a, b);
+  for (int i = 0; i < count; i++) {
+    float score = (float)-i;
+    int32_t length = (int32_t)strlen(pieces[i]);
+    fwrite(&score, 4, 1, file);
+    fwrite(&length, 4, 1, file);
+    fwrite(pieces[i], 1, (size_t)length, file);
+  }
+  ck_assert_int_eq(fclose(file), 0);
+}

@@ -24,4 +24,12 @@ void test_write_text(const char *dir, const char *name, const char *text);
 /* Reads a whole file (NUL-terminated); NULL when missing. */
 char *test_read_file(const char *path, size_t *size);
 
+/* Writes dir/tok256.bin, a llama2.c-format tokenizer of exactly 256 pieces
+ * (the fixtures' vocabulary): <unk>, <s>, </s>, printable ASCII, then
+ * letter pairs. */
+void test_write_small_tokenizer(const char *dir);
+/* The same with `size` pieces (at most 256): fewer than a model's rows
+ * make a padded vocabulary. */
+void test_write_tokenizer_of(const char *dir, int size);
+
 #endif

@@ -10,6 +10,7 @@ int command_demo(int argc, char **argv);
 int command_info(int argc, char **argv);
 int command_generate(int argc, char **argv);
 int command_ppl(int argc, char **argv);
+int command_ruler(int argc, char **argv);
 int command_tune(int argc, char **argv);
 
 /* Options of every command that runs a model. */
@@ -41,6 +42,8 @@ extern const char *model_options_help;
  * applying --ttt/--chunk/--eta; prints what went wrong and returns 0 on failure. */
 int model_open(const model_options *options, int needed_context, loaded_model *loaded);
 void model_close(loaded_model *loaded);
+/* The session parameters the options ask for, with a context of `context`. */
+clttt_session_params model_session_params(const model_options *options, int context);
 int parse_int(const char *text, const char *option, int minimum, int *value);
 int parse_float(const char *text, const char *option, float *value);
 

@@ -109,6 +109,19 @@ const char *model_options_help =
     "                     the logits are always checked)\n"
     "  --check-weights    refuse a checkpoint with a NaN or infinite weight, naming it\n";
 
+clttt_session_params model_session_params(const model_options *options, int context) {
+  clttt_session_params params = clttt_session_default_params();
+  params.context = context;
+  params.ttt = options->ttt != 0;
+  params.chunk = options->chunk;
+  params.eta = options->eta;
+  /* The API's 0 means "the checkpoint's", so an explicit 0 (off) is -1 there. */
+  params.ttt_clip_tau = options->clip_tau < 0.0f ? 0.0f : options->clip_tau == 0.0f ? -1.0f : options->clip_tau;
+  params.logits = options->logits_last_only ? CLTTT_LOGITS_LAST : CLTTT_LOGITS_ALL;
+  params.check_finite = options->check_finite;
+  return params;
+}
+
 int model_open(const model_options *options, int needed_context, loaded_model *loaded) {
   memset(loaded, 0, sizeof *loaded);
   if (!options->model_dir) {
@@ -138,15 +151,7 @@ int model_open(const model_options *options, int needed_context, loaded_model *l
   if (context > config->max_position_embeddings)
     fprintf(stderr, "clttt: warning: a context of %d tokens is beyond the model's max_position_embeddings (%d)\n",
             context, config->max_position_embeddings);
-  clttt_session_params params = clttt_session_default_params();
-  params.context = context;
-  params.ttt = options->ttt != 0;
-  params.chunk = options->chunk;
-  params.eta = options->eta;
-  /* The API's 0 means "the checkpoint's", so an explicit 0 (off) is -1 there. */
-  params.ttt_clip_tau = options->clip_tau < 0.0f ? 0.0f : options->clip_tau == 0.0f ? -1.0f : options->clip_tau;
-  params.logits = options->logits_last_only ? CLTTT_LOGITS_LAST : CLTTT_LOGITS_ALL;
-  params.check_finite = options->check_finite;
+  clttt_session_params params = model_session_params(options, context);
   if (options->chunk || options->eta != 0.0f) {
     if (!config->ttt_mode)
       fprintf(stderr, "clttt: warning: --chunk/--eta have no effect: the checkpoint has no TTT layers\n");
