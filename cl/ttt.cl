@@ -55,6 +55,19 @@ void ttt_conv(__global float *tc, __global const float *t, const ulong t_offset,
 #define RMSNORM_WGS 64
 #endif
 
+// The sum of every work-item's `value` over a group of RMSNORM_WGS (a power
+// of two), as a tree in local memory; every work-item must call it.
+float group_sum(__local float *partial, const int lane, const float value) {
+  partial[lane] = value;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  for (int stride = RMSNORM_WGS / 2; stride > 0; stride /= 2) {
+    if (lane < stride)
+      partial[lane] += partial[lane + stride];
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+  return partial[0];
+}
+
 // sums[row] = sum_c x[row * width + c]^2; one work-group per row, reduced as
 // rmsnorm.cl reduces (RMSNORM_WGS a power of two, uniform loop trip counts).
 __kernel __attribute__((reqd_work_group_size(RMSNORM_WGS, 1, 1)))
@@ -71,15 +84,9 @@ void row_sum_of_squares(__global const float *x, const int rows, const int width
     if (c < width)
       sum += in[c] * in[c];
   }
-  partial[lane] = sum;
-  barrier(CLK_LOCAL_MEM_FENCE);
-  for (int stride = RMSNORM_WGS / 2; stride > 0; stride /= 2) {
-    if (lane < stride)
-      partial[lane] += partial[lane + stride];
-    barrier(CLK_LOCAL_MEM_FENCE);
-  }
+  const float total = group_sum(partial, lane, sum);
   if (lane == 0)
-    sums[row] = partial[0];
+    sums[row] = total;
 }
 
 // scale[0] = min(1, tau / sqrt(sum of `count` row sums)); one work-group.
@@ -94,15 +101,9 @@ void clip_scale(__global const float *sums, const int count, const float tau, __
     if (i < count)
       sum += sums[i];
   }
-  partial[lane] = sum;
-  barrier(CLK_LOCAL_MEM_FENCE);
-  for (int stride = RMSNORM_WGS / 2; stride > 0; stride /= 2) {
-    if (lane < stride)
-      partial[lane] += partial[lane + stride];
-    barrier(CLK_LOCAL_MEM_FENCE);
-  }
+  const float total = group_sum(partial, lane, sum);
   if (lane == 0) {
-    const float norm = sqrt(partial[0]);
+    const float norm = sqrt(total);
     scale[0] = norm > tau ? tau / norm : 1.0f;
   }
 }
