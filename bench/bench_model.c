@@ -37,7 +37,7 @@ static void help(void) {
 static int copy_bandwidth(clttt_device *device, double *bytes_per_second) {
   const size_t bytes = (size_t)256 << 20;
   kernel_set kernels;
-  if (kernel_set_create(&kernels, device, &device->tuning, 128))
+  if (kernel_set_create(&kernels, device, &device->tuning, 128, 0))
     return 0;
   cl_mem a = NULL, b = NULL;
   if (runtime_alloc(device, bytes, "bandwidth source", &a) || runtime_alloc(device, bytes, "bandwidth target", &b) ||

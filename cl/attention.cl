@@ -12,6 +12,22 @@
 #ifndef HEAD_DIM
 #define HEAD_DIM 64
 #endif
+// The KV cache holds float, or half when KV_HALF is 1 (a session parameter):
+// half is only loaded and stored (vload_half / vstore_half, rounding to
+// nearest even), never computed with, so no device needs cl_khr_fp16.
+#ifndef KV_HALF
+#define KV_HALF 0
+#endif
+#if KV_HALF
+#define KV_TYPE half
+#define KV_LOAD(p, i) vload_half((i), (p))
+#define KV_STORE(value, p, i) vstore_half((value), (i), (p))
+#else
+#define KV_TYPE float
+#define KV_LOAD(p, i) ((p)[i])
+#define KV_STORE(value, p, i) ((p)[i] = (value))
+#endif
+
 #ifndef ATTENTION_BLOCK_Q
 #define ATTENTION_BLOCK_Q 16
 #endif
@@ -24,7 +40,7 @@
 //   keys 0 .. position0 + i.
 __kernel __attribute__((reqd_work_group_size(ATTENTION_BLOCK_Q, 1, 1)))
 void attention(__global float *out, __global const float *q, const int q_ld,
-               __global const float *k_cache, __global const float *v_cache, const int kv_dim,
+               __global const KV_TYPE *k_cache, __global const KV_TYPE *v_cache, const int kv_dim,
                const int n, const int position0, const int heads, const int kv_heads,
                const float scale) {
   __local float k_tile[ATTENTION_BLOCK_K * HEAD_DIM];
@@ -62,8 +78,8 @@ void attention(__global float *out, __global const float *q, const int q_ld,
         const int r = e / HEAD_DIM;
         const int c = e - r * HEAD_DIM;
         const size_t at = (size_t)(key0 + r) * kv_dim + kv_head * HEAD_DIM + c;
-        k_tile[e] = k_cache[at];
-        v_tile[e] = v_cache[at];
+        k_tile[e] = KV_LOAD(k_cache, at);
+        v_tile[e] = KV_LOAD(v_cache, at);
       }
     }
     barrier(CLK_LOCAL_MEM_FENCE);

@@ -110,3 +110,13 @@ void count_nonfinite(__global const float *x, const ulong offset, const int coun
   if (i < count && !isfinite(x[offset + i]))
     atomic_inc(counter);
 }
+
+// out[i] = in[offset + i] for i < count, widening half to float: the GEMM
+// attention path multiplies float K and V, so a half cache is widened into
+// a float copy first.
+__kernel __attribute__((work_group_size_hint(ELEMENTWISE_WGS, 1, 1)))
+void half_to_float(__global float *out, __global const half *in, const ulong offset, const int count) {
+  const int i = get_global_id(0);
+  if (i < count)
+    out[i] = vload_half(offset + i, in);
+}

@@ -9,6 +9,22 @@
 #ifndef HEAD_DIM
 #define HEAD_DIM 64
 #endif
+// The KV cache holds float, or half when KV_HALF is 1 (a session parameter):
+// half is only loaded and stored (vload_half / vstore_half, rounding to
+// nearest even), never computed with, so no device needs cl_khr_fp16.
+#ifndef KV_HALF
+#define KV_HALF 0
+#endif
+#if KV_HALF
+#define KV_TYPE half
+#define KV_LOAD(p, i) vload_half((i), (p))
+#define KV_STORE(value, p, i) vstore_half((value), (i), (p))
+#else
+#define KV_TYPE float
+#define KV_LOAD(p, i) ((p)[i])
+#define KV_STORE(value, p, i) ((p)[i] = (value))
+#endif
+
 // Work-items per group. Items are numbered token-major over (token, slot),
 // so a group covers whole tokens' heads when ROPE_WGS is large and stays
 // inside one token's heads when small. Tuned per device.
@@ -25,7 +41,7 @@ void qk_norm_rope(__global float *qkv, const int qkv_ld, const int n, const int 
                   __global const float *inverse_frequency, const float attention_scaling,
                   const int use_qk_norm, __global const float *q_norm,
                   __global const float *k_norm, const float eps,
-                  __global float *k_cache, __global float *v_cache, const int kv_dim) {
+                  __global KV_TYPE *k_cache, __global KV_TYPE *v_cache, const int kv_dim) {
   const int slots = heads + kv_heads;
   const size_t item = get_global_id(0);
   if (item >= (size_t)n * slots)
@@ -67,7 +83,7 @@ void qk_norm_rope(__global float *qkv, const int qkv_ld, const int n, const int 
   const size_t cache_row = (size_t)(position0 + token) * kv_dim + (size_t)kv_head * HEAD_DIM;
   __global const float *value = row + heads * HEAD_DIM + kv_heads * HEAD_DIM + kv_head * HEAD_DIM;
   for (int c = 0; c < HEAD_DIM; c++) {
-    k_cache[cache_row + c] = rotated[c];
-    v_cache[cache_row + c] = value[c];
+    KV_STORE(rotated[c], k_cache, cache_row + c);
+    KV_STORE(value[c], v_cache, cache_row + c);
   }
 }

@@ -68,20 +68,30 @@ clttt_status attention_gemm(const kernel_set *kernels, const attention_problem *
   return CLTTT_SUCCESS;
 }
 
-clttt_status attention_forward(const kernel_set *kernels, const attention_problem *problem, cl_mem scores,
-                               int block_rows, cl_mem counter) {
+clttt_status attention_forward(const kernel_set *kernels, const attention_problem *problem,
+                               const attention_workspace *workspace) {
   /* The flash kernel walks all keys serially per query: fine for decode and
    * short batches, while long prefills run far faster as GEMMs (README,
    * Tuning: ATTENTION_GEMM_MIN_QUERIES). */
   int threshold = kernels->params.attention_gemm_min_queries;
-  if (threshold > 0 && problem->n >= threshold) {
-    /* The batch's own value rows: earlier ones are visible to every query
-     * of the batch, so a NaN there reaches them all on either path. */
-    int nonfinite = 0;
-    CLTTT_TRY(op_count_nonfinite(kernels, problem->v_cache, (size_t)problem->position0 * (size_t)problem->kv_dim,
-                                 (size_t)problem->n * (size_t)problem->kv_dim, counter, &nonfinite));
-    if (nonfinite == 0)
-      return attention_gemm(kernels, problem, scores, block_rows);
+  if (threshold <= 0 || problem->n < threshold)
+    return op_attention(kernels, problem);
+  attention_problem widened = *problem;
+  if (kernels->kv_half) {
+    /* CLBlast multiplies floats: the keys this batch sees, widened once per
+     * layer (O(context x kv_dim), small next to the products). */
+    const size_t count = (size_t)(problem->position0 + problem->n) * (size_t)problem->kv_dim;
+    CLTTT_TRY(op_half_to_float(kernels, workspace->k_float, problem->k_cache, 0, count));
+    CLTTT_TRY(op_half_to_float(kernels, workspace->v_float, problem->v_cache, 0, count));
+    widened.k_cache = workspace->k_float;
+    widened.v_cache = workspace->v_float;
   }
+  /* The batch's own value rows: earlier ones are visible to every query of
+   * the batch, so a NaN there reaches them all on either path. */
+  int nonfinite = 0;
+  CLTTT_TRY(op_count_nonfinite(kernels, widened.v_cache, (size_t)problem->position0 * (size_t)problem->kv_dim,
+                               (size_t)problem->n * (size_t)problem->kv_dim, workspace->counter, &nonfinite));
+  if (nonfinite == 0)
+    return attention_gemm(kernels, &widened, workspace->scores, workspace->block_rows);
   return op_attention(kernels, problem);
 }

@@ -15,13 +15,23 @@
 clttt_status attention_gemm(const kernel_set *kernels, const attention_problem *problem, cl_mem scores,
                             int block_rows);
 
+/* What one session's attention needs besides the problem. */
+typedef struct {
+  cl_mem scores;    /* the GEMM path's heads x block_rows x context scores */
+  int block_rows;
+  cl_mem counter;   /* one int: op_count_nonfinite's */
+  /* With a half KV cache: K and V widened to float for the GEMM path,
+   * context x kv_dim each; NULL with a float cache. */
+  cl_mem k_float, v_float;
+} attention_workspace;
+
 /* The flash kernel for fewer than the device's ATTENTION_GEMM_MIN_QUERIES
  * queries (0: always), the GEMM path from there on, except when a value row
  * of the batch is not finite: the GEMM path multiplies masked keys by zero,
  * and 0 * NaN would reach queries before it, so the flash kernel, which
- * skips masked keys, takes that batch. `counter` is one int of scratch. */
-clttt_status attention_forward(const kernel_set *kernels, const attention_problem *problem, cl_mem scores,
-                               int block_rows, cl_mem counter);
+ * skips masked keys, takes that batch. */
+clttt_status attention_forward(const kernel_set *kernels, const attention_problem *problem,
+                               const attention_workspace *workspace);
 
 /* Queries per block of the GEMM path for a session of `context` tokens and
  * batches of `batch` rows, and the floats of its score workspace. */

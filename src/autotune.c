@@ -629,7 +629,7 @@ static clttt_status measure(workload *work, const family_spec *spec, autotune_ca
   if (spec->in_place_buffer >= 0)
     CLTTT_TRY(reupload(work, spec->in_place_buffer));
   kernel_set kernels;
-  clttt_status status = kernel_set_create(&kernels, device, &candidate->params, work->shape.head_dim);
+  clttt_status status = kernel_set_create(&kernels, device, &candidate->params, work->shape.head_dim, 0);
   work->kernels = &kernels;
   if (status == CLTTT_SUCCESS)
     status = spec->run(work);

@@ -285,6 +285,10 @@ typedef enum {
   CLTTT_LOGITS_LAST = 1  /* only the row of the last fed token (generation) */
 } clttt_logits_mode;
 
+/* What the KV cache holds. f16 halves its memory and what decode reads;
+ * the logits move by the rounding of K and V (README, "Memory"). */
+typedef enum { CLTTT_KV_F32 = 0, CLTTT_KV_F16 = 1 } clttt_kv_type;
+
 /* Everything a session is sized and run with, fixed at creation. */
 typedef struct {
   int context;               /* tokens the session can hold; 0 = max_position_embeddings */
@@ -295,13 +299,15 @@ typedef struct {
    * 0 = the checkpoint's ttt_clip_tau (itself 0 = off); < 0 = off. */
   float ttt_clip_tau;
   clttt_logits_mode logits;
+  clttt_kv_type kv_type;
   /* 1: check every layer's output and fail at the first layer (and
    * position) that is not finite; costs a device round trip per layer.
    * The logits themselves are always checked. */
   int check_finite;
 } clttt_session_params;
 
-/* context 0, TTT on, the checkpoint's chunk, eta and clipping, all logits. */
+/* context 0, TTT on, the checkpoint's chunk, eta and clipping, all logits,
+ * an f16 KV cache. */
 CLTTT_API clttt_session_params clttt_session_default_params(void);
 
 /* A session: KV cache, position and TTT state of one sequence. Sessions on

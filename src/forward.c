@@ -63,8 +63,7 @@ static clttt_status attention_block(clttt_session *session, int layer_index, int
                                      model->kv_dim,                 n,
                                      session->position,             config->num_attention_heads,
                                      config->num_key_value_heads,   config->head_dim};
-  CLTTT_TRY(attention_forward(kernels, &problem, session->scores, session->attention_block_rows,
-                              session->counter));
+  CLTTT_TRY(attention_forward(kernels, &problem, &session->attention_work));
 
   /* delta (n x d) = attention (n x q_dim) Wo^T */
   CLTTT_TRY(gemm_linear(kernels, "attention output projection", (size_t)n, d, q_dim,
@@ -131,7 +130,8 @@ static clttt_status check_stream(clttt_session *session, int n, int layer, const
     return CLTTT_SUCCESS;
   const size_t d = (size_t)session->model->config.hidden_size;
   int nonfinite = 0;
-  CLTTT_TRY(op_count_nonfinite(&session->kernels, session->x, 0, (size_t)n * d, session->counter, &nonfinite));
+  CLTTT_TRY(op_count_nonfinite(&session->kernels, session->x, 0, (size_t)n * d, session->attention_work.counter,
+                               &nonfinite));
   if (nonfinite == 0)
     return CLTTT_SUCCESS;
   /* Found: the first position is worth a download of the batch. */

@@ -19,6 +19,7 @@ static const struct {
     [KERNEL_ADD_IN_PLACE] = {"elementwise.cl", "add_in_place", 3},
     [KERNEL_COPY_FLOATS] = {"elementwise.cl", "copy_floats", 3},
     [KERNEL_COUNT_NONFINITE] = {"elementwise.cl", "count_nonfinite", 4},
+    [KERNEL_HALF_TO_FLOAT] = {"elementwise.cl", "half_to_float", 4},
     [KERNEL_ADD_BIAS_ROWS] = {"elementwise.cl", "add_bias_rows", 5},
     [KERNEL_SWIGLU] = {"elementwise.cl", "swiglu", 4},
     [KERNEL_QK_NORM_ROPE] = {"rope.cl", "qk_norm_rope", 15},
@@ -32,18 +33,20 @@ static const struct {
 };
 
 clttt_status kernel_set_create(kernel_set *kernels, clttt_device *device, const tuning_params *params,
-                               int head_dim) {
+                               int head_dim, int kv_half) {
   memset(kernels, 0, sizeof *kernels);
   if (head_dim < 2 || head_dim % 2 != 0 || head_dim > 512)
     return clttt_fail(CLTTT_ERROR_UNSUPPORTED, "head_dim %d: even sizes up to 512 are supported", head_dim);
   kernels->device = device;
   kernels->params = *params;
   kernels->head_dim = head_dim;
+  kernels->kv_half = kv_half != 0;
   /* One option string for every file: a program's identity in the device's
    * cache is (file, options), and files ignore defines they do not use. */
   char defines[512], options[640];
   tuning_defines(params, defines, sizeof defines);
-  snprintf(options, sizeof options, "-cl-std=CL1.2 %s -DHEAD_DIM=%d", defines, head_dim);
+  snprintf(options, sizeof options, "-cl-std=CL1.2 %s -DHEAD_DIM=%d -DKV_HALF=%d", defines, head_dim,
+           kernels->kv_half);
   for (int k = 0; k < KERNEL_COUNT; k++) {
     cl_program program = NULL;
     clttt_status status = runtime_program(device, kernel_table[k].file, options, &program);
@@ -178,6 +181,15 @@ clttt_status op_count_nonfinite(const kernel_set *kernels, cl_mem x, size_t offs
   CLTTT_TRY(runtime_download(kernels->device, counter, 0, sizeof found, &found, "non-finite count"));
   *count = found;
   return CLTTT_SUCCESS;
+}
+
+clttt_status op_half_to_float(const kernel_set *kernels, cl_mem out, cl_mem in, size_t offset, size_t count) {
+  if (count > 0x7fffffff)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "half_to_float of %zu values: at most 2^31 - 1", count);
+  cl_ulong first = (cl_ulong)offset;
+  int n = (int)count;
+  CLTTT_TRY(set_arguments(kernels, KERNEL_HALF_TO_FLOAT, 4, ARG(out), ARG(in), ARG(first), ARG(n)));
+  return launch(kernels, KERNEL_HALF_TO_FLOAT, elementwise_rows(&kernels->params, count, 1));
 }
 
 clttt_status op_add_bias_rows(const kernel_set *kernels, cl_mem y, cl_mem bias, int rows, int width, int ld) {

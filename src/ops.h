@@ -19,6 +19,7 @@ typedef enum {
   KERNEL_ADD_IN_PLACE,
   KERNEL_COPY_FLOATS,
   KERNEL_COUNT_NONFINITE,
+  KERNEL_HALF_TO_FLOAT,
   KERNEL_ADD_BIAS_ROWS,
   KERNEL_SWIGLU,
   KERNEL_QK_NORM_ROPE,
@@ -36,13 +37,15 @@ typedef struct {
   clttt_device *device;
   tuning_params params; /* what the kernels were built with; geometry follows it */
   int head_dim;         /* HEAD_DIM of the attention and RoPE kernels */
+  int kv_half;          /* KV_HALF: the KV cache they read and write holds half */
   cl_kernel kernel[KERNEL_COUNT];
 } kernel_set;
 
-/* Builds (or finds in the device's cache) every program with `params` and
- * HEAD_DIM = head_dim, and creates this set's own kernel objects. */
+/* Builds (or finds in the device's cache) every program with `params`,
+ * HEAD_DIM = head_dim and KV_HALF = kv_half, and creates this set's own
+ * kernel objects. */
 clttt_status kernel_set_create(kernel_set *kernels, clttt_device *device, const tuning_params *params,
-                               int head_dim);
+                               int head_dim, int kv_half);
 void kernel_set_release(kernel_set *kernels);
 
 /* out (rows x width, stride out_ld) = x / rms(x) * weight, row by row. */
@@ -58,6 +61,8 @@ clttt_status op_copy_floats(const kernel_set *kernels, cl_mem out, cl_mem in, si
  * `counter` (one int of device memory) and waiting for the answer. */
 clttt_status op_count_nonfinite(const kernel_set *kernels, cl_mem x, size_t offset, size_t n, cl_mem counter,
                                 int *count);
+/* out[0..count) = in[offset .. offset + count) widened from half to float. */
+clttt_status op_half_to_float(const kernel_set *kernels, cl_mem out, cl_mem in, size_t offset, size_t count);
 /* y (rows x width, stride ld) += bias (width) on every row; nothing when bias is NULL. */
 clttt_status op_add_bias_rows(const kernel_set *kernels, cl_mem y, cl_mem bias, int rows, int width, int ld);
 /* h (rows x f) = silu(gate) * up, gate_up rows being [gate | up] (2f). */
@@ -74,7 +79,7 @@ typedef struct {
   float attention_scaling;
   cl_mem q_norm, k_norm;     /* head_dim each, or NULL */
   float eps;
-  cl_mem k_cache, v_cache;   /* positions x kv_dim */
+  cl_mem k_cache, v_cache;   /* positions x kv_dim, float or half as the kernel set says */
   int kv_dim;
 } rope_problem;
 clttt_status op_qk_norm_rope(const kernel_set *kernels, const rope_problem *problem);

@@ -26,6 +26,10 @@ clttt_session_params clttt_session_default_params(void) {
   params.eta = 0.0f;
   params.ttt_clip_tau = 0.0f;
   params.logits = CLTTT_LOGITS_ALL;
+  /* f16: measured (README, "Memory") to move logits by at most 1.8e-3 of
+   * their range on the trained stories260K, less than the bf16 rounding
+   * real checkpoints carry, for half the cache (llama.cpp's default too). */
+  params.kv_type = CLTTT_KV_F16;
   return params;
 }
 
@@ -51,6 +55,9 @@ static clttt_status resolve_params(const clttt_config *config, const clttt_sessi
   if (!isfinite(resolved->ttt_clip_tau))
     return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "session ttt_clip_tau %g: must be finite",
                       (double)resolved->ttt_clip_tau);
+  if (resolved->kv_type != CLTTT_KV_F32 && resolved->kv_type != CLTTT_KV_F16)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "session kv_type %d: must be CLTTT_KV_F32 or CLTTT_KV_F16",
+                      (int)resolved->kv_type);
   if (resolved->check_finite != 0 && resolved->check_finite != 1)
     return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "session check_finite %d: must be 0 or 1",
                       resolved->check_finite);
@@ -91,7 +98,7 @@ typedef struct {
   const char *what;
 } buffer_plan;
 
-enum { BUFFER_COUNT = 12 };
+enum { BUFFER_COUNT = 14 };
 
 /* The per-batch buffers of a session with resolved `params`: what
  * clttt_session_create allocates and clttt_estimate_session_bytes sums. */
@@ -103,6 +110,7 @@ static void plan_buffers(const clttt_config *config, const clttt_session_params 
   const int logits_rows = params->logits == CLTTT_LOGITS_LAST ? 1 : batch;
   const int heads = config->num_attention_heads;
   const uint64_t rows = (uint64_t)batch, F = sizeof(float);
+  const int half_cache = params->kv_type == CLTTT_KV_F16;
   const buffer_plan plans[BUFFER_COUNT] = {
       {offsetof(struct clttt_session, tokens), rows * sizeof(int32_t), "token ids"},
       {offsetof(struct clttt_session, x), rows * d * F, "residual stream (n x d)"},
@@ -117,9 +125,14 @@ static void plan_buffers(const clttt_config *config, const clttt_session_params 
        "logits (rows x vocab)"},
       /* Allocated whatever the device's ATTENTION_GEMM_MIN_QUERIES, so that
        * the cost model, which knows no device, stays exact. */
-      {offsetof(struct clttt_session, scores), attention_score_floats(heads, params->context, batch) * F,
-       "attention scores (heads x block x context)"},
-      {offsetof(struct clttt_session, counter), sizeof(int32_t), "non-finite counter"},
+      {offsetof(struct clttt_session, attention_work.scores),
+       attention_score_floats(heads, params->context, batch) * F, "attention scores (heads x block x context)"},
+      {offsetof(struct clttt_session, attention_work.counter), sizeof(int32_t), "non-finite counter"},
+      /* Only with a half cache (0 bytes: not allocated). */
+      {offsetof(struct clttt_session, attention_work.k_float), half_cache ? (uint64_t)params->context * kv_dim * F : 0,
+       "K widened to float (context x kv_dim)"},
+      {offsetof(struct clttt_session, attention_work.v_float), half_cache ? (uint64_t)params->context * kv_dim * F : 0,
+       "V widened to float (context x kv_dim)"},
   };
   memcpy(plan, plans, sizeof plans);
   *batch_out = batch;
@@ -127,15 +140,16 @@ static void plan_buffers(const clttt_config *config, const clttt_session_params 
   *block_rows_out = attention_block_rows(heads, params->context, batch);
 }
 
-static uint64_t kv_cache_bytes(const clttt_config *config, int context) {
-  return (uint64_t)context * (uint64_t)config_kv_dim(config) * sizeof(float);
+static uint64_t kv_cache_bytes(const clttt_config *config, const clttt_session_params *params) {
+  const uint64_t element = params->kv_type == CLTTT_KV_F16 ? 2 : sizeof(float);
+  return (uint64_t)params->context * (uint64_t)config_kv_dim(config) * element;
 }
 
 static uint64_t session_bytes(const clttt_config *config, const clttt_session_params *params) {
   buffer_plan plan[BUFFER_COUNT];
   int batch, logits_rows, block_rows;
   plan_buffers(config, params, plan, &batch, &logits_rows, &block_rows);
-  uint64_t total = 2 * (uint64_t)config->num_hidden_layers * kv_cache_bytes(config, params->context);
+  uint64_t total = 2 * (uint64_t)config->num_hidden_layers * kv_cache_bytes(config, params);
   for (int i = 0; i < BUFFER_COUNT; i++)
     total += plan[i].bytes;
   if (uses_ttt(config, params))
@@ -231,22 +245,24 @@ clttt_status clttt_session_create(clttt_session **session_out, clttt_model *mode
   session->uses_ttt = uses_ttt(config, &resolved);
   buffer_plan plan[BUFFER_COUNT];
   plan_buffers(config, &resolved, plan, &session->batch_capacity, &session->logits_rows,
-               &session->attention_block_rows);
+               &session->attention_work.block_rows);
 
   clttt_device *device = model->device;
-  clttt_status status = kernel_set_create(&session->kernels, device, &device->tuning, config->head_dim);
+  clttt_status status = kernel_set_create(&session->kernels, device, &device->tuning, config->head_dim,
+                                          resolved.kv_type == CLTTT_KV_F16);
   session->k_cache = calloc((size_t)config->num_hidden_layers, sizeof(cl_mem));
   session->v_cache = calloc((size_t)config->num_hidden_layers, sizeof(cl_mem));
   if (status == CLTTT_SUCCESS && (!session->k_cache || !session->v_cache))
     status = clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "allocating a session");
-  const size_t cache_bytes = (size_t)kv_cache_bytes(config, resolved.context);
+  const size_t cache_bytes = (size_t)kv_cache_bytes(config, &resolved);
   for (int i = 0; i < config->num_hidden_layers && status == CLTTT_SUCCESS; i++) {
     status = runtime_alloc(device, cache_bytes, "K cache (context x kv_dim)", &session->k_cache[i]);
     if (status == CLTTT_SUCCESS)
       status = runtime_alloc(device, cache_bytes, "V cache (context x kv_dim)", &session->v_cache[i]);
   }
   for (int i = 0; i < BUFFER_COUNT && status == CLTTT_SUCCESS; i++)
-    status = runtime_alloc(device, (size_t)plan[i].bytes, plan[i].what, field(session, plan[i].field));
+    if (plan[i].bytes > 0)
+      status = runtime_alloc(device, (size_t)plan[i].bytes, plan[i].what, field(session, plan[i].field));
   if (status == CLTTT_SUCCESS && session->uses_ttt)
     status = ttt_state_create(&session->ttt, &session->kernels, model, resolved.chunk, resolved.eta,
                               resolved.ttt_clip_tau);

@@ -5,6 +5,7 @@
 #ifndef CLTTT_SESSION_H
 #define CLTTT_SESSION_H
 
+#include "attention.h"
 #include "ops.h"
 #include "ttt.h"
 #include "weights.h"
@@ -27,13 +28,11 @@ struct clttt_session {
   cl_mem embeddings;  /* input embeddings kept for ttt_target = input_embed, n x d */
   cl_mem qkv;         /* n x (q_dim + 2 kv_dim) */
   cl_mem attention;   /* n x q_dim */
-  int attention_block_rows; /* queries per block of the GEMM attention path */
-  cl_mem scores;      /* that path's heads x block rows x context scores */
+  attention_workspace attention_work; /* the GEMM attention path's scores, widened K and V, counter */
   cl_mem gate_up;     /* n x 2f */
   cl_mem h;           /* n x f */
   cl_mem delta;       /* attention or MLP output before the residual add, n x d */
   cl_mem logits;      /* logits_rows x vocab */
-  cl_mem counter;     /* one int: the non-finite count of op_count_nonfinite */
 };
 
 #endif

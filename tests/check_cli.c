@@ -150,7 +150,7 @@ START_TEST(test_logits_matches_goldens) {
     char *tokens = token_list(&g);
     static const char *const pieces[] = {"", "--pieces 1", "--pieces 7"};
     for (int p = 0; p < 3; p++) {
-      command_result result = run_clttt("logits -m '%s' --tokens %s --out '%s' %s", dir, tokens, out, pieces[p]);
+      command_result result = run_clttt("logits -m '%s' --kv f32 --tokens %s --out '%s' %s", dir, tokens, out, pieces[p]);
       ck_assert_msg(result.exit_code == 0, "clttt logits: %s", result.err);
       size_t size = 0;
       char *data = test_read_file(out, &size);
@@ -161,7 +161,7 @@ START_TEST(test_logits_matches_goldens) {
       result_free(&result);
     }
     if (g.ttt) {
-      command_result result = run_clttt("logits -m '%s' --tokens %s --out '%s' --ttt off", dir, tokens, out);
+      command_result result = run_clttt("logits -m '%s' --kv f32 --tokens %s --out '%s' --ttt off", dir, tokens, out);
       ck_assert_int_eq(result.exit_code, 0);
       size_t size = 0;
       char *data = test_read_file(out, &size);

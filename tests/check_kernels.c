@@ -45,7 +45,7 @@ START_TEST(test_gemv_variants_match_plain_c) {
       snprintf(options, sizeof options, "GEMV_ROW_PER_ITEM=%d GEMV_WGS=%d", variants[v].row_per_item,
                variants[v].work_group_size);
       kernel_set kernels;
-      int status = kernel_set_create(&kernels, device, &params, 128);
+      int status = kernel_set_create(&kernels, device, &params, 128, 0);
       ck_assert_msg(status == CLTTT_SUCCESS, "%s: %s", options, clttt_last_error());
       float beta = betas[b];
       status = op_gemv(&kernels, "test gemv", (size_t)out, (size_t)in, view(x_buffer, (size_t)x_offset, (size_t)in),
@@ -72,7 +72,7 @@ START_TEST(test_gemv_variants_match_plain_c) {
   /* The dispatcher: gemm_linear with one row takes this path on any device. */
   cl_mem y_buffer = upload(device, y0, (size_t)(y_offset + out));
   kernel_set kernels;
-  ck_assert_int_eq(kernel_set_create(&kernels, device, &device->tuning, 128), CLTTT_SUCCESS);
+  ck_assert_int_eq(kernel_set_create(&kernels, device, &device->tuning, 128, 0), CLTTT_SUCCESS);
   ck_assert_int_eq(gemm_linear(&kernels, "one row", 1, (size_t)out, (size_t)in, view(x_buffer, (size_t)x_offset, (size_t)in),
                                view(W_buffer, (size_t)W_offset, (size_t)ld), 0.0f, view(y_buffer, (size_t)y_offset, 1)),
                    CLTTT_SUCCESS);
@@ -176,7 +176,7 @@ START_TEST(test_attention_paths_match_plain_c) {
       if (!flash)
         params.softmax_work_group_size = softmax_groups[variant];
       kernel_set kernels;
-      ck_assert_msg(kernel_set_create(&kernels, device, &params, p.head_dim) == CLTTT_SUCCESS, "%s",
+      ck_assert_msg(kernel_set_create(&kernels, device, &params, p.head_dim, 0) == CLTTT_SUCCESS, "%s",
                     clttt_last_error());
       char label[96];
       snprintf(label, sizeof label, "heads %d/%d dim %d from %d, n %d: %s %d", p.heads, p.kv_heads, p.head_dim,

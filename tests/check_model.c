@@ -300,6 +300,69 @@ START_TEST(test_stories260k_greedy_story) {
 }
 END_TEST
 
+/* An f16 KV cache against f32. K and V are rounded to half (unit
+ * roundoff 2^-11 = 4.9e-4 relative) and that error runs through every later
+ * layer; measured max |f16 - f32| / max(1, max |logit|): 1.0e-4..1.6e-4 on
+ * the fixtures, 1.8e-3 on the trained stories260K (500 tokens), 3.3e-5 at
+ * 4096 tokens on a synthetic model (bench/RESULTS.md). 5e-3 of the logit
+ * range keeps a 2.7x margin over the worst; a bug that reads the cache at
+ * the wrong stride or type moves logits by O(1). The difference must not
+ * be zero (the cache really is half), and the flash path (token by token,
+ * reading half) must agree with the GEMM path (one batch, widened to float). */
+START_TEST(test_kv_f16_close_to_f32) {
+  static const char *const names[] = {"qwen3-tied", "llama-bias", "ttt-proj-hidden", "ttt-llama-embed", NULL};
+  for (int k = 0; k < 5; k++) {
+    test_fixture_model fixture;
+    clttt_device *device = NULL;
+    clttt_model *model = NULL;
+    int n = 200;
+    if (names[k]) {
+      test_fixture_open(&fixture, names[k]);
+      model = fixture.model;
+    } else {
+      device = test_open_device();
+      ck_assert_int_eq(clttt_model_load(&model, device, test_environment("CLTTT_STORIES_DIR", "tests/models/stories260K"),
+                                        NULL),
+                       CLTTT_SUCCESS);
+      n = 500;
+    }
+    const int vocab = clttt_model_get_config(model)->vocab_size;
+    int32_t *tokens = malloc((size_t)n * sizeof *tokens);
+    for (int i = 0; i < n; i++)
+      tokens[i] = (int32_t)((i * 37 + 11) % vocab);
+    test_run_options half = test_run_default;
+    half.kv_half = 1;
+    float *f32 = test_run(model, tokens, n, test_run_default);
+    float *f16 = test_run(model, tokens, n, half);
+    half.piece = 1;
+    float *f16_decode = test_run(model, tokens, n, half);
+    double range = test_max_abs(f32, (size_t)n * vocab);
+    double error = test_rows_difference(f16, f32, vocab, 0, n);
+    const char *name = names[k] ? names[k] : "stories260K";
+    ck_assert_msg(error <= 5e-3 * (range > 1.0 ? range : 1.0), "%s: |f16 - f32| = %g, logits up to %g", name, error,
+                  range);
+    ck_assert_msg(error > 0.0, "%s: an f16 cache gave exactly the f32 logits", name);
+    /* Batching changes fp32 sums by ulps, and a K or V value that lands on
+     * the other side of a half rounding boundary moves by one half ulp
+     * (4.9e-4 relative): the batching tolerance of an f16 cache is that of
+     * its rounding, 1e-3 of the logit range. */
+    double batching = test_rows_difference(f16_decode, f16, vocab, 0, n);
+    ck_assert_msg(batching <= 1e-3 * (range > 1.0 ? range : 1.0), "%s: token by token vs one batch: %g", name,
+                  batching);
+    free(tokens);
+    free(f32);
+    free(f16);
+    free(f16_decode);
+    if (names[k])
+      test_fixture_close(&fixture);
+    else {
+      clttt_model_free(model);
+      clttt_device_close(device);
+    }
+  }
+}
+END_TEST
+
 /* Writes NaN over row `token` of the embedding in dir/model.safetensors. */
 static void poison_embedding(const char *dir, int token, int d) {
   char path[1100];
@@ -483,6 +546,7 @@ static Suite *model_suite(void) {
   tcase_add_test(streaming, test_last_row_only_and_reset);
   tcase_add_test(streaming, test_sessions_are_independent);
   tcase_add_test(streaming, test_two_threads_two_sessions);
+  tcase_add_test(streaming, test_kv_f16_close_to_f32);
   suite_add_tcase(suite, streaming);
   TCase *errors = tcase_create("errors");
   tcase_add_test(errors, test_bad_input_is_an_error);

@@ -110,14 +110,14 @@ START_TEST(test_embedded_kernels_build) {
   /* Every kernel of every embedded file, each checked against the argument
    * count its op passes. */
   kernel_set kernels;
-  int status = kernel_set_create(&kernels, device, &device->tuning, 128);
+  int status = kernel_set_create(&kernels, device, &device->tuning, 128, 0);
   ck_assert_msg(status == CLTTT_SUCCESS, "%s", clttt_last_error());
   for (int k = 0; k < KERNEL_COUNT; k++)
     ck_assert_ptr_nonnull(kernels.kernel[k]);
   /* Built once: a second set shares the programs, with kernel objects of its own. */
   int programs = device->program_count;
   kernel_set second;
-  ck_assert_int_eq(kernel_set_create(&second, device, &device->tuning, 128), CLTTT_SUCCESS);
+  ck_assert_int_eq(kernel_set_create(&second, device, &device->tuning, 128, 0), CLTTT_SUCCESS);
   ck_assert_int_eq(device->program_count, programs);
   ck_assert_ptr_ne(second.kernel[KERNEL_RMSNORM], kernels.kernel[KERNEL_RMSNORM]);
   cl_program first_program = NULL, second_program = NULL;
@@ -154,7 +154,7 @@ START_TEST(test_round_trip) {
   /* COUNT is no multiple of the group size: the launcher rounds up and the
    * kernel guards its bounds. */
   kernel_set kernels;
-  ck_assert_int_eq(kernel_set_create(&kernels, device, &device->tuning, 128), CLTTT_SUCCESS);
+  ck_assert_int_eq(kernel_set_create(&kernels, device, &device->tuning, 128, 0), CLTTT_SUCCESS);
   ck_assert_int_eq(op_add_in_place(&kernels, x_buffer, y_buffer, COUNT), CLTTT_SUCCESS);
   kernel_set_release(&kernels);
   ck_assert_int_eq(runtime_download(device, x_buffer, 0, sizeof result, result, "x"), CLTTT_SUCCESS);

@@ -288,7 +288,7 @@ START_TEST(test_prefix_form_equals_sequential) {
   cl_mem W0 = random_buffer(device, (size_t)d * f, 5, 0.2f, "W0");
   ttt_layer layer = {d, f, C, 0.05f, conv, projection, 0.0f};
   kernel_set kernels;
-  ck_assert_int_eq(kernel_set_create(&kernels, device, &device->tuning, 128), CLTTT_SUCCESS);
+  ck_assert_int_eq(kernel_set_create(&kernels, device, &device->tuning, 128, 0), CLTTT_SUCCESS);
   for (int with_projection = 0; with_projection < 2; with_projection++) {
     layer.projection = with_projection ? projection : NULL;
     cl_mem W = NULL, out_sequential = NULL, out_prefix = NULL, W_final = NULL;
@@ -479,12 +479,14 @@ START_TEST(test_estimate_equals_allocation) {
   static const int chunks[] = {0, 1, 7, 600, 1500, 3000};
   for (size_t c = 0; c < sizeof chunks / sizeof chunks[0]; c++)
     for (int ttt = 0; ttt <= 1; ttt++)
-      for (int mode = 0; mode <= 1; mode++) {
+      for (int mode = 0; mode <= 3; mode++) {
         clttt_session_params params = clttt_session_default_params();
         params.context = 2000;
         params.chunk = chunks[c];
         params.ttt = ttt;
-        params.logits = mode ? CLTTT_LOGITS_LAST : CLTTT_LOGITS_ALL;
+        params.logits = mode % 2 ? CLTTT_LOGITS_LAST : CLTTT_LOGITS_ALL;
+        params.kv_type = mode / 2 ? CLTTT_KV_F32 : CLTTT_KV_F16;
+        params.ttt_clip_tau = c % 2 ? 0.5f : 0.0f;
         uint64_t before = 0, after = 0;
         ck_assert_int_eq(clttt_device_memory(fixture.device, &before, NULL, 0), CLTTT_SUCCESS);
         clttt_session *session = NULL;
@@ -492,7 +494,7 @@ START_TEST(test_estimate_equals_allocation) {
                       clttt_last_error());
         ck_assert_int_eq(clttt_device_memory(fixture.device, &after, NULL, 0), CLTTT_SUCCESS);
         ck_assert_msg(after - before == clttt_estimate_session_bytes(config, &params),
-                      "chunk %d, ttt %d, logits %d: allocated %llu, estimated %llu", chunks[c], ttt, mode,
+                      "chunk %d, ttt %d, mode %d: allocated %llu, estimated %llu", chunks[c], ttt, mode,
                       (unsigned long long)(after - before),
                       (unsigned long long)clttt_estimate_session_bytes(config, &params));
         clttt_session_free(session);
@@ -512,6 +514,7 @@ START_TEST(test_last_row_session) {
   clttt_session_params params = clttt_session_default_params();
   params.context = 40;
   params.logits = CLTTT_LOGITS_LAST;
+  params.kv_type = CLTTT_KV_F32;
   clttt_session *session = NULL;
   ck_assert_int_eq(clttt_session_create(&session, fixture.model, &params), CLTTT_SUCCESS);
   float *last = malloc((size_t)vocab * sizeof *last);

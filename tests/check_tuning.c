@@ -197,7 +197,7 @@ START_TEST(test_valid_entry_applied) {
   ck_assert_msg(strstr(device->tuning_source, cache_path) != NULL, "source: %s", device->tuning_source);
   /* The kernels build with it. */
   kernel_set kernels;
-  ck_assert_msg(kernel_set_create(&kernels, device, &device->tuning, 128) == CLTTT_SUCCESS, "%s",
+  ck_assert_msg(kernel_set_create(&kernels, device, &device->tuning, 128, 0) == CLTTT_SUCCESS, "%s",
                 clttt_last_error());
   kernel_set_release(&kernels);
   clttt_device_close(device);

@@ -8,7 +8,7 @@
 #include "reference.h"
 #include "test_util.h"
 
-const test_run_options test_run_default = {0, -1, 0, 0.0f, 0.0f};
+const test_run_options test_run_default = {0, -1, 0, 0.0f, 0.0f, 0};
 
 void test_fixture_open(test_fixture_model *fixture, const char *name) {
   const fixture_spec *spec = fixture_find(name);
@@ -32,6 +32,7 @@ void test_fixture_close(test_fixture_model *fixture) {
 int test_session_create(clttt_session **session, clttt_model *model, int context) {
   clttt_session_params params = clttt_session_default_params();
   params.context = context;
+  params.kv_type = CLTTT_KV_F32;
   return clttt_session_create(session, model, &params);
 }
 
@@ -46,6 +47,7 @@ float *test_run(clttt_model *model, const int32_t *tokens, int n, test_run_optio
   params.chunk = options.chunk;
   params.eta = options.eta;
   params.ttt_clip_tau = options.clip_tau;
+  params.kv_type = options.kv_half ? CLTTT_KV_F16 : CLTTT_KV_F32;
   int status = clttt_session_create(&session, model, &params);
   ck_assert_msg(status == CLTTT_SUCCESS, "session: %s", clttt_last_error());
   int piece = options.piece > 0 ? options.piece : n;

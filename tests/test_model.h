@@ -27,12 +27,13 @@ typedef struct {
   int chunk;   /* 0: the checkpoint's */
   float eta;   /* 0: the checkpoint's */
   float clip_tau; /* 0: the checkpoint's (none), > 0: clip updates to this norm */
+  int kv_half;    /* 1: an f16 KV cache (the library's default); 0: f32, what the goldens' tolerances assume */
 } test_run_options;
 
 extern const test_run_options test_run_default;
 
 /* clttt_session_create with the default parameters but a context of
- * `context` tokens. */
+ * `context` tokens and an f32 KV cache. */
 int test_session_create(clttt_session **session, clttt_model *model, int context);
 
 /* n x vocab logits (malloc'ed) of `tokens` fed to a new session. */

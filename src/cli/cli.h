@@ -26,6 +26,7 @@ typedef struct {
   int logits_last_only; /* the session returns only last rows (generation) */
   int check_finite;   /* --check-finite: name the layer where values stop being finite */
   int check_weights;  /* --check-weights: refuse non-finite weights at load */
+  int kv_f32;         /* --kv f32 (default f16) */
 } model_options;
 
 typedef struct {

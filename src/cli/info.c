@@ -6,20 +6,21 @@
 #include "cli.h"
 
 static void help(void) {
-  printf("usage: clttt info -m DIR [--ctx N]\n"
+  printf("usage: clttt info -m DIR [--ctx N] [--kv f16|f32]\n"
          "Prints the architecture, sizes, TTT layers, chunk and eta of a HuggingFace model\n"
          "directory, and the device memory a session needs (fp32 weights, KV cache, TTT\n"
          "state). Reads config.json only; no device is used.\n\n"
          "  -m, --model DIR  model directory\n"
          "  --ctx N          context length for the memory estimate (default: the model's\n"
-         "                   max_position_embeddings)\n");
+         "                   max_position_embeddings)\n"
+         "  --kv f16|f32     KV cache element type of the estimate (default f16)\n");
 }
 
 static double mebibytes(uint64_t bytes) { return (double)bytes / 1048576.0; }
 
 int command_info(int argc, char **argv) {
   const char *dir = NULL;
-  int context = 0;
+  int context = 0, kv_f32 = 0;
   for (int i = 1; i < argc; i++) {
     const char *value = NULL;
     int missing = 0;
@@ -32,6 +33,12 @@ int command_info(int argc, char **argv) {
     } else if (cli_option_value(argc, argv, &i, "--ctx", &value, &missing)) {
       if (!missing && !parse_int(value, "--ctx", 1, &context))
         return 2;
+    } else if (cli_option_value(argc, argv, &i, "--kv", &value, &missing)) {
+      if (!missing && strcmp(value, "f32") != 0 && strcmp(value, "f16") != 0) {
+        fprintf(stderr, "clttt info: --kv expects f32 or f16, got '%s'\n", value);
+        return 2;
+      }
+      kv_f32 = !missing && strcmp(value, "f32") == 0;
     } else {
       fprintf(stderr, "clttt info: unknown option '%s' (see --help)\n", argv[i]);
       return 2;
@@ -74,6 +81,7 @@ int command_info(int argc, char **argv) {
   uint64_t weights = clttt_estimate_weight_bytes(&config);
   clttt_session_params params = clttt_session_default_params();
   params.context = context;
+  params.kv_type = kv_f32 ? CLTTT_KV_F32 : CLTTT_KV_F16;
   uint64_t session_on = clttt_estimate_session_bytes(&config, &params);
   params.ttt = 0;
   uint64_t session_off = clttt_estimate_session_bytes(&config, &params);
@@ -81,8 +89,8 @@ int command_info(int argc, char **argv) {
     /* 64-bit byte counts overflow: no device holds such a model. */
     printf("memory:       more than 16 EiB: these sizes cannot run on any device\n");
   } else {
-    printf("memory:       %.1f MiB weights (fp32) + %.1f MiB per session of %d tokens", mebibytes(weights),
-           mebibytes(config.ttt_mode ? session_on : session_off), context);
+    printf("memory:       %.1f MiB weights (fp32) + %.1f MiB per session of %d tokens (%s KV cache)",
+           mebibytes(weights), mebibytes(config.ttt_mode ? session_on : session_off), context, kv_f32 ? "f32" : "f16");
     if (config.ttt_mode)
       printf(" (%.1f MiB of it TTT state)", mebibytes(session_on - session_off));
     printf("\n");

@@ -79,6 +79,15 @@ int model_options_parse(int argc, char **argv, int *index, model_options *option
       fprintf(stderr, "clttt: --ttt-clip expects a finite number >= 0 (0 = off), got '%s'\n", value);
       *error = 1;
     }
+  } else if (cli_option_value(argc, argv, index, "--kv", &value, &missing)) {
+    if (!missing && strcmp(value, "f32") == 0)
+      options->kv_f32 = 1;
+    else if (!missing && strcmp(value, "f16") == 0)
+      options->kv_f32 = 0;
+    else if (!missing) {
+      fprintf(stderr, "clttt: --kv expects f32 or f16, got '%s'\n", value);
+      *error = 1;
+    }
   } else if (strcmp(argv[*index], "--check-finite") == 0) {
     options->check_finite = 1;
   } else if (strcmp(argv[*index], "--check-weights") == 0) {
@@ -104,6 +113,8 @@ const char *model_options_help =
     "  --ttt-clip TAU     clip each chunk's update to Frobenius norm TAU (ttt_clip_tau;\n"
     "                     0 = off; default: the checkpoint's, usually off)\n"
     "  --ctx N            context length of the session (default: what the input needs)\n"
+    "  --kv f16|f32       KV cache element type (default f16: half the memory; logits\n"
+    "                     move by ~1e-3 of their range; f32 for exact comparisons)\n"
     "  --check-finite     check every layer's output and name the first layer and\n"
     "                     position that are not finite (a device round trip per layer;\n"
     "                     the logits are always checked)\n"
@@ -119,6 +130,7 @@ clttt_session_params model_session_params(const model_options *options, int cont
   params.ttt_clip_tau = options->clip_tau < 0.0f ? 0.0f : options->clip_tau == 0.0f ? -1.0f : options->clip_tau;
   params.logits = options->logits_last_only ? CLTTT_LOGITS_LAST : CLTTT_LOGITS_ALL;
   params.check_finite = options->check_finite;
+  params.kv_type = options->kv_f32 ? CLTTT_KV_F32 : CLTTT_KV_F16;
   return params;
 }
 
