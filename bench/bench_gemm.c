@@ -48,7 +48,7 @@ typedef struct {
   shape shapes[MAX_SHAPES];
   int shape_count;
   int reps;
-  int quick, json, clblast, update;
+  int quick, json, clblast, update, linear;
   int types[3];
   const char *device;
   packed_gemm_params gemm;
@@ -398,7 +398,7 @@ static clttt_status bench_update(clttt_device *device, const options *opt, int C
 static void usage(FILE *stream) {
   fprintf(stream,
           "usage: bench_gemm [--quick] [--json] [--device SEL] [--reps N] [--shape RxNxK ...]\n"
-          "                  [--types fp32,bf16,fp16] [--no-clblast] [--no-update]\n"
+          "                  [--types fp32,bf16,fp16] [--no-clblast] [--no-update] [--no-linear]\n"
           "                  [--gemm NAME=V,...] [--update NAME=V,...]\n"
           "  GFLOP/s of out = x W^T (rows x n x k) with our packed-weight kernel (fp32, bf16, fp16\n"
           "  weights) and CLBlast's SGEMM (W row-major, as gemm_linear calls it), and of the TTT\n"
@@ -452,7 +452,7 @@ static int set_field(const char *list, int is_update, options *opt) {
 
 static int parse_options(int argc, char **argv, options *opt) {
   memset(opt, 0, sizeof *opt);
-  opt->clblast = opt->update = 1;
+  opt->clblast = opt->update = opt->linear = 1;
   opt->types[0] = opt->types[1] = opt->types[2] = 1;
   int reps = 0, custom = 0;
   for (int i = 1; i < argc; i++) {
@@ -468,6 +468,8 @@ static int parse_options(int argc, char **argv, options *opt) {
       opt->clblast = 0;
     } else if (strcmp(arg, "--no-update") == 0) {
       opt->update = 0;
+    } else if (strcmp(arg, "--no-linear") == 0) {
+      opt->linear = 0;
     } else if (strcmp(arg, "--device") == 0 && i + 1 < argc) {
       opt->device = argv[++i];
     } else if (strcmp(arg, "--reps") == 0 && i + 1 < argc) {
@@ -591,7 +593,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "FMA peak %.1f GFLOP/s\n", peak_before);
   result results[MAX_SHAPES * 4 + 8];
   int count = 0;
-  for (int i = 0; i < opt.shape_count && status == CLTTT_SUCCESS; i++) {
+  for (int i = 0; i < opt.shape_count && opt.linear && status == CLTTT_SUCCESS; i++) {
     fprintf(stderr, "%dx%dx%d (%s)\n", opt.shapes[i].rows, opt.shapes[i].n, opt.shapes[i].k, opt.shapes[i].what);
     status = bench_shape(device, &opt, &opt.shapes[i], results, &count);
   }
