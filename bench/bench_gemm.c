@@ -60,12 +60,22 @@ typedef struct {
   char kernel[32];
   int rows, n, k;
   double best_ms, median_ms, worst_ms;
+  double cpu_ms; /* least process CPU time of a call (every thread) */
   double difference; /* vs CLBlast, relative to the largest |value|; < 0 when not compared */
 } result;
 
 static double now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+/* CPU time of the whole process, all threads: on a machine shared with other
+ * work, FLOPs per CPU-second measure the cores while they ran our code, where
+ * wall time also counts the time slices others took. */
+static double cpu_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
   return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
 }
 
@@ -137,8 +147,8 @@ static const char *const peak_source =
     "                          s.sa + s.sb + s.sc + s.sd + s.se + s.sf;\n"
     "}\n";
 
-/* Best of `reps` runs, GFLOP/s. */
-static clttt_status fma_peak(clttt_device *device, int reps, double *gflops) {
+/* Best of `reps` runs, GFLOP/s of wall time and per CPU-second. */
+static clttt_status fma_peak(clttt_device *device, int reps, double *gflops, double *cpu_gflops) {
   cl_program program = NULL;
   CLTTT_TRY(runtime_build_source(device, "bench FMA peak", peak_source, "-cl-std=CL1.2", &program));
   cl_int error = CL_SUCCESS;
@@ -152,7 +162,7 @@ static clttt_status fma_peak(clttt_device *device, int reps, double *gflops) {
    * with far more lanes per compute unit, finish sooner but the same way. */
   int iterations = 1 << 15;
   const float m = 0.999999f, b = 1e-6f;
-  double best = 0.0;
+  double best = 0.0, best_cpu = 0.0;
   for (int r = 0; r <= reps && status == CLTTT_SUCCESS; r++) {
     status = runtime_set_args(device, kernel, "fma_peak", 4, sizeof(cl_mem), &out, sizeof(int), &iterations,
                               sizeof(float), &m, sizeof(float), &b);
@@ -160,12 +170,13 @@ static clttt_status fma_peak(clttt_device *device, int reps, double *gflops) {
       break;
     size_t global[1] = {items}, local[1] = {1};
     CLTTT_TRY(runtime_finish(device));
-    double t0 = now_ms();
+    double t0 = now_ms(), c0 = cpu_ms();
     status = runtime_launch(device, kernel, "fma_peak", 1, global, local);
     if (status == CLTTT_SUCCESS)
       status = runtime_finish(device);
-    double ms = now_ms() - t0;
+    double ms = now_ms() - t0, used = cpu_ms() - c0;
     double rate = (double)items * iterations * 512.0 / (ms * 1e6);
+    double cpu_rate = used > 0.0 ? (double)items * iterations * 512.0 / (used * 1e6) : 0.0;
     if (r == 0 && ms < 50.0 && iterations < (1 << 26)) {
       /* Too short to time well: grow until a run takes ~100 ms. */
       double grown = iterations * (100.0 / (ms > 0.5 ? ms : 0.5));
@@ -175,12 +186,15 @@ static clttt_status fma_peak(clttt_device *device, int reps, double *gflops) {
     }
     if (r > 0 && rate > best)
       best = rate;
+    if (r > 0 && cpu_rate > best_cpu)
+      best_cpu = cpu_rate;
   }
   runtime_release(&out);
   if (kernel)
     clReleaseKernel(kernel);
   clReleaseProgram(program);
   *gflops = best;
+  *cpu_gflops = best_cpu;
   return status;
 }
 
@@ -193,11 +207,15 @@ static clttt_status time_product(clttt_device *device, const options *opt, produ
   double times[MAX_REPS];
   CLTTT_TRY(call(device, context)); /* warm-up: builds kernels, touches memory */
   CLTTT_TRY(runtime_finish(device));
+  res->cpu_ms = 0.0;
   for (int r = 0; r < opt->reps; r++) {
-    double t0 = now_ms();
+    double t0 = now_ms(), c0 = cpu_ms();
     CLTTT_TRY(call(device, context));
     CLTTT_TRY(runtime_finish(device));
     times[r] = now_ms() - t0;
+    double used = cpu_ms() - c0;
+    if (r == 0 || used < res->cpu_ms)
+      res->cpu_ms = used;
   }
   qsort(times, (size_t)opt->reps, sizeof times[0], compare_doubles);
   res->best_ms = times[0];
@@ -408,8 +426,8 @@ static void usage(FILE *stream) {
           "  --shape RxNxK  benchmark this shape instead (repeatable)\n"
           "  --gemm         override our kernel's parameters: VARIANT (0 CPU, 1 GPU), NR, MR, ROW_BLOCK,\n"
           "                 LOCAL_K, TILE_M, TILE_K, ITEM_M, ITEM_N (default: the device's)\n"
-          "  --update       the same for the update kernel: VARIANT, NR, MR, ROW_BLOCK, TILE_M, TILE_N,\n"
-          "                 TILE_K, ITEM_M, ITEM_N\n");
+          "  --update       the same for the update kernel: VARIANT, NR, MR, ROW_BLOCK, LOCAL_T, TILE_M,\n"
+          "                 TILE_N, TILE_K, ITEM_M, ITEM_N\n");
 }
 
 static int set_field(const char *list, int is_update, options *opt) {
@@ -440,7 +458,7 @@ static int set_field(const char *list, int is_update, options *opt) {
       }
       field = strcmp(item, "NR") == 0 ? &p->nr : strcmp(item, "MR") == 0 ? &p->mr
             : strcmp(item, "ROW_BLOCK") == 0 ? &p->row_block : strcmp(item, "TILE_M") == 0 ? &p->tile_m
-            : strcmp(item, "TILE_N") == 0 ? &p->tile_n : strcmp(item, "TILE_K") == 0 ? &p->tile_k
+            : strcmp(item, "LOCAL_T") == 0 ? &p->local_t : strcmp(item, "TILE_N") == 0 ? &p->tile_n : strcmp(item, "TILE_K") == 0 ? &p->tile_k
             : strcmp(item, "ITEM_M") == 0 ? &p->item_m : strcmp(item, "ITEM_N") == 0 ? &p->item_n : NULL;
     }
     if (!field)
@@ -506,8 +524,10 @@ static int parse_options(int argc, char **argv, options *opt) {
   return 1;
 }
 
+/* peaks: wall-time GFLOP/s before and after, and per CPU-second (best of both). */
 static void print_results(const options *opt, const clttt_device_info *info, const result *results, int count,
-                          double peak_before, double peak_after, const double load[2], const char *date) {
+                          const double peaks[3], const double load[2], const char *date) {
+  const double peak_before = peaks[0], peak_after = peaks[1], cpu_peak = peaks[2];
   double peak = peak_before > peak_after ? peak_before : peak_after;
   char gemm_defines[256], update_defines[256];
   packed_gemm_defines(&opt->gemm, PACKED_GEMM_F32, gemm_defines, sizeof gemm_defines);
@@ -515,37 +535,40 @@ static void print_results(const options *opt, const clttt_device_info *info, con
   if (opt->json) {
     printf("{\n  \"benchmark\": \"bench_gemm\",\n  \"date\": \"%s\",\n  \"device\": \"%s\",\n  \"platform\": \"%s\",\n"
            "  \"driver\": \"%s\",\n  \"gemm_parameters\": \"%s\",\n  \"update_parameters\": \"%s\",\n"
-           "  \"fma_peak_gflops\": [%.1f, %.1f],\n  \"load_average\": [%.2f, %.2f],\n  \"results\": [\n",
+           "  \"fma_peak_gflops\": [%.1f, %.1f],\n  \"fma_peak_gflops_per_cpu_second\": %.1f,\n"
+           "  \"load_average\": [%.2f, %.2f],\n  \"results\": [\n",
            date, info->name, info->platform, info->driver_version, gemm_defines, update_defines, peak_before,
-           peak_after, load[0], load[1]);
+           peak_after, cpu_peak, load[0], load[1]);
     for (int i = 0; i < count; i++) {
       const result *r = &results[i];
       double flops = 2.0 * r->rows * (double)r->n * r->k;
       printf("    {\"kernel\": \"%s\", \"m\": %d, \"n\": %d, \"k\": %d, \"best_ms\": %.3f, \"median_ms\": %.3f, "
              "\"worst_ms\": %.3f, \"gflops\": %.1f, \"gflops_median\": %.1f, \"gflops_worst\": %.1f, "
-             "\"ratio_to_peak\": %.3f, \"difference_vs_clblast\": %.3g}%s\n",
+             "\"ratio_to_peak\": %.3f, \"cpu_ms\": %.3f, \"cpu_time_ratio_to_peak\": %.3f, "
+             "\"difference_vs_clblast\": %.3g}%s\n",
              r->kernel, r->rows, r->n, r->k, r->best_ms, r->median_ms, r->worst_ms, flops / (r->best_ms * 1e6),
              flops / (r->median_ms * 1e6), flops / (r->worst_ms * 1e6), flops / (r->best_ms * 1e6) / peak,
-             r->difference, i + 1 < count ? "," : "");
+             r->cpu_ms, flops / (r->cpu_ms * 1e6) / cpu_peak, r->difference, i + 1 < count ? "," : "");
     }
     printf("  ]\n}\n");
     return;
   }
   printf("device: %s (%s, driver %s); %s\n", info->name, info->platform, info->driver_version, date);
   printf("our GEMM: %s\nour update: %s\n", gemm_defines, update_defines);
-  printf("FMA peak: %.1f GFLOP/s before, %.1f after (ratios use %.1f); load average %.2f -> %.2f; %d calls each\n",
-         peak_before, peak_after, peak, load[0], load[1], opt->reps);
-  printf("\n| m x n x k | kernel | best ms | GFLOP/s best (median, worst) | ratio to peak | diff vs CLBlast |\n");
-  printf("| --- | --- | --- | --- | --- | --- |\n");
+  printf("FMA peak: %.1f GFLOP/s before, %.1f after (ratios use %.1f), %.1f per CPU-second; load average %.2f -> "
+         "%.2f; %d calls each\n", peak_before, peak_after, peak, cpu_peak, load[0], load[1], opt->reps);
+  printf("\n| m x n x k | kernel | best ms | GFLOP/s best (median, worst) | ratio to peak | CPU-time ratio | diff vs "
+         "CLBlast |\n");
+  printf("| --- | --- | --- | --- | --- | --- | --- |\n");
   for (int i = 0; i < count; i++) {
     const result *r = &results[i];
     double flops = 2.0 * r->rows * (double)r->n * r->k;
     char difference[32] = "";
     if (r->difference >= 0.0)
       snprintf(difference, sizeof difference, "%.1e", r->difference);
-    printf("| %dx%dx%d | %s | %.2f | %.1f (%.1f, %.1f) | %.2f | %s |\n", r->rows, r->n, r->k, r->kernel, r->best_ms,
-           flops / (r->best_ms * 1e6), flops / (r->median_ms * 1e6), flops / (r->worst_ms * 1e6),
-           flops / (r->best_ms * 1e6) / peak, difference);
+    printf("| %dx%dx%d | %s | %.2f | %.1f (%.1f, %.1f) | %.2f | %.2f | %s |\n", r->rows, r->n, r->k, r->kernel,
+           r->best_ms, flops / (r->best_ms * 1e6), flops / (r->median_ms * 1e6), flops / (r->worst_ms * 1e6),
+           flops / (r->best_ms * 1e6) / peak, flops / (r->cpu_ms * 1e6) / cpu_peak, difference);
   }
 }
 
@@ -587,10 +610,10 @@ int main(int argc, char **argv) {
   fprintf(stderr, "device: %s; %s\n", info->name, device->clblast_tuned ? "CLBlast with clttt's Xgemm parameters"
                                                                           : "CLBlast with its own parameters");
   double start = now_ms();
-  double peak_before = 0.0, peak_after = 0.0;
-  status = fma_peak(device, 3, &peak_before);
+  double peaks[3] = {0.0, 0.0, 0.0}, cpu_peak_after = 0.0;
+  status = fma_peak(device, 3, &peaks[0], &peaks[2]);
   if (status == CLTTT_SUCCESS)
-    fprintf(stderr, "FMA peak %.1f GFLOP/s\n", peak_before);
+    fprintf(stderr, "FMA peak %.1f GFLOP/s, %.1f per CPU-second\n", peaks[0], peaks[2]);
   result results[MAX_SHAPES * 4 + 8];
   int count = 0;
   for (int i = 0; i < opt.shape_count && opt.linear && status == CLTTT_SUCCESS; i++) {
@@ -605,14 +628,18 @@ int main(int argc, char **argv) {
     status = bench_update(device, &opt, update_chunks[i], results, &count);
   }
   if (status == CLTTT_SUCCESS)
-    status = fma_peak(device, 3, &peak_after);
+    status = fma_peak(device, 3, &peaks[1], &cpu_peak_after);
+  if (cpu_peak_after > peaks[2])
+    peaks[2] = cpu_peak_after;
+  if (peaks[1] <= 0.0)
+    peaks[1] = peaks[0];
   if (getloadavg(sample, 3) > 0)
     load[1] = sample[0];
   fprintf(stderr, "total %.1f s\n", (now_ms() - start) * 1e-3);
   if (status != CLTTT_SUCCESS)
     fprintf(stderr, "bench_gemm: %s: %s\n", clttt_status_name(status), clttt_last_error());
   if (count)
-    print_results(&opt, info, results, count, peak_before, peak_after > 0 ? peak_after : peak_before, load, date);
+    print_results(&opt, info, results, count, peaks, load, date);
   clttt_device_close(device);
   return status == CLTTT_SUCCESS ? 0 : 1;
 }

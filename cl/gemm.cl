@@ -45,13 +45,17 @@
 #ifndef GEMM_ROW_BLOCK
 #define GEMM_ROW_BLOCK 128
 #endif
-// CPU: k values of the panel staged as fp32 in local memory per slice
-// (0: read the panel from global memory in the inner loop). For bf16/fp16 the
-// conversion then happens once per row block instead of once per register
-// tile; for any type the slice (GEMM_LOCAL_K x GEMM_NR floats) can stay in L1.
-// Slices accumulate into out: beta applies to the first one only.
+// CPU: k values of a bf16/fp16 panel converted to fp32 into local memory per
+// slice, so the conversion happens once per row block instead of once per
+// register tile (0: convert in the inner loop). The host passes 0 for fp32
+// weights, where staging measured slower; the kernel would accept it. Slices
+// accumulate into out: beta applies to the first one only.
 #ifndef GEMM_LOCAL_K
+#if WEIGHT_TYPE == 0
 #define GEMM_LOCAL_K 0
+#else
+#define GEMM_LOCAL_K 256
+#endif
 #endif
 // GPU: rows per work-group tile, k per local-memory step (also the packed k
 // padding), outputs per work-item in rows and columns. The work-group is

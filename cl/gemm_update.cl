@@ -4,24 +4,30 @@
 // every chunk, so there is nothing to pack ahead of time. Both operands are
 // read "transposed" (the sum runs down their rows), which is exactly what a
 // register tile wants: for one t, the tile's f-columns of h are contiguous and
-// its d-rows of V are contiguous too. No per-call packing is needed.
+// its d-rows of V are contiguous too, so there is no packing pass; the CPU
+// variant only copies slices of both into local memory (see the kernel).
 
 // 0: CPU variant, 1: GPU variant (as in gemm.cl).
 #ifndef UPDATE_VARIANT
 #define UPDATE_VARIANT 0
 #endif
 // CPU: columns of W per work-item (a multiple of 16: float16 accumulators),
-// rows per register tile (8 x 2 float16 accumulators fill AVX-512's registers
-// without spilling), and rows of W one work-item sweeps, reusing its slice of
-// h (c x 32 floats: 64-128 KiB) from L2 for every register tile.
+// rows per register tile (6 x 4 float16 = 24 accumulators of AVX-512's 32
+// registers), and rows of W one work-item sweeps, reusing its staged slices
+// of V and h for every register tile.
 #ifndef UPDATE_NR
-#define UPDATE_NR 32
+#define UPDATE_NR 64
 #endif
 #ifndef UPDATE_MR
-#define UPDATE_MR 8
+#define UPDATE_MR 6
 #endif
 #ifndef UPDATE_ROW_BLOCK
-#define UPDATE_ROW_BLOCK 128
+#define UPDATE_ROW_BLOCK 96
+#endif
+// CPU: values of t staged in local memory per slice (0: read V and h in
+// place); see the kernel. W takes each slice's contribution in turn.
+#ifndef UPDATE_LOCAL_T
+#define UPDATE_LOCAL_T 128
 #endif
 // GPU: the work-group's tile of W (rows x columns), the depth in t staged in
 // local memory per step, and outputs per work-item; the group is
@@ -60,25 +66,43 @@ float16 load_partial16(__global const float *p, const int count) {
 }
 
 #define LOAD_FULL16(p, count) vload16(0, (p))
+#define LOAD_LOCAL16(p, count) vload16(0, (p))
 
-// One register tile: rows [i0, i0 + valid) of W, the work-item's column slice.
-// Rows past `valid` repeat the last valid column of V (no conditions in the
-// loop) and are never stored.
-#define UPDATE_TILE(LOAD16)                                                            \
-  for (int r = 0; r < UPDATE_MR; r++) {                                               \
-    vr[r] = v + v_offset + i0 + min(r, valid - 1);                                    \
+// One register tile of W (UPDATE_MR rows, the work-item's UPDATE_NR columns)
+// accumulated over TC values of t: h's columns at H + t * H_STRIDE, V's value
+// for tile row r at vr[r][t * V_STRIDE]. Rows past `valid` repeat the last
+// valid one (no conditions in the loop) and are never stored. A macro, so the
+// same body reads global memory or the staged copies in local memory.
+#define UPDATE_TILE(H, H_STRIDE, V_STRIDE, TC, LOAD16)                                 \
+  for (int r = 0; r < UPDATE_MR; r++)                                                 \
     for (int u = 0; u < NV; u++) acc[r * NV + u] = (float16)(0.0f);                   \
-  }                                                                                   \
-  for (int t = 0; t < c; t++) {                                                       \
-    __global const float *ht = hp + (size_t)t * h_ld;                                 \
+  for (int t = 0; t < (TC); t++) {                                                    \
     float16 hv[NV];                                                                   \
-    _Pragma("unroll") for (int u = 0; u < NV; u++) hv[u] = LOAD16(ht + u * 16, columns - u * 16); \
-    const size_t vt = (size_t)t * v_ld;                                               \
+    _Pragma("unroll") for (int u = 0; u < NV; u++)                                    \
+      hv[u] = LOAD16((H) + (size_t)t * (H_STRIDE) + u * 16, columns - u * 16);        \
+    const size_t vt = (size_t)t * (V_STRIDE);                                         \
     _Pragma("unroll") for (int r = 0; r < UPDATE_MR; r++) {                           \
       const float16 vv = (float16)(vr[r][vt]);                                        \
       _Pragma("unroll") for (int u = 0; u < NV; u++) acc[r * NV + u] = fma(vv, hv[u], acc[r * NV + u]); \
     }                                                                                 \
   }
+
+// W[i0 + r][j0 + j] += eta * acc for the tile's valid rows and columns.
+void store_update(__global float *o, const int w_ld, const int valid, const int columns, const float eta,
+                  const float16 *acc) {
+  for (int r = 0; r < valid; r++, o += w_ld) {
+    if (columns == UPDATE_NR) {
+      for (int u = 0; u < NV; u++)
+        vstore16(fma((float16)eta, acc[r * NV + u], vload16(0, o + u * 16)), 0, o + u * 16);
+    } else {
+      float spill[UPDATE_NR];
+      for (int u = 0; u < NV; u++)
+        vstore16(acc[r * NV + u], u, spill);
+      for (int j = 0; j < columns; j++)
+        o[j] = fma(eta, spill[j], o[j]);
+    }
+  }
+}
 
 // One work-item per (slice of UPDATE_NR columns, block of UPDATE_ROW_BLOCK rows
 // of W), a work-group of one: straight-line vector code per core, as gemm.cl's
@@ -95,29 +119,57 @@ void gemm_update(__global float *w, const ulong w_offset, const int w_ld,
   const int last = min(d, first + UPDATE_ROW_BLOCK);
   const int columns = min(UPDATE_NR, f - j0);
   __global const float *hp = h + h_offset + j0;
-  for (int i0 = first; i0 < last; i0 += UPDATE_MR) {
-    const int valid = min(UPDATE_MR, last - i0);
-    float16 acc[UPDATE_MR * NV];
-    __global const float *vr[UPDATE_MR];
-    if (columns == UPDATE_NR) {
-      UPDATE_TILE(LOAD_FULL16)
-    } else {
-      UPDATE_TILE(load_partial16)
+  float16 acc[UPDATE_MR * NV];
+#if UPDATE_LOCAL_T > 0
+  // Slices of UPDATE_LOCAL_T values of t: the block's columns of V and the
+  // slice's columns of h copied into contiguous local memory once, then read
+  // by every register tile from there. In place, the rows of V and h lie d
+  // and f floats apart (4 KiB and 12 KiB at the 0.6B shape): every t maps to
+  // the same L1 sets and the hardware prefetchers do not follow such strides.
+  __local float hs[UPDATE_LOCAL_T * UPDATE_NR];
+  __local float vs[UPDATE_LOCAL_T * UPDATE_ROW_BLOCK];
+  const int block_rows = last - first;
+  for (int t0 = 0; t0 < c; t0 += UPDATE_LOCAL_T) {
+    const int tc = min(UPDATE_LOCAL_T, c - t0);
+    for (int t = 0; t < tc; t++) {
+      __global const float *ht = hp + (size_t)(t0 + t) * h_ld;
+      if (columns == UPDATE_NR)
+        for (int u = 0; u < NV; u++)
+          vstore16(vload16(0, ht + u * 16), t * NV + u, hs);
+      else
+        for (int u = 0; u < NV; u++)
+          vstore16(load_partial16(ht + u * 16, columns - u * 16), t * NV + u, hs);
+      __global const float *vt = v + v_offset + (size_t)(t0 + t) * v_ld + first;
+      __local float *vst = vs + t * UPDATE_ROW_BLOCK;
+      int i = 0;
+      for (; i + 16 <= block_rows; i += 16)
+        vstore16(vload16(0, vt + i), 0, vst + i);
+      for (; i < block_rows; i++)
+        vst[i] = vt[i];
     }
-    for (int r = 0; r < valid; r++) {
-      __global float *o = w + w_offset + (size_t)(i0 + r) * w_ld + j0;
-      if (columns == UPDATE_NR) {
-        for (int u = 0; u < NV; u++)
-          vstore16(fma((float16)eta, acc[r * NV + u], vload16(0, o + u * 16)), 0, o + u * 16);
-      } else {
-        float spill[UPDATE_NR];
-        for (int u = 0; u < NV; u++)
-          vstore16(acc[r * NV + u], u, spill);
-        for (int j = 0; j < columns; j++)
-          o[j] = fma(eta, spill[j], o[j]);
-      }
+    for (int i0 = first; i0 < last; i0 += UPDATE_MR) {
+      const int valid = min(UPDATE_MR, last - i0);
+      __local const float *vr[UPDATE_MR];
+      for (int r = 0; r < UPDATE_MR; r++)
+        vr[r] = vs + (i0 - first) + min(r, valid - 1);
+      UPDATE_TILE(hs, UPDATE_NR, UPDATE_ROW_BLOCK, tc, LOAD_LOCAL16)
+      store_update(w + w_offset + (size_t)i0 * w_ld + j0, w_ld, valid, columns, eta, acc);
     }
   }
+#else
+  for (int i0 = first; i0 < last; i0 += UPDATE_MR) {
+    const int valid = min(UPDATE_MR, last - i0);
+    __global const float *vr[UPDATE_MR];
+    for (int r = 0; r < UPDATE_MR; r++)
+      vr[r] = v + v_offset + i0 + min(r, valid - 1);
+    if (columns == UPDATE_NR) {
+      UPDATE_TILE(hp, h_ld, v_ld, c, LOAD_FULL16)
+    } else {
+      UPDATE_TILE(hp, h_ld, v_ld, c, load_partial16)
+    }
+    store_update(w + w_offset + (size_t)i0 * w_ld + j0, w_ld, valid, columns, eta, acc);
+  }
+#endif
 }
 
 #elif UPDATE_VARIANT == 1

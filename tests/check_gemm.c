@@ -59,14 +59,16 @@ static void download(clttt_device *device, cl_mem buffer, void *host, size_t byt
 
 static const packed_gemm_type types[] = {PACKED_GEMM_F32, PACKED_GEMM_BF16, PACKED_GEMM_F16};
 
-/* The parameter sets every device runs: its defaults, both variants with
- * their usual tiles, and small odd tiles so that ragged rows and columns also
- * fall inside tiles (and the local-memory conversion runs in several slices). */
+/* The parameter sets every device runs: its defaults (on a CPU: bf16/fp16
+ * converted into local memory 256 k at a time), the CPU variant converting
+ * in the inner loop, both variants with small odd tiles so that ragged rows
+ * and columns also fall inside tiles (and the local-memory conversion runs in
+ * many slices of 7), and the GPU variant with its usual tiles. */
 static int parameter_sets(const clttt_device *device, packed_gemm_params *sets) {
   int count = 0;
   packed_gemm_defaults(&device->info, &sets[count++]);
   sets[count++] = (packed_gemm_params){.variant = PACKED_GEMM_CPU, .nr = 32, .mr = 8, .row_block = 128,
-                                       .local_k = 64, .tile_m = 64, .tile_k = 16, .item_m = 4, .item_n = 4};
+                                       .local_k = 0, .tile_m = 64, .tile_k = 16, .item_m = 4, .item_n = 4};
   sets[count++] = (packed_gemm_params){.variant = PACKED_GEMM_CPU, .nr = 16, .mr = 3, .row_block = 5,
                                        .local_k = 7, .tile_m = 64, .tile_k = 16, .item_m = 4, .item_n = 4};
   sets[count++] = (packed_gemm_params){.variant = PACKED_GEMM_GPU, .nr = 64, .mr = 8, .row_block = 128,
@@ -271,7 +273,7 @@ START_TEST(test_packed_gemm_model_shape) {
   clttt_device *device = test_open_device();
   packed_gemm_params sets[8];
   parameter_sets(device, sets);
-  const int picks[] = {0, 1, 3}; /* defaults, CPU with the local-memory slices, GPU */
+  const int picks[] = {0, 1, 3}; /* defaults, CPU converting in the inner loop, GPU */
   for (int t = 0; t < 3; t++) {
     gemm_problem p;
     problem_create(&p, 64, 3072, 1024, t == 1 ? 1.0f : 0.0f, 1000 + (unsigned long long)t, types[t]);
@@ -290,8 +292,11 @@ static int update_sets(const clttt_device *device, packed_gemm_update_params *se
   packed_gemm_update_defaults(&device->info, &sets[count++]);
   sets[count++] = (packed_gemm_update_params){.variant = PACKED_GEMM_CPU, .nr = 32, .mr = 8, .row_block = 128,
                                               .tile_m = 64, .tile_n = 64, .tile_k = 16, .item_m = 4, .item_n = 4};
+  sets[count++] = (packed_gemm_update_params){.variant = PACKED_GEMM_CPU, .nr = 32, .mr = 8, .row_block = 64,
+                                              .local_t = 128, .tile_m = 64, .tile_n = 64, .tile_k = 16,
+                                              .item_m = 4, .item_n = 4};
   sets[count++] = (packed_gemm_update_params){.variant = PACKED_GEMM_CPU, .nr = 16, .mr = 3, .row_block = 5,
-                                              .tile_m = 64, .tile_n = 64, .tile_k = 16, .item_m = 4, .item_n = 4};
+                                              .local_t = 7, .tile_m = 64, .tile_n = 64, .tile_k = 16, .item_m = 4, .item_n = 4};
   sets[count++] = (packed_gemm_update_params){.variant = PACKED_GEMM_GPU, .nr = 32, .mr = 8, .row_block = 128,
                                               .tile_m = 64, .tile_n = 64, .tile_k = 16, .item_m = 4, .item_n = 4};
   sets[count++] = (packed_gemm_update_params){.variant = PACKED_GEMM_GPU, .nr = 32, .mr = 8, .row_block = 128,
@@ -406,7 +411,8 @@ START_TEST(test_update_ragged_shapes) {
   update_problem u;
   update_create(&u, 1024, 3072, 48, 900);
   update_check(device, &sets[0], &u);
-  update_check(device, &sets[3], &u);
+  update_check(device, &sets[2], &u); /* CPU with local slices */
+  update_check(device, &sets[4], &u); /* GPU */
   update_free(&u);
   clttt_device_close(device);
 }
