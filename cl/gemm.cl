@@ -59,8 +59,9 @@
 #endif
 // GPU: rows per work-group tile, k per local-memory step (also the packed k
 // padding), outputs per work-item in rows and columns. The work-group is
-// (GEMM_NR / GEMM_ITEM_N) x (GEMM_TILE_M / GEMM_ITEM_M): 16 x 16 = 256 by
-// default, a multiple of both the 32-wide warp and the 64-wide wavefront.
+// (GEMM_NR / GEMM_ITEM_N) x (GEMM_TILE_M / GEMM_ITEM_M); the host's choice for
+// NVIDIA and AMD, GEMM_NR = 64, makes it 16 x 16 = 256, a multiple of both the
+// 32-wide warp and the 64-wide wavefront (8 x 16 = 128 with these defaults).
 #ifndef GEMM_TILE_M
 #define GEMM_TILE_M 64
 #endif
@@ -99,26 +100,28 @@
 
 // Writes one register tile: rows below `valid` of it, `columns` of the panel
 // (fewer than GEMM_NR only in the last panel of a ragged n).
-void store_tile(__global float *out, const int out_ld, const int valid, const int columns,
-                       const float beta, const float16 *acc) {
+void store_tile(__global float *out, const int out_ld, const int valid, const int columns, const float beta,
+                const float16 *acc) {
 #pragma unroll
   for (int r = 0; r < GEMM_MR; r++) {
-    __global float *o = out + (size_t)r * out_ld;
-    if (r < valid && columns == GEMM_NR) {
+    if (r < valid) {
+      __global float *o = out + (size_t)r * out_ld;
+      if (columns == GEMM_NR) {
 #pragma unroll
-      for (int v = 0; v < NV; v++) {
-        float16 value = acc[r * NV + v];
-        if (beta != 0.0f)
-          value = fma((float16)beta, vload16(0, o + v * 16), value);
-        vstore16(value, 0, o + v * 16);
+        for (int v = 0; v < NV; v++) {
+          float16 value = acc[r * NV + v];
+          if (beta != 0.0f)
+            value = fma((float16)beta, vload16(0, o + v * 16), value);
+          vstore16(value, 0, o + v * 16);
+        }
+      } else {
+        float spill[GEMM_NR];
+#pragma unroll
+        for (int v = 0; v < NV; v++)
+          vstore16(acc[r * NV + v], v, spill);
+        for (int c = 0; c < columns; c++)
+          o[c] = beta != 0.0f ? fma(beta, o[c], spill[c]) : spill[c];
       }
-    } else if (r < valid) {
-      float spill[GEMM_NR];
-#pragma unroll
-      for (int v = 0; v < NV; v++)
-        vstore16(acc[r * NV + v], v, spill);
-      for (int c = 0; c < columns; c++)
-        o[c] = beta != 0.0f ? fma(beta, o[c], spill[c]) : spill[c];
     }
   }
 }
