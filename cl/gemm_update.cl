@@ -29,6 +29,12 @@
 #ifndef UPDATE_LOCAL_T
 #define UPDATE_LOCAL_T 128
 #endif
+// CPU: column slices (of UPDATE_NR) one work-item does in turn, sharing one
+// staged slice of V: every slice of columns needs all of the block's V, so
+// more slices per work-item mean fewer copies of V read from memory.
+#ifndef UPDATE_PANELS
+#define UPDATE_PANELS 4
+#endif
 // GPU: the work-group's tile of W (rows x columns), the depth in t staged in
 // local memory per step, and outputs per work-item; the group is
 // (TILE_N / ITEM_N) x (TILE_M / ITEM_M) = 16 x 16 = 256 by default, a
@@ -104,25 +110,23 @@ void store_update(__global float *o, const int w_ld, const int valid, const int 
   }
 }
 
-// One work-item per (slice of UPDATE_NR columns, block of UPDATE_ROW_BLOCK rows
-// of W), a work-group of one: straight-line vector code per core, as gemm.cl's
-// CPU variant.
+// One work-item per (UPDATE_PANELS slices of UPDATE_NR columns, block of
+// UPDATE_ROW_BLOCK rows of W), a work-group of one: straight-line vector code
+// per core, as gemm.cl's CPU variant.
 __kernel __attribute__((reqd_work_group_size(1, 1, 1)))
 void gemm_update(__global float *w, const ulong w_offset, const int w_ld,
                  __global const float *v, const ulong v_offset, const int v_ld,
                  __global const float *h, const ulong h_offset, const int h_ld,
                  const int d, const int f, const int c, const float eta) {
-  const int j0 = get_global_id(0) * UPDATE_NR;
+  const int group0 = get_global_id(0) * UPDATE_NR * UPDATE_PANELS;
   const int first = get_global_id(1) * UPDATE_ROW_BLOCK;
-  if (j0 >= f || first >= d)
+  if (group0 >= f || first >= d)
     return;
   const int last = min(d, first + UPDATE_ROW_BLOCK);
-  const int columns = min(UPDATE_NR, f - j0);
-  __global const float *hp = h + h_offset + j0;
   float16 acc[UPDATE_MR * NV];
 #if UPDATE_LOCAL_T > 0
-  // Slices of UPDATE_LOCAL_T values of t: the block's columns of V and the
-  // slice's columns of h copied into contiguous local memory once, then read
+  // Slices of UPDATE_LOCAL_T values of t: the block's columns of V and each
+  // panel's columns of h copied into contiguous local memory once, then read
   // by every register tile from there. In place, the rows of V and h lie d
   // and f floats apart (4 KiB and 12 KiB at the 0.6B shape): every t maps to
   // the same L1 sets and the hardware prefetchers do not follow such strides.
@@ -132,13 +136,6 @@ void gemm_update(__global float *w, const ulong w_offset, const int w_ld,
   for (int t0 = 0; t0 < c; t0 += UPDATE_LOCAL_T) {
     const int tc = min(UPDATE_LOCAL_T, c - t0);
     for (int t = 0; t < tc; t++) {
-      __global const float *ht = hp + (size_t)(t0 + t) * h_ld;
-      if (columns == UPDATE_NR)
-        for (int u = 0; u < NV; u++)
-          vstore16(vload16(0, ht + u * 16), t * NV + u, hs);
-      else
-        for (int u = 0; u < NV; u++)
-          vstore16(load_partial16(ht + u * 16, columns - u * 16), t * NV + u, hs);
       __global const float *vt = v + v_offset + (size_t)(t0 + t) * v_ld + first;
       __local float *vst = vs + t * UPDATE_ROW_BLOCK;
       int i = 0;
@@ -147,27 +144,50 @@ void gemm_update(__global float *w, const ulong w_offset, const int w_ld,
       for (; i < block_rows; i++)
         vst[i] = vt[i];
     }
-    for (int i0 = first; i0 < last; i0 += UPDATE_MR) {
-      const int valid = min(UPDATE_MR, last - i0);
-      __local const float *vr[UPDATE_MR];
-      for (int r = 0; r < UPDATE_MR; r++)
-        vr[r] = vs + (i0 - first) + min(r, valid - 1);
-      UPDATE_TILE(hs, UPDATE_NR, UPDATE_ROW_BLOCK, tc, LOAD_LOCAL16)
-      store_update(w + w_offset + (size_t)i0 * w_ld + j0, w_ld, valid, columns, eta, acc);
+    for (int p = 0; p < UPDATE_PANELS; p++) {
+      const int j0 = group0 + p * UPDATE_NR;
+      if (j0 >= f)
+        break;
+      const int columns = min(UPDATE_NR, f - j0);
+      __global const float *hp = h + h_offset + j0;
+      for (int t = 0; t < tc; t++) {
+        __global const float *ht = hp + (size_t)(t0 + t) * h_ld;
+        if (columns == UPDATE_NR)
+          for (int u = 0; u < NV; u++)
+            vstore16(vload16(0, ht + u * 16), t * NV + u, hs);
+        else
+          for (int u = 0; u < NV; u++)
+            vstore16(load_partial16(ht + u * 16, columns - u * 16), t * NV + u, hs);
+      }
+      for (int i0 = first; i0 < last; i0 += UPDATE_MR) {
+        const int valid = min(UPDATE_MR, last - i0);
+        __local const float *vr[UPDATE_MR];
+        for (int r = 0; r < UPDATE_MR; r++)
+          vr[r] = vs + (i0 - first) + min(r, valid - 1);
+        UPDATE_TILE(hs, UPDATE_NR, UPDATE_ROW_BLOCK, tc, LOAD_LOCAL16)
+        store_update(w + w_offset + (size_t)i0 * w_ld + j0, w_ld, valid, columns, eta, acc);
+      }
     }
   }
 #else
-  for (int i0 = first; i0 < last; i0 += UPDATE_MR) {
-    const int valid = min(UPDATE_MR, last - i0);
-    __global const float *vr[UPDATE_MR];
-    for (int r = 0; r < UPDATE_MR; r++)
-      vr[r] = v + v_offset + i0 + min(r, valid - 1);
-    if (columns == UPDATE_NR) {
-      UPDATE_TILE(hp, h_ld, v_ld, c, LOAD_FULL16)
-    } else {
-      UPDATE_TILE(hp, h_ld, v_ld, c, load_partial16)
+  for (int p = 0; p < UPDATE_PANELS; p++) {
+    const int j0 = group0 + p * UPDATE_NR;
+    if (j0 >= f)
+      break;
+    const int columns = min(UPDATE_NR, f - j0);
+    __global const float *hp = h + h_offset + j0;
+    for (int i0 = first; i0 < last; i0 += UPDATE_MR) {
+      const int valid = min(UPDATE_MR, last - i0);
+      __global const float *vr[UPDATE_MR];
+      for (int r = 0; r < UPDATE_MR; r++)
+        vr[r] = v + v_offset + i0 + min(r, valid - 1);
+      if (columns == UPDATE_NR) {
+        UPDATE_TILE(hp, h_ld, v_ld, c, LOAD_FULL16)
+      } else {
+        UPDATE_TILE(hp, h_ld, v_ld, c, load_partial16)
+      }
+      store_update(w + w_offset + (size_t)i0 * w_ld + j0, w_ld, valid, columns, eta, acc);
     }
-    store_update(w + w_offset + (size_t)i0 * w_ld + j0, w_ld, valid, columns, eta, acc);
   }
 #endif
 }

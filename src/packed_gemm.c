@@ -175,20 +175,24 @@ void packed_gemm_update_defaults(const clttt_device_info *info, packed_gemm_upda
   int tile_m, tile_n, tile_k, item_m, item_n;
   gpu_tiles(info, &tile_m, &tile_n, &tile_k, &item_m, &item_n);
   *params = (packed_gemm_update_params){.variant = PACKED_GEMM_GPU, .nr = 32, .mr = 8, .row_block = 128,
-                                        .tile_m = tile_m, .tile_n = tile_n, .tile_k = tile_k,
+                                        .panels = 1, .tile_m = tile_m, .tile_n = tile_n, .tile_k = tile_k,
                                         .item_m = item_m, .item_n = item_n};
   if (is_cpu(info) || !gpu_tiles_fit(info, tile_m, tile_n, tile_k, item_m, item_n)) {
     int wide = cpu_has_avx512(info);
     /* Measured as for the GEMM (PoCL 3.1, 2-core Xeon, d 1024, f 3072,
-     * C 1024): staging 128 values of t of V and h in local memory ran 2-4x
-     * faster than reading them in place (whose rows lie 4 and 12 KiB apart);
-     * 6 x 64 register tiles 1.1-1.2x faster than 8 x 32; 96 rows (16 tiles
-     * of 6) keep the staged slices at 48 + 32 KiB, in L2. */
+     * C 512 and 1024): staging 128 values of t of V and h in local memory ran
+     * 2-4x faster than reading them in place (whose rows lie 4 and 12 KiB
+     * apart); 6 x 64 register tiles 1.1-1.2x faster than 8 x 32; 4 column
+     * slices per work-item sharing one staged V 1.1-1.6x faster than 1
+     * (every slice needs all of V: 48 copies of it at f 3072 otherwise), 8
+     * no better; 96 rows (16 tiles of 6) keep the staged slices at 48 + 32
+     * KiB, in L2. */
     params->variant = PACKED_GEMM_CPU;
     params->nr = wide ? 64 : 16;
     params->mr = 6;
     params->row_block = 96;
     params->local_t = 128;
+    params->panels = 4;
   }
 }
 
@@ -273,6 +277,10 @@ int packed_gemm_update_params_valid(const clttt_device_info *info, const packed_
   if (params->variant == PACKED_GEMM_CPU) {
     if (!cpu_tiles_valid("UPDATE", params->nr, params->mr, params->row_block, why, capacity))
       return 0;
+    if (params->panels < 1 || params->panels > 1024) {
+      snprintf(why, capacity, "UPDATE_PANELS=%d is outside 1..1024", params->panels);
+      return 0;
+    }
     size_t bytes = (size_t)(params->local_t > 0 ? params->local_t : 0) * (size_t)(params->nr + params->row_block) *
                    sizeof(float);
     if (params->local_t < 0 || params->local_t > 1 << 20 || (info->local_memory > 0 && bytes > info->local_memory)) {
@@ -304,8 +312,9 @@ void packed_gemm_defines(const packed_gemm_params *params, packed_gemm_type type
 
 void packed_gemm_update_defines(const packed_gemm_update_params *params, char *buffer, size_t capacity) {
   if (params->variant == PACKED_GEMM_CPU)
-    snprintf(buffer, capacity, "-DUPDATE_VARIANT=0 -DUPDATE_NR=%d -DUPDATE_MR=%d -DUPDATE_ROW_BLOCK=%d -DUPDATE_LOCAL_T=%d",
-             params->nr, params->mr, params->row_block, params->local_t);
+    snprintf(buffer, capacity,
+             "-DUPDATE_VARIANT=0 -DUPDATE_NR=%d -DUPDATE_MR=%d -DUPDATE_ROW_BLOCK=%d -DUPDATE_LOCAL_T=%d -DUPDATE_PANELS=%d",
+             params->nr, params->mr, params->row_block, params->local_t, params->panels);
   else
     snprintf(buffer, capacity, "-DUPDATE_VARIANT=1 -DUPDATE_TILE_M=%d -DUPDATE_TILE_N=%d -DUPDATE_TILE_K=%d "
              "-DUPDATE_ITEM_M=%d -DUPDATE_ITEM_N=%d", params->tile_m, params->tile_n, params->tile_k,
@@ -563,7 +572,8 @@ clttt_status packed_gemm_update(clttt_device *device, const char *what, const pa
                              sizeof(float), &eta));
   size_t global[2], local[2];
   if (params->variant == PACKED_GEMM_CPU) {
-    global[0] = (f + (size_t)params->nr - 1) / (size_t)params->nr;
+    size_t columns = (size_t)params->nr * (size_t)params->panels;
+    global[0] = (f + columns - 1) / columns;
     global[1] = (d + (size_t)params->row_block - 1) / (size_t)params->row_block;
     local[0] = local[1] = 1;
   } else {

@@ -291,16 +291,17 @@ static int update_sets(const clttt_device *device, packed_gemm_update_params *se
   int count = 0;
   packed_gemm_update_defaults(&device->info, &sets[count++]);
   sets[count++] = (packed_gemm_update_params){.variant = PACKED_GEMM_CPU, .nr = 32, .mr = 8, .row_block = 128,
-                                              .tile_m = 64, .tile_n = 64, .tile_k = 16, .item_m = 4, .item_n = 4};
-  sets[count++] = (packed_gemm_update_params){.variant = PACKED_GEMM_CPU, .nr = 32, .mr = 8, .row_block = 64,
-                                              .local_t = 128, .tile_m = 64, .tile_n = 64, .tile_k = 16,
+                                              .panels = 1, .tile_m = 64, .tile_n = 64, .tile_k = 16,
                                               .item_m = 4, .item_n = 4};
+  sets[count++] = (packed_gemm_update_params){.variant = PACKED_GEMM_CPU, .nr = 32, .mr = 8, .row_block = 64,
+                                              .local_t = 128, .panels = 2, .tile_m = 64, .tile_n = 64,
+                                              .tile_k = 16, .item_m = 4, .item_n = 4};
   sets[count++] = (packed_gemm_update_params){.variant = PACKED_GEMM_CPU, .nr = 16, .mr = 3, .row_block = 5,
-                                              .local_t = 7, .tile_m = 64, .tile_n = 64, .tile_k = 16, .item_m = 4, .item_n = 4};
+                                              .local_t = 7, .panels = 3, .tile_m = 64, .tile_n = 64, .tile_k = 16, .item_m = 4, .item_n = 4};
   sets[count++] = (packed_gemm_update_params){.variant = PACKED_GEMM_GPU, .nr = 32, .mr = 8, .row_block = 128,
-                                              .tile_m = 64, .tile_n = 64, .tile_k = 16, .item_m = 4, .item_n = 4};
+                                              .panels = 1, .tile_m = 64, .tile_n = 64, .tile_k = 16, .item_m = 4, .item_n = 4};
   sets[count++] = (packed_gemm_update_params){.variant = PACKED_GEMM_GPU, .nr = 32, .mr = 8, .row_block = 128,
-                                              .tile_m = 20, .tile_n = 12, .tile_k = 6, .item_m = 5, .item_n = 2};
+                                              .panels = 1, .tile_m = 20, .tile_n = 12, .tile_k = 6, .item_m = 5, .item_n = 2};
   return count;
 }
 
