@@ -1,0 +1,266 @@
+// The nn.Linear product with a weight repacked once at load time:
+//   out[out_offset + r * out_ld + c] = beta * out[...] + sum_j x[x_offset + r * x_ld + j] * W[c][j]
+// for r < rows, c < n, j < k; W is n x k (out x in features) but is stored in
+// the packed panel layout below, never row-major. beta == 0 never reads out,
+// so an output buffer full of NaN or garbage stays harmless.
+//
+// Packed layout (src/packed_gemm.c writes it): column panels of GEMM_NR output
+// features, panel p holding W[p * GEMM_NR + i][j] at element
+//   (p * kp + j) * GEMM_NR + i,        i < GEMM_NR, j < kp,
+// with n padded by zero rows to a multiple of GEMM_NR and k padded by zero
+// columns to kp (kp = k in the CPU variant, k rounded up to GEMM_TILE_K in the
+// GPU variant). Why panels: for one k, the GEMM_NR weights an output tile
+// needs are one contiguous (cache line / coalesced) read, and a whole panel is
+// a single stream through memory, where row-major W would cost a gather or a
+// transpose per call (CLBlast's NT path copies W into a temporary every call).
+// The zero padding lets every load be a full vector without bounds checks.
+//
+// Weight element type, fixed at compile time: WEIGHT_TYPE 0 fp32, 1 bf16 (raw
+// ushort; widening is a 16-bit shift), 2 fp16 (vload_half). Arithmetic is
+// always fp32: no half arithmetic and no cl_khr_fp16, which NVIDIA's OpenCL
+// lacks; vload_half is core OpenCL 1.2 and half pointers are legal without it.
+
+#ifndef WEIGHT_TYPE
+#define WEIGHT_TYPE 0
+#endif
+// 0: CPU variant (one work-item sweeps a block of rows of one panel), 1: GPU
+// variant (work-groups sharing tiles in local memory).
+#ifndef GEMM_VARIANT
+#define GEMM_VARIANT 0
+#endif
+// Panel width: output features per panel. In the CPU variant a multiple of 16
+// (float16 accumulators: 32 = two AVX-512 registers per row); in the GPU
+// variant the work-group's column tile.
+#ifndef GEMM_NR
+#define GEMM_NR 32
+#endif
+// CPU: rows per register tile. 8 rows x 2 float16 = 16 accumulators, plus 2
+// weight vectors and a broadcast, fit AVX-512's 32 registers with no spills.
+#ifndef GEMM_MR
+#define GEMM_MR 8
+#endif
+// CPU: rows one work-item sweeps over its panel. Large, so the panel (k x 32
+// weights: 128 KiB at k = 1024) is read from memory once and then reused from
+// L2 by every register tile, while the row block of x stays in L2/L3 too.
+#ifndef GEMM_ROW_BLOCK
+#define GEMM_ROW_BLOCK 128
+#endif
+// CPU: k values of a bf16/fp16 panel converted to fp32 into local memory per
+// slice, so the conversion happens once per row block instead of once per
+// register tile (0: convert in the inner loop). The host passes 0 for fp32
+// weights, where staging measured slower; the kernel would accept it. Slices
+// accumulate into out: beta applies to the first one only.
+#ifndef GEMM_LOCAL_K
+#if WEIGHT_TYPE == 0
+#define GEMM_LOCAL_K 0
+#else
+#define GEMM_LOCAL_K 256
+#endif
+#endif
+// GPU: rows per work-group tile, k per local-memory step (also the packed k
+// padding), outputs per work-item in rows and columns. The work-group is
+// (GEMM_NR / GEMM_ITEM_N) x (GEMM_TILE_M / GEMM_ITEM_M); the host's choice for
+// NVIDIA and AMD, GEMM_NR = 64, makes it 16 x 16 = 256, a multiple of both the
+// 32-wide warp and the 64-wide wavefront (8 x 16 = 128 with these defaults).
+#ifndef GEMM_TILE_M
+#define GEMM_TILE_M 64
+#endif
+#ifndef GEMM_TILE_K
+#define GEMM_TILE_K 16
+#endif
+#ifndef GEMM_ITEM_M
+#define GEMM_ITEM_M 4
+#endif
+#ifndef GEMM_ITEM_N
+#define GEMM_ITEM_N 4
+#endif
+
+#if WEIGHT_TYPE == 0
+#define WEIGHT __global const float
+#define LOAD_W(p, i) ((p)[i])
+#define LOAD_W16(p) vload16(0, (p))
+#elif WEIGHT_TYPE == 1
+#define WEIGHT __global const ushort
+#define LOAD_W(p, i) as_float((uint)(p)[i] << 16)
+#define LOAD_W16(p) as_float16(convert_uint16(vload16(0, (p))) << 16)
+#elif WEIGHT_TYPE == 2
+#define WEIGHT __global const half
+#define LOAD_W(p, i) vload_half((i), (p))
+#define LOAD_W16(p) vload_half16(0, (p))
+#else
+#error "WEIGHT_TYPE must be 0 (fp32), 1 (bf16) or 2 (fp16)"
+#endif
+
+#if GEMM_VARIANT == 0
+
+#if GEMM_NR % 16 != 0
+#error "the CPU variant needs GEMM_NR to be a multiple of 16"
+#endif
+#define NV (GEMM_NR / 16)
+
+// Writes one register tile: rows below `valid` of it, `columns` of the panel
+// (fewer than GEMM_NR only in the last panel of a ragged n).
+void store_tile(__global float *out, const int out_ld, const int valid, const int columns, const float beta,
+                const float16 *acc) {
+#pragma unroll
+  for (int r = 0; r < GEMM_MR; r++) {
+    if (r < valid) {
+      __global float *o = out + (size_t)r * out_ld;
+      if (columns == GEMM_NR) {
+#pragma unroll
+        for (int v = 0; v < NV; v++) {
+          float16 value = acc[r * NV + v];
+          if (beta != 0.0f)
+            value = fma((float16)beta, vload16(0, o + v * 16), value);
+          vstore16(value, 0, o + v * 16);
+        }
+      } else {
+        float spill[GEMM_NR];
+#pragma unroll
+        for (int v = 0; v < NV; v++)
+          vstore16(acc[r * NV + v], v, spill);
+        for (int c = 0; c < columns; c++)
+          o[c] = beta != 0.0f ? fma(beta, o[c], spill[c]) : spill[c];
+      }
+    }
+  }
+}
+
+// The register tile: MR rows x NR columns over kc values of k. Rows past
+// `valid` repeat the last valid row, so the loop has no row conditions; their
+// results are never stored. A macro, so that the same body reads the panel
+// from global memory (any WEIGHT_TYPE) or from the fp32 copy in local memory.
+#define GEMM_TILE(PANEL, LOAD16, X, KC)                                              \
+  float16 acc[GEMM_MR * NV];                                                         \
+  __global const float *xr[GEMM_MR];                                                 \
+  _Pragma("unroll") for (int r = 0; r < GEMM_MR; r++) {                              \
+    xr[r] = (X) + (size_t)min(r, valid - 1) * x_ld;                                  \
+    _Pragma("unroll") for (int v = 0; v < NV; v++) acc[r * NV + v] = (float16)(0.0f); \
+  }                                                                                  \
+  for (int j = 0; j < (KC); j++) {                                                   \
+    float16 wv[NV];                                                                  \
+    _Pragma("unroll") for (int v = 0; v < NV; v++) wv[v] = LOAD16((PANEL) + j * GEMM_NR + v * 16); \
+    _Pragma("unroll") for (int r = 0; r < GEMM_MR; r++) {                            \
+      const float16 xv = (float16)(xr[r][j]);                                        \
+      _Pragma("unroll") for (int v = 0; v < NV; v++) acc[r * NV + v] = fma(xv, wv[v], acc[r * NV + v]); \
+    }                                                                                \
+  }
+
+#define LOAD_LOCAL16(p) vload16(0, (p))
+
+// One work-item per (panel, block of GEMM_ROW_BLOCK rows); a work-group of one,
+// so PoCL runs each work-item as straight-line vector code on one core with no
+// work-item loop around it, and the two dimensions spread over all cores.
+__kernel __attribute__((reqd_work_group_size(1, 1, 1)))
+void packed_gemm(__global float *out, const ulong out_offset, const int out_ld,
+                 __global const float *x, const ulong x_offset, const int x_ld, WEIGHT *w,
+                 const ulong w_offset, const int rows, const int n, const int k, const float beta) {
+  const int panel = get_global_id(0);
+  const int first = get_global_id(1) * GEMM_ROW_BLOCK;
+  const int n0 = panel * GEMM_NR;
+  if (n0 >= n || first >= rows)
+    return;
+  const int last = min(rows, first + GEMM_ROW_BLOCK);
+  const int columns = min(GEMM_NR, n - n0);
+  WEIGHT *wp = w + w_offset + (size_t)panel * k * GEMM_NR;
+#if GEMM_LOCAL_K > 0
+  __local float converted[GEMM_LOCAL_K * GEMM_NR];
+  for (int k0 = 0; k0 < k; k0 += GEMM_LOCAL_K) {
+    const int kc = min(GEMM_LOCAL_K, k - k0);
+    for (int i = 0; i < kc * NV; i++)
+      vstore16(LOAD_W16(wp + (size_t)k0 * GEMM_NR + i * 16), i, converted);
+    const float slice_beta = k0 == 0 ? beta : 1.0f;
+    for (int row = first; row < last; row += GEMM_MR) {
+      const int valid = min(GEMM_MR, last - row);
+      GEMM_TILE(converted, LOAD_LOCAL16, x + x_offset + (size_t)row * x_ld + k0, kc)
+      store_tile(out + out_offset + (size_t)row * out_ld + n0, out_ld, valid, columns, slice_beta, acc);
+    }
+  }
+#else
+  for (int row = first; row < last; row += GEMM_MR) {
+    const int valid = min(GEMM_MR, last - row);
+    GEMM_TILE(wp, LOAD_W16, x + x_offset + (size_t)row * x_ld, k)
+    store_tile(out + out_offset + (size_t)row * out_ld + n0, out_ld, valid, columns, beta, acc);
+  }
+#endif
+}
+
+#elif GEMM_VARIANT == 1
+
+#define WG_N (GEMM_NR / GEMM_ITEM_N)
+#define WG_M (GEMM_TILE_M / GEMM_ITEM_M)
+#define WGS (WG_N * WG_M)
+#if GEMM_NR % GEMM_ITEM_N != 0 || GEMM_TILE_M % GEMM_ITEM_M != 0
+#error "GPU tiles must be whole multiples of the per-work-item tile"
+#endif
+// Every work-item runs the same number of loads per step (no work-item skips
+// a loop another runs, which PoCL 3.1 mishandles around barriers).
+#if (GEMM_TILE_M * GEMM_TILE_K) % WGS != 0 || (GEMM_TILE_K * GEMM_NR) % WGS != 0
+#error "the local tiles must be a whole number of loads per work-item"
+#endif
+
+// A work-group per (panel, GEMM_TILE_M rows). Each step stages a TILE_K-deep
+// slice of x (transposed, so a work-item's rows are a column read) and of the
+// panel (already k-major: one contiguous, fully coalesced block of
+// TILE_K x NR weights) in local memory, widened to fp32 on the way. Work-item
+// (tx, ty) owns rows ty + i * WG_M and columns tx + j * WG_N: neighbouring
+// work-items read neighbouring local words and write neighbouring outputs.
+__kernel __attribute__((reqd_work_group_size(WG_N, WG_M, 1)))
+void packed_gemm(__global float *out, const ulong out_offset, const int out_ld,
+                 __global const float *x, const ulong x_offset, const int x_ld, WEIGHT *w,
+                 const ulong w_offset, const int rows, const int n, const int k, const float beta) {
+  const int tx = get_local_id(0), ty = get_local_id(1);
+  const int lid = ty * WG_N + tx;
+  const int panel = get_group_id(0);
+  const int m0 = get_group_id(1) * GEMM_TILE_M;
+  const int n0 = panel * GEMM_NR;
+  const int kp = (k + GEMM_TILE_K - 1) / GEMM_TILE_K * GEMM_TILE_K;
+  WEIGHT *wp = w + w_offset + (size_t)panel * kp * GEMM_NR;
+  __global const float *xp = x + x_offset;
+  // +1: the transposed store of x hits TILE_K different banks instead of one.
+  __local float xs[GEMM_TILE_K][GEMM_TILE_M + 1];
+  __local float ws[GEMM_TILE_K][GEMM_NR];
+  float acc[GEMM_ITEM_M][GEMM_ITEM_N];
+  for (int i = 0; i < GEMM_ITEM_M; i++)
+    for (int j = 0; j < GEMM_ITEM_N; j++)
+      acc[i][j] = 0.0f;
+  for (int k0 = 0; k0 < kp; k0 += GEMM_TILE_K) {
+    for (int i = 0; i < GEMM_TILE_M * GEMM_TILE_K / WGS; i++) {
+      const int e = lid + i * WGS;
+      const int r = e / GEMM_TILE_K, c = e % GEMM_TILE_K;
+      const int row = m0 + r, col = k0 + c;
+      xs[c][r] = row < rows && col < k ? xp[(size_t)row * x_ld + col] : 0.0f;
+    }
+    WEIGHT *slice = wp + (size_t)k0 * GEMM_NR;
+    for (int i = 0; i < GEMM_TILE_K * GEMM_NR / WGS; i++) {
+      const int e = lid + i * WGS;
+      ws[e / GEMM_NR][e % GEMM_NR] = LOAD_W(slice, e);
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int kk = 0; kk < GEMM_TILE_K; kk++) {
+      float a[GEMM_ITEM_M], b[GEMM_ITEM_N];
+      for (int i = 0; i < GEMM_ITEM_M; i++)
+        a[i] = xs[kk][ty + i * WG_M];
+      for (int j = 0; j < GEMM_ITEM_N; j++)
+        b[j] = ws[kk][tx + j * WG_N];
+      for (int i = 0; i < GEMM_ITEM_M; i++)
+        for (int j = 0; j < GEMM_ITEM_N; j++)
+          acc[i][j] = fma(a[i], b[j], acc[i][j]);
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+  for (int i = 0; i < GEMM_ITEM_M; i++) {
+    const int row = m0 + ty + i * WG_M;
+    for (int j = 0; j < GEMM_ITEM_N; j++) {
+      const int col = n0 + tx + j * WG_N;
+      if (row < rows && col < n) {
+        __global float *o = out + out_offset + (size_t)row * out_ld + col;
+        *o = beta != 0.0f ? fma(beta, *o, acc[i][j]) : acc[i][j];
+      }
+    }
+  }
+}
+
+#else
+#error "GEMM_VARIANT must be 0 (CPU) or 1 (GPU)"
+#endif

@@ -1,0 +1,635 @@
+/* Host side of cl/gemm.cl and cl/gemm_update.cl: per-device parameters,
+ * weight packing, launches. */
+#include "packed_gemm.h" /* first: it fixes the OpenCL version (runtime.h) */
+
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "error.h"
+
+/* ---------------------------------------------------------------- */
+/* Scalar conversions                                                 */
+
+static uint32_t float_bits(float value) {
+  uint32_t bits;
+  memcpy(&bits, &value, sizeof bits);
+  return bits;
+}
+
+static float bits_float(uint32_t bits) {
+  float value;
+  memcpy(&value, &bits, sizeof value);
+  return value;
+}
+
+uint16_t packed_gemm_float_to_bf16(float value) {
+  uint32_t bits = float_bits(value);
+  if ((bits & 0x7fffffffu) > 0x7f800000u) /* NaN: keep it a (quiet) NaN, never round it to infinity */
+    return (uint16_t)((bits >> 16) | 0x0040u);
+  /* Round to nearest even on the 16 dropped bits; a carry out of the
+   * mantissa moves the exponent, up to infinity for the largest floats. */
+  bits += 0x7fffu + ((bits >> 16) & 1u);
+  return (uint16_t)(bits >> 16);
+}
+
+float packed_gemm_bf16_to_float(uint16_t value) { return bits_float((uint32_t)value << 16); }
+
+uint16_t packed_gemm_float_to_half(float value) {
+  uint32_t bits = float_bits(value);
+  uint16_t sign = (uint16_t)((bits >> 16) & 0x8000u);
+  uint32_t magnitude = bits & 0x7fffffffu;
+  if (magnitude > 0x7f800000u) /* NaN: quiet, keeping the top payload bits */
+    return (uint16_t)(sign | 0x7e00u | ((magnitude >> 13) & 0x3ffu));
+  int exponent = (int)(magnitude >> 23) - 127;
+  if (exponent > 15) /* infinity, or beyond the largest half */
+    return (uint16_t)(sign | 0x7c00u);
+  uint32_t mantissa = magnitude & 0x7fffffu;
+  if (exponent >= -14) {
+    /* Normal half: 10 of 23 mantissa bits, rounded to nearest even; a carry
+     * ripples into the exponent (65520 and up become infinity). */
+    uint32_t half = ((uint32_t)(exponent + 15) << 10) | (mantissa >> 13);
+    uint32_t rest = mantissa & 0x1fffu;
+    if (rest > 0x1000u || (rest == 0x1000u && (half & 1u)))
+      half++;
+    return (uint16_t)(sign | half);
+  }
+  /* Subnormal half (units of 2^-24) or zero; float subnormals are far below
+   * half's smallest subnormal and round to zero here too. */
+  if (exponent < -25)
+    return sign;
+  uint32_t significand = mantissa | 0x800000u; /* value = significand * 2^(exponent - 23) */
+  int shift = -(exponent + 1);                 /* 14..24 */
+  uint32_t quotient = significand >> shift;
+  uint32_t rest = significand & ((1u << shift) - 1u), halfway = 1u << (shift - 1);
+  if (rest > halfway || (rest == halfway && (quotient & 1u)))
+    quotient++; /* may become 0x400, the smallest normal: the right encoding */
+  return (uint16_t)(sign | quotient);
+}
+
+float packed_gemm_half_to_float(uint16_t value) {
+  uint32_t sign = (uint32_t)(value & 0x8000u) << 16;
+  uint32_t exponent = (value >> 10) & 0x1fu, mantissa = value & 0x3ffu;
+  if (exponent == 0x1fu) /* infinity or NaN */
+    return bits_float(sign | 0x7f800000u | (mantissa << 13));
+  if (exponent == 0) {
+    if (mantissa == 0)
+      return bits_float(sign);
+    /* Subnormal half, normal float: normalise the mantissa. */
+    int shift = 0;
+    while (!(mantissa & 0x400u)) {
+      mantissa <<= 1;
+      shift++;
+    }
+    mantissa &= 0x3ffu;
+    return bits_float(sign | ((uint32_t)(127 - 15 + 1 - shift) << 23) | (mantissa << 13));
+  }
+  return bits_float(sign | ((exponent + 127 - 15) << 23) | (mantissa << 13));
+}
+
+/* ---------------------------------------------------------------- */
+/* Parameters                                                         */
+
+static int contains_ignoring_case(const char *haystack, const char *needle) {
+  size_t length = strlen(needle);
+  for (; *haystack; haystack++)
+    if (strncasecmp(haystack, needle, length) == 0)
+      return 1;
+  return 0;
+}
+
+/* Whether the CPU has 32 512-bit vector registers. PoCL names its CPU
+ * device after LLVM's CPU ("pthread-skylake-avx512-...", "pthread-znver4-...");
+ * other CPU runtimes give no hint and get the narrow tiles, which are merely
+ * smaller on an AVX-512 machine, while the wide ones would spill on AVX2. */
+static int cpu_has_avx512(const clttt_device_info *info) {
+  static const char *const names[] = {"avx512", "znver4", "znver5", "icelake", "tigerlake", "rocketlake",
+                                      "cascadelake", "cooperlake", "cannonlake", "sapphirerapids",
+                                      "emeraldrapids", "graniterapids", "diamondrapids"};
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+    if (contains_ignoring_case(info->name, names[i]))
+      return 1;
+  return 0;
+}
+
+static int is_cpu(const clttt_device_info *info) { return strcmp(info->type, "CPU") == 0; }
+
+/* GPU tiles per vendor; all reasoned, none measured (no GPU was at hand). */
+static void gpu_tiles(const clttt_device_info *info, int *tile_m, int *tile_n, int *tile_k, int *item_m,
+                      int *item_n) {
+  *tile_k = 16;
+  *item_m = 4;
+  *item_n = 4;
+  if (contains_ignoring_case(info->vendor, "nvidia") || contains_ignoring_case(info->vendor, "advanced micro") ||
+      contains_ignoring_case(info->vendor, "amd")) {
+    /* 64 x 64 outputs per group of 16 x 16 = 256 work-items: 8 warps or 4
+     * wavefronts; 16 accumulators per work-item leave registers for
+     * occupancy; 8.3 KiB of local memory per group. */
+    *tile_m = 64;
+    *tile_n = 64;
+  } else {
+    /* Intel GPUs and anything else: smaller register files and sub-groups
+     * of 8-32, so 32 x 32 tiles in groups of 8 x 8 = 64. */
+    *tile_m = 32;
+    *tile_n = 32;
+  }
+}
+
+static size_t gpu_local_bytes(int tile_m, int tile_n, int tile_k) {
+  return ((size_t)tile_k * (size_t)(tile_m + 1) + (size_t)tile_k * (size_t)tile_n) * sizeof(float);
+}
+
+static int gpu_tiles_fit(const clttt_device_info *info, int tile_m, int tile_n, int tile_k, int item_m, int item_n) {
+  size_t group = (size_t)(tile_n / item_n) * (size_t)(tile_m / item_m);
+  return (info->max_work_group_size == 0 || group <= info->max_work_group_size) &&
+         (info->local_memory == 0 || gpu_local_bytes(tile_m, tile_n, tile_k) <= info->local_memory);
+}
+
+void packed_gemm_defaults(const clttt_device_info *info, packed_gemm_params *params) {
+  int tile_m, tile_n, tile_k, item_m, item_n;
+  gpu_tiles(info, &tile_m, &tile_n, &tile_k, &item_m, &item_n);
+  *params = (packed_gemm_params){.variant = PACKED_GEMM_GPU, .nr = tile_n, .mr = 8, .row_block = 128,
+                                 .local_k = 0, .tile_m = tile_m, .tile_k = tile_k, .item_m = item_m,
+                                 .item_n = item_n};
+  /* A device too small for the tiles, or a CPU: the CPU variant, whose
+   * work-groups are single work-items and need no local memory. */
+  if (is_cpu(info) || !gpu_tiles_fit(info, tile_m, tile_n, tile_k, item_m, item_n)) {
+    int wide = cpu_has_avx512(info);
+    params->variant = PACKED_GEMM_CPU;
+    /* 8 rows x 32 columns = 16 float16 accumulators of AVX-512's 32 registers;
+     * on AVX2 (16 registers, float16 = 2 of them) 6 x 16 = 12. Under PoCL
+     * 3.1 on a 2-core Xeon (AVX-512; A/B runs in one process, per CPU-second
+     * of a shared machine) 8 x 32 and 6 x 64 ran within 5% of each other and
+     * 12 x 32 slower. bf16/fp16 panels converted 256 k at a time into local
+     * memory ran 1.05-1.25x faster than converting in the inner loop; for
+     * fp32 weights the staging lost 5-10%, so they never stage. */
+    params->nr = wide ? 32 : 16;
+    params->mr = wide ? 8 : 6;
+    params->row_block = 128;
+    params->local_k = 256;
+  }
+}
+
+void packed_gemm_update_defaults(const clttt_device_info *info, packed_gemm_update_params *params) {
+  int tile_m, tile_n, tile_k, item_m, item_n;
+  gpu_tiles(info, &tile_m, &tile_n, &tile_k, &item_m, &item_n);
+  *params = (packed_gemm_update_params){.variant = PACKED_GEMM_GPU, .nr = 32, .mr = 8, .row_block = 128,
+                                        .panels = 1, .tile_m = tile_m, .tile_n = tile_n, .tile_k = tile_k,
+                                        .item_m = item_m, .item_n = item_n};
+  if (is_cpu(info) || !gpu_tiles_fit(info, tile_m, tile_n, tile_k, item_m, item_n)) {
+    int wide = cpu_has_avx512(info);
+    /* Measured as for the GEMM (PoCL 3.1, 2-core Xeon, d 1024, f 3072,
+     * C 512 and 1024): staging 128 values of t of V and h in local memory ran
+     * 2-4x faster than reading them in place (whose rows lie 4 and 12 KiB
+     * apart); 6 x 64 register tiles 1.1-1.2x faster than 8 x 32; 4 column
+     * slices per work-item sharing one staged V 1.1-1.6x faster than 1
+     * (every slice needs all of V: 48 copies of it at f 3072 otherwise), 8
+     * no better; 96 rows (16 tiles of 6) keep the staged slices at 48 + 32
+     * KiB, in L2. */
+    params->variant = PACKED_GEMM_CPU;
+    params->nr = wide ? 64 : 16;
+    params->mr = 6;
+    params->row_block = 96;
+    params->local_t = 128;
+    params->panels = 4;
+  }
+}
+
+/* The checks both kernel families share for their GPU tiles. */
+static int gpu_tiles_valid(const clttt_device_info *info, const char *prefix, int tile_m, int tile_n, int tile_k,
+                           int item_m, int item_n, char *why, size_t capacity) {
+  if (tile_m < 1 || tile_n < 1 || tile_k < 1 || item_m < 1 || item_n < 1 || tile_m > 1024 || tile_n > 1024 ||
+      tile_k > 1024) {
+    snprintf(why, capacity, "%s tiles %d x %d x %d with %d x %d per work-item are outside 1..1024", prefix, tile_m,
+             tile_n, tile_k, item_m, item_n);
+    return 0;
+  }
+  if (tile_m % item_m != 0 || tile_n % item_n != 0) {
+    snprintf(why, capacity, "%s tile %d x %d is not a whole number of %d x %d work-item tiles", prefix, tile_m,
+             tile_n, item_m, item_n);
+    return 0;
+  }
+  if (item_m * item_n > 64) {
+    snprintf(why, capacity, "%s %d x %d outputs per work-item exceed 64 registers of accumulators", prefix, item_m,
+             item_n);
+    return 0;
+  }
+  int group = (tile_n / item_n) * (tile_m / item_m);
+  if (info->max_work_group_size > 0 && (size_t)group > info->max_work_group_size) {
+    snprintf(why, capacity, "%s work-group of %d exceeds the device's largest (%zu)", prefix, group,
+             info->max_work_group_size);
+    return 0;
+  }
+  if ((tile_m * tile_k) % group != 0 || (tile_n * tile_k) % group != 0) {
+    snprintf(why, capacity, "%s local tiles %d x %d and %d x %d are not a whole number of loads for %d work-items",
+             prefix, tile_k, tile_m, tile_k, tile_n, group);
+    return 0;
+  }
+  size_t bytes = gpu_local_bytes(tile_m, tile_n, tile_k);
+  if (info->local_memory > 0 && bytes > info->local_memory) {
+    snprintf(why, capacity, "%s tiles need %zu bytes of local memory; the device has %llu", prefix, bytes,
+             (unsigned long long)info->local_memory);
+    return 0;
+  }
+  return 1;
+}
+
+static int cpu_tiles_valid(const char *prefix, int nr, int mr, int row_block, char *why, size_t capacity) {
+  if (nr < 16 || nr > 256 || nr % 16 != 0) {
+    snprintf(why, capacity, "%s_NR=%d is not a multiple of 16 in 16..256", prefix, nr);
+    return 0;
+  }
+  if (mr < 1 || mr > 32) {
+    snprintf(why, capacity, "%s_MR=%d is outside 1..32", prefix, mr);
+    return 0;
+  }
+  if (row_block < 1 || row_block > 1 << 20) {
+    snprintf(why, capacity, "%s_ROW_BLOCK=%d is outside 1..%d", prefix, row_block, 1 << 20);
+    return 0;
+  }
+  return 1;
+}
+
+int packed_gemm_params_valid(const clttt_device_info *info, const packed_gemm_params *params, char *why,
+                             size_t capacity) {
+  if (params->variant == PACKED_GEMM_CPU) {
+    if (!cpu_tiles_valid("GEMM", params->nr, params->mr, params->row_block, why, capacity))
+      return 0;
+    size_t bytes = (size_t)(params->local_k > 0 ? params->local_k : 0) * (size_t)params->nr * sizeof(float);
+    if (params->local_k < 0 || params->local_k > 1 << 20 ||
+        (info->local_memory > 0 && bytes > info->local_memory)) {
+      snprintf(why, capacity, "GEMM_LOCAL_K=%d needs %zu bytes of local memory; the device has %llu",
+               params->local_k, bytes, (unsigned long long)info->local_memory);
+      return 0;
+    }
+    return 1;
+  }
+  if (params->variant == PACKED_GEMM_GPU)
+    return gpu_tiles_valid(info, "GEMM", params->tile_m, params->nr, params->tile_k, params->item_m,
+                           params->item_n, why, capacity);
+  snprintf(why, capacity, "GEMM_VARIANT=%d is neither 0 (CPU) nor 1 (GPU)", (int)params->variant);
+  return 0;
+}
+
+int packed_gemm_update_params_valid(const clttt_device_info *info, const packed_gemm_update_params *params,
+                                    char *why, size_t capacity) {
+  if (params->variant == PACKED_GEMM_CPU) {
+    if (!cpu_tiles_valid("UPDATE", params->nr, params->mr, params->row_block, why, capacity))
+      return 0;
+    if (params->panels < 1 || params->panels > 1024) {
+      snprintf(why, capacity, "UPDATE_PANELS=%d is outside 1..1024", params->panels);
+      return 0;
+    }
+    size_t bytes = (size_t)(params->local_t > 0 ? params->local_t : 0) * (size_t)(params->nr + params->row_block) *
+                   sizeof(float);
+    if (params->local_t < 0 || params->local_t > 1 << 20 || (info->local_memory > 0 && bytes > info->local_memory)) {
+      snprintf(why, capacity, "UPDATE_LOCAL_T=%d needs %zu bytes of local memory; the device has %llu",
+               params->local_t, bytes, (unsigned long long)info->local_memory);
+      return 0;
+    }
+    return 1;
+  }
+  if (params->variant == PACKED_GEMM_GPU)
+    return gpu_tiles_valid(info, "UPDATE", params->tile_m, params->tile_n, params->tile_k, params->item_m,
+                           params->item_n, why, capacity);
+  snprintf(why, capacity, "UPDATE_VARIANT=%d is neither 0 (CPU) nor 1 (GPU)", (int)params->variant);
+  return 0;
+}
+
+/* Only the options the chosen variant reads, so two parameter sets that
+ * build the same kernel share one cached program. */
+void packed_gemm_defines(const packed_gemm_params *params, packed_gemm_type type, char *buffer, size_t capacity) {
+  if (params->variant == PACKED_GEMM_CPU)
+    snprintf(buffer, capacity, "-DGEMM_VARIANT=0 -DWEIGHT_TYPE=%d -DGEMM_NR=%d -DGEMM_MR=%d -DGEMM_ROW_BLOCK=%d "
+             "-DGEMM_LOCAL_K=%d", (int)type, params->nr, params->mr, params->row_block,
+             type == PACKED_GEMM_F32 ? 0 : params->local_k);
+  else
+    snprintf(buffer, capacity, "-DGEMM_VARIANT=1 -DWEIGHT_TYPE=%d -DGEMM_NR=%d -DGEMM_TILE_M=%d -DGEMM_TILE_K=%d "
+             "-DGEMM_ITEM_M=%d -DGEMM_ITEM_N=%d", (int)type, params->nr, params->tile_m, params->tile_k,
+             params->item_m, params->item_n);
+}
+
+void packed_gemm_update_defines(const packed_gemm_update_params *params, char *buffer, size_t capacity) {
+  if (params->variant == PACKED_GEMM_CPU)
+    snprintf(buffer, capacity,
+             "-DUPDATE_VARIANT=0 -DUPDATE_NR=%d -DUPDATE_MR=%d -DUPDATE_ROW_BLOCK=%d -DUPDATE_LOCAL_T=%d -DUPDATE_PANELS=%d",
+             params->nr, params->mr, params->row_block, params->local_t, params->panels);
+  else
+    snprintf(buffer, capacity, "-DUPDATE_VARIANT=1 -DUPDATE_TILE_M=%d -DUPDATE_TILE_N=%d -DUPDATE_TILE_K=%d "
+             "-DUPDATE_ITEM_M=%d -DUPDATE_ITEM_N=%d", params->tile_m, params->tile_n, params->tile_k,
+             params->item_m, params->item_n);
+}
+
+/* ---------------------------------------------------------------- */
+/* Packing                                                            */
+
+static const char *type_name(packed_gemm_type type) {
+  switch (type) {
+    case PACKED_GEMM_F32: return "fp32";
+    case PACKED_GEMM_BF16: return "bf16";
+    case PACKED_GEMM_F16: return "fp16";
+    default: return "unknown type";
+  }
+}
+
+static int type_known(packed_gemm_type type) {
+  return type == PACKED_GEMM_F32 || type == PACKED_GEMM_BF16 || type == PACKED_GEMM_F16;
+}
+
+size_t packed_gemm_element_size(packed_gemm_type type) { return type == PACKED_GEMM_F32 ? 4 : 2; }
+
+static size_t k_padding_of(const packed_gemm_params *params) {
+  return params->variant == PACKED_GEMM_GPU ? (size_t)params->tile_k : 1;
+}
+
+clttt_status packed_gemm_layout_for(const packed_gemm_params *params, packed_gemm_type type, size_t n, size_t k,
+                                    packed_gemm_layout *layout) {
+  memset(layout, 0, sizeof *layout);
+  if (!type_known(type))
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "packed GEMM layout: weight type %d is not fp32, bf16 or fp16",
+                      (int)type);
+  if (params->variant != PACKED_GEMM_CPU && params->variant != PACKED_GEMM_GPU)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "packed GEMM layout: variant %d is neither CPU nor GPU",
+                      (int)params->variant);
+  size_t width = (size_t)params->nr, multiple = k_padding_of(params);
+  if (params->nr < 1 || multiple < 1)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "packed GEMM layout: panel width %d, k multiple %zu",
+                      params->nr, multiple);
+  size_t k_padded = (k + multiple - 1) / multiple * multiple;
+  size_t panels = (n + width - 1) / width;
+  /* The kernels index with int: every row, column and in-panel offset must fit. */
+  if (n == 0 || k == 0 || n > (size_t)INT_MAX - width || k_padded > (size_t)INT_MAX / width)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT,
+                      "packed GEMM layout: weight %zu x %zu (%s) is empty or too large for panels of %zu", n, k,
+                      type_name(type), width);
+  layout->variant = params->variant;
+  layout->type = type;
+  layout->n = n;
+  layout->k = k;
+  layout->panel_width = width;
+  layout->panels = panels;
+  layout->k_padded = k_padded;
+  return CLTTT_SUCCESS;
+}
+
+size_t packed_gemm_bytes(const packed_gemm_layout *layout) {
+  return layout->panels * layout->k_padded * layout->panel_width * packed_gemm_element_size(layout->type);
+}
+
+static float read_float(packed_gemm_type type, const unsigned char *row, size_t j) {
+  if (type == PACKED_GEMM_F32) {
+    float value;
+    memcpy(&value, row + 4 * j, sizeof value);
+    return value;
+  }
+  uint16_t raw;
+  memcpy(&raw, row + 2 * j, sizeof raw);
+  return type == PACKED_GEMM_BF16 ? packed_gemm_bf16_to_float(raw) : packed_gemm_half_to_float(raw);
+}
+
+/* Element j of a source row, as the bits of the target type. */
+static void convert_element(packed_gemm_type source_type, const unsigned char *row, size_t j,
+                            packed_gemm_type target_type, unsigned char *target) {
+  if (source_type == target_type) {
+    size_t size = packed_gemm_element_size(target_type);
+    memcpy(target, row + size * j, size);
+    return;
+  }
+  float value = read_float(source_type, row, j);
+  if (target_type == PACKED_GEMM_F32) {
+    memcpy(target, &value, sizeof value);
+    return;
+  }
+  uint16_t raw = target_type == PACKED_GEMM_BF16 ? packed_gemm_float_to_bf16(value) : packed_gemm_float_to_half(value);
+  memcpy(target, &raw, sizeof raw);
+}
+
+clttt_status packed_gemm_pack(const packed_gemm_layout *layout, void *packed, size_t row0, size_t count,
+                              const void *source, packed_gemm_type source_type, size_t source_ld) {
+  if (!type_known(source_type) || !type_known(layout->type))
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "packing a weight: source type %d or packed type %d unknown",
+                      (int)source_type, (int)layout->type);
+  if (row0 > layout->n || count > layout->n - row0)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT,
+                      "packing rows %zu..%zu of a %zu x %zu weight: past its last row", row0, row0 + count,
+                      layout->n, layout->k);
+  if (source_ld < layout->k)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT,
+                      "packing a %zu x %zu weight: source rows %zu elements apart are shorter than k", layout->n,
+                      layout->k, source_ld);
+  if (!packed || (count > 0 && !source))
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "packing a %zu x %zu weight: NULL buffer", layout->n,
+                      layout->k);
+  const size_t width = layout->panel_width, kp = layout->k_padded, k = layout->k;
+  const size_t size = packed_gemm_element_size(layout->type), source_size = packed_gemm_element_size(source_type);
+  unsigned char *out = packed;
+  const unsigned char *in = source;
+  /* Panel by panel, k outermost inside a panel: the writes stream through
+   * the panel while the reads are one sequential stream per source row. */
+  for (size_t row = row0; row < row0 + count;) {
+    size_t panel = row / width, lane0 = row % width;
+    size_t lanes = width - lane0 < row0 + count - row ? width - lane0 : row0 + count - row;
+    unsigned char *base = out + panel * kp * width * size;
+    for (size_t j = 0; j < kp; j++) {
+      unsigned char *target = base + (j * width + lane0) * size;
+      for (size_t lane = 0; lane < lanes; lane++, target += size) {
+        if (j < k)
+          convert_element(source_type, in + (row - row0 + lane) * source_ld * source_size, j, layout->type,
+                          target);
+        else
+          memset(target, 0, size);
+      }
+    }
+    row += lanes;
+  }
+  /* The zero rows that pad n up to whole panels. */
+  if (row0 + count == layout->n && layout->n % width != 0) {
+    size_t panel = layout->panels - 1, lane0 = layout->n % width;
+    unsigned char *base = out + panel * kp * width * size;
+    for (size_t j = 0; j < kp; j++)
+      memset(base + (j * width + lane0) * size, 0, (width - lane0) * size);
+  }
+  return CLTTT_SUCCESS;
+}
+
+/* ---------------------------------------------------------------- */
+/* Launches                                                           */
+
+static clttt_status buffer_size(const clttt_device *device, cl_mem buffer, const char *what, size_t *bytes) {
+  char label[256];
+  snprintf(label, sizeof label, "%s: querying a buffer's size", what);
+  return runtime_check(device, clGetMemObjectInfo(buffer, CL_MEM_SIZE, sizeof *bytes, bytes, NULL), label);
+}
+
+/* Whether a rows x columns view with `ld` fits its buffer (sizes in floats). */
+static clttt_status check_view(const clttt_device *device, const char *what, const char *product,
+                               const char *name, matrix_view view, size_t rows, size_t columns) {
+  if (!view.buffer)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "%s: %s: %s is a NULL buffer on device '%s'", what, product,
+                      name, device->info.name);
+  if (view.ld < columns || view.ld > INT_MAX)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT,
+                      "%s: %s: %s has leading dimension %zu for rows of %zu (at most %d) on device '%s'", what,
+                      product, name, view.ld, columns, INT_MAX, device->info.name);
+  size_t bytes = 0;
+  CLTTT_TRY(buffer_size(device, view.buffer, what, &bytes));
+  size_t needed = (view.offset + (rows - 1) * view.ld + columns) * sizeof(float);
+  if (needed > bytes)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT,
+                      "%s: %s: %s (%zu x %zu at offset %zu, ld %zu) needs %zu bytes; its buffer has %zu on device '%s'",
+                      what, product, name, rows, columns, view.offset, view.ld, needed, bytes, device->info.name);
+  return CLTTT_SUCCESS;
+}
+
+clttt_status packed_gemm_kernels_create(packed_gemm_kernels *kernels, clttt_device *device,
+                                        const packed_gemm_params *params,
+                                        const packed_gemm_update_params *update_params) {
+  memset(kernels, 0, sizeof *kernels);
+  kernels->device = device;
+  kernels->params = *params;
+  if (update_params)
+    kernels->update_params = *update_params;
+  char why[256];
+  if (!packed_gemm_params_valid(&device->info, params, why, sizeof why))
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "packed GEMM parameters: %s on device '%s'", why,
+                      device->info.name);
+  if (update_params && !packed_gemm_update_params_valid(&device->info, update_params, why, sizeof why))
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "GEMM update parameters: %s on device '%s'", why,
+                      device->info.name);
+  char defines[256], options[320];
+  clttt_status status = CLTTT_SUCCESS;
+  for (int type = 0; type < 3 && status == CLTTT_SUCCESS; type++) {
+    packed_gemm_defines(params, (packed_gemm_type)type, defines, sizeof defines);
+    snprintf(options, sizeof options, "-cl-std=CL1.2 %s", defines);
+    cl_program program = NULL;
+    status = runtime_program(device, "gemm.cl", options, &program);
+    if (status == CLTTT_SUCCESS)
+      status = runtime_create_kernel(device, program, "gemm.cl", "packed_gemm", &kernels->gemm[type]);
+  }
+  if (status == CLTTT_SUCCESS && update_params) {
+    packed_gemm_update_defines(update_params, defines, sizeof defines);
+    snprintf(options, sizeof options, "-cl-std=CL1.2 %s", defines);
+    cl_program program = NULL;
+    status = runtime_program(device, "gemm_update.cl", options, &program);
+    if (status == CLTTT_SUCCESS)
+      status = runtime_create_kernel(device, program, "gemm_update.cl", "gemm_update", &kernels->update);
+  }
+  if (status != CLTTT_SUCCESS)
+    packed_gemm_kernels_release(kernels);
+  return status;
+}
+
+void packed_gemm_kernels_release(packed_gemm_kernels *kernels) {
+  for (int type = 0; type < 3; type++)
+    if (kernels->gemm[type])
+      clReleaseKernel(kernels->gemm[type]);
+  if (kernels->update)
+    clReleaseKernel(kernels->update);
+  memset(kernels, 0, sizeof *kernels);
+}
+
+clttt_status packed_gemm_run(const packed_gemm_kernels *kernels, const char *what, const packed_gemm_layout *layout,
+                             size_t rows, matrix_view x, cl_mem packed, size_t packed_offset, float beta,
+                             matrix_view out) {
+  clttt_device *device = kernels->device;
+  const packed_gemm_params *params = &kernels->params;
+  char product[160];
+  snprintf(product, sizeof product, "packed GEMM %zux%zux%zu (rows x n x k, %s weights, %s variant)", rows,
+           layout->n, layout->k, type_name(layout->type), params->variant == PACKED_GEMM_CPU ? "CPU" : "GPU");
+  if (rows == 0)
+    return CLTTT_SUCCESS;
+  char why[256];
+  if (!packed_gemm_params_valid(&device->info, params, why, sizeof why))
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "%s: %s: %s on device '%s'", what, product, why,
+                      device->info.name);
+  if (layout->variant != params->variant || layout->panel_width != (size_t)params->nr ||
+      layout->k_padded != (layout->k + k_padding_of(params) - 1) / k_padding_of(params) * k_padding_of(params) ||
+      !type_known(layout->type))
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT,
+                      "%s: %s: the weight was packed for other parameters (panels of %zu, k padded to %zu) on "
+                      "device '%s'", what, product, layout->panel_width, layout->k_padded, device->info.name);
+  if (rows > INT_MAX)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "%s: %s: more than %d rows on device '%s'", what, product,
+                      INT_MAX, device->info.name);
+  CLTTT_TRY(check_view(device, what, product, "x", x, rows, layout->k));
+  CLTTT_TRY(check_view(device, what, product, "out", out, rows, layout->n));
+  size_t packed_bytes = 0;
+  CLTTT_TRY(buffer_size(device, packed, what, &packed_bytes));
+  size_t needed = packed_offset * packed_gemm_element_size(layout->type) + packed_gemm_bytes(layout);
+  if (needed > packed_bytes)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT,
+                      "%s: %s: the packed weight at element %zu needs %zu bytes; its buffer has %zu on device '%s'",
+                      what, product, packed_offset, needed, packed_bytes, device->info.name);
+
+  cl_kernel kernel = kernels->gemm[layout->type];
+  cl_ulong out_offset = out.offset, x_offset = x.offset, w_offset = packed_offset;
+  int out_ld = (int)out.ld, x_ld = (int)x.ld, m = (int)rows, n = (int)layout->n, k = (int)layout->k;
+  CLTTT_TRY(runtime_set_args(device, kernel, product, 12, sizeof(cl_mem), &out.buffer, sizeof(cl_ulong),
+                             &out_offset, sizeof(int), &out_ld, sizeof(cl_mem), &x.buffer, sizeof(cl_ulong),
+                             &x_offset, sizeof(int), &x_ld, sizeof(cl_mem), &packed, sizeof(cl_ulong), &w_offset,
+                             sizeof(int), &m, sizeof(int), &n, sizeof(int), &k, sizeof(float), &beta));
+  size_t global[2], local[2];
+  if (params->variant == PACKED_GEMM_CPU) {
+    global[0] = layout->panels;
+    global[1] = (rows + (size_t)params->row_block - 1) / (size_t)params->row_block;
+    local[0] = local[1] = 1;
+  } else {
+    local[0] = (size_t)(params->nr / params->item_n);
+    local[1] = (size_t)(params->tile_m / params->item_m);
+    global[0] = layout->panels * local[0];
+    global[1] = (rows + (size_t)params->tile_m - 1) / (size_t)params->tile_m * local[1];
+  }
+  clttt_status status = runtime_launch(device, kernel, "packed_gemm", 2, global, local);
+  if (status != CLTTT_SUCCESS)
+    return clttt_fail_context(status, "%s: %s", what, product);
+  return CLTTT_SUCCESS;
+}
+
+clttt_status packed_gemm_update(const packed_gemm_kernels *kernels, const char *what, size_t d, size_t f, size_t c,
+                                float eta, matrix_view v, matrix_view h, matrix_view w) {
+  clttt_device *device = kernels->device;
+  const packed_gemm_update_params *params = &kernels->update_params;
+  if (!kernels->update)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "%s: packed GEMM kernels made without the update", what);
+  char product[160];
+  snprintf(product, sizeof product, "GEMM update W += eta V^T h (d %zu x f %zu over %zu rows, %s variant)", d, f,
+           c, params->variant == PACKED_GEMM_CPU ? "CPU" : "GPU");
+  if (d == 0 || f == 0 || c == 0)
+    return CLTTT_SUCCESS;
+  char why[256];
+  if (!packed_gemm_update_params_valid(&device->info, params, why, sizeof why))
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "%s: %s: %s on device '%s'", what, product, why,
+                      device->info.name);
+  if (d > INT_MAX - 1024 || f > INT_MAX - 1024 || c > INT_MAX)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "%s: %s: sizes past %d on device '%s'", what, product,
+                      INT_MAX - 1024, device->info.name);
+  CLTTT_TRY(check_view(device, what, product, "V", v, c, d));
+  CLTTT_TRY(check_view(device, what, product, "h", h, c, f));
+  CLTTT_TRY(check_view(device, what, product, "W", w, d, f));
+
+  cl_kernel kernel = kernels->update;
+  cl_ulong w_offset = w.offset, v_offset = v.offset, h_offset = h.offset;
+  int w_ld = (int)w.ld, v_ld = (int)v.ld, h_ld = (int)h.ld, di = (int)d, fi = (int)f, ci = (int)c;
+  CLTTT_TRY(runtime_set_args(device, kernel, product, 13, sizeof(cl_mem), &w.buffer, sizeof(cl_ulong), &w_offset,
+                             sizeof(int), &w_ld, sizeof(cl_mem), &v.buffer, sizeof(cl_ulong), &v_offset,
+                             sizeof(int), &v_ld, sizeof(cl_mem), &h.buffer, sizeof(cl_ulong), &h_offset,
+                             sizeof(int), &h_ld, sizeof(int), &di, sizeof(int), &fi, sizeof(int), &ci,
+                             sizeof(float), &eta));
+  size_t global[2], local[2];
+  if (params->variant == PACKED_GEMM_CPU) {
+    size_t columns = (size_t)params->nr * (size_t)params->panels;
+    global[0] = (f + columns - 1) / columns;
+    global[1] = (d + (size_t)params->row_block - 1) / (size_t)params->row_block;
+    local[0] = local[1] = 1;
+  } else {
+    local[0] = (size_t)(params->tile_n / params->item_n);
+    local[1] = (size_t)(params->tile_m / params->item_m);
+    global[0] = (f + (size_t)params->tile_n - 1) / (size_t)params->tile_n * local[0];
+    global[1] = (d + (size_t)params->tile_m - 1) / (size_t)params->tile_m * local[1];
+  }
+  clttt_status status = runtime_launch(device, kernel, "gemm_update", 2, global, local);
+  if (status != CLTTT_SUCCESS)
+    return clttt_fail_context(status, "%s: %s", what, product);
+  return CLTTT_SUCCESS;
+}

@@ -1,0 +1,153 @@
+/* Our own GEMM kernels (internal, not public API):
+ *
+ *  - packed_gemm_run: out = beta * out + x W^T, the nn.Linear product, with
+ *    the weight W (n x k) repacked once on the host into column panels
+ *    (cl/gemm.cl states the layout) of fp32, bf16 or fp16 elements;
+ *  - packed_gemm_update: the TTT update W += eta V^T h on fp32 row-major
+ *    operands (cl/gemm_update.cl).
+ *
+ * Each has a CPU variant (a work-item per column panel and row block, float16
+ * register tiles; measured under PoCL) and a GPU variant (work-groups sharing
+ * local-memory tiles; reasoned per vendor). Every tunable lives in the params
+ * structs below, so a tuner can pass candidates; *_defaults fills the
+ * per-device choice. These are not part of src/tuning.c's parameter set.
+ *
+ * Typical use, per weight at load time: packed_gemm_defaults, then
+ * packed_gemm_layout_for, a host buffer of packed_gemm_bytes, one
+ * packed_gemm_pack per source tensor (e.g. q, k, v rows of a stacked
+ * projection), runtime_upload; per call packed_gemm_run with the same params. */
+#ifndef CLTTT_PACKED_GEMM_H
+#define CLTTT_PACKED_GEMM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gemm.h" /* matrix_view */
+#include "runtime.h"
+
+typedef enum { PACKED_GEMM_CPU = 0, PACKED_GEMM_GPU = 1 } packed_gemm_variant;
+
+/* Element types, numbered as cl/gemm.cl's WEIGHT_TYPE. bf16 and fp16 are raw
+ * 16-bit values in host memory, as a safetensors checkpoint stores them. */
+typedef enum { PACKED_GEMM_F32 = 0, PACKED_GEMM_BF16 = 1, PACKED_GEMM_F16 = 2 } packed_gemm_type;
+
+/* The tunables of cl/gemm.cl; names in comments are its -D options. */
+typedef struct {
+  packed_gemm_variant variant; /* GEMM_VARIANT */
+  int nr;                      /* GEMM_NR: panel width (output features); GPU: work-group column tile */
+  int mr;                      /* GEMM_MR: CPU rows per register tile */
+  int row_block;               /* GEMM_ROW_BLOCK: CPU rows per work-item */
+  int local_k;                 /* GEMM_LOCAL_K: CPU, bf16/fp16: k converted to fp32 in local memory per slice (0: none) */
+  int tile_m;                  /* GEMM_TILE_M: GPU rows per work-group */
+  int tile_k;                  /* GEMM_TILE_K: GPU k per local-memory step; also the packed k padding */
+  int item_m, item_n;          /* GEMM_ITEM_M / GEMM_ITEM_N: GPU outputs per work-item */
+} packed_gemm_params;
+
+/* The tunables of cl/gemm_update.cl. */
+typedef struct {
+  packed_gemm_variant variant; /* UPDATE_VARIANT */
+  int nr;                      /* UPDATE_NR: CPU columns of W per work-item (multiple of 16) */
+  int mr;                      /* UPDATE_MR: CPU rows per register tile */
+  int row_block;               /* UPDATE_ROW_BLOCK: CPU rows of W per work-item */
+  int local_t;                 /* UPDATE_LOCAL_T: CPU t per slice staged in local memory (0: none) */
+  int panels;                  /* UPDATE_PANELS: CPU column slices of nr per work-item (sharing V) */
+  int tile_m, tile_n, tile_k;  /* UPDATE_TILE_M/N/K: GPU work-group tile of W, and t per step */
+  int item_m, item_n;          /* UPDATE_ITEM_M / UPDATE_ITEM_N: GPU outputs per work-item */
+} packed_gemm_update_params;
+
+/* One packed weight: W (n x k) in panels of panel_width output features,
+ * n padded with zero rows to panels * panel_width, k with zero columns to
+ * k_padded. Element (row, j) of W sits at element
+ * ((row / panel_width) * k_padded + j) * panel_width + row % panel_width. */
+typedef struct {
+  packed_gemm_variant variant;
+  packed_gemm_type type; /* element type stored */
+  size_t n, k;
+  size_t panel_width;
+  size_t panels;   /* ceil(n / panel_width) */
+  size_t k_padded; /* k (CPU) or k rounded up to tile_k (GPU) */
+} packed_gemm_layout;
+
+/* ---- Parameters ------------------------------------------------------ */
+
+/* Per-device defaults: the CPU variant on CPUs (panel and register tile by
+ * vector width), the GPU variant on GPUs with tiles per vendor. */
+void packed_gemm_defaults(const clttt_device_info *info, packed_gemm_params *params);
+void packed_gemm_update_defaults(const clttt_device_info *info, packed_gemm_update_params *params);
+/* 1 when the kernel can be built and launched with these values on this
+ * device; otherwise 0 and a reason ("GEMM_NR=24 is not a multiple of 16"). */
+int packed_gemm_params_valid(const clttt_device_info *info, const packed_gemm_params *params, char *why,
+                             size_t capacity);
+int packed_gemm_update_params_valid(const clttt_device_info *info, const packed_gemm_update_params *params,
+                                    char *why, size_t capacity);
+/* "-DGEMM_VARIANT=0 -DWEIGHT_TYPE=1 -DGEMM_NR=32 ..." into buffer. */
+void packed_gemm_defines(const packed_gemm_params *params, packed_gemm_type type, char *buffer, size_t capacity);
+void packed_gemm_update_defines(const packed_gemm_update_params *params, char *buffer, size_t capacity);
+
+/* ---- Packing (host memory) ------------------------------------------ */
+
+/* The layout these params give an n x k weight of element type `type`.
+ * CLTTT_ERROR_INVALID_ARGUMENT for zero or oversized dimensions or invalid
+ * params (the message names them). */
+clttt_status packed_gemm_layout_for(const packed_gemm_params *params, packed_gemm_type type, size_t n, size_t k,
+                                    packed_gemm_layout *layout);
+size_t packed_gemm_element_size(packed_gemm_type type);
+/* Bytes of the whole packed buffer, padding included. */
+size_t packed_gemm_bytes(const packed_gemm_layout *layout);
+
+/* Packs rows [row0, row0 + count) of W from `source`, `count` rows of
+ * layout->k elements of `source_type`, consecutive rows `source_ld`
+ * elements apart (>= k), into `packed` (packed_gemm_bytes(layout) bytes).
+ * Calls for disjoint row ranges may come in any order: once every row of
+ * [0, n) has been packed, every byte of the buffer is written, padding
+ * included (each call writes its rows' k padding; the call that packs row
+ * n - 1 also writes the padding rows). A source of the layout's type is
+ * copied bit for bit; fp32 to bf16/fp16 rounds to nearest even (overflow to
+ * infinity, NaN stays NaN); bf16/fp16 to fp32 widens exactly; between bf16 and
+ * fp16 the value is widened exactly, then rounded once. */
+clttt_status packed_gemm_pack(const packed_gemm_layout *layout, void *packed, size_t row0, size_t count,
+                              const void *source, packed_gemm_type source_type, size_t source_ld);
+
+/* Scalar conversions the packing uses (also for references in tests). */
+uint16_t packed_gemm_float_to_bf16(float value);
+uint16_t packed_gemm_float_to_half(float value);
+float packed_gemm_bf16_to_float(uint16_t value);
+float packed_gemm_half_to_float(uint16_t value);
+
+/* ---- Launches -------------------------------------------------------- */
+
+/* out (rows x layout->n) = beta * out + x (rows x layout->k) W^T, W the packed
+ * weight in `packed` starting `packed_offset` elements in. The params must be
+ * the ones the layout was made with (same variant, panel width and k
+ * padding). beta == 0 never reads out. Offsets and leading dimensions of x
+ * and out are in floats, as in gemm.h. Buffer sizes are checked; errors
+ * (CLTTT_ERROR_INVALID_ARGUMENT, build or launch failures) name `what`, the
+ * product's sizes and the device. */
+/* The kernels of one parameter set, resolved once (the programs are the
+ * device's, cached; the kernel objects are this set's own, so one set
+ * belongs to one thread at a time, like a kernel_set). */
+typedef struct {
+  clttt_device *device;
+  packed_gemm_params params;
+  packed_gemm_update_params update_params;
+  cl_kernel gemm[3]; /* by packed_gemm_type */
+  cl_kernel update;
+} packed_gemm_kernels;
+
+/* Builds (or finds) gemm.cl for every weight type and gemm_update.cl with
+ * these parameters; update_params NULL leaves the update kernel out. */
+clttt_status packed_gemm_kernels_create(packed_gemm_kernels *kernels, clttt_device *device,
+                                        const packed_gemm_params *params,
+                                        const packed_gemm_update_params *update_params);
+void packed_gemm_kernels_release(packed_gemm_kernels *kernels);
+
+clttt_status packed_gemm_run(const packed_gemm_kernels *kernels, const char *what,
+                             const packed_gemm_layout *layout, size_t rows, matrix_view x, cl_mem packed,
+                             size_t packed_offset, float beta, matrix_view out);
+
+/* w (d x f) += eta * v^T h, v: c x d, h: c x f, all fp32 row-major views. */
+clttt_status packed_gemm_update(const packed_gemm_kernels *kernels, const char *what,
+                                size_t d, size_t f, size_t c, float eta, matrix_view v, matrix_view h,
+                                matrix_view w);
+
+#endif
