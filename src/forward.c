@@ -45,8 +45,8 @@ static clttt_status attention_block(clttt_session *session, int layer_index, int
   CLTTT_TRY(op_rmsnorm(kernels, session->xn, (int)d, session->x, (int)d, layer->input_norm, n, (int)d,
                        config->rms_norm_eps));
   /* qkv (n x (q_dim + 2 kv_dim)) = xn (n x d) Wqkv^T */
-  CLTTT_TRY(gemm_linear(kernels, "q, k, v projections", (size_t)n, width, d, view(session->xn, 0, d),
-                        view(layer->qkv, 0, d), 0.0f, view(session->qkv, 0, width)));
+  CLTTT_TRY(gemm_weight(kernels, "q, k, v projections", (size_t)n, view(session->xn, 0, d), &layer->qkv, 0.0f,
+                        view(session->qkv, 0, width)));
   CLTTT_TRY(op_add_bias_rows(kernels, session->qkv, layer->qkv_bias, n, (int)width, (int)width));
 
   const rope_problem rope = {session->qkv,        (int)width,
@@ -66,9 +66,8 @@ static clttt_status attention_block(clttt_session *session, int layer_index, int
   CLTTT_TRY(attention_forward(kernels, &problem, &session->attention_work));
 
   /* delta (n x d) = attention (n x q_dim) Wo^T */
-  CLTTT_TRY(gemm_linear(kernels, "attention output projection", (size_t)n, d, q_dim,
-                        view(session->attention, 0, q_dim), view(layer->o, 0, q_dim), 0.0f,
-                        view(session->delta, 0, d)));
+  CLTTT_TRY(gemm_weight(kernels, "attention output projection", (size_t)n, view(session->attention, 0, q_dim),
+                        &layer->o, 0.0f, view(session->delta, 0, d)));
   CLTTT_TRY(op_add_bias_rows(kernels, session->delta, layer->o_bias, n, (int)d, (int)d));
   /* x += delta */
   return op_add_in_place(kernels, session->x, session->delta, (size_t)n * d);
@@ -83,8 +82,8 @@ static clttt_status mlp_block(clttt_session *session, int layer_index, int n) {
   CLTTT_TRY(op_rmsnorm(kernels, session->xn, (int)d, session->x, (int)d, layer->post_norm, n, (int)d,
                        model->config.rms_norm_eps));
   /* gate_up (n x 2f) = xn (n x d) [Wg; Wu]^T */
-  CLTTT_TRY(gemm_linear(kernels, "MLP gate and up projections", (size_t)n, 2 * f, d, view(session->xn, 0, d),
-                        view(layer->gate_up, 0, d), 0.0f, view(session->gate_up, 0, 2 * f)));
+  CLTTT_TRY(gemm_weight(kernels, "MLP gate and up projections", (size_t)n, view(session->xn, 0, d), &layer->gate_up,
+                        0.0f, view(session->gate_up, 0, 2 * f)));
   CLTTT_TRY(op_add_bias_rows(kernels, session->gate_up, layer->gate_up_bias, n, (int)(2 * f), (int)(2 * f)));
   /* h (n x f) = silu(gate) * up */
   CLTTT_TRY(op_swiglu(kernels, session->h, session->gate_up, n, (int)f));
@@ -99,8 +98,8 @@ static clttt_status mlp_block(clttt_session *session, int layer_index, int n) {
                                   view(targets, 0, d), view(session->delta, 0, d)));
   } else {
     /* delta (n x d) = h (n x f) W_down^T + b_down */
-    CLTTT_TRY(gemm_linear(kernels, "MLP down projection", (size_t)n, d, f, view(session->h, 0, f),
-                          view(layer->down, 0, f), 0.0f, view(session->delta, 0, d)));
+    CLTTT_TRY(gemm_weight(kernels, "MLP down projection", (size_t)n, view(session->h, 0, f), &layer->down, 0.0f,
+                          view(session->delta, 0, d)));
     CLTTT_TRY(op_add_bias_rows(kernels, session->delta, layer->down_bias, n, (int)d, (int)d));
   }
   /* x += delta */
@@ -119,8 +118,8 @@ static clttt_status compute_logits(clttt_session *session, int first_row, int ro
   CLTTT_TRY(op_rmsnorm(kernels, session->xn, (int)d, source, (int)d, model->final_norm, rows, (int)d,
                        model->config.rms_norm_eps));
   /* logits (rows x vocab) = xn (rows x d) E^T */
-  return gemm_linear(kernels, "LM head", (size_t)rows, vocab, d, view(session->xn, 0, d),
-                     view(model->lm_head, 0, d), 0.0f, view(session->logits, 0, vocab));
+  return gemm_weight(kernels, "LM head", (size_t)rows, view(session->xn, 0, d), &model->lm_head, 0.0f,
+                     view(session->logits, 0, vocab));
 }
 
 /* With check_finite: fails when the residual stream has stopped being

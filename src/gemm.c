@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "weights.h"
 #include "log.h"
 
 static pthread_mutex_t clblast_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -114,4 +115,18 @@ clttt_status gemm_linear(const kernel_set *kernels, const char *what, size_t row
   /* y (rows x out) = x (rows x in) * W^T (in x out) */
   return gemm(kernels->device, what, GEMM_NO_TRANSPOSE, GEMM_TRANSPOSE, rows, out_features, in_features, 1.0f,
               x, weight, beta, y);
+}
+
+clttt_status gemm_weight(const kernel_set *kernels, const char *what, size_t rows, matrix_view x,
+                         const struct linear_weight *weight, float beta, matrix_view y) {
+  if (weight->packed) {
+    if (!kernels->has_packed)
+      return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "%s: a packed weight, kernels built without the packed GEMM",
+                        what);
+    /* Decode's single row too: the CPU variant then streams each panel
+     * contiguously, which is what a matrix-vector product wants. */
+    return packed_gemm_run(&kernels->packed, what, &weight->layout, rows, x, weight->buffer, 0, beta, y);
+  }
+  return gemm_linear(kernels, what, rows, weight->out_features, weight->in_features, x,
+                     view(weight->buffer, 0, weight->in_features), beta, y);
 }

@@ -25,4 +25,11 @@ clttt_status gemm_linear(const kernel_set *kernels, const char *what, size_t row
                          size_t in_features, matrix_view x, matrix_view weight, float beta,
                          matrix_view y);
 
+struct linear_weight;
+
+/* y (rows x out) = x (rows x in) W^T + beta y for a model weight, through
+ * our packed GEMM when the weight is packed, else gemm_linear. */
+clttt_status gemm_weight(const kernel_set *kernels, const char *what, size_t rows, matrix_view x,
+                         const struct linear_weight *weight, float beta, matrix_view y);
+
 #endif

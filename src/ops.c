@@ -64,6 +64,14 @@ clttt_status kernel_set_create(kernel_set *kernels, clttt_device *device, const 
       return status;
     }
   }
+  if (params->gemm_packed || params->update_own) {
+    clttt_status status = packed_gemm_kernels_create(&kernels->packed, device, &params->gemm, &params->update);
+    if (status != CLTTT_SUCCESS) {
+      kernel_set_release(kernels);
+      return status;
+    }
+    kernels->has_packed = 1;
+  }
   return CLTTT_SUCCESS;
 }
 
@@ -71,6 +79,8 @@ void kernel_set_release(kernel_set *kernels) {
   for (int k = 0; k < KERNEL_COUNT; k++)
     if (kernels->kernel[k])
       clReleaseKernel(kernels->kernel[k]);
+  if (kernels->has_packed)
+    packed_gemm_kernels_release(&kernels->packed);
   memset(kernels, 0, sizeof *kernels);
 }
 

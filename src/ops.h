@@ -11,6 +11,7 @@
 #ifndef CLTTT_OPS_H
 #define CLTTT_OPS_H
 
+#include "packed_gemm.h"
 #include "runtime.h"
 
 typedef enum {
@@ -39,6 +40,10 @@ typedef struct {
   int head_dim;         /* HEAD_DIM of the attention and RoPE kernels */
   int kv_half;          /* KV_HALF: the KV cache they read and write holds half */
   cl_kernel kernel[KERNEL_COUNT];
+  /* The packed GEMM and update kernels of params->gemm / params->update,
+   * when params->gemm_packed or update_own asks for them. */
+  packed_gemm_kernels packed;
+  int has_packed;
 } kernel_set;
 
 /* Builds (or finds in the device's cache) every program with `params`,

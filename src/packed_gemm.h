@@ -22,38 +22,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "gemm.h" /* matrix_view */
 #include "runtime.h"
 
-typedef enum { PACKED_GEMM_CPU = 0, PACKED_GEMM_GPU = 1 } packed_gemm_variant;
 
 /* Element types, numbered as cl/gemm.cl's WEIGHT_TYPE. bf16 and fp16 are raw
  * 16-bit values in host memory, as a safetensors checkpoint stores them. */
 typedef enum { PACKED_GEMM_F32 = 0, PACKED_GEMM_BF16 = 1, PACKED_GEMM_F16 = 2 } packed_gemm_type;
-
-/* The tunables of cl/gemm.cl; names in comments are its -D options. */
-typedef struct {
-  packed_gemm_variant variant; /* GEMM_VARIANT */
-  int nr;                      /* GEMM_NR: panel width (output features); GPU: work-group column tile */
-  int mr;                      /* GEMM_MR: CPU rows per register tile */
-  int row_block;               /* GEMM_ROW_BLOCK: CPU rows per work-item */
-  int local_k;                 /* GEMM_LOCAL_K: CPU, bf16/fp16: k converted to fp32 in local memory per slice (0: none) */
-  int tile_m;                  /* GEMM_TILE_M: GPU rows per work-group */
-  int tile_k;                  /* GEMM_TILE_K: GPU k per local-memory step; also the packed k padding */
-  int item_m, item_n;          /* GEMM_ITEM_M / GEMM_ITEM_N: GPU outputs per work-item */
-} packed_gemm_params;
-
-/* The tunables of cl/gemm_update.cl. */
-typedef struct {
-  packed_gemm_variant variant; /* UPDATE_VARIANT */
-  int nr;                      /* UPDATE_NR: CPU columns of W per work-item (multiple of 16) */
-  int mr;                      /* UPDATE_MR: CPU rows per register tile */
-  int row_block;               /* UPDATE_ROW_BLOCK: CPU rows of W per work-item */
-  int local_t;                 /* UPDATE_LOCAL_T: CPU t per slice staged in local memory (0: none) */
-  int panels;                  /* UPDATE_PANELS: CPU column slices of nr per work-item (sharing V) */
-  int tile_m, tile_n, tile_k;  /* UPDATE_TILE_M/N/K: GPU work-group tile of W, and t per step */
-  int item_m, item_n;          /* UPDATE_ITEM_M / UPDATE_ITEM_N: GPU outputs per work-item */
-} packed_gemm_update_params;
 
 /* One packed weight: W (n x k) in panels of panel_width output features,
  * n padded with zero rows to panels * panel_width, k with zero columns to

@@ -68,6 +68,16 @@ static clttt_status compute_targets(const kernel_set *kernels, const ttt_layer *
   return CLTTT_SUCCESS;
 }
 
+/* W += eta V^T h through our update kernel (UPDATE_OWN) or CLBlast. */
+static clttt_status accumulate_update(const kernel_set *kernels, const char *what, const ttt_layer *layer,
+                                      cl_mem targets, matrix_view h, matrix_view W) {
+  const size_t d = (size_t)layer->d, f = (size_t)layer->f, C = (size_t)layer->C;
+  if (kernels->params.update_own && kernels->has_packed)
+    return packed_gemm_update(&kernels->packed, what, d, f, C, layer->eta, view(targets, 0, d), h, W);
+  return gemm(kernels->device, what, GEMM_TRANSPOSE, GEMM_NO_TRANSPOSE, d, f, C, layer->eta, view(targets, 0, d), h,
+              1.0f, W);
+}
+
 clttt_status ttt_update(const kernel_set *kernels, const ttt_layer *layer, ttt_workspace *workspace,
                         cl_mem W, matrix_view h, matrix_view t) {
   cl_mem targets = NULL;
@@ -75,13 +85,13 @@ clttt_status ttt_update(const kernel_set *kernels, const ttt_layer *layer, ttt_w
   const size_t d = (size_t)layer->d, f = (size_t)layer->f;
   if (!(layer->clip_tau > 0.0f))
     /* W (d x f) += eta * V^T (d x C) h (C x f) */
-    return gemm(kernels->device, "TTT update (W += eta V^T h)", GEMM_TRANSPOSE, GEMM_NO_TRANSPOSE, d, f,
-                (size_t)layer->C, layer->eta, view(targets, 0, d), h, 1.0f, view(W, 0, f));
+    return accumulate_update(kernels, "TTT update (W += eta V^T h)", layer, targets, h, view(W, 0, f));
   if (!workspace->update)
     return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "TTT update clipping without a clipping workspace");
   /* U (d x f) = eta * V^T (d x C) h (C x f); W += min(1, tau / ||U||_F) U */
-  CLTTT_TRY(gemm(kernels->device, "TTT update (U = eta V^T h)", GEMM_TRANSPOSE, GEMM_NO_TRANSPOSE, d, f,
-                 (size_t)layer->C, layer->eta, view(targets, 0, d), h, 0.0f, view(workspace->update, 0, f)));
+  CLTTT_TRY(runtime_zero(kernels->device, workspace->update, 0, d * f * sizeof(float), "TTT update U"));
+  CLTTT_TRY(accumulate_update(kernels, "TTT update (U = eta V^T h)", layer, targets, h,
+                              view(workspace->update, 0, f)));
   CLTTT_TRY(op_row_sum_of_squares(kernels, workspace->update, (int)d, (int)f, workspace->row_sums));
   CLTTT_TRY(op_clip_scale(kernels, workspace->row_sums, (int)d, layer->clip_tau, workspace->scale));
   return op_add_scaled(kernels, W, workspace->update, workspace->scale, d * f);
@@ -247,7 +257,7 @@ clttt_status ttt_state_reset(ttt_state *state, const kernel_set *kernels, const 
       (size_t)model->config.hidden_size * (size_t)model->config.intermediate_size * sizeof(float);
   for (int i = 0; i < state->layer_count; i++)
     if (state->layers[i].fast_weight)
-      CLTTT_TRY(runtime_copy(kernels->device, state->layers[i].fast_weight, 0, model->layers[i].down, 0, bytes,
+      CLTTT_TRY(runtime_copy(kernels->device, state->layers[i].fast_weight, 0, model->layers[i].down.buffer, 0, bytes,
                              "W_down into the fast weight"));
   state->pending = 0;
   return CLTTT_SUCCESS;

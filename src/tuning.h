@@ -15,6 +15,34 @@
 
 #include "clttt.h"
 
+/* The parameters of our packed GEMM kernels (src/packed_gemm.h), part of
+ * each device's set. */
+typedef enum { PACKED_GEMM_CPU = 0, PACKED_GEMM_GPU = 1 } packed_gemm_variant;
+
+/* The tunables of cl/gemm.cl; names in comments are its -D options. */
+typedef struct {
+  packed_gemm_variant variant; /* GEMM_VARIANT */
+  int nr;                      /* GEMM_NR: panel width (output features); GPU: work-group column tile */
+  int mr;                      /* GEMM_MR: CPU rows per register tile */
+  int row_block;               /* GEMM_ROW_BLOCK: CPU rows per work-item */
+  int local_k;                 /* GEMM_LOCAL_K: CPU, bf16/fp16: k converted to fp32 in local memory per slice (0: none) */
+  int tile_m;                  /* GEMM_TILE_M: GPU rows per work-group */
+  int tile_k;                  /* GEMM_TILE_K: GPU k per local-memory step; also the packed k padding */
+  int item_m, item_n;          /* GEMM_ITEM_M / GEMM_ITEM_N: GPU outputs per work-item */
+} packed_gemm_params;
+
+/* The tunables of cl/gemm_update.cl. */
+typedef struct {
+  packed_gemm_variant variant; /* UPDATE_VARIANT */
+  int nr;                      /* UPDATE_NR: CPU columns of W per work-item (multiple of 16) */
+  int mr;                      /* UPDATE_MR: CPU rows per register tile */
+  int row_block;               /* UPDATE_ROW_BLOCK: CPU rows of W per work-item */
+  int local_t;                 /* UPDATE_LOCAL_T: CPU t per slice staged in local memory (0: none) */
+  int panels;                  /* UPDATE_PANELS: CPU column slices of nr per work-item (sharing V) */
+  int tile_m, tile_n, tile_k;  /* UPDATE_TILE_M/N/K: GPU work-group tile of W, and t per step */
+  int item_m, item_n;          /* UPDATE_ITEM_M / UPDATE_ITEM_N: GPU outputs per work-item */
+} packed_gemm_update_params;
+
 typedef struct {
   int rmsnorm_work_group_size;     /* RMSNORM_WGS: work-items reducing one row (power of two) */
   int attention_block_q;           /* ATTENTION_BLOCK_Q: queries (work-items) per work-group */
@@ -28,7 +56,11 @@ typedef struct {
   int conv_rows;                   /* TTT_CONV_ROWS: chunk rows per work-item of the TTT conv */
   int gemv_row_per_item;           /* GEMV_ROW_PER_ITEM: decode GEMV access pattern (1 CPUs, 0 GPUs) */
   int gemv_work_group_size;        /* GEMV_WGS: work-items per row (pattern 0) or rows per group (1) */
+  int gemm_packed;                 /* GEMM_PACKED: weight products through our packed GEMM (1) or CLBlast (0) */
+  int update_own;                  /* UPDATE_OWN: the TTT update through our kernel (1) or CLBlast (0) */
   int has_fp16;                    /* HAS_FP16: a device property, never tuned */
+  packed_gemm_params gemm;         /* the packed GEMM's tiles (GEMM_* of cl/gemm.cl) */
+  packed_gemm_update_params update;/* the update kernel's (UPDATE_* of cl/gemm_update.cl) */
 } tuning_params;
 
 /* One tunable: its -D name, where it lives in tuning_params, and its bounds.

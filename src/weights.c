@@ -65,6 +65,67 @@ static clttt_status load_tensor(loader *load, const char *name, int64_t rows, in
   return load_into(load, name, rows, columns, *buffer, 0);
 }
 
+/* The weight of a linear product, from one or several tensors stacked
+ * row-wise (q, k, v; gate, up), each `columns` wide. Packed for our GEMM
+ * when `pack` (the whole packed weight is staged on the host once: the
+ * panels interleave rows of every tensor), else uploaded row by row. */
+static clttt_status load_linear(loader *load, const char *const *names, const int64_t *rows, int count,
+                                int64_t columns, int pack, linear_weight *weight) {
+  clttt_model *model = load->model;
+  size_t total_rows = 0;
+  for (int i = 0; i < count; i++)
+    total_rows += (size_t)rows[i];
+  weight->out_features = total_rows;
+  weight->in_features = (size_t)columns;
+  weight->packed = pack;
+  if (!pack) {
+    CLTTT_TRY(allocate_weight(model, total_rows * (size_t)columns, names[0], &weight->buffer));
+    size_t offset = 0;
+    for (int i = 0; i < count; i++) {
+      CLTTT_TRY(load_into(load, names[i], rows[i], columns, weight->buffer, offset));
+      offset += (size_t)rows[i] * (size_t)columns;
+    }
+    return CLTTT_SUCCESS;
+  }
+  CLTTT_TRY(packed_gemm_layout_for(&model->device->tuning.gemm, PACKED_GEMM_F32, total_rows, (size_t)columns,
+                                   &weight->layout));
+  const size_t bytes = packed_gemm_bytes(&weight->layout);
+  unsigned char *host = malloc(bytes ? bytes : 1);
+  if (!host)
+    return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "packing %s (%zu bytes)", names[0], bytes);
+  clttt_status status = CLTTT_SUCCESS;
+  size_t row0 = 0;
+  for (int i = 0; i < count && status == CLTTT_SUCCESS; i++) {
+    int64_t shape[2] = {rows[i], columns};
+    status = read_tensor(load, names[i], shape, 2, (size_t)rows[i] * (size_t)columns);
+    if (status == CLTTT_SUCCESS)
+      status = packed_gemm_pack(&weight->layout, host, row0, (size_t)rows[i], load->scratch, PACKED_GEMM_F32,
+                                (size_t)columns);
+    row0 += (size_t)rows[i];
+  }
+  if (status == CLTTT_SUCCESS) {
+    model->weight_bytes += bytes;
+    status = runtime_alloc(model->device, bytes, names[0], &weight->buffer);
+  }
+  if (status == CLTTT_SUCCESS)
+    status = runtime_upload(model->device, weight->buffer, 0, bytes, host, names[0]);
+  free(host);
+  return status;
+}
+
+/* One layer's stacked linear weight `prefix.{names}.weight`. */
+static clttt_status load_stacked_linear(loader *load, const char *prefix, const char *const *names,
+                                        const int64_t *rows, int count, int64_t columns, int pack,
+                                        linear_weight *weight) {
+  char full[3][256];
+  const char *full_names[3];
+  for (int i = 0; i < count && i < 3; i++) {
+    snprintf(full[i], sizeof full[i], "%s.%s.weight", prefix, names[i]);
+    full_names[i] = full[i];
+  }
+  return load_linear(load, full_names, rows, count, columns, pack, weight);
+}
+
 /* Several tensors stacked row-wise into one buffer (q, k, v; gate, up). */
 static clttt_status load_stacked(loader *load, const char *prefix, const char *const *names,
                                  const int64_t *rows, int count, int64_t columns, const char *suffix,
@@ -105,8 +166,11 @@ static clttt_status load_layer(loader *load, int index) {
   snprintf(attention_prefix, sizeof attention_prefix, "%s.self_attn", prefix);
   static const char *const qkv_names[] = {"q_proj", "k_proj", "v_proj"};
   const int64_t qkv_rows[] = {model->q_dim, model->kv_dim, model->kv_dim};
-  CLTTT_TRY(load_stacked(load, attention_prefix, qkv_names, qkv_rows, 3, d, "weight", &layer->qkv));
-  LAYER_TENSOR("self_attn.o_proj.weight", d, model->q_dim, o);
+  const int pack = model->device->tuning.gemm_packed;
+  CLTTT_TRY(load_stacked_linear(load, attention_prefix, qkv_names, qkv_rows, 3, d, pack, &layer->qkv));
+  static const char *const o_names[] = {"o_proj"};
+  const int64_t o_rows[] = {d};
+  CLTTT_TRY(load_stacked_linear(load, attention_prefix, o_names, o_rows, 1, model->q_dim, pack, &layer->o));
   if (config->attention_bias) {
     CLTTT_TRY(load_stacked(load, attention_prefix, qkv_names, qkv_rows, 3, 0, "bias", &layer->qkv_bias));
     LAYER_TENSOR("self_attn.o_proj.bias", d, 0, o_bias);
@@ -120,14 +184,18 @@ static clttt_status load_layer(loader *load, int index) {
   snprintf(mlp_prefix, sizeof mlp_prefix, "%s.mlp", prefix);
   static const char *const gate_up_names[] = {"gate_proj", "up_proj"};
   const int64_t gate_up_rows[] = {f, f};
-  CLTTT_TRY(load_stacked(load, mlp_prefix, gate_up_names, gate_up_rows, 2, d, "weight", &layer->gate_up));
-  LAYER_TENSOR("mlp.down_proj.weight", d, f, down);
+  CLTTT_TRY(load_stacked_linear(load, mlp_prefix, gate_up_names, gate_up_rows, 2, d, pack, &layer->gate_up));
+  /* A TTT layer's fast weights start as a row-major copy of W_down, which
+   * the apply and update kernels read in that layout. */
+  layer->is_ttt = config->ttt_mode && clttt_config_is_ttt_layer(config, index);
+  static const char *const down_names[] = {"down_proj"};
+  const int64_t down_rows[] = {d};
+  CLTTT_TRY(load_stacked_linear(load, mlp_prefix, down_names, down_rows, 1, f, pack && !layer->is_ttt, &layer->down));
   if (config->mlp_bias) {
     CLTTT_TRY(load_stacked(load, mlp_prefix, gate_up_names, gate_up_rows, 2, 0, "bias", &layer->gate_up_bias));
     LAYER_TENSOR("mlp.down_proj.bias", d, 0, down_bias);
   }
 
-  layer->is_ttt = config->ttt_mode && clttt_config_is_ttt_layer(config, index);
   if (layer->is_ttt) {
     /* ttt_conv is stored as Conv1d's d x 1 x 5. */
     snprintf(name, sizeof name, "%s.mlp.ttt_conv.weight", prefix);
@@ -190,10 +258,17 @@ clttt_status model_create(clttt_model **model_out, clttt_device *device, const c
   if (status == CLTTT_SUCCESS)
     status = load_tensor(&load, "model.norm.weight", d, 0, &model->final_norm);
   if (status == CLTTT_SUCCESS) {
-    if (config->tie_word_embeddings)
-      model->lm_head = model->token_embedding;
-    else
-      status = load_tensor(&load, "lm_head.weight", config->vocab_size, d, &model->lm_head);
+    if (config->tie_word_embeddings) {
+      /* The gather reads the embedding row-major, so a tied head does too. */
+      model->lm_head.buffer = model->token_embedding;
+      model->lm_head.out_features = (size_t)config->vocab_size;
+      model->lm_head.in_features = (size_t)d;
+      model->lm_head.packed = 0;
+    } else {
+      static const char *const head_names[] = {"lm_head.weight"};
+      const int64_t head_rows[] = {config->vocab_size};
+      status = load_linear(&load, head_names, head_rows, 1, d, device->tuning.gemm_packed, &model->lm_head);
+    }
   }
   if (status == CLTTT_SUCCESS) {
     float inverse_frequency[256];
@@ -247,16 +322,16 @@ void clttt_model_free(clttt_model *model) {
     return;
   for (int i = 0; model->layers && i < model->config.num_hidden_layers; i++) {
     layer_weights *layer = &model->layers[i];
-    cl_mem *buffers[] = {&layer->input_norm, &layer->qkv,       &layer->qkv_bias,  &layer->o,
-                         &layer->o_bias,     &layer->q_norm,    &layer->k_norm,    &layer->post_norm,
-                         &layer->gate_up,    &layer->gate_up_bias, &layer->down,   &layer->down_bias,
-                         &layer->ttt_conv,   &layer->ttt_proj};
+    cl_mem *buffers[] = {&layer->input_norm,     &layer->qkv.buffer, &layer->qkv_bias,   &layer->o.buffer,
+                         &layer->o_bias,         &layer->q_norm,     &layer->k_norm,     &layer->post_norm,
+                         &layer->gate_up.buffer, &layer->gate_up_bias, &layer->down.buffer, &layer->down_bias,
+                         &layer->ttt_conv,       &layer->ttt_proj};
     for (size_t b = 0; b < sizeof buffers / sizeof buffers[0]; b++)
       runtime_release(buffers[b]);
   }
   free(model->layers);
-  if (model->lm_head != model->token_embedding)
-    runtime_release(&model->lm_head);
+  if (model->lm_head.buffer != model->token_embedding)
+    runtime_release(&model->lm_head.buffer);
   runtime_release(&model->token_embedding);
   runtime_release(&model->final_norm);
   runtime_release(&model->rope_inverse_frequency);

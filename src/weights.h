@@ -4,20 +4,32 @@
 #ifndef CLTTT_WEIGHTS_H
 #define CLTTT_WEIGHTS_H
 
+#include "packed_gemm.h"
 #include "runtime.h"
+
+/* The weight of an nn.Linear product y = x W^T: W (out x in) row-major, or
+ * packed into our GEMM's panels when the device's parameters choose that
+ * kernel (GEMM_PACKED). */
+typedef struct linear_weight {
+  cl_mem buffer;
+  size_t out_features, in_features;
+  int packed;                /* 1: `layout`'s panels; 0: row-major floats */
+  packed_gemm_layout layout;
+} linear_weight;
 
 /* One decoder layer's weights. */
 typedef struct {
   cl_mem input_norm;         /* d */
-  cl_mem qkv;                /* (q_dim + 2 kv_dim) x d: q_proj, k_proj, v_proj rows */
+  linear_weight qkv;         /* (q_dim + 2 kv_dim) x d: q_proj, k_proj, v_proj rows */
   cl_mem qkv_bias;           /* q_dim + 2 kv_dim, or NULL */
-  cl_mem o;                  /* d x q_dim */
+  linear_weight o;           /* d x q_dim */
   cl_mem o_bias;             /* d, or NULL */
   cl_mem q_norm, k_norm;     /* head_dim each (Qwen3), or NULL */
   cl_mem post_norm;          /* d */
-  cl_mem gate_up;            /* 2f x d: gate_proj rows, then up_proj rows */
+  linear_weight gate_up;     /* 2f x d: gate_proj rows, then up_proj rows */
   cl_mem gate_up_bias;       /* 2f, or NULL */
-  cl_mem down;               /* W_down, d x f: the checkpoint's, never modified */
+  linear_weight down;        /* W_down, d x f: the checkpoint's, never modified; row-major in a TTT
+                                layer, whose fast weights start as a copy of it */
   cl_mem down_bias;          /* d, or NULL */
   int is_ttt;                /* a TTT layer of a ttt_mode checkpoint */
   cl_mem ttt_conv;           /* d x 5 */
@@ -29,7 +41,7 @@ struct clttt_model {
   clttt_config config;       /* owns its TTT layer list */
   int q_dim, kv_dim, qkv_width;
   cl_mem token_embedding;    /* vocab x d */
-  cl_mem lm_head;            /* vocab x d; the same buffer as token_embedding when tied */
+  linear_weight lm_head;     /* vocab x d; row-major in token_embedding's own buffer when tied */
   cl_mem final_norm;         /* d */
   cl_mem rope_inverse_frequency; /* head_dim / 2 */
   float rope_attention_scaling;
