@@ -20,6 +20,7 @@ static const subcommand subcommands[] = {
     {"info", command_info, "describe a model directory and the memory it needs"},
     {"logits", command_logits, "write the logits of a token sequence (float32 rows)"},
     {"ppl", command_ppl, "perplexity of a text, per position bucket, TTT on/off/both"},
+    {"session", command_session, "describe a saved session file (session info F)"},
     {"tune", command_tune, "measure kernel parameters for a device and cache the fastest"},
 };
 static const int subcommand_count = (int)(sizeof subcommands / sizeof subcommands[0]);

@@ -1,5 +1,5 @@
 /* Options shared by every command that runs a model: -m, --device, --ttt,
- * --chunk, --eta, --ctx. */
+ * --chunk, --eta, --ctx, --session-in, --session-out. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -74,6 +74,12 @@ int model_options_parse(int argc, char **argv, int *index, model_options *option
   } else if (cli_option_value(argc, argv, index, "--ctx", &value, &missing)) {
     if (!missing && !parse_int(value, "--ctx", 1, &options->context))
       *error = 1;
+  } else if (cli_option_value(argc, argv, index, "--session-in", &value, &missing)) {
+    if (!missing)
+      options->session_in = value;
+  } else if (cli_option_value(argc, argv, index, "--session-out", &value, &missing)) {
+    if (!missing)
+      options->session_out = value;
   } else {
     return 0;
   }
@@ -89,7 +95,38 @@ const char *model_options_help =
     "  --ttt on|off       In-Place TTT on (the checkpoint's ttt_mode) or off (base model)\n"
     "  --chunk C          override the TTT chunk size (ttt_chunk)\n"
     "  --eta E            override the TTT step size (ttt_lr)\n"
-    "  --ctx N            context length of the session (default: what the input needs)\n";
+    "  --ctx N            context length of the session (default: what the input needs)\n"
+    "  --session-in F     continue from the session saved in F (its context, TTT\n"
+    "                     parameters and state; see 'clttt session info F')\n"
+    "  --session-out F    save the session to F when the command succeeds\n";
+
+/* The saved session of --session-in: its parameters are the file's. */
+static int open_saved_session(const model_options *options, int needed_context, loaded_model *loaded) {
+  if (options->ttt != -1 || options->chunk || options->eta != 0.0f || options->context) {
+    fprintf(stderr, "clttt: --session-in takes the context and TTT parameters from the file: "
+                    "drop --ttt/--chunk/--eta/--ctx\n");
+    return 0;
+  }
+  int status = clttt_session_load(&loaded->session, loaded->model, options->session_in);
+  if (status != CLTTT_SUCCESS) {
+    cli_report("loading the session file", status);
+    return 0;
+  }
+  clttt_session_params params = clttt_session_get_params(loaded->session);
+  int position = clttt_session_position(loaded->session);
+  if (params.context - position < needed_context) {
+    fprintf(stderr, "clttt: the session in %s is at position %d of a context of %d tokens: no room for %d more\n",
+            options->session_in, position, params.context, needed_context);
+    return 0;
+  }
+  if (!options->logits_last_only && params.logits == CLTTT_LOGITS_LAST) {
+    fprintf(stderr, "clttt: the session in %s keeps only last-row logits (saved by generate): "
+                    "this command needs every row\n", options->session_in);
+    return 0;
+  }
+  fprintf(stderr, "clttt: continuing the session in %s at position %d\n", options->session_in, position);
+  return 1;
+}
 
 int model_open(const model_options *options, int needed_context, loaded_model *loaded) {
   memset(loaded, 0, sizeof *loaded);
@@ -107,6 +144,14 @@ int model_open(const model_options *options, int needed_context, loaded_model *l
     cli_report("loading the model", status);
     model_close(loaded);
     return 0;
+  }
+  loaded->session_out = options->session_out;
+  if (options->session_in) {
+    if (!open_saved_session(options, needed_context, loaded)) {
+      model_close(loaded);
+      return 0;
+    }
+    return 1;
   }
   const clttt_config *config = clttt_model_get_config(loaded->model);
   int context = options->context ? options->context : needed_context;
@@ -144,6 +189,18 @@ int model_open(const model_options *options, int needed_context, loaded_model *l
   if (options->ttt == 1 && !config->ttt_mode)
     fprintf(stderr, "clttt: warning: --ttt on, but the checkpoint has no TTT layers (ttt_mode false)\n");
   return 1;
+}
+
+int model_finish(loaded_model *loaded, int exit_code) {
+  if (exit_code == 0 && loaded->session && loaded->session_out) {
+    int status = clttt_session_save(loaded->session, loaded->session_out);
+    if (status != CLTTT_SUCCESS) {
+      cli_report("saving the session", status);
+      exit_code = 1;
+    }
+  }
+  model_close(loaded);
+  return exit_code;
 }
 
 void model_close(loaded_model *loaded) {
