@@ -101,7 +101,7 @@ int main(int argc, char **argv) {
     clttt_session_free(loaded);
     loaded = NULL;
     start = now_seconds();
-    ok = ok && check(clttt_session_load(&loaded, model, path), "loading");
+    ok = ok && check(clttt_session_load(&loaded, model, path, 0), "loading");
     seconds = now_seconds() - start;
     best_load = seconds < best_load ? seconds : best_load;
     clttt_session_free(fork);

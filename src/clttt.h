@@ -336,8 +336,14 @@ CLTTT_API clttt_status clttt_session_save(const clttt_session *session, const ch
  * where the saved session stopped. The file must come from the same model
  * (same configuration and weights); otherwise, or when it is truncated or
  * corrupt, CLTTT_ERROR_BAD_SESSION_FILE naming what differs, and *session
- * is NULL: nothing is allocated. */
-CLTTT_API clttt_status clttt_session_load(clttt_session **session, clttt_model *model, const char *path);
+ * is NULL: nothing is allocated.
+ * context: 0 = the saved session's; else the new session's, at least the
+ * saved position (so a session saved full can grow). The state is the same
+ * either way; the logits equal the original's bit for bit as long as each
+ * feed is cut into the same batches (a batch holds min(512, context)
+ * tokens, or C when 512 < C <= 2048), else up to the order of sums. */
+CLTTT_API clttt_status clttt_session_load(clttt_session **session, clttt_model *model, const char *path,
+                                          int context);
 /* A new, independent session of the same model in the same state as
  * `source` (device copies, no file). `source` must not be fed meanwhile. */
 CLTTT_API clttt_status clttt_session_fork(clttt_session **session, const clttt_session *source);

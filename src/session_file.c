@@ -796,7 +796,7 @@ static clttt_status read_state(reader *r, const layout *l, const section *sectio
   return CLTTT_SUCCESS;
 }
 
-static clttt_status load(clttt_session **out, clttt_model *model, const char *path, reader *r) {
+static clttt_status load(clttt_session **out, clttt_model *model, const char *path, int context, reader *r) {
   uint8_t *saved = NULL, *here = NULL, params[PARAMS_BYTES];
   size_t saved_bytes = 0, here_bytes = 0;
   layout l;
@@ -804,6 +804,13 @@ static clttt_status load(clttt_session **out, clttt_model *model, const char *pa
   int count = 0;
   clttt_session *session = NULL;
   clttt_status status = read_preamble(r, path, &saved, &saved_bytes, params, &l);
+  if (status == CLTTT_SUCCESS && context > 0) {
+    /* Only the KV buffers' size follows the context; no section does. */
+    if (context < l.position || context > MAX_CONTEXT)
+      status = clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "a context of %d tokens for a session saved at position %d",
+                          context, l.position);
+    l.params.context = context;
+  }
   if (status == CLTTT_SUCCESS)
     status = model_fingerprint(model, &here, &here_bytes);
   if (status == CLTTT_SUCCESS && here_bytes != saved_bytes)
@@ -847,12 +854,12 @@ static clttt_status load(clttt_session **out, clttt_model *model, const char *pa
   return status;
 }
 
-clttt_status clttt_session_load(clttt_session **session, clttt_model *model, const char *path) {
-  if (!session || !model || !path)
-    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "clttt_session_load: NULL argument");
+clttt_status clttt_session_load(clttt_session **session, clttt_model *model, const char *path, int context) {
+  if (!session || !model || !path || context < 0)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "clttt_session_load: NULL argument or negative context");
   *session = NULL;
   reader r = {.fd = -1};
-  clttt_status status = load(session, model, path, &r);
+  clttt_status status = load(session, model, path, context, &r);
   close_reader(&r);
   if (status != CLTTT_SUCCESS)
     return clttt_fail_context(status, "loading a session");

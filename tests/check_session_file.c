@@ -53,7 +53,7 @@ static void save(const clttt_session *session, const char *path) {
 
 static clttt_session *load(clttt_model *model, const char *path) {
   clttt_session *session = NULL;
-  int status = clttt_session_load(&session, model, path);
+  int status = clttt_session_load(&session, model, path, 0);
   ck_assert_msg(status == CLTTT_SUCCESS, "load %s: %s: %s", path, clttt_status_name(status), clttt_last_error());
   return session;
 }
@@ -195,6 +195,42 @@ START_TEST(test_fork_two_continuations) {
     free(b2);
     test_fixture_close(&fixture);
   }
+}
+END_TEST
+
+/* A session saved full loads into a larger context and goes on; feeds
+ * that fit one batch in both give the same logits bit for bit. A context
+ * below the saved position is refused. */
+START_TEST(test_load_into_a_larger_context) {
+  test_fixture_model fixture;
+  test_fixture_open(&fixture, "ttt-llama-embed");
+  const int vocab = clttt_model_get_config(fixture.model)->vocab_size, n_a = 45, n_b = 20;
+  int32_t a[45], b[20];
+  sequence(a, n_a, vocab, 14);
+  sequence(b, n_b, vocab, 15);
+  float *expected = continuation(fixture.model, n_a + n_b, a, n_a, b, n_b);
+  clttt_session *full = new_session(fixture.model, n_a, 1);
+  feed(full, a, n_a, NULL);
+  ck_assert_int_eq(clttt_session_feed(full, b, 1, NULL, 0), CLTTT_ERROR_CONTEXT_FULL);
+  char path[700];
+  snprintf(path, sizeof path, "%s/full.session", fixture.dir);
+  save(full, path);
+  clttt_session_free(full);
+  clttt_session *small = (clttt_session *)&small;
+  ck_assert_int_eq(clttt_session_load(&small, fixture.model, path, n_a - 1), CLTTT_ERROR_INVALID_ARGUMENT);
+  ck_assert_ptr_null(small);
+  clttt_session *grown = NULL;
+  int status = clttt_session_load(&grown, fixture.model, path, n_a + n_b);
+  ck_assert_msg(status == CLTTT_SUCCESS, "%s", clttt_last_error());
+  ck_assert_int_eq(clttt_session_get_params(grown).context, n_a + n_b);
+  ck_assert_int_eq(clttt_session_position(grown), n_a);
+  float *got = malloc((size_t)n_b * (size_t)vocab * sizeof *got);
+  feed(grown, b, n_b, got);
+  ck_assert(bit_identical(got, expected, (size_t)n_b * (size_t)vocab));
+  clttt_session_free(grown);
+  free(got);
+  free(expected);
+  test_fixture_close(&fixture);
 }
 END_TEST
 
@@ -372,7 +408,7 @@ static void expect_refused(clttt_model *model, clttt_device *device, const char 
   uint64_t before = 0, after = 0;
   ck_assert_int_eq(clttt_device_memory(device, &before, NULL, 0), CLTTT_SUCCESS);
   clttt_session *session = (clttt_session *)&session; /* must be overwritten with NULL */
-  int got = clttt_session_load(&session, model, path);
+  int got = clttt_session_load(&session, model, path, 0);
   const char *message = clttt_last_error();
   printf("%-34s %s: %s\n", what, clttt_status_name(got), message);
   ck_assert_msg(got == status, "%s: %s (%s), expected %s", what, clttt_status_name(got), message,
@@ -512,7 +548,7 @@ START_TEST(test_bad_files_are_refused) {
 
   /* Not there at all: an I/O error, not a bad file. */
   clttt_session *none = NULL;
-  ck_assert_int_eq(clttt_session_load(&none, model, "/nonexistent/dir/x.session"), CLTTT_ERROR_IO);
+  ck_assert_int_eq(clttt_session_load(&none, model, "/nonexistent/dir/x.session", 0), CLTTT_ERROR_IO);
   ck_assert_ptr_null(none);
   /* The good file still loads after all that. */
   write_all(path, good, size);
@@ -630,6 +666,7 @@ static Suite *session_file_suite(void) {
   TCase *state = tcase_create("state");
   tcase_add_test(state, test_save_load_continues_exactly);
   tcase_add_test(state, test_fork_two_continuations);
+  tcase_add_test(state, test_load_into_a_larger_context);
   tcase_add_test(state, test_ttt_off_and_empty_sessions);
   tcase_add_test(state, test_token_history);
   tcase_add_test(state, test_info_describes_the_file);

@@ -96,29 +96,43 @@ const char *model_options_help =
     "  --chunk C          override the TTT chunk size (ttt_chunk)\n"
     "  --eta E            override the TTT step size (ttt_lr)\n"
     "  --ctx N            context length of the session (default: what the input needs)\n"
-    "  --session-in F     continue from the session saved in F (its context, TTT\n"
-    "                     parameters and state; see 'clttt session info F')\n"
+    "  --session-in F     continue from the session saved in F (its TTT parameters\n"
+    "                     and state; its context, grown if the input needs more,\n"
+    "                     or --ctx; see 'clttt session info F')\n"
     "  --session-out F    save the session to F when the command succeeds\n";
 
 /* The saved session of --session-in: its parameters are the file's. */
+/* The saved session of --session-in: its TTT parameters are the file's; its
+ * context is --ctx, else the file's, grown when the input needs more. */
 static int open_saved_session(const model_options *options, int needed_context, loaded_model *loaded) {
-  if (options->ttt != -1 || options->chunk || options->eta != 0.0f || options->context) {
-    fprintf(stderr, "clttt: --session-in takes the context and TTT parameters from the file: "
-                    "drop --ttt/--chunk/--eta/--ctx\n");
+  if (options->ttt != -1 || options->chunk || options->eta != 0.0f) {
+    fprintf(stderr, "clttt: --session-in takes the TTT parameters from the file: drop --ttt/--chunk/--eta\n");
     return 0;
   }
-  int status = clttt_session_load(&loaded->session, loaded->model, options->session_in);
+  clttt_session_file_info info;
+  int status = clttt_session_read_info(options->session_in, &info);
+  if (status != CLTTT_SUCCESS) {
+    cli_report("reading the session file", status);
+    return 0;
+  }
+  int context = options->context;
+  if (!context && info.params.context - info.position < needed_context) {
+    context = info.position + needed_context;
+    fprintf(stderr, "clttt: the session in %s is at position %d of %d tokens: growing its context to %d\n",
+            options->session_in, info.position, info.params.context, context);
+  }
+  if (context && context - info.position < needed_context) {
+    fprintf(stderr, "clttt: the session in %s is at position %d: --ctx %d leaves no room for %d more tokens\n",
+            options->session_in, info.position, context, needed_context);
+    return 0;
+  }
+  status = clttt_session_load(&loaded->session, loaded->model, options->session_in, context);
   if (status != CLTTT_SUCCESS) {
     cli_report("loading the session file", status);
     return 0;
   }
   clttt_session_params params = clttt_session_get_params(loaded->session);
   int position = clttt_session_position(loaded->session);
-  if (params.context - position < needed_context) {
-    fprintf(stderr, "clttt: the session in %s is at position %d of a context of %d tokens: no room for %d more\n",
-            options->session_in, position, params.context, needed_context);
-    return 0;
-  }
   if (!options->logits_last_only && params.logits == CLTTT_LOGITS_LAST) {
     fprintf(stderr, "clttt: the session in %s keeps only last-row logits (saved by generate): "
                     "this command needs every row\n", options->session_in);

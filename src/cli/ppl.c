@@ -223,7 +223,8 @@ int command_ppl(int argc, char **argv) {
     open_options.ttt = -1;
   if (!options.session_in)
     open_options.context = n;
-  if (!model_open(&open_options, options.session_in ? 2 : n, &loaded))
+  /* A saved session grows to hold the whole text unless --ctx says otherwise. */
+  if (!model_open(&open_options, options.session_in && options.context ? 2 : n, &loaded))
     goto done;
   if (options.session_in) {
     int room = clttt_session_get_params(loaded.session).context - clttt_session_position(loaded.session);
