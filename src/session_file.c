@@ -16,9 +16,11 @@
  * hosts, so payloads are host memory as it is). Every size a file states is
  * checked against what its own fingerprint and parameters imply, and their
  * sum against the file's length, before anything is sized from it. */
+#define _GNU_SOURCE /* sync_file_range */
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -443,27 +445,130 @@ static clttt_status decode_layout(const char *path, const uint8_t *model, size_t
 /* ---------------------------------------------------------------- */
 /* Writing                                                            */
 
+/* The file is written by a second thread while this one downloads and
+ * checksums the next piece into the other of two staging buffers: on a CPU
+ * device each side takes about as long as the other, so a save takes
+ * little more than the write alone. */
 typedef struct {
   const char *path; /* the temporary file, for messages */
   int fd;
   uint64_t offset;
-  uint8_t *staging;
+  uint8_t *staging[2];
+  int next_staging;
   const clttt_device *device;
+  pthread_t thread;
+  int thread_started;
+  pthread_mutex_t lock;
+  pthread_cond_t changed;
+  const uint8_t *job; /* what the thread writes now (NULL: idle) */
+  size_t job_bytes;
+  uint64_t job_offset;
+  int quit;
+  int lock_ready;
+  int failed_errno;   /* the thread's first failure */
+  uint64_t failed_offset;
 } writer;
 
-static clttt_status write_at(writer *w, const void *data, size_t bytes, uint64_t offset) {
-  const uint8_t *p = data;
+/* 0, or the errno of the failure. */
+static int write_fully(int fd, const uint8_t *p, size_t bytes, uint64_t offset) {
   while (bytes > 0) {
-    ssize_t wrote = pwrite(w->fd, p, bytes, (off_t)offset);
+    ssize_t wrote = pwrite(fd, p, bytes, (off_t)offset);
     if (wrote < 0 && errno == EINTR)
       continue;
     if (wrote <= 0)
-      return clttt_fail(CLTTT_ERROR_IO, "writing '%s' at byte %llu: %s", w->path, (unsigned long long)offset,
-                        wrote < 0 ? strerror(errno) : "nothing written");
+      return wrote < 0 ? errno : EIO;
     p += wrote;
     bytes -= (size_t)wrote;
     offset += (uint64_t)wrote;
   }
+  return 0;
+}
+
+static void *write_thread(void *argument) {
+  writer *w = argument;
+  pthread_mutex_lock(&w->lock);
+  for (;;) {
+    while (!w->job && !w->quit)
+      pthread_cond_wait(&w->changed, &w->lock);
+    if (!w->job)
+      break;
+    const uint8_t *data = w->job;
+    const size_t bytes = w->job_bytes;
+    const uint64_t offset = w->job_offset;
+    const int failed = w->failed_errno;
+    pthread_mutex_unlock(&w->lock);
+    int error = failed ? 0 : write_fully(w->fd, data, bytes, offset);
+#ifdef SYNC_FILE_RANGE_WRITE
+    /* Starts the disk write of this piece now, so that the final fsync
+     * (which alone guarantees it) has little left to wait for. */
+    if (!error && !failed)
+      sync_file_range(w->fd, (off_t)offset, (off_t)bytes, SYNC_FILE_RANGE_WRITE);
+#endif
+    pthread_mutex_lock(&w->lock);
+    if (error && !w->failed_errno) {
+      w->failed_errno = error;
+      w->failed_offset = offset;
+    }
+    w->job = NULL;
+    pthread_cond_broadcast(&w->changed);
+  }
+  pthread_mutex_unlock(&w->lock);
+  return NULL;
+}
+
+static clttt_status writer_open(writer *w) {
+  pthread_mutex_init(&w->lock, NULL);
+  pthread_cond_init(&w->changed, NULL);
+  w->lock_ready = 1;
+  for (int i = 0; i < 2; i++) {
+    w->staging[i] = malloc(STAGING_BYTES);
+    if (!w->staging[i])
+      return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "allocating %zu bytes of staging", (size_t)STAGING_BYTES);
+  }
+  /* Without a thread every write is made in this one, in order. */
+  w->thread_started = pthread_create(&w->thread, NULL, write_thread, w) == 0;
+  return CLTTT_SUCCESS;
+}
+
+static void writer_close(writer *w) {
+  if (w->thread_started) {
+    pthread_mutex_lock(&w->lock);
+    w->quit = 1;
+    pthread_cond_broadcast(&w->changed);
+    pthread_mutex_unlock(&w->lock);
+    pthread_join(w->thread, NULL);
+  }
+  if (w->lock_ready) {
+    pthread_mutex_destroy(&w->lock);
+    pthread_cond_destroy(&w->changed);
+  }
+  free(w->staging[0]);
+  free(w->staging[1]);
+}
+
+/* Waits until the thread has written everything handed to it. */
+static clttt_status writer_idle(writer *w) {
+  if (!w->thread_started)
+    return CLTTT_SUCCESS;
+  pthread_mutex_lock(&w->lock);
+  while (w->job)
+    pthread_cond_wait(&w->changed, &w->lock);
+  const int error = w->failed_errno;
+  const uint64_t offset = w->failed_offset;
+  pthread_mutex_unlock(&w->lock);
+  if (error)
+    return clttt_fail(CLTTT_ERROR_IO, "writing '%s' at byte %llu: %s", w->path, (unsigned long long)offset,
+                      strerror(error));
+  return CLTTT_SUCCESS;
+}
+
+/* Writes in this thread, once the writing thread is idle. */
+static clttt_status write_at(writer *w, const void *data, size_t bytes, uint64_t offset) {
+  CLTTT_TRY(writer_idle(w));
+  int error = write_fully(w->fd, data, bytes, offset);
+  if (error)
+    return clttt_fail(CLTTT_ERROR_IO, "writing '%s' at byte %llu: %s", w->path, (unsigned long long)offset,
+                      strerror(error));
   return CLTTT_SUCCESS;
 }
 
@@ -473,8 +578,24 @@ static clttt_status write_bytes(writer *w, const void *data, size_t bytes) {
   return CLTTT_SUCCESS;
 }
 
+/* Hands a filled staging buffer to the writing thread. The other buffer is
+ * free again once the previous piece is written, which this waits for. */
+static clttt_status write_staged(writer *w, const uint8_t *buffer, size_t bytes) {
+  if (!w->thread_started)
+    return write_bytes(w, buffer, bytes);
+  CLTTT_TRY(writer_idle(w));
+  pthread_mutex_lock(&w->lock);
+  w->job = buffer;
+  w->job_bytes = bytes;
+  w->job_offset = w->offset;
+  pthread_cond_broadcast(&w->changed);
+  pthread_mutex_unlock(&w->lock);
+  w->offset += bytes;
+  return CLTTT_SUCCESS;
+}
+
 /* The section header goes in last, once the payload's checksum is known:
- * the payload streams from the device through one staging buffer. */
+ * the payload streams from the device through the staging buffers. */
 static clttt_status write_section(writer *w, const section *s) {
   const uint64_t start = w->offset;
   uint8_t header[SECTION_HEADER_BYTES] = {0};
@@ -491,10 +612,12 @@ static clttt_status write_section(writer *w, const section *s) {
     }
     for (size_t done = 0; done < part->bytes;) {
       size_t piece = part->bytes - done < STAGING_BYTES ? part->bytes - done : STAGING_BYTES;
-      CLTTT_TRY(runtime_download(w->device, part->buffer, part->offset + done, piece, w->staging,
+      uint8_t *staging = w->staging[w->next_staging];
+      w->next_staging ^= 1;
+      CLTTT_TRY(runtime_download(w->device, part->buffer, part->offset + done, piece, staging,
                                  section_name(s->kind)));
-      crc = crc32_z(crc, w->staging, piece);
-      CLTTT_TRY(write_bytes(w, w->staging, piece));
+      crc = crc32_z(crc, staging, piece);
+      CLTTT_TRY(write_staged(w, staging, piece));
       done += piece;
     }
   }
@@ -545,6 +668,7 @@ static clttt_status write_file(writer *w, const section *sections, int count) {
     CLTTT_TRY(write_section(w, &sections[i]));
     test_hook(i + 1);
   }
+  CLTTT_TRY(writer_idle(w));
   if (fsync(w->fd) != 0)
     return clttt_fail(CLTTT_ERROR_IO, "syncing '%s': %s", w->path, strerror(errno));
   return CLTTT_SUCCESS;
@@ -583,19 +707,25 @@ clttt_status clttt_session_save(const clttt_session *session, const char *path) 
   /* Beside the target, so that the rename stays inside one file system. */
   char temporary[4200];
   int written = snprintf(temporary, sizeof temporary, "%s.tmp-XXXXXX", path);
-  writer w = {temporary, -1, 0, malloc(STAGING_BYTES), session->model->device};
+  writer w;
+  memset(&w, 0, sizeof w);
+  w.path = temporary;
+  w.fd = -1;
+  w.device = session->model->device;
   if (status == CLTTT_SUCCESS && (written < 0 || (size_t)written >= sizeof temporary))
     status = clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "session file path of %zu characters: too long",
                         strlen(path));
-  if (status == CLTTT_SUCCESS && !w.staging)
-    status = clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "allocating %zu bytes of staging", (size_t)STAGING_BYTES);
   if (status == CLTTT_SUCCESS) {
     w.fd = mkstemp(temporary);
     if (w.fd < 0)
       status = clttt_fail(CLTTT_ERROR_IO, "creating '%s': %s", temporary, strerror(errno));
   }
   if (status == CLTTT_SUCCESS)
+    status = writer_open(&w);
+  if (status == CLTTT_SUCCESS)
     status = write_file(&w, sections, count);
+  /* The thread is gone before the file is closed or its buffers freed. */
+  writer_close(&w);
   if (w.fd >= 0 && close(w.fd) != 0 && status == CLTTT_SUCCESS)
     status = clttt_fail(CLTTT_ERROR_IO, "closing '%s': %s", temporary, strerror(errno));
   if (status == CLTTT_SUCCESS) {
@@ -609,7 +739,6 @@ clttt_status clttt_session_save(const clttt_session *session, const char *path) 
     test_hook(-2);
     status = sync_directory(path);
   }
-  free(w.staging);
   free(sections);
   free(model_payload);
   if (status != CLTTT_SUCCESS)
