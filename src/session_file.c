@@ -445,16 +445,24 @@ static clttt_status decode_layout(const char *path, const uint8_t *model, size_t
 /* ---------------------------------------------------------------- */
 /* Writing                                                            */
 
-/* The file is written by a second thread while this one downloads and
- * checksums the next piece into the other of two staging buffers: on a CPU
- * device each side takes about as long as the other, so a save takes
- * little more than the write alone. */
+/* The file is produced as one stream through two aligned staging buffers:
+ * this thread downloads and checksums into one while a second thread
+ * writes the other. Writes bypass the page cache (O_DIRECT) where the file
+ * system allows it: on the development VM a buffered write of a few hundred
+ * MB ran at about 0.5 GB/s, a direct one at 1.3-1.5 GB/s. Direct I/O takes
+ * whole aligned blocks: the last one is padded and the file truncated to
+ * its length afterwards, and the section headers, whose checksums are
+ * known only after their payloads, are patched into their blocks at the
+ * end. */
+#define BLOCK_BYTES 4096
+
 typedef struct {
   const char *path; /* the temporary file, for messages */
   int fd;
-  uint64_t offset;
-  uint8_t *staging[2];
-  int next_staging;
+  uint8_t *buffer[2];
+  int current;        /* the buffer being filled */
+  size_t fill;        /* bytes in it */
+  uint64_t flushed;   /* file offset of its first byte */
   const clttt_device *device;
   pthread_t thread;
   int thread_started;
@@ -499,8 +507,8 @@ static void *write_thread(void *argument) {
     pthread_mutex_unlock(&w->lock);
     int error = failed ? 0 : write_fully(w->fd, data, bytes, offset);
 #ifdef SYNC_FILE_RANGE_WRITE
-    /* Starts the disk write of this piece now, so that the final fsync
-     * (which alone guarantees it) has little left to wait for. */
+    /* Without O_DIRECT: starts the disk write of this piece now, so that
+     * the final fsync (which alone guarantees it) has little left to do. */
     if (!error && !failed)
       sync_file_range(w->fd, (off_t)offset, (off_t)bytes, SYNC_FILE_RANGE_WRITE);
 #endif
@@ -521,10 +529,15 @@ static clttt_status writer_open(writer *w) {
   pthread_cond_init(&w->changed, NULL);
   w->lock_ready = 1;
   for (int i = 0; i < 2; i++) {
-    w->staging[i] = malloc(STAGING_BYTES);
-    if (!w->staging[i])
+    w->buffer[i] = aligned_alloc(BLOCK_BYTES, STAGING_BYTES);
+    if (!w->buffer[i])
       return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "allocating %zu bytes of staging", (size_t)STAGING_BYTES);
   }
+  /* Not every file system takes O_DIRECT (tmpfs does not): then the page
+   * cache it is. */
+  int flags = fcntl(w->fd, F_GETFL);
+  if (flags != -1)
+    (void)fcntl(w->fd, F_SETFL, flags | O_DIRECT);
   /* Without a thread every write is made in this one, in order. */
   w->thread_started = pthread_create(&w->thread, NULL, write_thread, w) == 0;
   return CLTTT_SUCCESS;
@@ -542,8 +555,8 @@ static void writer_close(writer *w) {
     pthread_mutex_destroy(&w->lock);
     pthread_cond_destroy(&w->changed);
   }
-  free(w->staging[0]);
-  free(w->staging[1]);
+  free(w->buffer[0]);
+  free(w->buffer[1]);
 }
 
 /* Waits until the thread has written everything handed to it. */
@@ -562,64 +575,67 @@ static clttt_status writer_idle(writer *w) {
   return CLTTT_SUCCESS;
 }
 
-/* Writes in this thread, once the writing thread is idle. */
-static clttt_status write_at(writer *w, const void *data, size_t bytes, uint64_t offset) {
+static uint64_t writer_offset(const writer *w) { return w->flushed + w->fill; }
+
+/* Hands the current buffer's first `bytes` (its fill, or the fill padded
+ * to whole blocks at the end) to the thread and starts on the other one,
+ * which is free once the previous piece is written. */
+static clttt_status flush(writer *w, size_t bytes) {
   CLTTT_TRY(writer_idle(w));
-  int error = write_fully(w->fd, data, bytes, offset);
-  if (error)
-    return clttt_fail(CLTTT_ERROR_IO, "writing '%s' at byte %llu: %s", w->path, (unsigned long long)offset,
-                      strerror(error));
+  if (w->thread_started) {
+    pthread_mutex_lock(&w->lock);
+    w->job = w->buffer[w->current];
+    w->job_bytes = bytes;
+    w->job_offset = w->flushed;
+    pthread_cond_broadcast(&w->changed);
+    pthread_mutex_unlock(&w->lock);
+  } else {
+    int error = write_fully(w->fd, w->buffer[w->current], bytes, w->flushed);
+    if (error)
+      return clttt_fail(CLTTT_ERROR_IO, "writing '%s' at byte %llu: %s", w->path,
+                        (unsigned long long)w->flushed, strerror(error));
+  }
+  w->flushed += w->fill;
+  w->fill = 0;
+  w->current ^= 1;
   return CLTTT_SUCCESS;
 }
 
-static clttt_status write_bytes(writer *w, const void *data, size_t bytes) {
-  CLTTT_TRY(write_at(w, data, bytes, w->offset));
-  w->offset += bytes;
+/* Appends host bytes (crc may be NULL) or, with a buffer, device bytes
+ * downloaded straight into the stream. */
+static clttt_status append(writer *w, const void *host, cl_mem buffer, size_t offset, size_t bytes, uLong *crc,
+                           const char *what) {
+  const uint8_t *p = host;
+  while (bytes > 0) {
+    size_t piece = STAGING_BYTES - w->fill < bytes ? STAGING_BYTES - w->fill : bytes;
+    uint8_t *target = w->buffer[w->current] + w->fill;
+    if (buffer)
+      CLTTT_TRY(runtime_download(w->device, buffer, offset, piece, target, what));
+    else
+      memcpy(target, p + offset, piece);
+    if (crc)
+      *crc = crc32_z(*crc, target, piece);
+    w->fill += piece;
+    offset += piece;
+    bytes -= piece;
+    if (w->fill == STAGING_BYTES)
+      CLTTT_TRY(flush(w, STAGING_BYTES));
+  }
   return CLTTT_SUCCESS;
 }
 
-/* Hands a filled staging buffer to the writing thread. The other buffer is
- * free again once the previous piece is written, which this waits for. */
-static clttt_status write_staged(writer *w, const uint8_t *buffer, size_t bytes) {
-  if (!w->thread_started)
-    return write_bytes(w, buffer, bytes);
-  CLTTT_TRY(writer_idle(w));
-  pthread_mutex_lock(&w->lock);
-  w->job = buffer;
-  w->job_bytes = bytes;
-  w->job_offset = w->offset;
-  pthread_cond_broadcast(&w->changed);
-  pthread_mutex_unlock(&w->lock);
-  w->offset += bytes;
-  return CLTTT_SUCCESS;
-}
-
-/* The section header goes in last, once the payload's checksum is known:
- * the payload streams from the device through the staging buffers. */
-static clttt_status write_section(writer *w, const section *s) {
-  const uint64_t start = w->offset;
-  uint8_t header[SECTION_HEADER_BYTES] = {0};
-  CLTTT_TRY(write_bytes(w, header, sizeof header));
+/* A section into the stream, its header zero for now; `header` receives
+ * the header to patch in at `header_offset`. */
+static clttt_status write_section(writer *w, const section *s, uint64_t *header_offset,
+                                  uint8_t header[SECTION_HEADER_BYTES]) {
+  *header_offset = writer_offset(w);
+  memset(header, 0, SECTION_HEADER_BYTES);
+  CLTTT_TRY(append(w, header, NULL, 0, SECTION_HEADER_BYTES, NULL, "a section header"));
   uLong crc = crc32(0L, Z_NULL, 0);
   for (int i = 0; i < s->part_count; i++) {
     const segment *part = &s->parts[i];
-    if (!part->buffer) {
-      if (part->bytes > 0) {
-        crc = crc32_z(crc, part->host, part->bytes);
-        CLTTT_TRY(write_bytes(w, part->host, part->bytes));
-      }
-      continue;
-    }
-    for (size_t done = 0; done < part->bytes;) {
-      size_t piece = part->bytes - done < STAGING_BYTES ? part->bytes - done : STAGING_BYTES;
-      uint8_t *staging = w->staging[w->next_staging];
-      w->next_staging ^= 1;
-      CLTTT_TRY(runtime_download(w->device, part->buffer, part->offset + done, piece, staging,
-                                 section_name(s->kind)));
-      crc = crc32_z(crc, staging, piece);
-      CLTTT_TRY(write_staged(w, staging, piece));
-      done += piece;
-    }
+    if (part->bytes > 0)
+      CLTTT_TRY(append(w, part->host, part->buffer, part->offset, part->bytes, &crc, section_name(s->kind)));
   }
   put32(header + 0, s->kind);
   put32(header + 4, s->layer);
@@ -627,7 +643,24 @@ static clttt_status write_section(writer *w, const section *s) {
   put64(header + 16, s->bytes);
   put32(header + 24, (uint32_t)crc);
   put32(header + 28, (uint32_t)crc32(0L, header, 28));
-  return write_at(w, header, sizeof header, start);
+  return CLTTT_SUCCESS;
+}
+
+/* Writes `bytes` at `offset` inside the written (block-padded) file by
+ * rewriting the whole blocks around them. */
+static clttt_status patch(writer *w, uint64_t offset, const uint8_t *bytes, size_t count, uint8_t *blocks) {
+  const uint64_t first = offset / BLOCK_BYTES * BLOCK_BYTES;
+  const size_t span = (size_t)((offset + count + BLOCK_BYTES - 1) / BLOCK_BYTES * BLOCK_BYTES - first);
+  ssize_t got = pread(w->fd, blocks, span, (off_t)first);
+  if (got != (ssize_t)span)
+    return clttt_fail(CLTTT_ERROR_IO, "reading back '%s' at byte %llu: %s", w->path, (unsigned long long)first,
+                      got < 0 ? strerror(errno) : "short read");
+  memcpy(blocks + (offset - first), bytes, count);
+  int error = write_fully(w->fd, blocks, span, first);
+  if (error)
+    return clttt_fail(CLTTT_ERROR_IO, "writing '%s' at byte %llu: %s", w->path, (unsigned long long)first,
+                      strerror(error));
+  return CLTTT_SUCCESS;
 }
 
 /* The directory holding `path`, synced so that the rename itself is durable. */
@@ -652,7 +685,8 @@ static clttt_status sync_directory(const char *path) {
   return CLTTT_SUCCESS;
 }
 
-static clttt_status write_file(writer *w, const section *sections, int count) {
+static clttt_status write_sections(writer *w, const section *sections, int count, uint64_t *header_offsets,
+                                   uint8_t (*headers)[SECTION_HEADER_BYTES]) {
   uint8_t header[HEADER_BYTES] = {0};
   memcpy(header, MAGIC, 8);
   put32(header + 8, FORMAT_VERSION);
@@ -662,16 +696,38 @@ static clttt_status write_file(writer *w, const section *sections, int count) {
   put64(header + 24, file_bytes_of(sections, count));
   put32(header + 32, 1); /* devices the state is split over */
   put32(header + 60, (uint32_t)crc32(0L, header, 60));
-  CLTTT_TRY(write_bytes(w, header, sizeof header));
+  CLTTT_TRY(append(w, header, NULL, 0, sizeof header, NULL, "the header"));
   test_hook(0);
   for (int i = 0; i < count; i++) {
-    CLTTT_TRY(write_section(w, &sections[i]));
+    CLTTT_TRY(write_section(w, &sections[i], &header_offsets[i], headers[i]));
     test_hook(i + 1);
   }
+  const uint64_t length = writer_offset(w);
+  const size_t padded = (w->fill + BLOCK_BYTES - 1) / BLOCK_BYTES * BLOCK_BYTES;
+  memset(w->buffer[w->current] + w->fill, 0, padded - w->fill);
+  if (w->fill > 0)
+    CLTTT_TRY(flush(w, padded));
   CLTTT_TRY(writer_idle(w));
+  /* The thread is idle: a staging buffer serves as the blocks to patch. */
+  for (int i = 0; i < count; i++)
+    CLTTT_TRY(patch(w, header_offsets[i], headers[i], SECTION_HEADER_BYTES, w->buffer[0]));
+  if (ftruncate(w->fd, (off_t)length) != 0)
+    return clttt_fail(CLTTT_ERROR_IO, "truncating '%s' to %llu bytes: %s", w->path, (unsigned long long)length,
+                      strerror(errno));
   if (fsync(w->fd) != 0)
     return clttt_fail(CLTTT_ERROR_IO, "syncing '%s': %s", w->path, strerror(errno));
   return CLTTT_SUCCESS;
+}
+
+static clttt_status write_file(writer *w, const section *sections, int count) {
+  uint64_t *header_offsets = calloc((size_t)count, sizeof *header_offsets);
+  uint8_t(*headers)[SECTION_HEADER_BYTES] = calloc((size_t)count, sizeof *headers);
+  clttt_status status = header_offsets && headers
+                            ? write_sections(w, sections, count, header_offsets, headers)
+                            : clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "allocating %d section headers", count);
+  free(header_offsets);
+  free(headers);
+  return status;
 }
 
 static layout session_layout(const clttt_session *session) {
