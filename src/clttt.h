@@ -59,7 +59,8 @@ typedef enum {
   CLTTT_ERROR_CLBLAST = -2011,            /* CLBlast returned one of its own codes */
   CLTTT_ERROR_BAD_TOKENIZER = -2012,
   CLTTT_ERROR_BAD_TUNING_FILE = -2013,
-  CLTTT_ERROR_NOT_FINITE = -2014          /* NaN or inf in logits, activations or weights */
+  CLTTT_ERROR_NOT_FINITE = -2014,         /* NaN or inf in logits, activations or weights */
+  CLTTT_ERROR_BAD_SESSION_FILE = -2015    /* truncated, corrupt, or saved from another model */
 } clttt_status;
 
 /* Name of a status: "CL_OUT_OF_RESOURCES", "CLTTT_ERROR_BAD_CHECKPOINT"... */
@@ -335,6 +336,69 @@ CLTTT_API clttt_status clttt_session_reset(clttt_session *session);
 /* Resets only the fast weights and pending chunk rows (a document boundary),
  * keeping the KV cache. */
 CLTTT_API clttt_status clttt_session_reset_fast_weights(clttt_session *session);
+
+/* The tokens fed since creation or the last clttt_session_reset, oldest
+ * first: *count (may be NULL) receives how many, which is the position.
+ * Valid until the next feed, reset or free; NULL when there are none. */
+CLTTT_API const int32_t *clttt_session_tokens(const clttt_session *session, int *count);
+
+/* ---- Session files (README.md, "Session files") ----------------------
+ * A session's whole state: parameters, tokens, the filled part of the KV
+ * cache, and each TTT layer's fast weight and pending chunk rows, with a
+ * fingerprint of the model (its configuration and a hash of its weights).
+ *
+ * Saving is atomic: the file is written beside `path` under a temporary
+ * name, synced, and renamed over `path`, so a crash at any moment leaves
+ * either the old file or the new one, whole. A crash can leave the
+ * temporary file ("<path>.tmp-XXXXXX") behind. The first save or load on a
+ * model hashes its weights once (a download of every weight). */
+CLTTT_API clttt_status clttt_session_save(const clttt_session *session, const char *path);
+/* A new session of `model` in the saved state: feeding it continues exactly
+ * where the saved session stopped. The file must come from the same model
+ * (same configuration and weights); otherwise, or when it is truncated or
+ * corrupt, CLTTT_ERROR_BAD_SESSION_FILE naming what differs, and *session
+ * is NULL: nothing is allocated.
+ * context: 0 = the saved session's; else the new session's, at least the
+ * saved position (so a session saved full can grow). The state is the same
+ * either way; the logits equal the original's bit for bit as long as each
+ * feed is cut into the same batches (a batch holds min(512, context)
+ * tokens, or C when 512 < C <= 2048), else up to the order of sums. */
+CLTTT_API clttt_status clttt_session_load(clttt_session **session, clttt_model *model, const char *path,
+                                          int context);
+/* A new, independent session of the same model in the same state as
+ * `source` (device copies, no file). `source` must not be fed meanwhile. */
+CLTTT_API clttt_status clttt_session_fork(clttt_session **session, const clttt_session *source);
+
+#define CLTTT_SESSION_INFO_TTT_LAYERS 256
+
+/* What a session file holds, read without a model ('clttt session info'). */
+typedef struct {
+  int version;                 /* of the format */
+  uint64_t file_bytes;
+  int section_count;
+  uint64_t state_bytes;        /* bytes of tokens, KV cache and TTT state */
+  int position;                /* tokens so far */
+  int pending;                 /* rows of the unfinished TTT chunk */
+  int ttt_state;               /* 1: fast weights saved (TTT on, model with TTT layers) */
+  clttt_session_params params; /* resolved */
+  int kv_dtype;                /* 0: float32 */
+  /* The model it was saved from. */
+  clttt_arch arch;
+  int hidden_size, intermediate_size, num_hidden_layers, num_attention_heads, num_key_value_heads, head_dim;
+  int vocab_size, max_position_embeddings;
+  int ttt_mode, ttt_chunk, ttt_proj;
+  float ttt_lr;
+  clttt_ttt_target ttt_target;
+  int ttt_layer_count;
+  int ttt_layers[CLTTT_SESSION_INFO_TTT_LAYERS]; /* the first ones when there are more */
+  uint64_t weight_bytes;
+  uint64_t weights_hash;       /* crc32 << 32 | adler32 of the weights as on the device */
+} clttt_session_file_info;
+
+/* Reads and checks a whole session file (every checksum) without a model:
+ * CLTTT_ERROR_IO when it cannot be read, CLTTT_ERROR_BAD_SESSION_FILE when
+ * it is malformed. */
+CLTTT_API clttt_status clttt_session_read_info(const char *path, clttt_session_file_info *info);
 
 /* Device memory, in bytes, of the weights (fp32) and of one session with
  * `params` (KV cache, activations of one batch and, with TTT on, one fast

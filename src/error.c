@@ -28,6 +28,7 @@ const char *clttt_status_name(int status) {
     NAME(CLTTT_ERROR_BAD_TOKENIZER)
     NAME(CLTTT_ERROR_BAD_TUNING_FILE)
     NAME(CLTTT_ERROR_NOT_FINITE)
+    NAME(CLTTT_ERROR_BAD_SESSION_FILE)
 #undef NAME
     /* OpenCL's codes, by value so that this file needs no OpenCL header. */
     case -1: return "CL_DEVICE_NOT_FOUND";

@@ -13,6 +13,7 @@
  *   logits = rmsnorm(x) E^T                  (n x vocab) */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "attention.h"
 #include "error.h"
@@ -175,6 +176,8 @@ static clttt_status feed_batch(clttt_session *session, const int32_t *tokens, in
   }
   if (session->uses_ttt)
     ttt_state_advance(&session->ttt, n);
+  /* Room was reserved by clttt_session_feed. */
+  memcpy(session->history + session->position, tokens, (size_t)n * sizeof *tokens);
   session->position += n;
   if (!logits)
     return runtime_finish(model->device);
@@ -200,6 +203,7 @@ clttt_status clttt_session_feed(clttt_session *session, const int32_t *tokens, i
     return clttt_fail(CLTTT_ERROR_CONTEXT_FULL,
                       "%d tokens at position %d exceed the session's context of %d tokens", n,
                       session->position, session->params.context);
+  CLTTT_TRY(session_reserve_history(session, n));
   const size_t vocab = (size_t)session->model->config.vocab_size;
   for (int done = 0; done < n;) {
     int batch = n - done < session->batch_capacity ? n - done : session->batch_capacity;

@@ -261,6 +261,11 @@ clttt_status clttt_session_create(clttt_session **session_out, clttt_model *mode
 void clttt_session_free(clttt_session *session) {
   if (!session)
     return;
+  /* Commands still in flight hold references to the buffers, and a buffer
+   * released while referenced is not subtracted from the device's memory
+   * account (runtime_release): a session freed right after creation (a
+   * failed load) would otherwise leave its fast weights counted. */
+  runtime_finish(session->model->device);
   ttt_state_free(&session->ttt);
   for (int i = 0; i < session->model->config.num_hidden_layers; i++) {
     if (session->k_cache)
@@ -270,6 +275,7 @@ void clttt_session_free(clttt_session *session) {
   }
   free(session->k_cache);
   free(session->v_cache);
+  free(session->history);
   buffer_plan plan[BUFFER_COUNT];
   int batch, logits_rows, block_rows;
   plan_buffers(&session->model->config, &session->params, plan, &batch, &logits_rows, &block_rows);
@@ -299,4 +305,37 @@ clttt_status clttt_session_reset(clttt_session *session) {
   CLTTT_TRY(clttt_session_reset_fast_weights(session));
   session->position = 0;
   return CLTTT_SUCCESS;
+}
+
+const int32_t *clttt_session_tokens(const clttt_session *session, int *count) {
+  if (count)
+    *count = session ? session->position : 0;
+  return session && session->position > 0 ? session->history : NULL;
+}
+
+clttt_status session_reserve_history(clttt_session *session, int more) {
+  /* The caller has checked position + more against the context. */
+  const int needed = session->position + more;
+  if (needed <= session->history_capacity)
+    return CLTTT_SUCCESS;
+  int capacity = session->history_capacity > 0 ? session->history_capacity : 256;
+  while (capacity < needed)
+    capacity = capacity > session->params.context / 2 ? session->params.context : capacity * 2;
+  int32_t *grown = realloc(session->history, (size_t)capacity * sizeof *grown);
+  if (!grown)
+    return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "growing the token history to %d tokens", capacity);
+  session->history = grown;
+  session->history_capacity = capacity;
+  return CLTTT_SUCCESS;
+}
+
+clttt_status session_create_resolved(clttt_session **session, clttt_model *model,
+                                     const clttt_session_params *resolved) {
+  clttt_session_params params = *resolved;
+  /* A resolved tau of 0 means "off", but given to create it would mean "the
+   * checkpoint's": ask for off explicitly. Every other resolved value
+   * resolves to itself. */
+  if (params.ttt_clip_tau == 0.0f)
+    params.ttt_clip_tau = -1.0f;
+  return clttt_session_create(session, model, &params);
 }

@@ -15,6 +15,11 @@ struct clttt_session {
   int uses_ttt;                /* TTT on and the model has TTT layers */
   kernel_set kernels;          /* this session's own kernel objects */
   int position;
+  /* The tokens fed so far (position of them), for session files and
+   * clttt_session_tokens; grown before a feed touches the device, so that
+   * appending never fails half-way. */
+  int32_t *history;
+  int history_capacity;
   int batch_capacity;          /* rows per batch of the forward pass */
   int logits_rows;             /* rows the logits buffer holds */
   cl_mem *k_cache;             /* per layer: context x kv_dim */
@@ -35,5 +40,13 @@ struct clttt_session {
   cl_mem logits;      /* logits_rows x vocab */
   cl_mem counter;     /* one int: the non-finite count of op_count_nonfinite */
 };
+
+/* Room for `more` tokens after the position in the history. */
+clttt_status session_reserve_history(clttt_session *session, int more);
+/* A new session of `model` with parameters already resolved by another
+ * session (clttt_session_get_params): the same buffers, the same batching,
+ * hence the same logits. */
+clttt_status session_create_resolved(clttt_session **session, clttt_model *model,
+                                     const clttt_session_params *resolved);
 
 #endif

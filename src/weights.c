@@ -167,8 +167,10 @@ clttt_status model_create(clttt_model **model_out, clttt_device *device, const c
   if (!model)
     return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "allocating the model");
   model->device = device;
+  pthread_mutex_init(&model->fingerprint_lock, NULL);
   clttt_status copied = config_copy(&model->config, config);
   if (copied != CLTTT_SUCCESS) {
+    pthread_mutex_destroy(&model->fingerprint_lock);
     free(model);
     return copied;
   }
@@ -261,6 +263,7 @@ void clttt_model_free(clttt_model *model) {
   runtime_release(&model->final_norm);
   runtime_release(&model->rope_inverse_frequency);
   clttt_config_free(&model->config);
+  pthread_mutex_destroy(&model->fingerprint_lock);
   free(model);
 }
 

@@ -35,6 +35,12 @@ struct clttt_model {
   float rope_attention_scaling;
   layer_weights *layers;
   uint64_t weight_bytes;
+  /* The weights' hash that session files carry (session_file.c): computed
+   * at the first save or load, under the lock, since sessions of one model
+   * may be saved from several threads. */
+  pthread_mutex_t fingerprint_lock;
+  int fingerprint_ready;
+  uint32_t weights_crc32, weights_adler32;
 };
 
 /* Where weights come from: `tensor(name, shape, ndim, out, context)` fills

@@ -12,6 +12,7 @@ int command_generate(int argc, char **argv);
 int command_ppl(int argc, char **argv);
 int command_ruler(int argc, char **argv);
 int command_tune(int argc, char **argv);
+int command_session(int argc, char **argv);
 
 /* Options of every command that runs a model. */
 typedef struct {
@@ -26,12 +27,15 @@ typedef struct {
   int logits_last_only; /* the session returns only last rows (generation) */
   int check_finite;   /* --check-finite: name the layer where values stop being finite */
   int check_weights;  /* --check-weights: refuse non-finite weights at load */
+  const char *session_in;  /* continue from this session file */
+  const char *session_out; /* save the session here when the command succeeds */
 } model_options;
 
 typedef struct {
   clttt_device *device;
   clttt_model *model;
   clttt_session *session;
+  const char *session_out;
 } loaded_model;
 
 void model_options_init(model_options *options);
@@ -39,8 +43,13 @@ void model_options_init(model_options *options);
 int model_options_parse(int argc, char **argv, int *index, model_options *options, int *error);
 extern const char *model_options_help;
 /* Opens device, model and a session of max(needed_context, --ctx) tokens,
- * applying --ttt/--chunk/--eta; prints what went wrong and returns 0 on failure. */
+ * applying --ttt/--chunk/--eta; with --session-in, the saved session, which
+ * must have room for needed_context more tokens. Prints what went wrong and
+ * returns 0 on failure. */
 int model_open(const model_options *options, int needed_context, loaded_model *loaded);
+/* With --session-out and exit_code 0, saves the session; then closes.
+ * Returns the command's exit code (1 when the save failed). */
+int model_finish(loaded_model *loaded, int exit_code);
 void model_close(loaded_model *loaded);
 /* The session parameters the options ask for, with a context of `context`. */
 clttt_session_params model_session_params(const model_options *options, int context);

@@ -92,7 +92,8 @@ int command_generate(int argc, char **argv) {
   }
   int32_t *prompt_ids = NULL;
   int prompt_count = 0;
-  status = clttt_tokenizer_encode(tok, prompt, add_bos, &prompt_ids, &prompt_count);
+  /* A saved session already has its beginning: no second BOS in the middle. */
+  status = clttt_tokenizer_encode(tok, prompt, add_bos && !options.session_in, &prompt_ids, &prompt_count);
   if (status != CLTTT_SUCCESS) {
     cli_report("encoding the prompt", status);
     clttt_tokenizer_free(tok);
@@ -181,6 +182,9 @@ int command_generate(int argc, char **argv) {
     fflush(stdout);
     if (produced < count)
       status = clttt_session_feed(loaded.session, &token, 1, logits, 1);
+    else if (options.session_out)
+      /* The saved session holds every token printed, the last one too. */
+      status = clttt_session_feed(loaded.session, &token, 1, NULL, 1);
   }
   double decode_seconds = cli_now_seconds() - start;
   if (clttt_tokenizer_stream_flush(stream, &text) == CLTTT_SUCCESS)
@@ -201,7 +205,7 @@ done:
   free(history);
   clttt_tokenizer_stream_free(stream);
   clttt_sampler_free(sample);
-  model_close(&loaded);
+  exit_code = model_finish(&loaded, exit_code);
   free(prompt_ids);
   clttt_tokenizer_free(tok);
   return exit_code;

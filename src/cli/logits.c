@@ -128,6 +128,5 @@ int command_logits(int argc, char **argv) {
   }
   free(logits);
   free(tokens);
-  model_close(&loaded);
-  return exit_code;
+  return model_finish(&loaded, exit_code);
 }

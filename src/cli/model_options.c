@@ -1,5 +1,5 @@
 /* Options shared by every command that runs a model: -m, --device, --ttt,
- * --chunk, --eta, --ctx. */
+ * --chunk, --eta, --ctx, --session-in, --session-out. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -86,6 +86,12 @@ int model_options_parse(int argc, char **argv, int *index, model_options *option
   } else if (cli_option_value(argc, argv, index, "--ctx", &value, &missing)) {
     if (!missing && !parse_int(value, "--ctx", 1, &options->context))
       *error = 1;
+  } else if (cli_option_value(argc, argv, index, "--session-in", &value, &missing)) {
+    if (!missing)
+      options->session_in = value;
+  } else if (cli_option_value(argc, argv, index, "--session-out", &value, &missing)) {
+    if (!missing)
+      options->session_out = value;
   } else {
     return 0;
   }
@@ -107,7 +113,11 @@ const char *model_options_help =
     "  --check-finite     check every layer's output and name the first layer and\n"
     "                     position that are not finite (a device round trip per layer;\n"
     "                     the logits are always checked)\n"
-    "  --check-weights    refuse a checkpoint with a NaN or infinite weight, naming it\n";
+    "  --check-weights    refuse a checkpoint with a NaN or infinite weight, naming it\n"
+    "  --session-in F     continue from the session saved in F (its TTT parameters\n"
+    "                     and state; its context, grown if the input needs more,\n"
+    "                     or --ctx; see 'clttt session info F')\n"
+    "  --session-out F    save the session to F when the command succeeds\n";
 
 clttt_session_params model_session_params(const model_options *options, int context) {
   clttt_session_params params = clttt_session_default_params();
@@ -120,6 +130,46 @@ clttt_session_params model_session_params(const model_options *options, int cont
   params.logits = options->logits_last_only ? CLTTT_LOGITS_LAST : CLTTT_LOGITS_ALL;
   params.check_finite = options->check_finite;
   return params;
+}
+
+/* The saved session of --session-in: its TTT parameters are the file's; its
+ * context is --ctx, else the file's, grown when the input needs more. */
+static int open_saved_session(const model_options *options, int needed_context, loaded_model *loaded) {
+  if (options->ttt != -1 || options->chunk || options->eta != 0.0f) {
+    fprintf(stderr, "clttt: --session-in takes the TTT parameters from the file: drop --ttt/--chunk/--eta\n");
+    return 0;
+  }
+  clttt_session_file_info info;
+  int status = clttt_session_read_info(options->session_in, &info);
+  if (status != CLTTT_SUCCESS) {
+    cli_report("reading the session file", status);
+    return 0;
+  }
+  int context = options->context;
+  if (!context && info.params.context - info.position < needed_context) {
+    context = info.position + needed_context;
+    fprintf(stderr, "clttt: the session in %s is at position %d of %d tokens: growing its context to %d\n",
+            options->session_in, info.position, info.params.context, context);
+  }
+  if (context && context - info.position < needed_context) {
+    fprintf(stderr, "clttt: the session in %s is at position %d: --ctx %d leaves no room for %d more tokens\n",
+            options->session_in, info.position, context, needed_context);
+    return 0;
+  }
+  status = clttt_session_load(&loaded->session, loaded->model, options->session_in, context);
+  if (status != CLTTT_SUCCESS) {
+    cli_report("loading the session file", status);
+    return 0;
+  }
+  clttt_session_params params = clttt_session_get_params(loaded->session);
+  int position = clttt_session_position(loaded->session);
+  if (!options->logits_last_only && params.logits == CLTTT_LOGITS_LAST) {
+    fprintf(stderr, "clttt: the session in %s keeps only last-row logits (saved by generate): "
+                    "this command needs every row\n", options->session_in);
+    return 0;
+  }
+  fprintf(stderr, "clttt: continuing the session in %s at position %d\n", options->session_in, position);
+  return 1;
 }
 
 int model_open(const model_options *options, int needed_context, loaded_model *loaded) {
@@ -140,6 +190,14 @@ int model_open(const model_options *options, int needed_context, loaded_model *l
     cli_report("loading the model", status);
     model_close(loaded);
     return 0;
+  }
+  loaded->session_out = options->session_out;
+  if (options->session_in) {
+    if (!open_saved_session(options, needed_context, loaded)) {
+      model_close(loaded);
+      return 0;
+    }
+    return 1;
   }
   const clttt_config *config = clttt_model_get_config(loaded->model);
   int context = options->context ? options->context : needed_context;
@@ -172,6 +230,18 @@ int model_open(const model_options *options, int needed_context, loaded_model *l
   if (options->ttt == 1 && !config->ttt_mode)
     fprintf(stderr, "clttt: warning: --ttt on, but the checkpoint has no TTT layers (ttt_mode false)\n");
   return 1;
+}
+
+int model_finish(loaded_model *loaded, int exit_code) {
+  if (exit_code == 0 && loaded->session && loaded->session_out) {
+    int status = clttt_session_save(loaded->session, loaded->session_out);
+    if (status != CLTTT_SUCCESS) {
+      cli_report("saving the session", status);
+      exit_code = 1;
+    }
+  }
+  model_close(loaded);
+  return exit_code;
 }
 
 void model_close(loaded_model *loaded) {

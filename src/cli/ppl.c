@@ -19,7 +19,9 @@ static void help(void) {
          "Runs the text of FILE (with the tokenizer's BOS first) through the model and\n"
          "reports the perplexity of predicting each next token: overall and per position\n"
          "bucket (0-1k, 1k-2k, 2k-4k, ...: each bucket after the first doubles). Input\n"
-         "longer than the context is cut to its first N tokens, with a note.\n\n"
+         "longer than the context is cut to its first N tokens, with a note. With\n"
+         "--session-in the text continues the saved session (no BOS), positions\n"
+         "counted from the start of the text.\n\n"
          "  -f, --file FILE    the text\n"
          "  --ttt on|off|both  both: two runs on the same tokens, TTT on and off\n"
          "  --bucket N         size of the first bucket in tokens (default 1024)\n"
@@ -153,6 +155,10 @@ int command_ppl(int argc, char **argv) {
     fprintf(stderr, "clttt ppl: %s (see --help)\n", !file ? "no text given: use -f FILE" : "no model given: use -m DIR");
     return 2;
   }
+  if (options.ttt == 2 && options.session_out) {
+    fprintf(stderr, "clttt ppl: --session-out saves one session; --ttt both runs two (choose on or off)\n");
+    return 2;
+  }
   FILE *input = fopen(file, "rb");
   if (!input) {
     fprintf(stderr, "clttt ppl: cannot open %s: %s\n", file, strerror(errno));
@@ -200,7 +206,7 @@ int command_ppl(int argc, char **argv) {
   loaded_model loaded = {0};
   int status = clttt_tokenizer_load(&tok, options.model_dir);
   if (status == CLTTT_SUCCESS)
-    status = clttt_tokenizer_encode(tok, text, 1, &tokens, &n);
+    status = clttt_tokenizer_encode(tok, text, !options.session_in, &tokens, &n);
   free(text);
   if (status != CLTTT_SUCCESS) {
     cli_report("tokenizing the text", status);
@@ -222,7 +228,8 @@ int command_ppl(int argc, char **argv) {
     fprintf(stderr, "clttt ppl: a context of %d token cannot predict anything: --ctx must be at least 2\n", limit);
     goto done;
   }
-  if (n > limit) {
+  /* A saved session's room is known once it is loaded. */
+  if (n > limit && !options.session_in) {
     fprintf(stderr, "clttt ppl: the text has %d tokens; using the first %d (%s)\n", n, limit,
             options.context ? "--ctx" : "max_position_embeddings");
     n = limit;
@@ -230,9 +237,19 @@ int command_ppl(int argc, char **argv) {
   model_options open_options = options;
   if (open_options.ttt == 2)
     open_options.ttt = -1;
-  open_options.context = n;
-  if (!model_open(&open_options, n, &loaded))
+  if (!options.session_in)
+    open_options.context = n;
+  /* A saved session grows to hold the whole text unless --ctx says otherwise. */
+  if (!model_open(&open_options, options.session_in && options.context ? 2 : n, &loaded))
     goto done;
+  if (options.session_in) {
+    int room = clttt_session_get_params(loaded.session).context - clttt_session_position(loaded.session);
+    if (n > room) {
+      fprintf(stderr, "clttt ppl: the text has %d tokens; using the first %d (the room left in %s)\n", n, room,
+              options.session_in);
+      n = room;
+    }
+  }
   const int vocab = clttt_model_get_config(loaded.model)->vocab_size;
   for (int i = 0; i < n; i++)
     if (tokens[i] >= vocab) {
@@ -317,7 +334,7 @@ int command_ppl(int argc, char **argv) {
   }
   exit_code = 0;
 done:
-  model_close(&loaded);
+  exit_code = model_finish(&loaded, exit_code);
   free(tokens);
   clttt_tokenizer_free(tok);
   return exit_code;

@@ -1,0 +1,1100 @@
+/* Session files: a session's state written to a file and read back into a
+ * new session of the same model, and the in-memory copy (fork). The format
+ * is described in README.md, "Session files"; in short:
+ *
+ *   header (64 bytes): magic, version, section count, file size, crc32
+ *   sections, each a 32-byte header (kind, layer, device, payload bytes,
+ *   payload crc32, header crc32) and its payload, in a fixed order:
+ *     MODEL   the model's fingerprint (configuration, TTT layers, weights hash)
+ *     PARAMS  session parameters, position, pending TTT rows, KV dtype
+ *     TOKENS  position x int32
+ *     KV      one per layer: K rows then V rows, position x kv_dim each
+ *     TTT     one per TTT layer (TTT on): W (d x f), pending h rows
+ *             (pending x f), pending t rows (pending x d)
+ *
+ * Every field is little-endian and fixed-width (configure rejects big-endian
+ * hosts, so payloads are host memory as it is). Every size a file states is
+ * checked against what its own fingerprint and parameters imply, and their
+ * sum against the file's length, before anything is sized from it. */
+#define _GNU_SOURCE /* sync_file_range */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "config.h"
+#include "error.h"
+#include "session.h"
+#include "session_file.h"
+
+#define MAGIC "CLTTTSES"
+#define FORMAT_VERSION 1
+#define HEADER_BYTES 64
+#define SECTION_HEADER_BYTES 32
+#define PARAMS_BYTES 48
+#define NO_LAYER 0xffffffffu
+#define KV_DTYPE_F32 0u
+/* Host staging between device and file: large enough that per-call costs
+ * vanish, small enough to be no burden next to a model. */
+#define STAGING_BYTES ((size_t)16 << 20)
+/* Bounds on what a file may claim, checked before anything is sized from it. */
+#define MAX_LAYERS 65536
+#define MAX_WIDTH (1 << 24)
+#define MAX_CONTEXT (1 << 28)
+
+enum { SECTION_MODEL = 1, SECTION_PARAMS = 2, SECTION_TOKENS = 3, SECTION_KV = 4, SECTION_TTT = 5 };
+
+void (*session_file_test_hook)(int stage) = NULL;
+
+static void test_hook(int stage) {
+  if (session_file_test_hook)
+    session_file_test_hook(stage);
+}
+
+static void put32(uint8_t *p, uint32_t v) {
+  for (int i = 0; i < 4; i++)
+    p[i] = (uint8_t)(v >> (8 * i));
+}
+static void put64(uint8_t *p, uint64_t v) {
+  put32(p, (uint32_t)v);
+  put32(p + 4, (uint32_t)(v >> 32));
+}
+static uint32_t get32(const uint8_t *p) {
+  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static uint64_t get64(const uint8_t *p) { return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32; }
+static uint32_t float_bits(float value) {
+  uint32_t bits;
+  memcpy(&bits, &value, sizeof bits);
+  return bits;
+}
+static float bits_float(uint32_t bits) {
+  float value;
+  memcpy(&value, &bits, sizeof value);
+  return value;
+}
+
+static const char *section_name(uint32_t kind) {
+  switch (kind) {
+    case SECTION_MODEL: return "MODEL";
+    case SECTION_PARAMS: return "PARAMS";
+    case SECTION_TOKENS: return "TOKENS";
+    case SECTION_KV: return "KV";
+    case SECTION_TTT: return "TTT";
+    default: return "unknown";
+  }
+}
+
+/* ---------------------------------------------------------------- */
+/* The model's fingerprint                                            */
+
+/* The MODEL section: these fields as u32 (floats as their bits), then the
+ * TTT layer list. */
+enum {
+  FP_ARCH, FP_HIDDEN, FP_INTERMEDIATE, FP_LAYERS, FP_HEADS, FP_KV_HEADS, FP_HEAD_DIM, FP_VOCAB,
+  FP_MAX_POSITIONS, FP_TIE, FP_ATTENTION_BIAS, FP_MLP_BIAS, FP_RMS_EPS, FP_ROPE_THETA, FP_ROPE_TYPE,
+  FP_ROPE_FACTOR, FP_TTT_MODE, FP_TTT_CHUNK, FP_TTT_LR, FP_TTT_PROJ, FP_TTT_TARGET, FP_TTT_CLIP_TAU,
+  FP_WEIGHT_BYTES_LOW, FP_WEIGHT_BYTES_HIGH, FP_WEIGHTS_CRC32, FP_WEIGHTS_ADLER32, FP_TTT_LAYER_COUNT,
+  FP_FIELDS
+};
+
+static const struct {
+  const char *name;
+  int is_float;
+} fingerprint_fields[FP_FIELDS] = {
+    {"architecture", 0},      {"hidden_size", 0},           {"intermediate_size", 0},
+    {"num_hidden_layers", 0}, {"num_attention_heads", 0},   {"num_key_value_heads", 0},
+    {"head_dim", 0},          {"vocab_size", 0},            {"max_position_embeddings", 0},
+    {"tie_word_embeddings", 0}, {"attention_bias", 0},      {"mlp_bias", 0},
+    {"rms_norm_eps", 1},      {"rope_theta", 1},            {"rope_scaling type", 0},
+    {"rope_scaling factor", 1}, {"ttt_mode", 0},            {"ttt_chunk", 0},
+    {"ttt_lr", 1},            {"ttt_proj", 0},              {"ttt_target", 0},
+    {"ttt_clip_tau", 1},      {"weight bytes (low word)", 0}, {"weight bytes (high word)", 0},
+    {"weights crc32", 0},     {"weights adler32", 0},       {"TTT layer count", 0},
+};
+
+/* One weight buffer into the running hashes, its size first so that the
+ * same bytes cut differently hash differently. */
+static clttt_status hash_buffer(const clttt_device *device, cl_mem buffer, uint8_t *staging, uLong *crc,
+                                uLong *adler) {
+  size_t size = 0;
+  CLTTT_TRY(runtime_check(device, clGetMemObjectInfo(buffer, CL_MEM_SIZE, sizeof size, &size, NULL),
+                          "reading a weight buffer's size"));
+  uint8_t size_bytes[8];
+  put64(size_bytes, (uint64_t)size);
+  *crc = crc32(*crc, size_bytes, sizeof size_bytes);
+  for (size_t done = 0; done < size;) {
+    size_t piece = size - done < STAGING_BYTES ? size - done : STAGING_BYTES;
+    CLTTT_TRY(runtime_download(device, buffer, done, piece, staging, "a weight, for the model's hash"));
+    *crc = crc32(*crc, staging, (uInt)piece);
+    *adler = adler32(*adler, staging, (uInt)piece);
+    done += piece;
+  }
+  return CLTTT_SUCCESS;
+}
+
+/* The weights are hashed as they are on the device, downloaded once at the
+ * first save or load. Why not the checkpoint's files: a hash of their
+ * headers cannot tell two checkpoints of the same shape apart, hashing
+ * their bytes at every load would tax every user for a feature few use,
+ * and synthetic models have no files at all. The device copy is exactly
+ * what computes the logits, whatever it was loaded from. crc32 and
+ * adler32 together give 64 bits against an accidental match. */
+static clttt_status weights_hash(clttt_model *model, uint32_t *crc_out, uint32_t *adler_out) {
+  pthread_mutex_lock(&model->fingerprint_lock);
+  clttt_status status = CLTTT_SUCCESS;
+  if (!model->fingerprint_ready) {
+    uint8_t *staging = malloc(STAGING_BYTES);
+    uLong crc = crc32(0L, Z_NULL, 0), adler = adler32(0L, Z_NULL, 0);
+    if (!staging)
+      status = clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "allocating %zu bytes to hash the weights",
+                          (size_t)STAGING_BYTES);
+    cl_mem globals[] = {model->token_embedding,
+                        model->lm_head != model->token_embedding ? model->lm_head : NULL, model->final_norm,
+                        model->rope_inverse_frequency};
+    for (size_t i = 0; i < sizeof globals / sizeof globals[0] && status == CLTTT_SUCCESS; i++)
+      if (globals[i])
+        status = hash_buffer(model->device, globals[i], staging, &crc, &adler);
+    for (int l = 0; l < model->config.num_hidden_layers && status == CLTTT_SUCCESS; l++) {
+      const layer_weights *layer = &model->layers[l];
+      cl_mem buffers[] = {layer->input_norm, layer->qkv,     layer->qkv_bias,     layer->o,
+                          layer->o_bias,     layer->q_norm,  layer->k_norm,       layer->post_norm,
+                          layer->gate_up,    layer->gate_up_bias, layer->down,    layer->down_bias,
+                          layer->ttt_conv,   layer->ttt_proj};
+      for (size_t b = 0; b < sizeof buffers / sizeof buffers[0] && status == CLTTT_SUCCESS; b++)
+        if (buffers[b])
+          status = hash_buffer(model->device, buffers[b], staging, &crc, &adler);
+    }
+    free(staging);
+    if (status == CLTTT_SUCCESS) {
+      model->weights_crc32 = (uint32_t)crc;
+      model->weights_adler32 = (uint32_t)adler;
+      model->fingerprint_ready = 1;
+    }
+  }
+  *crc_out = model->weights_crc32;
+  *adler_out = model->weights_adler32;
+  pthread_mutex_unlock(&model->fingerprint_lock);
+  return status == CLTTT_SUCCESS ? CLTTT_SUCCESS : clttt_fail_context(status, "hashing the model's weights");
+}
+
+/* The MODEL payload of `model` (malloc'ed). */
+static clttt_status model_fingerprint(clttt_model *model, uint8_t **payload, size_t *bytes) {
+  const clttt_config *c = &model->config;
+  uint32_t crc = 0, adler = 0;
+  CLTTT_TRY(weights_hash(model, &crc, &adler));
+  const int ttt_count = config_ttt_layer_count(c);
+  uint32_t fields[FP_FIELDS] = {
+      [FP_ARCH] = (uint32_t)c->arch,
+      [FP_HIDDEN] = (uint32_t)c->hidden_size,
+      [FP_INTERMEDIATE] = (uint32_t)c->intermediate_size,
+      [FP_LAYERS] = (uint32_t)c->num_hidden_layers,
+      [FP_HEADS] = (uint32_t)c->num_attention_heads,
+      [FP_KV_HEADS] = (uint32_t)c->num_key_value_heads,
+      [FP_HEAD_DIM] = (uint32_t)c->head_dim,
+      [FP_VOCAB] = (uint32_t)c->vocab_size,
+      [FP_MAX_POSITIONS] = (uint32_t)c->max_position_embeddings,
+      [FP_TIE] = (uint32_t)c->tie_word_embeddings,
+      [FP_ATTENTION_BIAS] = (uint32_t)c->attention_bias,
+      [FP_MLP_BIAS] = (uint32_t)c->mlp_bias,
+      [FP_RMS_EPS] = float_bits(c->rms_norm_eps),
+      [FP_ROPE_THETA] = float_bits(c->rope_theta),
+      [FP_ROPE_TYPE] = (uint32_t)c->rope_type,
+      [FP_ROPE_FACTOR] = float_bits(c->rope_factor),
+      [FP_TTT_MODE] = (uint32_t)c->ttt_mode,
+      [FP_TTT_CHUNK] = (uint32_t)c->ttt_chunk,
+      [FP_TTT_LR] = float_bits(c->ttt_lr),
+      [FP_TTT_PROJ] = (uint32_t)c->ttt_proj,
+      [FP_TTT_TARGET] = (uint32_t)c->ttt_target,
+      [FP_TTT_CLIP_TAU] = float_bits(c->ttt_clip_tau),
+      [FP_WEIGHT_BYTES_LOW] = (uint32_t)model->weight_bytes,
+      [FP_WEIGHT_BYTES_HIGH] = (uint32_t)(model->weight_bytes >> 32),
+      [FP_WEIGHTS_CRC32] = crc,
+      [FP_WEIGHTS_ADLER32] = adler,
+      [FP_TTT_LAYER_COUNT] = (uint32_t)ttt_count,
+  };
+  *bytes = (size_t)(FP_FIELDS + ttt_count) * 4;
+  *payload = malloc(*bytes);
+  if (!*payload)
+    return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "allocating the model's fingerprint");
+  for (int i = 0; i < FP_FIELDS; i++)
+    put32(*payload + 4 * i, fields[i]);
+  for (int i = 0; i < ttt_count; i++)
+    put32(*payload + 4 * (FP_FIELDS + i), (uint32_t)c->ttt_layers[i]);
+  return CLTTT_SUCCESS;
+}
+
+static void describe_field(char *text, size_t capacity, int field, uint32_t value) {
+  if (fingerprint_fields[field].is_float)
+    snprintf(text, capacity, "%g", (double)bits_float(value));
+  else if (field == FP_WEIGHTS_CRC32 || field == FP_WEIGHTS_ADLER32)
+    snprintf(text, capacity, "%08x", value);
+  else
+    snprintf(text, capacity, "%u", value);
+}
+
+/* Names the first difference between the file's fingerprint and the model's. */
+static clttt_status compare_fingerprints(const char *path, const uint8_t *file, size_t file_bytes,
+                                         const uint8_t *model, size_t model_bytes) {
+  for (int i = 0; i < FP_FIELDS; i++) {
+    uint32_t saved = get32(file + 4 * i), here = get32(model + 4 * i);
+    if (saved == here)
+      continue;
+    char saved_text[32], here_text[32];
+    describe_field(saved_text, sizeof saved_text, i, saved);
+    describe_field(here_text, sizeof here_text, i, here);
+    const int weights = i >= FP_WEIGHT_BYTES_LOW && i <= FP_WEIGHTS_ADLER32;
+    return clttt_fail(CLTTT_ERROR_BAD_SESSION_FILE,
+                      "session file '%s' was saved from another model: %s is %s in the file, %s in this "
+                      "model%s",
+                      path, fingerprint_fields[i].name, saved_text, here_text,
+                      weights ? " (the same configuration with other weights)" : "");
+  }
+  /* Equal counts, hence equal sizes: the layer lists remain. */
+  for (size_t at = 4 * FP_FIELDS; at < file_bytes && at < model_bytes; at += 4)
+    if (get32(file + at) != get32(model + at))
+      return clttt_fail(CLTTT_ERROR_BAD_SESSION_FILE,
+                        "session file '%s' was saved from another model: TTT layer %zu is layer %u in the "
+                        "file, layer %u in this model",
+                        path, (at - 4 * FP_FIELDS) / 4, get32(file + at), get32(model + at));
+  return CLTTT_SUCCESS;
+}
+
+/* ---------------------------------------------------------------- */
+/* Layout: the sections a state implies                               */
+
+/* What the sizes of a file's sections follow from. */
+typedef struct {
+  int layers, d, f, kv_dim;
+  int ttt_layer_count;
+  const uint8_t *ttt_layers; /* the fingerprint's list, u32 each */
+  int position, pending, ttt_state;
+  clttt_session_params params;
+  uint32_t kv_dtype;
+} layout;
+
+/* A run of bytes of a section: in a device buffer (at offset) or in host
+ * memory; neither when the bytes are only checked (clttt_session_read_info). */
+typedef struct {
+  cl_mem buffer;
+  size_t offset;
+  void *host;
+  size_t bytes;
+} segment;
+
+typedef struct {
+  uint32_t kind, layer;
+  segment parts[3];
+  int part_count;
+  uint64_t bytes;
+} section;
+
+static void add_part(section *s, cl_mem buffer, void *host, size_t bytes) {
+  segment part = {buffer, 0, host, bytes};
+  s->parts[s->part_count++] = part;
+  s->bytes += bytes;
+}
+
+static int section_count_of(const layout *l) { return 3 + l->layers + (l->ttt_state ? l->ttt_layer_count : 0); }
+
+/* The sections of `l`, in file order. With a session, the parts point at
+ * its buffers; model and params payloads may be NULL (read elsewhere), but
+ * model_bytes is always the MODEL section's size. */
+static clttt_status plan_sections(const layout *l, const clttt_session *session, uint8_t *model_payload,
+                                  size_t model_bytes, uint8_t *params_payload, section **out, int *count) {
+  *count = section_count_of(l);
+  section *sections = calloc((size_t)*count, sizeof *sections);
+  if (!sections)
+    return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "planning %d sections", *count);
+  const size_t F = sizeof(float), P = (size_t)l->position;
+  int n = 0;
+  sections[n] = (section){.kind = SECTION_MODEL, .layer = NO_LAYER};
+  add_part(&sections[n++], NULL, model_payload, model_bytes);
+  sections[n] = (section){.kind = SECTION_PARAMS, .layer = NO_LAYER};
+  add_part(&sections[n++], NULL, params_payload, PARAMS_BYTES);
+  sections[n] = (section){.kind = SECTION_TOKENS, .layer = NO_LAYER};
+  add_part(&sections[n++], NULL, session ? session->history : NULL, P * sizeof(int32_t));
+  for (int i = 0; i < l->layers; i++) {
+    sections[n] = (section){.kind = SECTION_KV, .layer = (uint32_t)i};
+    add_part(&sections[n], session ? session->k_cache[i] : NULL, NULL, P * (size_t)l->kv_dim * F);
+    add_part(&sections[n++], session ? session->v_cache[i] : NULL, NULL, P * (size_t)l->kv_dim * F);
+  }
+  for (int t = 0; l->ttt_state && t < l->ttt_layer_count; t++) {
+    const uint32_t layer = get32(l->ttt_layers + 4 * t);
+    const ttt_layer_state *state = session ? &session->ttt.layers[layer] : NULL;
+    sections[n] = (section){.kind = SECTION_TTT, .layer = layer};
+    add_part(&sections[n], state ? state->fast_weight : NULL, NULL, (size_t)l->d * (size_t)l->f * F);
+    add_part(&sections[n], state ? state->pending_h : NULL, NULL, (size_t)l->pending * (size_t)l->f * F);
+    add_part(&sections[n++], state ? state->pending_t : NULL, NULL, (size_t)l->pending * (size_t)l->d * F);
+  }
+  *out = sections;
+  return CLTTT_SUCCESS;
+}
+
+static uint64_t file_bytes_of(const section *sections, int count) {
+  uint64_t total = HEADER_BYTES;
+  for (int i = 0; i < count; i++)
+    total += SECTION_HEADER_BYTES + sections[i].bytes;
+  return total;
+}
+
+static void encode_params(uint8_t *p, const layout *l) {
+  memset(p, 0, PARAMS_BYTES);
+  put32(p + 0, (uint32_t)l->params.context);
+  put32(p + 4, (uint32_t)l->params.ttt);
+  put32(p + 8, (uint32_t)l->params.chunk);
+  put32(p + 12, float_bits(l->params.eta));
+  put32(p + 16, float_bits(l->params.ttt_clip_tau));
+  put32(p + 20, (uint32_t)l->params.logits);
+  put32(p + 24, l->kv_dtype);
+  put32(p + 28, (uint32_t)l->position);
+  put32(p + 32, (uint32_t)l->pending);
+  put32(p + 36, (uint32_t)l->ttt_state);
+  /* 40..47: reserved, zero. */
+}
+
+static clttt_status bad(const char *path, const char *format, ...) CLTTT_PRINTF(2, 3);
+static clttt_status bad(const char *path, const char *format, ...) {
+  char message[1024];
+  va_list list;
+  va_start(list, format);
+  vsnprintf(message, sizeof message, format, list);
+  va_end(list);
+  return clttt_fail(CLTTT_ERROR_BAD_SESSION_FILE, "session file '%s': %s", path, message);
+}
+
+/* Checks a file's fingerprint and parameters on their own (no model) and
+ * derives the layout from them. */
+static clttt_status decode_layout(const char *path, const uint8_t *model, size_t model_bytes,
+                                  const uint8_t *params, layout *l) {
+  memset(l, 0, sizeof *l);
+  if (model_bytes < 4 * FP_FIELDS)
+    return bad(path, "MODEL section of %zu bytes: at least %d expected", model_bytes, 4 * FP_FIELDS);
+  const uint32_t layers = get32(model + 4 * FP_LAYERS), ttt_count = get32(model + 4 * FP_TTT_LAYER_COUNT);
+  const uint32_t widths[] = {get32(model + 4 * FP_HIDDEN), get32(model + 4 * FP_INTERMEDIATE),
+                             get32(model + 4 * FP_KV_HEADS), get32(model + 4 * FP_HEAD_DIM)};
+  if (layers < 1 || layers > MAX_LAYERS)
+    return bad(path, "%u layers: 1..%d expected", layers, MAX_LAYERS);
+  for (int i = 0; i < 4; i++)
+    if (widths[i] < 1 || widths[i] > MAX_WIDTH)
+      return bad(path, "%s %u: 1..%d expected", fingerprint_fields[FP_HIDDEN + (i < 2 ? i : i + 2)].name,
+                 widths[i], MAX_WIDTH);
+  const uint64_t kv_dim = (uint64_t)widths[2] * widths[3];
+  if (kv_dim > MAX_WIDTH)
+    return bad(path, "kv_dim %llu: at most %d expected", (unsigned long long)kv_dim, MAX_WIDTH);
+  if (ttt_count > layers)
+    return bad(path, "%u TTT layers in a model of %u layers", ttt_count, layers);
+  if (model_bytes != 4 * ((size_t)FP_FIELDS + ttt_count))
+    return bad(path, "MODEL section of %zu bytes for %u TTT layers: %zu expected", model_bytes, ttt_count,
+               4 * ((size_t)FP_FIELDS + ttt_count));
+  for (uint32_t t = 0; t < ttt_count; t++) {
+    uint32_t layer = get32(model + 4 * (FP_FIELDS + t));
+    if (layer >= layers || (t > 0 && layer <= get32(model + 4 * (FP_FIELDS + t - 1))))
+      return bad(path, "TTT layer list: entry %u is %u (ascending, below %u expected)", t, layer, layers);
+  }
+  l->layers = (int)layers;
+  l->d = (int)widths[0];
+  l->f = (int)widths[1];
+  l->kv_dim = (int)kv_dim;
+  l->ttt_layer_count = (int)ttt_count;
+  l->ttt_layers = model + 4 * FP_FIELDS;
+
+  clttt_session_params *p = &l->params;
+  const uint32_t context = get32(params + 0), ttt = get32(params + 4), chunk = get32(params + 8);
+  const uint32_t logits = get32(params + 20), position = get32(params + 28), pending = get32(params + 32);
+  const uint32_t ttt_state = get32(params + 36);
+  p->eta = bits_float(get32(params + 12));
+  p->ttt_clip_tau = bits_float(get32(params + 16));
+  l->kv_dtype = get32(params + 24);
+  if (context < 1 || context > MAX_CONTEXT)
+    return bad(path, "context %u: 1..%d expected", context, MAX_CONTEXT);
+  if (position > context)
+    return bad(path, "position %u beyond the context of %u tokens", position, context);
+  if (ttt > 1 || logits > 1 || ttt_state > 1)
+    return bad(path, "PARAMS: ttt %u, logits mode %u, TTT state %u: 0 or 1 expected", ttt, logits, ttt_state);
+  if (chunk < 1 || chunk > MAX_CONTEXT)
+    return bad(path, "chunk %u: 1..%d expected", chunk, MAX_CONTEXT);
+  if (!isfinite(p->eta) || !isfinite(p->ttt_clip_tau) || p->ttt_clip_tau < 0.0f)
+    return bad(path, "eta %g, ttt_clip_tau %g: finite (tau >= 0) expected", (double)p->eta,
+               (double)p->ttt_clip_tau);
+  if (l->kv_dtype != KV_DTYPE_F32)
+    return bad(path, "KV cache dtype %u: this version reads 0 (float32) only", l->kv_dtype);
+  const uint32_t expected_state = ttt && get32(model + 4 * FP_TTT_MODE) && ttt_count > 0;
+  if (ttt_state != expected_state)
+    return bad(path, "TTT state flag %u, but ttt %u with %u TTT layers implies %u", ttt_state, ttt, ttt_count,
+               expected_state);
+  if (ttt_state ? pending >= chunk || pending > position : pending != 0)
+    return bad(path, "%u pending TTT rows at position %u with chunk %u", pending, position, chunk);
+  p->context = (int)context;
+  p->ttt = (int)ttt;
+  p->chunk = (int)chunk;
+  p->logits = (clttt_logits_mode)logits;
+  l->position = (int)position;
+  l->pending = (int)pending;
+  l->ttt_state = (int)ttt_state;
+  return CLTTT_SUCCESS;
+}
+
+/* ---------------------------------------------------------------- */
+/* Writing                                                            */
+
+/* The file is written by a second thread while this one downloads and
+ * checksums the next piece into the other of two staging buffers: on a CPU
+ * device each side takes about as long as the other, so a save takes
+ * little more than the write alone. */
+typedef struct {
+  const char *path; /* the temporary file, for messages */
+  int fd;
+  uint64_t offset;
+  uint8_t *staging[2];
+  int next_staging;
+  const clttt_device *device;
+  pthread_t thread;
+  int thread_started;
+  pthread_mutex_t lock;
+  pthread_cond_t changed;
+  const uint8_t *job; /* what the thread writes now (NULL: idle) */
+  size_t job_bytes;
+  uint64_t job_offset;
+  int quit;
+  int lock_ready;
+  int failed_errno;   /* the thread's first failure */
+  uint64_t failed_offset;
+} writer;
+
+/* 0, or the errno of the failure. */
+static int write_fully(int fd, const uint8_t *p, size_t bytes, uint64_t offset) {
+  while (bytes > 0) {
+    ssize_t wrote = pwrite(fd, p, bytes, (off_t)offset);
+    if (wrote < 0 && errno == EINTR)
+      continue;
+    if (wrote <= 0)
+      return wrote < 0 ? errno : EIO;
+    p += wrote;
+    bytes -= (size_t)wrote;
+    offset += (uint64_t)wrote;
+  }
+  return 0;
+}
+
+static void *write_thread(void *argument) {
+  writer *w = argument;
+  pthread_mutex_lock(&w->lock);
+  for (;;) {
+    while (!w->job && !w->quit)
+      pthread_cond_wait(&w->changed, &w->lock);
+    if (!w->job)
+      break;
+    const uint8_t *data = w->job;
+    const size_t bytes = w->job_bytes;
+    const uint64_t offset = w->job_offset;
+    const int failed = w->failed_errno;
+    pthread_mutex_unlock(&w->lock);
+    int error = failed ? 0 : write_fully(w->fd, data, bytes, offset);
+#ifdef SYNC_FILE_RANGE_WRITE
+    /* Starts the disk write of this piece now, so that the final fsync
+     * (which alone guarantees it) has little left to wait for. */
+    if (!error && !failed)
+      sync_file_range(w->fd, (off_t)offset, (off_t)bytes, SYNC_FILE_RANGE_WRITE);
+#endif
+    pthread_mutex_lock(&w->lock);
+    if (error && !w->failed_errno) {
+      w->failed_errno = error;
+      w->failed_offset = offset;
+    }
+    w->job = NULL;
+    pthread_cond_broadcast(&w->changed);
+  }
+  pthread_mutex_unlock(&w->lock);
+  return NULL;
+}
+
+static clttt_status writer_open(writer *w) {
+  pthread_mutex_init(&w->lock, NULL);
+  pthread_cond_init(&w->changed, NULL);
+  w->lock_ready = 1;
+  for (int i = 0; i < 2; i++) {
+    w->staging[i] = malloc(STAGING_BYTES);
+    if (!w->staging[i])
+      return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "allocating %zu bytes of staging", (size_t)STAGING_BYTES);
+  }
+  /* Without a thread every write is made in this one, in order. */
+  w->thread_started = pthread_create(&w->thread, NULL, write_thread, w) == 0;
+  return CLTTT_SUCCESS;
+}
+
+static void writer_close(writer *w) {
+  if (w->thread_started) {
+    pthread_mutex_lock(&w->lock);
+    w->quit = 1;
+    pthread_cond_broadcast(&w->changed);
+    pthread_mutex_unlock(&w->lock);
+    pthread_join(w->thread, NULL);
+  }
+  if (w->lock_ready) {
+    pthread_mutex_destroy(&w->lock);
+    pthread_cond_destroy(&w->changed);
+  }
+  free(w->staging[0]);
+  free(w->staging[1]);
+}
+
+/* Waits until the thread has written everything handed to it. */
+static clttt_status writer_idle(writer *w) {
+  if (!w->thread_started)
+    return CLTTT_SUCCESS;
+  pthread_mutex_lock(&w->lock);
+  while (w->job)
+    pthread_cond_wait(&w->changed, &w->lock);
+  const int error = w->failed_errno;
+  const uint64_t offset = w->failed_offset;
+  pthread_mutex_unlock(&w->lock);
+  if (error)
+    return clttt_fail(CLTTT_ERROR_IO, "writing '%s' at byte %llu: %s", w->path, (unsigned long long)offset,
+                      strerror(error));
+  return CLTTT_SUCCESS;
+}
+
+/* Writes in this thread, once the writing thread is idle. */
+static clttt_status write_at(writer *w, const void *data, size_t bytes, uint64_t offset) {
+  CLTTT_TRY(writer_idle(w));
+  int error = write_fully(w->fd, data, bytes, offset);
+  if (error)
+    return clttt_fail(CLTTT_ERROR_IO, "writing '%s' at byte %llu: %s", w->path, (unsigned long long)offset,
+                      strerror(error));
+  return CLTTT_SUCCESS;
+}
+
+static clttt_status write_bytes(writer *w, const void *data, size_t bytes) {
+  CLTTT_TRY(write_at(w, data, bytes, w->offset));
+  w->offset += bytes;
+  return CLTTT_SUCCESS;
+}
+
+/* Hands a filled staging buffer to the writing thread. The other buffer is
+ * free again once the previous piece is written, which this waits for. */
+static clttt_status write_staged(writer *w, const uint8_t *buffer, size_t bytes) {
+  if (!w->thread_started)
+    return write_bytes(w, buffer, bytes);
+  CLTTT_TRY(writer_idle(w));
+  pthread_mutex_lock(&w->lock);
+  w->job = buffer;
+  w->job_bytes = bytes;
+  w->job_offset = w->offset;
+  pthread_cond_broadcast(&w->changed);
+  pthread_mutex_unlock(&w->lock);
+  w->offset += bytes;
+  return CLTTT_SUCCESS;
+}
+
+/* The section header goes in last, once the payload's checksum is known:
+ * the payload streams from the device through the staging buffers. */
+static clttt_status write_section(writer *w, const section *s) {
+  const uint64_t start = w->offset;
+  uint8_t header[SECTION_HEADER_BYTES] = {0};
+  CLTTT_TRY(write_bytes(w, header, sizeof header));
+  uLong crc = crc32(0L, Z_NULL, 0);
+  for (int i = 0; i < s->part_count; i++) {
+    const segment *part = &s->parts[i];
+    if (!part->buffer) {
+      if (part->bytes > 0) {
+        crc = crc32_z(crc, part->host, part->bytes);
+        CLTTT_TRY(write_bytes(w, part->host, part->bytes));
+      }
+      continue;
+    }
+    for (size_t done = 0; done < part->bytes;) {
+      size_t piece = part->bytes - done < STAGING_BYTES ? part->bytes - done : STAGING_BYTES;
+      uint8_t *staging = w->staging[w->next_staging];
+      w->next_staging ^= 1;
+      CLTTT_TRY(runtime_download(w->device, part->buffer, part->offset + done, piece, staging,
+                                 section_name(s->kind)));
+      crc = crc32_z(crc, staging, piece);
+      CLTTT_TRY(write_staged(w, staging, piece));
+      done += piece;
+    }
+  }
+  put32(header + 0, s->kind);
+  put32(header + 4, s->layer);
+  put32(header + 8, 0); /* device: see README, "Session files" */
+  put64(header + 16, s->bytes);
+  put32(header + 24, (uint32_t)crc);
+  put32(header + 28, (uint32_t)crc32(0L, header, 28));
+  return write_at(w, header, sizeof header, start);
+}
+
+/* The directory holding `path`, synced so that the rename itself is durable. */
+static clttt_status sync_directory(const char *path) {
+  char directory[4096];
+  const char *slash = strrchr(path, '/');
+  if (!slash)
+    snprintf(directory, sizeof directory, ".");
+  else if (slash == path)
+    snprintf(directory, sizeof directory, "/");
+  else
+    snprintf(directory, sizeof directory, "%.*s", (int)(slash - path), path);
+  int fd = open(directory, O_RDONLY | O_DIRECTORY);
+  if (fd < 0)
+    return clttt_fail(CLTTT_ERROR_IO, "opening directory '%s' to sync it: %s", directory, strerror(errno));
+  int synced = fsync(fd);
+  int error = errno;
+  close(fd);
+  /* Some file systems cannot sync a directory; they order renames anyway. */
+  if (synced != 0 && error != EINVAL && error != ENOTSUP)
+    return clttt_fail(CLTTT_ERROR_IO, "syncing directory '%s': %s", directory, strerror(error));
+  return CLTTT_SUCCESS;
+}
+
+static clttt_status write_file(writer *w, const section *sections, int count) {
+  uint8_t header[HEADER_BYTES] = {0};
+  memcpy(header, MAGIC, 8);
+  put32(header + 8, FORMAT_VERSION);
+  put32(header + 12, HEADER_BYTES);
+  put32(header + 16, (uint32_t)count);
+  put32(header + 20, 0); /* flags */
+  put64(header + 24, file_bytes_of(sections, count));
+  put32(header + 32, 1); /* devices the state is split over */
+  put32(header + 60, (uint32_t)crc32(0L, header, 60));
+  CLTTT_TRY(write_bytes(w, header, sizeof header));
+  test_hook(0);
+  for (int i = 0; i < count; i++) {
+    CLTTT_TRY(write_section(w, &sections[i]));
+    test_hook(i + 1);
+  }
+  CLTTT_TRY(writer_idle(w));
+  if (fsync(w->fd) != 0)
+    return clttt_fail(CLTTT_ERROR_IO, "syncing '%s': %s", w->path, strerror(errno));
+  return CLTTT_SUCCESS;
+}
+
+static layout session_layout(const clttt_session *session) {
+  const clttt_config *c = &session->model->config;
+  layout l;
+  memset(&l, 0, sizeof l);
+  l.layers = c->num_hidden_layers;
+  l.d = c->hidden_size;
+  l.f = c->intermediate_size;
+  l.kv_dim = session->model->kv_dim;
+  l.ttt_layer_count = config_ttt_layer_count(c);
+  l.position = session->position;
+  l.pending = session->uses_ttt ? session->ttt.pending : 0;
+  l.ttt_state = session->uses_ttt;
+  l.params = session->params;
+  l.kv_dtype = KV_DTYPE_F32;
+  return l;
+}
+
+clttt_status clttt_session_save(const clttt_session *session, const char *path) {
+  if (!session || !path || !path[0])
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "clttt_session_save: NULL argument or empty path");
+  uint8_t *model_payload = NULL, params_payload[PARAMS_BYTES];
+  size_t model_bytes = 0;
+  CLTTT_TRY(model_fingerprint(session->model, &model_payload, &model_bytes));
+  layout l = session_layout(session);
+  l.ttt_layers = model_payload + 4 * FP_FIELDS;
+  encode_params(params_payload, &l);
+  section *sections = NULL;
+  int count = 0;
+  clttt_status status = plan_sections(&l, session, model_payload, model_bytes, params_payload, &sections, &count);
+
+  /* Beside the target, so that the rename stays inside one file system. */
+  char temporary[4200];
+  int written = snprintf(temporary, sizeof temporary, "%s.tmp-XXXXXX", path);
+  writer w;
+  memset(&w, 0, sizeof w);
+  w.path = temporary;
+  w.fd = -1;
+  w.device = session->model->device;
+  if (status == CLTTT_SUCCESS && (written < 0 || (size_t)written >= sizeof temporary))
+    status = clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "session file path of %zu characters: too long",
+                        strlen(path));
+  if (status == CLTTT_SUCCESS) {
+    w.fd = mkstemp(temporary);
+    if (w.fd < 0)
+      status = clttt_fail(CLTTT_ERROR_IO, "creating '%s': %s", temporary, strerror(errno));
+  }
+  if (status == CLTTT_SUCCESS)
+    status = writer_open(&w);
+  if (status == CLTTT_SUCCESS)
+    status = write_file(&w, sections, count);
+  /* The thread is gone before the file is closed or its buffers freed. */
+  writer_close(&w);
+  if (w.fd >= 0 && close(w.fd) != 0 && status == CLTTT_SUCCESS)
+    status = clttt_fail(CLTTT_ERROR_IO, "closing '%s': %s", temporary, strerror(errno));
+  if (status == CLTTT_SUCCESS) {
+    test_hook(-1);
+    if (rename(temporary, path) != 0)
+      status = clttt_fail(CLTTT_ERROR_IO, "renaming '%s' to '%s': %s", temporary, path, strerror(errno));
+  }
+  if (status != CLTTT_SUCCESS && w.fd >= 0)
+    unlink(temporary);
+  if (status == CLTTT_SUCCESS) {
+    test_hook(-2);
+    status = sync_directory(path);
+  }
+  free(sections);
+  free(model_payload);
+  if (status != CLTTT_SUCCESS)
+    return clttt_fail_context(status, "saving the session to '%s'", path);
+  return CLTTT_SUCCESS;
+}
+
+/* ---------------------------------------------------------------- */
+/* Reading                                                            */
+
+typedef struct {
+  const char *path;
+  int fd;
+  uint64_t size;   /* of the file */
+  uint64_t offset;
+  uint32_t section_count;
+  uint8_t *staging;
+  const clttt_device *device; /* NULL: nothing is uploaded */
+} reader;
+
+static clttt_status read_bytes(reader *r, void *data, size_t bytes, const char *what) {
+  if (bytes > r->size - r->offset)
+    return bad(r->path, "truncated: %s needs %zu bytes at byte %llu, the file has %llu", what, bytes,
+               (unsigned long long)r->offset, (unsigned long long)r->size);
+  uint8_t *p = data;
+  while (bytes > 0) {
+    ssize_t got = pread(r->fd, p, bytes, (off_t)r->offset);
+    if (got < 0 && errno == EINTR)
+      continue;
+    if (got < 0)
+      return clttt_fail(CLTTT_ERROR_IO, "reading '%s' at byte %llu: %s", r->path, (unsigned long long)r->offset,
+                        strerror(errno));
+    if (got == 0)
+      return bad(r->path, "truncated while reading %s at byte %llu", what, (unsigned long long)r->offset);
+    p += got;
+    bytes -= (size_t)got;
+    r->offset += (uint64_t)got;
+  }
+  return CLTTT_SUCCESS;
+}
+
+static clttt_status open_reader(reader *r, const char *path) {
+  memset(r, 0, sizeof *r);
+  r->path = path;
+  r->fd = open(path, O_RDONLY);
+  if (r->fd < 0)
+    return clttt_fail(CLTTT_ERROR_IO, "opening session file '%s': %s", path, strerror(errno));
+  struct stat info;
+  if (fstat(r->fd, &info) != 0)
+    return clttt_fail(CLTTT_ERROR_IO, "reading the size of '%s': %s", path, strerror(errno));
+  r->size = (uint64_t)info.st_size;
+  uint8_t header[HEADER_BYTES];
+  if (r->size < HEADER_BYTES)
+    return bad(path, "%llu bytes: too short for the %d-byte header", (unsigned long long)r->size, HEADER_BYTES);
+  CLTTT_TRY(read_bytes(r, header, sizeof header, "the header"));
+  if (memcmp(header, MAGIC, 8) != 0)
+    return bad(path, "not a clttt session file (magic '%.8s', expected '%s')", (const char *)header, MAGIC);
+  const uint32_t version = get32(header + 8);
+  if (version != FORMAT_VERSION)
+    return bad(path, "format version %u: this version of clttt reads version %d", version, FORMAT_VERSION);
+  if (get32(header + 60) != (uint32_t)crc32(0L, header, 60))
+    return bad(path, "header checksum mismatch");
+  if (get32(header + 12) != HEADER_BYTES || get32(header + 32) != 1)
+    return bad(path, "header of %u bytes for %u devices: %d bytes, 1 device expected", get32(header + 12),
+               get32(header + 32), HEADER_BYTES);
+  const uint64_t stated = get64(header + 24);
+  if (stated != r->size)
+    return bad(path, "%s: the header says %llu bytes, the file has %llu", stated > r->size ? "truncated" : "too long",
+               (unsigned long long)stated, (unsigned long long)r->size);
+  r->section_count = get32(header + 16);
+  return CLTTT_SUCCESS;
+}
+
+static void close_reader(reader *r) {
+  if (r->fd >= 0)
+    close(r->fd);
+  free(r->staging);
+  r->fd = -1;
+  r->staging = NULL;
+}
+
+/* Reads section `index`'s header and checks it is `expected` (kind, layer,
+ * and size unless `bytes_limit` is nonzero: then any size up to it). */
+static clttt_status read_section_header(reader *r, int index, const section *expected, uint64_t bytes_limit,
+                                        uint64_t *bytes, uint32_t *crc) {
+  uint8_t header[SECTION_HEADER_BYTES];
+  char what[64];
+  snprintf(what, sizeof what, "section %d (%s)", index, section_name(expected->kind));
+  CLTTT_TRY(read_bytes(r, header, sizeof header, what));
+  if (get32(header + 28) != (uint32_t)crc32(0L, header, 28))
+    return bad(r->path, "%s: header checksum mismatch", what);
+  const uint32_t kind = get32(header), layer = get32(header + 4);
+  if (kind != expected->kind || layer != expected->layer)
+    return bad(r->path, "section %d is %s of layer %d, expected %s of layer %d", index, section_name(kind),
+               (int)layer, section_name(expected->kind), (int)expected->layer);
+  if (get32(header + 8) != 0)
+    return bad(r->path, "%s belongs to device %u of a split: this version reads single-device files", what,
+               get32(header + 8));
+  *bytes = get64(header + 16);
+  *crc = get32(header + 24);
+  if (bytes_limit ? *bytes > bytes_limit : *bytes != expected->bytes)
+    return bad(r->path, "%s of %llu bytes: %s %llu", what, (unsigned long long)*bytes,
+               bytes_limit ? "at most" : "the state it describes has", (unsigned long long)(bytes_limit ? bytes_limit : expected->bytes));
+  if (*bytes > r->size - r->offset)
+    return bad(r->path, "truncated: %s of %llu bytes at byte %llu, the file has %llu", what,
+               (unsigned long long)*bytes, (unsigned long long)r->offset, (unsigned long long)r->size);
+  return CLTTT_SUCCESS;
+}
+
+/* A section's payload into its parts (device buffers, host memory, or
+ * nowhere), its checksum compared at the end. */
+static clttt_status read_payload(reader *r, int index, const section *s, uint32_t expected_crc) {
+  uLong crc = crc32(0L, Z_NULL, 0);
+  char what[64];
+  snprintf(what, sizeof what, "section %d (%s)", index, section_name(s->kind));
+  for (int i = 0; i < s->part_count; i++) {
+    const segment *part = &s->parts[i];
+    if (part->host) {
+      CLTTT_TRY(read_bytes(r, part->host, part->bytes, what));
+      crc = crc32_z(crc, part->host, part->bytes);
+      continue;
+    }
+    for (size_t done = 0; done < part->bytes;) {
+      size_t piece = part->bytes - done < STAGING_BYTES ? part->bytes - done : STAGING_BYTES;
+      CLTTT_TRY(read_bytes(r, r->staging, piece, what));
+      crc = crc32_z(crc, r->staging, piece);
+      if (part->buffer)
+        CLTTT_TRY(runtime_upload(r->device, part->buffer, part->offset + done, piece, r->staging, what));
+      done += piece;
+    }
+  }
+  if ((uint32_t)crc != expected_crc)
+    return bad(r->path, "%s: checksum mismatch (crc32 %08x, the file says %08x)", what, (uint32_t)crc,
+               expected_crc);
+  return CLTTT_SUCCESS;
+}
+
+/* Header, MODEL and PARAMS: everything a file's sizes follow from. The
+ * MODEL payload (malloc'ed) stays with the caller; the layout points into it. */
+static clttt_status read_preamble(reader *r, const char *path, uint8_t **model, size_t *model_bytes,
+                                  uint8_t *params, layout *l) {
+  CLTTT_TRY(open_reader(r, path));
+  r->staging = malloc(STAGING_BYTES);
+  if (!r->staging)
+    return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "allocating %zu bytes of staging", (size_t)STAGING_BYTES);
+  uint64_t bytes = 0;
+  uint32_t crc = 0;
+  section expected = {.kind = SECTION_MODEL, .layer = NO_LAYER};
+  CLTTT_TRY(read_section_header(r, 0, &expected, 4 * ((uint64_t)FP_FIELDS + MAX_LAYERS), &bytes, &crc));
+  *model_bytes = (size_t)bytes;
+  *model = malloc(*model_bytes ? *model_bytes : 1);
+  if (!*model)
+    return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "allocating the MODEL section");
+  add_part(&expected, NULL, *model, *model_bytes);
+  CLTTT_TRY(read_payload(r, 0, &expected, crc));
+  section params_section = {.kind = SECTION_PARAMS, .layer = NO_LAYER};
+  add_part(&params_section, NULL, params, PARAMS_BYTES);
+  CLTTT_TRY(read_section_header(r, 1, &params_section, 0, &bytes, &crc));
+  CLTTT_TRY(read_payload(r, 1, &params_section, crc));
+  CLTTT_TRY(decode_layout(path, *model, *model_bytes, params, l));
+  if (r->section_count != (uint32_t)section_count_of(l))
+    return bad(path, "%u sections; its model and parameters imply %d", r->section_count, section_count_of(l));
+  return CLTTT_SUCCESS;
+}
+
+/* The sum of the sizes a layout implies against the file's length. */
+static clttt_status check_size(const reader *r, const layout *l, const section *sections, int count) {
+  const uint64_t needed = file_bytes_of(sections, count);
+  if (needed != r->size)
+    return bad(r->path, "position %d with %d pending TTT rows needs %llu bytes, the file has %llu", l->position,
+               l->pending, (unsigned long long)needed, (unsigned long long)r->size);
+  return CLTTT_SUCCESS;
+}
+
+/* Sections 2.. of `sections` from the file, each checked. */
+static clttt_status read_state(reader *r, const layout *l, const section *sections, int count) {
+  CLTTT_TRY(check_size(r, l, sections, count));
+  for (int i = 2; i < count; i++) {
+    uint64_t bytes = 0;
+    uint32_t crc = 0;
+    CLTTT_TRY(read_section_header(r, i, &sections[i], 0, &bytes, &crc));
+    CLTTT_TRY(read_payload(r, i, &sections[i], crc));
+  }
+  return CLTTT_SUCCESS;
+}
+
+static clttt_status load(clttt_session **out, clttt_model *model, const char *path, int context, reader *r) {
+  uint8_t *saved = NULL, *here = NULL, params[PARAMS_BYTES];
+  size_t saved_bytes = 0, here_bytes = 0;
+  layout l;
+  section *sections = NULL;
+  int count = 0;
+  clttt_session *session = NULL;
+  clttt_status status = read_preamble(r, path, &saved, &saved_bytes, params, &l);
+  if (status == CLTTT_SUCCESS && context > 0) {
+    /* Only the KV buffers' size follows the context; no section does. */
+    if (context < l.position || context > MAX_CONTEXT)
+      status = clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "a context of %d tokens for a session saved at position %d",
+                          context, l.position);
+    l.params.context = context;
+  }
+  if (status == CLTTT_SUCCESS)
+    status = model_fingerprint(model, &here, &here_bytes);
+  if (status == CLTTT_SUCCESS && here_bytes != saved_bytes)
+    status = bad(path, "saved from another model: %zu TTT layers in the file, %zu in this model",
+                 (saved_bytes - 4 * FP_FIELDS) / 4, (here_bytes - 4 * FP_FIELDS) / 4);
+  if (status == CLTTT_SUCCESS)
+    status = compare_fingerprints(path, saved, saved_bytes, here, here_bytes);
+  /* Sizes checked against the file before the session is allocated. */
+  if (status == CLTTT_SUCCESS)
+    status = plan_sections(&l, NULL, NULL, saved_bytes, NULL, &sections, &count);
+  if (status == CLTTT_SUCCESS)
+    status = check_size(r, &l, sections, count);
+  free(sections);
+  sections = NULL;
+  if (status == CLTTT_SUCCESS)
+    status = session_create_resolved(&session, model, &l.params);
+  if (status == CLTTT_SUCCESS && session->uses_ttt != l.ttt_state)
+    status = bad(path, "TTT state flag %d, but a session of these parameters has %d", l.ttt_state,
+                 session->uses_ttt);
+  if (status == CLTTT_SUCCESS)
+    status = session_reserve_history(session, l.position);
+  if (status == CLTTT_SUCCESS)
+    status = plan_sections(&l, session, NULL, saved_bytes, NULL, &sections, &count);
+  if (status == CLTTT_SUCCESS) {
+    r->device = model->device;
+    status = read_state(r, &l, sections, count);
+  }
+  if (status == CLTTT_SUCCESS)
+    status = runtime_finish(model->device);
+  if (status == CLTTT_SUCCESS) {
+    session->position = l.position;
+    if (session->uses_ttt)
+      session->ttt.pending = l.pending;
+    *out = session;
+  } else {
+    clttt_session_free(session);
+  }
+  free(sections);
+  free(saved);
+  free(here);
+  return status;
+}
+
+clttt_status clttt_session_load(clttt_session **session, clttt_model *model, const char *path, int context) {
+  if (!session || !model || !path || context < 0)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "clttt_session_load: NULL argument or negative context");
+  *session = NULL;
+  reader r = {.fd = -1};
+  clttt_status status = load(session, model, path, context, &r);
+  close_reader(&r);
+  if (status != CLTTT_SUCCESS)
+    return clttt_fail_context(status, "loading a session");
+  return CLTTT_SUCCESS;
+}
+
+clttt_status clttt_session_read_info(const char *path, clttt_session_file_info *info) {
+  if (!path || !info)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "clttt_session_read_info: NULL argument");
+  memset(info, 0, sizeof *info);
+  reader r = {.fd = -1};
+  uint8_t *model = NULL, params[PARAMS_BYTES];
+  size_t model_bytes = 0;
+  layout l;
+  section *sections = NULL;
+  int count = 0;
+  clttt_status status = read_preamble(&r, path, &model, &model_bytes, params, &l);
+  if (status == CLTTT_SUCCESS)
+    status = plan_sections(&l, NULL, NULL, model_bytes, NULL, &sections, &count);
+  if (status == CLTTT_SUCCESS)
+    status = read_state(&r, &l, sections, count);
+  if (status == CLTTT_SUCCESS) {
+    info->version = FORMAT_VERSION;
+    info->file_bytes = r.size;
+    info->section_count = count;
+    for (int i = 2; i < count; i++)
+      info->state_bytes += sections[i].bytes;
+    info->position = l.position;
+    info->pending = l.pending;
+    info->ttt_state = l.ttt_state;
+    info->params = l.params;
+    info->kv_dtype = (int)l.kv_dtype;
+#define FIELD(f) ((int)get32(model + 4 * (f)))
+    info->arch = (clttt_arch)FIELD(FP_ARCH);
+    info->hidden_size = FIELD(FP_HIDDEN);
+    info->intermediate_size = FIELD(FP_INTERMEDIATE);
+    info->num_hidden_layers = FIELD(FP_LAYERS);
+    info->num_attention_heads = FIELD(FP_HEADS);
+    info->num_key_value_heads = FIELD(FP_KV_HEADS);
+    info->head_dim = FIELD(FP_HEAD_DIM);
+    info->vocab_size = FIELD(FP_VOCAB);
+    info->max_position_embeddings = FIELD(FP_MAX_POSITIONS);
+    info->ttt_mode = FIELD(FP_TTT_MODE);
+    info->ttt_chunk = FIELD(FP_TTT_CHUNK);
+    info->ttt_proj = FIELD(FP_TTT_PROJ);
+    info->ttt_target = (clttt_ttt_target)FIELD(FP_TTT_TARGET);
+#undef FIELD
+    info->ttt_lr = bits_float(get32(model + 4 * FP_TTT_LR));
+    info->ttt_layer_count = l.ttt_layer_count;
+    for (int t = 0; t < l.ttt_layer_count && t < CLTTT_SESSION_INFO_TTT_LAYERS; t++)
+      info->ttt_layers[t] = (int)get32(l.ttt_layers + 4 * t);
+    info->weight_bytes = (uint64_t)get32(model + 4 * FP_WEIGHT_BYTES_LOW) |
+                         (uint64_t)get32(model + 4 * FP_WEIGHT_BYTES_HIGH) << 32;
+    info->weights_hash = (uint64_t)get32(model + 4 * FP_WEIGHTS_CRC32) << 32 | get32(model + 4 * FP_WEIGHTS_ADLER32);
+  }
+  free(sections);
+  free(model);
+  close_reader(&r);
+  if (status != CLTTT_SUCCESS)
+    return clttt_fail_context(status, "reading a session file");
+  return CLTTT_SUCCESS;
+}
+
+/* ---------------------------------------------------------------- */
+/* Fork                                                               */
+
+clttt_status clttt_session_fork(clttt_session **out, const clttt_session *source) {
+  if (!out || !source)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "clttt_session_fork: NULL argument");
+  *out = NULL;
+  clttt_model *model = source->model;
+  const clttt_device *device = model->device;
+  const size_t F = sizeof(float), d = (size_t)model->config.hidden_size, f = (size_t)model->config.intermediate_size;
+  clttt_session *copy = NULL;
+  clttt_status status = session_create_resolved(&copy, model, &source->params);
+  if (status == CLTTT_SUCCESS)
+    status = session_reserve_history(copy, source->position);
+  const size_t kv_bytes = (size_t)source->position * (size_t)model->kv_dim * F;
+  for (int i = 0; i < model->config.num_hidden_layers && status == CLTTT_SUCCESS; i++) {
+    status = runtime_copy(device, copy->k_cache[i], 0, source->k_cache[i], 0, kv_bytes, "K cache rows");
+    if (status == CLTTT_SUCCESS)
+      status = runtime_copy(device, copy->v_cache[i], 0, source->v_cache[i], 0, kv_bytes, "V cache rows");
+  }
+  const size_t pending = source->uses_ttt ? (size_t)source->ttt.pending : 0;
+  for (int i = 0; source->uses_ttt && i < source->ttt.layer_count && status == CLTTT_SUCCESS; i++) {
+    const ttt_layer_state *from = &source->ttt.layers[i];
+    ttt_layer_state *to = &copy->ttt.layers[i];
+    if (!from->fast_weight)
+      continue;
+    status = runtime_copy(device, to->fast_weight, 0, from->fast_weight, 0, d * f * F, "TTT fast weight");
+    if (status == CLTTT_SUCCESS)
+      status = runtime_copy(device, to->pending_h, 0, from->pending_h, 0, pending * f * F, "TTT pending h rows");
+    if (status == CLTTT_SUCCESS)
+      status = runtime_copy(device, to->pending_t, 0, from->pending_t, 0, pending * d * F, "TTT pending t rows");
+  }
+  if (status == CLTTT_SUCCESS)
+    status = runtime_finish(device);
+  if (status != CLTTT_SUCCESS) {
+    clttt_session_free(copy);
+    return clttt_fail_context(status, "forking a session at position %d", source->position);
+  }
+  if (source->position > 0)
+    memcpy(copy->history, source->history, (size_t)source->position * sizeof *copy->history);
+  copy->position = source->position;
+  if (copy->uses_ttt)
+    copy->ttt.pending = source->ttt.pending;
+  *out = copy;
+  return CLTTT_SUCCESS;
+}
