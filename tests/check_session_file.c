@@ -541,7 +541,7 @@ START_TEST(test_bad_files_are_refused) {
   snprintf(twin_dir, sizeof twin_dir, "%s/twin", dir);
   ck_assert_int_eq(fixture_write(&twin, twin_dir), CLTTT_SUCCESS);
   clttt_model *twin_model = NULL;
-  ck_assert_int_eq(clttt_model_load(&twin_model, fixture.device, twin_dir), CLTTT_SUCCESS);
+  ck_assert_int_eq(clttt_model_load(&twin_model, fixture.device, twin_dir, NULL), CLTTT_SUCCESS);
   expect_refused(twin_model, fixture.device, dir, "same shape, other weights model", good, size, bad,
                  "other weights");
   clttt_model_free(twin_model);
@@ -581,7 +581,7 @@ static void child_save_and_die(const char *model_dir, const char *path, const in
   clttt_session *session = NULL;
   clttt_session_params params = clttt_session_default_params();
   params.context = n_a + 2 * n_b;
-  if (clttt_device_open(&device, NULL) || clttt_model_load(&model, device, model_dir) ||
+  if (clttt_device_open(&device, NULL) || clttt_model_load(&model, device, model_dir, NULL) ||
       clttt_session_create(&session, model, &params))
     _exit(10);
   if (clttt_session_feed(session, a, n_a, NULL, 0) || clttt_session_save(session, path))
@@ -645,7 +645,7 @@ START_TEST(test_killed_save_leaves_old_file) {
   ck_assert(WIFSIGNALED(status));
   clttt_device *device = test_open_device();
   clttt_model *model = NULL;
-  ck_assert_int_eq(clttt_model_load(&model, device, model_dir), CLTTT_SUCCESS);
+  ck_assert_int_eq(clttt_model_load(&model, device, model_dir, NULL), CLTTT_SUCCESS);
   float *expected = continuation(model, n_a + 2 * n_b, a, n_a, c, 5);
   clttt_session *loaded = load(model, path);
   ck_assert_int_eq(clttt_session_position(loaded), n_a);
