@@ -57,8 +57,8 @@ static char *duplicate(const char *text) {
   return copy;
 }
 
-/* A string from the template's own text: `start` points just past an
- * opening quote; the string ends at the matching quote. */
+/* A string from the template's own text: the one that starts right after
+ * `marker` (which ends with its opening quote) and ends at the same quote. */
 static char *quoted_after(const char *text, const char *marker) {
   const char *at = strstr(text, marker);
   if (!at)
@@ -86,12 +86,13 @@ void chat_template_from_string(chat_template *tmpl, const char *text, const char
   }
   if (strstr(text, "<|im_start|>")) {
     tmpl->kind = CHAT_TEMPLATE_CHATML;
+    tmpl->strip_reasoning = strstr(text, "</think>") != NULL;
     /* Qwen2.5 falls back to its own system message when none is given; the
      * sentence is in the template, in single quotes. */
     const char *qwen = strstr(text, "You are Qwen, created by Alibaba Cloud");
     if (qwen) {
       const char *end = qwen;
-      while (*end && *end != '\'' && *end != '"')
+      while (*end && *end != '\'' && *end != '"' && *end != '<' && *end != '\\')
         end++;
       tmpl->default_system = malloc((size_t)(end - qwen) + 1);
       if (tmpl->default_system) {
@@ -225,7 +226,7 @@ static void render_chatml(text_buffer *out, const chat_template *tmpl, const cha
     append(out, "<|im_start|>");
     append(out, messages[i].role);
     append(out, "\n");
-    if (strcmp(messages[i].role, "assistant") == 0 && i < last_user)
+    if (tmpl->strip_reasoning && strcmp(messages[i].role, "assistant") == 0 && i < last_user)
       append(out, after_reasoning(messages[i].content));
     else
       append(out, messages[i].content);

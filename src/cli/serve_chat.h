@@ -17,6 +17,7 @@ typedef enum {
 typedef struct {
   chat_template_kind kind;
   char *bos_token;         /* prepended by LLaMA-3 templates; "" when none */
+  int strip_reasoning;     /* Qwen3: earlier assistant turns lose their <think> part */
   char *default_system;    /* Qwen2.5: the system message used when none is given; NULL when none */
   int knowledge_header;    /* LLaMA-3.1/3.2: "Cutting Knowledge Date" system preamble */
   int today_date;          /* LLaMA-3.2: the preamble's date is today's (strftime_now) */

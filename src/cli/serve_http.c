@@ -399,6 +399,12 @@ static enum MHD_Result route(http_server *server, struct MHD_Connection *connect
     else if (!slash)
       session_kind = JOB_DELETE, allowed = "DELETE", method_ok = del;
   }
+  /* A bad name is refused as such whatever follows it: "../x" decoded
+   * from %2F must not look like a mere unknown path. */
+  if (endpoint == ENDPOINT_SESSIONS && strncmp(url, "/v1/sessions/", 13) == 0 && !session_name_valid(name) &&
+      authorized(server, connection))
+    return send_error(server, connection, endpoint, 400,
+                      "session names are 1 to 64 characters from A-Z a-z 0-9 _ -", NULL);
   if (!allowed)
     return send_error(server, connection, ENDPOINT_OTHER, 404, "no such endpoint", NULL);
   if (!method_ok)
