@@ -60,10 +60,10 @@ static const char *stories(void) {
 
 START_TEST(test_help_everywhere) {
   static const char *const commands[] = {"devices", "demo", "info", "logits", "generate", "ppl", "ruler", "tune",
-                                         "session"};
+                                         "session", "serve"};
   command_result top = run_clttt("--help");
   ck_assert_int_eq(top.exit_code, 0);
-  for (int i = 0; i < 8; i++) {
+  for (int i = 0; i < 10; i++) {
     ck_assert_msg(strstr(top.out, commands[i]) != NULL, "'clttt --help' does not list %s", commands[i]);
     command_result help = run_clttt("%s --help", commands[i]);
     ck_assert_msg(help.exit_code == 0, "clttt %s --help exited %d", commands[i], help.exit_code);

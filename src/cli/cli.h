@@ -13,6 +13,7 @@ int command_ppl(int argc, char **argv);
 int command_ruler(int argc, char **argv);
 int command_tune(int argc, char **argv);
 int command_session(int argc, char **argv);
+int command_serve(int argc, char **argv);
 
 /* Options of every command that runs a model. */
 typedef struct {

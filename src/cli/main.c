@@ -21,6 +21,7 @@ static const subcommand subcommands[] = {
     {"logits", command_logits, "write the logits of a token sequence (float32 rows)"},
     {"ppl", command_ppl, "perplexity of a text, per position bucket, TTT on/off/both"},
     {"ruler", command_ruler, "RULER's synthetic long-context tasks, scored, TTT on vs off"},
+    {"serve", command_serve, "an OpenAI-compatible HTTP server whose sessions keep learning"},
     {"session", command_session, "describe a saved session file (session info F)"},
     {"tune", command_tune, "measure kernel parameters for a device and cache the fastest"},
 };
