@@ -1,0 +1,239 @@
+/* The parameters of our packed GEMM and update kernels: per-device
+ * defaults, validity, and the -D options they build with. Plain C, no
+ * OpenCL calls, so the tuning cache (and its fuzzer) can use it alone. */
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "packed_gemm.h"
+
+static int contains_ignoring_case(const char *haystack, const char *needle) {
+  size_t length = strlen(needle);
+  for (; *haystack; haystack++)
+    if (strncasecmp(haystack, needle, length) == 0)
+      return 1;
+  return 0;
+}
+
+/* Whether the CPU has 32 512-bit vector registers. PoCL names its CPU
+ * device after LLVM's CPU ("pthread-skylake-avx512-...", "pthread-znver4-...");
+ * other CPU runtimes give no hint and get the narrow tiles, which are merely
+ * smaller on an AVX-512 machine, while the wide ones would spill on AVX2. */
+static int cpu_has_avx512(const clttt_device_info *info) {
+  static const char *const names[] = {"avx512", "znver4", "znver5", "icelake", "tigerlake", "rocketlake",
+                                      "cascadelake", "cooperlake", "cannonlake", "sapphirerapids",
+                                      "emeraldrapids", "graniterapids", "diamondrapids"};
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+    if (contains_ignoring_case(info->name, names[i]))
+      return 1;
+  return 0;
+}
+
+static int is_cpu(const clttt_device_info *info) { return strcmp(info->type, "CPU") == 0; }
+
+/* GPU tiles per vendor; all reasoned, none measured (no GPU was at hand). */
+static void gpu_tiles(const clttt_device_info *info, int *tile_m, int *tile_n, int *tile_k, int *item_m,
+                      int *item_n) {
+  *tile_k = 16;
+  *item_m = 4;
+  *item_n = 4;
+  if (contains_ignoring_case(info->vendor, "nvidia") || contains_ignoring_case(info->vendor, "advanced micro") ||
+      contains_ignoring_case(info->vendor, "amd")) {
+    /* 64 x 64 outputs per group of 16 x 16 = 256 work-items: 8 warps or 4
+     * wavefronts; 16 accumulators per work-item leave registers for
+     * occupancy; 8.3 KiB of local memory per group. */
+    *tile_m = 64;
+    *tile_n = 64;
+  } else {
+    /* Intel GPUs and anything else: smaller register files and sub-groups
+     * of 8-32, so 32 x 32 tiles in groups of 8 x 8 = 64. */
+    *tile_m = 32;
+    *tile_n = 32;
+  }
+}
+
+static size_t gpu_local_bytes(int tile_m, int tile_n, int tile_k) {
+  return ((size_t)tile_k * (size_t)(tile_m + 1) + (size_t)tile_k * (size_t)tile_n) * sizeof(float);
+}
+
+static int gpu_tiles_fit(const clttt_device_info *info, int tile_m, int tile_n, int tile_k, int item_m, int item_n) {
+  size_t group = (size_t)(tile_n / item_n) * (size_t)(tile_m / item_m);
+  return (info->max_work_group_size == 0 || group <= info->max_work_group_size) &&
+         (info->local_memory == 0 || gpu_local_bytes(tile_m, tile_n, tile_k) <= info->local_memory);
+}
+
+void packed_gemm_defaults(const clttt_device_info *info, packed_gemm_params *params) {
+  int tile_m, tile_n, tile_k, item_m, item_n;
+  gpu_tiles(info, &tile_m, &tile_n, &tile_k, &item_m, &item_n);
+  *params = (packed_gemm_params){.variant = PACKED_GEMM_GPU, .nr = tile_n, .mr = 8, .row_block = 128,
+                                 .local_k = 0, .tile_m = tile_m, .tile_k = tile_k, .item_m = item_m,
+                                 .item_n = item_n};
+  /* A device too small for the tiles, or a CPU: the CPU variant, whose
+   * work-groups are single work-items and need no local memory. */
+  if (is_cpu(info) || !gpu_tiles_fit(info, tile_m, tile_n, tile_k, item_m, item_n)) {
+    int wide = cpu_has_avx512(info);
+    params->variant = PACKED_GEMM_CPU;
+    /* 8 rows x 32 columns = 16 float16 accumulators of AVX-512's 32 registers;
+     * on AVX2 (16 registers, float16 = 2 of them) 6 x 16 = 12. Under PoCL
+     * 3.1 on a 2-core Xeon (AVX-512; A/B runs in one process, per CPU-second
+     * of a shared machine) 8 x 32 and 6 x 64 ran within 5% of each other and
+     * 12 x 32 slower. bf16/fp16 panels converted 256 k at a time into local
+     * memory ran 1.05-1.25x faster than converting in the inner loop; for
+     * fp32 weights the staging lost 5-10%, so they never stage. */
+    params->nr = wide ? 32 : 16;
+    params->mr = wide ? 8 : 6;
+    params->row_block = 128;
+    params->local_k = 256;
+  }
+}
+
+void packed_gemm_update_defaults(const clttt_device_info *info, packed_gemm_update_params *params) {
+  int tile_m, tile_n, tile_k, item_m, item_n;
+  gpu_tiles(info, &tile_m, &tile_n, &tile_k, &item_m, &item_n);
+  *params = (packed_gemm_update_params){.variant = PACKED_GEMM_GPU, .nr = 32, .mr = 8, .row_block = 128,
+                                        .panels = 1, .tile_m = tile_m, .tile_n = tile_n, .tile_k = tile_k,
+                                        .item_m = item_m, .item_n = item_n};
+  if (is_cpu(info) || !gpu_tiles_fit(info, tile_m, tile_n, tile_k, item_m, item_n)) {
+    int wide = cpu_has_avx512(info);
+    /* Measured as for the GEMM (PoCL 3.1, 2-core Xeon, d 1024, f 3072,
+     * C 512 and 1024): staging 128 values of t of V and h in local memory ran
+     * 2-4x faster than reading them in place (whose rows lie 4 and 12 KiB
+     * apart); 6 x 64 register tiles 1.1-1.2x faster than 8 x 32; 4 column
+     * slices per work-item sharing one staged V 1.1-1.6x faster than 1
+     * (every slice needs all of V: 48 copies of it at f 3072 otherwise), 8
+     * no better; 96 rows (16 tiles of 6) keep the staged slices at 48 + 32
+     * KiB, in L2. */
+    params->variant = PACKED_GEMM_CPU;
+    params->nr = wide ? 64 : 16;
+    params->mr = 6;
+    params->row_block = 96;
+    params->local_t = 128;
+    params->panels = 4;
+  }
+}
+
+/* The checks both kernel families share for their GPU tiles. */
+static int gpu_tiles_valid(const clttt_device_info *info, const char *prefix, int tile_m, int tile_n, int tile_k,
+                           int item_m, int item_n, char *why, size_t capacity) {
+  if (tile_m < 1 || tile_n < 1 || tile_k < 1 || item_m < 1 || item_n < 1 || tile_m > 1024 || tile_n > 1024 ||
+      tile_k > 1024) {
+    snprintf(why, capacity, "%s tiles %d x %d x %d with %d x %d per work-item are outside 1..1024", prefix, tile_m,
+             tile_n, tile_k, item_m, item_n);
+    return 0;
+  }
+  if (tile_m % item_m != 0 || tile_n % item_n != 0) {
+    snprintf(why, capacity, "%s tile %d x %d is not a whole number of %d x %d work-item tiles", prefix, tile_m,
+             tile_n, item_m, item_n);
+    return 0;
+  }
+  if (item_m * item_n > 64) {
+    snprintf(why, capacity, "%s %d x %d outputs per work-item exceed 64 registers of accumulators", prefix, item_m,
+             item_n);
+    return 0;
+  }
+  int group = (tile_n / item_n) * (tile_m / item_m);
+  if (info->max_work_group_size > 0 && (size_t)group > info->max_work_group_size) {
+    snprintf(why, capacity, "%s work-group of %d exceeds the device's largest (%zu)", prefix, group,
+             info->max_work_group_size);
+    return 0;
+  }
+  if ((tile_m * tile_k) % group != 0 || (tile_n * tile_k) % group != 0) {
+    snprintf(why, capacity, "%s local tiles %d x %d and %d x %d are not a whole number of loads for %d work-items",
+             prefix, tile_k, tile_m, tile_k, tile_n, group);
+    return 0;
+  }
+  size_t bytes = gpu_local_bytes(tile_m, tile_n, tile_k);
+  if (info->local_memory > 0 && bytes > info->local_memory) {
+    snprintf(why, capacity, "%s tiles need %zu bytes of local memory; the device has %llu", prefix, bytes,
+             (unsigned long long)info->local_memory);
+    return 0;
+  }
+  return 1;
+}
+
+static int cpu_tiles_valid(const char *prefix, int nr, int mr, int row_block, char *why, size_t capacity) {
+  if (nr < 16 || nr > 256 || nr % 16 != 0) {
+    snprintf(why, capacity, "%s_NR=%d is not a multiple of 16 in 16..256", prefix, nr);
+    return 0;
+  }
+  if (mr < 1 || mr > 32) {
+    snprintf(why, capacity, "%s_MR=%d is outside 1..32", prefix, mr);
+    return 0;
+  }
+  if (row_block < 1 || row_block > 1 << 20) {
+    snprintf(why, capacity, "%s_ROW_BLOCK=%d is outside 1..%d", prefix, row_block, 1 << 20);
+    return 0;
+  }
+  return 1;
+}
+
+int packed_gemm_params_valid(const clttt_device_info *info, const packed_gemm_params *params, char *why,
+                             size_t capacity) {
+  if (params->variant == PACKED_GEMM_CPU) {
+    if (!cpu_tiles_valid("GEMM", params->nr, params->mr, params->row_block, why, capacity))
+      return 0;
+    size_t bytes = (size_t)(params->local_k > 0 ? params->local_k : 0) * (size_t)params->nr * sizeof(float);
+    if (params->local_k < 0 || params->local_k > 1 << 20 ||
+        (info->local_memory > 0 && bytes > info->local_memory)) {
+      snprintf(why, capacity, "GEMM_LOCAL_K=%d needs %zu bytes of local memory; the device has %llu",
+               params->local_k, bytes, (unsigned long long)info->local_memory);
+      return 0;
+    }
+    return 1;
+  }
+  if (params->variant == PACKED_GEMM_GPU)
+    return gpu_tiles_valid(info, "GEMM", params->tile_m, params->nr, params->tile_k, params->item_m,
+                           params->item_n, why, capacity);
+  snprintf(why, capacity, "GEMM_VARIANT=%d is neither 0 (CPU) nor 1 (GPU)", (int)params->variant);
+  return 0;
+}
+
+int packed_gemm_update_params_valid(const clttt_device_info *info, const packed_gemm_update_params *params,
+                                    char *why, size_t capacity) {
+  if (params->variant == PACKED_GEMM_CPU) {
+    if (!cpu_tiles_valid("UPDATE", params->nr, params->mr, params->row_block, why, capacity))
+      return 0;
+    if (params->panels < 1 || params->panels > 1024) {
+      snprintf(why, capacity, "UPDATE_PANELS=%d is outside 1..1024", params->panels);
+      return 0;
+    }
+    size_t bytes = (size_t)(params->local_t > 0 ? params->local_t : 0) * (size_t)(params->nr + params->row_block) *
+                   sizeof(float);
+    if (params->local_t < 0 || params->local_t > 1 << 20 || (info->local_memory > 0 && bytes > info->local_memory)) {
+      snprintf(why, capacity, "UPDATE_LOCAL_T=%d needs %zu bytes of local memory; the device has %llu",
+               params->local_t, bytes, (unsigned long long)info->local_memory);
+      return 0;
+    }
+    return 1;
+  }
+  if (params->variant == PACKED_GEMM_GPU)
+    return gpu_tiles_valid(info, "UPDATE", params->tile_m, params->tile_n, params->tile_k, params->item_m,
+                           params->item_n, why, capacity);
+  snprintf(why, capacity, "UPDATE_VARIANT=%d is neither 0 (CPU) nor 1 (GPU)", (int)params->variant);
+  return 0;
+}
+
+/* Only the options the chosen variant reads, so two parameter sets that
+ * build the same kernel share one cached program. */
+void packed_gemm_defines(const packed_gemm_params *params, packed_gemm_type type, char *buffer, size_t capacity) {
+  if (params->variant == PACKED_GEMM_CPU)
+    snprintf(buffer, capacity, "-DGEMM_VARIANT=0 -DWEIGHT_TYPE=%d -DGEMM_NR=%d -DGEMM_MR=%d -DGEMM_ROW_BLOCK=%d "
+             "-DGEMM_LOCAL_K=%d", (int)type, params->nr, params->mr, params->row_block,
+             type == PACKED_GEMM_F32 ? 0 : params->local_k);
+  else
+    snprintf(buffer, capacity, "-DGEMM_VARIANT=1 -DWEIGHT_TYPE=%d -DGEMM_NR=%d -DGEMM_TILE_M=%d -DGEMM_TILE_K=%d "
+             "-DGEMM_ITEM_M=%d -DGEMM_ITEM_N=%d", (int)type, params->nr, params->tile_m, params->tile_k,
+             params->item_m, params->item_n);
+}
+
+void packed_gemm_update_defines(const packed_gemm_update_params *params, char *buffer, size_t capacity) {
+  if (params->variant == PACKED_GEMM_CPU)
+    snprintf(buffer, capacity,
+             "-DUPDATE_VARIANT=0 -DUPDATE_NR=%d -DUPDATE_MR=%d -DUPDATE_ROW_BLOCK=%d -DUPDATE_LOCAL_T=%d -DUPDATE_PANELS=%d",
+             params->nr, params->mr, params->row_block, params->local_t, params->panels);
+  else
+    snprintf(buffer, capacity, "-DUPDATE_VARIANT=1 -DUPDATE_TILE_M=%d -DUPDATE_TILE_N=%d -DUPDATE_TILE_K=%d "
+             "-DUPDATE_ITEM_M=%d -DUPDATE_ITEM_N=%d", params->tile_m, params->tile_n, params->tile_k,
+             params->item_m, params->item_n);
+}
+
