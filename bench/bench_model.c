@@ -28,6 +28,7 @@ static void help(void) {
          "  --contexts L    prefill lengths\n"
          "  --decode N      decode steps (default 32)\n"
          "  --repeats N     prefill runs per setting, interleaved; the fastest counts (default 3)\n"
+         "  --kv f16|f32    KV cache element type (default f16, the library's)\n"
          "  --json          one JSON object on stdout instead of the table\n");
 }
 
@@ -71,6 +72,8 @@ typedef struct {
   uint64_t peak_on, peak_off, model_on, model_off;
 } prefill_result;
 
+static clttt_kv_type kv_type = CLTTT_KV_F16;
+
 static int run_prefill(clttt_device *device, clttt_model *model, int ttt, int n, double *seconds, uint64_t *peak,
                        uint64_t *predicted) {
   const clttt_config *config = clttt_model_get_config(model);
@@ -85,6 +88,7 @@ static int run_prefill(clttt_device *device, clttt_model *model, int ttt, int n,
   params.context = n;
   params.ttt = ttt;
   params.logits = CLTTT_LOGITS_LAST;
+  params.kv_type = kv_type;
   int status = clttt_session_create(&session, model, &params);
   double start = now_seconds();
   if (status == CLTTT_SUCCESS)
@@ -111,6 +115,13 @@ int main(int argc, char **argv) {
       return 0;
     } else if (strcmp(argv[i], "--quick") == 0) {
       quick = 1;
+    } else if (strcmp(argv[i], "--kv") == 0 && i + 1 < argc) {
+      i++;
+      if (strcmp(argv[i], "f32") != 0 && strcmp(argv[i], "f16") != 0) {
+        fprintf(stderr, "bench_model: --kv expects f16 or f32\n");
+        return 2;
+      }
+      kv_type = strcmp(argv[i], "f32") == 0 ? CLTTT_KV_F32 : CLTTT_KV_F16;
     } else if (strcmp(argv[i], "--json") == 0) {
       json = 1;
     } else if (strcmp(argv[i], "--device") == 0 && i + 1 < argc) {
@@ -206,6 +217,7 @@ int main(int argc, char **argv) {
   clttt_session_params decode_params = clttt_session_default_params();
   decode_params.context = decode_steps + 8;
   decode_params.logits = CLTTT_LOGITS_LAST;
+  decode_params.kv_type = kv_type;
   status = clttt_session_create(&session, model, &decode_params);
   for (int i = 0; i < 4 && status == CLTTT_SUCCESS; i++) /* warm the decode path */
     status = clttt_session_feed(session, &token, 1, logits, 1);
