@@ -16,40 +16,7 @@
 /* fp32 OpenCL against float64 goldens: see check_model.c. */
 #define GOLDEN_TOLERANCE 2e-4
 
-typedef struct {
-  int exit_code;
-  char *out, *err;
-  size_t out_size;
-} command_result;
-
 static char scratch[512];
-
-/* Runs `clttt <arguments>` (arguments already shell-quoted where needed). */
-static command_result run_clttt(const char *format, ...) {
-  char arguments[4096], command[6000], out_path[700], err_path[700];
-  va_list list;
-  va_start(list, format);
-  vsnprintf(arguments, sizeof arguments, format, list);
-  va_end(list);
-  snprintf(out_path, sizeof out_path, "%s/stdout", scratch);
-  snprintf(err_path, sizeof err_path, "%s/stderr", scratch);
-  snprintf(command, sizeof command, "'%s/clttt' %s > '%s' 2> '%s' < /dev/null",
-           test_environment("CLTTT_BUILD_DIR", "."), arguments, out_path, err_path);
-  int status = system(command);
-  command_result result;
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  size_t err_size = 0;
-  result.out = test_read_file(out_path, &result.out_size);
-  result.err = test_read_file(err_path, &err_size);
-  ck_assert_ptr_nonnull(result.out);
-  ck_assert_ptr_nonnull(result.err);
-  return result;
-}
-
-static void result_free(command_result *result) {
-  free(result->out);
-  free(result->err);
-}
 
 static void setup(void) { test_make_temporary_directory(scratch, sizeof scratch); }
 static void teardown(void) { test_remove_directory(scratch); }
@@ -61,60 +28,60 @@ static const char *stories(void) {
 START_TEST(test_help_everywhere) {
   static const char *const commands[] = {"devices", "demo", "info", "logits", "generate", "ppl", "ruler", "tune",
                                          "session", "serve"};
-  command_result top = run_clttt("--help");
+  test_command top = test_run_clttt(scratch, "--help");
   ck_assert_int_eq(top.exit_code, 0);
   for (int i = 0; i < 10; i++) {
     ck_assert_msg(strstr(top.out, commands[i]) != NULL, "'clttt --help' does not list %s", commands[i]);
-    command_result help = run_clttt("%s --help", commands[i]);
+    test_command help = test_run_clttt(scratch, "%s --help", commands[i]);
     ck_assert_msg(help.exit_code == 0, "clttt %s --help exited %d", commands[i], help.exit_code);
     ck_assert_msg(strstr(help.out, "usage: clttt") != NULL, "clttt %s --help: %s", commands[i], help.out);
-    result_free(&help);
+    test_command_free(&help);
   }
-  result_free(&top);
-  command_result unknown = run_clttt("frobnicate");
+  test_command_free(&top);
+  test_command unknown = test_run_clttt(scratch, "frobnicate");
   ck_assert_int_eq(unknown.exit_code, 2);
   ck_assert_ptr_nonnull(strstr(unknown.err, "frobnicate"));
-  result_free(&unknown);
+  test_command_free(&unknown);
 }
 END_TEST
 
 START_TEST(test_unknown_flag) {
   static const char *const commands[] = {"devices", "demo", "info", "logits", "generate", "ppl", "ruler"};
   for (int i = 0; i < 7; i++) {
-    command_result result = run_clttt("%s --no-such-flag", commands[i]);
+    test_command result = test_run_clttt(scratch, "%s --no-such-flag", commands[i]);
     ck_assert_msg(result.exit_code == 2, "clttt %s --no-such-flag exited %d", commands[i], result.exit_code);
     ck_assert_msg(strstr(result.err, "--no-such-flag") != NULL, "clttt %s: %s", commands[i], result.err);
-    result_free(&result);
+    test_command_free(&result);
   }
 }
 END_TEST
 
 START_TEST(test_devices_and_info) {
-  command_result devices = run_clttt("devices");
+  test_command devices = test_run_clttt(scratch, "devices");
   ck_assert_int_eq(devices.exit_code, 0);
   ck_assert_msg(strstr(devices.out, "compute units") != NULL || strstr(devices.out, "Compute units") != NULL,
                 "%s", devices.out);
-  result_free(&devices);
+  test_command_free(&devices);
 
-  command_result info = run_clttt("info -m '%s'", stories());
+  test_command info = test_run_clttt(scratch, "info -m '%s'", stories());
   ck_assert_int_eq(info.exit_code, 0);
   ck_assert_ptr_nonnull(strstr(info.out, "LlamaForCausalLM"));
   ck_assert_ptr_nonnull(strstr(info.out, "d=64"));
-  result_free(&info);
+  test_command_free(&info);
 
   char dir[700];
   snprintf(dir, sizeof dir, "%s/ttt", scratch);
   ck_assert_int_eq(fixture_write(fixture_find("ttt-proj-hidden"), dir), CLTTT_SUCCESS);
-  info = run_clttt("info -m '%s'", dir);
+  info = test_run_clttt(scratch, "info -m '%s'", dir);
   ck_assert_int_eq(info.exit_code, 0);
   ck_assert_msg(strstr(info.out, "TTT layers:   0, 2") != NULL, "%s", info.out);
   ck_assert_ptr_nonnull(strstr(info.out, "C=16"));
-  result_free(&info);
+  test_command_free(&info);
 
-  command_result missing = run_clttt("info -m /nonexistent/model");
+  test_command missing = test_run_clttt(scratch, "info -m /nonexistent/model");
   ck_assert_int_eq(missing.exit_code, 1);
   ck_assert_ptr_nonnull(strstr(missing.err, "/nonexistent/model"));
-  result_free(&missing);
+  test_command_free(&missing);
 
   /* Sizes whose byte counts overflow 64 bits: said so, never a wrapped number. */
   test_write_text(scratch, "config.json",
@@ -122,10 +89,10 @@ START_TEST(test_devices_and_info) {
                   " \"intermediate_size\": 2000000000, \"num_hidden_layers\": 4000,"
                   " \"num_attention_heads\": 1000000, \"head_dim\": 128, \"vocab_size\": 2000000000,"
                   " \"max_position_embeddings\": 1000000000, \"ttt_mode\": true}");
-  command_result absurd = run_clttt("info -m '%s'", scratch);
+  test_command absurd = test_run_clttt(scratch, "info -m '%s'", scratch);
   ck_assert_msg(absurd.exit_code == 0, "%s", absurd.err);
   ck_assert_msg(strstr(absurd.out, "more than 16 EiB") != NULL, "%s", absurd.out);
-  result_free(&absurd);
+  test_command_free(&absurd);
 }
 END_TEST
 
@@ -151,7 +118,7 @@ START_TEST(test_logits_matches_goldens) {
     char *tokens = token_list(&g);
     static const char *const pieces[] = {"", "--pieces 1", "--pieces 7"};
     for (int p = 0; p < 3; p++) {
-      command_result result = run_clttt("logits -m '%s' --kv f32 --tokens %s --out '%s' %s", dir, tokens, out, pieces[p]);
+      test_command result = test_run_clttt(scratch, "logits -m '%s' --kv f32 --tokens %s --out '%s' %s", dir, tokens, out, pieces[p]);
       ck_assert_msg(result.exit_code == 0, "clttt logits: %s", result.err);
       size_t size = 0;
       char *data = test_read_file(out, &size);
@@ -159,10 +126,10 @@ START_TEST(test_logits_matches_goldens) {
       double error = test_max_abs_difference((const float *)data, g.logits, (size_t)g.n * (size_t)g.vocab);
       ck_assert_msg(error <= GOLDEN_TOLERANCE, "%s %s: %g", names[k], pieces[p], error);
       free(data);
-      result_free(&result);
+      test_command_free(&result);
     }
     if (g.ttt) {
-      command_result result = run_clttt("logits -m '%s' --kv f32 --tokens %s --out '%s' --ttt off", dir, tokens, out);
+      test_command result = test_run_clttt(scratch, "logits -m '%s' --kv f32 --tokens %s --out '%s' --ttt off", dir, tokens, out);
       ck_assert_int_eq(result.exit_code, 0);
       size_t size = 0;
       char *data = test_read_file(out, &size);
@@ -171,7 +138,7 @@ START_TEST(test_logits_matches_goldens) {
                           GOLDEN_TOLERANCE);
       free(expected);
       free(data);
-      result_free(&result);
+      test_command_free(&result);
     }
     free(tokens);
     golden_free(&g);
@@ -179,72 +146,72 @@ START_TEST(test_logits_matches_goldens) {
   /* Bad input: a token outside the vocabulary, a malformed list, binary to a terminal is refused elsewhere. */
   char dir[700];
   snprintf(dir, sizeof dir, "%s/qwen3-yarn", scratch);
-  command_result bad = run_clttt("logits -m '%s' --tokens 1,2,99999 --out '%s/x'", dir, scratch);
+  test_command bad = test_run_clttt(scratch, "logits -m '%s' --tokens 1,2,99999 --out '%s/x'", dir, scratch);
   ck_assert_int_eq(bad.exit_code, 1);
   ck_assert_ptr_nonnull(strstr(bad.err, "99999"));
-  result_free(&bad);
-  bad = run_clttt("logits -m '%s' --tokens 1,,x", dir);
+  test_command_free(&bad);
+  bad = test_run_clttt(scratch, "logits -m '%s' --tokens 1,,x", dir);
   ck_assert_int_eq(bad.exit_code, 2);
-  result_free(&bad);
+  test_command_free(&bad);
 }
 END_TEST
 
 /* Greedy generation from the trained model tells the known story. */
 START_TEST(test_generate_stories) {
-  command_result result = run_clttt("generate -m '%s' -p 'Once upon a time' -n 40", stories());
+  test_command result = test_run_clttt(scratch, "generate -m '%s' -p 'Once upon a time' -n 40", stories());
   ck_assert_msg(result.exit_code == 0, "%s", result.err);
   ck_assert_msg(strncmp(result.out, "Once upon a time, there was a little girl named Lily. She loved to play", 70) == 0,
                 "got: %s", result.out);
   ck_assert_ptr_nonnull(strstr(result.err, "tokens/s"));
-  result_free(&result);
+  test_command_free(&result);
 
   /* Sampling with a seed is reproducible, and differs from greedy. */
-  command_result first = run_clttt("generate -m '%s' -p 'Once upon a time' -n 30 --temp 1.0 --top-p 0.9 --seed 7", stories());
-  command_result second = run_clttt("generate -m '%s' -p 'Once upon a time' -n 30 --temp 1.0 --top-p 0.9 --seed 7", stories());
+  test_command first = test_run_clttt(scratch, "generate -m '%s' -p 'Once upon a time' -n 30 --temp 1.0 --top-p 0.9 --seed 7", stories());
+  test_command second = test_run_clttt(scratch, "generate -m '%s' -p 'Once upon a time' -n 30 --temp 1.0 --top-p 0.9 --seed 7", stories());
   ck_assert_int_eq(first.exit_code, 0);
   ck_assert_str_eq(first.out, second.out);
-  result_free(&first);
-  result_free(&second);
+  test_command_free(&first);
+  test_command_free(&second);
 }
 END_TEST
 
 START_TEST(test_generate_bad_input) {
-  command_result result = run_clttt("generate -m /nonexistent/model -p hello");
+  test_command result = test_run_clttt(scratch, "generate -m /nonexistent/model -p hello");
   ck_assert_int_eq(result.exit_code, 1);
   ck_assert_ptr_nonnull(strstr(result.err, "/nonexistent/model"));
-  result_free(&result);
+  test_command_free(&result);
 
   /* A model directory without any tokenizer. */
   char dir[700];
   snprintf(dir, sizeof dir, "%s/qwen3-tied", scratch);
   ck_assert_int_eq(fixture_write(fixture_find("qwen3-tied"), dir), CLTTT_SUCCESS);
-  result = run_clttt("generate -m '%s' -p hello -n 2", dir);
+  result = test_run_clttt(scratch, "generate -m '%s' -p hello -n 2", dir);
   ck_assert_int_eq(result.exit_code, 1);
   ck_assert_msg(strstr(result.err, "tokenizer") != NULL && strstr(result.err, dir) != NULL, "%s", result.err);
-  result_free(&result);
+  test_command_free(&result);
 
   /* A prompt longer than the context. */
-  result = run_clttt("generate -m '%s' -p 'Once upon a time there was a big dog' -n 4 --ctx 6", stories());
+  result = test_run_clttt(scratch, "generate -m '%s' -p 'Once upon a time there was a big dog' -n 4 --ctx 6", stories());
   ck_assert_int_eq(result.exit_code, 1);
   ck_assert_msg(strstr(result.err, "context") != NULL, "%s", result.err);
-  result_free(&result);
+  test_command_free(&result);
 
-  result = run_clttt("generate -m '%s' -p hi --temp -1", stories());
+  result = test_run_clttt(scratch, "generate -m '%s' -p hi --temp -1", stories());
   ck_assert_int_ne(result.exit_code, 0);
   ck_assert_msg(strstr(result.err, "temperature") != NULL, "%s", result.err);
-  result_free(&result);
+  test_command_free(&result);
 
-  result = run_clttt("generate -m '%s'", stories());
+  result = test_run_clttt(scratch, "generate -m '%s'", stories());
   ck_assert_int_eq(result.exit_code, 2);
-  result_free(&result);
+  test_command_free(&result);
 
   /* Non-finite or negative TTT settings are refused before anything runs. */
   static const char *const settings[] = {"--eta inf", "--eta nan", "--eta -1", "--ttt-clip inf", "--ttt-clip -2"};
   for (int i = 0; i < 5; i++) {
-    result = run_clttt("generate -m '%s' -p hi -n 2 %s", stories(), settings[i]);
+    result = test_run_clttt(scratch, "generate -m '%s' -p hi -n 2 %s", stories(), settings[i]);
     ck_assert_msg(result.exit_code == 2, "%s: exit %d", settings[i], result.exit_code);
     ck_assert_msg(strstr(result.err, "expects") != NULL, "%s: %s", settings[i], result.err);
-    result_free(&result);
+    test_command_free(&result);
   }
 }
 END_TEST
@@ -258,10 +225,10 @@ START_TEST(test_generate_padded_vocabulary) {
   snprintf(dir, sizeof dir, "%s/padded", scratch);
   ck_assert_int_eq(fixture_write(fixture_find("qwen3-tied"), dir), CLTTT_SUCCESS);
   test_write_tokenizer_of(dir, 200);
-  command_result result = run_clttt("generate -m '%s' -p ab -n 80 --temp 3 --seed 5 --ignore-eos", dir);
+  test_command result = test_run_clttt(scratch, "generate -m '%s' -p ab -n 80 --temp 3 --seed 5 --ignore-eos", dir);
   ck_assert_msg(result.exit_code == 0, "exit %d: %s", result.exit_code, result.err);
   ck_assert_msg(strstr(result.err, "decode: 80 tokens") != NULL, "%s", result.err);
-  result_free(&result);
+  test_command_free(&result);
 }
 END_TEST
 
@@ -279,7 +246,7 @@ START_TEST(test_ppl) {
                   "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. "
                   "One day, she saw a big, red ball. She wanted to play with it, but it was too high. Lily asked her "
                   "mom to help her. Her mom said yes and they played together all day. They were very happy.\n");
-  command_result result = run_clttt("ppl -m '%s' -f '%s' --bucket 32 --json", stories(), text_path);
+  test_command result = test_run_clttt(scratch, "ppl -m '%s' -f '%s' --bucket 32 --json", stories(), text_path);
   ck_assert_msg(result.exit_code == 0, "%s", result.err);
   json_t *root = parse_json(result.out);
   json_t *run = json_array_get(json_object_get(root, "runs"), 0);
@@ -289,31 +256,31 @@ START_TEST(test_ppl) {
   ck_assert_msg(perplexity > 1.0 && perplexity < 20.0, "perplexity %g", perplexity);
   ck_assert_int_ge(json_array_size(json_object_get(run, "buckets")), 2);
   json_decref(root);
-  result_free(&result);
+  test_command_free(&result);
 
   /* Text table, and a context shorter than the text cuts it with a note. */
-  result = run_clttt("ppl -m '%s' -f '%s' --ctx 40 --bucket 16", stories(), text_path);
+  result = test_run_clttt(scratch, "ppl -m '%s' -f '%s' --ctx 40 --bucket 16", stories(), text_path);
   ck_assert_msg(result.exit_code == 0, "%s", result.err);
   ck_assert_ptr_nonnull(strstr(result.out, "all"));
   ck_assert_ptr_nonnull(strstr(result.err, "using the first 40"));
-  result_free(&result);
+  test_command_free(&result);
 
-  result = run_clttt("ppl -m '%s' -f /nonexistent/text.txt", stories());
+  result = test_run_clttt(scratch, "ppl -m '%s' -f /nonexistent/text.txt", stories());
   ck_assert_int_eq(result.exit_code, 1);
   ck_assert_ptr_nonnull(strstr(result.err, "/nonexistent/text.txt"));
-  result_free(&result);
+  test_command_free(&result);
 
   /* A directory is no text, and one token of context predicts nothing:
    * both are errors, never a table of NaN with exit 0. */
-  result = run_clttt("ppl -m '%s' -f '%s'", stories(), scratch);
+  result = test_run_clttt(scratch, "ppl -m '%s' -f '%s'", stories(), scratch);
   ck_assert_int_eq(result.exit_code, 1);
   ck_assert_msg(strstr(result.err, "not a regular file") != NULL, "%s", result.err);
-  result_free(&result);
-  result = run_clttt("ppl -m '%s' -f '%s' --ctx 1", stories(), text_path);
+  test_command_free(&result);
+  result = test_run_clttt(scratch, "ppl -m '%s' -f '%s' --ctx 1", stories(), text_path);
   ck_assert_int_eq(result.exit_code, 1);
   ck_assert_msg(strstr(result.err, "at least 2") != NULL && strstr(result.out, "nan") == NULL, "%s%s", result.out,
                 result.err);
-  result_free(&result);
+  test_command_free(&result);
 }
 END_TEST
 
@@ -329,7 +296,7 @@ START_TEST(test_ppl_ttt_both) {
                   "again, and then the cat sat on the mat once more.");
   char text_path[760];
   snprintf(text_path, sizeof text_path, "%s/text.txt", scratch);
-  command_result result = run_clttt("ppl -m '%s' -f '%s' --ttt both --bucket 16 --json", dir, text_path);
+  test_command result = test_run_clttt(scratch, "ppl -m '%s' -f '%s' --ttt both --bucket 16 --json", dir, text_path);
   ck_assert_msg(result.exit_code == 0, "%s", result.err);
   json_t *root = parse_json(result.out);
   json_t *runs = json_object_get(root, "runs");
@@ -345,13 +312,13 @@ START_TEST(test_ppl_ttt_both) {
   double all_off = json_real_value(json_object_get(off, "perplexity"));
   ck_assert_msg(all_on != all_off, "TTT on and off gave the same perplexity %g", all_on);
   json_decref(root);
-  result_free(&result);
+  test_command_free(&result);
 }
 END_TEST
 
 START_TEST(test_demo_runs) {
-  command_result result =
-      run_clttt("demo --tokens 300 --decode 3 --chunk 128 --hidden 256 --story-model '%s'", stories());
+  test_command result =
+      test_run_clttt(scratch, "demo --tokens 300 --decode 3 --chunk 128 --hidden 256 --story-model '%s'", stories());
   ck_assert_msg(result.exit_code == 0, "%s", result.err);
   /* The trained model tells its story; the synthetic one says what it is,
    * what TTT cost and what the cost model predicts (d 256, f 768, 8 layers
@@ -362,7 +329,7 @@ START_TEST(test_demo_runs) {
   ck_assert_ptr_nonnull(strstr(result.out, "tokens/s"));
   ck_assert_msg(strstr(result.out, "predicts +6.6% FLOPs") != NULL, "%s", result.out);
   ck_assert_msg(strstr(result.out, "differ by at most 0 in the first chunk") != NULL, "%s", result.out);
-  result_free(&result);
+  test_command_free(&result);
 }
 END_TEST
 
@@ -390,17 +357,17 @@ START_TEST(test_session_files) {
   /* C = 16: 5 rows pending, and B completes that chunk, so its rows count. */
   const int n_a = 21, n_b = 16, vocab = 256;
   char *a = number_list(1, n_a), *b = number_list(40, n_b);
-  command_result result = run_clttt("logits -m '%s' --tokens %s --out '%s/a.f32' --session-out '%s'", dir, a,
+  test_command result = test_run_clttt(scratch, "logits -m '%s' --tokens %s --out '%s/a.f32' --session-out '%s'", dir, a,
                                     scratch, session);
   ck_assert_msg(result.exit_code == 0, "%s", result.err);
-  result_free(&result);
-  result = run_clttt("logits -m '%s' --tokens %s --out '%s' --session-in '%s'", dir, b, out, session);
+  test_command_free(&result);
+  result = test_run_clttt(scratch, "logits -m '%s' --tokens %s --out '%s' --session-in '%s'", dir, b, out, session);
   ck_assert_msg(result.exit_code == 0, "%s", result.err);
   ck_assert_msg(strstr(result.err, "growing its context to 37") != NULL, "%s", result.err);
-  result_free(&result);
-  result = run_clttt("logits -m '%s' --tokens %s,%s --pieces %d --out '%s'", dir, a, b, n_a, both);
+  test_command_free(&result);
+  result = test_run_clttt(scratch, "logits -m '%s' --tokens %s,%s --pieces %d --out '%s'", dir, a, b, n_a, both);
   ck_assert_msg(result.exit_code == 0, "%s", result.err);
-  result_free(&result);
+  test_command_free(&result);
   size_t size_b = 0, size_ab = 0;
   char *got = test_read_file(out, &size_b), *expected = test_read_file(both, &size_ab);
   ck_assert_uint_eq(size_b, (size_t)n_b * vocab * sizeof(float));
@@ -412,7 +379,7 @@ START_TEST(test_session_files) {
   free(got);
   free(expected);
 
-  result = run_clttt("session info '%s'", session);
+  result = test_run_clttt(scratch, "session info '%s'", session);
   ck_assert_msg(result.exit_code == 0, "%s", result.err);
   ck_assert_msg(strstr(result.out, "position:     21 tokens (5 of them pending") != NULL, "%s", result.out);
   ck_assert_msg(strstr(result.out, "context 21, TTT on, chunk 16") != NULL, "%s", result.out);
@@ -420,14 +387,14 @@ START_TEST(test_session_files) {
   ck_assert_msg(strstr(result.out, "d=64 f=128, 3 layers") != NULL, "%s", result.out);
   ck_assert_msg(strstr(result.out, "checksums ok") != NULL && strstr(result.out, "hash ") != NULL, "%s",
                 result.out);
-  result_free(&result);
+  test_command_free(&result);
 
   /* Foreign, truncated, missing; TTT options that would contradict the file. */
-  result = run_clttt("logits -m '%s' --tokens %s --out '%s' --session-in '%s'", llama, b, out, session);
+  result = test_run_clttt(scratch, "logits -m '%s' --tokens %s --out '%s' --session-in '%s'", llama, b, out, session);
   ck_assert_int_eq(result.exit_code, 1);
   ck_assert_msg(strstr(result.err, "CLTTT_ERROR_BAD_SESSION_FILE") && strstr(result.err, "another model"), "%s",
                 result.err);
-  result_free(&result);
+  test_command_free(&result);
   size_t size = 0;
   char *data = test_read_file(session, &size);
   char truncated[800];
@@ -437,30 +404,30 @@ START_TEST(test_session_files) {
   ck_assert_uint_eq(fwrite(data, 1, size / 2, file), size / 2);
   ck_assert_int_eq(fclose(file), 0);
   free(data);
-  result = run_clttt("session info '%s'", truncated);
+  result = test_run_clttt(scratch, "session info '%s'", truncated);
   ck_assert_int_eq(result.exit_code, 1);
   ck_assert_msg(strstr(result.err, "CLTTT_ERROR_BAD_SESSION_FILE") && strstr(result.err, "truncated"), "%s",
                 result.err);
-  result_free(&result);
-  result = run_clttt("logits -m '%s' --tokens %s --out '%s' --session-in '%s'", dir, b, out, truncated);
+  test_command_free(&result);
+  result = test_run_clttt(scratch, "logits -m '%s' --tokens %s --out '%s' --session-in '%s'", dir, b, out, truncated);
   ck_assert_int_eq(result.exit_code, 1);
   ck_assert_msg(strstr(result.err, "truncated") != NULL, "%s", result.err);
-  result_free(&result);
-  result = run_clttt("session info '%s/none.session'", scratch);
+  test_command_free(&result);
+  result = test_run_clttt(scratch, "session info '%s/none.session'", scratch);
   ck_assert_int_eq(result.exit_code, 1);
   ck_assert_msg(strstr(result.err, "CLTTT_ERROR_IO") != NULL, "%s", result.err);
-  result_free(&result);
-  result = run_clttt("logits -m '%s' --tokens %s --out '%s' --session-in '%s' --ttt off", dir, b, out, session);
+  test_command_free(&result);
+  result = test_run_clttt(scratch, "logits -m '%s' --tokens %s --out '%s' --session-in '%s' --ttt off", dir, b, out, session);
   ck_assert_int_eq(result.exit_code, 1);
   ck_assert_msg(strstr(result.err, "--ttt") != NULL, "%s", result.err);
-  result_free(&result);
-  result = run_clttt("session");
+  test_command_free(&result);
+  result = test_run_clttt(scratch, "session");
   ck_assert_int_eq(result.exit_code, 2);
-  result_free(&result);
-  result = run_clttt("session show '%s'", session);
+  test_command_free(&result);
+  result = test_run_clttt(scratch, "session show '%s'", session);
   ck_assert_int_eq(result.exit_code, 2);
   ck_assert_ptr_nonnull(strstr(result.err, "show"));
-  result_free(&result);
+  test_command_free(&result);
   free(a);
   free(b);
 }
@@ -473,11 +440,11 @@ START_TEST(test_session_files_generate_ppl) {
   snprintf(generated, sizeof generated, "%s/g.session", scratch);
   snprintf(ppl_session, sizeof ppl_session, "%s/p.session", scratch);
   snprintf(text_path, sizeof text_path, "%s/story.txt", scratch);
-  command_result result = run_clttt("generate -m '%s' -p 'Once upon a time' -n 8 --session-out '%s'", stories(),
+  test_command result = test_run_clttt(scratch, "generate -m '%s' -p 'Once upon a time' -n 8 --session-out '%s'", stories(),
                                     generated);
   ck_assert_msg(result.exit_code == 0, "%s", result.err);
-  result_free(&result);
-  result = run_clttt("session info '%s'", generated);
+  test_command_free(&result);
+  result = test_run_clttt(scratch, "session info '%s'", generated);
   ck_assert_msg(result.exit_code == 0, "%s", result.err);
   int position = 0;
   const char *line = strstr(result.out, "position:");
@@ -486,26 +453,26 @@ START_TEST(test_session_files_generate_ppl) {
   /* BOS, the prompt's pieces and all 8 new tokens, the last one included. */
   ck_assert_msg(position > 8 + 2 && position < 8 + 20, "position %d", position);
   ck_assert_ptr_nonnull(strstr(result.out, "logits last row"));
-  result_free(&result);
-  result = run_clttt("generate -m '%s' -p ' She' -n 4 --session-in '%s' --session-out '%s'", stories(), generated,
+  test_command_free(&result);
+  result = test_run_clttt(scratch, "generate -m '%s' -p ' She' -n 4 --session-in '%s' --session-out '%s'", stories(), generated,
                      generated);
   ck_assert_msg(result.exit_code == 0, "%s", result.err);
-  result_free(&result);
-  result = run_clttt("session info '%s'", generated);
+  test_command_free(&result);
+  result = test_run_clttt(scratch, "session info '%s'", generated);
   int later = 0;
   ck_assert_int_eq(sscanf(strstr(result.out, "position:"), "position: %d", &later), 1);
   ck_assert_msg(later > position + 4, "position %d after %d", later, position);
-  result_free(&result);
-  result = run_clttt("logits -m '%s' --tokens 1,2 --out '%s/x' --session-in '%s'", stories(), scratch, generated);
+  test_command_free(&result);
+  result = test_run_clttt(scratch, "logits -m '%s' --tokens 1,2 --out '%s/x' --session-in '%s'", stories(), scratch, generated);
   ck_assert_int_eq(result.exit_code, 1);
   ck_assert_msg(strstr(result.err, "last-row") != NULL, "%s", result.err);
-  result_free(&result);
+  test_command_free(&result);
 
   test_write_text(scratch, "story.txt", "Once upon a time, there was a little girl named Lily. She loved to play.\n");
-  result = run_clttt("ppl -m '%s' -f '%s' --json --session-out '%s'", stories(), text_path, ppl_session);
+  result = test_run_clttt(scratch, "ppl -m '%s' -f '%s' --json --session-out '%s'", stories(), text_path, ppl_session);
   ck_assert_msg(result.exit_code == 0, "%s", result.err);
-  result_free(&result);
-  result = run_clttt("ppl -m '%s' -f '%s' --json --session-in '%s'", stories(), text_path, ppl_session);
+  test_command_free(&result);
+  result = test_run_clttt(scratch, "ppl -m '%s' -f '%s' --json --session-in '%s'", stories(), text_path, ppl_session);
   ck_assert_msg(result.exit_code == 0, "%s", result.err);
   json_t *root = parse_json(result.out);
   double perplexity = json_real_value(json_object_get(json_array_get(json_object_get(root, "runs"), 0), "perplexity"));
@@ -513,10 +480,10 @@ START_TEST(test_session_files_generate_ppl) {
    * model of these stories predicts it cold (below 20), and never perfectly. */
   ck_assert_msg(perplexity > 1.0 && perplexity < 20.0, "perplexity %g", perplexity);
   json_decref(root);
-  result_free(&result);
-  result = run_clttt("ppl -m '%s' -f '%s' --ttt both --session-out '%s'", stories(), text_path, ppl_session);
+  test_command_free(&result);
+  result = test_run_clttt(scratch, "ppl -m '%s' -f '%s' --ttt both --session-out '%s'", stories(), text_path, ppl_session);
   ck_assert_int_eq(result.exit_code, 2);
-  result_free(&result);
+  test_command_free(&result);
 }
 END_TEST
 

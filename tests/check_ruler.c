@@ -349,37 +349,6 @@ END_TEST
 /* ------------------------------------------------------------------ */
 /* The command                                                          */
 
-typedef struct {
-  int exit_code;
-  char *out, *err;
-} command_result;
-
-static command_result run_clttt(const char *format, ...) {
-  char arguments[4096], command[6000], out_path[700], err_path[700];
-  va_list list;
-  va_start(list, format);
-  vsnprintf(arguments, sizeof arguments, format, list);
-  va_end(list);
-  snprintf(out_path, sizeof out_path, "%s/stdout", scratch);
-  snprintf(err_path, sizeof err_path, "%s/stderr", scratch);
-  snprintf(command, sizeof command, "'%s/clttt' %s > '%s' 2> '%s' < /dev/null",
-           test_environment("CLTTT_BUILD_DIR", "."), arguments, out_path, err_path);
-  int status = system(command);
-  command_result result;
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  size_t size = 0;
-  result.out = test_read_file(out_path, &size);
-  result.err = test_read_file(err_path, &size);
-  ck_assert_ptr_nonnull(result.out);
-  ck_assert_ptr_nonnull(result.err);
-  return result;
-}
-
-static void result_free(command_result *result) {
-  free(result->out);
-  free(result->err);
-}
-
 static json_t *parse_json(const char *text) {
   json_error_t error;
   json_t *root = json_loads(text, 0, &error);
@@ -406,7 +375,7 @@ static json_t *find_score(json_t *root, const char *task, int length, const char
 START_TEST(test_ruler_stories) {
   char plot[700];
   snprintf(plot, sizeof plot, "%s/ruler.svg", scratch);
-  command_result result = run_clttt("ruler -m '%s' --lengths 512,256 --tasks niah_single_1,vt,fwe --samples 2 --json "
+  test_command result = test_run_clttt(scratch, "ruler -m '%s' --lengths 512,256 --tasks niah_single_1,vt,fwe --samples 2 --json "
                                     "--plot '%s'",
                                     stories(), plot);
   ck_assert_msg(result.exit_code == 0, "%s", result.err);
@@ -451,20 +420,20 @@ START_TEST(test_ruler_stories) {
   free(svg);
 
   /* The same seed: the same prompts and, greedy, the same answers. */
-  command_result again = run_clttt("ruler -m '%s' --lengths 512,256 --tasks niah_single_1,vt,fwe --samples 2 --json",
+  test_command again = test_run_clttt(scratch, "ruler -m '%s' --lengths 512,256 --tasks niah_single_1,vt,fwe --samples 2 --json",
                                    stories());
   ck_assert_int_eq(again.exit_code, 0);
   json_t *second = parse_json(again.out);
   ck_assert(json_equal(predictions, json_object_get(second, "predictions")));
   json_decref(second);
-  result_free(&again);
+  test_command_free(&again);
   json_decref(root);
-  result_free(&result);
+  test_command_free(&result);
 
   /* The text table, and the prompts in RULER's data format. */
   char prompts[700];
   snprintf(prompts, sizeof prompts, "%s/prompts.jsonl", scratch);
-  result = run_clttt("ruler -m '%s' --lengths 512 --tasks niah_single_1 --samples 1 --seed 3 --prompts '%s'", stories(),
+  result = test_run_clttt(scratch, "ruler -m '%s' --lengths 512 --tasks niah_single_1 --samples 1 --seed 3 --prompts '%s'", stories(),
                      prompts);
   ck_assert_msg(result.exit_code == 0, "%s", result.err);
   ck_assert_msg(strstr(result.out, "score (0-100), TTT off") != NULL && strstr(result.out, "niah_single_1") != NULL &&
@@ -479,7 +448,7 @@ START_TEST(test_ruler_stories) {
   ck_assert_int_eq(json_array_size(json_object_get(data, "outputs")), 1);
   json_decref(data);
   free(line);
-  result_free(&result);
+  test_command_free(&result);
 }
 END_TEST
 
@@ -493,8 +462,8 @@ START_TEST(test_ruler_ttt_both) {
   snprintf(dir, sizeof dir, "%s/ttt", scratch);
   ck_assert_int_eq(fixture_write(fixture_find("ttt-proj-hidden"), dir), CLTTT_SUCCESS);
   test_write_small_tokenizer(dir);
-  command_result result =
-      run_clttt("ruler -m '%s' --lengths 512 --tasks niah_single_1,niah_multikey_2 --samples 2 --answer-tokens 8 --json",
+  test_command result =
+      test_run_clttt(scratch, "ruler -m '%s' --lengths 512 --tasks niah_single_1,niah_multikey_2 --samples 2 --answer-tokens 8 --json",
                 dir);
   ck_assert_msg(result.exit_code == 0, "%s", result.err);
   json_t *root = parse_json(result.out);
@@ -525,25 +494,25 @@ START_TEST(test_ruler_ttt_both) {
   ck_assert_double_gt(json_number_value(json_object_get(json_object_get(speed, "on"), "prefill")), 0.0);
   ck_assert_double_gt(json_number_value(json_object_get(json_object_get(speed, "off"), "prefill")), 0.0);
   json_decref(root);
-  result_free(&result);
+  test_command_free(&result);
 
-  result = run_clttt("ruler -m '%s' --lengths 512 --tasks niah_single_1 --samples 1 --answer-tokens 8", dir);
+  result = test_run_clttt(scratch, "ruler -m '%s' --lengths 512 --tasks niah_single_1 --samples 1 --answer-tokens 8", dir);
   ck_assert_msg(result.exit_code == 0, "%s", result.err);
   ck_assert_ptr_nonnull(strstr(result.out, "score (0-100), TTT on"));
   ck_assert_ptr_nonnull(strstr(result.out, "score (0-100), TTT off"));
   ck_assert_ptr_nonnull(strstr(result.out, "difference, TTT on - TTT off"));
-  result_free(&result);
+  test_command_free(&result);
 }
 END_TEST
 
 START_TEST(test_ruler_bad_input) {
-  command_result result = run_clttt("ruler --help");
+  test_command result = test_run_clttt(scratch, "ruler --help");
   ck_assert_int_eq(result.exit_code, 0);
   ck_assert_ptr_nonnull(strstr(result.out, "usage: clttt ruler"));
   ck_assert_ptr_nonnull(strstr(result.out, "generated text"));
   ck_assert_ptr_nonnull(strstr(result.out, "niah_multikey_3"));
   ck_assert_ptr_nonnull(strstr(result.out, "With TTT on it cannot be reused"));
-  result_free(&result);
+  test_command_free(&result);
 
   static const struct {
     const char *arguments, *message;
@@ -566,19 +535,19 @@ START_TEST(test_ruler_bad_input) {
                at + 3);
     else
       snprintf(arguments, sizeof arguments, "%s", bad[i].arguments);
-    result = run_clttt("%s", arguments);
+    result = test_run_clttt(scratch, "%s", arguments);
     ck_assert_msg(result.exit_code == 2, "%s exited %d", arguments, result.exit_code);
     ck_assert_msg(strstr(result.err, bad[i].message) != NULL, "%s: %s", arguments, result.err);
-    result_free(&result);
+    test_command_free(&result);
   }
-  result = run_clttt("ruler -m /nonexistent/model --lengths 512");
+  result = test_run_clttt(scratch, "ruler -m /nonexistent/model --lengths 512");
   ck_assert_int_eq(result.exit_code, 1);
   ck_assert_ptr_nonnull(strstr(result.err, "/nonexistent/model"));
-  result_free(&result);
-  result = run_clttt("ruler -m '%s' --lengths 512 --tasks fwe --samples 1 --plot /nonexistent/dir/p.svg", stories());
+  test_command_free(&result);
+  result = test_run_clttt(scratch, "ruler -m '%s' --lengths 512 --tasks fwe --samples 1 --plot /nonexistent/dir/p.svg", stories());
   ck_assert_int_eq(result.exit_code, 1);
   ck_assert_msg(strstr(result.err, "/nonexistent/dir/p.svg") != NULL, "%s", result.err);
-  result_free(&result);
+  test_command_free(&result);
 }
 END_TEST
 

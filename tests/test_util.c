@@ -2,10 +2,12 @@
 #include <check.h>
 #include <dirent.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "test_util.h"
@@ -130,4 +132,30 @@ void test_write_tokenizer_of(const char *dir, int size) {
     fwrite(pieces[i], 1, (size_t)length, file);
   }
   ck_assert_int_eq(fclose(file), 0);
+}
+
+test_command test_run_clttt(const char *scratch, const char *format, ...) {
+  char arguments[4096], command[6000], out_path[700], err_path[700];
+  va_list list;
+  va_start(list, format);
+  vsnprintf(arguments, sizeof arguments, format, list);
+  va_end(list);
+  snprintf(out_path, sizeof out_path, "%s/stdout", scratch);
+  snprintf(err_path, sizeof err_path, "%s/stderr", scratch);
+  snprintf(command, sizeof command, "'%s/clttt' %s > '%s' 2> '%s' < /dev/null",
+           test_environment("CLTTT_BUILD_DIR", "."), arguments, out_path, err_path);
+  int status = system(command);
+  test_command result;
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  size_t err_size = 0;
+  result.out = test_read_file(out_path, &result.out_size);
+  result.err = test_read_file(err_path, &err_size);
+  ck_assert_ptr_nonnull(result.out);
+  ck_assert_ptr_nonnull(result.err);
+  return result;
+}
+
+void test_command_free(test_command *command) {
+  free(command->out);
+  free(command->err);
 }

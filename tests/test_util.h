@@ -24,6 +24,19 @@ void test_write_text(const char *dir, const char *name, const char *text);
 /* Reads a whole file (NUL-terminated); NULL when missing. */
 char *test_read_file(const char *path, size_t *size);
 
+/* What `clttt <arguments>` did: its exit code and everything it wrote. */
+typedef struct {
+  int exit_code;
+  char *out, *err;
+  size_t out_size;
+} test_command;
+
+/* Runs $CLTTT_BUILD_DIR/clttt with `format`'s arguments (already
+ * shell-quoted where needed), standard output and error captured in files
+ * of `scratch`, standard input empty. */
+test_command test_run_clttt(const char *scratch, const char *format, ...) __attribute__((format(printf, 2, 3)));
+void test_command_free(test_command *command);
+
 /* Writes dir/tok256.bin, a llama2.c-format tokenizer of exactly 256 pieces
  * (the fixtures' vocabulary): <unk>, <s>, </s>, printable ASCII, then
  * letter pairs. */
