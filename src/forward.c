@@ -29,7 +29,7 @@ static clttt_status embed(clttt_session *session, const int32_t *tokens, int n) 
                         tokens[i], session->position + i, model->config.vocab_size - 1);
   CLTTT_TRY(runtime_upload(model->device, session->tokens, 0, (size_t)n * sizeof(int32_t), tokens, "token ids"));
   /* x (n x d) = E[tokens] */
-  CLTTT_TRY(op_embedding_gather(&session->kernels, session->x, model->token_embedding, session->tokens, n, d));
+  CLTTT_TRY(op_embedding_gather(&session->kernels, session->x, &model->embedding, session->tokens, n, d));
   if (session->uses_ttt && model->config.ttt_target == CLTTT_TARGET_INPUT_EMBED)
     CLTTT_TRY(runtime_copy(model->device, session->embeddings, 0, session->x, 0,
                            (size_t)n * (size_t)d * sizeof(float), "input embeddings"));

@@ -157,8 +157,8 @@ static clttt_status weights_hash(clttt_model *model, uint32_t *crc_out, uint32_t
     if (!staging)
       status = clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "allocating %zu bytes to hash the weights",
                           (size_t)STAGING_BYTES);
-    cl_mem globals[] = {model->token_embedding,
-                        model->lm_head.buffer != model->token_embedding ? model->lm_head.buffer : NULL,
+    cl_mem globals[] = {model->embedding.buffer,
+                        model->lm_head.buffer != model->embedding.buffer ? model->lm_head.buffer : NULL,
                         model->final_norm, model->rope_inverse_frequency};
     for (size_t i = 0; i < sizeof globals / sizeof globals[0] && status == CLTTT_SUCCESS; i++)
       if (globals[i])

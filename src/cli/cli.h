@@ -29,6 +29,7 @@ typedef struct {
   int check_finite;   /* --check-finite: name the layer where values stop being finite */
   int check_weights;  /* --check-weights: refuse non-finite weights at load */
   int kv_f32;         /* --kv f32 (default f16) */
+  clttt_weight_type weights; /* --weights (default auto: as the checkpoint stores them) */
   const char *session_in;  /* continue from this session file */
   const char *session_out; /* save the session here when the command succeeds */
 } model_options;
