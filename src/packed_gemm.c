@@ -376,7 +376,10 @@ clttt_status packed_gemm_run(const packed_gemm_kernels *kernels, const char *wha
     global[0] = layout->panels * local[0];
     global[1] = (rows + (size_t)params->tile_m - 1) / (size_t)params->tile_m * local[1];
   }
-  clttt_status status = runtime_launch(device, kernel, one_row ? "packed_gemv" : "packed_gemm", 2, global, local);
+  /* Named by the product, so that a profile (profile.h) tells them apart. */
+  char label[96];
+  snprintf(label, sizeof label, "%s (%s, %s)", what, one_row ? "packed GEMV" : "packed GEMM", type_name(layout->type));
+  clttt_status status = runtime_launch(device, kernel, label, 2, global, local);
   if (status != CLTTT_SUCCESS)
     return clttt_fail_context(status, "%s: %s", what, product);
   return CLTTT_SUCCESS;
@@ -424,7 +427,9 @@ clttt_status packed_gemm_update(const packed_gemm_kernels *kernels, const char *
     global[0] = (f + (size_t)params->tile_n - 1) / (size_t)params->tile_n * local[0];
     global[1] = (d + (size_t)params->tile_m - 1) / (size_t)params->tile_m * local[1];
   }
-  clttt_status status = runtime_launch(device, kernel, "gemm_update", 2, global, local);
+  char label[96];
+  snprintf(label, sizeof label, "%s (our update kernel)", what);
+  clttt_status status = runtime_launch(device, kernel, label, 2, global, local);
   if (status != CLTTT_SUCCESS)
     return clttt_fail_context(status, "%s: %s", what, product);
   return CLTTT_SUCCESS;

@@ -324,16 +324,26 @@ static uint64_t linear_bytes(const clttt_device *device, packed_gemm_type type, 
   return n * k * packed_gemm_element_size(type);
 }
 
-uint64_t weights_bytes(const clttt_config *config, packed_gemm_type type, const clttt_device *device) {
+/* Adds one buffer of `bytes` to the total, keeping the largest. */
+static void count_buffer(uint64_t bytes, uint64_t *total, uint64_t *largest) {
+  *total += bytes;
+  if (bytes > *largest)
+    *largest = bytes;
+}
+
+uint64_t weights_bytes(const clttt_config *config, packed_gemm_type type, const clttt_device *device,
+                       uint64_t *largest_buffer) {
   const uint64_t d = (uint64_t)config->hidden_size, f = (uint64_t)config->intermediate_size;
   const uint64_t q_dim = (uint64_t)config_q_dim(config), kv_dim = (uint64_t)config_kv_dim(config);
   const int pack = device && device->tuning.gemm_packed ? 1 : 0;
-  uint64_t floats = 0, bytes = 0;
+  uint64_t floats = 0, bytes = 0, largest = 0;
   for (int i = 0; i < config->num_hidden_layers; i++) {
     const int is_ttt = config->ttt_mode && clttt_config_is_ttt_layer(config, i);
     floats += 2 * d; /* the two norms */
-    bytes += linear_bytes(device, type, pack, q_dim + 2 * kv_dim, d) + linear_bytes(device, type, pack, d, q_dim) +
-             linear_bytes(device, type, pack, 2 * f, d) + linear_bytes(device, type, is_ttt ? -1 : pack, d, f);
+    count_buffer(linear_bytes(device, type, pack, q_dim + 2 * kv_dim, d), &bytes, &largest);
+    count_buffer(linear_bytes(device, type, pack, d, q_dim), &bytes, &largest);
+    count_buffer(linear_bytes(device, type, pack, 2 * f, d), &bytes, &largest);
+    count_buffer(linear_bytes(device, type, is_ttt ? -1 : pack, d, f), &bytes, &largest);
     if (config->attention_bias)
       floats += q_dim + 2 * kv_dim + d;
     if (config->mlp_bias)
@@ -344,10 +354,14 @@ uint64_t weights_bytes(const clttt_config *config, packed_gemm_type type, const 
       floats += 5 * d + (config->ttt_proj ? d * d : 0);
   }
   const uint64_t vocab = (uint64_t)config->vocab_size;
-  bytes += linear_bytes(device, type, 0, vocab, d); /* the embedding: packed when 16-bit */
+  count_buffer(linear_bytes(device, type, 0, vocab, d), &bytes, &largest); /* the embedding: packed when 16-bit */
   if (!config->tie_word_embeddings)
-    bytes += linear_bytes(device, type, pack, vocab, d);
+    count_buffer(linear_bytes(device, type, pack, vocab, d), &bytes, &largest);
   floats += d + (uint64_t)config->head_dim / 2;
+  if (config->ttt_mode && config->ttt_proj && config_ttt_layer_count(config) > 0 && d * d * sizeof(float) > largest)
+    largest = d * d * sizeof(float);
+  if (largest_buffer)
+    *largest_buffer = largest;
   return bytes + floats * sizeof(float);
 }
 
@@ -368,14 +382,20 @@ uint64_t clttt_estimate_weight_bytes(const clttt_config *config, clttt_weight_ty
   packed_gemm_type element = type == CLTTT_WEIGHTS_BF16  ? PACKED_GEMM_BF16
                              : type == CLTTT_WEIGHTS_F16 ? PACKED_GEMM_F16
                                                          : PACKED_GEMM_F32;
-  return weights_bytes(config, element, device);
+  return weights_bytes(config, element, device, NULL);
 }
 
 /* The whole model must fit beside what the device already holds, checked
  * before the first allocation. */
 static clttt_status check_fits(const clttt_device *device, const clttt_config *config, packed_gemm_type type) {
   const clttt_device_info *info = &device->info;
-  uint64_t needed = weights_bytes(config, type, device), in_use = 0;
+  uint64_t largest = 0, needed = weights_bytes(config, type, device, &largest), in_use = 0;
+  if (info->max_allocation > 0 && largest > info->max_allocation)
+    return clttt_fail(CL_MEM_OBJECT_ALLOCATION_FAILURE,
+                      "the model's largest weight (%s) needs one buffer of %.1f MiB; device '%s' allocates at "
+                      "most %.1f MiB at once",
+                      element_type_name(type), (double)largest / 1048576.0, info->name,
+                      (double)info->max_allocation / 1048576.0);
   runtime_memory_usage(device->context, &in_use, NULL, 0);
   if (info->global_memory == 0 || needed + in_use <= info->global_memory)
     return CLTTT_SUCCESS;

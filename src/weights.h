@@ -86,8 +86,10 @@ clttt_status weights_resolve_type(clttt_weight_type requested, const tensor_sour
                                   packed_gemm_type *type);
 /* Device bytes of the weights of `config` with matrices of `type`, laid out
  * as `device`'s parameters lay them (NULL: no panel padding): what
- * model_create allocates. */
-uint64_t weights_bytes(const clttt_config *config, packed_gemm_type type, const clttt_device *device);
+ * model_create allocates; *largest_buffer (may be NULL) the largest single
+ * buffer of them. */
+uint64_t weights_bytes(const clttt_config *config, packed_gemm_type type, const clttt_device *device,
+                       uint64_t *largest_buffer);
 
 /* Allocates and uploads every weight `config` calls for, tensor by tensor
  * (params may be NULL: the defaults). */

@@ -32,6 +32,7 @@ typedef struct {
   clttt_weight_type weights; /* --weights (default auto: as the checkpoint stores them) */
   const char *session_in;  /* continue from this session file */
   const char *session_out; /* save the session here when the command succeeds */
+  int profile;        /* --profile: per-op time table on stderr at the end */
 } model_options;
 
 typedef struct {
@@ -39,6 +40,7 @@ typedef struct {
   clttt_model *model;
   clttt_session *session;
   const char *session_out;
+  int profile;
 } loaded_model;
 
 void model_options_init(model_options *options);

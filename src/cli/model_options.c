@@ -93,6 +93,8 @@ int model_options_parse(int argc, char **argv, int *index, model_options *option
       fprintf(stderr, "clttt: --weights expects auto, f32, f16 or bf16, got '%s'\n", value);
       *error = 1;
     }
+  } else if (strcmp(argv[*index], "--profile") == 0) {
+    options->profile = 1;
   } else if (strcmp(argv[*index], "--check-finite") == 0) {
     options->check_finite = 1;
   } else if (strcmp(argv[*index], "--check-weights") == 0) {
@@ -130,6 +132,8 @@ const char *model_options_help =
     "                     element type of the weight matrices on the device (default\n"
     "                     auto: as the checkpoint stores them; bf16/f16 halve their\n"
     "                     memory; a narrower type than stored changes the logits)\n"
+    "  --profile          after the run, print where the device's time went, per kernel and\n"
+    "                     product (each op waits for the device: slower than without)\n"
     "  --check-finite     check every layer's output and name the first layer and\n"
     "                     position that are not finite (a device round trip per layer;\n"
     "                     the logits are always checked)\n"
@@ -215,6 +219,15 @@ int model_open(const model_options *options, int needed_context, loaded_model *l
     return 0;
   }
   loaded->session_out = options->session_out;
+  if (options->profile) {
+    status = clttt_device_set_profiling(loaded->device, 1);
+    if (status != CLTTT_SUCCESS) {
+      cli_report("turning on profiling", status);
+      model_close(loaded);
+      return 0;
+    }
+    loaded->profile = 1;
+  }
   if (options->session_in) {
     if (!open_saved_session(options, needed_context, loaded)) {
       model_close(loaded);
@@ -252,6 +265,11 @@ int model_open(const model_options *options, int needed_context, loaded_model *l
   }
   if (options->ttt == 1 && !config->ttt_mode)
     fprintf(stderr, "clttt: warning: --ttt on, but the checkpoint has no TTT layers (ttt_mode false)\n");
+  if (loaded->profile) {
+    /* The table starts with the command's own work, not the session's setup. */
+    char unused[8];
+    clttt_device_profile_report(loaded->device, unused, sizeof unused, 1);
+  }
   return 1;
 }
 
@@ -268,6 +286,11 @@ int model_finish(loaded_model *loaded, int exit_code) {
 }
 
 void model_close(loaded_model *loaded) {
+  if (loaded->profile) {
+    static char table[16384];
+    if (clttt_device_profile_report(loaded->device, table, sizeof table, 0) == CLTTT_SUCCESS)
+      fprintf(stderr, "clttt: where the device's time went (--profile):\n%s", table);
+  }
   clttt_session_free(loaded->session);
   clttt_model_free(loaded->model);
   clttt_device_close(loaded->device);
