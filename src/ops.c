@@ -260,10 +260,11 @@ clttt_status op_qk_norm_rope(const kernel_set *kernels, const rope_problem *p) {
                           ARG(p->position0), ARG(p->heads), ARG(p->kv_heads), ARG(p->inverse_frequency),
                           ARG(p->attention_scaling), ARG(use_qk_norm), ARG(q_norm), ARG(k_norm), ARG(p->eps),
                           ARG(p->k_cache), ARG(p->v_cache), ARG(p->kv_dim)));
-  /* One work-item per (token, head slot): query heads, then key heads. */
-  size_t items = (size_t)p->n * (size_t)(p->heads + p->kv_heads);
-  return launch(kernels, KERNEL_QK_NORM_ROPE,
-                (geometry){1, {items, 1}, {(size_t)kernels->params.rope_work_group_size, 1}});
+  /* A work-group per token, of at most ROPE_WGS items over its head slots. */
+  size_t slots = (size_t)(p->heads + p->kv_heads), group = (size_t)kernels->params.rope_work_group_size;
+  if (group > slots)
+    group = slots;
+  return launch(kernels, KERNEL_QK_NORM_ROPE, (geometry){1, {(size_t)p->n * group, 1}, {group, 1}});
 }
 
 clttt_status op_attention(const kernel_set *kernels, const attention_problem *p) {
