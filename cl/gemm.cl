@@ -91,6 +91,30 @@
 #error "WEIGHT_TYPE must be 0 (fp32), 1 (bf16) or 2 (fp16)"
 #endif
 
+// Packs a matrix that changes every call (attention's K and V^T) on the
+// device: element (row, j) of S (n x k) is source[offset + row * row_stride +
+// j * column_stride], of WEIGHT_TYPE (fp32, or fp16 for a half KV cache),
+// times scale, into fp32 panels of the layout above, padding zeroed.
+// A work-item writes one panel row (GEMM_NR contiguous floats): for V^T the
+// reads are contiguous too, for K neighbouring work-items (j, j + 1) read
+// the same source lines.
+__kernel void pack_panels(__global float *packed, WEIGHT *source, const ulong offset, const int row_stride,
+                          const int column_stride, const int n, const int k, const int k_padded,
+                          const float scale) {
+  const int j = get_global_id(0);
+  const int panel = get_global_id(1);
+  if (j >= k_padded)
+    return;
+  __global float *out = packed + ((size_t)panel * k_padded + j) * GEMM_NR;
+  const int row0 = panel * GEMM_NR;
+  for (int lane = 0; lane < GEMM_NR; lane++) {
+    const int row = row0 + lane;
+    out[lane] = row < n && j < k
+                    ? scale * LOAD_W(source, offset + (size_t)row * row_stride + (size_t)j * column_stride)
+                    : 0.0f;
+  }
+}
+
 #if GEMM_VARIANT == 0
 
 #if GEMM_NR % 16 != 0

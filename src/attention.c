@@ -68,6 +68,55 @@ clttt_status attention_gemm(const kernel_set *kernels, const attention_problem *
   return CLTTT_SUCCESS;
 }
 
+uint64_t attention_panel_floats(int context, int head_dim) {
+  return ((uint64_t)context + 256) * ((uint64_t)head_dim + 256);
+}
+
+clttt_status attention_packed(const kernel_set *kernels, const attention_problem *problem,
+                              const attention_workspace *workspace) {
+  if (!kernels->has_packed || !workspace->packed_keys || !workspace->packed_values)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "attention: the packed path without its kernels or panels");
+  const int group = problem->heads / problem->kv_heads, block_rows = workspace->block_rows;
+  const size_t head_dim = (size_t)problem->head_dim, q_width = (size_t)problem->heads * head_dim;
+  const size_t kv_dim = (size_t)problem->kv_dim;
+  const packed_gemm_type cache_type = kernels->kv_half ? PACKED_GEMM_F16 : PACKED_GEMM_F32;
+  const float scale = 1.0f / sqrtf((float)problem->head_dim);
+  const packed_gemm_kernels *packed = &kernels->packed;
+  for (int row0 = 0; row0 < problem->n; row0 += block_rows) {
+    const int rows = problem->n - row0 < block_rows ? problem->n - row0 : block_rows;
+    const int first_position = problem->position0 + row0;
+    const size_t keys = (size_t)first_position + (size_t)rows, head_scores = (size_t)rows * keys;
+    packed_gemm_layout key_layout, value_layout;
+    CLTTT_TRY(packed_gemm_layout_for(&packed->params, PACKED_GEMM_F32, keys, head_dim, &key_layout));
+    CLTTT_TRY(packed_gemm_layout_for(&packed->params, PACKED_GEMM_F32, head_dim, keys, &value_layout));
+    for (int g = 0; g < problem->kv_heads; g++) {
+      /* K_g (keys x head_dim) scaled, as the weight of scores = Q_h K_g^T */
+      CLTTT_TRY(packed_gemm_pack_device(packed, "attention keys", &key_layout, workspace->packed_keys,
+                                        problem->k_cache, cache_type, (size_t)g * head_dim, kv_dim, 1, scale));
+      for (int h = g * group; h < (g + 1) * group; h++)
+        /* scores_h (rows x keys) = Q_h (rows x head_dim) (scale K_g)^T */
+        CLTTT_TRY(packed_gemm_run(packed, "attention scores", &key_layout, (size_t)rows,
+                                  view(problem->q, (size_t)row0 * (size_t)problem->q_ld + (size_t)h * head_dim,
+                                       (size_t)problem->q_ld),
+                                  workspace->packed_keys, 0, 0.0f,
+                                  view(workspace->scores, (size_t)h * head_scores, keys)));
+    }
+    CLTTT_TRY(op_causal_softmax_rows(kernels, workspace->scores, rows * problem->heads, (int)keys, (int)keys, rows,
+                                     first_position));
+    for (int g = 0; g < problem->kv_heads; g++) {
+      /* V_g^T (head_dim x keys): element (c, key) = V[key][g * head_dim + c] */
+      CLTTT_TRY(packed_gemm_pack_device(packed, "attention values", &value_layout, workspace->packed_values,
+                                        problem->v_cache, cache_type, (size_t)g * head_dim, 1, kv_dim, 1.0f));
+      for (int h = g * group; h < (g + 1) * group; h++)
+        /* out_h (rows x head_dim) = P_h (rows x keys) (V_g^T)^T */
+        CLTTT_TRY(packed_gemm_run(packed, "attention values", &value_layout, (size_t)rows,
+                                  view(workspace->scores, (size_t)h * head_scores, keys), workspace->packed_values, 0,
+                                  0.0f, view(problem->out, (size_t)row0 * q_width + (size_t)h * head_dim, q_width)));
+    }
+  }
+  return CLTTT_SUCCESS;
+}
+
 clttt_status attention_forward(const kernel_set *kernels, const attention_problem *problem,
                                const attention_workspace *workspace) {
   /* The flash kernel walks all keys serially per query: fine for decode and
@@ -84,6 +133,23 @@ clttt_status attention_forward(const kernel_set *kernels, const attention_proble
   int threshold = kernels->params.attention_gemm_min_queries;
   if (threshold <= 0 || problem->n < threshold)
     return op_attention(kernels, problem);
+  /* Our GEMM where the device's parameters choose it for weights too
+   * (GEMM_PACKED: measured faster than CLBlast there), on the cache as it
+   * is; CLBlast otherwise, on float copies of a half cache. The batch's own
+   * value rows decide first: earlier ones are visible to every query of
+   * the batch, so a NaN there reaches them all on either GEMM path. */
+  const int packed = kernels->params.gemm_packed && kernels->has_packed && workspace->packed_keys;
+  int nonfinite = 0;
+  if (packed) {
+    if (kernels->kv_half)
+      CLTTT_TRY(op_half_to_float(kernels, workspace->v_float, problem->v_cache,
+                                 (size_t)problem->position0 * (size_t)problem->kv_dim,
+                                 (size_t)problem->n * (size_t)problem->kv_dim));
+    CLTTT_TRY(op_count_nonfinite(kernels, kernels->kv_half ? workspace->v_float : problem->v_cache,
+                                 kernels->kv_half ? 0 : (size_t)problem->position0 * (size_t)problem->kv_dim,
+                                 (size_t)problem->n * (size_t)problem->kv_dim, workspace->counter, &nonfinite));
+    return nonfinite == 0 ? attention_packed(kernels, problem, workspace) : op_attention(kernels, problem);
+  }
   attention_problem widened = *problem;
   if (kernels->kv_half) {
     /* CLBlast multiplies floats: the keys this batch sees, widened once per
@@ -94,9 +160,6 @@ clttt_status attention_forward(const kernel_set *kernels, const attention_proble
     widened.k_cache = workspace->k_float;
     widened.v_cache = workspace->v_float;
   }
-  /* The batch's own value rows: earlier ones are visible to every query of
-   * the batch, so a NaN there reaches them all on either path. */
-  int nonfinite = 0;
   CLTTT_TRY(op_count_nonfinite(kernels, widened.v_cache, (size_t)problem->position0 * (size_t)problem->kv_dim,
                                (size_t)problem->n * (size_t)problem->kv_dim, workspace->counter, &nonfinite));
   if (nonfinite == 0)

@@ -31,7 +31,20 @@ typedef struct {
   /* With a half KV cache: K and V widened to float for the GEMM path,
    * context x kv_dim each; NULL with a float cache. */
   cl_mem k_float, v_float;
+  /* Our packed GEMM path (GEMM_PACKED): one kv head's K and V^T in
+   * panels, attention_panel_floats each. */
+  cl_mem packed_keys, packed_values;
 } attention_workspace;
+
+/* Floats of one packed K (or V^T) of one kv head for `context` keys: room
+ * for any panel width and k padding a parameter set allows (<= 256). */
+uint64_t attention_panel_floats(int context, int head_dim);
+
+/* The same products through our packed GEMM: per kv head its K (scaled)
+ * and V^T packed on the device into the workspace's panels, reading a half
+ * cache as it is. */
+clttt_status attention_packed(const kernel_set *kernels, const attention_problem *problem,
+                              const attention_workspace *workspace);
 
 /* One query: the split decode kernels (op_attention_decode). Otherwise the
  * flash kernel for fewer than the device's ATTENTION_GEMM_MIN_QUERIES

@@ -293,6 +293,8 @@ clttt_status packed_gemm_kernels_create(packed_gemm_kernels *kernels, clttt_devi
       status = runtime_create_kernel(device, program, "gemm.cl", "packed_gemm", &kernels->gemm[type]);
     if (status == CLTTT_SUCCESS && params->variant == PACKED_GEMM_CPU)
       status = runtime_create_kernel(device, program, "gemm.cl", "packed_gemv", &kernels->gemv[type]);
+    if (status == CLTTT_SUCCESS)
+      status = runtime_create_kernel(device, program, "gemm.cl", "pack_panels", &kernels->pack[type]);
   }
   if (status == CLTTT_SUCCESS && update_params) {
     packed_gemm_update_defines(update_params, defines, sizeof defines);
@@ -313,6 +315,8 @@ void packed_gemm_kernels_release(packed_gemm_kernels *kernels) {
       clReleaseKernel(kernels->gemm[type]);
     if (kernels->gemv[type])
       clReleaseKernel(kernels->gemv[type]);
+    if (kernels->pack[type])
+      clReleaseKernel(kernels->pack[type]);
   }
   if (kernels->update)
     clReleaseKernel(kernels->update);
@@ -383,6 +387,35 @@ clttt_status packed_gemm_run(const packed_gemm_kernels *kernels, const char *wha
   if (status != CLTTT_SUCCESS)
     return clttt_fail_context(status, "%s: %s", what, product);
   return CLTTT_SUCCESS;
+}
+
+clttt_status packed_gemm_pack_device(const packed_gemm_kernels *kernels, const char *what,
+                                     const packed_gemm_layout *layout, cl_mem packed, cl_mem source,
+                                     packed_gemm_type source_type, size_t source_offset, size_t row_stride,
+                                     size_t column_stride, float scale) {
+  clttt_device *device = kernels->device;
+  if (layout->type != PACKED_GEMM_F32 || !type_known(source_type) || !kernels->pack[source_type] ||
+      row_stride > INT_MAX || column_stride > INT_MAX || layout->panels * layout->panel_width > INT_MAX)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT,
+                      "%s: packing a %zu x %zu matrix on device '%s': an fp32 layout, a known source type and "
+                      "strides below 2^31 are needed",
+                      what, layout->n, layout->k, device->info.name);
+  size_t packed_bytes = 0;
+  CLTTT_TRY(buffer_size(device, packed, what, &packed_bytes));
+  if (packed_gemm_bytes(layout) > packed_bytes)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "%s: %zu x %zu panels need %zu bytes; the buffer has %zu", what,
+                      layout->n, layout->k, packed_gemm_bytes(layout), packed_bytes);
+  cl_kernel kernel = kernels->pack[source_type];
+  cl_ulong offset = source_offset;
+  int rows_stride = (int)row_stride, columns_stride = (int)column_stride, n = (int)layout->n, k = (int)layout->k,
+      k_padded = (int)layout->k_padded;
+  CLTTT_TRY(runtime_set_args(device, kernel, "pack_panels", 9, sizeof(cl_mem), &packed, sizeof(cl_mem), &source,
+                             sizeof(cl_ulong), &offset, sizeof(int), &rows_stride, sizeof(int), &columns_stride,
+                             sizeof(int), &n, sizeof(int), &k, sizeof(int), &k_padded, sizeof(float), &scale));
+  const size_t global[2] = {layout->k_padded, layout->panels}, local[2] = {16, 1};
+  char label[96];
+  snprintf(label, sizeof label, "%s (packing)", what);
+  return runtime_launch(device, kernel, label, 2, global, local);
 }
 
 clttt_status packed_gemm_update(const packed_gemm_kernels *kernels, const char *what, size_t d, size_t f, size_t c,

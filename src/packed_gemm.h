@@ -110,6 +110,7 @@ typedef struct {
   packed_gemm_update_params update_params;
   cl_kernel gemm[3]; /* by packed_gemm_type */
   cl_kernel gemv[3]; /* one row (decode), CPU variant only */
+  cl_kernel pack[3]; /* device-side packing from a source of that type */
   cl_kernel update;
 } packed_gemm_kernels;
 
@@ -123,6 +124,16 @@ void packed_gemm_kernels_release(packed_gemm_kernels *kernels);
 clttt_status packed_gemm_run(const packed_gemm_kernels *kernels, const char *what,
                              const packed_gemm_layout *layout, size_t rows, matrix_view x, cl_mem packed,
                              size_t packed_offset, float beta, matrix_view out);
+
+/* Packs S (layout->n x layout->k; element (row, j) at element
+ * source_offset + row * row_stride + j * column_stride of `source`, of
+ * source_type: fp32 or fp16) times `scale` on the device into `packed`, in
+ * `layout` (fp32 elements), for products whose "weight" changes every call
+ * (attention's K and V^T). */
+clttt_status packed_gemm_pack_device(const packed_gemm_kernels *kernels, const char *what,
+                                     const packed_gemm_layout *layout, cl_mem packed, cl_mem source,
+                                     packed_gemm_type source_type, size_t source_offset, size_t row_stride,
+                                     size_t column_stride, float scale);
 
 /* w (d x f) += eta * v^T h, v: c x d, h: c x f, all fp32 row-major views. */
 clttt_status packed_gemm_update(const packed_gemm_kernels *kernels, const char *what,

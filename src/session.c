@@ -98,7 +98,7 @@ typedef struct {
   const char *what;
 } buffer_plan;
 
-enum { BUFFER_COUNT = 15 };
+enum { BUFFER_COUNT = 17 };
 
 /* The per-batch buffers of a session with resolved `params`: what
  * clttt_session_create allocates and clttt_estimate_session_bytes sums. */
@@ -128,6 +128,11 @@ static void plan_buffers(const clttt_config *config, const clttt_session_params 
       {offsetof(struct clttt_session, attention_work.scores),
        attention_score_floats(heads, params->context, batch) * F, "attention scores (heads x block x context)"},
       {offsetof(struct clttt_session, attention_work.counter), sizeof(int32_t), "non-finite counter"},
+      /* Allocated whatever the device's GEMM_PACKED, as the scores are. */
+      {offsetof(struct clttt_session, attention_work.packed_keys),
+       attention_panel_floats(params->context, config->head_dim) * F, "attention K panels (one kv head)"},
+      {offsetof(struct clttt_session, attention_work.packed_values),
+       attention_panel_floats(params->context, config->head_dim) * F, "attention V^T panels (one kv head)"},
       {offsetof(struct clttt_session, attention_work.decode_partials),
        (uint64_t)heads * ATTENTION_DECODE_SPLITS * ((uint64_t)config->head_dim + 2) * F,
        "decode attention ranges (heads x 64 x (head_dim + 2))"},

@@ -171,26 +171,61 @@ START_TEST(test_attention_paths_match_plain_c) {
     cl_mem scores = NULL;
     const size_t score_floats = (size_t)p.heads * (size_t)shapes[s].block_rows * (size_t)(p.position0 + p.n);
     ck_assert_int_eq(runtime_alloc(device, score_floats * sizeof(float), "scores", &scores), CLTTT_SUCCESS);
-    for (int variant = 0; variant < 5; variant++) {
-      const int flash = variant == 4;
+    /* Our packed-GEMM path reads K and V through panels of the workspace,
+     * from a float cache and from a half one (against a reference on the
+     * half values). */
+    attention_workspace workspace = {0};
+    workspace.scores = scores;
+    workspace.block_rows = shapes[s].block_rows;
+    const size_t panel_bytes = (size_t)attention_panel_floats(context, p.head_dim) * sizeof(float);
+    ck_assert_int_eq(runtime_alloc(device, panel_bytes, "K panels", &workspace.packed_keys), CLTTT_SUCCESS);
+    ck_assert_int_eq(runtime_alloc(device, panel_bytes, "V panels", &workspace.packed_values), CLTTT_SUCCESS);
+    double *expected_half = malloc(out_floats * sizeof *expected_half);
+    float *k_rounded = malloc(cache_floats * sizeof *k_rounded), *v_rounded = malloc(cache_floats * sizeof *v_rounded);
+    uint16_t *k_half = malloc(cache_floats * sizeof *k_half), *v_half = malloc(cache_floats * sizeof *v_half);
+    for (size_t i = 0; i < cache_floats; i++) {
+      k_half[i] = packed_gemm_float_to_half(k[i]);
+      v_half[i] = packed_gemm_float_to_half(v[i]);
+      k_rounded[i] = packed_gemm_half_to_float(k_half[i]);
+      v_rounded[i] = packed_gemm_half_to_float(v_half[i]);
+    }
+    reference_attention(&p, q, k_rounded, v_rounded, expected_half);
+    cl_mem k_half_cache = NULL, v_half_cache = NULL;
+    ck_assert_int_eq(runtime_alloc(device, cache_floats * 2, "K half", &k_half_cache), CLTTT_SUCCESS);
+    ck_assert_int_eq(runtime_alloc(device, cache_floats * 2, "V half", &v_half_cache), CLTTT_SUCCESS);
+    ck_assert_int_eq(runtime_upload(device, k_half_cache, 0, cache_floats * 2, k_half, "K half"), CLTTT_SUCCESS);
+    ck_assert_int_eq(runtime_upload(device, v_half_cache, 0, cache_floats * 2, v_half, "V half"), CLTTT_SUCCESS);
+    for (int variant = 0; variant < 7; variant++) {
+      const int flash = variant == 4, packed = variant >= 5, half = variant == 6;
       tuning_params params = original;
-      if (!flash)
+      if (!flash && !packed)
         params.softmax_work_group_size = softmax_groups[variant];
       kernel_set kernels;
-      ck_assert_msg(kernel_set_create(&kernels, device, &params, p.head_dim, 0) == CLTTT_SUCCESS, "%s",
+      ck_assert_msg(kernel_set_create(&kernels, device, &params, p.head_dim, half) == CLTTT_SUCCESS, "%s",
                     clttt_last_error());
+      if (packed)
+        ck_assert_int_eq(kernel_set_add_packed(&kernels), CLTTT_SUCCESS);
       char label[96];
       snprintf(label, sizeof label, "heads %d/%d dim %d from %d, n %d: %s %d", p.heads, p.kv_heads, p.head_dim,
-               p.position0, p.n, flash ? "flash" : "GEMM, SOFTMAX_WGS", flash ? 0 : softmax_groups[variant]);
+               p.position0, p.n,
+               flash ? "flash" : packed ? (half ? "packed GEMM, half cache" : "packed GEMM") : "GEMM, SOFTMAX_WGS",
+               flash || packed ? 0 : softmax_groups[variant]);
       for (size_t i = 0; i < out_floats; i++)
         out[i] = NAN;
       p.out = upload(device, out, out_floats);
-      int status = flash ? op_attention(&kernels, &p) : attention_gemm(&kernels, &p, scores, shapes[s].block_rows);
+      attention_problem problem = p;
+      if (half) {
+        problem.k_cache = k_half_cache;
+        problem.v_cache = v_half_cache;
+      }
+      int status = flash    ? op_attention(&kernels, &p)
+                   : packed ? attention_packed(&kernels, &problem, &workspace)
+                            : attention_gemm(&kernels, &p, scores, shapes[s].block_rows);
       ck_assert_msg(status == CLTTT_SUCCESS, "%s: %s", label, clttt_last_error());
       ck_assert_int_eq(runtime_download(device, p.out, 0, out_floats * sizeof(float), out, "out"), CLTTT_SUCCESS);
       double worst = 0.0;
       for (size_t i = 0; i < out_floats; i++) {
-        double error = fabs((double)out[i] - expected[i]);
+        double error = fabs((double)out[i] - (half ? expected_half[i] : expected[i]));
         ck_assert_msg(error == error, "%s: element %zu is %g", label, i, (double)out[i]);
         worst = error > worst ? error : worst;
       }
@@ -199,6 +234,15 @@ START_TEST(test_attention_paths_match_plain_c) {
       kernel_set_release(&kernels);
     }
     runtime_release(&scores);
+    runtime_release(&workspace.packed_keys);
+    runtime_release(&workspace.packed_values);
+    runtime_release(&k_half_cache);
+    runtime_release(&v_half_cache);
+    free(expected_half);
+    free(k_rounded);
+    free(v_rounded);
+    free(k_half);
+    free(v_half);
     runtime_release(&p.q);
     runtime_release(&p.k_cache);
     runtime_release(&p.v_cache);
