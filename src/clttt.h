@@ -247,14 +247,63 @@ typedef struct {
   /* 1: refuse a checkpoint holding a NaN or infinite weight, naming the
    * tensor and the element (every weight is scanned once more on the host). */
   int check_weights;
+  /* Layer split (a pipeline over several devices): device_count > 0 places
+   * the model on devices[0 .. device_count - 1] in this order (one device
+   * may appear more than once), each holding a consecutive range of layers
+   * with its own kernels and tuned parameters; the `device` argument of
+   * clttt_model_load / clttt_model_synthetic is then ignored (may be NULL).
+   * The embedding lives on the first device, the final norm and the LM head
+   * on the last (a tied head is a second copy of the embedding there when
+   * the two differ). Between devices the residual stream (batch x d floats,
+   * and the input embeddings for a TTT target of input_embed) passes through
+   * host memory. 0: everything on `device`. */
+  clttt_device *const *devices;
+  int device_count;
+  /* Layers per device: device_count entries, each >= 1, summing to
+   * num_hidden_layers. NULL: automatic, in proportion to each device's free
+   * memory after its fixed share (clttt_plan_split). */
+  const int *split;
+  /* Tokens of context of the session the split plans memory for (a default
+   * session of that context: f16 KV cache, TTT on); 0: weights only. The
+   * session's own fit is checked again at clttt_session_create. */
+  int split_context;
 } clttt_model_params;
 
-/* Nothing checked beyond the format. */
+/* Nothing checked beyond the format, one device. */
 CLTTT_API clttt_model_params clttt_model_default_params(void);
 
+/* One device's share of a split model. */
+typedef struct {
+  clttt_device *device;
+  int first_layer, layer_count;
+  int has_embedding;          /* the token embedding lives here (the first part) */
+  int has_head;               /* the final norm and LM head live here (the last part) */
+  uint64_t weight_bytes;      /* the cost model's weights of this part (fp32) */
+  uint64_t session_bytes;     /* the cost model's session of split_context tokens here; 0 without one */
+  uint64_t free_bytes;        /* the device's memory not held by clttt's buffers when planned */
+} clttt_split_part;
+
+/* The placement clttt_model_load makes with these devices, split and
+ * split_context (see clttt_model_params), without loading anything: parts
+ * receives device_count entries. A split that does not cover the layers
+ * gives CLTTT_ERROR_INVALID_ARGUMENT, a device that cannot hold its share
+ * CL_MEM_OBJECT_ALLOCATION_FAILURE naming the device, what it needs and
+ * what it has. Automatic: the layers go in order, each device's share of
+ * the layers' cost (weights, KV cache, TTT state) in proportion to its free
+ * memory after its fixed share (activations; embedding on the first, LM
+ * head on the last), every device at least one layer. */
+CLTTT_API clttt_status clttt_plan_split(const clttt_config *config, clttt_device *const *devices,
+                                        int device_count, const int *split, int split_context,
+                                        clttt_split_part *parts);
+
+/* How a loaded model is placed: the number of parts (1 on one device) and
+ * part `index` as clttt_plan_split described it. */
+CLTTT_API int clttt_model_part_count(const clttt_model *model);
+CLTTT_API clttt_status clttt_model_get_part(const clttt_model *model, int index, clttt_split_part *part);
+
 /* Loads a HuggingFace model directory (config.json + safetensors, single or
- * sharded) onto `device`. The model keeps a reference to the device.
- * params NULL means the defaults. */
+ * sharded) onto `device`, or split over params->devices. The model keeps a
+ * reference to the devices. params NULL means the defaults. */
 CLTTT_API clttt_status clttt_model_load(clttt_model **model, clttt_device *device, const char *dir,
                                         const clttt_model_params *params);
 CLTTT_API void clttt_model_free(clttt_model *model);
@@ -268,6 +317,11 @@ CLTTT_API uint64_t clttt_model_weight_bytes(const clttt_model *model);
  * clttt_synthetic_config). */
 CLTTT_API clttt_status clttt_model_synthetic(clttt_model **model, clttt_device *device,
                                              const clttt_config *config, uint64_t seed);
+/* The same with model parameters (a split over several devices: `device`
+ * is then ignored and may be NULL). */
+CLTTT_API clttt_status clttt_model_synthetic_with_params(clttt_model **model, clttt_device *device,
+                                                         const clttt_config *config, uint64_t seed,
+                                                         const clttt_model_params *params);
 /* A Qwen3-style configuration of the given sizes, with TTT layers every
  * `ttt_every` layers starting at 0 (0 = none), chunk C and eta. Free it with
  * clttt_config_free. */
@@ -347,6 +401,13 @@ CLTTT_API clttt_status clttt_session_reset_fast_weights(clttt_session *session);
  * first: *count (may be NULL) receives how many, which is the position.
  * Valid until the next feed, reset or free; NULL when there are none. */
 CLTTT_API const int32_t *clttt_session_tokens(const clttt_session *session, int *count);
+
+/* Bytes of activations the session has moved between the devices of a
+ * split model through host memory since creation (0 on one device): per
+ * fed token and device boundary, d floats of the residual stream, plus d
+ * of the input embeddings when TTT layers beyond the first device learn
+ * from them (ttt_target input_embed). */
+CLTTT_API uint64_t clttt_session_bytes_moved(const clttt_session *session);
 
 /* ---- Session files (README.md, "Session files") ----------------------
  * A session's whole state: parameters, tokens, the filled part of the KV

@@ -12,6 +12,7 @@
  *   x += h W^T  with W = W_down, or the layer's fast weight in a TTT layer
  *   logits = rmsnorm(x) E^T                  (n x vocab) */
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,107 +21,120 @@
 #include "gemm.h"
 #include "session.h"
 
+/* The part (device) holding layer `index` and its kernels. */
+static session_part *part_of(clttt_session *session, int index) {
+  return &session->parts[session->model->layers[index].part];
+}
+static const kernel_set *kernels_of(const clttt_session *session, int index) {
+  return &session->kernels[session->model->layers[index].part];
+}
+
 static clttt_status embed(clttt_session *session, const int32_t *tokens, int n) {
   const clttt_model *model = session->model;
   const int d = model->config.hidden_size;
+  session_part *part = &session->parts[0];
   for (int i = 0; i < n; i++)
     if (tokens[i] < 0 || tokens[i] >= model->config.vocab_size)
       return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "token %d at position %d is outside the vocabulary (0..%d)",
                         tokens[i], session->position + i, model->config.vocab_size - 1);
-  CLTTT_TRY(runtime_upload(model->device, session->tokens, 0, (size_t)n * sizeof(int32_t), tokens, "token ids"));
+  CLTTT_TRY(runtime_upload(model->device, part->tokens, 0, (size_t)n * sizeof(int32_t), tokens, "token ids"));
   /* x (n x d) = E[tokens] */
-  CLTTT_TRY(op_embedding_gather(&session->kernels, session->x, model->token_embedding, session->tokens, n, d));
+  CLTTT_TRY(op_embedding_gather(&session->kernels[0], part->x, model->token_embedding, part->tokens, n, d));
   if (session->uses_ttt && model->config.ttt_target == CLTTT_TARGET_INPUT_EMBED)
-    CLTTT_TRY(runtime_copy(model->device, session->embeddings, 0, session->x, 0,
+    CLTTT_TRY(runtime_copy(model->device, part->embeddings, 0, part->x, 0,
                            (size_t)n * (size_t)d * sizeof(float), "input embeddings"));
   return CLTTT_SUCCESS;
 }
 
 static clttt_status attention_block(clttt_session *session, int layer_index, int n) {
   const clttt_model *model = session->model;
-  const kernel_set *kernels = &session->kernels;
+  const kernel_set *kernels = kernels_of(session, layer_index);
+  session_part *part = part_of(session, layer_index);
   const clttt_config *config = &model->config;
   const layer_weights *layer = &model->layers[layer_index];
   const size_t d = (size_t)config->hidden_size, q_dim = (size_t)model->q_dim, width = (size_t)model->qkv_width;
 
-  CLTTT_TRY(op_rmsnorm(kernels, session->xn, (int)d, session->x, (int)d, layer->input_norm, n, (int)d,
+  CLTTT_TRY(op_rmsnorm(kernels, part->xn, (int)d, part->x, (int)d, layer->input_norm, n, (int)d,
                        config->rms_norm_eps));
   /* qkv (n x (q_dim + 2 kv_dim)) = xn (n x d) Wqkv^T */
-  CLTTT_TRY(gemm_weight(kernels, "q, k, v projections", (size_t)n, view(session->xn, 0, d), &layer->qkv, 0.0f,
-                        view(session->qkv, 0, width)));
-  CLTTT_TRY(op_add_bias_rows(kernels, session->qkv, layer->qkv_bias, n, (int)width, (int)width));
+  CLTTT_TRY(gemm_weight(kernels, "q, k, v projections", (size_t)n, view(part->xn, 0, d), &layer->qkv, 0.0f,
+                        view(part->qkv, 0, width)));
+  CLTTT_TRY(op_add_bias_rows(kernels, part->qkv, layer->qkv_bias, n, (int)width, (int)width));
 
-  const rope_problem rope = {session->qkv,        (int)width,
+  const rope_problem rope = {part->qkv,        (int)width,
                              n,                   session->position,
                              config->num_attention_heads, config->num_key_value_heads,
-                             model->rope_inverse_frequency, model->rope_attention_scaling,
+                             model->parts[layer->part].rope_inverse_frequency, model->rope_attention_scaling,
                              layer->q_norm,       layer->k_norm,
                              config->rms_norm_eps, session->k_cache[layer_index],
                              session->v_cache[layer_index], model->kv_dim};
   CLTTT_TRY(op_qk_norm_rope(kernels, &rope));
 
-  const attention_problem problem = {session->attention,           session->qkv, (int)width,
+  const attention_problem problem = {part->attention,           part->qkv, (int)width,
                                      session->k_cache[layer_index], session->v_cache[layer_index],
                                      model->kv_dim,                 n,
                                      session->position,             config->num_attention_heads,
                                      config->num_key_value_heads,   config->head_dim};
-  CLTTT_TRY(attention_forward(kernels, &problem, &session->attention_work));
+  CLTTT_TRY(attention_forward(kernels, &problem, &part->attention_work));
 
   /* delta (n x d) = attention (n x q_dim) Wo^T */
-  CLTTT_TRY(gemm_weight(kernels, "attention output projection", (size_t)n, view(session->attention, 0, q_dim),
-                        &layer->o, 0.0f, view(session->delta, 0, d)));
-  CLTTT_TRY(op_add_bias_rows(kernels, session->delta, layer->o_bias, n, (int)d, (int)d));
+  CLTTT_TRY(gemm_weight(kernels, "attention output projection", (size_t)n, view(part->attention, 0, q_dim),
+                        &layer->o, 0.0f, view(part->delta, 0, d)));
+  CLTTT_TRY(op_add_bias_rows(kernels, part->delta, layer->o_bias, n, (int)d, (int)d));
   /* x += delta */
-  return op_add_in_place(kernels, session->x, session->delta, (size_t)n * d);
+  return op_add_in_place(kernels, part->x, part->delta, (size_t)n * d);
 }
 
 static clttt_status mlp_block(clttt_session *session, int layer_index, int n) {
   const clttt_model *model = session->model;
-  const kernel_set *kernels = &session->kernels;
+  const kernel_set *kernels = kernels_of(session, layer_index);
+  session_part *part = part_of(session, layer_index);
   const layer_weights *layer = &model->layers[layer_index];
   const size_t d = (size_t)model->config.hidden_size, f = (size_t)model->config.intermediate_size;
 
-  CLTTT_TRY(op_rmsnorm(kernels, session->xn, (int)d, session->x, (int)d, layer->post_norm, n, (int)d,
+  CLTTT_TRY(op_rmsnorm(kernels, part->xn, (int)d, part->x, (int)d, layer->post_norm, n, (int)d,
                        model->config.rms_norm_eps));
   /* gate_up (n x 2f) = xn (n x d) [Wg; Wu]^T */
-  CLTTT_TRY(gemm_weight(kernels, "MLP gate and up projections", (size_t)n, view(session->xn, 0, d), &layer->gate_up,
-                        0.0f, view(session->gate_up, 0, 2 * f)));
-  CLTTT_TRY(op_add_bias_rows(kernels, session->gate_up, layer->gate_up_bias, n, (int)(2 * f), (int)(2 * f)));
+  CLTTT_TRY(gemm_weight(kernels, "MLP gate and up projections", (size_t)n, view(part->xn, 0, d), &layer->gate_up,
+                        0.0f, view(part->gate_up, 0, 2 * f)));
+  CLTTT_TRY(op_add_bias_rows(kernels, part->gate_up, layer->gate_up_bias, n, (int)(2 * f), (int)(2 * f)));
   /* h (n x f) = silu(gate) * up */
-  CLTTT_TRY(op_swiglu(kernels, session->h, session->gate_up, n, (int)f));
+  CLTTT_TRY(op_swiglu(kernels, part->h, part->gate_up, n, (int)f));
 
   if (layer->is_ttt && session->uses_ttt) {
     /* delta (n x d) = h (n x f) W^T, W the fast weight, learning chunk by
      * chunk from the LM-aligned target (SPEC.md sections 3-4). No down_proj
      * bias: the authors' training never adds it in a TTT layer, so weights
      * trained with it expect none, for any n and any streaming split. */
-    cl_mem targets = model->config.ttt_target == CLTTT_TARGET_INPUT_EMBED ? session->embeddings : session->xn;
-    CLTTT_TRY(ttt_down_projection(&session->ttt, kernels, model, layer_index, n, view(session->h, 0, f),
-                                  view(targets, 0, d), view(session->delta, 0, d)));
+    cl_mem targets = model->config.ttt_target == CLTTT_TARGET_INPUT_EMBED ? part->embeddings : part->xn;
+    CLTTT_TRY(ttt_down_projection(&session->ttt, kernels, model, layer_index, n, view(part->h, 0, f),
+                                  view(targets, 0, d), view(part->delta, 0, d)));
   } else {
     /* delta (n x d) = h (n x f) W_down^T + b_down */
-    CLTTT_TRY(gemm_weight(kernels, "MLP down projection", (size_t)n, view(session->h, 0, f), &layer->down, 0.0f,
-                          view(session->delta, 0, d)));
-    CLTTT_TRY(op_add_bias_rows(kernels, session->delta, layer->down_bias, n, (int)d, (int)d));
+    CLTTT_TRY(gemm_weight(kernels, "MLP down projection", (size_t)n, view(part->h, 0, f), &layer->down, 0.0f,
+                          view(part->delta, 0, d)));
+    CLTTT_TRY(op_add_bias_rows(kernels, part->delta, layer->down_bias, n, (int)d, (int)d));
   }
   /* x += delta */
-  return op_add_in_place(kernels, session->x, session->delta, (size_t)n * d);
+  return op_add_in_place(kernels, part->x, part->delta, (size_t)n * d);
 }
 
-/* logits (rows x vocab) = rmsnorm(x[first_row ..]) E^T, into session->logits. */
+/* logits (rows x vocab) = rmsnorm(x[first_row ..]) E^T, into the last part's logits. */
 static clttt_status compute_logits(clttt_session *session, int first_row, int rows) {
   const clttt_model *model = session->model;
-  const kernel_set *kernels = &session->kernels;
+  const kernel_set *kernels = &session->kernels[session->part_count - 1];
+  session_part *part = &session->parts[session->part_count - 1];
+  const clttt_device *device = head_device(model);
   const size_t d = (size_t)model->config.hidden_size, vocab = (size_t)model->config.vocab_size;
   if (first_row > 0)
-    CLTTT_TRY(runtime_copy(model->device, session->delta, 0, session->x, (size_t)first_row * d * sizeof(float),
+    CLTTT_TRY(runtime_copy(device, part->delta, 0, part->x, (size_t)first_row * d * sizeof(float),
                            (size_t)rows * d * sizeof(float), "last rows of the residual stream"));
-  cl_mem source = first_row > 0 ? session->delta : session->x;
-  CLTTT_TRY(op_rmsnorm(kernels, session->xn, (int)d, source, (int)d, model->final_norm, rows, (int)d,
+  cl_mem source = first_row > 0 ? part->delta : part->x;
+  CLTTT_TRY(op_rmsnorm(kernels, part->xn, (int)d, source, (int)d, model->final_norm, rows, (int)d,
                        model->config.rms_norm_eps));
   /* logits (rows x vocab) = xn (rows x d) E^T */
-  return gemm_weight(kernels, "LM head", (size_t)rows, view(session->xn, 0, d), &model->lm_head, 0.0f,
-                     view(session->logits, 0, vocab));
+  return gemm_weight(kernels, "LM head", (size_t)rows, view(part->xn, 0, d), &model->lm_head, 0.0f,
+                     view(part->logits, 0, vocab));
 }
 
 /* With check_finite: fails when the residual stream has stopped being
@@ -129,8 +143,9 @@ static clttt_status check_stream(clttt_session *session, int n, int layer, const
   if (!session->params.check_finite)
     return CLTTT_SUCCESS;
   const size_t d = (size_t)session->model->config.hidden_size;
+  session_part *part = part_of(session, layer);
   int nonfinite = 0;
-  CLTTT_TRY(op_count_nonfinite(&session->kernels, session->x, 0, (size_t)n * d, session->attention_work.counter,
+  CLTTT_TRY(op_count_nonfinite(kernels_of(session, layer), part->x, 0, (size_t)n * d, part->attention_work.counter,
                                &nonfinite));
   if (nonfinite == 0)
     return CLTTT_SUCCESS;
@@ -138,7 +153,7 @@ static clttt_status check_stream(clttt_session *session, int n, int layer, const
   float *rows = malloc((size_t)n * d * sizeof *rows);
   if (!rows)
     return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "locating a non-finite value");
-  clttt_status status = runtime_download(session->model->device, session->x, 0, (size_t)n * d * sizeof *rows,
+  clttt_status status = runtime_download(layer_device(session->model, layer), part->x, 0, (size_t)n * d * sizeof *rows,
                                          rows, "residual stream");
   size_t first = 0;
   while (status == CLTTT_SUCCESS && first < (size_t)n * d && isfinite(rows[first]))
@@ -163,11 +178,48 @@ static clttt_status check_logits(const float *logits, int rows, size_t vocab, in
   return CLTTT_SUCCESS;
 }
 
+/* Whether a TTT layer from `first_layer` on learns from the input
+ * embeddings, which must then travel with the residual stream. */
+static int embeddings_needed_from(const clttt_session *session, int first_layer) {
+  const clttt_model *model = session->model;
+  if (!session->uses_ttt || model->config.ttt_target != CLTTT_TARGET_INPUT_EMBED)
+    return 0;
+  for (int i = first_layer; i < model->config.num_hidden_layers; i++)
+    if (model->layers[i].is_ttt)
+      return 1;
+  return 0;
+}
+
+/* One n x d buffer of part `from` into the same buffer of part `to`. Two
+ * devices may share no context (other platforms, other vendors), so the
+ * rows go through host memory: a blocking download, which also waits for
+ * every command of `from` before it, then an upload. */
+static clttt_status move_rows(clttt_session *session, int from, int to, size_t field, int n, const char *what) {
+  const size_t bytes = (size_t)n * (size_t)session->model->config.hidden_size * sizeof(float);
+  const cl_mem source = *(cl_mem *)((char *)&session->parts[from] + field);
+  const cl_mem target = *(cl_mem *)((char *)&session->parts[to] + field);
+  CLTTT_TRY(runtime_download(session->model->parts[from].placement.device, source, 0, bytes, session->staging, what));
+  CLTTT_TRY(runtime_upload(session->model->parts[to].placement.device, target, 0, bytes, session->staging, what));
+  session->bytes_moved += bytes;
+  return CLTTT_SUCCESS;
+}
+
+/* The activations the layers of part `to` read, from part to - 1. */
+static clttt_status cross_to_part(clttt_session *session, int to, int n) {
+  CLTTT_TRY(move_rows(session, to - 1, to, offsetof(session_part, x), n, "residual stream between devices"));
+  if (embeddings_needed_from(session, session->model->parts[to].placement.first_layer))
+    CLTTT_TRY(move_rows(session, to - 1, to, offsetof(session_part, embeddings), n,
+                        "input embeddings between devices"));
+  return CLTTT_SUCCESS;
+}
+
 static clttt_status feed_batch(clttt_session *session, const int32_t *tokens, int n, float *logits,
                                int last_row_only) {
   const clttt_model *model = session->model;
   CLTTT_TRY(embed(session, tokens, n));
   for (int layer = 0; layer < model->config.num_hidden_layers; layer++) {
+    if (layer > 0 && model->layers[layer].part != model->layers[layer - 1].part)
+      CLTTT_TRY(cross_to_part(session, model->layers[layer].part, n));
     CLTTT_TRY(attention_block(session, layer, n));
     CLTTT_TRY(check_stream(session, n, layer, "attention"));
     CLTTT_TRY(mlp_block(session, layer, n));
@@ -178,13 +230,15 @@ static clttt_status feed_batch(clttt_session *session, const int32_t *tokens, in
   /* Room was reserved by clttt_session_feed. */
   memcpy(session->history + session->position, tokens, (size_t)n * sizeof *tokens);
   session->position += n;
+  /* Each crossing waited for the parts before it: only the last can still be busy. */
   if (!logits)
-    return runtime_finish(model->device);
+    return runtime_finish(head_device(model));
   const size_t vocab = (size_t)model->config.vocab_size;
   int first = last_row_only ? n - 1 : 0;
   int rows = n - first;
   CLTTT_TRY(compute_logits(session, first, rows));
-  CLTTT_TRY(runtime_download(model->device, session->logits, 0, (size_t)rows * vocab * sizeof(float), logits,
+  CLTTT_TRY(runtime_download(head_device(model), session->parts[session->part_count - 1].logits, 0,
+                             (size_t)rows * vocab * sizeof(float), logits,
                              "logits"));
   return check_logits(logits, rows, vocab, session->position - n + first);
 }

@@ -103,7 +103,14 @@ static clttt_status synthetic_tensor(const char *name, const int64_t *shape, int
 
 clttt_status clttt_model_synthetic(clttt_model **model, clttt_device *device, const clttt_config *config,
                                    uint64_t seed) {
-  if (!model || !device || !config)
+  if (!device)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "clttt_model_synthetic: NULL argument");
+  return clttt_model_synthetic_with_params(model, device, config, seed, NULL);
+}
+
+clttt_status clttt_model_synthetic_with_params(clttt_model **model, clttt_device *device, const clttt_config *config,
+                                               uint64_t seed, const clttt_model_params *params) {
+  if (!model || !config || (!device && !(params && params->device_count > 0)))
     return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "clttt_model_synthetic: NULL argument");
   *model = NULL;
   if (config->hidden_size <= 0 || config->intermediate_size <= 0 || config->num_hidden_layers <= 0 ||
@@ -111,5 +118,5 @@ clttt_status clttt_model_synthetic(clttt_model **model, clttt_device *device, co
       config->vocab_size <= 0 || config->num_attention_heads % config->num_key_value_heads != 0)
     return clttt_fail(CLTTT_ERROR_BAD_CONFIG, "synthetic model: sizes must be positive and heads a multiple of kv_heads");
   synthetic_source source = {seed};
-  return model_create(model, device, config, NULL, synthetic_tensor, &source);
+  return model_create(model, device, config, params, synthetic_tensor, &source);
 }

@@ -14,6 +14,8 @@
 
 typedef struct {
   clttt_model *model;
+  clttt_device *device;  /* of the part being loaded */
+  int part;
   tensor_source source;
   void *context;
   float *scratch;        /* host staging of one tensor */
@@ -49,19 +51,25 @@ static clttt_status load_into(loader *load, const char *name, int64_t rows, int6
   int ndim = columns ? 2 : 1;
   size_t count = (size_t)rows * (size_t)(columns ? columns : 1);
   CLTTT_TRY(read_tensor(load, name, shape, ndim, count));
-  return runtime_upload(load->model->device, buffer, offset_floats * sizeof(float),
+  return runtime_upload(load->device, buffer, offset_floats * sizeof(float),
                         count * sizeof(float), load->scratch, name);
 }
 
-static clttt_status allocate_weight(clttt_model *model, size_t floats, const char *what, cl_mem *buffer) {
-  model->weight_bytes += floats * sizeof(float);
-  return runtime_alloc(model->device, floats * sizeof(float), what, buffer);
+/* Counts `bytes` of weights on the part being loaded. */
+static void count_weight(loader *load, uint64_t bytes) {
+  load->model->weight_bytes += bytes;
+  load->model->parts[load->part].weight_bytes += bytes;
+}
+
+static clttt_status allocate_weight(loader *load, size_t floats, const char *what, cl_mem *buffer) {
+  count_weight(load, floats * sizeof(float));
+  return runtime_alloc(load->device, floats * sizeof(float), what, buffer);
 }
 
 /* A matrix or vector tensor `prefix.suffix` of one layer into its own buffer. */
 static clttt_status load_tensor(loader *load, const char *name, int64_t rows, int64_t columns,
                                 cl_mem *buffer) {
-  CLTTT_TRY(allocate_weight(load->model, (size_t)rows * (size_t)(columns ? columns : 1), name, buffer));
+  CLTTT_TRY(allocate_weight(load, (size_t)rows * (size_t)(columns ? columns : 1), name, buffer));
   return load_into(load, name, rows, columns, *buffer, 0);
 }
 
@@ -71,7 +79,6 @@ static clttt_status load_tensor(loader *load, const char *name, int64_t rows, in
  * panels interleave rows of every tensor), else uploaded row by row. */
 static clttt_status load_linear(loader *load, const char *const *names, const int64_t *rows, int count,
                                 int64_t columns, int pack, linear_weight *weight) {
-  clttt_model *model = load->model;
   size_t total_rows = 0;
   for (int i = 0; i < count; i++)
     total_rows += (size_t)rows[i];
@@ -79,7 +86,7 @@ static clttt_status load_linear(loader *load, const char *const *names, const in
   weight->in_features = (size_t)columns;
   weight->packed = pack;
   if (!pack) {
-    CLTTT_TRY(allocate_weight(model, total_rows * (size_t)columns, names[0], &weight->buffer));
+    CLTTT_TRY(allocate_weight(load, total_rows * (size_t)columns, names[0], &weight->buffer));
     size_t offset = 0;
     for (int i = 0; i < count; i++) {
       CLTTT_TRY(load_into(load, names[i], rows[i], columns, weight->buffer, offset));
@@ -87,7 +94,7 @@ static clttt_status load_linear(loader *load, const char *const *names, const in
     }
     return CLTTT_SUCCESS;
   }
-  CLTTT_TRY(packed_gemm_layout_for(&model->device->tuning.gemm, PACKED_GEMM_F32, total_rows, (size_t)columns,
+  CLTTT_TRY(packed_gemm_layout_for(&load->device->tuning.gemm, PACKED_GEMM_F32, total_rows, (size_t)columns,
                                    &weight->layout));
   const size_t bytes = packed_gemm_bytes(&weight->layout);
   unsigned char *host = malloc(bytes ? bytes : 1);
@@ -104,11 +111,11 @@ static clttt_status load_linear(loader *load, const char *const *names, const in
     row0 += (size_t)rows[i];
   }
   if (status == CLTTT_SUCCESS) {
-    model->weight_bytes += bytes;
-    status = runtime_alloc(model->device, bytes, names[0], &weight->buffer);
+    count_weight(load, bytes);
+    status = runtime_alloc(load->device, bytes, names[0], &weight->buffer);
   }
   if (status == CLTTT_SUCCESS)
-    status = runtime_upload(model->device, weight->buffer, 0, bytes, host, names[0]);
+    status = runtime_upload(load->device, weight->buffer, 0, bytes, host, names[0]);
   free(host);
   return status;
 }
@@ -135,7 +142,7 @@ static clttt_status load_stacked(loader *load, const char *prefix, const char *c
     total_rows += (size_t)rows[i];
   char name[256];
   snprintf(name, sizeof name, "%s.{stacked}.%s", prefix, suffix);
-  CLTTT_TRY(allocate_weight(load->model, total_rows * (size_t)(columns ? columns : 1), name, buffer));
+  CLTTT_TRY(allocate_weight(load, total_rows * (size_t)(columns ? columns : 1), name, buffer));
   size_t offset = 0;
   for (int i = 0; i < count; i++) {
     snprintf(name, sizeof name, "%s.%s.%s", prefix, names[i], suffix);
@@ -166,7 +173,7 @@ static clttt_status load_layer(loader *load, int index) {
   snprintf(attention_prefix, sizeof attention_prefix, "%s.self_attn", prefix);
   static const char *const qkv_names[] = {"q_proj", "k_proj", "v_proj"};
   const int64_t qkv_rows[] = {model->q_dim, model->kv_dim, model->kv_dim};
-  const int pack = model->device->tuning.gemm_packed;
+  const int pack = load->device->tuning.gemm_packed;
   CLTTT_TRY(load_stacked_linear(load, attention_prefix, qkv_names, qkv_rows, 3, d, pack, &layer->qkv));
   static const char *const o_names[] = {"o_proj"};
   const int64_t o_rows[] = {d};
@@ -200,9 +207,9 @@ static clttt_status load_layer(loader *load, int index) {
     /* ttt_conv is stored as Conv1d's d x 1 x 5. */
     snprintf(name, sizeof name, "%s.mlp.ttt_conv.weight", prefix);
     int64_t conv_shape[3] = {d, 1, 5};
-    CLTTT_TRY(allocate_weight(model, (size_t)d * 5, name, &layer->ttt_conv));
+    CLTTT_TRY(allocate_weight(load, (size_t)d * 5, name, &layer->ttt_conv));
     CLTTT_TRY(read_tensor(load, name, conv_shape, 3, (size_t)d * 5));
-    CLTTT_TRY(runtime_upload(model->device, layer->ttt_conv, 0, (size_t)d * 5 * sizeof(float),
+    CLTTT_TRY(runtime_upload(load->device, layer->ttt_conv, 0, (size_t)d * 5 * sizeof(float),
                              load->scratch, name));
     if (config->ttt_proj)
       LAYER_TENSOR("mlp.ttt_proj.weight", d, d, ttt_proj);
@@ -227,14 +234,94 @@ clttt_model_params clttt_model_default_params(void) {
   return params;
 }
 
+/* Where every part goes: the plan of a split (checked and sized before
+ * anything is allocated), or all of it on `device`. */
+static clttt_status place_parts(clttt_model *model, clttt_device *device, const clttt_model_params *params) {
+  const int split = params && params->device_count > 0;
+  const int count = split ? params->device_count : 1;
+  clttt_split_part *placement = calloc((size_t)count, sizeof *placement);
+  model->parts = calloc((size_t)count, sizeof *model->parts);
+  clttt_status status = CLTTT_SUCCESS;
+  if (!placement || !model->parts)
+    status = clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "allocating the model's %d parts", count);
+  else if (split)
+    status = clttt_plan_split(&model->config, params->devices, count, params->split, params->split_context, placement);
+  else
+    placement[0] = (clttt_split_part){.device = device, .first_layer = 0,
+                                      .layer_count = model->config.num_hidden_layers, .has_embedding = 1,
+                                      .has_head = 1};
+  if (status == CLTTT_SUCCESS) {
+    model->part_count = count;
+    for (int p = 0; p < count; p++) {
+      model->parts[p].placement = placement[p];
+      for (int i = 0; i < placement[p].layer_count; i++)
+        model->layers[placement[p].first_layer + i].part = p;
+    }
+    model->device = placement[0].device;
+  }
+  free(placement);
+  return status;
+}
+
+/* The final norm and the LM head, on the last part. A tied head on another
+ * device than the embedding is a second copy of it there, which is not the
+ * model's own weight (weight_bytes, the session files' hash). */
+static clttt_status load_head(loader *load) {
+  clttt_model *model = load->model;
+  const clttt_config *config = &model->config;
+  const int64_t d = config->hidden_size;
+  CLTTT_TRY(load_tensor(load, "model.norm.weight", d, 0, &model->final_norm));
+  if (config->tie_word_embeddings && load->device == model->device) {
+    /* The gather reads the embedding row-major, so a tied head does too. */
+    model->lm_head.buffer = model->token_embedding;
+    model->lm_head.out_features = (size_t)config->vocab_size;
+    model->lm_head.in_features = (size_t)d;
+    model->lm_head.packed = 0;
+    return CLTTT_SUCCESS;
+  }
+  if (config->tie_word_embeddings) {
+    static const char *const tied_names[] = {"model.embed_tokens.weight"};
+    const int64_t tied_rows[] = {config->vocab_size};
+    CLTTT_TRY(load_linear(load, tied_names, tied_rows, 1, d, 0, &model->lm_head));
+    model->weight_bytes -= (uint64_t)config->vocab_size * (uint64_t)d * sizeof(float);
+    return CLTTT_SUCCESS;
+  }
+  static const char *const head_names[] = {"lm_head.weight"};
+  const int64_t head_rows[] = {config->vocab_size};
+  return load_linear(load, head_names, head_rows, 1, d, load->device->tuning.gemm_packed, &model->lm_head);
+}
+
+/* The RoPE frequencies every part's attention reads, one copy per part. */
+static clttt_status load_rope(clttt_model *model) {
+  const clttt_config *config = &model->config;
+  float inverse_frequency[256];
+  rope_inverse_frequencies(config, inverse_frequency, &model->rope_attention_scaling);
+  const size_t bytes = (size_t)config->head_dim / 2 * sizeof(float);
+  for (int p = 0; p < model->part_count; p++) {
+    const clttt_device *device = model->parts[p].placement.device;
+    cl_mem *buffer = &model->parts[p].rope_inverse_frequency;
+    CLTTT_TRY(runtime_alloc(device, bytes, "RoPE frequencies", buffer));
+    CLTTT_TRY(runtime_upload(device, *buffer, 0, bytes, inverse_frequency, "RoPE frequencies"));
+  }
+  model->rope_inverse_frequency = model->parts[0].rope_inverse_frequency;
+  return CLTTT_SUCCESS;
+}
+
+/* Points the loader at part `index`. */
+static void load_on_part(loader *load, int index) {
+  load->part = index;
+  load->device = load->model->parts[index].placement.device;
+}
+
 clttt_status model_create(clttt_model **model_out, clttt_device *device, const clttt_config *config,
                           const clttt_model_params *params, tensor_source source, void *context) {
   *model_out = NULL;
+  if (!device && !(params && params->device_count > 0))
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "loading a model: no device given");
   CLTTT_TRY(check_supported(config));
   clttt_model *model = calloc(1, sizeof *model);
   if (!model)
     return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "allocating the model");
-  model->device = device;
   pthread_mutex_init(&model->fingerprint_lock, NULL);
   clttt_status copied = config_copy(&model->config, config);
   if (copied != CLTTT_SUCCESS) {
@@ -246,42 +333,29 @@ clttt_status model_create(clttt_model **model_out, clttt_device *device, const c
   model->kv_dim = config_kv_dim(config);
   model->qkv_width = model->q_dim + 2 * model->kv_dim;
   model->layers = calloc((size_t)config->num_hidden_layers, sizeof *model->layers);
-  loader load = {model, source, context, NULL, 0, params && params->check_weights};
+  loader load = {model, NULL, 0, source, context, NULL, 0, params && params->check_weights};
   clttt_status status = CLTTT_SUCCESS;
   if (!model->layers)
     status = clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "allocating the model's %d layers",
                         config->num_hidden_layers);
+  if (status == CLTTT_SUCCESS)
+    status = place_parts(model, device, params);
 
   const int64_t d = config->hidden_size;
-  if (status == CLTTT_SUCCESS)
+  if (status == CLTTT_SUCCESS) {
+    load_on_part(&load, 0);
     status = load_tensor(&load, "model.embed_tokens.weight", config->vocab_size, d, &model->token_embedding);
-  for (int i = 0; i < config->num_hidden_layers && status == CLTTT_SUCCESS; i++)
+  }
+  for (int i = 0; i < config->num_hidden_layers && status == CLTTT_SUCCESS; i++) {
+    load_on_part(&load, model->layers[i].part);
     status = load_layer(&load, i);
+  }
+  if (status == CLTTT_SUCCESS) {
+    load_on_part(&load, model->part_count - 1);
+    status = load_head(&load);
+  }
   if (status == CLTTT_SUCCESS)
-    status = load_tensor(&load, "model.norm.weight", d, 0, &model->final_norm);
-  if (status == CLTTT_SUCCESS) {
-    if (config->tie_word_embeddings) {
-      /* The gather reads the embedding row-major, so a tied head does too. */
-      model->lm_head.buffer = model->token_embedding;
-      model->lm_head.out_features = (size_t)config->vocab_size;
-      model->lm_head.in_features = (size_t)d;
-      model->lm_head.packed = 0;
-    } else {
-      static const char *const head_names[] = {"lm_head.weight"};
-      const int64_t head_rows[] = {config->vocab_size};
-      status = load_linear(&load, head_names, head_rows, 1, d, device->tuning.gemm_packed, &model->lm_head);
-    }
-  }
-  if (status == CLTTT_SUCCESS) {
-    float inverse_frequency[256];
-    rope_inverse_frequencies(config, inverse_frequency, &model->rope_attention_scaling);
-    status = runtime_alloc(device, (size_t)config->head_dim / 2 * sizeof(float), "RoPE frequencies",
-                           &model->rope_inverse_frequency);
-    if (status == CLTTT_SUCCESS)
-      status = runtime_upload(device, model->rope_inverse_frequency, 0,
-                              (size_t)config->head_dim / 2 * sizeof(float), inverse_frequency,
-                              "RoPE frequencies");
-  }
+    status = load_rope(model);
   free(load.scratch);
   if (status != CLTTT_SUCCESS) {
     clttt_model_free(model);
@@ -298,7 +372,7 @@ static clttt_status checkpoint_source(const char *name, const int64_t *shape, in
 
 clttt_status clttt_model_load(clttt_model **model, clttt_device *device, const char *dir,
                               const clttt_model_params *params) {
-  if (!model || !device || !dir)
+  if (!model || !dir || (!device && !(params && params->device_count > 0)))
     return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "clttt_model_load: NULL argument");
   *model = NULL;
   char path[4096];
@@ -332,11 +406,14 @@ void clttt_model_free(clttt_model *model) {
       runtime_release(buffers[b]);
   }
   free(model->layers);
+  for (int p = 0; model->parts && p < model->part_count; p++)
+    runtime_release(&model->parts[p].rope_inverse_frequency);
+  free(model->parts);
+  model->rope_inverse_frequency = NULL; /* part 0's, released above */
   if (model->lm_head.buffer != model->token_embedding)
     runtime_release(&model->lm_head.buffer);
   runtime_release(&model->token_embedding);
   runtime_release(&model->final_norm);
-  runtime_release(&model->rope_inverse_frequency);
   clttt_config_free(&model->config);
   pthread_mutex_destroy(&model->fingerprint_lock);
   free(model);
@@ -347,4 +424,14 @@ const clttt_config *clttt_model_get_config(const clttt_model *model) {
 }
 
 uint64_t clttt_model_weight_bytes(const clttt_model *model) { return model ? model->weight_bytes : 0; }
+
+int clttt_model_part_count(const clttt_model *model) { return model ? model->part_count : 0; }
+
+clttt_status clttt_model_get_part(const clttt_model *model, int index, clttt_split_part *part) {
+  if (!model || !part || index < 0 || index >= model->part_count)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "clttt_model_get_part: part %d of %d", index,
+                      model ? model->part_count : 0);
+  *part = model->parts[index].placement;
+  return CLTTT_SUCCESS;
+}
 

@@ -34,19 +34,31 @@ typedef struct {
   int is_ttt;                /* a TTT layer of a ttt_mode checkpoint */
   cl_mem ttt_conv;           /* d x 5 */
   cl_mem ttt_proj;           /* d x d, or NULL without ttt_proj */
+  int part;                  /* the model part (device) holding this layer */
 } layer_weights;
 
+/* One device's share of the model: a consecutive range of layers, and what
+ * every layer on the device needs beside its own weights. */
+typedef struct {
+  clttt_split_part placement; /* device, layers, the plan's sizes */
+  cl_mem rope_inverse_frequency; /* head_dim / 2 on this device; part 0's is the model's */
+  uint64_t weight_bytes;      /* allocated here, a tied head's second copy included */
+} model_part;
+
 struct clttt_model {
-  clttt_device *device;
+  clttt_device *device;      /* the first part's: the embedding's */
+  model_part *parts;         /* in layer order; one without a split */
+  int part_count;
   clttt_config config;       /* owns its TTT layer list */
   int q_dim, kv_dim, qkv_width;
   cl_mem token_embedding;    /* vocab x d */
-  linear_weight lm_head;     /* vocab x d; row-major in token_embedding's own buffer when tied */
-  cl_mem final_norm;         /* d */
+  linear_weight lm_head;     /* vocab x d, on the last part; row-major in token_embedding's own buffer
+                                when tied on one device, a row-major copy of it when split */
+  cl_mem final_norm;         /* d, on the last part */
   cl_mem rope_inverse_frequency; /* head_dim / 2 */
   float rope_attention_scaling;
   layer_weights *layers;
-  uint64_t weight_bytes;
+  uint64_t weight_bytes;     /* the model's own: a split's second copy of a tied head is not counted */
   /* The weights' hash that session files carry (session_file.c): computed
    * at the first save or load, under the lock, since sessions of one model
    * may be saved from several threads. */
@@ -61,8 +73,16 @@ struct clttt_model {
 typedef clttt_status (*tensor_source)(const char *name, const int64_t *shape, int ndim, float *out,
                                       void *context);
 
-/* Allocates and uploads every weight `config` calls for, tensor by tensor
- * (params may be NULL: the defaults). */
+/* The device of layer `index` and of the first and last parts. */
+static inline clttt_device *layer_device(const clttt_model *model, int index) {
+  return model->parts[model->layers[index].part].placement.device;
+}
+static inline clttt_device *head_device(const clttt_model *model) {
+  return model->parts[model->part_count - 1].placement.device;
+}
+
+/* Allocates and uploads every weight `config` calls for, tensor by tensor,
+ * on `device` or split as params says (params may be NULL: the defaults). */
 clttt_status model_create(clttt_model **model, clttt_device *device, const clttt_config *config,
                           const clttt_model_params *params, tensor_source source, void *context);
 
