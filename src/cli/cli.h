@@ -31,10 +31,32 @@ typedef struct {
   int kv_f32;         /* --kv f32 (default f16) */
   const char *session_in;  /* continue from this session file */
   const char *session_out; /* save the session here when the command succeeds */
+  const char *devices;     /* --devices SEL,SEL,...: a layer split; NULL: --device alone */
+  const char *split;       /* --split auto|N,N,...; NULL: auto */
 } model_options;
+
+/* The devices of a layer split, in --devices order. */
+#define SPLIT_MAX_DEVICES 64
+typedef struct {
+  clttt_device *device[SPLIT_MAX_DEVICES];
+  int count;
+} split_devices;
+
+/* Opens every selector of "SEL,SEL,..." (a repeated one twice); prints
+ * what went wrong and returns 0 on failure, with nothing left open. */
+int split_devices_open(const char *list, split_devices *devices);
+void split_devices_close(split_devices *devices);
+/* "auto" (or NULL): *automatic = 1; else device_count layer counts into
+ * layers. Prints what is wrong and returns 0 on a malformed list. */
+int split_parse(const char *text, int device_count, int *layers, int *automatic);
+/* The placement of `count` parts, a line pair per device. */
+void split_print_placement(const clttt_split_part *parts, int count, int context);
+/* clttt info --devices: plans and prints the placement; the exit code. */
+int split_info(const clttt_config *config, const char *device_list, const char *split_text, int context);
 
 typedef struct {
   clttt_device *device;
+  split_devices split;     /* with --devices, instead of device */
   clttt_model *model;
   clttt_session *session;
   const char *session_out;

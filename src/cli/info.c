@@ -6,20 +6,23 @@
 #include "cli.h"
 
 static void help(void) {
-  printf("usage: clttt info -m DIR [--ctx N] [--kv f16|f32]\n"
+  printf("usage: clttt info -m DIR [--ctx N] [--kv f16|f32] [--devices SEL,... [--split auto|N,...]]\n"
          "Prints the architecture, sizes, TTT layers, chunk and eta of a HuggingFace model\n"
          "directory, and the device memory a session needs (fp32 weights, KV cache, TTT\n"
-         "state). Reads config.json only; no device is used.\n\n"
+         "state). Reads config.json only; no device is used unless --devices asks.\n\n"
          "  -m, --model DIR  model directory\n"
          "  --ctx N          context length for the memory estimate (default: the model's\n"
          "                   max_position_embeddings)\n"
-         "  --kv f16|f32     KV cache element type of the estimate (default f16)\n");
+         "  --kv f16|f32     KV cache element type of the estimate (default f16)\n"
+         "  --devices SEL,...  also the placement of a layer split over these devices\n"
+         "                   (opens them): layers, weights and session memory per device\n"
+         "  --split auto|N,... layers per device (default auto)\n");
 }
 
 static double mebibytes(uint64_t bytes) { return (double)bytes / 1048576.0; }
 
 int command_info(int argc, char **argv) {
-  const char *dir = NULL;
+  const char *dir = NULL, *devices = NULL, *split = NULL;
   int context = 0, kv_f32 = 0;
   for (int i = 1; i < argc; i++) {
     const char *value = NULL;
@@ -30,6 +33,10 @@ int command_info(int argc, char **argv) {
     } else if (cli_option_value(argc, argv, &i, "-m", &value, &missing) ||
                cli_option_value(argc, argv, &i, "--model", &value, &missing)) {
       dir = value;
+    } else if (cli_option_value(argc, argv, &i, "--devices", &value, &missing)) {
+      devices = value;
+    } else if (cli_option_value(argc, argv, &i, "--split", &value, &missing)) {
+      split = value;
     } else if (cli_option_value(argc, argv, &i, "--ctx", &value, &missing)) {
       if (!missing && !parse_int(value, "--ctx", 1, &context))
         return 2;
@@ -95,6 +102,7 @@ int command_info(int argc, char **argv) {
       printf(" (%.1f MiB of it TTT state)", mebibytes(session_on - session_off));
     printf("\n");
   }
+  int code = devices ? split_info(&config, devices, split, context) : 0;
   clttt_config_free(&config);
-  return 0;
+  return code;
 }

@@ -1,0 +1,341 @@
+/* Layer split over two OpenCL devices: a split model's logits equal the
+ * single-device model's for both architectures with TTT on, fed token by
+ * token and all at once, including splits whose second device starts with
+ * a TTT layer, a tied head copied to the last device, the input embeddings
+ * crossing with the residual stream, and a device listed twice; session
+ * files, forks and resets work across the split; a split that does not
+ * cover the layers or a device that cannot hold its share fails, named,
+ * before anything is allocated; the automatic split follows free memory.
+ *
+ * PoCL gives two devices on one CPU with POCL_DEVICES="pthread pthread",
+ * which main sets before the first OpenCL call; elsewhere (one device) the
+ * split runs over the same device opened twice: two contexts, two queues,
+ * the activations still crossing through host memory. */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fixture.h"
+#include "session.h"
+#include "test_model.h"
+#include "test_util.h"
+
+#define TOKENS 40
+
+/* The two devices of the split: indices 0 and 1 when there are two. */
+static void open_pair(clttt_device **devices) {
+  int count = 0;
+  ck_assert_int_eq(clttt_list_devices(NULL, 0, &count), CLTTT_SUCCESS);
+  const char *second = count >= 2 ? "1" : "0";
+  ck_assert_int_eq(clttt_device_open(&devices[0], "0"), CLTTT_SUCCESS);
+  int status = clttt_device_open(&devices[1], second);
+  ck_assert_msg(status == CLTTT_SUCCESS, "device %s: %s", second, clttt_last_error());
+}
+
+/* Same device model and driver: the same kernels and tuned parameters run
+ * on both sides, so the split must give the very same numbers. */
+static int same_kind(const clttt_device *a, const clttt_device *b) {
+  const clttt_device_info *x = clttt_device_get_info(a), *y = clttt_device_get_info(b);
+  return strcmp(x->name, y->name) == 0 && strcmp(x->driver_version, y->driver_version) == 0;
+}
+
+static clttt_model *load_split(const char *dir, clttt_device **devices, int count, const int *split) {
+  clttt_model_params params = clttt_model_default_params();
+  params.devices = devices;
+  params.device_count = count;
+  params.split = split;
+  clttt_model *model = NULL;
+  int status = clttt_model_load(&model, NULL, dir, &params);
+  ck_assert_msg(status == CLTTT_SUCCESS, "split load of %s: %s: %s", dir, clttt_status_name(status),
+                clttt_last_error());
+  return model;
+}
+
+static void sequence(int32_t *tokens, int n, int vocab) {
+  for (int i = 0; i < n; i++)
+    tokens[i] = (int32_t)((i * 53 + 11) % vocab);
+}
+
+typedef struct {
+  const char *fixture;
+  int split[3];
+  int parts;
+  int repeat_first; /* the third part on the first device again */
+  int embeddings_cross; /* TTT layers past the first device learn from the input embeddings */
+} split_case;
+
+static const split_case cases[] = {
+    /* Qwen3, TTT in layers 0 and 2: the second device starts with TTT layer 2. */
+    {"ttt-proj-hidden", {2, 1}, 2, 0, 0},
+    /* Qwen3, TTT in layer 1 only, target input_embed: the second device
+     * starts with the TTT layer, which needs the embeddings carried over. */
+    {"ttt-noproj-embed", {1, 2}, 2, 0, 1},
+    /* LLaMA, TTT in layers 0 and 1, input_embed, MLP bias, untied head. */
+    {"ttt-llama-embed", {1, 1}, 2, 0, 1},
+    /* Base models: a tied head copied to the last device; biases; YaRN, untied. */
+    {"qwen3-tied", {1, 1}, 2, 0, 0},
+    {"llama-bias", {1, 1}, 2, 0, 0},
+    /* Three parts over two devices, the first listed twice (its tied head
+     * then shares the embedding's buffer). */
+    {"ttt-proj-hidden", {1, 1, 1}, 3, 1, 0},
+    /* Automatic split (split[0] == 0): equal devices, layers 2 + 1. */
+    {"qwen3-yarn", {0}, 2, 0, 0},
+};
+
+START_TEST(test_split_equals_single_device) {
+  const split_case *c = &cases[_i];
+  test_fixture_model single;
+  test_fixture_open(&single, c->fixture);
+  clttt_device *pair[2];
+  open_pair(pair);
+  clttt_device *devices[3] = {pair[0], pair[1], c->repeat_first ? pair[0] : pair[1]};
+  clttt_model *split = load_split(single.dir, devices, c->parts, c->split[0] ? c->split : NULL);
+  ck_assert_int_eq(clttt_model_part_count(split), c->parts);
+  clttt_split_part part;
+  ck_assert_int_eq(clttt_model_get_part(split, 1, &part), CLTTT_SUCCESS);
+  ck_assert_int_eq(part.first_layer, c->split[0] ? c->split[0] : 2);
+  ck_assert_int_eq(clttt_model_weight_bytes(split), clttt_model_weight_bytes(single.model));
+
+  const clttt_config *config = clttt_model_get_config(single.model);
+  const int vocab = config->vocab_size, d = config->hidden_size;
+  int32_t tokens[TOKENS];
+  sequence(tokens, TOKENS, vocab);
+  /* The tolerance: 0 when both devices run the same kernels, else the
+   * rounding of a different order of fp32 sums, 1e-5 of the logits' range. */
+  const int exact = same_kind(pair[0], pair[1]);
+  for (int p = 0; p < 2; p++) {
+    test_run_options options = test_run_default;
+    options.ttt = 1;
+    options.piece = p == 0 ? 1 : 0;
+    float *expected = test_run(single.model, tokens, TOKENS, options);
+    float *got = test_run(split, tokens, TOKENS, options);
+    const size_t count = (size_t)TOKENS * (size_t)vocab;
+    const double tolerance = exact ? 0.0 : 1e-5 * test_max_abs(expected, count);
+    const double difference = test_rows_difference(expected, got, vocab, 0, TOKENS);
+    ck_assert_msg(difference <= tolerance, "%s, pieces of %d: split differs by %g (tolerance %g)", c->fixture,
+                  options.piece ? options.piece : TOKENS, difference, tolerance);
+    /* TTT moved the logits: the comparison covers the fast weights. */
+    if (config->ttt_mode) {
+      options.ttt = 0;
+      float *base = test_run(split, tokens, TOKENS, options);
+      ck_assert_msg(test_rows_difference(base, got, vocab, 0, TOKENS) > 1e-3, "%s: TTT changed nothing",
+                    c->fixture);
+      free(base);
+    }
+    free(expected);
+    free(got);
+  }
+
+  /* What crossed: d floats per token and boundary, twice with the embeddings. */
+  clttt_session *session = NULL;
+  ck_assert_int_eq(test_session_create(&session, split, TOKENS), CLTTT_SUCCESS);
+  ck_assert_int_eq(clttt_session_feed(session, tokens, TOKENS, NULL, 0), CLTTT_SUCCESS);
+  uint64_t per_boundary = (uint64_t)TOKENS * (uint64_t)d * sizeof(float) * (c->embeddings_cross ? 2 : 1);
+  ck_assert_uint_eq(clttt_session_bytes_moved(session), per_boundary * (uint64_t)(c->parts - 1));
+  clttt_session_free(session);
+
+  clttt_model_free(split);
+  clttt_device_close(pair[0]);
+  clttt_device_close(pair[1]);
+  test_fixture_close(&single);
+}
+END_TEST
+
+/* Saves a split session in the middle of a chunk, loads it into the
+ * single-device model and back into the split one; forks and resets. */
+START_TEST(test_split_session_files) {
+  test_fixture_model single;
+  test_fixture_open(&single, "ttt-noproj-embed");
+  clttt_device *pair[2];
+  open_pair(pair);
+  static const int layers[] = {1, 2};
+  clttt_model *split = load_split(single.dir, pair, 2, layers);
+  const int vocab = clttt_model_get_config(split)->vocab_size;
+  int32_t tokens[TOKENS];
+  sequence(tokens, TOKENS, vocab);
+  const int half = 17; /* C = 12: mid-chunk */
+  float *whole = malloc((size_t)TOKENS * (size_t)vocab * sizeof *whole);
+  float *continued = malloc((size_t)TOKENS * (size_t)vocab * sizeof *continued);
+  ck_assert_ptr_nonnull(whole);
+  ck_assert_ptr_nonnull(continued);
+
+  clttt_session *original = NULL;
+  ck_assert_int_eq(test_session_create(&original, split, TOKENS), CLTTT_SUCCESS);
+  ck_assert_int_eq(clttt_session_feed(original, tokens, half, whole, 0), CLTTT_SUCCESS);
+  char path[600];
+  snprintf(path, sizeof path, "%s/split.session", single.dir);
+  ck_assert_msg(clttt_session_save(original, path) == CLTTT_SUCCESS, "save: %s", clttt_last_error());
+  clttt_session *fork = NULL;
+  ck_assert_int_eq(clttt_session_fork(&fork, original), CLTTT_SUCCESS);
+  ck_assert_int_eq(clttt_session_feed(original, tokens + half, TOKENS - half, whole + (size_t)half * vocab, 0),
+                   CLTTT_SUCCESS);
+  const int exact = same_kind(pair[0], pair[1]);
+  const double tolerance = exact ? 0.0 : 1e-5 * test_max_abs(whole, (size_t)TOKENS * (size_t)vocab);
+
+  /* The file is the same whatever the placement: load it on one device. */
+  clttt_session *targets[3] = {NULL, NULL, fork};
+  int status = clttt_session_load(&targets[0], single.model, path, 0);
+  ck_assert_msg(status == CLTTT_SUCCESS, "load on one device: %s", clttt_last_error());
+  status = clttt_session_load(&targets[1], split, path, 0);
+  ck_assert_msg(status == CLTTT_SUCCESS, "load on the split: %s", clttt_last_error());
+  for (int t = 0; t < 3; t++) {
+    ck_assert_int_eq(clttt_session_position(targets[t]), half);
+    ck_assert_int_eq(clttt_session_feed(targets[t], tokens + half, TOKENS - half, continued, 0), CLTTT_SUCCESS);
+    double difference = test_rows_difference(whole + (size_t)half * vocab, continued, vocab, 0, TOKENS - half);
+    ck_assert_msg(difference <= tolerance, "continuation %d differs by %g", t, difference);
+    clttt_session_free(targets[t]);
+  }
+
+  /* A reset split session starts over exactly. */
+  ck_assert_int_eq(clttt_session_reset(original), CLTTT_SUCCESS);
+  ck_assert_int_eq(clttt_session_feed(original, tokens, TOKENS, continued, 0), CLTTT_SUCCESS);
+  float *fresh = test_run(split, tokens, TOKENS, test_run_default);
+  ck_assert(test_rows_difference(fresh, continued, vocab, 0, TOKENS) == 0.0);
+  free(fresh);
+  clttt_session_free(original);
+  free(whole);
+  free(continued);
+  clttt_model_free(split);
+  clttt_device_close(pair[0]);
+  clttt_device_close(pair[1]);
+  test_fixture_close(&single);
+}
+END_TEST
+
+static void assert_nothing_allocated(clttt_device **devices) {
+  for (int i = 0; i < 2; i++) {
+    uint64_t current = 1;
+    ck_assert_int_eq(clttt_device_memory(devices[i], &current, NULL, 0), CLTTT_SUCCESS);
+    ck_assert_uint_eq(current, 0);
+  }
+}
+
+START_TEST(test_split_bad_input) {
+  test_fixture_model single;
+  test_fixture_open(&single, "ttt-proj-hidden"); /* 3 layers */
+  clttt_device *pair[2];
+  open_pair(pair);
+  static const int short_split[] = {1, 1}, long_split[] = {2, 2}, empty_part[] = {3, 0};
+  const int *bad[] = {short_split, long_split, empty_part};
+  const char *said[] = {"cover every layer", "more than the model's 3 layers", "at least one"};
+  clttt_model_params params = clttt_model_default_params();
+  params.devices = pair;
+  params.device_count = 2;
+  for (int i = 0; i < 3; i++) {
+    params.split = bad[i];
+    clttt_model *model = (clttt_model *)1;
+    ck_assert_int_eq(clttt_model_load(&model, NULL, single.dir, &params), CLTTT_ERROR_INVALID_ARGUMENT);
+    ck_assert_ptr_null(model);
+    ck_assert_msg(strstr(clttt_last_error(), said[i]), "message: %s", clttt_last_error());
+    assert_nothing_allocated(pair);
+  }
+  /* Four devices for three layers. */
+  clttt_device *four[] = {pair[0], pair[1], pair[0], pair[1]};
+  params.devices = four;
+  params.device_count = 4;
+  params.split = NULL;
+  clttt_model *model = NULL;
+  ck_assert_int_eq(clttt_model_load(&model, NULL, single.dir, &params), CLTTT_ERROR_INVALID_ARGUMENT);
+
+  /* A second device of 64 KiB cannot hold its layer: named, sized, and
+   * nothing allocated on either device. */
+  const uint64_t saved = pair[1]->info.global_memory;
+  pair[1]->info.global_memory = 64 << 10;
+  params.devices = pair;
+  params.device_count = 2;
+  static const int good[] = {2, 1};
+  params.split = good;
+  ck_assert_int_eq(clttt_model_load(&model, NULL, single.dir, &params), CL_MEM_OBJECT_ALLOCATION_FAILURE);
+  const char *message = clttt_last_error();
+  ck_assert_msg(strstr(message, pair[1]->info.name) && strstr(message, "needs") && strstr(message, "0.1 MiB free"),
+                "message: %s", message);
+  assert_nothing_allocated(pair);
+  /* With a session to plan for, the automatic split fails the same way. */
+  params.split = NULL;
+  params.split_context = 64;
+  ck_assert_int_eq(clttt_model_load(&model, NULL, single.dir, &params), CL_MEM_OBJECT_ALLOCATION_FAILURE);
+  ck_assert_msg(strstr(clttt_last_error(), "a session of 64 tokens"), "message: %s", clttt_last_error());
+  assert_nothing_allocated(pair);
+  pair[1]->info.global_memory = saved;
+
+  clttt_device_close(pair[0]);
+  clttt_device_close(pair[1]);
+  test_fixture_close(&single);
+}
+END_TEST
+
+/* The plan without a model: one part costs what the estimates say; the
+ * automatic split follows the devices' free memory. */
+START_TEST(test_split_plan) {
+  clttt_config config;
+  ck_assert_int_eq(clttt_synthetic_config(&config, 256, 512, 8, 4, 2, 64, 1000, 1024, 2, 64, 0.01f),
+                   CLTTT_SUCCESS);
+  clttt_device *pair[2];
+  open_pair(pair);
+  clttt_split_part parts[2];
+  ck_assert_int_eq(clttt_plan_split(&config, pair, 1, NULL, 512, parts), CLTTT_SUCCESS);
+  ck_assert_int_eq(parts[0].layer_count, 8);
+  ck_assert_uint_eq(parts[0].weight_bytes, clttt_estimate_weight_bytes(&config));
+  clttt_session_params params = clttt_session_default_params();
+  params.context = 512;
+  ck_assert_uint_eq(parts[0].session_bytes, clttt_estimate_session_bytes(&config, &params));
+
+  /* Equal devices: equal halves. */
+  const uint64_t saved[2] = {pair[0]->info.global_memory, pair[1]->info.global_memory};
+  pair[0]->info.global_memory = pair[1]->info.global_memory = (uint64_t)4 << 30;
+  ck_assert_int_eq(clttt_plan_split(&config, pair, 2, NULL, 512, parts), CLTTT_SUCCESS);
+  ck_assert_int_eq(parts[0].layer_count, 4);
+  ck_assert_int_eq(parts[1].first_layer, 4);
+  ck_assert(parts[0].has_embedding && !parts[0].has_head && parts[1].has_head && !parts[1].has_embedding);
+  /* Three times the memory: three quarters of the layers. */
+  pair[0]->info.global_memory = (uint64_t)3 << 30;
+  pair[1]->info.global_memory = (uint64_t)1 << 30;
+  ck_assert_int_eq(clttt_plan_split(&config, pair, 2, NULL, 512, parts), CLTTT_SUCCESS);
+  ck_assert_int_eq(parts[0].layer_count, 6);
+  ck_assert_int_eq(parts[1].layer_count, 2);
+  /* The weights of the parts add up to the model's, plus the tied head's copy. */
+  const uint64_t head_copy = (uint64_t)config.vocab_size * (uint64_t)config.hidden_size * sizeof(float);
+  ck_assert_uint_eq(parts[0].weight_bytes + parts[1].weight_bytes,
+                    clttt_estimate_weight_bytes(&config) + head_copy + (uint64_t)config.head_dim / 2 * sizeof(float));
+  pair[0]->info.global_memory = saved[0];
+  pair[1]->info.global_memory = saved[1];
+  clttt_config_free(&config);
+  clttt_device_close(pair[0]);
+  clttt_device_close(pair[1]);
+}
+END_TEST
+
+/* With PoCL alone, POCL_DEVICES gave two devices: the split really crosses devices. */
+START_TEST(test_split_two_pocl_devices) {
+  clttt_device_info infos[8];
+  int count = 0;
+  ck_assert_int_eq(clttt_list_devices(infos, 8, &count), CLTTT_SUCCESS);
+  int pocl = 0;
+  for (int i = 0; i < count && i < 8; i++)
+    pocl += strstr(infos[i].platform, "Portable Computing Language") != NULL;
+  if (pocl == count)
+    ck_assert_msg(count >= 2, "POCL_DEVICES=\"pthread pthread\" gave %d device(s)", count);
+}
+END_TEST
+
+int main(void) {
+  /* Before the first OpenCL call, which reads it once. An explicit value
+   * from the environment wins. */
+  setenv("POCL_DEVICES", "pthread pthread", 0);
+  Suite *suite = suite_create("split");
+  TCase *tc = tcase_create("split");
+  tcase_set_timeout(tc, 600);
+  tcase_add_test(tc, test_split_two_pocl_devices);
+  tcase_add_loop_test(tc, test_split_equals_single_device, 0, (int)(sizeof cases / sizeof cases[0]));
+  tcase_add_test(tc, test_split_session_files);
+  tcase_add_test(tc, test_split_bad_input);
+  tcase_add_test(tc, test_split_plan);
+  suite_add_tcase(suite, tc);
+  SRunner *runner = srunner_create(suite);
+  srunner_run_all(runner, CK_NORMAL);
+  int failed = srunner_ntests_failed(runner);
+  srunner_free(runner);
+  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
