@@ -307,6 +307,55 @@ START_TEST(test_split_plan) {
 }
 END_TEST
 
+/* The commands: clttt logits over --devices equals the single-device run;
+ * clttt info --devices prints the placement; a bad split is named. */
+START_TEST(test_split_commands) {
+  char scratch[512];
+  test_make_temporary_directory(scratch, sizeof scratch);
+  const fixture_spec *spec = fixture_find("ttt-proj-hidden");
+  ck_assert_int_eq(fixture_write(spec, scratch), CLTTT_SUCCESS);
+  int count = 0;
+  ck_assert_int_eq(clttt_list_devices(NULL, 0, &count), CLTTT_SUCCESS);
+  const char *pair = count >= 2 ? "0,1" : "0,0";
+  static const char tokens[] = "5,17,3,99,42,7,7,1,250,31,64,2,8,19,23,200,11,13,17,19";
+  test_command single = test_run_clttt(scratch, "logits -m '%s' --tokens %s --ttt on --pieces 1 --device 0", scratch, tokens);
+  ck_assert_msg(single.exit_code == 0, "single: %s", single.err);
+  test_command split =
+      test_run_clttt(scratch, "logits -m '%s' --tokens %s --ttt on --pieces 1 --devices %s --split 2,1", scratch, tokens, pair);
+  ck_assert_msg(split.exit_code == 0, "split: %s", split.err);
+  const size_t bytes = 20 * (size_t)spec->config.vocab_size * sizeof(float);
+  ck_assert_uint_eq(single.out_size, bytes);
+  ck_assert_uint_eq(split.out_size, bytes);
+  clttt_device *devices[2];
+  open_pair(devices);
+  const double tolerance =
+      same_kind(devices[0], devices[1]) ? 0.0 : 1e-5 * test_max_abs((const float *)single.out, bytes / sizeof(float));
+  ck_assert(test_max_abs_difference((const float *)single.out, (const float *)split.out, bytes / sizeof(float)) <=
+            tolerance);
+  clttt_device_close(devices[0]);
+  clttt_device_close(devices[1]);
+  test_command_free(&single);
+  test_command_free(&split);
+
+  test_command info = test_run_clttt(scratch, "info -m '%s' --ctx 64 --devices %s", scratch, pair);
+  ck_assert_msg(info.exit_code == 0, "info: %s", info.err);
+  ck_assert_msg(strstr(info.out, "placement:    2 devices") && strstr(info.out, "layers 0..1 + embedding") &&
+                    strstr(info.out, "layers 2..2 + LM head") && strstr(info.out, "session of 64 tokens"),
+                "info: %s", info.out);
+  test_command_free(&info);
+
+  test_command bad = test_run_clttt(scratch, "logits -m '%s' --tokens 1,2 --devices %s --split 1,1", scratch, pair);
+  ck_assert_int_eq(bad.exit_code, 1);
+  ck_assert_msg(strstr(bad.err, "cover every layer"), "stderr: %s", bad.err);
+  test_command_free(&bad);
+  test_command malformed = test_run_clttt(scratch, "logits -m '%s' --tokens 1,2 --devices %s --split 3", scratch, pair);
+  ck_assert_int_ne(malformed.exit_code, 0);
+  ck_assert_msg(strstr(malformed.err, "1 layer counts for the 2 devices"), "stderr: %s", malformed.err);
+  test_command_free(&malformed);
+  test_remove_directory(scratch);
+}
+END_TEST
+
 /* With PoCL alone, POCL_DEVICES gave two devices: the split really crosses devices. */
 START_TEST(test_split_two_pocl_devices) {
   clttt_device_info infos[8];
@@ -332,6 +381,7 @@ int main(void) {
   tcase_add_test(tc, test_split_session_files);
   tcase_add_test(tc, test_split_bad_input);
   tcase_add_test(tc, test_split_plan);
+  tcase_add_test(tc, test_split_commands);
   suite_add_tcase(suite, tc);
   SRunner *runner = srunner_create(suite);
   srunner_run_all(runner, CK_NORMAL);
