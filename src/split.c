@@ -146,11 +146,11 @@ static clttt_status check_parts_fit(clttt_device *const *devices, int count, con
     char what[160], session_text[96] = "";
     describe_part(what, sizeof what, &parts[p]);
     if (split_context > 0)
-      snprintf(session_text, sizeof session_text, " and a session of %d tokens (%.1f MiB)", split_context,
+      snprintf(session_text, sizeof session_text, ", a session of %d tokens %.1f MiB", split_context,
                (double)session / 1048576.0);
     return clttt_fail(CL_MEM_OBJECT_ALLOCATION_FAILURE,
-                      "device %d of the split, '%s' (%s), cannot hold its share: it needs %.1f MiB for weights "
-                      "(%.1f MiB)%s, and has %.1f MiB free of its %.1f MiB",
+                      "device %d of the split, '%s' (%s), cannot hold its share: it needs %.1f MiB (weights "
+                      "%.1f MiB%s) and has %.1f MiB free of its %.1f MiB",
                       p, info->name, what, (double)(weights + session) / 1048576.0, (double)weights / 1048576.0,
                       session_text, (double)parts[p].free_bytes / 1048576.0,
                       (double)info->global_memory / 1048576.0);

@@ -128,9 +128,32 @@ START_TEST(test_split_equals_single_device) {
     free(got);
   }
 
-  /* What crossed: d floats per token and boundary, twice with the embeddings. */
+  /* Each device gives a session exactly what the plan of the same split
+   * says (parts on one device summed). */
+  clttt_split_part planned[3];
+  int layers[3];
+  for (int p = 0; p < c->parts; p++) {
+    ck_assert_int_eq(clttt_model_get_part(split, p, &part), CLTTT_SUCCESS);
+    layers[p] = part.layer_count;
+  }
+  ck_assert_int_eq(clttt_plan_split(config, devices, c->parts, layers, TOKENS, planned), CLTTT_SUCCESS);
+  uint64_t before[2], after[2];
+  for (int i = 0; i < 2; i++)
+    ck_assert_int_eq(clttt_device_memory(pair[i], &before[i], NULL, 0), CLTTT_SUCCESS);
+  clttt_session_params params = clttt_session_default_params();
+  params.context = TOKENS;
   clttt_session *session = NULL;
-  ck_assert_int_eq(test_session_create(&session, split, TOKENS), CLTTT_SUCCESS);
+  ck_assert_int_eq(clttt_session_create(&session, split, &params), CLTTT_SUCCESS);
+  for (int i = 0; i < 2; i++) {
+    ck_assert_int_eq(clttt_device_memory(pair[i], &after[i], NULL, 0), CLTTT_SUCCESS);
+    uint64_t expected = 0;
+    for (int p = 0; p < c->parts; p++)
+      expected += devices[p] == pair[i] ? planned[p].session_bytes : 0;
+    ck_assert_msg(after[i] - before[i] == expected, "%s: device %d holds %llu session bytes, the plan says %llu",
+                  c->fixture, i, (unsigned long long)(after[i] - before[i]), (unsigned long long)expected);
+  }
+
+  /* What crossed: d floats per token and boundary, twice with the embeddings. */
   ck_assert_int_eq(clttt_session_feed(session, tokens, TOKENS, NULL, 0), CLTTT_SUCCESS);
   uint64_t per_boundary = (uint64_t)TOKENS * (uint64_t)d * sizeof(float) * (c->embeddings_cross ? 2 : 1);
   ck_assert_uint_eq(clttt_session_bytes_moved(session), per_boundary * (uint64_t)(c->parts - 1));
