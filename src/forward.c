@@ -10,7 +10,11 @@
  *   xn = rmsnorm(x)
  *   h = silu(xn Wg^T) * (xn Wu^T)            (n x f)
  *   x += h W^T  with W = W_down, or the layer's fast weight in a TTT layer
- *   logits = rmsnorm(x) E^T                  (n x vocab) */
+ *   logits = rmsnorm(x) E^T                  (n x vocab)
+ * With a layer split each layer runs on its part's device with that part's
+ * kernels and buffers; where the part changes, x (and the input embeddings
+ * a later TTT layer learns from) crosses to the next device through host
+ * memory. */
 #include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -61,20 +65,33 @@ static clttt_status attention_block(clttt_session *session, int layer_index, int
                         view(part->qkv, 0, width)));
   CLTTT_TRY(op_add_bias_rows(kernels, part->qkv, layer->qkv_bias, n, (int)width, (int)width));
 
-  const rope_problem rope = {part->qkv,        (int)width,
-                             n,                   session->position,
-                             config->num_attention_heads, config->num_key_value_heads,
-                             model->parts[layer->part].rope_inverse_frequency, model->rope_attention_scaling,
-                             layer->q_norm,       layer->k_norm,
-                             config->rms_norm_eps, session->k_cache[layer_index],
-                             session->v_cache[layer_index], model->kv_dim};
+  const rope_problem rope = {part->qkv,
+                             (int)width,
+                             n,
+                             session->position,
+                             config->num_attention_heads,
+                             config->num_key_value_heads,
+                             model->parts[layer->part].rope_inverse_frequency,
+                             model->rope_attention_scaling,
+                             layer->q_norm,
+                             layer->k_norm,
+                             config->rms_norm_eps,
+                             session->k_cache[layer_index],
+                             session->v_cache[layer_index],
+                             model->kv_dim};
   CLTTT_TRY(op_qk_norm_rope(kernels, &rope));
 
-  const attention_problem problem = {part->attention,           part->qkv, (int)width,
-                                     session->k_cache[layer_index], session->v_cache[layer_index],
-                                     model->kv_dim,                 n,
-                                     session->position,             config->num_attention_heads,
-                                     config->num_key_value_heads,   config->head_dim};
+  const attention_problem problem = {part->attention,
+                                     part->qkv,
+                                     (int)width,
+                                     session->k_cache[layer_index],
+                                     session->v_cache[layer_index],
+                                     model->kv_dim,
+                                     n,
+                                     session->position,
+                                     config->num_attention_heads,
+                                     config->num_key_value_heads,
+                                     config->head_dim};
   CLTTT_TRY(attention_forward(kernels, &problem, &part->attention_work));
 
   /* delta (n x d) = attention (n x q_dim) Wo^T */
