@@ -267,6 +267,13 @@ typedef struct {
    * session of that context: f16 KV cache, TTT on); 0: weights only. The
    * session's own fit is checked again at clttt_session_create. */
   int split_context;
+  /* A slice of the model, one stage of a pipeline whose other stages run
+   * elsewhere (other processes, e.g. 'mpirun clttt'): only layers
+   * first_layer .. first_layer + layer_count - 1 are loaded, on one device,
+   * with the embedding when the slice starts at layer 0 and the final norm
+   * and LM head when it ends at the last layer. Its sessions are fed with
+   * clttt_session_feed_slice. layer_count 0: the whole model. */
+  int first_layer, layer_count;
 } clttt_model_params;
 
 /* Nothing checked beyond the format, one device. */
@@ -401,6 +408,27 @@ CLTTT_API clttt_status clttt_session_reset_fast_weights(clttt_session *session);
  * first: *count (may be NULL) receives how many, which is the position.
  * Valid until the next feed, reset or free; NULL when there are none. */
 CLTTT_API const int32_t *clttt_session_tokens(const clttt_session *session, int *count);
+
+/* Floats per token a pipeline passes into layer `layer` (0 < layer <
+ * num_hidden_layers) of this session's model: the residual stream (d),
+ * followed by the input embeddings (d more) when the session learns and a
+ * TTT layer from `layer` on takes them as its target (ttt_target
+ * input_embed). 0 for a layer out of range. */
+CLTTT_API int clttt_session_activation_width(const clttt_session *session, int layer);
+
+/* Feeds n tokens to a session of a model slice (clttt_model_params
+ * first_layer / layer_count; also any other model, as the whole slice).
+ * `tokens` are always given (the history, and the embedding in the first
+ * slice). A slice that does not start at layer 0 reads `activations_in`
+ * (n rows of clttt_session_activation_width(first_layer) floats: what the
+ * previous slice wrote); one that does not end at the last layer writes
+ * `activations_out` (n rows of activation_width(first_layer +
+ * layer_count)) and no logits; the last slice writes `logits` as
+ * clttt_session_feed does. Every slice of a pipeline is fed the same
+ * tokens in the same pieces, each with the previous slice's output. */
+CLTTT_API clttt_status clttt_session_feed_slice(clttt_session *session, const int32_t *tokens, int n,
+                                                const float *activations_in, float *activations_out, float *logits,
+                                                int logits_last_only);
 
 /* Bytes of activations the session has moved between the devices of a
  * split model through host memory since creation (0 on one device): per

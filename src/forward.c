@@ -33,14 +33,19 @@ static const kernel_set *kernels_of(const clttt_session *session, int index) {
   return &session->kernels[session->model->layers[index].part];
 }
 
+static clttt_status check_tokens(const clttt_session *session, const int32_t *tokens, int n) {
+  const int vocab = session->model->config.vocab_size;
+  for (int i = 0; i < n; i++)
+    if (tokens[i] < 0 || tokens[i] >= vocab)
+      return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "token %d at position %d is outside the vocabulary (0..%d)",
+                        tokens[i], session->position + i, vocab - 1);
+  return CLTTT_SUCCESS;
+}
+
 static clttt_status embed(clttt_session *session, const int32_t *tokens, int n) {
   const clttt_model *model = session->model;
   const int d = model->config.hidden_size;
   session_part *part = &session->parts[0];
-  for (int i = 0; i < n; i++)
-    if (tokens[i] < 0 || tokens[i] >= model->config.vocab_size)
-      return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "token %d at position %d is outside the vocabulary (0..%d)",
-                        tokens[i], session->position + i, model->config.vocab_size - 1);
   CLTTT_TRY(runtime_upload(model->device, part->tokens, 0, (size_t)n * sizeof(int32_t), tokens, "token ids"));
   /* x (n x d) = E[tokens] */
   CLTTT_TRY(op_embedding_gather(&session->kernels[0], part->x, model->token_embedding, part->tokens, n, d));
@@ -198,13 +203,48 @@ static clttt_status check_logits(const float *logits, int rows, size_t vocab, in
 /* Whether a TTT layer from `first_layer` on learns from the input
  * embeddings, which must then travel with the residual stream. */
 static int embeddings_needed_from(const clttt_session *session, int first_layer) {
-  const clttt_model *model = session->model;
-  if (!session->uses_ttt || model->config.ttt_target != CLTTT_TARGET_INPUT_EMBED)
+  const clttt_config *config = &session->model->config;
+  if (!session->uses_ttt || config->ttt_target != CLTTT_TARGET_INPUT_EMBED)
     return 0;
-  for (int i = first_layer; i < model->config.num_hidden_layers; i++)
-    if (model->layers[i].is_ttt)
+  /* From the config: a slice has not loaded the layers after it. */
+  for (int i = first_layer; i < config->num_hidden_layers; i++)
+    if (clttt_config_is_ttt_layer(config, i))
       return 1;
   return 0;
+}
+
+int clttt_session_activation_width(const clttt_session *session, int layer) {
+  if (!session || layer <= 0 || layer >= session->model->config.num_hidden_layers)
+    return 0;
+  return session->model->config.hidden_size * (1 + embeddings_needed_from(session, layer));
+}
+
+/* A slice's activations between host rows (n x width: x, then the
+ * embeddings when width is 2d) and the first or last part's buffers, where
+ * each is its own n x d matrix: one transfer each, through the staging
+ * buffer when the host rows interleave the two. */
+static clttt_status exchange_activations(clttt_session *session, int part_index, int layer, int n, const float *in,
+                                         float *out) {
+  const clttt_device *device = session->model->parts[part_index].placement.device;
+  session_part *part = &session->parts[part_index];
+  const size_t d = (size_t)session->model->config.hidden_size, bytes = (size_t)n * d * sizeof(float);
+  const size_t width = (size_t)clttt_session_activation_width(session, layer);
+  const cl_mem buffers[2] = {part->x, part->embeddings};
+  const int interleaved = width != d;
+  for (size_t b = 0; b * d < width; b++) {
+    if (in) {
+      for (int row = 0; interleaved && row < n; row++)
+        memcpy(session->staging + (size_t)row * d, in + (size_t)row * width + b * d, d * sizeof(float));
+      CLTTT_TRY(runtime_upload(device, buffers[b], 0, bytes, interleaved ? session->staging : in,
+                               "activations into the slice"));
+    } else {
+      CLTTT_TRY(runtime_download(device, buffers[b], 0, bytes, interleaved ? session->staging : out,
+                                 "activations out of the slice"));
+      for (int row = 0; interleaved && row < n; row++)
+        memcpy(out + (size_t)row * width + b * d, session->staging + (size_t)row * d, d * sizeof(float));
+    }
+  }
+  return CLTTT_SUCCESS;
 }
 
 /* One n x d buffer of part `from` into the same buffer of part `to`. Two
@@ -230,12 +270,20 @@ static clttt_status cross_to_part(clttt_session *session, int to, int n) {
   return CLTTT_SUCCESS;
 }
 
-static clttt_status feed_batch(clttt_session *session, const int32_t *tokens, int n, float *logits,
-                               int last_row_only) {
+/* One batch of n rows through the model's layers: from the tokens, or in a
+ * slice not starting at layer 0 from activations_in (n rows); into logits,
+ * or in a slice not ending at the last layer into activations_out. */
+static clttt_status feed_batch(clttt_session *session, const int32_t *tokens, int n, const float *activations_in,
+                               float *activations_out, float *logits, int last_row_only) {
   const clttt_model *model = session->model;
-  CLTTT_TRY(embed(session, tokens, n));
-  for (int layer = 0; layer < model->config.num_hidden_layers; layer++) {
-    if (layer > 0 && model->layers[layer].part != model->layers[layer - 1].part)
+  const int first_layer = model_first_layer(model), end_layer = model_end_layer(model);
+  CLTTT_TRY(check_tokens(session, tokens, n));
+  if (model->parts[0].placement.has_embedding)
+    CLTTT_TRY(embed(session, tokens, n));
+  else
+    CLTTT_TRY(exchange_activations(session, 0, first_layer, n, activations_in, NULL));
+  for (int layer = first_layer; layer < end_layer; layer++) {
+    if (layer > first_layer && model->layers[layer].part != model->layers[layer - 1].part)
       CLTTT_TRY(cross_to_part(session, model->layers[layer].part, n));
     CLTTT_TRY(attention_block(session, layer, n));
     CLTTT_TRY(check_stream(session, n, layer, "attention"));
@@ -244,9 +292,11 @@ static clttt_status feed_batch(clttt_session *session, const int32_t *tokens, in
   }
   if (session->uses_ttt)
     ttt_state_advance(&session->ttt, n);
-  /* Room was reserved by clttt_session_feed. */
+  /* Room was reserved by feed_rows. */
   memcpy(session->history + session->position, tokens, (size_t)n * sizeof *tokens);
   session->position += n;
+  if (!model->parts[model->part_count - 1].placement.has_head)
+    return exchange_activations(session, model->part_count - 1, end_layer, n, NULL, activations_out);
   /* Each crossing waited for the parts before it: only the last can still be busy. */
   if (!logits)
     return runtime_finish(head_device(model));
@@ -255,26 +305,39 @@ static clttt_status feed_batch(clttt_session *session, const int32_t *tokens, in
   int rows = n - first;
   CLTTT_TRY(compute_logits(session, first, rows));
   CLTTT_TRY(runtime_download(head_device(model), session->parts[session->part_count - 1].logits, 0,
-                             (size_t)rows * vocab * sizeof(float), logits,
-                             "logits"));
+                             (size_t)rows * vocab * sizeof(float), logits, "logits"));
   return check_logits(logits, rows, vocab, session->position - n + first);
 }
 
-clttt_status clttt_session_feed(clttt_session *session, const int32_t *tokens, int n, float *logits,
-                                int logits_last_only) {
+/* n tokens in batches of at most batch_capacity rows. */
+static clttt_status feed_rows(clttt_session *session, const int32_t *tokens, int n, const float *activations_in,
+                              float *activations_out, float *logits, int logits_last_only, const char *caller) {
   if (!session || n < 0 || (n > 0 && !tokens))
-    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "clttt_session_feed: bad arguments");
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "%s: bad arguments", caller);
   if (n == 0)
     return CLTTT_SUCCESS;
   if (logits && !logits_last_only && session->params.logits == CLTTT_LOGITS_LAST)
     return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT,
-                      "clttt_session_feed: all rows of logits asked of a session created with CLTTT_LOGITS_LAST");
+                      "%s: all rows of logits asked of a session created with CLTTT_LOGITS_LAST", caller);
+  const clttt_model *model = session->model;
+  const int in_width = model->parts[0].placement.has_embedding
+                           ? 0
+                           : clttt_session_activation_width(session, model_first_layer(model));
+  const int out_width = model->parts[model->part_count - 1].placement.has_head
+                            ? 0
+                            : clttt_session_activation_width(session, model_end_layer(model));
+  if ((in_width && !activations_in) || (out_width && !activations_out))
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT,
+                      "%s: a slice of layers %d..%d needs activations %s (rows of %d floats): "
+                      "clttt_session_feed_slice",
+                      caller, model_first_layer(model), model_end_layer(model) - 1,
+                      in_width && !activations_in ? "in" : "out", in_width && !activations_in ? in_width : out_width);
   if (n > session->params.context - session->position)
     return clttt_fail(CLTTT_ERROR_CONTEXT_FULL,
                       "%d tokens at position %d exceed the session's context of %d tokens", n,
                       session->position, session->params.context);
   CLTTT_TRY(session_reserve_history(session, n));
-  const size_t vocab = (size_t)session->model->config.vocab_size;
+  const size_t vocab = (size_t)model->config.vocab_size;
   for (int done = 0; done < n;) {
     int batch = n - done < session->batch_capacity ? n - done : session->batch_capacity;
     int is_last = done + batch == n;
@@ -283,8 +346,23 @@ clttt_status clttt_session_feed(clttt_session *session, const int32_t *tokens, i
       batch_logits = logits + (size_t)done * vocab;
     else if (logits && is_last)
       batch_logits = logits;
-    CLTTT_TRY(feed_batch(session, tokens + done, batch, batch_logits, logits_last_only));
+    CLTTT_TRY(feed_batch(session, tokens + done, batch,
+                         in_width ? activations_in + (size_t)done * (size_t)in_width : NULL,
+                         out_width ? activations_out + (size_t)done * (size_t)out_width : NULL, batch_logits,
+                         logits_last_only));
     done += batch;
   }
   return CLTTT_SUCCESS;
+}
+
+clttt_status clttt_session_feed(clttt_session *session, const int32_t *tokens, int n, float *logits,
+                                int logits_last_only) {
+  return feed_rows(session, tokens, n, NULL, NULL, logits, logits_last_only, "clttt_session_feed");
+}
+
+clttt_status clttt_session_feed_slice(clttt_session *session, const int32_t *tokens, int n,
+                                      const float *activations_in, float *activations_out, float *logits,
+                                      int logits_last_only) {
+  return feed_rows(session, tokens, n, activations_in, activations_out, logits, logits_last_only,
+                   "clttt_session_feed_slice");
 }

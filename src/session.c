@@ -306,13 +306,13 @@ clttt_status clttt_session_create(clttt_session **session_out, clttt_model *mode
   session->v_cache = calloc((size_t)config->num_hidden_layers, sizeof(cl_mem));
   if (status == CLTTT_SUCCESS && (!session->k_cache || !session->v_cache))
     status = clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "allocating a session");
-  if (status == CLTTT_SUCCESS && session->part_count > 1) {
+  if (status == CLTTT_SUCCESS && (session->part_count > 1 || model_is_slice(model))) {
     session->staging = malloc((size_t)session->batch_capacity * (size_t)config->hidden_size * sizeof(float));
     if (!session->staging)
       status = clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "allocating the host staging between devices");
   }
   const size_t cache_bytes = (size_t)kv_cache_bytes(config, &resolved);
-  for (int i = 0; i < config->num_hidden_layers && status == CLTTT_SUCCESS; i++) {
+  for (int i = model_first_layer(model); i < model_end_layer(model) && status == CLTTT_SUCCESS; i++) {
     const clttt_device *device = layer_device(model, i);
     status = runtime_alloc(device, cache_bytes, "K cache (context x kv_dim)", &session->k_cache[i]);
     if (status == CLTTT_SUCCESS)

@@ -46,8 +46,9 @@ struct clttt_session {
   cl_mem *k_cache;             /* per layer, on the layer's device: context x kv_dim */
   cl_mem *v_cache;
   ttt_state ttt;               /* the TTT layers' fast weights and pending rows */
-  /* Host memory the activations cross between devices through (batch x d
-   * floats; NULL on one device), and how many bytes have crossed. */
+  /* Host memory the activations cross between devices through, and a
+   * slice's rows are rearranged in (batch x d floats; NULL on one device of
+   * a whole model), and how many bytes have crossed between devices. */
   float *staging;
   uint64_t bytes_moved;
 };

@@ -761,6 +761,8 @@ static layout session_layout(const clttt_session *session) {
 clttt_status clttt_session_save(const clttt_session *session, const char *path) {
   if (!session || !path || !path[0])
     return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "clttt_session_save: NULL argument or empty path");
+  if (model_is_slice(session->model))
+    return clttt_fail(CLTTT_ERROR_UNSUPPORTED, "clttt_session_save: a session of a model slice holds part of a state");
   uint8_t *model_payload = NULL, params_payload[PARAMS_BYTES];
   size_t model_bytes = 0;
   CLTTT_TRY(model_fingerprint(session->model, &model_payload, &model_bytes));
@@ -1050,6 +1052,8 @@ clttt_status clttt_session_load(clttt_session **session, clttt_model *model, con
   if (!session || !model || !path || context < 0)
     return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "clttt_session_load: NULL argument or negative context");
   *session = NULL;
+  if (model_is_slice(model))
+    return clttt_fail(CLTTT_ERROR_UNSUPPORTED, "clttt_session_load: a model slice holds part of a state");
   reader r = {.fd = -1};
   clttt_status status = load(session, model, path, context, &r);
   close_reader(&r);
@@ -1122,6 +1126,8 @@ clttt_status clttt_session_fork(clttt_session **out, const clttt_session *source
   if (!out || !source)
     return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "clttt_session_fork: NULL argument");
   *out = NULL;
+  if (model_is_slice(source->model))
+    return clttt_fail(CLTTT_ERROR_UNSUPPORTED, "clttt_session_fork: a session of a model slice");
   clttt_model *model = source->model;
   const size_t F = sizeof(float), d = (size_t)model->config.hidden_size, f = (size_t)model->config.intermediate_size;
   clttt_session *copy = NULL;

@@ -238,21 +238,29 @@ clttt_model_params clttt_model_default_params(void) {
  * anything is allocated), or all of it on `device`. */
 static clttt_status place_parts(clttt_model *model, clttt_device *device, const clttt_model_params *params) {
   const int split = params && params->device_count > 0;
-  const int count = split ? params->device_count : 1;
-  clttt_split_part *placement = calloc((size_t)count, sizeof *placement);
-  model->parts = calloc((size_t)count, sizeof *model->parts);
+  const int layers = model->config.num_hidden_layers;
+  const int sliced = params && params->layer_count != 0;
+  const int first = sliced ? params->first_layer : 0, count = sliced ? params->layer_count : layers;
+  if (sliced && (first < 0 || count < 1 || first > layers - count))
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "a slice of layers %d..%d of a model with %d layers", first,
+                      first + count - 1, layers);
+  if (sliced && split)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "a model slice runs on one device: give a device, not a split");
+  const int part_count = split ? params->device_count : 1;
+  clttt_split_part *placement = calloc((size_t)part_count, sizeof *placement);
+  model->parts = calloc((size_t)part_count, sizeof *model->parts);
   clttt_status status = CLTTT_SUCCESS;
   if (!placement || !model->parts)
-    status = clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "allocating the model's %d parts", count);
+    status = clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "allocating the model's %d parts", part_count);
   else if (split)
-    status = clttt_plan_split(&model->config, params->devices, count, params->split, params->split_context, placement);
+    status = clttt_plan_split(&model->config, params->devices, part_count, params->split, params->split_context,
+                              placement);
   else
-    placement[0] = (clttt_split_part){.device = device, .first_layer = 0,
-                                      .layer_count = model->config.num_hidden_layers, .has_embedding = 1,
-                                      .has_head = 1};
+    placement[0] = (clttt_split_part){.device = device, .first_layer = first, .layer_count = count,
+                                      .has_embedding = first == 0, .has_head = first + count == layers};
   if (status == CLTTT_SUCCESS) {
-    model->part_count = count;
-    for (int p = 0; p < count; p++) {
+    model->part_count = part_count;
+    for (int p = 0; p < part_count; p++) {
       model->parts[p].placement = placement[p];
       for (int i = 0; i < placement[p].layer_count; i++)
         model->layers[placement[p].first_layer + i].part = p;
@@ -265,13 +273,14 @@ static clttt_status place_parts(clttt_model *model, clttt_device *device, const 
 
 /* The final norm and the LM head, on the last part. A tied head on another
  * device than the embedding is a second copy of it there, which is not the
- * model's own weight (weight_bytes, the session files' hash). */
+ * model's own weight (weight_bytes, the session files' hash); in a slice
+ * without the embedding it is the only copy, and counts. */
 static clttt_status load_head(loader *load) {
   clttt_model *model = load->model;
   const clttt_config *config = &model->config;
   const int64_t d = config->hidden_size;
   CLTTT_TRY(load_tensor(load, "model.norm.weight", d, 0, &model->final_norm));
-  if (config->tie_word_embeddings && load->device == model->device) {
+  if (config->tie_word_embeddings && model->token_embedding && load->device == model->device) {
     /* The gather reads the embedding row-major, so a tied head does too. */
     model->lm_head.buffer = model->token_embedding;
     model->lm_head.out_features = (size_t)config->vocab_size;
@@ -283,7 +292,10 @@ static clttt_status load_head(loader *load) {
     static const char *const tied_names[] = {"model.embed_tokens.weight"};
     const int64_t tied_rows[] = {config->vocab_size};
     CLTTT_TRY(load_linear(load, tied_names, tied_rows, 1, d, 0, &model->lm_head));
-    model->weight_bytes -= (uint64_t)config->vocab_size * (uint64_t)d * sizeof(float);
+    /* A second copy beside the embedding on another device; a slice
+     * holding the head alone holds its only copy. */
+    if (model->token_embedding)
+      model->weight_bytes -= (uint64_t)config->vocab_size * (uint64_t)d * sizeof(float);
     return CLTTT_SUCCESS;
   }
   static const char *const head_names[] = {"lm_head.weight"};
@@ -342,15 +354,17 @@ clttt_status model_create(clttt_model **model_out, clttt_device *device, const c
     status = place_parts(model, device, params);
 
   const int64_t d = config->hidden_size;
-  if (status == CLTTT_SUCCESS) {
+  if (status == CLTTT_SUCCESS && model->parts[0].placement.has_embedding) {
     load_on_part(&load, 0);
     status = load_tensor(&load, "model.embed_tokens.weight", config->vocab_size, d, &model->token_embedding);
   }
-  for (int i = 0; i < config->num_hidden_layers && status == CLTTT_SUCCESS; i++) {
+  const int first_layer = status == CLTTT_SUCCESS ? model_first_layer(model) : 0;
+  const int end_layer = status == CLTTT_SUCCESS ? model_end_layer(model) : 0;
+  for (int i = first_layer; i < end_layer && status == CLTTT_SUCCESS; i++) {
     load_on_part(&load, model->layers[i].part);
     status = load_layer(&load, i);
   }
-  if (status == CLTTT_SUCCESS) {
+  if (status == CLTTT_SUCCESS && model->parts[model->part_count - 1].placement.has_head) {
     load_on_part(&load, model->part_count - 1);
     status = load_head(&load);
   }

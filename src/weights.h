@@ -81,6 +81,17 @@ static inline clttt_device *head_device(const clttt_model *model) {
   return model->parts[model->part_count - 1].placement.device;
 }
 
+/* The layers the model holds: all of them, or its slice's. */
+static inline int model_first_layer(const clttt_model *model) { return model->parts[0].placement.first_layer; }
+static inline int model_end_layer(const clttt_model *model) {
+  const clttt_split_part *last = &model->parts[model->part_count - 1].placement;
+  return last->first_layer + last->layer_count;
+}
+/* 1 when the model is a slice: some layers live elsewhere. */
+static inline int model_is_slice(const clttt_model *model) {
+  return model_first_layer(model) > 0 || model_end_layer(model) < model->config.num_hidden_layers;
+}
+
 /* Allocates and uploads every weight `config` calls for, tensor by tensor,
  * on `device` or split as params says (params may be NULL: the defaults). */
 clttt_status model_create(clttt_model **model, clttt_device *device, const clttt_config *config,

@@ -330,6 +330,99 @@ START_TEST(test_split_plan) {
 }
 END_TEST
 
+/* Model slices (one pipeline stage each, as 'mpirun clttt' runs them),
+ * chained in this process through their activations, give the logits of
+ * the whole model. */
+typedef struct {
+  const char *fixture;
+  int layers[3]; /* per slice */
+  int slices;
+} slice_case;
+
+static const slice_case slice_cases[] = {
+    {"ttt-proj-hidden", {2, 1}, 2},  /* the second slice starts with TTT layer 2 */
+    {"ttt-noproj-embed", {1, 2}, 2}, /* input embeddings cross: 2d floats per token */
+    {"ttt-noproj-embed", {1, 1, 1}, 3}, /* 2d into layer 1, d into layer 2 (no TTT layer after) */
+    {"ttt-llama-embed", {1, 1}, 2},
+};
+
+START_TEST(test_slices_chain_to_the_whole_model) {
+  const slice_case *c = &slice_cases[_i];
+  test_fixture_model single;
+  test_fixture_open(&single, c->fixture);
+  clttt_device *pair[2];
+  open_pair(pair);
+  clttt_model *slices[3];
+  clttt_session *sessions[3];
+  int first = 0;
+  for (int k = 0; k < c->slices; k++) {
+    clttt_model_params params = clttt_model_default_params();
+    params.first_layer = first;
+    params.layer_count = c->layers[k];
+    int status = clttt_model_load(&slices[k], pair[k % 2], single.dir, &params);
+    ck_assert_msg(status == CLTTT_SUCCESS, "slice %d: %s", k, clttt_last_error());
+    ck_assert_int_eq(test_session_create(&sessions[k], slices[k], TOKENS), CLTTT_SUCCESS);
+    first += c->layers[k];
+  }
+  const clttt_config *config = clttt_model_get_config(single.model);
+  const int vocab = config->vocab_size, d = config->hidden_size;
+  int32_t tokens[TOKENS];
+  sequence(tokens, TOKENS, vocab);
+  clttt_session *whole = NULL;
+  ck_assert_int_eq(test_session_create(&whole, single.model, TOKENS), CLTTT_SUCCESS);
+  float *expected = malloc((size_t)TOKENS * (size_t)vocab * sizeof *expected);
+  float *got = malloc((size_t)TOKENS * (size_t)vocab * sizeof *got);
+  float *rows[2] = {malloc((size_t)TOKENS * 2 * (size_t)d * sizeof(float)),
+                    malloc((size_t)TOKENS * 2 * (size_t)d * sizeof(float))};
+  ck_assert(expected && got && rows[0] && rows[1]);
+  /* Token by token for the first half, then the rest in one piece; the
+   * whole model in the same pieces, so that each product sums alike. */
+  for (int done = 0; done < TOKENS;) {
+    const int piece = done < TOKENS / 2 ? 1 : TOKENS - done;
+    ck_assert_int_eq(clttt_session_feed(whole, tokens + done, piece, expected + (size_t)done * vocab, 0),
+                     CLTTT_SUCCESS);
+    first = 0;
+    for (int k = 0; k < c->slices; k++) {
+      const int last = k == c->slices - 1;
+      int status = clttt_session_feed_slice(sessions[k], tokens + done, piece, k ? rows[(k - 1) % 2] : NULL,
+                                            last ? NULL : rows[k % 2], last ? got + (size_t)done * vocab : NULL, 0);
+      ck_assert_msg(status == CLTTT_SUCCESS, "slice %d at %d: %s", k, done, clttt_last_error());
+      first += c->layers[k];
+      if (!last)
+        ck_assert_int_eq(clttt_session_activation_width(sessions[k], first),
+                         clttt_session_activation_width(sessions[k + 1], first));
+    }
+    done += piece;
+  }
+  const double tolerance = same_kind(pair[0], pair[1]) ? 0.0 : 1e-5 * test_max_abs(expected, (size_t)TOKENS * vocab);
+  const double difference = test_rows_difference(expected, got, vocab, 0, TOKENS);
+  ck_assert_msg(difference <= tolerance, "%s: slices differ by %g", c->fixture, difference);
+
+  /* A slice refuses what it cannot do, by name. */
+  float logits[256];
+  ck_assert_int_eq(clttt_session_feed(sessions[1], tokens, 1, logits, 1), CLTTT_ERROR_INVALID_ARGUMENT);
+  ck_assert_msg(strstr(clttt_last_error(), "clttt_session_feed_slice"), "%s", clttt_last_error());
+  ck_assert_int_eq(clttt_session_save(sessions[0], "/nonexistent/x"), CLTTT_ERROR_UNSUPPORTED);
+  clttt_session_free(whole);
+  for (int k = 0; k < c->slices; k++) {
+    clttt_session_free(sessions[k]);
+    clttt_model_free(slices[k]);
+  }
+  clttt_model_params params = clttt_model_default_params();
+  params.first_layer = 2;
+  params.layer_count = 2;
+  clttt_model *bad = NULL;
+  ck_assert_int_eq(clttt_model_load(&bad, pair[0], single.dir, &params), CLTTT_ERROR_INVALID_ARGUMENT);
+  free(expected);
+  free(got);
+  free(rows[0]);
+  free(rows[1]);
+  clttt_device_close(pair[0]);
+  clttt_device_close(pair[1]);
+  test_fixture_close(&single);
+}
+END_TEST
+
 /* The commands: clttt logits over --devices equals the single-device run;
  * clttt info --devices prints the placement; a bad split is named. */
 START_TEST(test_split_commands) {
@@ -405,6 +498,7 @@ int main(void) {
   tcase_add_test(tc, test_split_bad_input);
   tcase_add_test(tc, test_split_plan);
   tcase_add_test(tc, test_split_commands);
+  tcase_add_loop_test(tc, test_slices_chain_to_the_whole_model, 0, (int)(sizeof slice_cases / sizeof slice_cases[0]));
   suite_add_tcase(suite, tc);
   SRunner *runner = srunner_create(suite);
   srunner_run_all(runner, CK_NORMAL);
