@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "build-config.h"
 #include "fixture.h"
 #include "session.h"
 #include "test_model.h"
@@ -472,6 +473,65 @@ START_TEST(test_split_commands) {
 }
 END_TEST
 
+#ifdef CLTTT_HAVE_MPI
+/* 'mpirun -np 2 clttt logits' (built --with-mpi): rank 0 runs the first
+ * layers and owns the output, rank 1 the rest, activations by MPI; the
+ * logits equal the single-process run, fed token by token, for a Qwen3 and
+ * a LLaMA TTT model (both with the second rank starting at a TTT layer;
+ * the LLaMA one with input embeddings crossing). */
+START_TEST(test_mpi_pipeline) {
+  static const char *fixtures[] = {"ttt-proj-hidden", "ttt-llama-embed"};
+  static const char *splits[] = {"2,1", "1,1"};
+  const char *build = getenv("CLTTT_BUILD_DIR");
+  ck_assert_ptr_nonnull(build);
+  int count = 0;
+  ck_assert_int_eq(clttt_list_devices(NULL, 0, &count), CLTTT_SUCCESS);
+  for (int f = 0; f < 2; f++) {
+    char scratch[512];
+    test_make_temporary_directory(scratch, sizeof scratch);
+    const fixture_spec *spec = fixture_find(fixtures[f]);
+    ck_assert_int_eq(fixture_write(spec, scratch), CLTTT_SUCCESS);
+    static const char tokens[] = "5,17,3,99,42,7,7,1,250,31,64,2,8,19,23,200,11,13,17,19,40,41,42,43,44,45,46,47,48,49,50,51,52,53";
+    test_command single = test_run_clttt(scratch, "logits -m '%s' --tokens %s --ttt on --pieces 1 --device 0 --out '%s/single.bin'",
+                                         scratch, tokens, scratch);
+    ck_assert_msg(single.exit_code == 0, "single: %s", single.err);
+    char command[4096];
+    snprintf(command, sizeof command,
+             "%s --allow-run-as-root --oversubscribe -np 2 '%s/clttt' logits -m '%s' --tokens %s --ttt on --pieces 1 "
+             "--devices %s --split %s --out '%s/pipeline.bin' > '%s/mpirun.log' 2>&1",
+             CLTTT_MPIRUN, build, scratch, tokens, count >= 2 ? "0,1" : "0,0", splits[f], scratch, scratch);
+    int status = system(command);
+    char path[600];
+    snprintf(path, sizeof path, "%s/mpirun.log", scratch);
+    char *log = test_read_file(path, NULL);
+    ck_assert_msg(status == 0, "%s: mpirun exited %d: %s", fixtures[f], status, log ? log : "");
+    free(log);
+    size_t single_size = 0, pipeline_size = 0;
+    snprintf(path, sizeof path, "%s/single.bin", scratch);
+    char *expected = test_read_file(path, &single_size);
+    snprintf(path, sizeof path, "%s/pipeline.bin", scratch);
+    char *got = test_read_file(path, &pipeline_size);
+    ck_assert_uint_eq(single_size, 34 * (size_t)spec->config.vocab_size * sizeof(float));
+    ck_assert_uint_eq(pipeline_size, single_size);
+    /* The same kernels on the same kind of device: the very same bits;
+     * else fp32 rounding of other sums, as in the in-process split. */
+    clttt_device *pair[2];
+    open_pair(pair);
+    const size_t floats = single_size / sizeof(float);
+    const double tolerance = same_kind(pair[0], pair[1]) ? 0.0 : 1e-5 * test_max_abs((const float *)expected, floats);
+    clttt_device_close(pair[0]);
+    clttt_device_close(pair[1]);
+    const double difference = test_max_abs_difference((const float *)expected, (const float *)got, floats);
+    ck_assert_msg(difference <= tolerance, "%s: the pipeline's logits differ by %g", fixtures[f], difference);
+    free(expected);
+    free(got);
+    test_command_free(&single);
+    test_remove_directory(scratch);
+  }
+}
+END_TEST
+#endif
+
 /* With PoCL alone, POCL_DEVICES gave two devices: the split really crosses devices. */
 START_TEST(test_split_two_pocl_devices) {
   clttt_device_info infos[8];
@@ -498,6 +558,9 @@ int main(void) {
   tcase_add_test(tc, test_split_bad_input);
   tcase_add_test(tc, test_split_plan);
   tcase_add_test(tc, test_split_commands);
+#ifdef CLTTT_HAVE_MPI
+  tcase_add_test(tc, test_mpi_pipeline);
+#endif
   tcase_add_loop_test(tc, test_slices_chain_to_the_whole_model, 0, (int)(sizeof slice_cases / sizeof slice_cases[0]));
   suite_add_tcase(suite, tc);
   SRunner *runner = srunner_create(suite);

@@ -56,6 +56,7 @@ int split_info(const clttt_config *config, const char *device_list, const char *
 
 typedef struct {
   clttt_device *device;
+  int pipeline;            /* under mpirun: session is this rank's slice of a pipeline (pipeline.c) */
   split_devices split;     /* with --devices, instead of device */
   clttt_model *model;
   clttt_session *session;
@@ -75,6 +76,27 @@ int model_open(const model_options *options, int needed_context, loaded_model *l
  * Returns the command's exit code (1 when the save failed). */
 int model_finish(loaded_model *loaded, int exit_code);
 void model_close(loaded_model *loaded);
+/* clttt_session_feed of the loaded session, or of the whole pipeline under mpirun. */
+int model_feed(loaded_model *loaded, const int32_t *tokens, int n, float *logits, int last_only);
+
+/* Under 'mpirun -np K' (built --with-mpi): MPI started, this rank and the
+ * rank count; 1 process otherwise. pipeline_start returns 0 when MPI
+ * failed to start. */
+int pipeline_start(int *argc, char ***argv);
+void pipeline_stop(void);
+/* pipeline_stop when every rank refused the command line by itself. */
+void pipeline_refuse(void);
+int pipeline_rank(void);
+int pipeline_size(void);
+/* Rank 0: the pipeline's slices opened on every rank (layers per rank from
+ * --split, one --devices selector per rank); 0 and a message on failure. */
+int pipeline_open(const model_options *options, int needed_context, loaded_model *loaded);
+int pipeline_feed(loaded_model *loaded, const int32_t *tokens, int n, float *logits, int last_only);
+/* Rank 0: tells the other ranks to stop. */
+void pipeline_close(loaded_model *loaded);
+/* Ranks 1..K-1: open their slice as rank 0 says, then feed it until rank 0
+ * closes; the process's exit code. */
+int pipeline_serve(void);
 /* The session parameters the options ask for, with a context of `context`. */
 clttt_session_params model_session_params(const model_options *options, int context);
 int parse_int(const char *text, const char *option, int minimum, int *value);

@@ -201,6 +201,8 @@ int model_open(const model_options *options, int needed_context, loaded_model *l
     fprintf(stderr, "clttt: no model given: use -m DIR (see --help)\n");
     return 0;
   }
+  if (pipeline_size() > 1)
+    return pipeline_open(options, needed_context, loaded);
   clttt_model_params model_params = clttt_model_default_params();
   model_params.check_weights = options->check_weights;
   int split_layers[SPLIT_MAX_DEVICES], automatic = 1;
@@ -285,7 +287,14 @@ int model_finish(loaded_model *loaded, int exit_code) {
   return exit_code;
 }
 
+int model_feed(loaded_model *loaded, const int32_t *tokens, int n, float *logits, int last_only) {
+  if (loaded->pipeline)
+    return pipeline_feed(loaded, tokens, n, logits, last_only);
+  return clttt_session_feed(loaded->session, tokens, n, logits, last_only);
+}
+
 void model_close(loaded_model *loaded) {
+  pipeline_close(loaded);
   clttt_session_free(loaded->session);
   clttt_model_free(loaded->model);
   clttt_device_close(loaded->device);
