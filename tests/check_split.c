@@ -495,9 +495,13 @@ START_TEST(test_mpi_pipeline) {
     test_command single = test_run_clttt(scratch, "logits -m '%s' --tokens %s --ttt on --pieces 1 --device 0 --out '%s/single.bin'",
                                          scratch, tokens, scratch);
     ck_assert_msg(single.exit_code == 0, "single: %s", single.err);
+    /* Leak checking off in the ranks only: Open MPI unloads its plugins
+     * (PMIx, hwloc, its MCA components) before exit, and their allocations
+     * then belong to no module a suppression could name. Memory errors are
+     * still reported. */
     char command[4096];
     snprintf(command, sizeof command,
-             "%s --allow-run-as-root --oversubscribe -np 2 '%s/clttt' logits -m '%s' --tokens %s --ttt on --pieces 1 "
+             "ASAN_OPTIONS=detect_leaks=0 %s --allow-run-as-root --oversubscribe -np 2 '%s/clttt' logits -m '%s' --tokens %s --ttt on --pieces 1 "
              "--devices %s --split %s --out '%s/pipeline.bin' > '%s/mpirun.log' 2>&1",
              CLTTT_MPIRUN, build, scratch, tokens, count >= 2 ? "0,1" : "0,0", splits[f], scratch, scratch);
     int status = system(command);
