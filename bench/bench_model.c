@@ -173,7 +173,7 @@ int main(int argc, char **argv) {
   config.ttt_layers = ttt_layers;
   config.ttt_layer_count = 7;
   clttt_model *model = NULL;
-  status = clttt_model_synthetic(&model, device, &config, 7);
+  status = clttt_model_synthetic(&model, device, &config, NULL, 7);
   if (status != CLTTT_SUCCESS) {
     fprintf(stderr, "bench_model: building the model: %s: %s\n", clttt_status_name(status), clttt_last_error());
     clttt_device_close(device);

@@ -75,7 +75,7 @@ int main(int argc, char **argv) {
   int32_t *ids = malloc((size_t)(tokens + 8) * sizeof *ids);
   float *logits_a = malloc((size_t)config.vocab_size * sizeof(float));
   float *logits_b = malloc((size_t)config.vocab_size * sizeof(float));
-  int ok = ids && logits_a && logits_b && check(clttt_model_synthetic(&model, device, &config, 7), "building the model");
+  int ok = ids && logits_a && logits_b && check(clttt_model_synthetic(&model, device, &config, NULL, 7), "building the model");
   for (int i = 0; ok && i < tokens + 8; i++)
     ids[i] = (int32_t)((i * 7919 + 17) % config.vocab_size);
   clttt_session_params params = clttt_session_default_params();

@@ -153,9 +153,9 @@ int main(int argc, char **argv) {
   params.device_count = 2;
   const int halves[2] = {layers / 2, layers - layers / 2};
   params.split = halves;
-  status = clttt_model_synthetic(&single, alone, &config, 7);
+  status = clttt_model_synthetic(&single, alone, &config, NULL, 7);
   if (status == CLTTT_SUCCESS)
-    status = clttt_model_synthetic_with_params(&split, NULL, &config, 7, &params);
+    status = clttt_model_synthetic(&split, NULL, &config, &params, 7);
   if (status != CLTTT_SUCCESS)
     return !fail("building the models", status);
 

@@ -37,6 +37,33 @@ void embedding_gather(__global float *out, __global const float *table,
   out[(size_t)i * d + c] = table[(size_t)tokens[i] * d + c];
 }
 
+// The same gather from a bf16 (is_bf16 = 1) or fp16 table packed into our
+// GEMM's panels (cl/gemm.cl's layout: element (row, c) at
+// ((row / panel_width) * k_padded + c) * panel_width + row % panel_width),
+// widened to fp32: a tied LM head and the gather then share one copy.
+__kernel __attribute__((work_group_size_hint(ELEMENTWISE_WGS, 1, 1)))
+void embedding_gather_packed(__global float *out, __global const ushort *table,
+                             __global const int *tokens, const int n, const int d,
+                             const int panel_width, const int k_padded, const int is_bf16) {
+  const int c = get_global_id(0);
+  const int i = get_global_id(1);
+  if (c >= d || i >= n)
+    return;
+  const int row = tokens[i];
+  const size_t index = ((size_t)(row / panel_width) * k_padded + c) * panel_width + row % panel_width;
+  out[(size_t)i * d + c] = is_bf16 ? as_float((uint)table[index] << 16)
+                                   : vload_half(index, (__global const half *)table);
+}
+
+// out[i] = in[i] widened from bf16 (is_bf16 = 1) or fp16: a TTT layer's fp32
+// fast weight starting from its stored W_down.
+__kernel __attribute__((work_group_size_hint(ELEMENTWISE_WGS, 1, 1)))
+void widen_to_float(__global float *out, __global const ushort *in, const ulong count, const int is_bf16) {
+  const size_t i = get_global_id(0);
+  if (i < count)
+    out[i] = is_bf16 ? as_float((uint)in[i] << 16) : vload_half(i, (__global const half *)in);
+}
+
 // x += y over count floats (the residual stream). Work-item w owns floats
 // [w * VECTOR_WIDTH, (w + 1) * VECTOR_WIDTH); the last one may be partial.
 __kernel __attribute__((work_group_size_hint(ELEMENTWISE_WGS, 1, 1)))

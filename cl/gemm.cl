@@ -185,6 +185,35 @@ void packed_gemm(__global float *out, const ulong out_offset, const int out_ld,
 #endif
 }
 
+// Decode's single row: the register tile would repeat that row GEMM_MR
+// times and, for bf16/fp16, stage every slice in local memory first, which
+// made one row compute-bound where it should stream the panel at memory
+// speed. Each column still sums over j in the same order as GEMM_TILE, so a
+// row gives the same bits whichever kernel computes it.
+__kernel __attribute__((reqd_work_group_size(1, 1, 1)))
+void packed_gemv(__global float *out, const ulong out_offset, const int out_ld,
+                 __global const float *x, const ulong x_offset, const int x_ld, WEIGHT *w,
+                 const ulong w_offset, const int rows, const int n, const int k, const float beta) {
+  const int panel = get_global_id(0);
+  const int n0 = panel * GEMM_NR;
+  if (n0 >= n || rows < 1)
+    return;
+  const int columns = min(GEMM_NR, n - n0);
+  WEIGHT *wp = w + w_offset + (size_t)panel * k * GEMM_NR;
+  __global const float *xr = x + x_offset;
+  float16 acc[NV];
+#pragma unroll
+  for (int v = 0; v < NV; v++)
+    acc[v] = (float16)(0.0f);
+  for (int j = 0; j < k; j++) {
+    const float16 xv = (float16)(xr[j]);
+#pragma unroll
+    for (int v = 0; v < NV; v++)
+      acc[v] = fma(xv, LOAD_W16(wp + j * GEMM_NR + v * 16), acc[v]);
+  }
+  store_tile(out + out_offset + n0, out_ld, 1, columns, beta, acc);
+}
+
 #elif GEMM_VARIANT == 1
 
 #define WG_N (GEMM_NR / GEMM_ITEM_N)

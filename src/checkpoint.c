@@ -266,10 +266,13 @@ static void format_shape(char *text, size_t capacity, const int64_t *shape, int 
     snprintf(text + used, capacity - used, "]");
 }
 
-clttt_status checkpoint_read_f32(const checkpoint *ckpt, const char *name, const int64_t *shape,
-                                 int ndim, float *out) {
-  if (!ckpt || !name || (!shape && ndim > 0) || ndim < 0 || !out)
-    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "checkpoint_read_f32: bad arguments for %s",
+clttt_status checkpoint_tensor(const checkpoint *ckpt, const char *name, const int64_t *shape, int ndim,
+                               const safetensors_tensor **tensor_out, const safetensors_file **shard_out) {
+  *tensor_out = NULL;
+  if (shard_out)
+    *shard_out = NULL;
+  if (!ckpt || !name || (!shape && ndim > 0) || ndim < 0)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "checkpoint_tensor: bad arguments for %s",
                       name ? name : "(null)");
   const safetensors_file *shard = NULL;
   const safetensors_tensor *tensor = checkpoint_find(ckpt, name, &shard);
@@ -291,6 +294,19 @@ clttt_status checkpoint_read_f32(const checkpoint *ckpt, const char *name, const
     return clttt_fail(CLTTT_ERROR_SHAPE_MISMATCH, "%s: tensor %s has shape %s, expected %s",
                       shard->path, name, found, expected);
   }
+  *tensor_out = tensor;
+  if (shard_out)
+    *shard_out = shard;
+  return CLTTT_SUCCESS;
+}
+
+clttt_status checkpoint_read_f32(const checkpoint *ckpt, const char *name, const int64_t *shape,
+                                 int ndim, float *out) {
+  if (!out)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "checkpoint_read_f32: no output for %s",
+                      name ? name : "(null)");
+  const safetensors_tensor *tensor = NULL;
+  CLTTT_TRY(checkpoint_tensor(ckpt, name, shape, ndim, &tensor, NULL));
   safetensors_to_f32(tensor, out);
   return CLTTT_SUCCESS;
 }

@@ -242,6 +242,24 @@ CLTTT_API int clttt_config_is_ttt_layer(const clttt_config *config, int layer);
 
 typedef struct clttt_model clttt_model;
 
+/* The element type of a model's matrices on the device. Norm weights,
+ * biases, the TTT conv and projection stay fp32 whatever the choice, and a
+ * TTT layer's fast weight is always fp32 (it accumulates updates). Every
+ * kernel reading a half-precision weight widens it to fp32 and computes in
+ * fp32 (bit shifts for bf16, vload_half for fp16: no `half` arithmetic, so
+ * devices without cl_khr_fp16, NVIDIA's included, run them too). */
+typedef enum {
+  CLTTT_WEIGHTS_AUTO = 0, /* as the checkpoint stores them (fp32 for synthetic models) */
+  CLTTT_WEIGHTS_F32 = 1,
+  CLTTT_WEIGHTS_F16 = 2,
+  CLTTT_WEIGHTS_BF16 = 3
+} clttt_weight_type;
+
+/* "auto", "f32", "f16", "bf16". */
+CLTTT_API const char *clttt_weight_type_name(clttt_weight_type type);
+/* Parses one of those names; CLTTT_ERROR_INVALID_ARGUMENT otherwise. */
+CLTTT_API clttt_status clttt_weight_type_parse(const char *name, clttt_weight_type *type);
+
 /* How a model is loaded. */
 typedef struct {
   /* 1: refuse a checkpoint holding a NaN or infinite weight, naming the
@@ -274,6 +292,10 @@ typedef struct {
    * and LM head when it ends at the last layer. Its sessions are fed with
    * clttt_session_feed_slice. layer_count 0: the whole model. */
   int first_layer, layer_count;
+  /* Element type of the matrices on the device. Converting to a narrower
+   * type than the checkpoint's (fp32 to bf16, bf16 to fp16...) logs a
+   * warning: the logits will differ from the checkpoint's own. */
+  clttt_weight_type weights;
 } clttt_model_params;
 
 /* Nothing checked beyond the format, one device. */
@@ -285,23 +307,24 @@ typedef struct {
   int first_layer, layer_count;
   int has_embedding;          /* the token embedding lives here (the first part) */
   int has_head;               /* the final norm and LM head live here (the last part) */
-  uint64_t weight_bytes;      /* the cost model's weights of this part (fp32) */
+  uint64_t weight_bytes;      /* the cost model's weights of this part, laid out for its device */
   uint64_t session_bytes;     /* the cost model's session of split_context tokens here; 0 without one */
   uint64_t free_bytes;        /* the device's memory not held by clttt's buffers when planned */
 } clttt_split_part;
 
 /* The placement clttt_model_load makes with these devices, split and
- * split_context (see clttt_model_params), without loading anything: parts
- * receives device_count entries. A split that does not cover the layers
+ * split_context (see clttt_model_params) for matrices of `weights` (AUTO
+ * counts as fp32), without loading anything: parts receives device_count
+ * entries. A split that does not cover the layers
  * gives CLTTT_ERROR_INVALID_ARGUMENT, a device that cannot hold its share
  * CL_MEM_OBJECT_ALLOCATION_FAILURE naming the device, what it needs and
  * what it has. Automatic: the layers go in order, each device's share of
  * the layers' cost (weights, KV cache, TTT state) in proportion to its free
  * memory after its fixed share (activations; embedding on the first, LM
  * head on the last), every device at least one layer. */
-CLTTT_API clttt_status clttt_plan_split(const clttt_config *config, clttt_device *const *devices,
-                                        int device_count, const int *split, int split_context,
-                                        clttt_split_part *parts);
+CLTTT_API clttt_status clttt_plan_split(const clttt_config *config, clttt_weight_type weights,
+                                        clttt_device *const *devices, int device_count, const int *split,
+                                        int split_context, clttt_split_part *parts);
 
 /* How a loaded model is placed: the number of parts (1 on one device) and
  * part `index` as clttt_plan_split described it. */
@@ -317,18 +340,19 @@ CLTTT_API void clttt_model_free(clttt_model *model);
 CLTTT_API const clttt_config *clttt_model_get_config(const clttt_model *model);
 /* Bytes the model's weights occupy on the device. */
 CLTTT_API uint64_t clttt_model_weight_bytes(const clttt_model *model);
+/* The element type its matrices have on the device (never AUTO). */
+CLTTT_API clttt_weight_type clttt_model_weight_type(const clttt_model *model);
+/* What CLTTT_WEIGHTS_AUTO means for the checkpoint in `dir`: the type of
+ * model.embed_tokens.weight (reads only the safetensors headers). */
+CLTTT_API clttt_status clttt_checkpoint_weight_type(const char *dir, clttt_weight_type *type);
 
 /* A model with seeded random weights built in memory (no files): for the
  * demo and the benchmarks. Its text is meaningless; its speed and memory are
  * those of a real model of the same shape. `config` must be complete (see
  * clttt_synthetic_config). */
 CLTTT_API clttt_status clttt_model_synthetic(clttt_model **model, clttt_device *device,
-                                             const clttt_config *config, uint64_t seed);
-/* The same with model parameters (a split over several devices: `device`
- * is then ignored and may be NULL). */
-CLTTT_API clttt_status clttt_model_synthetic_with_params(clttt_model **model, clttt_device *device,
-                                                         const clttt_config *config, uint64_t seed,
-                                                         const clttt_model_params *params);
+                                             const clttt_config *config, const clttt_model_params *params,
+                                             uint64_t seed);
 /* A Qwen3-style configuration of the given sizes, with TTT layers every
  * `ttt_every` layers starting at 0 (0 = none), chunk C and eta. Free it with
  * clttt_config_free. */
@@ -495,12 +519,16 @@ typedef struct {
  * it is malformed. */
 CLTTT_API clttt_status clttt_session_read_info(const char *path, clttt_session_file_info *info);
 
-/* Device memory, in bytes, of the weights (fp32) and of one session with
- * `params` (KV cache, activations of one batch and, with TTT on, one fast
- * weight plus one chunk of pending rows per TTT layer): the cost model that
- * 'clttt info' prints; it equals what clttt_session_create allocates.
- * params NULL means the defaults. */
-CLTTT_API uint64_t clttt_estimate_weight_bytes(const clttt_config *config);
+/* Device memory, in bytes, of the weights with matrices of `type` (AUTO
+ * counts as fp32) and of one session with `params` (KV cache, activations
+ * of one batch and, with TTT on, one fast weight plus one chunk of pending
+ * rows per TTT layer): the cost model that 'clttt info' prints. With a
+ * device, the weights' figure includes the padding of that device's GEMM
+ * panels and equals what clttt_model_load allocates there; NULL gives the
+ * unpadded size. The session figure equals what clttt_session_create
+ * allocates. params NULL means the defaults. */
+CLTTT_API uint64_t clttt_estimate_weight_bytes(const clttt_config *config, clttt_weight_type type,
+                                               const clttt_device *device);
 CLTTT_API uint64_t clttt_estimate_session_bytes(const clttt_config *config, const clttt_session_params *params);
 
 /* ------------------------------------------------------------------ */

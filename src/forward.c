@@ -48,7 +48,7 @@ static clttt_status embed(clttt_session *session, const int32_t *tokens, int n) 
   session_part *part = &session->parts[0];
   CLTTT_TRY(runtime_upload(model->device, part->tokens, 0, (size_t)n * sizeof(int32_t), tokens, "token ids"));
   /* x (n x d) = E[tokens] */
-  CLTTT_TRY(op_embedding_gather(&session->kernels[0], part->x, model->token_embedding, part->tokens, n, d));
+  CLTTT_TRY(op_embedding_gather(&session->kernels[0], part->x, &model->embedding, part->tokens, n, d));
   if (session->uses_ttt && model->config.ttt_target == CLTTT_TARGET_INPUT_EMBED)
     CLTTT_TRY(runtime_copy(model->device, part->embeddings, 0, part->x, 0,
                            (size_t)n * (size_t)d * sizeof(float), "input embeddings"));

@@ -8,6 +8,7 @@
 
 #include "error.h"
 #include "ops.h"
+#include "weights.h"
 
 static const struct {
   const char *file;
@@ -16,6 +17,8 @@ static const struct {
 } kernel_table[KERNEL_COUNT] = {
     [KERNEL_RMSNORM] = {"rmsnorm.cl", "rmsnorm", 8},
     [KERNEL_EMBEDDING_GATHER] = {"elementwise.cl", "embedding_gather", 5},
+    [KERNEL_EMBEDDING_GATHER_PACKED] = {"elementwise.cl", "embedding_gather_packed", 8},
+    [KERNEL_WIDEN_TO_FLOAT] = {"elementwise.cl", "widen_to_float", 4},
     [KERNEL_ADD_IN_PLACE] = {"elementwise.cl", "add_in_place", 3},
     [KERNEL_COPY_FLOATS] = {"elementwise.cl", "copy_floats", 3},
     [KERNEL_COUNT_NONFINITE] = {"elementwise.cl", "count_nonfinite", 4},
@@ -65,13 +68,21 @@ clttt_status kernel_set_create(kernel_set *kernels, clttt_device *device, const 
     }
   }
   if (params->gemm_packed || params->update_own) {
-    clttt_status status = packed_gemm_kernels_create(&kernels->packed, device, &params->gemm, &params->update);
+    clttt_status status = kernel_set_add_packed(kernels);
     if (status != CLTTT_SUCCESS) {
       kernel_set_release(kernels);
       return status;
     }
-    kernels->has_packed = 1;
   }
+  return CLTTT_SUCCESS;
+}
+
+clttt_status kernel_set_add_packed(kernel_set *kernels) {
+  if (kernels->has_packed)
+    return CLTTT_SUCCESS;
+  CLTTT_TRY(packed_gemm_kernels_create(&kernels->packed, kernels->device, &kernels->params.gemm,
+                                       &kernels->params.update));
+  kernels->has_packed = 1;
   return CLTTT_SUCCESS;
 }
 
@@ -154,10 +165,32 @@ clttt_status op_rmsnorm(const kernel_set *kernels, cl_mem out, int out_ld, cl_me
   return launch(kernels, KERNEL_RMSNORM, (geometry){1, {(size_t)rows * group, 1}, {group, 1}});
 }
 
-clttt_status op_embedding_gather(const kernel_set *kernels, cl_mem out, cl_mem table, cl_mem tokens, int n,
-                                 int d) {
-  CLTTT_TRY(set_arguments(kernels, KERNEL_EMBEDDING_GATHER, 5, ARG(out), ARG(table), ARG(tokens), ARG(n), ARG(d)));
-  return launch(kernels, KERNEL_EMBEDDING_GATHER, elementwise_rows(&kernels->params, (size_t)d, (size_t)n));
+clttt_status op_embedding_gather(const kernel_set *kernels, cl_mem out, const linear_weight *table, cl_mem tokens,
+                                 int n, int d) {
+  const geometry shape = elementwise_rows(&kernels->params, (size_t)d, (size_t)n);
+  if (!table->packed && table->layout.type == PACKED_GEMM_F32) {
+    CLTTT_TRY(set_arguments(kernels, KERNEL_EMBEDDING_GATHER, 5, ARG(out), ARG(table->buffer), ARG(tokens), ARG(n),
+                            ARG(d)));
+    return launch(kernels, KERNEL_EMBEDDING_GATHER, shape);
+  }
+  if (table->layout.type == PACKED_GEMM_F32 || table->layout.panel_width > 0x7fffffff ||
+      table->layout.k_padded > 0x7fffffff)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "embedding gather: a packed fp32 table is not a layout we store");
+  const int panel_width = (int)table->layout.panel_width, k_padded = (int)table->layout.k_padded;
+  const int is_bf16 = table->layout.type == PACKED_GEMM_BF16;
+  CLTTT_TRY(set_arguments(kernels, KERNEL_EMBEDDING_GATHER_PACKED, 8, ARG(out), ARG(table->buffer), ARG(tokens),
+                          ARG(n), ARG(d), ARG(panel_width), ARG(k_padded), ARG(is_bf16)));
+  return launch(kernels, KERNEL_EMBEDDING_GATHER_PACKED, shape);
+}
+
+clttt_status op_widen_to_float(const kernel_set *kernels, cl_mem out, cl_mem in, packed_gemm_type type,
+                               size_t count) {
+  if (type == PACKED_GEMM_F32)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "widen_to_float: the source is already fp32");
+  const cl_ulong elements = (cl_ulong)count;
+  const int is_bf16 = type == PACKED_GEMM_BF16;
+  CLTTT_TRY(set_arguments(kernels, KERNEL_WIDEN_TO_FLOAT, 4, ARG(out), ARG(in), ARG(elements), ARG(is_bf16)));
+  return launch(kernels, KERNEL_WIDEN_TO_FLOAT, elementwise_rows(&kernels->params, count, 1));
 }
 
 static clttt_status vector_op(const kernel_set *kernels, kernel_id id, cl_mem x, cl_mem y, size_t count) {

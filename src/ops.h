@@ -14,9 +14,13 @@
 #include "packed_gemm.h"
 #include "runtime.h"
 
+struct linear_weight;
+
 typedef enum {
   KERNEL_RMSNORM,
   KERNEL_EMBEDDING_GATHER,
+  KERNEL_EMBEDDING_GATHER_PACKED,
+  KERNEL_WIDEN_TO_FLOAT,
   KERNEL_ADD_IN_PLACE,
   KERNEL_COPY_FLOATS,
   KERNEL_COUNT_NONFINITE,
@@ -51,13 +55,21 @@ typedef struct {
  * kernel objects. */
 clttt_status kernel_set_create(kernel_set *kernels, clttt_device *device, const tuning_params *params,
                                int head_dim, int kv_half);
+/* Adds our packed GEMM kernels to a set whose parameters left them out
+ * (GPUs with CLBlast for fp32): bf16 and fp16 weights need them anyway. */
+clttt_status kernel_set_add_packed(kernel_set *kernels);
 void kernel_set_release(kernel_set *kernels);
 
 /* out (rows x width, stride out_ld) = x / rms(x) * weight, row by row. */
 clttt_status op_rmsnorm(const kernel_set *kernels, cl_mem out, int out_ld, cl_mem x, int x_ld, cl_mem weight,
                         int rows, int width, float eps);
 /* out (n x d) = table[tokens[i]] rows. */
-clttt_status op_embedding_gather(const kernel_set *kernels, cl_mem out, cl_mem table, cl_mem tokens, int n, int d);
+/* out (n x d) = table[tokens]: the embedding as weights.c stores it,
+ * row-major fp32 or packed bf16/fp16. */
+clttt_status op_embedding_gather(const kernel_set *kernels, cl_mem out, const struct linear_weight *table,
+                                 cl_mem tokens, int n, int d);
+/* out (count floats) = in, bf16 or fp16 (`type`), widened. */
+clttt_status op_widen_to_float(const kernel_set *kernels, cl_mem out, cl_mem in, packed_gemm_type type, size_t count);
 /* x[0..count) += y[0..count) */
 clttt_status op_add_in_place(const kernel_set *kernels, cl_mem x, cl_mem y, size_t count);
 /* out[0..count) = in[0..count): a streaming copy, the bandwidth yardstick of the benchmarks */

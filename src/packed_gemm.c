@@ -140,6 +140,20 @@ clttt_status packed_gemm_layout_for(const packed_gemm_params *params, packed_gem
   return CLTTT_SUCCESS;
 }
 
+clttt_status packed_gemm_row_major_layout(packed_gemm_type type, size_t n, size_t k, packed_gemm_layout *layout) {
+  memset(layout, 0, sizeof *layout);
+  if (!type_known(type) || n == 0 || k == 0)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "row-major layout: %zu x %zu of type %d", n, k, (int)type);
+  layout->variant = PACKED_GEMM_CPU;
+  layout->type = type;
+  layout->n = n;
+  layout->k = k;
+  layout->panel_width = 1;
+  layout->panels = n;
+  layout->k_padded = k;
+  return CLTTT_SUCCESS;
+}
+
 size_t packed_gemm_bytes(const packed_gemm_layout *layout) {
   return layout->panels * layout->k_padded * layout->panel_width * packed_gemm_element_size(layout->type);
 }
@@ -273,6 +287,8 @@ clttt_status packed_gemm_kernels_create(packed_gemm_kernels *kernels, clttt_devi
     status = runtime_program(device, "gemm.cl", options, &program);
     if (status == CLTTT_SUCCESS)
       status = runtime_create_kernel(device, program, "gemm.cl", "packed_gemm", &kernels->gemm[type]);
+    if (status == CLTTT_SUCCESS && params->variant == PACKED_GEMM_CPU)
+      status = runtime_create_kernel(device, program, "gemm.cl", "packed_gemv", &kernels->gemv[type]);
   }
   if (status == CLTTT_SUCCESS && update_params) {
     packed_gemm_update_defines(update_params, defines, sizeof defines);
@@ -288,9 +304,12 @@ clttt_status packed_gemm_kernels_create(packed_gemm_kernels *kernels, clttt_devi
 }
 
 void packed_gemm_kernels_release(packed_gemm_kernels *kernels) {
-  for (int type = 0; type < 3; type++)
+  for (int type = 0; type < 3; type++) {
     if (kernels->gemm[type])
       clReleaseKernel(kernels->gemm[type]);
+    if (kernels->gemv[type])
+      clReleaseKernel(kernels->gemv[type]);
+  }
   if (kernels->update)
     clReleaseKernel(kernels->update);
   memset(kernels, 0, sizeof *kernels);
@@ -329,7 +348,8 @@ clttt_status packed_gemm_run(const packed_gemm_kernels *kernels, const char *wha
                       "%s: %s: the packed weight at element %zu needs %zu bytes; its buffer has %zu on device '%s'",
                       what, product, packed_offset, needed, packed_bytes, device->info.name);
 
-  cl_kernel kernel = kernels->gemm[layout->type];
+  const int one_row = rows == 1 && kernels->gemv[layout->type] != NULL;
+  cl_kernel kernel = one_row ? kernels->gemv[layout->type] : kernels->gemm[layout->type];
   cl_ulong out_offset = out.offset, x_offset = x.offset, w_offset = packed_offset;
   int out_ld = (int)out.ld, x_ld = (int)x.ld, m = (int)rows, n = (int)layout->n, k = (int)layout->k;
   CLTTT_TRY(runtime_set_args(device, kernel, product, 12, sizeof(cl_mem), &out.buffer, sizeof(cl_ulong),
@@ -347,7 +367,7 @@ clttt_status packed_gemm_run(const packed_gemm_kernels *kernels, const char *wha
     global[0] = layout->panels * local[0];
     global[1] = (rows + (size_t)params->tile_m - 1) / (size_t)params->tile_m * local[1];
   }
-  clttt_status status = runtime_launch(device, kernel, "packed_gemm", 2, global, local);
+  clttt_status status = runtime_launch(device, kernel, one_row ? "packed_gemv" : "packed_gemm", 2, global, local);
   if (status != CLTTT_SUCCESS)
     return clttt_fail_context(status, "%s: %s", what, product);
   return CLTTT_SUCCESS;

@@ -65,6 +65,10 @@ void packed_gemm_update_defines(const packed_gemm_update_params *params, char *b
  * params (the message names them). */
 clttt_status packed_gemm_layout_for(const packed_gemm_params *params, packed_gemm_type type, size_t n, size_t k,
                                     packed_gemm_layout *layout);
+/* Row-major n x k of `type` described as panels of one row (element
+ * (row, j) at row * k + j): packed_gemm_pack then converts and copies
+ * row-major weights. Not a layout packed_gemm_run accepts. */
+clttt_status packed_gemm_row_major_layout(packed_gemm_type type, size_t n, size_t k, packed_gemm_layout *layout);
 size_t packed_gemm_element_size(packed_gemm_type type);
 /* Bytes of the whole packed buffer, padding included. */
 size_t packed_gemm_bytes(const packed_gemm_layout *layout);
@@ -105,6 +109,7 @@ typedef struct {
   packed_gemm_params params;
   packed_gemm_update_params update_params;
   cl_kernel gemm[3]; /* by packed_gemm_type */
+  cl_kernel gemv[3]; /* one row (decode), CPU variant only */
   cl_kernel update;
 } packed_gemm_kernels;
 

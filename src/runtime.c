@@ -286,6 +286,29 @@ clttt_status runtime_upload(const clttt_device *device, cl_mem buffer, size_t of
   return runtime_check(device, error, message);
 }
 
+clttt_status runtime_map_for_writing(const clttt_device *device, cl_mem buffer, size_t bytes, const char *what,
+                                     void **host) {
+  cl_int error = CL_SUCCESS;
+  *host = clEnqueueMapBuffer(device->queue, buffer, CL_TRUE, CL_MAP_WRITE_INVALIDATE_REGION, 0, bytes ? bytes : 1, 0,
+                             NULL, NULL, &error);
+  char message[256];
+  snprintf(message, sizeof message, "mapping %s (%zu bytes) for writing", what, bytes);
+  if (error != CL_SUCCESS)
+    *host = NULL;
+  return runtime_check(device, error, message);
+}
+
+clttt_status runtime_unmap(const clttt_device *device, cl_mem buffer, void *host, const char *what) {
+  if (!host)
+    return CLTTT_SUCCESS;
+  char message[256];
+  snprintf(message, sizeof message, "unmapping %s", what);
+  cl_int error = clEnqueueUnmapMemObject(device->queue, buffer, host, 0, NULL, NULL);
+  if (error == CL_SUCCESS)
+    error = clFinish(device->queue);
+  return runtime_check(device, error, message);
+}
+
 clttt_status runtime_download(const clttt_device *device, cl_mem buffer, size_t offset, size_t bytes,
                               void *data, const char *what) {
   if (bytes == 0)

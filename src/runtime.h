@@ -89,6 +89,12 @@ clttt_status runtime_copy(const clttt_device *device, cl_mem destination, size_t
                           cl_mem source, size_t source_offset, size_t bytes, const char *what);
 clttt_status runtime_zero(const clttt_device *device, cl_mem buffer, size_t offset, size_t bytes,
                           const char *what);
+/* The first `bytes` of `buffer` mapped for writing only (their old contents
+ * are not read back): on a CPU device the buffer's own memory, so filling
+ * it needs no staging copy. Every mapping is unmapped with runtime_unmap. */
+clttt_status runtime_map_for_writing(const clttt_device *device, cl_mem buffer, size_t bytes, const char *what,
+                                     void **host);
+clttt_status runtime_unmap(const clttt_device *device, cl_mem buffer, void *host, const char *what);
 clttt_status runtime_finish(const clttt_device *device);
 void runtime_release(cl_mem *buffer);
 

@@ -2,6 +2,7 @@
  * entry is checked against the mapping before any tensor is handed out, so
  * that no later read can run past the file whatever the header claims. */
 #define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE /* madvise */
 #include <errno.h>
 #include <jansson.h>
 #include <stdlib.h>
@@ -379,4 +380,22 @@ void safetensors_to_f32(const safetensors_tensor *tensor, float *out) {
       }
       break;
   }
+}
+
+void safetensors_release_pages(const safetensors_file *file, const safetensors_tensor *tensor) {
+  if (!file || !file->map || !tensor || tensor->nbytes == 0)
+    return;
+  long page = sysconf(_SC_PAGESIZE);
+  if (page <= 0)
+    return;
+  /* Whole pages around the tensor: a neighbour's page dropped too is only
+   * read again from the file if it is touched (the mapping is private and
+   * never written, so nothing is lost). */
+  uintptr_t begin = (uintptr_t)tensor->data / (uintptr_t)page * (uintptr_t)page;
+  uintptr_t end = (uintptr_t)tensor->data + tensor->nbytes;
+  uintptr_t map_begin = (uintptr_t)file->map;
+  if (begin < map_begin)
+    begin = map_begin;
+  /* Advice only: a failure leaves the pages resident, nothing more. */
+  (void)madvise((void *)begin, (size_t)(end - begin), MADV_DONTNEED);
 }

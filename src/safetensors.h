@@ -43,5 +43,10 @@ const safetensors_tensor *safetensors_find(const safetensors_file *file, const c
 /* Converts any supported dtype to float32 (the one place that knows dtypes). */
 void safetensors_to_f32(const safetensors_tensor *tensor, float *out);
 const char *safetensors_dtype_name(safetensors_dtype dtype);
+/* Drops the file's pages under `tensor` from the process's resident memory
+ * once the tensor is on the device: loading a checkpoint then never holds
+ * the file and the device copy resident at once (on a CPU device both are
+ * host memory). Touched again, the pages are read back from the file. */
+void safetensors_release_pages(const safetensors_file *file, const safetensors_tensor *tensor);
 
 #endif

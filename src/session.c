@@ -179,36 +179,6 @@ static uint64_t saturate(uint64_t exact, double approximate) {
   return approximate >= 1.8e19 ? UINT64_MAX : exact;
 }
 
-static double weight_bytes_approximately(const clttt_config *config) {
-  double d = config->hidden_size, f = config->intermediate_size, heads = config->num_attention_heads;
-  double kv_heads = config->num_key_value_heads, head_dim = config->head_dim;
-  double per_layer = 2 * d + (heads + 2 * kv_heads) * head_dim * d + d * heads * head_dim + 3 * d * f +
-                     (heads + 2 * kv_heads) * head_dim + 2 * f + 2 * d + 2 * head_dim;
-  return 4.0 * (per_layer * config->num_hidden_layers + config_ttt_layer_count(config) * (5 * d + d * d) +
-                2 * (double)config->vocab_size * d + d + head_dim);
-}
-
-uint64_t clttt_estimate_weight_bytes(const clttt_config *config) {
-  if (!config)
-    return 0;
-  if (weight_bytes_approximately(config) >= 1.8e19)
-    return UINT64_MAX;
-  uint64_t d = (uint64_t)config->hidden_size, f = (uint64_t)config->intermediate_size;
-  uint64_t q_dim = (uint64_t)config_q_dim(config), kv_dim = (uint64_t)config_kv_dim(config);
-  uint64_t per_layer = 2 * d + (q_dim + 2 * kv_dim) * d + d * q_dim + 3 * d * f;
-  if (config->attention_bias)
-    per_layer += q_dim + 2 * kv_dim + d;
-  if (config->mlp_bias)
-    per_layer += 2 * f + d;
-  if (config->arch == CLTTT_ARCH_QWEN3)
-    per_layer += 2 * (uint64_t)config->head_dim;
-  uint64_t total = per_layer * (uint64_t)config->num_hidden_layers;
-  total += (uint64_t)config_ttt_layer_count(config) * (5 * d + (config->ttt_proj ? d * d : 0));
-  uint64_t embedding = (uint64_t)config->vocab_size * d;
-  total += embedding * (config->tie_word_embeddings ? 1 : 2) + d + (uint64_t)config->head_dim / 2;
-  return total * sizeof(float);
-}
-
 uint64_t clttt_estimate_session_bytes(const clttt_config *config, const clttt_session_params *params) {
   clttt_session_params resolved;
   if (!config || session_resolve_params(config, params, &resolved) != CLTTT_SUCCESS)
@@ -263,6 +233,8 @@ static clttt_status create_part(clttt_session *session, int index, const buffer_
   part->attention_work.block_rows = session->parts[0].attention_work.block_rows;
   CLTTT_TRY(kernel_set_create(&session->kernels[index], device, &device->tuning, session->model->config.head_dim,
                               session->params.kv_type == CLTTT_KV_F16));
+  if (session->model->weight_type != PACKED_GEMM_F32)
+    CLTTT_TRY(kernel_set_add_packed(&session->kernels[index]));
   for (int i = 0; i < BUFFER_COUNT; i++)
     if (plan[i].bytes > 0 && planned_here(&plan[i], model_part->placement.has_embedding,
                                           model_part->placement.has_head))

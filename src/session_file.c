@@ -157,10 +157,10 @@ static clttt_status weights_hash(clttt_model *model, uint32_t *crc_out, uint32_t
     if (!staging)
       status = clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "allocating %zu bytes to hash the weights",
                           (size_t)STAGING_BYTES);
-    /* A tied head is the embedding, also where a split keeps a second copy
-     * of it: the hash is that of the model, wherever it is placed. */
-    const int own_head = model->lm_head.buffer != model->token_embedding && !model->config.tie_word_embeddings;
-    cl_mem globals[] = {model->token_embedding, own_head ? model->lm_head.buffer : NULL, model->final_norm,
+    /* A tied head is the embedding, also where a split keeps a copy of it:
+     * the hash is that of the model, wherever it is placed. */
+    const int own_head = model->lm_head.buffer != model->embedding.buffer && !model->config.tie_word_embeddings;
+    cl_mem globals[] = {model->embedding.buffer, own_head ? model->lm_head.buffer : NULL, model->final_norm,
                         model->rope_inverse_frequency};
     const clttt_device *global_devices[] = {model->device, head_device(model), head_device(model), model->device};
     for (size_t i = 0; i < sizeof globals / sizeof globals[0] && status == CLTTT_SUCCESS; i++)

@@ -13,38 +13,6 @@
 /* More parts than this is a mistake (and the messages list them). */
 #define MAX_PARTS 256
 
-/* The fp32 weights of decoder layer `index`, as model_create allocates them
- * unpacked (the terms of clttt_estimate_weight_bytes, per layer). */
-static uint64_t layer_weight_bytes(const clttt_config *config, int index) {
-  const uint64_t d = (uint64_t)config->hidden_size, f = (uint64_t)config->intermediate_size;
-  const uint64_t q_dim = (uint64_t)config_q_dim(config), kv_dim = (uint64_t)config_kv_dim(config);
-  uint64_t floats = 2 * d + (q_dim + 2 * kv_dim) * d + d * q_dim + 3 * d * f;
-  if (config->attention_bias)
-    floats += q_dim + 2 * kv_dim + d;
-  if (config->mlp_bias)
-    floats += 2 * f + d;
-  if (config->arch == CLTTT_ARCH_QWEN3)
-    floats += 2 * (uint64_t)config->head_dim;
-  if (config->ttt_mode && clttt_config_is_ttt_layer(config, index))
-    floats += 5 * d + (config->ttt_proj ? d * d : 0);
-  return floats * sizeof(float);
-}
-
-/* What a part holds beside its layers: the RoPE frequencies everywhere,
- * the embedding on the first, the final norm and the LM head on the last
- * (a tied head costs a second copy when it is not on the embedding's
- * device). */
-static uint64_t fixed_weight_bytes(const clttt_config *config, int has_embedding, int has_head,
-                                   int head_beside_embedding) {
-  const uint64_t d = (uint64_t)config->hidden_size, embedding = (uint64_t)config->vocab_size * d;
-  uint64_t floats = (uint64_t)config->head_dim / 2;
-  if (has_embedding)
-    floats += embedding;
-  if (has_head)
-    floats += d + (config->tie_word_embeddings && head_beside_embedding ? 0 : embedding);
-  return floats * sizeof(float);
-}
-
 /* A layer's share of a session: its K and V caches, and its fast weight
  * and pending rows in a TTT layer (the update's workspace is the part's,
  * counted once per part by session_part_bytes). */
@@ -77,14 +45,17 @@ static int occurrences(clttt_device *const *devices, int count, const clttt_devi
  * fixed share: each part p takes layers until the cost so far reaches the
  * p-th cumulative share, rounding at the middle of a layer, and every part
  * keeps at least one layer. */
-static clttt_status automatic_split(const clttt_config *config, const clttt_session_params *resolved,
-                                    clttt_device *const *devices, int count, int *layers) {
+static clttt_status automatic_split(const clttt_config *config, packed_gemm_type type,
+                                    const clttt_session_params *resolved, clttt_device *const *devices, int count,
+                                    int *layers) {
   const int total_layers = config->num_hidden_layers;
   double available[MAX_PARTS], sum_available = 0.0, total_cost = 0.0;
   int unknown = 0;
   for (int p = 0; p < count; p++) {
     const int head_beside_embedding = devices[count - 1] == devices[0];
-    double fixed = (double)fixed_weight_bytes(config, p == 0, p == count - 1, head_beside_embedding);
+    /* A part with no layer: its fixed weights alone. */
+    double fixed = (double)weights_part_bytes(config, type, devices[p], 0, 0, p == 0, p == count - 1,
+                                              head_beside_embedding);
     if (resolved)
       fixed += (double)session_part_bytes(config, resolved, 0, 0, p == 0, p == count - 1);
     /* A device listed twice shares its memory between its parts. */
@@ -103,7 +74,9 @@ static clttt_status automatic_split(const clttt_config *config, const clttt_sess
   if (!cost)
     return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "planning the split of %d layers", total_layers);
   for (int i = 0; i < total_layers; i++) {
-    cost[i] = (double)layer_weight_bytes(config, i);
+    /* The first device's layout stands for all: the padding is small. */
+    cost[i] = (double)weights_part_bytes(config, type, devices[0], i, 1, 0, 0, 1) -
+              (double)weights_part_bytes(config, type, devices[0], i, 0, 0, 0, 1);
     if (resolved)
       cost[i] += (double)layer_session_bytes(config, resolved, i);
     total_cost += cost[i];
@@ -158,8 +131,9 @@ static clttt_status check_parts_fit(clttt_device *const *devices, int count, con
   return CLTTT_SUCCESS;
 }
 
-clttt_status clttt_plan_split(const clttt_config *config, clttt_device *const *devices, int device_count,
-                              const int *split, int split_context, clttt_split_part *parts) {
+clttt_status clttt_plan_split(const clttt_config *config, clttt_weight_type weights, clttt_device *const *devices,
+                              int device_count, const int *split, int split_context, clttt_split_part *parts) {
+  const packed_gemm_type type = weights_element_type(weights);
   if (!config || !devices || !parts)
     return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "clttt_plan_split: NULL argument");
   const int total_layers = config->num_hidden_layers;
@@ -200,7 +174,7 @@ clttt_status clttt_plan_split(const clttt_config *config, clttt_device *const *d
                         "split: the %d devices get %d layers, the model has %d: the split must cover every layer",
                         device_count, covered, total_layers);
   } else {
-    CLTTT_TRY(automatic_split(config, split_context > 0 ? &resolved : NULL, devices, device_count, layers));
+    CLTTT_TRY(automatic_split(config, type, split_context > 0 ? &resolved : NULL, devices, device_count, layers));
   }
 
   int first = 0;
@@ -212,10 +186,8 @@ clttt_status clttt_plan_split(const clttt_config *config, clttt_device *const *d
     part->layer_count = layers[p];
     part->has_embedding = p == 0;
     part->has_head = p == device_count - 1;
-    part->weight_bytes = fixed_weight_bytes(config, part->has_embedding, part->has_head,
-                                            devices[device_count - 1] == devices[0]);
-    for (int i = first; i < first + layers[p]; i++)
-      part->weight_bytes += layer_weight_bytes(config, i);
+    part->weight_bytes = weights_part_bytes(config, type, devices[p], first, layers[p], part->has_embedding,
+                                            part->has_head, devices[device_count - 1] == devices[0]);
     if (split_context > 0)
       part->session_bytes = session_part_bytes(config, &resolved, first, layers[p], part->has_embedding,
                                                part->has_head);

@@ -49,6 +49,8 @@ clttt_status clttt_synthetic_config(clttt_config *config, int hidden_size, int i
 
 typedef struct {
   uint64_t seed;
+  float *values;   /* the tensor last made */
+  size_t capacity; /* floats */
 } synthetic_source;
 
 static uint64_t splitmix64(uint64_t *state) {
@@ -73,12 +75,23 @@ static int ends_with(const char *text, const char *suffix) {
 /* Scales chosen so activations keep unit size through many layers: norms
  * near 1, matrices ~1/sqrt(fan_in), a small conv and a near-diagonal
  * projection, as a freshly continued TTT checkpoint would look. */
-static clttt_status synthetic_tensor(const char *name, const int64_t *shape, int ndim, float *out,
-                                     void *context) {
-  const synthetic_source *source = context;
+static clttt_status synthetic_tensor(void *context, const char *name, const int64_t *shape, int ndim,
+                                     tensor_data *data) {
+  synthetic_source *source = context;
   size_t count = 1;
   for (int i = 0; i < ndim; i++)
     count *= (size_t)shape[i];
+  if (count > source->capacity) {
+    float *grown = realloc(source->values, count * sizeof(float));
+    if (!grown)
+      return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "synthetic tensor %s (%zu bytes)", name,
+                        count * sizeof(float));
+    source->values = grown;
+    source->capacity = count;
+  }
+  float *out = source->values;
+  data->data = out;
+  data->type = PACKED_GEMM_F32;
   uint64_t state = name_hash(name, source->seed);
   float scale, offset = 0.0f;
   if (ends_with(name, "norm.weight")) {
@@ -101,15 +114,14 @@ static clttt_status synthetic_tensor(const char *name, const int64_t *shape, int
   return CLTTT_SUCCESS;
 }
 
-clttt_status clttt_model_synthetic(clttt_model **model, clttt_device *device, const clttt_config *config,
-                                   uint64_t seed) {
-  if (!device)
-    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "clttt_model_synthetic: NULL argument");
-  return clttt_model_synthetic_with_params(model, device, config, seed, NULL);
+static int synthetic_stored_type(void *context, const char *name) {
+  (void)context;
+  (void)name;
+  return PACKED_GEMM_F32;
 }
 
-clttt_status clttt_model_synthetic_with_params(clttt_model **model, clttt_device *device, const clttt_config *config,
-                                               uint64_t seed, const clttt_model_params *params) {
+clttt_status clttt_model_synthetic(clttt_model **model, clttt_device *device, const clttt_config *config,
+                                   const clttt_model_params *params, uint64_t seed) {
   if (!model || !config || (!device && !(params && params->device_count > 0)))
     return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "clttt_model_synthetic: NULL argument");
   *model = NULL;
@@ -117,6 +129,9 @@ clttt_status clttt_model_synthetic_with_params(clttt_model **model, clttt_device
       config->num_attention_heads <= 0 || config->num_key_value_heads <= 0 || config->head_dim <= 0 ||
       config->vocab_size <= 0 || config->num_attention_heads % config->num_key_value_heads != 0)
     return clttt_fail(CLTTT_ERROR_BAD_CONFIG, "synthetic model: sizes must be positive and heads a multiple of kv_heads");
-  synthetic_source source = {seed};
-  return model_create(model, device, config, params, synthetic_tensor, &source);
+  synthetic_source state = {seed, NULL, 0};
+  const tensor_source source = {synthetic_tensor, synthetic_stored_type, &state};
+  clttt_status status = model_create(model, device, config, params, &source);
+  free(state.values);
+  return status;
 }

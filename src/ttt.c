@@ -272,10 +272,19 @@ clttt_status ttt_state_create(ttt_state *state, const kernel_set *kernels, const
 clttt_status ttt_state_reset(ttt_state *state, const kernel_set *kernels, const clttt_model *model) {
   const size_t bytes =
       (size_t)model->config.hidden_size * (size_t)model->config.intermediate_size * sizeof(float);
-  for (int i = 0; i < state->layer_count; i++)
-    if (state->layers[i].fast_weight)
-      CLTTT_TRY(runtime_copy(kernels[model->layers[i].part].device, state->layers[i].fast_weight, 0, model->layers[i].down.buffer, 0, bytes,
+  for (int i = 0; i < state->layer_count; i++) {
+    if (!state->layers[i].fast_weight)
+      continue;
+    /* The layer's own device, through its part's kernels. */
+    const kernel_set *part_kernels = &kernels[model->layers[i].part];
+    const linear_weight *down = &model->layers[i].down;
+    if (down->layout.type == PACKED_GEMM_F32)
+      CLTTT_TRY(runtime_copy(part_kernels->device, state->layers[i].fast_weight, 0, down->buffer, 0, bytes,
                              "W_down into the fast weight"));
+    else
+      CLTTT_TRY(op_widen_to_float(part_kernels, state->layers[i].fast_weight, down->buffer, down->layout.type,
+                                  bytes / sizeof(float)));
+  }
   state->pending = 0;
   return CLTTT_SUCCESS;
 }

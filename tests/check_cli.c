@@ -76,7 +76,25 @@ START_TEST(test_devices_and_info) {
   ck_assert_int_eq(info.exit_code, 0);
   ck_assert_msg(strstr(info.out, "TTT layers:   0, 2") != NULL, "%s", info.out);
   ck_assert_ptr_nonnull(strstr(info.out, "C=16"));
+  ck_assert_msg(strstr(info.out, "weights (f32, as stored)") != NULL, "%s", info.out);
   test_command_free(&info);
+  /* --weights: the matrices' type of the estimate; bf16 halves them. */
+  test_command f32 = test_run_clttt(scratch, "info -m '%s' --weights f32", dir);
+  test_command bf16 = test_run_clttt(scratch, "info -m '%s' --weights bf16", dir);
+  ck_assert_int_eq(f32.exit_code, 0);
+  ck_assert_int_eq(bf16.exit_code, 0);
+  double f32_mib = 0, bf16_mib = 0;
+  const char *at = strstr(f32.out, "memory:");
+  ck_assert_msg(at && sscanf(at, "memory: %lf MiB weights (f32)", &f32_mib) == 1, "%s", f32.out);
+  at = strstr(bf16.out, "memory:");
+  ck_assert_msg(at && sscanf(at, "memory: %lf MiB weights (bf16)", &bf16_mib) == 1, "%s", bf16.out);
+  ck_assert_msg(bf16_mib < f32_mib, "%g vs %g MiB", bf16_mib, f32_mib); /* one decimal of a tiny model */
+  test_command_free(&f32);
+  test_command_free(&bf16);
+  test_command bad_type = test_run_clttt(scratch, "info -m '%s' --weights fp8", dir);
+  ck_assert_int_eq(bad_type.exit_code, 2);
+  ck_assert_msg(strstr(bad_type.err, "fp8") != NULL, "%s", bad_type.err);
+  test_command_free(&bad_type);
 
   test_command missing = test_run_clttt(scratch, "info -m /nonexistent/model");
   ck_assert_int_eq(missing.exit_code, 1);
@@ -125,6 +143,21 @@ START_TEST(test_logits_matches_goldens) {
       ck_assert_uint_eq(size, (size_t)g.n * (size_t)g.vocab * sizeof(float));
       double error = test_max_abs_difference((const float *)data, g.logits, (size_t)g.n * (size_t)g.vocab);
       ck_assert_msg(error <= GOLDEN_TOLERANCE, "%s %s: %g", names[k], pieces[p], error);
+      free(data);
+      test_command_free(&result);
+    }
+    /* The BF16 fixture gives the golden with fp32 and with bf16 weights on
+     * the device (its values are exact in both). */
+    static const char *const weights[] = {"--weights f32", "--weights bf16", "--weights auto"};
+    for (int w = 0; w < 3 && strcmp(g.fixture, "qwen3-yarn") == 0; w++) {
+      test_command result = test_run_clttt(scratch, "logits -m '%s' --kv f32 --tokens %s --out '%s' %s", dir, tokens,
+                                           out, weights[w]);
+      ck_assert_msg(result.exit_code == 0, "clttt logits %s: %s", weights[w], result.err);
+      size_t size = 0;
+      char *data = test_read_file(out, &size);
+      ck_assert_uint_eq(size, (size_t)g.n * (size_t)g.vocab * sizeof(float));
+      double error = test_max_abs_difference((const float *)data, g.logits, (size_t)g.n * (size_t)g.vocab);
+      ck_assert_msg(error <= GOLDEN_TOLERANCE, "%s %s: %g", names[k], weights[w], error);
       free(data);
       test_command_free(&result);
     }

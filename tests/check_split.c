@@ -137,7 +137,7 @@ START_TEST(test_split_equals_single_device) {
     ck_assert_int_eq(clttt_model_get_part(split, p, &part), CLTTT_SUCCESS);
     layers[p] = part.layer_count;
   }
-  ck_assert_int_eq(clttt_plan_split(config, devices, c->parts, layers, TOKENS, planned), CLTTT_SUCCESS);
+  ck_assert_int_eq(clttt_plan_split(config, CLTTT_WEIGHTS_F32, devices, c->parts, layers, TOKENS, planned), CLTTT_SUCCESS);
   uint64_t before[2], after[2];
   for (int i = 0; i < 2; i++)
     ck_assert_int_eq(clttt_device_memory(pair[i], &before[i], NULL, 0), CLTTT_SUCCESS);
@@ -299,9 +299,9 @@ START_TEST(test_split_plan) {
   clttt_device *pair[2];
   open_pair(pair);
   clttt_split_part parts[2];
-  ck_assert_int_eq(clttt_plan_split(&config, pair, 1, NULL, 512, parts), CLTTT_SUCCESS);
+  ck_assert_int_eq(clttt_plan_split(&config, CLTTT_WEIGHTS_F32, pair, 1, NULL, 512, parts), CLTTT_SUCCESS);
   ck_assert_int_eq(parts[0].layer_count, 8);
-  ck_assert_uint_eq(parts[0].weight_bytes, clttt_estimate_weight_bytes(&config));
+  ck_assert_uint_eq(parts[0].weight_bytes, clttt_estimate_weight_bytes(&config, CLTTT_WEIGHTS_F32, pair[0]));
   clttt_session_params params = clttt_session_default_params();
   params.context = 512;
   ck_assert_uint_eq(parts[0].session_bytes, clttt_estimate_session_bytes(&config, &params));
@@ -309,20 +309,21 @@ START_TEST(test_split_plan) {
   /* Equal devices: equal halves. */
   const uint64_t saved[2] = {pair[0]->info.global_memory, pair[1]->info.global_memory};
   pair[0]->info.global_memory = pair[1]->info.global_memory = (uint64_t)4 << 30;
-  ck_assert_int_eq(clttt_plan_split(&config, pair, 2, NULL, 512, parts), CLTTT_SUCCESS);
+  ck_assert_int_eq(clttt_plan_split(&config, CLTTT_WEIGHTS_F32, pair, 2, NULL, 512, parts), CLTTT_SUCCESS);
   ck_assert_int_eq(parts[0].layer_count, 4);
   ck_assert_int_eq(parts[1].first_layer, 4);
   ck_assert(parts[0].has_embedding && !parts[0].has_head && parts[1].has_head && !parts[1].has_embedding);
   /* Three times the memory: three quarters of the layers. */
   pair[0]->info.global_memory = (uint64_t)3 << 30;
   pair[1]->info.global_memory = (uint64_t)1 << 30;
-  ck_assert_int_eq(clttt_plan_split(&config, pair, 2, NULL, 512, parts), CLTTT_SUCCESS);
+  ck_assert_int_eq(clttt_plan_split(&config, CLTTT_WEIGHTS_F32, pair, 2, NULL, 512, parts), CLTTT_SUCCESS);
   ck_assert_int_eq(parts[0].layer_count, 6);
   ck_assert_int_eq(parts[1].layer_count, 2);
   /* The weights of the parts add up to the model's, plus the tied head's copy. */
   const uint64_t head_copy = (uint64_t)config.vocab_size * (uint64_t)config.hidden_size * sizeof(float);
   ck_assert_uint_eq(parts[0].weight_bytes + parts[1].weight_bytes,
-                    clttt_estimate_weight_bytes(&config) + head_copy + (uint64_t)config.head_dim / 2 * sizeof(float));
+                    clttt_estimate_weight_bytes(&config, CLTTT_WEIGHTS_F32, pair[0]) + head_copy +
+                        (uint64_t)config.head_dim / 2 * sizeof(float));
   pair[0]->info.global_memory = saved[0];
   pair[1]->info.global_memory = saved[1];
   clttt_config_free(&config);

@@ -394,7 +394,7 @@ START_TEST(test_tiny_ttt_model_loads) {
   ck_assert_int_eq(clttt_synthetic_config(&config, 4, 4, 1, 1, 1, 2, 4, 16, 1, 4, 0.01f), CLTTT_SUCCESS);
   ck_assert_int_eq(config.ttt_layer_count, 1);
   clttt_model *model = NULL;
-  int status = clttt_model_synthetic(&model, device, &config, 3);
+  int status = clttt_model_synthetic(&model, device, &config, NULL, 3);
   ck_assert_msg(status == CLTTT_SUCCESS, "%s", clttt_last_error());
   clttt_session *session = NULL;
   ck_assert_int_eq(test_session_create(&session, model, 16), CLTTT_SUCCESS);

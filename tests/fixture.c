@@ -544,18 +544,33 @@ static int write_file(const char *dir, const char *name, const void *data, size_
   return 0;
 }
 
+static int ends_with(const char *text, const char *suffix) {
+  size_t a = strlen(text), b = strlen(suffix);
+  return a >= b && strcmp(text + a - b, suffix) == 0;
+}
+
+/* The dtype tensor `name` is stored in. */
+static const char *tensor_dtype(const fixture_spec *spec, const char *name) {
+  const int matrix = (ends_with(name, "_proj.weight") && !ends_with(name, "ttt_proj.weight")) ||
+                     ends_with(name, "embed_tokens.weight") || ends_with(name, "lm_head.weight");
+  return matrix && spec->matrix_dtype ? spec->matrix_dtype : spec->dtype;
+}
+
+static size_t tensor_bytes(const fixture_spec *spec, const tensor_plan *plan) {
+  return (size_t)plan_elements(plan) * dtype_size(tensor_dtype(spec, plan->name));
+}
+
 /* Writes tensors [first, last) of the plan as one safetensors file. */
 static int write_shard(const fixture_spec *spec, const plan_list *plans, int first, int last,
                        const char *dir, const char *file_name) {
   const unsigned long long seed = fixture_seed(spec->name);
-  const size_t element = dtype_size(spec->dtype);
   text_buffer header = {0};
   append(&header, "{\"__metadata__\":{\"format\":\"pt\"}");
   size_t offset = 0;
   for (int i = first; i < last; i++) {
     const tensor_plan *plan = &plans->items[i];
-    const size_t bytes = (size_t)plan_elements(plan) * element;
-    append(&header, ",\"%s\":{\"dtype\":\"%s\",\"shape\":[", plan->name, spec->dtype);
+    const size_t bytes = tensor_bytes(spec, plan);
+    append(&header, ",\"%s\":{\"dtype\":\"%s\",\"shape\":[", plan->name, tensor_dtype(spec, plan->name));
     for (int k = 0; k < plan->ndim; k++)
       append(&header, "%s%ld", k ? "," : "", plan->shape[k]);
     append(&header, "],\"data_offsets\":[%zu,%zu]}", offset, offset + bytes);
@@ -592,8 +607,8 @@ static int write_shard(const fixture_spec *spec, const plan_list *plans, int fir
     if (plan->diagonal)
       for (long r = 0; r < plan->shape[0] && r < plan->shape[1]; r++)
         values[r * plan->shape[1] + r] += 0.5f;
-    encode(values, count, spec->dtype, data);
-    data += (size_t)count * element;
+    encode(values, count, tensor_dtype(spec, plan->name), data);
+    data += tensor_bytes(spec, plan);
     free(values);
   }
   if (status == 0)
@@ -622,7 +637,6 @@ clttt_status fixture_write(const fixture_spec *spec, const char *dir) {
     free(plans.items);
     return CLTTT_ERROR_IO;
   }
-  const size_t element = dtype_size(spec->dtype);
   const int shards = spec->shards > 1 ? spec->shards : 1;
   if (shards == 1) {
     status = write_shard(spec, &plans, 0, plans.count, dir, "model.safetensors");
@@ -630,7 +644,7 @@ clttt_status fixture_write(const fixture_spec *spec, const char *dir) {
     /* Split in tensor order into shards of about equal size. */
     size_t total = 0;
     for (int i = 0; i < plans.count; i++)
-      total += (size_t)plan_elements(&plans.items[i]) * element;
+      total += tensor_bytes(spec, &plans.items[i]);
     text_buffer index = {0};
     append(&index, "{\n  \"metadata\": {\"total_size\": %zu},\n  \"weight_map\": {\n", total);
     int first = 0;
@@ -643,7 +657,7 @@ clttt_status fixture_write(const fixture_spec *spec, const char *dir) {
       } else {
         while (last < plans.count && (done < goal || last == first) &&
                plans.count - last > shards - shard - 1) {
-          done += (size_t)plan_elements(&plans.items[last]) * element;
+          done += tensor_bytes(spec, &plans.items[last]);
           last++;
         }
       }

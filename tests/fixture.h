@@ -17,6 +17,8 @@ typedef struct {
   clttt_config config;    /* what config.json says */
   int shards;             /* 1: model.safetensors; N > 1: sharded with an index */
   const char *dtype;      /* "F32", "F16" or "BF16": how the tensors are stored */
+  const char *matrix_dtype; /* NULL, or another dtype for the projection matrices and embeddings
+                               only (the tensors clttt holds in its weight type) */
 } fixture_spec;
 
 int fixture_count(void);

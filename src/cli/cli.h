@@ -29,6 +29,7 @@ typedef struct {
   int check_finite;   /* --check-finite: name the layer where values stop being finite */
   int check_weights;  /* --check-weights: refuse non-finite weights at load */
   int kv_f32;         /* --kv f32 (default f16) */
+  clttt_weight_type weights; /* --weights (default auto: as the checkpoint stores them) */
   const char *session_in;  /* continue from this session file */
   const char *session_out; /* save the session here when the command succeeds */
   const char *devices;     /* --devices SEL,SEL,...: a layer split; NULL: --device alone */
@@ -52,7 +53,8 @@ int split_parse(const char *text, int device_count, int *layers, int *automatic)
 /* The placement of `count` parts, a line pair per device. */
 void split_print_placement(const clttt_split_part *parts, int count, int context);
 /* clttt info --devices: plans and prints the placement; the exit code. */
-int split_info(const clttt_config *config, const char *device_list, const char *split_text, int context);
+int split_info(const clttt_config *config, clttt_weight_type weights, const char *device_list, const char *split_text,
+               int context);
 
 typedef struct {
   clttt_device *device;

@@ -244,7 +244,7 @@ int command_demo(int argc, char **argv) {
          config.hidden_size, config.intermediate_size, config.num_hidden_layers, config.num_attention_heads,
          config.num_key_value_heads, config.head_dim, config.vocab_size, chunk, (double)config.ttt_lr);
   clttt_model *model = NULL;
-  status = clttt_model_synthetic(&model, device, &config, 2026);
+  status = clttt_model_synthetic(&model, device, &config, NULL, 2026);
   if (status != CLTTT_SUCCESS) {
     cli_report("building the synthetic model", status);
     clttt_config_free(&config);

@@ -94,6 +94,11 @@ int model_options_parse(int argc, char **argv, int *index, model_options *option
       fprintf(stderr, "clttt: --kv expects f32 or f16, got '%s'\n", value);
       *error = 1;
     }
+  } else if (cli_option_value(argc, argv, index, "--weights", &value, &missing)) {
+    if (!missing && clttt_weight_type_parse(value, &options->weights) != CLTTT_SUCCESS) {
+      fprintf(stderr, "clttt: --weights expects auto, f32, f16 or bf16, got '%s'\n", value);
+      *error = 1;
+    }
   } else if (strcmp(argv[*index], "--check-finite") == 0) {
     options->check_finite = 1;
   } else if (strcmp(argv[*index], "--check-weights") == 0) {
@@ -131,6 +136,10 @@ const char *model_options_help =
     "  --ctx N            context length of the session (default: what the input needs)\n"
     "  --kv f16|f32       KV cache element type (default f16: half the memory; logits\n"
     "                     move by ~1e-3 of their range; f32 for exact comparisons)\n"
+    "  --weights auto|f32|f16|bf16\n"
+    "                     element type of the weight matrices on the device (default\n"
+    "                     auto: as the checkpoint stores them; bf16/f16 halve their\n"
+    "                     memory; a narrower type than stored changes the logits)\n"
     "  --check-finite     check every layer's output and name the first layer and\n"
     "                     position that are not finite (a device round trip per layer;\n"
     "                     the logits are always checked)\n"
@@ -205,6 +214,7 @@ int model_open(const model_options *options, int needed_context, loaded_model *l
     return pipeline_open(options, needed_context, loaded);
   clttt_model_params model_params = clttt_model_default_params();
   model_params.check_weights = options->check_weights;
+  model_params.weights = options->weights;
   int split_layers[SPLIT_MAX_DEVICES], automatic = 1;
   int status = CLTTT_SUCCESS;
   if (options->devices) {

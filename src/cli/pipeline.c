@@ -25,6 +25,7 @@ typedef struct {
   char device[256];   /* --device for every rank; or empty */
   int first_layer[SPLIT_MAX_DEVICES], layer_count[SPLIT_MAX_DEVICES];
   int check_weights;
+  clttt_weight_type weights;
   clttt_session_params params;
 } pipeline_setup;
 
@@ -113,6 +114,7 @@ static int open_slice(const pipeline_setup *setup, loaded_model *loaded) {
   int status = ok ? clttt_device_open(&loaded->device, selector[0] ? selector : NULL) : CLTTT_ERROR_NO_DEVICE;
   clttt_model_params params = clttt_model_default_params();
   params.check_weights = setup->check_weights;
+  params.weights = setup->weights;
   params.first_layer = setup->first_layer[rank];
   params.layer_count = setup->layer_count[rank];
   if (status == CLTTT_SUCCESS)
@@ -171,6 +173,7 @@ int pipeline_open(const model_options *options, int needed_context, loaded_model
   snprintf(setup->devices, sizeof setup->devices, "%s", options->devices ? options->devices : "");
   snprintf(setup->device, sizeof setup->device, "%s", options->device ? options->device : "");
   setup->check_weights = options->check_weights;
+  setup->weights = options->weights;
   const int context = options->context ? options->context : needed_context;
   setup->params = model_session_params(options, context);
   /* A failed setup still goes out (marked by layer_count[0] = 0) so that

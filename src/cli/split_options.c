@@ -90,7 +90,8 @@ void split_print_placement(const clttt_split_part *parts, int count, int context
   }
 }
 
-int split_info(const clttt_config *config, const char *device_list, const char *split_text, int context) {
+int split_info(const clttt_config *config, clttt_weight_type weights, const char *device_list, const char *split_text,
+               int context) {
   split_devices devices;
   int layers[SPLIT_MAX_DEVICES], automatic = 0;
   if (!split_devices_open(device_list, &devices))
@@ -100,7 +101,8 @@ int split_info(const clttt_config *config, const char *device_list, const char *
     return 2;
   }
   clttt_split_part parts[SPLIT_MAX_DEVICES];
-  int status = clttt_plan_split(config, devices.device, devices.count, automatic ? NULL : layers, context, parts);
+  int status =
+      clttt_plan_split(config, weights, devices.device, devices.count, automatic ? NULL : layers, context, parts);
   if (status == CLTTT_SUCCESS)
     split_print_placement(parts, devices.count, context);
   else
