@@ -29,6 +29,7 @@ static void help(void) {
          "  --decode N      decode steps (default 32)\n"
          "  --repeats N     prefill runs per setting, interleaved; the fastest counts (default 3)\n"
          "  --kv f16|f32    KV cache element type (default f16, the library's)\n"
+         "  --weights T     weight matrices' element type: f32 (default), bf16, f16\n"
          "  --json          one JSON object on stdout instead of the table\n");
 }
 
@@ -73,6 +74,7 @@ typedef struct {
 } prefill_result;
 
 static clttt_kv_type kv_type = CLTTT_KV_F16;
+static clttt_weight_type weight_type = CLTTT_WEIGHTS_F32;
 
 static int run_prefill(clttt_device *device, clttt_model *model, int ttt, int n, double *seconds, uint64_t *peak,
                        uint64_t *predicted) {
@@ -115,6 +117,11 @@ int main(int argc, char **argv) {
       return 0;
     } else if (strcmp(argv[i], "--quick") == 0) {
       quick = 1;
+    } else if (strcmp(argv[i], "--weights") == 0 && i + 1 < argc) {
+      if (clttt_weight_type_parse(argv[++i], &weight_type) != CLTTT_SUCCESS || weight_type == CLTTT_WEIGHTS_AUTO) {
+        fprintf(stderr, "bench_model: --weights expects f32, bf16 or f16\n");
+        return 2;
+      }
     } else if (strcmp(argv[i], "--kv") == 0 && i + 1 < argc) {
       i++;
       if (strcmp(argv[i], "f32") != 0 && strcmp(argv[i], "f16") != 0) {
@@ -173,7 +180,9 @@ int main(int argc, char **argv) {
   config.ttt_layers = ttt_layers;
   config.ttt_layer_count = 7;
   clttt_model *model = NULL;
-  status = clttt_model_synthetic(&model, device, &config, NULL, 7);
+  clttt_model_params model_params = clttt_model_default_params();
+  model_params.weights = weight_type;
+  status = clttt_model_synthetic(&model, device, &config, &model_params, 7);
   if (status != CLTTT_SUCCESS) {
     fprintf(stderr, "bench_model: building the model: %s: %s\n", clttt_status_name(status), clttt_last_error());
     clttt_device_close(device);
@@ -266,6 +275,10 @@ int main(int argc, char **argv) {
              results[i].context / results[i].seconds_off,
              100.0 * (results[i].seconds_on / results[i].seconds_off - 1.0), results[i].peak_on / 1048576.0,
              results[i].model_on / 1048576.0);
+    const uint64_t estimated = clttt_estimate_weight_bytes(&config, weight_type, device);
+    printf("\nweights: %.1f MiB of %s matrices; the cost model says %.1f MiB: %s\n",
+           clttt_model_weight_bytes(model) / 1048576.0, clttt_weight_type_name(weight_type), estimated / 1048576.0,
+           estimated == clttt_model_weight_bytes(model) ? "equal" : "DIFFERENT");
     printf("\ndecode (batch 1, TTT on): %.2f tokens/s; roofline %.2f tokens/s (%.1f MiB of weights per token at a\n"
            "copy bandwidth of %.2f GB/s measured in this run): %.0f%% of the roofline\n",
            decode_rate, roofline, bytes_per_token / 1048576.0, bandwidth / 1e9, 100.0 * decode_rate / roofline);

@@ -220,3 +220,124 @@ void causal_softmax_rows(__global float *scores, const int rows, const int colum
     }
   }
 }
+
+// ---------------------------------------------------------------------------
+// Decode: one query (the batch's only row, at position0) against keys
+// 0 .. position0, split into `splits` ranges of split_keys keys. The flash
+// kernel above gives that query one work-item of a group of
+// ATTENTION_BLOCK_Q, so a CPU ran the whole context through one vector lane
+// (30% of a decode step at a few hundred tokens). Here each work-item takes
+// one (range, head) and works along HEAD_DIM in vectors; a second kernel
+// merges the ranges' online-softmax states.
+#if HEAD_DIM % 16 == 0
+#define DECODE_WIDTH 16
+#elif HEAD_DIM % 8 == 0
+#define DECODE_WIDTH 8
+#elif HEAD_DIM % 4 == 0
+#define DECODE_WIDTH 4
+#else
+#define DECODE_WIDTH 2
+#endif
+#define DECODE_VECTORS (HEAD_DIM / DECODE_WIDTH)
+#define DECODE_CAT_(a, b) a##b
+#define DECODE_CAT(a, b) DECODE_CAT_(a, b)
+typedef DECODE_CAT(float, DECODE_WIDTH) decode_vector;
+#define DECODE_LOAD_FLOAT(i, p) DECODE_CAT(vload, DECODE_WIDTH)((i), (p))
+#if KV_HALF
+#define DECODE_LOAD_KV(i, p) DECODE_CAT(vload_half, DECODE_WIDTH)((i), (p))
+#else
+#define DECODE_LOAD_KV(i, p) DECODE_LOAD_FLOAT((i), (p))
+#endif
+// Keys scored before the running state is rescaled once.
+#define DECODE_TILE 16
+
+float decode_sum(const decode_vector v) {
+#if DECODE_WIDTH == 16
+  const float8 a = v.lo + v.hi;
+  const float4 b = a.lo + a.hi;
+#elif DECODE_WIDTH == 8
+  const float4 b = v.lo + v.hi;
+#elif DECODE_WIDTH == 4
+  const float4 b = v;
+#endif
+#if DECODE_WIDTH >= 4
+  const float2 c = b.lo + b.hi;
+  return c.x + c.y;
+#else
+  return v.x + v.y;
+#endif
+}
+
+// partials[(head * splits + split) * (HEAD_DIM + 2)]: the range's running
+// max, its sum of exp(score - max), then HEAD_DIM accumulated values.
+__kernel void attention_decode_partial(__global float *partials, __global const float *q, const int keys,
+                                       __global const KV_TYPE *k_cache, __global const KV_TYPE *v_cache,
+                                       const int kv_dim, const int split_keys, const int splits, const int heads,
+                                       const int kv_heads, const float scale) {
+  const int split = get_global_id(0);
+  const int head = get_global_id(1);
+  if (split >= splits || head >= heads)
+    return;
+  const int kv_head = head / (heads / kv_heads);
+  const int first = split * split_keys;
+  const int last = min(keys, first + split_keys);
+  decode_vector query[DECODE_VECTORS], accumulator[DECODE_VECTORS];
+  for (int i = 0; i < DECODE_VECTORS; i++) {
+    query[i] = DECODE_LOAD_FLOAT(i, q + head * HEAD_DIM) * scale;
+    accumulator[i] = (decode_vector)(0.0f);
+  }
+  float running_max = -INFINITY, running_sum = 0.0f;
+  for (int key0 = first; key0 < last; key0 += DECODE_TILE) {
+    const int tile = min(DECODE_TILE, last - key0);
+    float score[DECODE_TILE];
+    float tile_max = -INFINITY;
+    for (int r = 0; r < tile; r++) {
+      __global const KV_TYPE *k = k_cache + (size_t)(key0 + r) * kv_dim + kv_head * HEAD_DIM;
+      decode_vector dot = (decode_vector)(0.0f);
+      for (int i = 0; i < DECODE_VECTORS; i++)
+        dot = fma(query[i], DECODE_LOAD_KV(i, k), dot);
+      score[r] = decode_sum(dot);
+      tile_max = fmax(tile_max, score[r]);
+    }
+    const float new_max = fmax(running_max, tile_max);
+    const float correction = exp(running_max - new_max);
+    running_sum *= correction;
+    for (int i = 0; i < DECODE_VECTORS; i++)
+      accumulator[i] *= correction;
+    for (int r = 0; r < tile; r++) {
+      __global const KV_TYPE *v = v_cache + (size_t)(key0 + r) * kv_dim + kv_head * HEAD_DIM;
+      const float p = exp(score[r] - new_max);
+      running_sum += p;
+      for (int i = 0; i < DECODE_VECTORS; i++)
+        accumulator[i] = fma((decode_vector)(p), DECODE_LOAD_KV(i, v), accumulator[i]);
+    }
+    running_max = new_max;
+  }
+  __global float *out = partials + ((size_t)head * splits + split) * (HEAD_DIM + 2);
+  out[0] = running_max;
+  out[1] = running_sum;
+  for (int i = 0; i < DECODE_VECTORS; i++)
+    DECODE_CAT(vstore, DECODE_WIDTH)(accumulator[i], i, out + 2);
+}
+
+// out[head * HEAD_DIM + c] = sum over ranges of exp(max_s - M) acc_s[c] /
+// sum over ranges of exp(max_s - M) sum_s, M the largest range max.
+__kernel void attention_decode_combine(__global float *out, __global const float *partials, const int splits,
+                                       const int heads) {
+  const int c = get_global_id(0);
+  const int head = get_global_id(1);
+  if (c >= HEAD_DIM || head >= heads)
+    return;
+  __global const float *base = partials + (size_t)head * splits * (HEAD_DIM + 2);
+  float largest = -INFINITY;
+  for (int s = 0; s < splits; s++)
+    largest = fmax(largest, base[(size_t)s * (HEAD_DIM + 2)]);
+  float sum = 0.0f, value = 0.0f;
+  for (int s = 0; s < splits; s++) {
+    __global const float *state = base + (size_t)s * (HEAD_DIM + 2);
+    const float weight = exp(state[0] - largest);
+    sum += weight * state[1];
+    value += weight * state[2 + c];
+  }
+  out[head * HEAD_DIM + c] = value / sum;
+}

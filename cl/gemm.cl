@@ -188,30 +188,84 @@ void packed_gemm(__global float *out, const ulong out_offset, const int out_ld,
 // Decode's single row: the register tile would repeat that row GEMM_MR
 // times and, for bf16/fp16, stage every slice in local memory first, which
 // made one row compute-bound where it should stream the panel at memory
-// speed. Each column still sums over j in the same order as GEMM_TILE, so a
-// row gives the same bits whichever kernel computes it.
+// speed. A work-item streams GEMV_PANELS neighbouring panels at once (more
+// reads in flight per core). Each column still sums over j in the same
+// order as GEMM_TILE, so a row gives the same bits whichever kernel
+// computes it.
+#ifndef GEMV_PANELS
+#define GEMV_PANELS 2
+#endif
 __kernel __attribute__((reqd_work_group_size(1, 1, 1)))
 void packed_gemv(__global float *out, const ulong out_offset, const int out_ld,
                  __global const float *x, const ulong x_offset, const int x_ld, WEIGHT *w,
                  const ulong w_offset, const int rows, const int n, const int k, const float beta) {
-  const int panel = get_global_id(0);
-  const int n0 = panel * GEMM_NR;
-  if (n0 >= n || rows < 1)
+  const int first_panel = get_global_id(0) * GEMV_PANELS;
+  if (first_panel * GEMM_NR >= n || rows < 1)
     return;
-  const int columns = min(GEMM_NR, n - n0);
-  WEIGHT *wp = w + w_offset + (size_t)panel * k * GEMM_NR;
+  // Panels past the last one repeat it (their results are not stored), so
+  // the loop has no conditions.
+  const int last_panel = (n - 1) / GEMM_NR;
   __global const float *xr = x + x_offset;
-  float16 acc[NV];
+  float16 acc[GEMV_PANELS][NV];
+#if WEIGHT_TYPE == 1 && NV % 2 == 0
+  // bf16 pairs read as one uint each: the low half is column 2i, the high
+  // half column 2i + 1, so a shift and a mask widen 32 columns with no
+  // conversion instruction (PoCL's convert_uint16 of a ushort16 measured
+  // slower than the memory it reads). Even and odd columns accumulate
+  // apart and are interleaved once at the end.
+  __global const uint *pairs[GEMV_PANELS];
+  float16 even[GEMV_PANELS][NV / 2], odd[GEMV_PANELS][NV / 2];
 #pragma unroll
-  for (int v = 0; v < NV; v++)
-    acc[v] = (float16)(0.0f);
+  for (int p = 0; p < GEMV_PANELS; p++) {
+    pairs[p] = (__global const uint *)(w + w_offset + (size_t)min(first_panel + p, last_panel) * k * GEMM_NR);
+#pragma unroll
+    for (int v = 0; v < NV / 2; v++)
+      even[p][v] = odd[p][v] = (float16)(0.0f);
+  }
   for (int j = 0; j < k; j++) {
     const float16 xv = (float16)(xr[j]);
 #pragma unroll
-    for (int v = 0; v < NV; v++)
-      acc[v] = fma(xv, LOAD_W16(wp + j * GEMM_NR + v * 16), acc[v]);
+    for (int p = 0; p < GEMV_PANELS; p++)
+#pragma unroll
+      for (int v = 0; v < NV / 2; v++) {
+        const uint16 bits = vload16(0, pairs[p] + j * (GEMM_NR / 2) + v * 16);
+        even[p][v] = fma(xv, as_float16(bits << 16), even[p][v]);
+        odd[p][v] = fma(xv, as_float16(bits & (uint16)(0xffff0000u)), odd[p][v]);
+      }
   }
-  store_tile(out + out_offset + n0, out_ld, 1, columns, beta, acc);
+  const uint16 low = (uint16)(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const uint16 high = (uint16)(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+#pragma unroll
+  for (int p = 0; p < GEMV_PANELS; p++)
+#pragma unroll
+    for (int v = 0; v < NV / 2; v++) {
+      acc[p][2 * v] = shuffle2(even[p][v], odd[p][v], low);
+      acc[p][2 * v + 1] = shuffle2(even[p][v], odd[p][v], high);
+    }
+#else
+  WEIGHT *wp[GEMV_PANELS];
+#pragma unroll
+  for (int p = 0; p < GEMV_PANELS; p++) {
+    wp[p] = w + w_offset + (size_t)min(first_panel + p, last_panel) * k * GEMM_NR;
+#pragma unroll
+    for (int v = 0; v < NV; v++)
+      acc[p][v] = (float16)(0.0f);
+  }
+  for (int j = 0; j < k; j++) {
+    const float16 xv = (float16)(xr[j]);
+#pragma unroll
+    for (int p = 0; p < GEMV_PANELS; p++)
+#pragma unroll
+      for (int v = 0; v < NV; v++)
+        acc[p][v] = fma(xv, LOAD_W16(wp[p] + j * GEMM_NR + v * 16), acc[p][v]);
+  }
+#endif
+#pragma unroll
+  for (int p = 0; p < GEMV_PANELS; p++) {
+    const int n0 = (first_panel + p) * GEMM_NR;
+    if (n0 < n)
+      store_tile(out + out_offset + n0, out_ld, 1, min(GEMM_NR, n - n0), beta, acc[p]);
+  }
 }
 
 #elif GEMM_VARIANT == 1

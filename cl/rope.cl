@@ -25,65 +25,70 @@
 #define KV_STORE(value, p, i) ((p)[i] = (value))
 #endif
 
-// Work-items per group. Items are numbered token-major over (token, slot),
-// so a group covers whole tokens' heads when ROPE_WGS is large and stays
-// inside one token's heads when small. Tuned per device.
+// Work-items per token (at most; fewer when the token has fewer head slots):
+// a work-group handles one token, its items striding over the slots. Tuned
+// per device.
 #ifndef ROPE_WGS
 #define ROPE_WGS 64
 #endif
 
-// One work-item per (token, head slot) in one flat dimension of
-// n * (heads + kv_heads) items; slots [0, heads) are query heads,
-// [heads, heads + kv_heads) key/value heads.
-__kernel __attribute__((work_group_size_hint(ROPE_WGS, 1, 1)))
-void qk_norm_rope(__global float *qkv, const int qkv_ld, const int n, const int position0,
-                  const int heads, const int kv_heads,
-                  __global const float *inverse_frequency, const float attention_scaling,
-                  const int use_qk_norm, __global const float *q_norm,
-                  __global const float *k_norm, const float eps,
-                  __global KV_TYPE *k_cache, __global KV_TYPE *v_cache, const int kv_dim) {
-  const int slots = heads + kv_heads;
-  const size_t item = get_global_id(0);
-  if (item >= (size_t)n * slots)
-    return;
-  const int token = (int)(item / slots);
-  const int slot = (int)(item - (size_t)token * slots);
-  const int is_key = slot >= heads;
-  const int kv_head = slot - heads;
-  __global float *row = qkv + (size_t)token * qkv_ld;
-  __global float *vector = is_key ? row + heads * HEAD_DIM + kv_head * HEAD_DIM : row + slot * HEAD_DIM;
-
-  float x[HEAD_DIM];
-  for (int c = 0; c < HEAD_DIM; c++)
-    x[c] = vector[c];
-  if (use_qk_norm) {
-    float sum = 0.0f;
-    for (int c = 0; c < HEAD_DIM; c++)
-      sum += x[c] * x[c];
-    const float scale = rsqrt(sum / (float)HEAD_DIM + eps);
-    __global const float *weight = is_key ? k_norm : q_norm;
-    for (int c = 0; c < HEAD_DIM; c++)
-      x[c] = x[c] * scale * weight[c];
-  }
-  const float position = (float)(position0 + token);
+// One work-group per token; slots [0, heads) are query heads, [heads, heads +
+// kv_heads) key/value heads. The token's cos and sin are computed once into
+// local memory and shared by its slots: computed per slot, the
+// transcendental functions took 10% of a prefill on PoCL.
+__kernel void qk_norm_rope(__global float *qkv, const int qkv_ld, const int n, const int position0,
+                           const int heads, const int kv_heads,
+                           __global const float *inverse_frequency, const float attention_scaling,
+                           const int use_qk_norm, __global const float *q_norm,
+                           __global const float *k_norm, const float eps,
+                           __global KV_TYPE *k_cache, __global KV_TYPE *v_cache, const int kv_dim) {
   const int half_dim = HEAD_DIM / 2;
-  float rotated[HEAD_DIM];
-  for (int i = 0; i < half_dim; i++) {
+  __local float cosines[HEAD_DIM / 2], sines[HEAD_DIM / 2];
+  const int token = get_group_id(0);
+  const int lane = get_local_id(0);
+  const int lanes = get_local_size(0);
+  const float position = (float)(position0 + token);
+  for (int i = lane; i < half_dim; i += lanes) {
     const float angle = position * inverse_frequency[i];
-    const float c = cos(angle) * attention_scaling;
-    const float s = sin(angle) * attention_scaling;
-    rotated[i] = x[i] * c - x[i + half_dim] * s;
-    rotated[i + half_dim] = x[i + half_dim] * c + x[i] * s;
+    cosines[i] = cos(angle) * attention_scaling;
+    sines[i] = sin(angle) * attention_scaling;
   }
-  if (!is_key) {
-    for (int c = 0; c < HEAD_DIM; c++)
-      vector[c] = rotated[c];
+  barrier(CLK_LOCAL_MEM_FENCE);
+  if (token >= n)
     return;
-  }
-  const size_t cache_row = (size_t)(position0 + token) * kv_dim + (size_t)kv_head * HEAD_DIM;
-  __global const float *value = row + heads * HEAD_DIM + kv_heads * HEAD_DIM + kv_head * HEAD_DIM;
-  for (int c = 0; c < HEAD_DIM; c++) {
-    KV_STORE(rotated[c], k_cache, cache_row + c);
-    KV_STORE(value[c], v_cache, cache_row + c);
+  const int slots = heads + kv_heads;
+  __global float *row = qkv + (size_t)token * qkv_ld;
+  for (int slot = lane; slot < slots; slot += lanes) {
+    const int is_key = slot >= heads;
+    const int kv_head = slot - heads;
+    __global float *vector = is_key ? row + heads * HEAD_DIM + kv_head * HEAD_DIM : row + slot * HEAD_DIM;
+    float x[HEAD_DIM];
+    for (int c = 0; c < HEAD_DIM; c++)
+      x[c] = vector[c];
+    if (use_qk_norm) {
+      float sum = 0.0f;
+      for (int c = 0; c < HEAD_DIM; c++)
+        sum += x[c] * x[c];
+      const float scale = rsqrt(sum / (float)HEAD_DIM + eps);
+      __global const float *weight = is_key ? k_norm : q_norm;
+      for (int c = 0; c < HEAD_DIM; c++)
+        x[c] = x[c] * scale * weight[c];
+    }
+    float rotated[HEAD_DIM];
+    for (int i = 0; i < half_dim; i++) {
+      rotated[i] = x[i] * cosines[i] - x[i + half_dim] * sines[i];
+      rotated[i + half_dim] = x[i + half_dim] * cosines[i] + x[i] * sines[i];
+    }
+    if (!is_key) {
+      for (int c = 0; c < HEAD_DIM; c++)
+        vector[c] = rotated[c];
+      continue;
+    }
+    const size_t cache_row = (size_t)(position0 + token) * kv_dim + (size_t)kv_head * HEAD_DIM;
+    __global const float *value = row + heads * HEAD_DIM + kv_heads * HEAD_DIM + kv_head * HEAD_DIM;
+    for (int c = 0; c < HEAD_DIM; c++) {
+      KV_STORE(rotated[c], k_cache, cache_row + c);
+      KV_STORE(value[c], v_cache, cache_row + c);
+    }
   }
 }

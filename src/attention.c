@@ -73,6 +73,14 @@ clttt_status attention_forward(const kernel_set *kernels, const attention_proble
   /* The flash kernel walks all keys serially per query: fine for decode and
    * short batches, while long prefills run far faster as GEMMs (README,
    * Tuning: ATTENTION_GEMM_MIN_QUERIES). */
+  if (problem->n == 1 && workspace->decode_partials) {
+    const int keys = problem->position0 + 1;
+    int split_keys = (keys + ATTENTION_DECODE_SPLITS - 1) / ATTENTION_DECODE_SPLITS;
+    if (split_keys < ATTENTION_DECODE_MIN_KEYS)
+      split_keys = ATTENTION_DECODE_MIN_KEYS;
+    return op_attention_decode(kernels, problem, workspace->decode_partials, split_keys,
+                               (keys + split_keys - 1) / split_keys);
+  }
   int threshold = kernels->params.attention_gemm_min_queries;
   if (threshold <= 0 || problem->n < threshold)
     return op_attention(kernels, problem);

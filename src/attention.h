@@ -15,8 +15,16 @@
 clttt_status attention_gemm(const kernel_set *kernels, const attention_problem *problem, cl_mem scores,
                             int block_rows);
 
+/* Decode's one query: its keys in at most this many ranges of at least
+ * ATTENTION_DECODE_MIN_KEYS (work-items enough for any device at a few
+ * hundred tokens, and a workspace of heads x 64 x (head_dim + 2) floats
+ * whatever the context). */
+#define ATTENTION_DECODE_SPLITS 64
+#define ATTENTION_DECODE_MIN_KEYS 32
+
 /* What one session's attention needs besides the problem. */
 typedef struct {
+  cl_mem decode_partials; /* heads x ATTENTION_DECODE_SPLITS x (head_dim + 2) floats */
   cl_mem scores;    /* the GEMM path's heads x block_rows x context scores */
   int block_rows;
   cl_mem counter;   /* one int: op_count_nonfinite's */
@@ -25,7 +33,8 @@ typedef struct {
   cl_mem k_float, v_float;
 } attention_workspace;
 
-/* The flash kernel for fewer than the device's ATTENTION_GEMM_MIN_QUERIES
+/* One query: the split decode kernels (op_attention_decode). Otherwise the
+ * flash kernel for fewer than the device's ATTENTION_GEMM_MIN_QUERIES
  * queries (0: always), the GEMM path from there on, except when a value row
  * of the batch is not finite: the GEMM path multiplies masked keys by zero,
  * and 0 * NaN would reach queries before it, so the flash kernel, which

@@ -121,6 +121,17 @@ CLTTT_API const clttt_device_info *clttt_device_get_info(const clttt_device *dev
  * held at once (since open or the last reset_peak). */
 CLTTT_API clttt_status clttt_device_memory(const clttt_device *device, uint64_t *current, uint64_t *peak,
                                            int reset_peak);
+/* Per-op timing, to find what a prefill or decode spends its time on: while
+ * on, every kernel launch, GEMM and blocking transfer on the device waits
+ * for the device and charges the wall time since the previous one to its
+ * name (kernel name, or the product: "q, k, v projections (packed GEMM,
+ * bf16)"). Runs slower than without (no overlap); for one thread at a time.
+ * Turning it on starts an empty table. */
+CLTTT_API clttt_status clttt_device_set_profiling(clttt_device *device, int enable);
+/* The table so far, most expensive first (op, calls, ms, share), into text;
+ * `reset` empties it and restarts the clock. CLTTT_ERROR_INVALID_ARGUMENT
+ * when profiling is off. */
+CLTTT_API clttt_status clttt_device_profile_report(clttt_device *device, char *text, size_t capacity, int reset);
 
 /* The kernel parameters the device was opened with: how many there are, the
  * name and value of each ("RMSNORM_WGS", 64), where the set came from

@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "error.h"
+#include "profile.h"
 #include "gemm.h"
 #include "runtime.h"
 
@@ -275,6 +276,7 @@ void clttt_device_close(clttt_device *device) {
   }
   if (device->lock_ready)
     pthread_mutex_destroy(&device->program_lock);
+  profile_free(device->profile);
   free(device);
 }
 
@@ -307,3 +309,22 @@ const char *clttt_device_parameter_source(const clttt_device *device) {
 }
 
 int clttt_device_clblast_tuned(const clttt_device *device) { return device ? device->clblast_tuned : 0; }
+
+clttt_status clttt_device_set_profiling(clttt_device *device, int enable) {
+  if (!device)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "clttt_device_set_profiling: NULL device");
+  runtime_finish(device);
+  profile_free(device->profile);
+  device->profile = NULL;
+  return enable ? profile_create(&device->profile) : CLTTT_SUCCESS;
+}
+
+clttt_status clttt_device_profile_report(clttt_device *device, char *text, size_t capacity, int reset) {
+  if (!device || !text || capacity == 0)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "clttt_device_profile_report: NULL argument");
+  if (!device->profile)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "device '%s': profiling is off (clttt_device_set_profiling)",
+                      device->info.name);
+  profile_report(device->profile, text, capacity, reset);
+  return CLTTT_SUCCESS;
+}

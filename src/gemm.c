@@ -11,6 +11,7 @@
 #include "error.h"
 #include "weights.h"
 #include "log.h"
+#include "profile.h"
 
 static pthread_mutex_t clblast_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -93,8 +94,14 @@ clttt_status gemm(clttt_device *device, const char *what, gemm_transpose transpo
       transpose_b ? CLBlastTransposeYes : CLBlastTransposeNo, m, n, k, alpha, a.buffer, a.offset,
       a.ld, b.buffer, b.offset, b.ld, beta, c.buffer, c.offset, c.ld, &device->queue, NULL);
   pthread_mutex_unlock(&clblast_lock);
-  if (code == CLBlastSuccess)
+  if (code == CLBlastSuccess) {
+    if (device->profile) {
+      char label[96];
+      snprintf(label, sizeof label, "%s (CLBlast)", what);
+      profile_mark(device, label);
+    }
     return CLTTT_SUCCESS;
+  }
   /* Codes above -1000 are OpenCL's own and keep their number. */
   if (code > -1000)
     return clttt_fail(code, "%s: CLBlast SGEMM %zux%zux%zu failed with %s on device '%s'", what, m, n,

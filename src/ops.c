@@ -27,6 +27,8 @@ static const struct {
     [KERNEL_SWIGLU] = {"elementwise.cl", "swiglu", 4},
     [KERNEL_QK_NORM_ROPE] = {"rope.cl", "qk_norm_rope", 15},
     [KERNEL_ATTENTION] = {"attention.cl", "attention", 11},
+    [KERNEL_ATTENTION_DECODE_PARTIAL] = {"attention.cl", "attention_decode_partial", 11},
+    [KERNEL_ATTENTION_DECODE_COMBINE] = {"attention.cl", "attention_decode_combine", 4},
     [KERNEL_CAUSAL_SOFTMAX_ROWS] = {"attention.cl", "causal_softmax_rows", 6},
     [KERNEL_TTT_CONV] = {"ttt.cl", "ttt_conv", 7},
     [KERNEL_ROW_SUM_OF_SQUARES] = {"ttt.cl", "row_sum_of_squares", 4},
@@ -258,10 +260,11 @@ clttt_status op_qk_norm_rope(const kernel_set *kernels, const rope_problem *p) {
                           ARG(p->position0), ARG(p->heads), ARG(p->kv_heads), ARG(p->inverse_frequency),
                           ARG(p->attention_scaling), ARG(use_qk_norm), ARG(q_norm), ARG(k_norm), ARG(p->eps),
                           ARG(p->k_cache), ARG(p->v_cache), ARG(p->kv_dim)));
-  /* One work-item per (token, head slot): query heads, then key heads. */
-  size_t items = (size_t)p->n * (size_t)(p->heads + p->kv_heads);
-  return launch(kernels, KERNEL_QK_NORM_ROPE,
-                (geometry){1, {items, 1}, {(size_t)kernels->params.rope_work_group_size, 1}});
+  /* A work-group per token, of at most ROPE_WGS items over its head slots. */
+  size_t slots = (size_t)(p->heads + p->kv_heads), group = (size_t)kernels->params.rope_work_group_size;
+  if (group > slots)
+    group = slots;
+  return launch(kernels, KERNEL_QK_NORM_ROPE, (geometry){1, {(size_t)p->n * group, 1}, {group, 1}});
 }
 
 clttt_status op_attention(const kernel_set *kernels, const attention_problem *p) {
@@ -276,6 +279,31 @@ clttt_status op_attention(const kernel_set *kernels, const attention_problem *p)
    * along the second. */
   size_t block = (size_t)kernels->params.attention_block_q;
   return launch(kernels, KERNEL_ATTENTION, (geometry){2, {(size_t)p->n, (size_t)p->heads}, {block, 1}});
+}
+
+clttt_status op_attention_decode(const kernel_set *kernels, const attention_problem *p, cl_mem partials,
+                                 int split_keys, int splits) {
+  if (p->head_dim != kernels->head_dim || p->n != 1 || split_keys < 1 || splits < 1 ||
+      (int64_t)split_keys * splits < (int64_t)p->position0 + 1)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT,
+                      "decode attention: head_dim %d (kernels %d), %d queries, %d ranges of %d keys for %d keys",
+                      p->head_dim, kernels->head_dim, p->n, splits, split_keys, p->position0 + 1);
+  const float scale = 1.0f / sqrtf((float)p->head_dim);
+  const int keys = p->position0 + 1;
+  CLTTT_TRY(set_arguments(kernels, KERNEL_ATTENTION_DECODE_PARTIAL, 11, ARG(partials), ARG(p->q), ARG(keys),
+                          ARG(p->k_cache), ARG(p->v_cache), ARG(p->kv_dim), ARG(split_keys), ARG(splits),
+                          ARG(p->heads), ARG(p->kv_heads), ARG(scale)));
+  /* Each work-item is independent: single work-item groups on CPUs (PoCL
+   * then runs each as straight vector code), the driver's choice elsewhere. */
+  const int cpu = strcmp(kernels->device->info.type, "CPU") == 0;
+  const size_t partial_global[2] = {(size_t)splits, (size_t)p->heads}, single[2] = {1, 1};
+  CLTTT_TRY(runtime_launch(kernels->device, kernels->kernel[KERNEL_ATTENTION_DECODE_PARTIAL],
+                           "attention_decode_partial", 2, partial_global, cpu ? single : NULL));
+  CLTTT_TRY(set_arguments(kernels, KERNEL_ATTENTION_DECODE_COMBINE, 4, ARG(p->out), ARG(partials), ARG(splits),
+                          ARG(p->heads)));
+  const size_t combine_global[2] = {(size_t)p->head_dim, (size_t)p->heads};
+  return runtime_launch(kernels->device, kernels->kernel[KERNEL_ATTENTION_DECODE_COMBINE],
+                        "attention_decode_combine", 2, combine_global, NULL);
 }
 
 clttt_status op_causal_softmax_rows(const kernel_set *kernels, cl_mem scores, int rows, int columns, int ld,

@@ -29,6 +29,8 @@ typedef enum {
   KERNEL_SWIGLU,
   KERNEL_QK_NORM_ROPE,
   KERNEL_ATTENTION,
+  KERNEL_ATTENTION_DECODE_PARTIAL,
+  KERNEL_ATTENTION_DECODE_COMBINE,
   KERNEL_CAUSAL_SOFTMAX_ROWS,
   KERNEL_TTT_CONV,
   KERNEL_ROW_SUM_OF_SQUARES,
@@ -116,6 +118,12 @@ typedef struct {
 /* The flash kernel of cl/attention.cl: one work-item per (query, head),
  * online softmax over tiles of keys. */
 clttt_status op_attention(const kernel_set *kernels, const attention_problem *problem);
+/* The one-query case (n == 1) of op_attention: keys 0 .. position0 in
+ * `splits` ranges of split_keys (splits * split_keys >= position0 + 1), each
+ * range's softmax state into `partials` (heads x splits x (head_dim + 2)
+ * floats), then merged into out. */
+clttt_status op_attention_decode(const kernel_set *kernels, const attention_problem *problem, cl_mem partials,
+                                 int split_keys, int splits);
 /* Softmax of `rows` score rows (stride ld, `columns` keys each), row r being
  * query (r mod queries) at position first_position + (r mod queries): keys
  * after it are masked out. */

@@ -9,6 +9,10 @@
 
 #include "error.h"
 
+/* Panels one work-item of the one-row kernel streams at once (cl/gemm.cl
+ * GEMV_PANELS). */
+#define PACKED_GEMV_PANELS 4
+
 /* ---------------------------------------------------------------- */
 /* Scalar conversions                                                 */
 
@@ -282,7 +286,7 @@ clttt_status packed_gemm_kernels_create(packed_gemm_kernels *kernels, clttt_devi
   clttt_status status = CLTTT_SUCCESS;
   for (int type = 0; type < 3 && status == CLTTT_SUCCESS; type++) {
     packed_gemm_defines(params, (packed_gemm_type)type, defines, sizeof defines);
-    snprintf(options, sizeof options, "-cl-std=CL1.2 %s", defines);
+    snprintf(options, sizeof options, "-cl-std=CL1.2 %s -DGEMV_PANELS=%d", defines, PACKED_GEMV_PANELS);
     cl_program program = NULL;
     status = runtime_program(device, "gemm.cl", options, &program);
     if (status == CLTTT_SUCCESS)
@@ -348,7 +352,8 @@ clttt_status packed_gemm_run(const packed_gemm_kernels *kernels, const char *wha
                       "%s: %s: the packed weight at element %zu needs %zu bytes; its buffer has %zu on device '%s'",
                       what, product, packed_offset, needed, packed_bytes, device->info.name);
 
-  const int one_row = rows == 1 && kernels->gemv[layout->type] != NULL;
+  /* The one-row kernel reads bf16 pairs as uints: an even element offset. */
+  const int one_row = rows == 1 && kernels->gemv[layout->type] != NULL && packed_offset % 2 == 0;
   cl_kernel kernel = one_row ? kernels->gemv[layout->type] : kernels->gemm[layout->type];
   cl_ulong out_offset = out.offset, x_offset = x.offset, w_offset = packed_offset;
   int out_ld = (int)out.ld, x_ld = (int)x.ld, m = (int)rows, n = (int)layout->n, k = (int)layout->k;
@@ -357,7 +362,11 @@ clttt_status packed_gemm_run(const packed_gemm_kernels *kernels, const char *wha
                              &x_offset, sizeof(int), &x_ld, sizeof(cl_mem), &packed, sizeof(cl_ulong), &w_offset,
                              sizeof(int), &m, sizeof(int), &n, sizeof(int), &k, sizeof(float), &beta));
   size_t global[2], local[2];
-  if (params->variant == PACKED_GEMM_CPU) {
+  if (one_row) {
+    global[0] = (layout->panels + PACKED_GEMV_PANELS - 1) / PACKED_GEMV_PANELS;
+    global[1] = 1;
+    local[0] = local[1] = 1;
+  } else if (params->variant == PACKED_GEMM_CPU) {
     global[0] = layout->panels;
     global[1] = (rows + (size_t)params->row_block - 1) / (size_t)params->row_block;
     local[0] = local[1] = 1;
@@ -367,7 +376,10 @@ clttt_status packed_gemm_run(const packed_gemm_kernels *kernels, const char *wha
     global[0] = layout->panels * local[0];
     global[1] = (rows + (size_t)params->tile_m - 1) / (size_t)params->tile_m * local[1];
   }
-  clttt_status status = runtime_launch(device, kernel, one_row ? "packed_gemv" : "packed_gemm", 2, global, local);
+  /* Named by the product, so that a profile (profile.h) tells them apart. */
+  char label[96];
+  snprintf(label, sizeof label, "%s (%s, %s)", what, one_row ? "packed GEMV" : "packed GEMM", type_name(layout->type));
+  clttt_status status = runtime_launch(device, kernel, label, 2, global, local);
   if (status != CLTTT_SUCCESS)
     return clttt_fail_context(status, "%s: %s", what, product);
   return CLTTT_SUCCESS;
@@ -415,7 +427,9 @@ clttt_status packed_gemm_update(const packed_gemm_kernels *kernels, const char *
     global[0] = (f + (size_t)params->tile_n - 1) / (size_t)params->tile_n * local[0];
     global[1] = (d + (size_t)params->tile_m - 1) / (size_t)params->tile_m * local[1];
   }
-  clttt_status status = runtime_launch(device, kernel, "gemm_update", 2, global, local);
+  char label[96];
+  snprintf(label, sizeof label, "%s (our update kernel)", what);
+  clttt_status status = runtime_launch(device, kernel, label, 2, global, local);
   if (status != CLTTT_SUCCESS)
     return clttt_fail_context(status, "%s: %s", what, product);
   return CLTTT_SUCCESS;

@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "error.h"
+#include "profile.h"
 #include "kernel_sources.h"
 #include "runtime.h"
 
@@ -189,6 +190,7 @@ clttt_status runtime_launch(const clttt_device *device, cl_kernel kernel, const 
     snprintf(what, sizeof what, "launching kernel %s", kernel_name);
     return runtime_check(device, error, what);
   }
+  profile_mark(device, kernel_name);
   return CLTTT_SUCCESS;
 }
 
@@ -281,6 +283,7 @@ clttt_status runtime_upload(const clttt_device *device, cl_mem buffer, size_t of
     return CLTTT_SUCCESS;
   cl_int error =
       clEnqueueWriteBuffer(device->queue, buffer, CL_TRUE, offset, bytes, data, 0, NULL, NULL);
+  profile_mark(device, "host to device transfers");
   char message[256];
   snprintf(message, sizeof message, "uploading %s", what);
   return runtime_check(device, error, message);
@@ -315,6 +318,7 @@ clttt_status runtime_download(const clttt_device *device, cl_mem buffer, size_t 
     return CLTTT_SUCCESS;
   cl_int error =
       clEnqueueReadBuffer(device->queue, buffer, CL_TRUE, offset, bytes, data, 0, NULL, NULL);
+  profile_mark(device, "device to host transfers");
   char message[256];
   snprintf(message, sizeof message, "downloading %s", what);
   return runtime_check(device, error, message);

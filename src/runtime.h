@@ -16,6 +16,8 @@
 #include "clttt.h"
 #include "tuning.h"
 
+struct op_profile;
+
 typedef struct {
   char *file;    /* "attention.cl" */
   char *options; /* full build options: the program's identity together with file */
@@ -38,6 +40,7 @@ struct clttt_device {
   int program_capacity;
   pthread_mutex_t program_lock;
   int lock_ready;
+  struct op_profile *profile; /* per-op timing (profile.h), NULL when off */
 };
 
 /* A matrix inside a buffer, row-major; offset and leading dimension in

@@ -102,7 +102,7 @@ typedef struct {
   int where;
 } buffer_plan;
 
-enum { BUFFER_COUNT = 14 };
+enum { BUFFER_COUNT = 15 };
 
 /* The per-batch buffers of a session with resolved `params`: what
  * clttt_session_create allocates and clttt_estimate_session_bytes sums. */
@@ -133,6 +133,9 @@ static void plan_buffers(const clttt_config *config, const clttt_session_params 
        attention_score_floats(heads, params->context, batch) * F, "attention scores (heads x block x context)",
        EVERY_PART},
       {offsetof(session_part, attention_work.counter), sizeof(int32_t), "non-finite counter", EVERY_PART},
+      {offsetof(session_part, attention_work.decode_partials),
+       (uint64_t)heads * ATTENTION_DECODE_SPLITS * ((uint64_t)config->head_dim + 2) * F,
+       "decode attention ranges (heads x 64 x (head_dim + 2))", EVERY_PART},
       /* Only with a half cache (0 bytes: not allocated). */
       {offsetof(session_part, attention_work.k_float), half_cache ? (uint64_t)params->context * kv_dim * F : 0,
        "K widened to float (context x kv_dim)", EVERY_PART},

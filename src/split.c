@@ -55,7 +55,7 @@ static clttt_status automatic_split(const clttt_config *config, packed_gemm_type
     const int head_beside_embedding = devices[count - 1] == devices[0];
     /* A part with no layer: its fixed weights alone. */
     double fixed = (double)weights_part_bytes(config, type, devices[p], 0, 0, p == 0, p == count - 1,
-                                              head_beside_embedding);
+                                              head_beside_embedding, NULL);
     if (resolved)
       fixed += (double)session_part_bytes(config, resolved, 0, 0, p == 0, p == count - 1);
     /* A device listed twice shares its memory between its parts. */
@@ -75,8 +75,8 @@ static clttt_status automatic_split(const clttt_config *config, packed_gemm_type
     return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "planning the split of %d layers", total_layers);
   for (int i = 0; i < total_layers; i++) {
     /* The first device's layout stands for all: the padding is small. */
-    cost[i] = (double)weights_part_bytes(config, type, devices[0], i, 1, 0, 0, 1) -
-              (double)weights_part_bytes(config, type, devices[0], i, 0, 0, 0, 1);
+    cost[i] = (double)weights_part_bytes(config, type, devices[0], i, 1, 0, 0, 1, NULL) -
+              (double)weights_part_bytes(config, type, devices[0], i, 0, 0, 0, 1, NULL);
     if (resolved)
       cost[i] += (double)layer_session_bytes(config, resolved, i);
     total_cost += cost[i];
@@ -186,8 +186,15 @@ clttt_status clttt_plan_split(const clttt_config *config, clttt_weight_type weig
     part->layer_count = layers[p];
     part->has_embedding = p == 0;
     part->has_head = p == device_count - 1;
+    uint64_t largest = 0;
     part->weight_bytes = weights_part_bytes(config, type, devices[p], first, layers[p], part->has_embedding,
-                                            part->has_head, devices[device_count - 1] == devices[0]);
+                                            part->has_head, devices[device_count - 1] == devices[0], &largest);
+    const clttt_device_info *info = &devices[p]->info;
+    if (info->max_allocation > 0 && largest > info->max_allocation)
+      return clttt_fail(CL_MEM_OBJECT_ALLOCATION_FAILURE,
+                        "device %d of the split, '%s', cannot hold its share: its largest weight needs one buffer "
+                        "of %.1f MiB, and it allocates at most %.1f MiB at once",
+                        p, info->name, (double)largest / 1048576.0, (double)info->max_allocation / 1048576.0);
     if (split_context > 0)
       part->session_bytes = session_part_bytes(config, &resolved, first, layers[p], part->has_embedding,
                                                part->has_head);

@@ -114,10 +114,12 @@ static clttt_status synthetic_tensor(void *context, const char *name, const int6
   return CLTTT_SUCCESS;
 }
 
+/* No stored type: AUTO means fp32, and another type is no conversion of
+ * anything a user has (no warning). */
 static int synthetic_stored_type(void *context, const char *name) {
   (void)context;
   (void)name;
-  return PACKED_GEMM_F32;
+  return -1;
 }
 
 clttt_status clttt_model_synthetic(clttt_model **model, clttt_device *device, const clttt_config *config,

@@ -330,18 +330,28 @@ static uint64_t linear_bytes(const clttt_device *device, packed_gemm_type type, 
   return n * k * packed_gemm_element_size(type);
 }
 
+/* Adds one buffer of `bytes` to the total, keeping the largest. */
+static void count_buffer(uint64_t bytes, uint64_t *total, uint64_t *largest) {
+  *total += bytes;
+  if (bytes > *largest)
+    *largest = bytes;
+}
+
 uint64_t weights_part_bytes(const clttt_config *config, packed_gemm_type type, const clttt_device *device,
                             int first_layer, int layer_count, int has_embedding, int has_head,
-                            int head_beside_embedding) {
+                            int head_beside_embedding, uint64_t *largest_buffer) {
   const uint64_t d = (uint64_t)config->hidden_size, f = (uint64_t)config->intermediate_size;
   const uint64_t q_dim = (uint64_t)config_q_dim(config), kv_dim = (uint64_t)config_kv_dim(config);
   const int pack = device && device->tuning.gemm_packed ? 1 : 0;
-  uint64_t floats = 0, bytes = 0;
+  uint64_t floats = 0, bytes = 0, largest = 0;
+  int ttt_layers = 0;
   for (int i = first_layer; i < first_layer + layer_count; i++) {
     const int is_ttt = config->ttt_mode && clttt_config_is_ttt_layer(config, i);
     floats += 2 * d; /* the two norms */
-    bytes += linear_bytes(device, type, pack, q_dim + 2 * kv_dim, d) + linear_bytes(device, type, pack, d, q_dim) +
-             linear_bytes(device, type, pack, 2 * f, d) + linear_bytes(device, type, is_ttt ? -1 : pack, d, f);
+    count_buffer(linear_bytes(device, type, pack, q_dim + 2 * kv_dim, d), &bytes, &largest);
+    count_buffer(linear_bytes(device, type, pack, d, q_dim), &bytes, &largest);
+    count_buffer(linear_bytes(device, type, pack, 2 * f, d), &bytes, &largest);
+    count_buffer(linear_bytes(device, type, is_ttt ? -1 : pack, d, f), &bytes, &largest);
     if (config->attention_bias)
       floats += q_dim + 2 * kv_dim + d;
     if (config->mlp_bias)
@@ -350,22 +360,28 @@ uint64_t weights_part_bytes(const clttt_config *config, packed_gemm_type type, c
       floats += 2 * (uint64_t)config->head_dim;
     if (is_ttt)
       floats += 5 * d + (config->ttt_proj ? d * d : 0);
+    ttt_layers += is_ttt;
   }
   const uint64_t vocab = (uint64_t)config->vocab_size;
   if (has_embedding)
-    bytes += linear_bytes(device, type, 0, vocab, d); /* the embedding: packed when 16-bit */
+    count_buffer(linear_bytes(device, type, 0, vocab, d), &bytes, &largest); /* the embedding: packed when 16-bit */
   if (has_head && !config->tie_word_embeddings)
-    bytes += linear_bytes(device, type, pack, vocab, d);
-  else if (has_head && !head_beside_embedding)
-    bytes += linear_bytes(device, type, 0, vocab, d); /* a copy of the embedding, laid out alike */
+    count_buffer(linear_bytes(device, type, pack, vocab, d), &bytes, &largest);
+  else if (has_head && !head_beside_embedding) /* a copy of the embedding, laid out alike */
+    count_buffer(linear_bytes(device, type, 0, vocab, d), &bytes, &largest);
   if (has_head)
     floats += d;
   floats += (uint64_t)config->head_dim / 2; /* RoPE frequencies, on every part */
+  if (config->ttt_proj && ttt_layers > 0 && d * d * sizeof(float) > largest)
+    largest = d * d * sizeof(float);
+  if (largest_buffer)
+    *largest_buffer = largest;
   return bytes + floats * sizeof(float);
 }
 
-uint64_t weights_bytes(const clttt_config *config, packed_gemm_type type, const clttt_device *device) {
-  return weights_part_bytes(config, type, device, 0, config->num_hidden_layers, 1, 1, 1);
+uint64_t weights_bytes(const clttt_config *config, packed_gemm_type type, const clttt_device *device,
+                       uint64_t *largest_buffer) {
+  return weights_part_bytes(config, type, device, 0, config->num_hidden_layers, 1, 1, 1, largest_buffer);
 }
 
 packed_gemm_type weights_element_type(clttt_weight_type type) {
@@ -386,17 +402,24 @@ uint64_t clttt_estimate_weight_bytes(const clttt_config *config, clttt_weight_ty
     return 0;
   if (weight_bytes_approximately(config) >= 1.8e19)
     return UINT64_MAX;
-  return weights_bytes(config, weights_element_type(type), device);
+  return weights_bytes(config, weights_element_type(type), device, NULL);
 }
 
 /* A model on one device (all of it, or a slice) must fit beside what the
  * device already holds, checked before the first allocation. */
 static clttt_status check_fits(const clttt_config *config, packed_gemm_type type, const clttt_split_part *part) {
-  const clttt_device_info *info = &part->device->info;
-  uint64_t needed = weights_part_bytes(config, type, part->device, part->first_layer, part->layer_count,
-                                       part->has_embedding, part->has_head, 1),
-           in_use = 0;
-  runtime_memory_usage(part->device->context, &in_use, NULL, 0);
+  const clttt_device *device = part->device;
+  const clttt_device_info *info = &device->info;
+  uint64_t largest = 0, in_use = 0;
+  const uint64_t needed = weights_part_bytes(config, type, device, part->first_layer, part->layer_count,
+                                             part->has_embedding, part->has_head, 1, &largest);
+  if (info->max_allocation > 0 && largest > info->max_allocation)
+    return clttt_fail(CL_MEM_OBJECT_ALLOCATION_FAILURE,
+                      "the model's largest weight (%s) needs one buffer of %.1f MiB; device '%s' allocates at "
+                      "most %.1f MiB at once",
+                      element_type_name(type), (double)largest / 1048576.0, info->name,
+                      (double)info->max_allocation / 1048576.0);
+  runtime_memory_usage(device->context, &in_use, NULL, 0);
   if (info->global_memory == 0 || needed + in_use <= info->global_memory)
     return CLTTT_SUCCESS;
   return clttt_fail(CL_MEM_OBJECT_ALLOCATION_FAILURE,

@@ -98,14 +98,16 @@ clttt_status weights_resolve_type(clttt_weight_type requested, const tensor_sour
                                   packed_gemm_type *type);
 /* Device bytes of the weights of `config` with matrices of `type`, laid out
  * as `device`'s parameters lay them (NULL: no panel padding): what
- * model_create allocates. */
-uint64_t weights_bytes(const clttt_config *config, packed_gemm_type type, const clttt_device *device);
+ * model_create allocates; *largest_buffer (may be NULL) the largest single
+ * buffer of them. */
+uint64_t weights_bytes(const clttt_config *config, packed_gemm_type type, const clttt_device *device,
+                       uint64_t *largest_buffer);
 /* The share of one part (device) holding layers first_layer ..
  * first_layer + layer_count - 1, with the embedding and / or the final norm
  * and LM head; a tied head costs a copy unless head_beside_embedding. */
 uint64_t weights_part_bytes(const clttt_config *config, packed_gemm_type type, const clttt_device *device,
                             int first_layer, int layer_count, int has_embedding, int has_head,
-                            int head_beside_embedding);
+                            int head_beside_embedding, uint64_t *largest_buffer);
 /* The public weight type as the element type it stores (AUTO: fp32). */
 packed_gemm_type weights_element_type(clttt_weight_type type);
 

@@ -179,6 +179,13 @@ START_TEST(test_logits_matches_goldens) {
   /* Bad input: a token outside the vocabulary, a malformed list, binary to a terminal is refused elsewhere. */
   char dir[700];
   snprintf(dir, sizeof dir, "%s/qwen3-yarn", scratch);
+  /* --profile: the table of where the time went, on stderr, the output unchanged in size. */
+  test_command profiled = test_run_clttt(scratch, "logits -m '%s' --tokens 1,2,3 --out '%s/p.f32' --profile", dir, scratch);
+  ck_assert_msg(profiled.exit_code == 0, "%s", profiled.err);
+  ck_assert_msg(strstr(profiled.err, "where the device's time went") && strstr(profiled.err, "LM head (packed GEMM, bf16)") &&
+                    strstr(profiled.err, "total"),
+                "%s", profiled.err);
+  test_command_free(&profiled);
   test_command bad = test_run_clttt(scratch, "logits -m '%s' --tokens 1,2,99999 --out '%s/x'", dir, scratch);
   ck_assert_int_eq(bad.exit_code, 1);
   ck_assert_ptr_nonnull(strstr(bad.err, "99999"));

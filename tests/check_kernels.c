@@ -7,6 +7,7 @@
 
 #include "fixture.h"
 #include "attention.h"
+#include "packed_gemm.h"
 #include "gemm.h"
 #include "ops.h"
 #include "test_util.h"
@@ -211,6 +212,94 @@ START_TEST(test_attention_paths_match_plain_c) {
 }
 END_TEST
 
+/* Decode's one query through attention_forward (the split kernels) against
+ * plain C: head sizes giving every vector width (16, 8, 4... 6 takes 2),
+ * grouped and plain heads, one key, keys just under and over a range, and
+ * contexts long enough for all 64 ranges with ragged last ones; float and
+ * half caches (the reference reads the half values). Tolerance as above;
+ * over 5001 keys the online sums run longer, 1e-4. */
+START_TEST(test_decode_attention_matches_plain_c) {
+  clttt_device *device = test_open_device();
+  static const struct { int heads, kv_heads, head_dim, position0; } shapes[] = {
+      {6, 2, 16, 0},  {6, 2, 16, 31}, {4, 4, 64, 32},  {8, 2, 128, 100},
+      {4, 1, 6, 700}, {2, 2, 8, 45},  {4, 2, 32, 5000}, {2, 1, 12, 2047},
+  };
+  for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+    for (int half = 0; half < 2; half++) {
+      attention_problem p = {0};
+      p.heads = shapes[s].heads;
+      p.kv_heads = shapes[s].kv_heads;
+      p.head_dim = shapes[s].head_dim;
+      p.position0 = shapes[s].position0;
+      p.n = 1;
+      p.kv_dim = p.kv_heads * p.head_dim;
+      const int q_width = p.heads * p.head_dim, context = p.position0 + 3;
+      p.q_ld = q_width + 2 * p.kv_dim;
+      const size_t q_floats = (size_t)p.q_ld, cache_floats = (size_t)context * (size_t)p.kv_dim;
+      float *q = malloc(q_floats * sizeof *q), *k = malloc(cache_floats * sizeof *k);
+      float *v = malloc(cache_floats * sizeof *v), *out = malloc((size_t)q_width * sizeof *out);
+      double *expected = malloc((size_t)q_width * sizeof *expected);
+      uint16_t *k_half = malloc(cache_floats * sizeof *k_half), *v_half = malloc(cache_floats * sizeof *v_half);
+      fixture_fill(q, (long)q_floats, 21 + s, "q", 2.0f, 0.0f);
+      fixture_fill(k, (long)cache_floats, 22 + s, "k", 2.0f, 0.0f);
+      fixture_fill(v, (long)cache_floats, 23 + s, "v", 1.0f, 0.0f);
+      for (size_t i = 0; i < cache_floats && half; i++) {
+        k_half[i] = packed_gemm_float_to_half(k[i]);
+        v_half[i] = packed_gemm_float_to_half(v[i]);
+        k[i] = packed_gemm_half_to_float(k_half[i]);
+        v[i] = packed_gemm_half_to_float(v_half[i]);
+      }
+      reference_attention(&p, q, k, v, expected);
+      p.q = upload(device, q, q_floats);
+      if (half) {
+        ck_assert_int_eq(runtime_alloc(device, cache_floats * 2, "K", &p.k_cache), CLTTT_SUCCESS);
+        ck_assert_int_eq(runtime_alloc(device, cache_floats * 2, "V", &p.v_cache), CLTTT_SUCCESS);
+        ck_assert_int_eq(runtime_upload(device, p.k_cache, 0, cache_floats * 2, k_half, "K"), CLTTT_SUCCESS);
+        ck_assert_int_eq(runtime_upload(device, p.v_cache, 0, cache_floats * 2, v_half, "V"), CLTTT_SUCCESS);
+      } else {
+        p.k_cache = upload(device, k, cache_floats);
+        p.v_cache = upload(device, v, cache_floats);
+      }
+      for (int i = 0; i < q_width; i++)
+        out[i] = NAN;
+      p.out = upload(device, out, (size_t)q_width);
+      attention_workspace workspace = {0};
+      ck_assert_int_eq(runtime_alloc(device, (size_t)p.heads * ATTENTION_DECODE_SPLITS * (size_t)(p.head_dim + 2) * 4,
+                                     "partials", &workspace.decode_partials),
+                       CLTTT_SUCCESS);
+      kernel_set kernels;
+      ck_assert_msg(kernel_set_create(&kernels, device, &device->tuning, p.head_dim, half) == CLTTT_SUCCESS, "%s",
+                    clttt_last_error());
+      int status = attention_forward(&kernels, &p, &workspace);
+      ck_assert_msg(status == CLTTT_SUCCESS, "%s", clttt_last_error());
+      ck_assert_int_eq(runtime_download(device, p.out, 0, (size_t)q_width * sizeof(float), out, "out"), CLTTT_SUCCESS);
+      double worst = 0.0;
+      for (int i = 0; i < q_width; i++) {
+        double error = fabs((double)out[i] - expected[i]);
+        ck_assert_msg(error == error, "shape %zu: element %d is %g", s, i, (double)out[i]);
+        worst = error > worst ? error : worst;
+      }
+      const double tolerance = p.position0 > 4000 ? 1e-4 : 2e-5;
+      ck_assert_msg(worst <= tolerance, "heads %d/%d dim %d at %d (%s cache): max |OpenCL - C| = %g", p.heads,
+                    p.kv_heads, p.head_dim, p.position0, half ? "half" : "float", worst);
+      kernel_set_release(&kernels);
+      runtime_release(&workspace.decode_partials);
+      runtime_release(&p.out);
+      runtime_release(&p.q);
+      runtime_release(&p.k_cache);
+      runtime_release(&p.v_cache);
+      free(q);
+      free(k);
+      free(v);
+      free(k_half);
+      free(v_half);
+      free(out);
+      free(expected);
+    }
+  clttt_device_close(device);
+}
+END_TEST
+
 static Suite *kernels_suite(void) {
   Suite *suite = suite_create("kernels");
   TCase *gemv = tcase_create("gemv");
@@ -218,6 +307,7 @@ static Suite *kernels_suite(void) {
   suite_add_tcase(suite, gemv);
   TCase *attention = tcase_create("attention");
   tcase_add_test(attention, test_attention_paths_match_plain_c);
+  tcase_add_test(attention, test_decode_attention_matches_plain_c);
   suite_add_tcase(suite, attention);
   return suite;
 }

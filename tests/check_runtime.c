@@ -223,6 +223,65 @@ START_TEST(test_kernel_directory_override) {
 }
 END_TEST
 
+/* The per-op profile: off by default (a named error), on it charges a
+ * feed's time to the ops that ran, by name, and their shares add up. */
+START_TEST(test_profile_names_the_ops) {
+  clttt_device *device = open_default_device();
+  char table[8192];
+  ck_assert_int_eq(clttt_device_profile_report(device, table, sizeof table, 0), CLTTT_ERROR_INVALID_ARGUMENT);
+  ck_assert_ptr_nonnull(strstr(clttt_last_error(), "profiling is off"));
+  clttt_config config;
+  /* Layer 0 a TTT layer, layer 1 plain (its down projection a GEMM). */
+  ck_assert_int_eq(clttt_synthetic_config(&config, 64, 128, 2, 4, 2, 16, 256, 64, 2, 16, 1e-3f), CLTTT_SUCCESS);
+  clttt_model *model = NULL;
+  ck_assert_int_eq(clttt_model_synthetic(&model, device, &config, NULL, 1), CLTTT_SUCCESS);
+  clttt_session *session = NULL;
+  clttt_session_params params = clttt_session_default_params();
+  params.context = 40;
+  ck_assert_int_eq(clttt_session_create(&session, model, &params), CLTTT_SUCCESS);
+  ck_assert_int_eq(clttt_device_set_profiling(device, 1), CLTTT_SUCCESS);
+  int32_t tokens[33];
+  for (int i = 0; i < 33; i++)
+    tokens[i] = i * 7 % 256;
+  float *logits = malloc(33 * 256 * sizeof *logits);
+  ck_assert_int_eq(clttt_session_feed(session, tokens, 32, logits, 32), CLTTT_SUCCESS);
+  ck_assert_int_eq(clttt_session_feed(session, tokens + 32, 1, logits, 1), CLTTT_SUCCESS);
+  ck_assert_int_eq(clttt_device_profile_report(device, table, sizeof table, 1), CLTTT_SUCCESS);
+  /* Two layers, 32 + 1 rows: rmsnorm runs twice per layer and once for the
+   * final norm per feed. */
+  const char *rmsnorm = strstr(table, "\nrmsnorm ");
+  ck_assert_msg(rmsnorm != NULL, "%s", table);
+  long calls = 0;
+  ck_assert_int_eq(sscanf(rmsnorm + 1, "rmsnorm %ld", &calls), 1);
+  ck_assert_int_eq(calls, 2 * (2 * 2 + 1));
+  ck_assert_msg(strstr(table, "q, k, v projections (") && strstr(table, "MLP down projection") &&
+                    strstr(table, "TTT update") && strstr(table, "total"),
+                "%s", table);
+  double share = 0, sum = 0;
+  for (const char *line = strchr(table, '\n'); line && line[1]; line = strchr(line + 1, '\n')) {
+    const char *percent = strchr(line + 1, '%');
+    const char *end = strchr(line + 1, '\n');
+    if (percent && (!end || percent < end)) {
+      const char *number = percent;
+      while (number > line + 1 && number[-1] != ' ')
+        number--;
+      share = atof(number);
+      sum += share;
+    }
+  }
+  ck_assert_msg(sum > 99.0 && sum < 101.0, "shares add up to %g:\n%s", sum, table);
+  /* After the reset, an empty table. */
+  ck_assert_int_eq(clttt_device_profile_report(device, table, sizeof table, 0), CLTTT_SUCCESS);
+  ck_assert_ptr_null(strstr(table, "rmsnorm"));
+  ck_assert_int_eq(clttt_device_set_profiling(device, 0), CLTTT_SUCCESS);
+  free(logits);
+  clttt_session_free(session);
+  clttt_model_free(model);
+  clttt_config_free(&config);
+  clttt_device_close(device);
+}
+END_TEST
+
 static Suite *runtime_suite(void) {
   Suite *suite = suite_create("runtime");
   TCase *core = tcase_create("core");
@@ -236,6 +295,7 @@ static Suite *runtime_suite(void) {
   tcase_add_test(core, test_round_trip);
   tcase_add_test(core, test_bad_kernel_gives_build_log);
   tcase_add_test(core, test_kernel_directory_override);
+  tcase_add_test(core, test_profile_names_the_ops);
   suite_add_tcase(suite, core);
   return suite;
 }

@@ -314,6 +314,22 @@ START_TEST(test_bad_weight_choices_are_named_errors) {
   clttt_device_memory(device, NULL, &peak, 0);
   ck_assert_uint_eq(peak, before);
   clttt_config_free(&config);
+
+  /* A weight larger than the device's largest allocation: the same, before
+   * the first buffer (the embedding, 256 x 64 floats, is the largest). */
+  ck_assert_int_eq(clttt_synthetic_config(&config, 64, 128, 2, 4, 2, 16, 256, 64, 0, 16, 1e-3f), CLTTT_SUCCESS);
+  const uint64_t max_allocation = device->info.max_allocation;
+  device->info.max_allocation = 32768;
+  params.weights = CLTTT_WEIGHTS_F32;
+  clttt_device_memory(device, &before, NULL, 1);
+  status = clttt_model_synthetic(&model, device, &config, &params, 1);
+  device->info.max_allocation = max_allocation;
+  ck_assert_int_eq(status, CL_MEM_OBJECT_ALLOCATION_FAILURE);
+  ck_assert_msg(strstr(clttt_last_error(), "largest weight") && strstr(clttt_last_error(), "0.1 MiB"), "%s",
+                clttt_last_error());
+  clttt_device_memory(device, NULL, &peak, 0);
+  ck_assert_uint_eq(peak, before);
+  clttt_config_free(&config);
   clttt_device_close(device);
 
   char dir[512];

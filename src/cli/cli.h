@@ -34,6 +34,7 @@ typedef struct {
   const char *session_out; /* save the session here when the command succeeds */
   const char *devices;     /* --devices SEL,SEL,...: a layer split; NULL: --device alone */
   const char *split;       /* --split auto|N,N,...; NULL: auto */
+  int profile;        /* --profile: per-op time table on stderr at the end */
 } model_options;
 
 /* The devices of a layer split, in --devices order. */
@@ -63,6 +64,7 @@ typedef struct {
   clttt_model *model;
   clttt_session *session;
   const char *session_out;
+  int profile;
 } loaded_model;
 
 void model_options_init(model_options *options);

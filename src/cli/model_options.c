@@ -99,6 +99,8 @@ int model_options_parse(int argc, char **argv, int *index, model_options *option
       fprintf(stderr, "clttt: --weights expects auto, f32, f16 or bf16, got '%s'\n", value);
       *error = 1;
     }
+  } else if (strcmp(argv[*index], "--profile") == 0) {
+    options->profile = 1;
   } else if (strcmp(argv[*index], "--check-finite") == 0) {
     options->check_finite = 1;
   } else if (strcmp(argv[*index], "--check-weights") == 0) {
@@ -140,6 +142,8 @@ const char *model_options_help =
     "                     element type of the weight matrices on the device (default\n"
     "                     auto: as the checkpoint stores them; bf16/f16 halve their\n"
     "                     memory; a narrower type than stored changes the logits)\n"
+    "  --profile          after the run, print where the device's time went, per kernel and\n"
+    "                     product (each op waits for the device: slower than without)\n"
     "  --check-finite     check every layer's output and name the first layer and\n"
     "                     position that are not finite (a device round trip per layer;\n"
     "                     the logits are always checked)\n"
@@ -204,6 +208,12 @@ static int open_saved_session(const model_options *options, int needed_context, 
   return 1;
 }
 
+/* The devices the model runs on: the one of --device, or those of --devices. */
+static int opened_devices(loaded_model *loaded, clttt_device *const **devices) {
+  *devices = loaded->device ? &loaded->device : loaded->split.device;
+  return loaded->device ? 1 : loaded->split.count;
+}
+
 int model_open(const model_options *options, int needed_context, loaded_model *loaded) {
   memset(loaded, 0, sizeof *loaded);
   if (!options->model_dir) {
@@ -245,6 +255,17 @@ int model_open(const model_options *options, int needed_context, loaded_model *l
     return 0;
   }
   loaded->session_out = options->session_out;
+  if (options->profile) {
+    clttt_device *const *devices = NULL;
+    for (int i = 0, count = opened_devices(loaded, &devices); i < count && status == CLTTT_SUCCESS; i++)
+      status = clttt_device_set_profiling(devices[i], 1);
+    if (status != CLTTT_SUCCESS) {
+      cli_report("turning on profiling", status);
+      model_close(loaded);
+      return 0;
+    }
+    loaded->profile = 1;
+  }
   if (options->session_in) {
     if (!open_saved_session(options, needed_context, loaded)) {
       model_close(loaded);
@@ -282,6 +303,13 @@ int model_open(const model_options *options, int needed_context, loaded_model *l
   }
   if (options->ttt == 1 && !config->ttt_mode)
     fprintf(stderr, "clttt: warning: --ttt on, but the checkpoint has no TTT layers (ttt_mode false)\n");
+  if (loaded->profile) {
+    /* The table starts with the command's own work, not the session's setup. */
+    char unused[8];
+    clttt_device *const *devices = NULL;
+    for (int i = 0, count = opened_devices(loaded, &devices); i < count; i++)
+      clttt_device_profile_report(devices[i], unused, sizeof unused, 1);
+  }
   return 1;
 }
 
@@ -305,6 +333,18 @@ int model_feed(loaded_model *loaded, const int32_t *tokens, int n, float *logits
 
 void model_close(loaded_model *loaded) {
   pipeline_close(loaded);
+  if (loaded->profile) {
+    static char table[16384];
+    clttt_device *const *devices = NULL;
+    const int count = opened_devices(loaded, &devices);
+    for (int i = 0; i < count; i++)
+      if (clttt_device_profile_report(devices[i], table, sizeof table, 0) == CLTTT_SUCCESS) {
+        if (count > 1)
+          fprintf(stderr, "clttt: where device %d's time went (--profile):\n%s", i, table);
+        else
+          fprintf(stderr, "clttt: where the device's time went (--profile):\n%s", table);
+      }
+  }
   clttt_session_free(loaded->session);
   clttt_model_free(loaded->model);
   clttt_device_close(loaded->device);
