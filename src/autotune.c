@@ -18,6 +18,7 @@
 #include "error.h"
 #include "gemm.h"
 #include "ops.h"
+#include "weights.h"
 
 /* fp32 kernels against a double host computation: reductions over 1024
  * values, exp, cos/sin and online softmax stay far inside this, while a
@@ -29,7 +30,8 @@
 #define RMS_NORM_EPS 1e-6f
 
 static const char *const family_names[AUTOTUNE_FAMILY_COUNT] = {"rmsnorm", "attention", "rope",
-                                                                "elementwise", "conv", "gemv"};
+                                                                "elementwise", "conv", "gemv", "gemm",
+                                                                "gemm_blocks", "gemm_gpu", "gemm_choice"};
 
 const char *autotune_family_name(autotune_family family) {
   return family >= 0 && family < AUTOTUNE_FAMILY_COUNT ? family_names[family] : "?";
@@ -54,7 +56,7 @@ clttt_status autotune_parse_families(const char *list, unsigned *families) {
     if (!known)
       return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT,
                         "unknown kernel family '%.*s' (known: rmsnorm, attention, rope, "
-                        "elementwise, conv, gemv, all)",
+                        "elementwise, conv, gemv, gemm, gemm_blocks, gemm_gpu, gemm_choice, all)",
                         (int)length, at);
     at += length;
     if (*at == ',')
@@ -92,6 +94,11 @@ typedef struct {
   size_t expected_floats;
   float *downloaded;
   int sampled_rows[ATTENTION_SAMPLED_ROWS];
+  /* The GEMM families: the weight as the candidate's layout wants it,
+   * packed again when a candidate changes the layout. */
+  linear_weight weight;
+  int weight_ready;
+  packed_gemm_type weight_type;
 } workload;
 
 typedef struct {
@@ -108,6 +115,9 @@ typedef struct {
   /* The buffer the kernels update in place (-1: none): timed runs leave it
    * changed, so it is restored before each checked run. */
   int in_place_buffer;
+  /* -1: any device; 0 or 1: only where the GEMM variant (GEMM_VARIANT)
+   * is that one, since the other variant ignores these parameters. */
+  int variant;
 } family_spec;
 
 static float uniform(uint64_t *state) {
@@ -151,6 +161,7 @@ static void workload_free(workload *work) {
   }
   free(work->expected);
   free(work->downloaded);
+  runtime_release(&work->weight.buffer);
   memset(work, 0, sizeof *work);
 }
 
@@ -456,6 +467,98 @@ static clttt_status gemv_check(workload *work, double *error) {
   return CLTTT_SUCCESS;
 }
 
+/* gemm*: out (tokens x f) = x (tokens x d) W^T, W f x d, through
+ * gemm_weight as the forward pass calls it. The layout families run bf16
+ * weights (what real checkpoints hold; GEMM_LOCAL_K only matters for
+ * 16-bit ones), the choice family fp32 (the only type CLBlast can take).
+ * Sampled rows are checked against a double host product of the rounded
+ * weights. --------------------------------------------------------- */
+
+static clttt_status gemm_prepare_type(workload *work, packed_gemm_type type) {
+  const size_t rows = (size_t)work->shape.tokens, f = (size_t)work->shape.intermediate, d = (size_t)work->shape.hidden;
+  CLTTT_TRY(add_buffer(work, 0, rows * f, 0.0f, 0, "tuner GEMM output"));
+  CLTTT_TRY(add_buffer(work, 1, rows * d, 1.0f, 31, "tuner GEMM input"));
+  work->inputs[2] = malloc(f * d * sizeof(float));
+  if (!work->inputs[2])
+    return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "tuner: GEMM weight");
+  work->floats[2] = f * d;
+  uint64_t state = 32;
+  const float scale = 1.0f / sqrtf((float)d);
+  for (size_t i = 0; i < f * d; i++) {
+    float value = scale * uniform(&state);
+    work->inputs[2][i] = type == PACKED_GEMM_BF16 ? packed_gemm_bf16_to_float(packed_gemm_float_to_bf16(value)) : value;
+  }
+  work->weight_type = type;
+  CLTTT_TRY(allocate_expected(work, ATTENTION_SAMPLED_ROWS * f));
+  for (int s = 0; s < ATTENTION_SAMPLED_ROWS; s++) {
+    const size_t row = (rows - 1) * (size_t)s / (ATTENTION_SAMPLED_ROWS - 1);
+    work->sampled_rows[s] = (int)row;
+    for (size_t c = 0; c < f; c++) {
+      double sum = 0.0;
+      for (size_t j = 0; j < d; j++)
+        sum += (double)work->inputs[1][row * d + j] * work->inputs[2][c * d + j];
+      work->expected[(size_t)s * f + c] = (float)sum;
+    }
+  }
+  return CLTTT_SUCCESS;
+}
+
+static clttt_status gemm_prepare_bf16(workload *work) { return gemm_prepare_type(work, PACKED_GEMM_BF16); }
+static clttt_status gemm_prepare_f32(workload *work) { return gemm_prepare_type(work, PACKED_GEMM_F32); }
+
+/* The weight in the layout the current candidate's kernels read: packed
+ * with its GEMM parameters, or row-major for CLBlast. */
+static clttt_status gemm_weight_for_candidate(workload *work) {
+  const packed_gemm_params *params = &work->kernels->params.gemm;
+  const int packed = work->weight_type != PACKED_GEMM_F32 || work->kernels->params.gemm_packed;
+  const size_t f = (size_t)work->shape.intermediate, d = (size_t)work->shape.hidden;
+  packed_gemm_layout layout;
+  if (packed)
+    CLTTT_TRY(packed_gemm_layout_for(params, work->weight_type, f, d, &layout));
+  else
+    CLTTT_TRY(packed_gemm_row_major_layout(PACKED_GEMM_F32, f, d, &layout));
+  if (work->weight_ready && work->weight.packed == packed && memcmp(&layout, &work->weight.layout, sizeof layout) == 0)
+    return CLTTT_SUCCESS;
+  runtime_release(&work->weight.buffer);
+  work->weight_ready = 0;
+  const size_t bytes = packed_gemm_bytes(&layout);
+  unsigned char *host = malloc(bytes);
+  if (!host)
+    return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "tuner: packing the GEMM weight");
+  clttt_status status = packed_gemm_pack(&layout, host, 0, f, work->inputs[2], PACKED_GEMM_F32, d);
+  if (status == CLTTT_SUCCESS)
+    status = runtime_alloc(work->device, bytes, "tuner GEMM weight", &work->weight.buffer);
+  if (status == CLTTT_SUCCESS)
+    status = runtime_upload(work->device, work->weight.buffer, 0, bytes, host, "tuner GEMM weight");
+  free(host);
+  CLTTT_TRY(status);
+  work->weight.out_features = f;
+  work->weight.in_features = d;
+  work->weight.packed = packed;
+  work->weight.layout = layout;
+  work->weight_ready = 1;
+  return CLTTT_SUCCESS;
+}
+
+static clttt_status gemm_run(workload *work) {
+  CLTTT_TRY(gemm_weight_for_candidate(work));
+  if (work->weight.packed && !work->kernels->has_packed)
+    CLTTT_TRY(kernel_set_add_packed((kernel_set *)work->kernels));
+  const size_t rows = (size_t)work->shape.tokens, f = (size_t)work->shape.intermediate, d = (size_t)work->shape.hidden;
+  /* out (tokens x f) = x (tokens x d) W^T */
+  return gemm_weight(work->kernels, "tuner GEMM", rows, view(work->buffers[1], 0, d), &work->weight, 0.0f,
+                     view(work->buffers[0], 0, f));
+}
+
+static clttt_status gemm_compare(workload *work, double *error) {
+  const size_t f = (size_t)work->shape.intermediate;
+  for (int s = 0; s < ATTENTION_SAMPLED_ROWS; s++)
+    CLTTT_TRY(runtime_download(work->device, work->buffers[0], (size_t)work->sampled_rows[s] * f * sizeof(float),
+                               f * sizeof(float), work->downloaded + (size_t)s * f, "tuner GEMM output"));
+  *error = deviation(work->downloaded, work->expected, work->expected_floats);
+  return CLTTT_SUCCESS;
+}
+
 static const family_spec families[AUTOTUNE_FAMILY_COUNT] = {
     {AUTOTUNE_RMSNORM,
      {"RMSNORM_WGS", NULL},
@@ -464,6 +567,7 @@ static const family_spec families[AUTOTUNE_FAMILY_COUNT] = {
      rmsnorm_prepare,
      rmsnorm_run,
      rmsnorm_check,
+     -1,
      -1},
     {AUTOTUNE_ATTENTION,
      {"ATTENTION_BLOCK_Q", "ATTENTION_BLOCK_K"},
@@ -472,6 +576,7 @@ static const family_spec families[AUTOTUNE_FAMILY_COUNT] = {
      attention_prepare,
      attention_run,
      attention_check,
+     -1,
      -1},
     {AUTOTUNE_ROPE,
      {"ROPE_WGS", NULL},
@@ -480,7 +585,8 @@ static const family_spec families[AUTOTUNE_FAMILY_COUNT] = {
      rope_prepare,
      rope_run,
      rope_check,
-     0},
+     0,
+     -1},
     {AUTOTUNE_ELEMENTWISE,
      {"ELEMENTWISE_WGS", "VECTOR_WIDTH"},
      {{32, 64, 128, 256, 512}, {1, 2, 4, 8}},
@@ -488,7 +594,8 @@ static const family_spec families[AUTOTUNE_FAMILY_COUNT] = {
      elementwise_prepare,
      elementwise_run,
      elementwise_check,
-     2},
+     2,
+     -1},
     {AUTOTUNE_CONV,
      {"TTT_CONV_ROWS", NULL},
      {{1, 2, 4, 8, 16}},
@@ -496,6 +603,7 @@ static const family_spec families[AUTOTUNE_FAMILY_COUNT] = {
      conv_prepare,
      conv_run,
      conv_check,
+     -1,
      -1},
     {AUTOTUNE_GEMV,
      {"GEMV_ROW_PER_ITEM", "GEMV_WGS"},
@@ -504,6 +612,43 @@ static const family_spec families[AUTOTUNE_FAMILY_COUNT] = {
      gemv_prepare,
      gemv_run,
      gemv_check,
+     -1,
+     -1},
+    {AUTOTUNE_GEMM,
+     {"GEMM_NR", "GEMM_MR"},
+     {{16, 32, 48, 64}, {4, 6, 8, 12}},
+     {{32, 64}, {6, 8}},
+     gemm_prepare_bf16,
+     gemm_run,
+     gemm_compare,
+     -1,
+     PACKED_GEMM_CPU},
+    {AUTOTUNE_GEMM_BLOCKS,
+     {"GEMM_ROW_BLOCK", "GEMM_LOCAL_K"},
+     {{32, 64, 128, 256, 512}, {0, 64, 128, 256, 512, -1}},
+     {{64, 128, 256}, {0, 256, -1}},
+     gemm_prepare_bf16,
+     gemm_run,
+     gemm_compare,
+     -1,
+     PACKED_GEMM_CPU},
+    {AUTOTUNE_GEMM_GPU,
+     {"GEMM_TILE_M", "GEMM_TILE_K"},
+     {{16, 32, 64, 128}, {8, 16, 32}},
+     {{32, 64}, {16, 32}},
+     gemm_prepare_bf16,
+     gemm_run,
+     gemm_compare,
+     -1,
+     PACKED_GEMM_GPU},
+    {AUTOTUNE_GEMM_CHOICE,
+     {"GEMM_PACKED", NULL},
+     {{0, 1, -1}},
+     {{0, 1, -1}},
+     gemm_prepare_f32,
+     gemm_run,
+     gemm_compare,
+     -1,
      -1},
 };
 
@@ -726,6 +871,11 @@ static clttt_status tune_family(clttt_device *device, const autotune_options *op
   return status;
 }
 
+int autotune_family_applies(autotune_family family, const tuning_params *params) {
+  return family >= 0 && family < AUTOTUNE_FAMILY_COUNT &&
+         (families[family].variant < 0 || (int)params->gemm.variant == families[family].variant);
+}
+
 clttt_status autotune_run(clttt_device *device, const autotune_options *options, autotune_result *result) {
   memset(result, 0, sizeof *result);
   if (!device || !options)
@@ -744,7 +894,7 @@ clttt_status autotune_run(clttt_device *device, const autotune_options *options,
    * never touched (programs built for candidates stay cached under their
    * own options). */
   for (int f = 0; f < AUTOTUNE_FAMILY_COUNT && status == CLTTT_SUCCESS; f++)
-    if (options->families & (1u << f))
+    if ((options->families & (1u << f)) && autotune_family_applies((autotune_family)f, &result->best))
       status = tune_family(device, options, &families[f], &defaults, result);
   return status;
 }

@@ -14,10 +14,19 @@ typedef enum {
   AUTOTUNE_ELEMENTWISE,
   AUTOTUNE_CONV,
   AUTOTUNE_GEMV,
+  AUTOTUNE_GEMM,        /* our packed GEMM's CPU panel and register tile */
+  AUTOTUNE_GEMM_BLOCKS, /* its CPU row block and bf16/fp16 staging */
+  AUTOTUNE_GEMM_GPU,    /* its GPU work-group tile */
+  AUTOTUNE_GEMM_CHOICE, /* fp32 weight products: our packed GEMM or CLBlast */
   AUTOTUNE_FAMILY_COUNT
 } autotune_family;
 
 #define AUTOTUNE_ALL_FAMILIES ((1u << AUTOTUNE_FAMILY_COUNT) - 1u)
+
+/* 0 for a GEMM family of the variant these parameters do not use (the
+ * CPU variant's panel tiles on a GPU-variant device, and the reverse):
+ * autotune_run skips it. */
+int autotune_family_applies(autotune_family family, const tuning_params *params);
 
 /* The sizes kernels are tuned at. */
 typedef struct {

@@ -48,7 +48,7 @@ clttt_status kernel_set_create(kernel_set *kernels, clttt_device *device, const 
   kernels->kv_half = kv_half != 0;
   /* One option string for every file: a program's identity in the device's
    * cache is (file, options), and files ignore defines they do not use. */
-  char defines[512], options[640];
+  char defines[1024], options[1152];
   tuning_defines(params, defines, sizeof defines);
   snprintf(options, sizeof options, "-cl-std=CL1.2 %s -DHEAD_DIM=%d -DKV_HALF=%d", defines, head_dim,
            kernels->kv_half);

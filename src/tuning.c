@@ -35,6 +35,17 @@ const tuning_parameter tuning_parameters[] = {
     {"GEMV_WGS", offsetof(tuning_params, gemv_work_group_size), 1, 0, 1, 1},
     {"GEMM_PACKED", offsetof(tuning_params, gemm_packed), 0, 1, 0, 0},
     {"UPDATE_OWN", offsetof(tuning_params, update_own), 0, 1, 0, 0},
+    /* Our packed GEMM's (cl/gemm.cl); packed_gemm_params_valid checks how
+     * they fit together and the device. */
+    {"GEMM_VARIANT", offsetof(tuning_params, gemm.variant), 0, 1, 0, 0},
+    {"GEMM_NR", offsetof(tuning_params, gemm.nr), 1, 256, 0, 0},
+    {"GEMM_MR", offsetof(tuning_params, gemm.mr), 1, 16, 0, 0},
+    {"GEMM_ROW_BLOCK", offsetof(tuning_params, gemm.row_block), 1, 4096, 0, 0},
+    {"GEMM_LOCAL_K", offsetof(tuning_params, gemm.local_k), 0, 4096, 0, 0},
+    {"GEMM_TILE_M", offsetof(tuning_params, gemm.tile_m), 1, 256, 0, 0},
+    {"GEMM_TILE_K", offsetof(tuning_params, gemm.tile_k), 1, 256, 0, 0},
+    {"GEMM_ITEM_M", offsetof(tuning_params, gemm.item_m), 1, 16, 0, 0},
+    {"GEMM_ITEM_N", offsetof(tuning_params, gemm.item_n), 1, 16, 0, 0},
 };
 const int tuning_parameter_count = (int)(sizeof tuning_parameters / sizeof tuning_parameters[0]);
 
@@ -234,6 +245,8 @@ int tuning_valid(const clttt_device_info *info, const tuning_params *params, cha
       return 0;
     }
   }
+  if (!packed_gemm_params_valid(info, &params->gemm, why, capacity))
+    return 0;
   size_t tile_bytes = 2 * (size_t)params->attention_block_k * TYPICAL_HEAD_DIM * sizeof(float);
   if (info->local_memory > 0 && tile_bytes > info->local_memory) {
     snprintf(why, capacity,

@@ -50,7 +50,7 @@ typedef struct {
   int attention_gemm_min_queries;  /* ATTENTION_GEMM_MIN_QUERIES: batches of at least this many
                                       queries take the GEMM + softmax path (0: never) */
   int softmax_work_group_size;     /* SOFTMAX_WGS: work-items per score row of that path (power of two) */
-  int rope_work_group_size;        /* ROPE_WGS: (token, head) items per work-group */
+  int rope_work_group_size;        /* ROPE_WGS: most work-items per token (a work-group each) */
   int elementwise_work_group_size; /* ELEMENTWISE_WGS: swiglu, residual add, bias, gather, conv */
   int vector_width;                /* VECTOR_WIDTH: floats per work-item in swiglu and add (1,2,4,8,16) */
   int conv_rows;                   /* TTT_CONV_ROWS: chunk rows per work-item of the TTT conv */
