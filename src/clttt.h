@@ -276,18 +276,75 @@ typedef struct {
   /* 1: refuse a checkpoint holding a NaN or infinite weight, naming the
    * tensor and the element (every weight is scanned once more on the host). */
   int check_weights;
+  /* Layer split (a pipeline over several devices): device_count > 0 places
+   * the model on devices[0 .. device_count - 1] in this order (one device
+   * may appear more than once), each holding a consecutive range of layers
+   * with its own kernels and tuned parameters; the `device` argument of
+   * clttt_model_load / clttt_model_synthetic is then ignored (may be NULL).
+   * The embedding lives on the first device, the final norm and the LM head
+   * on the last (a tied head is a second copy of the embedding there when
+   * the two differ). Between devices the residual stream (batch x d floats,
+   * and the input embeddings for a TTT target of input_embed) passes through
+   * host memory. 0: everything on `device`. */
+  clttt_device *const *devices;
+  int device_count;
+  /* Layers per device: device_count entries, each >= 1, summing to
+   * num_hidden_layers. NULL: automatic, in proportion to each device's free
+   * memory after its fixed share (clttt_plan_split). */
+  const int *split;
+  /* Tokens of context of the session the split plans memory for (a default
+   * session of that context: f16 KV cache, TTT on); 0: weights only. The
+   * session's own fit is checked again at clttt_session_create. */
+  int split_context;
+  /* A slice of the model, one stage of a pipeline whose other stages run
+   * elsewhere (other processes, e.g. 'mpirun clttt'): only layers
+   * first_layer .. first_layer + layer_count - 1 are loaded, on one device,
+   * with the embedding when the slice starts at layer 0 and the final norm
+   * and LM head when it ends at the last layer. Its sessions are fed with
+   * clttt_session_feed_slice. layer_count 0: the whole model. */
+  int first_layer, layer_count;
   /* Element type of the matrices on the device. Converting to a narrower
    * type than the checkpoint's (fp32 to bf16, bf16 to fp16...) logs a
    * warning: the logits will differ from the checkpoint's own. */
   clttt_weight_type weights;
 } clttt_model_params;
 
-/* Nothing checked beyond the format. */
+/* Nothing checked beyond the format, one device. */
 CLTTT_API clttt_model_params clttt_model_default_params(void);
 
+/* One device's share of a split model. */
+typedef struct {
+  clttt_device *device;
+  int first_layer, layer_count;
+  int has_embedding;          /* the token embedding lives here (the first part) */
+  int has_head;               /* the final norm and LM head live here (the last part) */
+  uint64_t weight_bytes;      /* the cost model's weights of this part, laid out for its device */
+  uint64_t session_bytes;     /* the cost model's session of split_context tokens here; 0 without one */
+  uint64_t free_bytes;        /* the device's memory not held by clttt's buffers when planned */
+} clttt_split_part;
+
+/* The placement clttt_model_load makes with these devices, split and
+ * split_context (see clttt_model_params) for matrices of `weights` (AUTO
+ * counts as fp32), without loading anything: parts receives device_count
+ * entries. A split that does not cover the layers
+ * gives CLTTT_ERROR_INVALID_ARGUMENT, a device that cannot hold its share
+ * CL_MEM_OBJECT_ALLOCATION_FAILURE naming the device, what it needs and
+ * what it has. Automatic: the layers go in order, each device's share of
+ * the layers' cost (weights, KV cache, TTT state) in proportion to its free
+ * memory after its fixed share (activations; embedding on the first, LM
+ * head on the last), every device at least one layer. */
+CLTTT_API clttt_status clttt_plan_split(const clttt_config *config, clttt_weight_type weights,
+                                        clttt_device *const *devices, int device_count, const int *split,
+                                        int split_context, clttt_split_part *parts);
+
+/* How a loaded model is placed: the number of parts (1 on one device) and
+ * part `index` as clttt_plan_split described it. */
+CLTTT_API int clttt_model_part_count(const clttt_model *model);
+CLTTT_API clttt_status clttt_model_get_part(const clttt_model *model, int index, clttt_split_part *part);
+
 /* Loads a HuggingFace model directory (config.json + safetensors, single or
- * sharded) onto `device`. The model keeps a reference to the device.
- * params NULL means the defaults. */
+ * sharded) onto `device`, or split over params->devices. The model keeps a
+ * reference to the devices. params NULL means the defaults. */
 CLTTT_API clttt_status clttt_model_load(clttt_model **model, clttt_device *device, const char *dir,
                                         const clttt_model_params *params);
 CLTTT_API void clttt_model_free(clttt_model *model);
@@ -386,6 +443,34 @@ CLTTT_API clttt_status clttt_session_reset_fast_weights(clttt_session *session);
  * first: *count (may be NULL) receives how many, which is the position.
  * Valid until the next feed, reset or free; NULL when there are none. */
 CLTTT_API const int32_t *clttt_session_tokens(const clttt_session *session, int *count);
+
+/* Floats per token a pipeline passes into layer `layer` (0 < layer <
+ * num_hidden_layers) of this session's model: the residual stream (d),
+ * followed by the input embeddings (d more) when the session learns and a
+ * TTT layer from `layer` on takes them as its target (ttt_target
+ * input_embed). 0 for a layer out of range. */
+CLTTT_API int clttt_session_activation_width(const clttt_session *session, int layer);
+
+/* Feeds n tokens to a session of a model slice (clttt_model_params
+ * first_layer / layer_count; also any other model, as the whole slice).
+ * `tokens` are always given (the history, and the embedding in the first
+ * slice). A slice that does not start at layer 0 reads `activations_in`
+ * (n rows of clttt_session_activation_width(first_layer) floats: what the
+ * previous slice wrote); one that does not end at the last layer writes
+ * `activations_out` (n rows of activation_width(first_layer +
+ * layer_count)) and no logits; the last slice writes `logits` as
+ * clttt_session_feed does. Every slice of a pipeline is fed the same
+ * tokens in the same pieces, each with the previous slice's output. */
+CLTTT_API clttt_status clttt_session_feed_slice(clttt_session *session, const int32_t *tokens, int n,
+                                                const float *activations_in, float *activations_out, float *logits,
+                                                int logits_last_only);
+
+/* Bytes of activations the session has moved between the devices of a
+ * split model through host memory since creation (0 on one device): per
+ * fed token and device boundary, d floats of the residual stream, plus d
+ * of the input embeddings when TTT layers beyond the first device learn
+ * from them (ttt_target input_embed). */
+CLTTT_API uint64_t clttt_session_bytes_moved(const clttt_session *session);
 
 /* ---- Session files (README.md, "Session files") ----------------------
  * A session's whole state: parameters, tokens, the filled part of the KV

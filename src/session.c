@@ -34,7 +34,7 @@ clttt_session_params clttt_session_default_params(void) {
 }
 
 /* The parameters with every "0 = the checkpoint's" filled in, checked. */
-static clttt_status resolve_params(const clttt_config *config, const clttt_session_params *given,
+clttt_status session_resolve_params(const clttt_config *config, const clttt_session_params *given,
                                    clttt_session_params *resolved) {
   *resolved = given ? *given : clttt_session_default_params();
   if (resolved->context < 0 || resolved->context > MAX_CONTEXT)
@@ -91,11 +91,15 @@ static int batch_capacity_for(int context, int chunk) {
 /* ---------------------------------------------------------------- */
 /* The buffers and the cost model                                     */
 
-/* One per-batch buffer: its field in the session and its size. */
+/* Which parts of a split hold a per-batch buffer. */
+enum { EVERY_PART, FIRST_PART, LAST_PART };
+
+/* One per-batch buffer: its field in a session part, its size and where it lives. */
 typedef struct {
-  size_t field;      /* offsetof(struct clttt_session, ...) */
+  size_t field;      /* offsetof(session_part, ...) */
   uint64_t bytes;
   const char *what;
+  int where;
 } buffer_plan;
 
 enum { BUFFER_COUNT = 17 };
@@ -112,35 +116,38 @@ static void plan_buffers(const clttt_config *config, const clttt_session_params 
   const uint64_t rows = (uint64_t)batch, F = sizeof(float);
   const int half_cache = params->kv_type == CLTTT_KV_F16;
   const buffer_plan plans[BUFFER_COUNT] = {
-      {offsetof(struct clttt_session, tokens), rows * sizeof(int32_t), "token ids"},
-      {offsetof(struct clttt_session, x), rows * d * F, "residual stream (n x d)"},
-      {offsetof(struct clttt_session, xn), rows * d * F, "normalised activations (n x d)"},
-      {offsetof(struct clttt_session, embeddings), rows * d * F, "input embeddings (n x d)"},
-      {offsetof(struct clttt_session, qkv), rows * (q_dim + 2 * kv_dim) * F, "q, k, v (n x (q_dim + 2 kv_dim))"},
-      {offsetof(struct clttt_session, attention), rows * q_dim * F, "attention output (n x q_dim)"},
-      {offsetof(struct clttt_session, gate_up), rows * 2 * f * F, "gate and up projections (n x 2f)"},
-      {offsetof(struct clttt_session, h), rows * f * F, "gated MLP activations h (n x f)"},
-      {offsetof(struct clttt_session, delta), rows * d * F, "layer outputs (n x d)"},
-      {offsetof(struct clttt_session, logits), (uint64_t)logits_rows * (uint64_t)config->vocab_size * F,
-       "logits (rows x vocab)"},
+      {offsetof(session_part, tokens), rows * sizeof(int32_t), "token ids", FIRST_PART},
+      {offsetof(session_part, x), rows * d * F, "residual stream (n x d)", EVERY_PART},
+      {offsetof(session_part, xn), rows * d * F, "normalised activations (n x d)", EVERY_PART},
+      {offsetof(session_part, embeddings), rows * d * F, "input embeddings (n x d)", EVERY_PART},
+      {offsetof(session_part, qkv), rows * (q_dim + 2 * kv_dim) * F, "q, k, v (n x (q_dim + 2 kv_dim))", EVERY_PART},
+      {offsetof(session_part, attention), rows * q_dim * F, "attention output (n x q_dim)", EVERY_PART},
+      {offsetof(session_part, gate_up), rows * 2 * f * F, "gate and up projections (n x 2f)", EVERY_PART},
+      {offsetof(session_part, h), rows * f * F, "gated MLP activations h (n x f)", EVERY_PART},
+      {offsetof(session_part, delta), rows * d * F, "layer outputs (n x d)", EVERY_PART},
+      {offsetof(session_part, logits), (uint64_t)logits_rows * (uint64_t)config->vocab_size * F,
+       "logits (rows x vocab)", LAST_PART},
       /* Allocated whatever the device's ATTENTION_GEMM_MIN_QUERIES, so that
        * the cost model, which knows no device, stays exact. */
-      {offsetof(struct clttt_session, attention_work.scores),
-       attention_score_floats(heads, params->context, batch) * F, "attention scores (heads x block x context)"},
-      {offsetof(struct clttt_session, attention_work.counter), sizeof(int32_t), "non-finite counter"},
+      {offsetof(session_part, attention_work.scores),
+       attention_score_floats(heads, params->context, batch) * F, "attention scores (heads x block x context)",
+       EVERY_PART},
+      {offsetof(session_part, attention_work.counter), sizeof(int32_t), "non-finite counter", EVERY_PART},
       /* Allocated whatever the device's GEMM_PACKED, as the scores are. */
-      {offsetof(struct clttt_session, attention_work.packed_keys),
-       attention_panel_floats(params->context, config->head_dim) * F, "attention K panels (one kv head)"},
-      {offsetof(struct clttt_session, attention_work.packed_values),
-       attention_panel_floats(params->context, config->head_dim) * F, "attention V^T panels (one kv head)"},
-      {offsetof(struct clttt_session, attention_work.decode_partials),
+      {offsetof(session_part, attention_work.packed_keys),
+       attention_panel_floats(params->context, config->head_dim) * F, "attention K panels (one kv head)",
+       EVERY_PART},
+      {offsetof(session_part, attention_work.packed_values),
+       attention_panel_floats(params->context, config->head_dim) * F, "attention V^T panels (one kv head)",
+       EVERY_PART},
+      {offsetof(session_part, attention_work.decode_partials),
        (uint64_t)heads * ATTENTION_DECODE_SPLITS * ((uint64_t)config->head_dim + 2) * F,
-       "decode attention ranges (heads x 64 x (head_dim + 2))"},
+       "decode attention ranges (heads x 64 x (head_dim + 2))", EVERY_PART},
       /* Only with a half cache (0 bytes: not allocated). */
-      {offsetof(struct clttt_session, attention_work.k_float), half_cache ? (uint64_t)params->context * kv_dim * F : 0,
-       "K widened to float (context x kv_dim)"},
-      {offsetof(struct clttt_session, attention_work.v_float), half_cache ? (uint64_t)params->context * kv_dim * F : 0,
-       "V widened to float (context x kv_dim)"},
+      {offsetof(session_part, attention_work.k_float), half_cache ? (uint64_t)params->context * kv_dim * F : 0,
+       "K widened to float (context x kv_dim)", EVERY_PART},
+      {offsetof(session_part, attention_work.v_float), half_cache ? (uint64_t)params->context * kv_dim * F : 0,
+       "V widened to float (context x kv_dim)", EVERY_PART},
   };
   memcpy(plan, plans, sizeof plans);
   *batch_out = batch;
@@ -148,21 +155,32 @@ static void plan_buffers(const clttt_config *config, const clttt_session_params 
   *block_rows_out = attention_block_rows(heads, params->context, batch);
 }
 
+static int planned_here(const buffer_plan *plan, int has_embedding, int has_head) {
+  return plan->where == EVERY_PART || (plan->where == FIRST_PART && has_embedding) ||
+         (plan->where == LAST_PART && has_head);
+}
+
 static uint64_t kv_cache_bytes(const clttt_config *config, const clttt_session_params *params) {
   const uint64_t element = params->kv_type == CLTTT_KV_F16 ? 2 : sizeof(float);
   return (uint64_t)params->context * (uint64_t)config_kv_dim(config) * element;
 }
 
-static uint64_t session_bytes(const clttt_config *config, const clttt_session_params *params) {
+uint64_t session_part_bytes(const clttt_config *config, const clttt_session_params *params, int first_layer,
+                            int layer_count, int has_embedding, int has_head) {
   buffer_plan plan[BUFFER_COUNT];
   int batch, logits_rows, block_rows;
   plan_buffers(config, params, plan, &batch, &logits_rows, &block_rows);
-  uint64_t total = 2 * (uint64_t)config->num_hidden_layers * kv_cache_bytes(config, params);
+  uint64_t total = 2 * (uint64_t)layer_count * kv_cache_bytes(config, params);
   for (int i = 0; i < BUFFER_COUNT; i++)
-    total += plan[i].bytes;
+    if (planned_here(&plan[i], has_embedding, has_head))
+      total += plan[i].bytes;
   if (uses_ttt(config, params))
-    total += ttt_state_bytes(config, params->chunk, params->ttt_clip_tau);
+    total += ttt_state_range_bytes(config, params->chunk, params->ttt_clip_tau, first_layer, layer_count);
   return total;
+}
+
+static uint64_t session_bytes(const clttt_config *config, const clttt_session_params *params) {
+  return session_part_bytes(config, params, 0, config->num_hidden_layers, 1, 1);
 }
 
 /* The cost model's products overflow 64 bits for absurd configs; the same
@@ -173,7 +191,7 @@ static uint64_t saturate(uint64_t exact, double approximate) {
 
 uint64_t clttt_estimate_session_bytes(const clttt_config *config, const clttt_session_params *params) {
   clttt_session_params resolved;
-  if (!config || resolve_params(config, params, &resolved) != CLTTT_SUCCESS)
+  if (!config || session_resolve_params(config, params, &resolved) != CLTTT_SUCCESS)
     return 0;
   /* The largest terms: the KV cache, one batch of logits and activations,
    * the fast weights and the clipping scratch. */
@@ -188,21 +206,50 @@ uint64_t clttt_estimate_session_bytes(const clttt_config *config, const clttt_se
 /* ---------------------------------------------------------------- */
 /* Create, reset, free                                                */
 
-static cl_mem *field(clttt_session *session, size_t offset) { return (cl_mem *)((char *)session + offset); }
+static cl_mem *field(session_part *part, size_t offset) { return (cl_mem *)((char *)part + offset); }
 
-/* Everything is checked before anything is allocated: a session the device
+/* Everything is checked before anything is allocated: a session a device
  * cannot hold beside what is already on it fails with the sizes, instead of
- * failing (or, under PoCL, aborting) half-way through. */
-static clttt_status check_fits(const clttt_model *model, uint64_t bytes) {
-  const clttt_device_info *info = &model->device->info;
-  uint64_t in_use = 0;
-  runtime_memory_usage(model->device->context, &in_use, NULL, 0);
-  if (info->global_memory == 0 || bytes + in_use <= info->global_memory)
-    return CLTTT_SUCCESS;
-  return clttt_fail(CL_MEM_OBJECT_ALLOCATION_FAILURE,
-                    "a session of %.1f MiB does not fit on device '%s': %.1f MiB of its %.1f MiB are in use",
-                    (double)bytes / 1048576.0, info->name, (double)in_use / 1048576.0,
-                    (double)info->global_memory / 1048576.0);
+ * failing (or, under PoCL, aborting) half-way through. Parts that share one
+ * device are summed. */
+static clttt_status check_fits(const clttt_model *model, const clttt_session_params *resolved) {
+  for (int p = 0; p < model->part_count; p++) {
+    const clttt_device *device = model->parts[p].placement.device;
+    uint64_t bytes = 0;
+    for (int q = 0; q < model->part_count; q++) {
+      const clttt_split_part *other = &model->parts[q].placement;
+      if (other->device == device)
+        bytes += session_part_bytes(&model->config, resolved, other->first_layer, other->layer_count,
+                                    other->has_embedding, other->has_head);
+    }
+    const clttt_device_info *info = &device->info;
+    uint64_t in_use = 0;
+    runtime_memory_usage(device->context, &in_use, NULL, 0);
+    if (info->global_memory == 0 || bytes + in_use <= info->global_memory)
+      continue;
+    return clttt_fail(CL_MEM_OBJECT_ALLOCATION_FAILURE,
+                      "a session of %.1f MiB does not fit on device '%s': %.1f MiB of its %.1f MiB are in use",
+                      (double)bytes / 1048576.0, info->name, (double)in_use / 1048576.0,
+                      (double)info->global_memory / 1048576.0);
+  }
+  return CLTTT_SUCCESS;
+}
+
+/* Part `index`'s kernels and per-batch buffers. */
+static clttt_status create_part(clttt_session *session, int index, const buffer_plan *plan) {
+  const model_part *model_part = &session->model->parts[index];
+  clttt_device *device = model_part->placement.device;
+  session_part *part = &session->parts[index];
+  part->attention_work.block_rows = session->parts[0].attention_work.block_rows;
+  CLTTT_TRY(kernel_set_create(&session->kernels[index], device, &device->tuning, session->model->config.head_dim,
+                              session->params.kv_type == CLTTT_KV_F16));
+  if (session->model->weight_type != PACKED_GEMM_F32)
+    CLTTT_TRY(kernel_set_add_packed(&session->kernels[index]));
+  for (int i = 0; i < BUFFER_COUNT; i++)
+    if (plan[i].bytes > 0 && planned_here(&plan[i], model_part->placement.has_embedding,
+                                          model_part->placement.has_head))
+      CLTTT_TRY(runtime_alloc(device, (size_t)plan[i].bytes, plan[i].what, field(part, plan[i].field)));
+  return CLTTT_SUCCESS;
 }
 
 clttt_status clttt_session_create(clttt_session **session_out, clttt_model *model,
@@ -212,8 +259,8 @@ clttt_status clttt_session_create(clttt_session **session_out, clttt_model *mode
   *session_out = NULL;
   const clttt_config *config = &model->config;
   clttt_session_params resolved;
-  CLTTT_TRY(resolve_params(config, params, &resolved));
-  CLTTT_TRY(check_fits(model, session_bytes(config, &resolved)));
+  CLTTT_TRY(session_resolve_params(config, params, &resolved));
+  CLTTT_TRY(check_fits(model, &resolved));
 
   clttt_session *session = calloc(1, sizeof *session);
   if (!session)
@@ -221,36 +268,52 @@ clttt_status clttt_session_create(clttt_session **session_out, clttt_model *mode
   session->model = model;
   session->params = resolved;
   session->uses_ttt = uses_ttt(config, &resolved);
+  session->part_count = model->part_count;
+  session->kernels = calloc((size_t)model->part_count, sizeof *session->kernels);
+  session->parts = calloc((size_t)model->part_count, sizeof *session->parts);
+  clttt_status status = CLTTT_SUCCESS;
+  if (!session->kernels || !session->parts) {
+    free(session->kernels);
+    free(session->parts);
+    free(session);
+    return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "allocating a session of %d parts", model->part_count);
+  }
   buffer_plan plan[BUFFER_COUNT];
   plan_buffers(config, &resolved, plan, &session->batch_capacity, &session->logits_rows,
-               &session->attention_work.block_rows);
+               &session->parts[0].attention_work.block_rows);
 
-  clttt_device *device = model->device;
-  clttt_status status = kernel_set_create(&session->kernels, device, &device->tuning, config->head_dim,
-                                          resolved.kv_type == CLTTT_KV_F16);
-  if (status == CLTTT_SUCCESS && model->weight_type != PACKED_GEMM_F32)
-    status = kernel_set_add_packed(&session->kernels);
+  for (int p = 0; p < session->part_count && status == CLTTT_SUCCESS; p++)
+    status = create_part(session, p, plan);
   session->k_cache = calloc((size_t)config->num_hidden_layers, sizeof(cl_mem));
   session->v_cache = calloc((size_t)config->num_hidden_layers, sizeof(cl_mem));
   if (status == CLTTT_SUCCESS && (!session->k_cache || !session->v_cache))
     status = clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "allocating a session");
+  if (status == CLTTT_SUCCESS && (session->part_count > 1 || model_is_slice(model))) {
+    session->staging = malloc((size_t)session->batch_capacity * (size_t)config->hidden_size * sizeof(float));
+    if (!session->staging)
+      status = clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "allocating the host staging between devices");
+  }
   const size_t cache_bytes = (size_t)kv_cache_bytes(config, &resolved);
-  for (int i = 0; i < config->num_hidden_layers && status == CLTTT_SUCCESS; i++) {
+  for (int i = model_first_layer(model); i < model_end_layer(model) && status == CLTTT_SUCCESS; i++) {
+    const clttt_device *device = layer_device(model, i);
     status = runtime_alloc(device, cache_bytes, "K cache (context x kv_dim)", &session->k_cache[i]);
     if (status == CLTTT_SUCCESS)
       status = runtime_alloc(device, cache_bytes, "V cache (context x kv_dim)", &session->v_cache[i]);
   }
-  for (int i = 0; i < BUFFER_COUNT && status == CLTTT_SUCCESS; i++)
-    if (plan[i].bytes > 0)
-      status = runtime_alloc(device, (size_t)plan[i].bytes, plan[i].what, field(session, plan[i].field));
   if (status == CLTTT_SUCCESS && session->uses_ttt)
-    status = ttt_state_create(&session->ttt, &session->kernels, model, resolved.chunk, resolved.eta,
+    status = ttt_state_create(&session->ttt, session->kernels, model, resolved.chunk, resolved.eta,
                               resolved.ttt_clip_tau);
   if (status != CLTTT_SUCCESS) {
     clttt_session_free(session);
     return clttt_fail_context(status, "creating a session of %d tokens", resolved.context);
   }
   *session_out = session;
+  return CLTTT_SUCCESS;
+}
+
+clttt_status session_finish(const clttt_session *session) {
+  for (int p = 0; p < session->model->part_count; p++)
+    CLTTT_TRY(runtime_finish(session->model->parts[p].placement.device));
   return CLTTT_SUCCESS;
 }
 
@@ -261,7 +324,7 @@ void clttt_session_free(clttt_session *session) {
    * released while referenced is not subtracted from the device's memory
    * account (runtime_release): a session freed right after creation (a
    * failed load) would otherwise leave its fast weights counted. */
-  runtime_finish(session->model->device);
+  session_finish(session);
   ttt_state_free(&session->ttt);
   for (int i = 0; i < session->model->config.num_hidden_layers; i++) {
     if (session->k_cache)
@@ -272,12 +335,17 @@ void clttt_session_free(clttt_session *session) {
   free(session->k_cache);
   free(session->v_cache);
   free(session->history);
+  free(session->staging);
   buffer_plan plan[BUFFER_COUNT];
   int batch, logits_rows, block_rows;
   plan_buffers(&session->model->config, &session->params, plan, &batch, &logits_rows, &block_rows);
-  for (int i = 0; i < BUFFER_COUNT; i++)
-    runtime_release(field(session, plan[i].field));
-  kernel_set_release(&session->kernels);
+  for (int p = 0; p < session->part_count; p++) {
+    for (int i = 0; i < BUFFER_COUNT; i++)
+      runtime_release(field(&session->parts[p], plan[i].field));
+    kernel_set_release(&session->kernels[p]);
+  }
+  free(session->parts);
+  free(session->kernels);
   free(session);
 }
 
@@ -294,7 +362,7 @@ clttt_status clttt_session_reset_fast_weights(clttt_session *session) {
     return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "reset: session is NULL");
   if (!session->uses_ttt)
     return CLTTT_SUCCESS;
-  return ttt_state_reset(&session->ttt, &session->kernels, session->model);
+  return ttt_state_reset(&session->ttt, session->kernels, session->model);
 }
 
 clttt_status clttt_session_reset(clttt_session *session) {
@@ -302,6 +370,8 @@ clttt_status clttt_session_reset(clttt_session *session) {
   session->position = 0;
   return CLTTT_SUCCESS;
 }
+
+uint64_t clttt_session_bytes_moved(const clttt_session *session) { return session ? session->bytes_moved : 0; }
 
 const int32_t *clttt_session_tokens(const clttt_session *session, int *count) {
   if (count)

@@ -157,12 +157,15 @@ static clttt_status weights_hash(clttt_model *model, uint32_t *crc_out, uint32_t
     if (!staging)
       status = clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "allocating %zu bytes to hash the weights",
                           (size_t)STAGING_BYTES);
-    cl_mem globals[] = {model->embedding.buffer,
-                        model->lm_head.buffer != model->embedding.buffer ? model->lm_head.buffer : NULL,
-                        model->final_norm, model->rope_inverse_frequency};
+    /* A tied head is the embedding, also where a split keeps a copy of it:
+     * the hash is that of the model, wherever it is placed. */
+    const int own_head = model->lm_head.buffer != model->embedding.buffer && !model->config.tie_word_embeddings;
+    cl_mem globals[] = {model->embedding.buffer, own_head ? model->lm_head.buffer : NULL, model->final_norm,
+                        model->rope_inverse_frequency};
+    const clttt_device *global_devices[] = {model->device, head_device(model), head_device(model), model->device};
     for (size_t i = 0; i < sizeof globals / sizeof globals[0] && status == CLTTT_SUCCESS; i++)
       if (globals[i])
-        status = hash_buffer(model->device, globals[i], staging, &crc, &adler);
+        status = hash_buffer(global_devices[i], globals[i], staging, &crc, &adler);
     for (int l = 0; l < model->config.num_hidden_layers && status == CLTTT_SUCCESS; l++) {
       const layer_weights *layer = &model->layers[l];
       cl_mem buffers[] = {layer->input_norm,     layer->qkv.buffer,    layer->qkv_bias,    layer->o.buffer,
@@ -171,7 +174,7 @@ static clttt_status weights_hash(clttt_model *model, uint32_t *crc_out, uint32_t
                           layer->ttt_conv,       layer->ttt_proj};
       for (size_t b = 0; b < sizeof buffers / sizeof buffers[0] && status == CLTTT_SUCCESS; b++)
         if (buffers[b])
-          status = hash_buffer(model->device, buffers[b], staging, &crc, &adler);
+          status = hash_buffer(layer_device(model, l), buffers[b], staging, &crc, &adler);
     }
     free(staging);
     if (status == CLTTT_SUCCESS) {
@@ -284,6 +287,7 @@ typedef struct {
 /* A run of bytes of a section: in a device buffer (at offset) or in host
  * memory; neither when the bytes are only checked (clttt_session_read_info). */
 typedef struct {
+  const clttt_device *device; /* the buffer's: in a split, the layer's */
   cl_mem buffer;
   size_t offset;
   void *host;
@@ -297,8 +301,8 @@ typedef struct {
   uint64_t bytes;
 } section;
 
-static void add_part(section *s, cl_mem buffer, void *host, size_t bytes) {
-  segment part = {buffer, 0, host, bytes};
+static void add_part(section *s, const clttt_device *device, cl_mem buffer, void *host, size_t bytes) {
+  segment part = {device, buffer, 0, host, bytes};
   s->parts[s->part_count++] = part;
   s->bytes += bytes;
 }
@@ -318,23 +322,27 @@ static clttt_status plan_sections(const layout *l, const clttt_session *session,
   const size_t KV = l->kv_dtype == KV_DTYPE_F16 ? 2 : sizeof(float); /* bytes per cached element */
   int n = 0;
   sections[n] = (section){.kind = SECTION_MODEL, .layer = NO_LAYER};
-  add_part(&sections[n++], NULL, model_payload, model_bytes);
+  add_part(&sections[n++], NULL, NULL, model_payload, model_bytes);
   sections[n] = (section){.kind = SECTION_PARAMS, .layer = NO_LAYER};
-  add_part(&sections[n++], NULL, params_payload, PARAMS_BYTES);
+  add_part(&sections[n++], NULL, NULL, params_payload, PARAMS_BYTES);
   sections[n] = (section){.kind = SECTION_TOKENS, .layer = NO_LAYER};
-  add_part(&sections[n++], NULL, session ? session->history : NULL, P * sizeof(int32_t));
+  add_part(&sections[n++], NULL, NULL, session ? session->history : NULL, P * sizeof(int32_t));
+  /* The file does not depend on how the model is split: each buffer is
+   * read or written through its own layer's device. */
   for (int i = 0; i < l->layers; i++) {
+    const clttt_device *device = session ? layer_device(session->model, i) : NULL;
     sections[n] = (section){.kind = SECTION_KV, .layer = (uint32_t)i};
-    add_part(&sections[n], session ? session->k_cache[i] : NULL, NULL, P * (size_t)l->kv_dim * KV);
-    add_part(&sections[n++], session ? session->v_cache[i] : NULL, NULL, P * (size_t)l->kv_dim * KV);
+    add_part(&sections[n], device, session ? session->k_cache[i] : NULL, NULL, P * (size_t)l->kv_dim * KV);
+    add_part(&sections[n++], device, session ? session->v_cache[i] : NULL, NULL, P * (size_t)l->kv_dim * KV);
   }
   for (int t = 0; l->ttt_state && t < l->ttt_layer_count; t++) {
     const uint32_t layer = get32(l->ttt_layers + 4 * t);
     const ttt_layer_state *state = session ? &session->ttt.layers[layer] : NULL;
+    const clttt_device *device = session ? layer_device(session->model, (int)layer) : NULL;
     sections[n] = (section){.kind = SECTION_TTT, .layer = layer};
-    add_part(&sections[n], state ? state->fast_weight : NULL, NULL, (size_t)l->d * (size_t)l->f * F);
-    add_part(&sections[n], state ? state->pending_h : NULL, NULL, (size_t)l->pending * (size_t)l->f * F);
-    add_part(&sections[n++], state ? state->pending_t : NULL, NULL, (size_t)l->pending * (size_t)l->d * F);
+    add_part(&sections[n], device, state ? state->fast_weight : NULL, NULL, (size_t)l->d * (size_t)l->f * F);
+    add_part(&sections[n], device, state ? state->pending_h : NULL, NULL, (size_t)l->pending * (size_t)l->f * F);
+    add_part(&sections[n++], device, state ? state->pending_t : NULL, NULL, (size_t)l->pending * (size_t)l->d * F);
   }
   *out = sections;
   return CLTTT_SUCCESS;
@@ -466,7 +474,6 @@ typedef struct {
   int current;        /* the buffer being filled */
   size_t fill;        /* bytes in it */
   uint64_t flushed;   /* file offset of its first byte */
-  const clttt_device *device;
   pthread_t thread;
   int thread_started;
   pthread_mutex_t lock;
@@ -606,14 +613,14 @@ static clttt_status flush(writer *w, size_t bytes) {
 
 /* Appends host bytes (crc may be NULL) or, with a buffer, device bytes
  * downloaded straight into the stream. */
-static clttt_status append(writer *w, const void *host, cl_mem buffer, size_t offset, size_t bytes, uLong *crc,
-                           const char *what) {
+static clttt_status append(writer *w, const void *host, const clttt_device *device, cl_mem buffer, size_t offset,
+                           size_t bytes, uLong *crc, const char *what) {
   const uint8_t *p = host;
   while (bytes > 0) {
     size_t piece = STAGING_BYTES - w->fill < bytes ? STAGING_BYTES - w->fill : bytes;
     uint8_t *target = w->buffer[w->current] + w->fill;
     if (buffer)
-      CLTTT_TRY(runtime_download(w->device, buffer, offset, piece, target, what));
+      CLTTT_TRY(runtime_download(device, buffer, offset, piece, target, what));
     else
       memcpy(target, p + offset, piece);
     if (crc)
@@ -633,12 +640,13 @@ static clttt_status write_section(writer *w, const section *s, uint64_t *header_
                                   uint8_t header[SECTION_HEADER_BYTES]) {
   *header_offset = writer_offset(w);
   memset(header, 0, SECTION_HEADER_BYTES);
-  CLTTT_TRY(append(w, header, NULL, 0, SECTION_HEADER_BYTES, NULL, "a section header"));
+  CLTTT_TRY(append(w, header, NULL, NULL, 0, SECTION_HEADER_BYTES, NULL, "a section header"));
   uLong crc = crc32(0L, Z_NULL, 0);
   for (int i = 0; i < s->part_count; i++) {
     const segment *part = &s->parts[i];
     if (part->bytes > 0)
-      CLTTT_TRY(append(w, part->host, part->buffer, part->offset, part->bytes, &crc, section_name(s->kind)));
+      CLTTT_TRY(append(w, part->host, part->device, part->buffer, part->offset, part->bytes, &crc,
+                       section_name(s->kind)));
   }
   put32(header + 0, s->kind);
   put32(header + 4, s->layer);
@@ -699,7 +707,7 @@ static clttt_status write_sections(writer *w, const section *sections, int count
   put64(header + 24, file_bytes_of(sections, count));
   put32(header + 32, 1); /* devices the state is split over */
   put32(header + 60, (uint32_t)crc32(0L, header, 60));
-  CLTTT_TRY(append(w, header, NULL, 0, sizeof header, NULL, "the header"));
+  CLTTT_TRY(append(w, header, NULL, NULL, 0, sizeof header, NULL, "the header"));
   test_hook(0);
   for (int i = 0; i < count; i++) {
     CLTTT_TRY(write_section(w, &sections[i], &header_offsets[i], headers[i]));
@@ -753,6 +761,8 @@ static layout session_layout(const clttt_session *session) {
 clttt_status clttt_session_save(const clttt_session *session, const char *path) {
   if (!session || !path || !path[0])
     return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "clttt_session_save: NULL argument or empty path");
+  if (model_is_slice(session->model))
+    return clttt_fail(CLTTT_ERROR_UNSUPPORTED, "clttt_session_save: a session of a model slice holds part of a state");
   uint8_t *model_payload = NULL, params_payload[PARAMS_BYTES];
   size_t model_bytes = 0;
   CLTTT_TRY(model_fingerprint(session->model, &model_payload, &model_bytes));
@@ -770,7 +780,6 @@ clttt_status clttt_session_save(const clttt_session *session, const char *path) 
   memset(&w, 0, sizeof w);
   w.path = temporary;
   w.fd = -1;
-  w.device = session->model->device;
   if (status == CLTTT_SUCCESS && (written < 0 || (size_t)written >= sizeof temporary))
     status = clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "session file path of %zu characters: too long",
                         strlen(path));
@@ -815,7 +824,6 @@ typedef struct {
   uint64_t offset;
   uint32_t section_count;
   uint8_t *staging;
-  const clttt_device *device; /* NULL: nothing is uploaded */
 } reader;
 
 static clttt_status read_bytes(reader *r, void *data, size_t bytes, const char *what) {
@@ -925,7 +933,7 @@ static clttt_status read_payload(reader *r, int index, const section *s, uint32_
       CLTTT_TRY(read_bytes(r, r->staging, piece, what));
       crc = crc32_z(crc, r->staging, piece);
       if (part->buffer)
-        CLTTT_TRY(runtime_upload(r->device, part->buffer, part->offset + done, piece, r->staging, what));
+        CLTTT_TRY(runtime_upload(part->device, part->buffer, part->offset + done, piece, r->staging, what));
       done += piece;
     }
   }
@@ -951,10 +959,10 @@ static clttt_status read_preamble(reader *r, const char *path, uint8_t **model, 
   *model = malloc(*model_bytes ? *model_bytes : 1);
   if (!*model)
     return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "allocating the MODEL section");
-  add_part(&expected, NULL, *model, *model_bytes);
+  add_part(&expected, NULL, NULL, *model, *model_bytes);
   CLTTT_TRY(read_payload(r, 0, &expected, crc));
   section params_section = {.kind = SECTION_PARAMS, .layer = NO_LAYER};
-  add_part(&params_section, NULL, params, PARAMS_BYTES);
+  add_part(&params_section, NULL, NULL, params, PARAMS_BYTES);
   CLTTT_TRY(read_section_header(r, 1, &params_section, 0, &bytes, &crc));
   CLTTT_TRY(read_payload(r, 1, &params_section, crc));
   CLTTT_TRY(decode_layout(path, *model, *model_bytes, params, l));
@@ -1022,12 +1030,10 @@ static clttt_status load(clttt_session **out, clttt_model *model, const char *pa
     status = session_reserve_history(session, l.position);
   if (status == CLTTT_SUCCESS)
     status = plan_sections(&l, session, NULL, saved_bytes, NULL, &sections, &count);
-  if (status == CLTTT_SUCCESS) {
-    r->device = model->device;
-    status = read_state(r, &l, sections, count);
-  }
   if (status == CLTTT_SUCCESS)
-    status = runtime_finish(model->device);
+    status = read_state(r, &l, sections, count);
+  if (status == CLTTT_SUCCESS)
+    status = session_finish(session);
   if (status == CLTTT_SUCCESS) {
     session->position = l.position;
     if (session->uses_ttt)
@@ -1046,6 +1052,8 @@ clttt_status clttt_session_load(clttt_session **session, clttt_model *model, con
   if (!session || !model || !path || context < 0)
     return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "clttt_session_load: NULL argument or negative context");
   *session = NULL;
+  if (model_is_slice(model))
+    return clttt_fail(CLTTT_ERROR_UNSUPPORTED, "clttt_session_load: a model slice holds part of a state");
   reader r = {.fd = -1};
   clttt_status status = load(session, model, path, context, &r);
   close_reader(&r);
@@ -1118,8 +1126,9 @@ clttt_status clttt_session_fork(clttt_session **out, const clttt_session *source
   if (!out || !source)
     return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "clttt_session_fork: NULL argument");
   *out = NULL;
+  if (model_is_slice(source->model))
+    return clttt_fail(CLTTT_ERROR_UNSUPPORTED, "clttt_session_fork: a session of a model slice");
   clttt_model *model = source->model;
-  const clttt_device *device = model->device;
   const size_t F = sizeof(float), d = (size_t)model->config.hidden_size, f = (size_t)model->config.intermediate_size;
   clttt_session *copy = NULL;
   clttt_status status = session_create_resolved(&copy, model, &source->params);
@@ -1128,6 +1137,7 @@ clttt_status clttt_session_fork(clttt_session **out, const clttt_session *source
   const size_t kv_element = source->params.kv_type == CLTTT_KV_F16 ? 2 : sizeof(float);
   const size_t kv_bytes = (size_t)source->position * (size_t)model->kv_dim * kv_element;
   for (int i = 0; i < model->config.num_hidden_layers && status == CLTTT_SUCCESS; i++) {
+    const clttt_device *device = layer_device(model, i);
     status = runtime_copy(device, copy->k_cache[i], 0, source->k_cache[i], 0, kv_bytes, "K cache rows");
     if (status == CLTTT_SUCCESS)
       status = runtime_copy(device, copy->v_cache[i], 0, source->v_cache[i], 0, kv_bytes, "V cache rows");
@@ -1138,6 +1148,7 @@ clttt_status clttt_session_fork(clttt_session **out, const clttt_session *source
     ttt_layer_state *to = &copy->ttt.layers[i];
     if (!from->fast_weight)
       continue;
+    const clttt_device *device = layer_device(model, i);
     status = runtime_copy(device, to->fast_weight, 0, from->fast_weight, 0, d * f * F, "TTT fast weight");
     if (status == CLTTT_SUCCESS)
       status = runtime_copy(device, to->pending_h, 0, from->pending_h, 0, pending * f * F, "TTT pending h rows");
@@ -1145,7 +1156,7 @@ clttt_status clttt_session_fork(clttt_session **out, const clttt_session *source
       status = runtime_copy(device, to->pending_t, 0, from->pending_t, 0, pending * d * F, "TTT pending t rows");
   }
   if (status == CLTTT_SUCCESS)
-    status = runtime_finish(device);
+    status = session_finish(copy);
   if (status != CLTTT_SUCCESS) {
     clttt_session_free(copy);
     return clttt_fail_context(status, "forking a session at position %d", source->position);

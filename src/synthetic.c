@@ -124,7 +124,7 @@ static int synthetic_stored_type(void *context, const char *name) {
 
 clttt_status clttt_model_synthetic(clttt_model **model, clttt_device *device, const clttt_config *config,
                                    const clttt_model_params *params, uint64_t seed) {
-  if (!model || !device || !config)
+  if (!model || !config || (!device && !(params && params->device_count > 0)))
     return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "clttt_model_synthetic: NULL argument");
   *model = NULL;
   if (config->hidden_size <= 0 || config->intermediate_size <= 0 || config->num_hidden_layers <= 0 ||

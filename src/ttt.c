@@ -202,8 +202,14 @@ clttt_status ttt_prefix_form(const kernel_set *kernels, const ttt_layer *layer, 
 /* The streaming state of a session                                   */
 
 uint64_t ttt_state_bytes(const clttt_config *config, int C, float clip_tau) {
+  return ttt_state_range_bytes(config, C, clip_tau, 0, config->num_hidden_layers);
+}
+
+uint64_t ttt_state_range_bytes(const clttt_config *config, int C, float clip_tau, int first_layer, int layer_count) {
   const uint64_t d = (uint64_t)config->hidden_size, f = (uint64_t)config->intermediate_size;
-  const uint64_t layers = (uint64_t)config_ttt_layer_count(config);
+  uint64_t layers = 0;
+  for (int i = first_layer; i < first_layer + layer_count; i++)
+    layers += config->ttt_mode && clttt_config_is_ttt_layer(config, i);
   if (layers == 0)
     return 0;
   /* Per layer W, pending h and t; once, the update's workspace. */
@@ -218,27 +224,38 @@ void ttt_state_free(ttt_state *state) {
     runtime_release(&state->layers[i].pending_t);
   }
   free(state->layers);
-  ttt_workspace_free(&state->workspace);
+  for (int p = 0; state->workspaces && p < state->workspace_count; p++)
+    ttt_workspace_free(&state->workspaces[p]);
+  free(state->workspaces);
   memset(state, 0, sizeof *state);
 }
 
 clttt_status ttt_state_create(ttt_state *state, const kernel_set *kernels, const clttt_model *model, int C,
                               float eta, float clip_tau) {
   memset(state, 0, sizeof *state);
-  const clttt_device *device = model->device;
   const size_t d = (size_t)model->config.hidden_size, f = (size_t)model->config.intermediate_size;
   state->C = C;
   state->eta = eta;
   state->clip_tau = clip_tau;
   state->layer_count = model->config.num_hidden_layers;
   state->layers = calloc((size_t)state->layer_count, sizeof *state->layers);
-  if (!state->layers)
-    return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "allocating the TTT state of %d layers", state->layer_count);
-  clttt_status status = ttt_workspace_create(device, &state->workspace, C, (int)d, (int)f, clip_tau > 0.0f);
+  state->workspace_count = model->part_count;
+  state->workspaces = calloc((size_t)model->part_count, sizeof *state->workspaces);
+  if (!state->layers || !state->workspaces) {
+    ttt_state_free(state);
+    return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "allocating the TTT state of %d layers", model->config.num_hidden_layers);
+  }
+  clttt_status status = CLTTT_SUCCESS;
   for (int i = 0; i < state->layer_count && status == CLTTT_SUCCESS; i++) {
     if (!model->layers[i].is_ttt)
       continue;
+    const clttt_device *device = layer_device(model, i);
+    ttt_workspace *workspace = &state->workspaces[model->layers[i].part];
+    if (!workspace->conv_out)
+      status = ttt_workspace_create(device, workspace, C, (int)d, (int)f, clip_tau > 0.0f);
     ttt_layer_state *layer = &state->layers[i];
+    if (status != CLTTT_SUCCESS)
+      break;
     status = runtime_alloc(device, d * f * sizeof(float), "TTT fast weight W (d x f)", &layer->fast_weight);
     if (status == CLTTT_SUCCESS)
       status = runtime_alloc(device, (size_t)C * f * sizeof(float), "TTT pending h (C x f)", &layer->pending_h);
@@ -258,12 +275,14 @@ clttt_status ttt_state_reset(ttt_state *state, const kernel_set *kernels, const 
   for (int i = 0; i < state->layer_count; i++) {
     if (!state->layers[i].fast_weight)
       continue;
+    /* The layer's own device, through its part's kernels. */
+    const kernel_set *part_kernels = &kernels[model->layers[i].part];
     const linear_weight *down = &model->layers[i].down;
     if (down->layout.type == PACKED_GEMM_F32)
-      CLTTT_TRY(runtime_copy(kernels->device, state->layers[i].fast_weight, 0, down->buffer, 0, bytes,
+      CLTTT_TRY(runtime_copy(part_kernels->device, state->layers[i].fast_weight, 0, down->buffer, 0, bytes,
                              "W_down into the fast weight"));
     else
-      CLTTT_TRY(op_widen_to_float(kernels, state->layers[i].fast_weight, down->buffer, down->layout.type,
+      CLTTT_TRY(op_widen_to_float(part_kernels, state->layers[i].fast_weight, down->buffer, down->layout.type,
                                   bytes / sizeof(float)));
   }
   state->pending = 0;
@@ -274,6 +293,7 @@ clttt_status ttt_down_projection(ttt_state *state, const kernel_set *kernels, co
                                  int index, int n, matrix_view h, matrix_view targets, matrix_view out) {
   const layer_weights *weights = &model->layers[index];
   ttt_layer_state *layer_state = &state->layers[index];
+  ttt_workspace *workspace = &state->workspaces[weights->part];
   const size_t d = (size_t)model->config.hidden_size, f = (size_t)model->config.intermediate_size;
   const int C = state->C;
   const ttt_layer layer = {(int)d, (int)f, C, state->eta, weights->ttt_conv, weights->ttt_proj, state->clip_tau};
@@ -289,7 +309,7 @@ clttt_status ttt_down_projection(ttt_state *state, const kernel_set *kernels, co
                         view(out.buffer, out.offset + (size_t)row * out.ld, out.ld)));
     if (pending == 0 && piece == C) {
       /* A whole chunk inside this batch: update straight from its rows. */
-      CLTTT_TRY(ttt_update(kernels, &layer, &state->workspace, layer_state->fast_weight, piece_h, piece_t));
+      CLTTT_TRY(ttt_update(kernels, &layer, workspace, layer_state->fast_weight, piece_h, piece_t));
     } else {
       /* Rows are contiguous (ld = width) in every caller: one copy each. */
       CLTTT_TRY(runtime_copy(device, layer_state->pending_h, (size_t)pending * f * sizeof(float), piece_h.buffer,
@@ -297,7 +317,7 @@ clttt_status ttt_down_projection(ttt_state *state, const kernel_set *kernels, co
       CLTTT_TRY(runtime_copy(device, layer_state->pending_t, (size_t)pending * d * sizeof(float), piece_t.buffer,
                              piece_t.offset * sizeof(float), (size_t)piece * d * sizeof(float), "pending t rows"));
       if (pending + piece == C)
-        CLTTT_TRY(ttt_update(kernels, &layer, &state->workspace, layer_state->fast_weight,
+        CLTTT_TRY(ttt_update(kernels, &layer, workspace, layer_state->fast_weight,
                              view(layer_state->pending_h, 0, f), view(layer_state->pending_t, 0, d)));
     }
     pending = (pending + piece) % C;

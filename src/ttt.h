@@ -76,9 +76,10 @@ typedef struct {
 } ttt_layer_state;
 
 typedef struct {
-  int layer_count;          /* the model's layers; buffers only in TTT layers */
+  int layer_count;          /* the model's layers; buffers only in TTT layers, on the layer's device */
   ttt_layer_state *layers;
-  ttt_workspace workspace;
+  ttt_workspace *workspaces; /* one per model part (device); allocated only in parts with TTT layers */
+  int workspace_count;
   int C;
   float eta;
   float clip_tau;           /* 0: no clipping */
@@ -87,7 +88,13 @@ typedef struct {
 
 /* Device bytes ttt_state_create allocates for `config` with chunk C. */
 uint64_t ttt_state_bytes(const clttt_config *config, int C, float clip_tau);
-/* Allocates the state of every TTT layer of `model` and sets W = W_down. */
+/* The share of the layers first_layer .. first_layer + layer_count - 1 (one
+ * device of a split): their fast weights and pending rows, and a workspace
+ * when they include a TTT layer. */
+uint64_t ttt_state_range_bytes(const clttt_config *config, int C, float clip_tau, int first_layer, int layer_count);
+/* Allocates the state of every TTT layer of `model` on that layer's device
+ * and sets W = W_down. kernels: one set per model part, in part order (the
+ * session's); so in ttt_state_reset. */
 clttt_status ttt_state_create(ttt_state *state, const kernel_set *kernels, const clttt_model *model, int C,
                               float eta, float clip_tau);
 void ttt_state_free(ttt_state *state);

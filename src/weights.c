@@ -15,6 +15,8 @@
 
 typedef struct {
   clttt_model *model;
+  clttt_device *device;  /* of the part being loaded */
+  int part;
   const tensor_source *source;
   float *scratch;        /* one tensor converted to fp32, when it is stored otherwise */
   size_t scratch_floats; /* its capacity, grown to the largest such tensor so far */
@@ -79,20 +81,24 @@ static clttt_status load_into(loader *load, const char *name, int64_t rows, int6
   size_t count = (size_t)rows * (size_t)(columns ? columns : 1);
   const float *floats = NULL;
   CLTTT_TRY(read_floats(load, name, shape, ndim, count, &floats));
-  return runtime_upload(load->model->device, buffer, offset_floats * sizeof(float), count * sizeof(float),
-                        floats, name);
+  return runtime_upload(load->device, buffer, offset_floats * sizeof(float), count * sizeof(float), floats, name);
 }
 
-static clttt_status allocate_weight(clttt_model *model, size_t bytes, const char *what, cl_mem *buffer) {
-  model->weight_bytes += bytes;
-  return runtime_alloc(model->device, bytes, what, buffer);
+/* Counts `bytes` of weights on the part being loaded. */
+static void count_weight(loader *load, uint64_t bytes) {
+  load->model->weight_bytes += bytes;
+  load->model->parts[load->part].weight_bytes += bytes;
+}
+
+static clttt_status allocate_weight(loader *load, size_t bytes, const char *what, cl_mem *buffer) {
+  count_weight(load, bytes);
+  return runtime_alloc(load->device, bytes, what, buffer);
 }
 
 /* An fp32 matrix or vector tensor of one layer into its own buffer. */
 static clttt_status load_tensor(loader *load, const char *name, int64_t rows, int64_t columns,
                                 cl_mem *buffer) {
-  CLTTT_TRY(allocate_weight(load->model, (size_t)rows * (size_t)(columns ? columns : 1) * sizeof(float), name,
-                            buffer));
+  CLTTT_TRY(allocate_weight(load, (size_t)rows * (size_t)(columns ? columns : 1) * sizeof(float), name, buffer));
   return load_into(load, name, rows, columns, *buffer, 0);
 }
 
@@ -122,10 +128,10 @@ static clttt_status load_linear(loader *load, const char *const *names, const in
     total_rows += (size_t)rows[i];
   weight->out_features = total_rows;
   weight->in_features = (size_t)columns;
-  CLTTT_TRY(linear_layout(model->device, model->weight_type, pack, total_rows, (size_t)columns, &weight->layout,
+  CLTTT_TRY(linear_layout(load->device, model->weight_type, pack, total_rows, (size_t)columns, &weight->layout,
                           &weight->packed));
   const size_t bytes = packed_gemm_bytes(&weight->layout);
-  CLTTT_TRY(allocate_weight(model, bytes, names[0], &weight->buffer));
+  CLTTT_TRY(allocate_weight(load, bytes, names[0], &weight->buffer));
   if (!weight->packed && weight->layout.type == PACKED_GEMM_F32) {
     size_t offset = 0;
     for (int i = 0; i < count; i++) {
@@ -135,7 +141,7 @@ static clttt_status load_linear(loader *load, const char *const *names, const in
     return CLTTT_SUCCESS;
   }
   void *mapped = NULL;
-  CLTTT_TRY(runtime_map_for_writing(model->device, weight->buffer, bytes, names[0], &mapped));
+  CLTTT_TRY(runtime_map_for_writing(load->device, weight->buffer, bytes, names[0], &mapped));
   clttt_status status = CLTTT_SUCCESS;
   size_t row0 = 0;
   for (int i = 0; i < count && status == CLTTT_SUCCESS; i++) {
@@ -147,7 +153,7 @@ static clttt_status load_linear(loader *load, const char *const *names, const in
                                 (size_t)columns);
     row0 += (size_t)rows[i];
   }
-  clttt_status unmapped = runtime_unmap(model->device, weight->buffer, mapped, names[0]);
+  clttt_status unmapped = runtime_unmap(load->device, weight->buffer, mapped, names[0]);
   return status != CLTTT_SUCCESS ? status : unmapped;
 }
 
@@ -172,7 +178,7 @@ static clttt_status load_stacked(loader *load, const char *prefix, const char *c
     total_rows += (size_t)rows[i];
   char name[256];
   snprintf(name, sizeof name, "%s.{stacked}.%s", prefix, suffix);
-  CLTTT_TRY(allocate_weight(load->model, total_rows * sizeof(float), name, buffer));
+  CLTTT_TRY(allocate_weight(load, total_rows * sizeof(float), name, buffer));
   size_t offset = 0;
   for (int i = 0; i < count; i++) {
     snprintf(name, sizeof name, "%s.%s.%s", prefix, names[i], suffix);
@@ -203,7 +209,7 @@ static clttt_status load_layer(loader *load, int index) {
   snprintf(attention_prefix, sizeof attention_prefix, "%s.self_attn", prefix);
   static const char *const qkv_names[] = {"q_proj", "k_proj", "v_proj"};
   const int64_t qkv_rows[] = {model->q_dim, model->kv_dim, model->kv_dim};
-  const int pack = model->device->tuning.gemm_packed ? 1 : 0;
+  const int pack = load->device->tuning.gemm_packed ? 1 : 0;
   CLTTT_TRY(load_stacked_linear(load, attention_prefix, qkv_names, qkv_rows, 3, d, pack, &layer->qkv));
   static const char *const o_names[] = {"o_proj"};
   const int64_t o_rows[] = {d};
@@ -239,9 +245,9 @@ static clttt_status load_layer(loader *load, int index) {
     snprintf(name, sizeof name, "%s.mlp.ttt_conv.weight", prefix);
     int64_t conv_shape[3] = {d, 1, 5};
     const float *conv = NULL;
-    CLTTT_TRY(allocate_weight(model, (size_t)d * 5 * sizeof(float), name, &layer->ttt_conv));
+    CLTTT_TRY(allocate_weight(load, (size_t)d * 5 * sizeof(float), name, &layer->ttt_conv));
     CLTTT_TRY(read_floats(load, name, conv_shape, 3, (size_t)d * 5, &conv));
-    CLTTT_TRY(runtime_upload(model->device, layer->ttt_conv, 0, (size_t)d * 5 * sizeof(float), conv, name));
+    CLTTT_TRY(runtime_upload(load->device, layer->ttt_conv, 0, (size_t)d * 5 * sizeof(float), conv, name));
     if (config->ttt_proj)
       LAYER_TENSOR("mlp.ttt_proj.weight", d, d, ttt_proj);
   }
@@ -331,13 +337,15 @@ static void count_buffer(uint64_t bytes, uint64_t *total, uint64_t *largest) {
     *largest = bytes;
 }
 
-uint64_t weights_bytes(const clttt_config *config, packed_gemm_type type, const clttt_device *device,
-                       uint64_t *largest_buffer) {
+uint64_t weights_part_bytes(const clttt_config *config, packed_gemm_type type, const clttt_device *device,
+                            int first_layer, int layer_count, int has_embedding, int has_head,
+                            int head_beside_embedding, uint64_t *largest_buffer) {
   const uint64_t d = (uint64_t)config->hidden_size, f = (uint64_t)config->intermediate_size;
   const uint64_t q_dim = (uint64_t)config_q_dim(config), kv_dim = (uint64_t)config_kv_dim(config);
   const int pack = device && device->tuning.gemm_packed ? 1 : 0;
   uint64_t floats = 0, bytes = 0, largest = 0;
-  for (int i = 0; i < config->num_hidden_layers; i++) {
+  int ttt_layers = 0;
+  for (int i = first_layer; i < first_layer + layer_count; i++) {
     const int is_ttt = config->ttt_mode && clttt_config_is_ttt_layer(config, i);
     floats += 2 * d; /* the two norms */
     count_buffer(linear_bytes(device, type, pack, q_dim + 2 * kv_dim, d), &bytes, &largest);
@@ -352,17 +360,32 @@ uint64_t weights_bytes(const clttt_config *config, packed_gemm_type type, const 
       floats += 2 * (uint64_t)config->head_dim;
     if (is_ttt)
       floats += 5 * d + (config->ttt_proj ? d * d : 0);
+    ttt_layers += is_ttt;
   }
   const uint64_t vocab = (uint64_t)config->vocab_size;
-  count_buffer(linear_bytes(device, type, 0, vocab, d), &bytes, &largest); /* the embedding: packed when 16-bit */
-  if (!config->tie_word_embeddings)
+  if (has_embedding)
+    count_buffer(linear_bytes(device, type, 0, vocab, d), &bytes, &largest); /* the embedding: packed when 16-bit */
+  if (has_head && !config->tie_word_embeddings)
     count_buffer(linear_bytes(device, type, pack, vocab, d), &bytes, &largest);
-  floats += d + (uint64_t)config->head_dim / 2;
-  if (config->ttt_mode && config->ttt_proj && config_ttt_layer_count(config) > 0 && d * d * sizeof(float) > largest)
+  else if (has_head && !head_beside_embedding) /* a copy of the embedding, laid out alike */
+    count_buffer(linear_bytes(device, type, 0, vocab, d), &bytes, &largest);
+  if (has_head)
+    floats += d;
+  floats += (uint64_t)config->head_dim / 2; /* RoPE frequencies, on every part */
+  if (config->ttt_proj && ttt_layers > 0 && d * d * sizeof(float) > largest)
     largest = d * d * sizeof(float);
   if (largest_buffer)
     *largest_buffer = largest;
   return bytes + floats * sizeof(float);
+}
+
+uint64_t weights_bytes(const clttt_config *config, packed_gemm_type type, const clttt_device *device,
+                       uint64_t *largest_buffer) {
+  return weights_part_bytes(config, type, device, 0, config->num_hidden_layers, 1, 1, 1, largest_buffer);
+}
+
+packed_gemm_type weights_element_type(clttt_weight_type type) {
+  return type == CLTTT_WEIGHTS_BF16 ? PACKED_GEMM_BF16 : type == CLTTT_WEIGHTS_F16 ? PACKED_GEMM_F16 : PACKED_GEMM_F32;
 }
 
 /* Only to see whether the exact sum could overflow 64 bits. */
@@ -379,17 +402,17 @@ uint64_t clttt_estimate_weight_bytes(const clttt_config *config, clttt_weight_ty
     return 0;
   if (weight_bytes_approximately(config) >= 1.8e19)
     return UINT64_MAX;
-  packed_gemm_type element = type == CLTTT_WEIGHTS_BF16  ? PACKED_GEMM_BF16
-                             : type == CLTTT_WEIGHTS_F16 ? PACKED_GEMM_F16
-                                                         : PACKED_GEMM_F32;
-  return weights_bytes(config, element, device, NULL);
+  return weights_bytes(config, weights_element_type(type), device, NULL);
 }
 
-/* The whole model must fit beside what the device already holds, checked
- * before the first allocation. */
-static clttt_status check_fits(const clttt_device *device, const clttt_config *config, packed_gemm_type type) {
+/* A model on one device (all of it, or a slice) must fit beside what the
+ * device already holds, checked before the first allocation. */
+static clttt_status check_fits(const clttt_config *config, packed_gemm_type type, const clttt_split_part *part) {
+  const clttt_device *device = part->device;
   const clttt_device_info *info = &device->info;
-  uint64_t largest = 0, needed = weights_bytes(config, type, device, &largest), in_use = 0;
+  uint64_t largest = 0, in_use = 0;
+  const uint64_t needed = weights_part_bytes(config, type, device, part->first_layer, part->layer_count,
+                                             part->has_embedding, part->has_head, 1, &largest);
   if (info->max_allocation > 0 && largest > info->max_allocation)
     return clttt_fail(CL_MEM_OBJECT_ALLOCATION_FAILURE,
                       "the model's largest weight (%s) needs one buffer of %.1f MiB; device '%s' allocates at "
@@ -406,19 +429,110 @@ static clttt_status check_fits(const clttt_device *device, const clttt_config *c
                     (double)info->global_memory / 1048576.0, (double)in_use / 1048576.0);
 }
 
+/* Where every part goes: the plan of a split (checked and sized before
+ * anything is allocated), or all of it, or a slice, on `device`. */
+static clttt_status place_parts(clttt_model *model, clttt_device *device, const clttt_model_params *params) {
+  const int split = params && params->device_count > 0;
+  const int layers = model->config.num_hidden_layers;
+  const int sliced = params && params->layer_count != 0;
+  const int first = sliced ? params->first_layer : 0, count = sliced ? params->layer_count : layers;
+  if (sliced && (first < 0 || count < 1 || first > layers - count))
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "a slice of layers %d..%d of a model with %d layers", first,
+                      first + count - 1, layers);
+  if (sliced && split)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "a model slice runs on one device: give a device, not a split");
+  const int part_count = split ? params->device_count : 1;
+  clttt_split_part *placement = calloc((size_t)part_count, sizeof *placement);
+  model->parts = calloc((size_t)part_count, sizeof *model->parts);
+  clttt_status status = CLTTT_SUCCESS;
+  if (!placement || !model->parts) {
+    status = clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "allocating the model's %d parts", part_count);
+  } else if (split) {
+    status = clttt_plan_split(&model->config, public_type(model->weight_type), params->devices, part_count,
+                              params->split, params->split_context, placement);
+  } else {
+    placement[0] = (clttt_split_part){.device = device, .first_layer = first, .layer_count = count,
+                                      .has_embedding = first == 0, .has_head = first + count == layers};
+    status = check_fits(&model->config, model->weight_type, &placement[0]);
+  }
+  if (status == CLTTT_SUCCESS) {
+    model->part_count = part_count;
+    for (int p = 0; p < part_count; p++) {
+      model->parts[p].placement = placement[p];
+      for (int i = 0; i < placement[p].layer_count; i++)
+        model->layers[placement[p].first_layer + i].part = p;
+    }
+    model->device = placement[0].device;
+  }
+  free(placement);
+  return status;
+}
+
+/* The final norm and the LM head, on the last part. A tied head on another
+ * device than the embedding is a copy of it there, laid out alike, which
+ * is not the model's own weight (weight_bytes, the session files' hash);
+ * in a slice without the embedding it is the only copy, and counts. */
+static clttt_status load_head(loader *load) {
+  clttt_model *model = load->model;
+  const clttt_config *config = &model->config;
+  const int64_t d = config->hidden_size;
+  CLTTT_TRY(load_tensor(load, "model.norm.weight", d, 0, &model->final_norm));
+  if (config->tie_word_embeddings && model->embedding.buffer && load->device == model->device) {
+    model->lm_head = model->embedding;
+    return CLTTT_SUCCESS;
+  }
+  const int64_t vocab_rows[] = {config->vocab_size};
+  if (config->tie_word_embeddings) {
+    static const char *const embedding_names[] = {"model.embed_tokens.weight"};
+    CLTTT_TRY(load_linear(load, embedding_names, vocab_rows, 1, d, 0, &model->lm_head));
+    if (model->embedding.buffer)
+      model->weight_bytes -= packed_gemm_bytes(&model->lm_head.layout);
+    return CLTTT_SUCCESS;
+  }
+  static const char *const head_names[] = {"lm_head.weight"};
+  return load_linear(load, head_names, vocab_rows, 1, d, load->device->tuning.gemm_packed ? 1 : 0, &model->lm_head);
+}
+
+/* Points the loader at part `index`. */
+static void load_on_part(loader *load, int index) {
+  load->part = index;
+  load->device = load->model->parts[index].placement.device;
+}
+
+/* The RoPE frequencies every part's attention reads, a copy per part; the
+ * first part's is the model's (weight_bytes, the hash), the others' count
+ * only on their part. */
+static clttt_status load_rope(loader *load) {
+  clttt_model *model = load->model;
+  const clttt_config *config = &model->config;
+  float inverse_frequency[256];
+  rope_inverse_frequencies(config, inverse_frequency, &model->rope_attention_scaling);
+  const size_t bytes = (size_t)config->head_dim / 2 * sizeof(float);
+  for (int p = 0; p < model->part_count; p++) {
+    load_on_part(load, p);
+    cl_mem *buffer = &model->parts[p].rope_inverse_frequency;
+    CLTTT_TRY(allocate_weight(load, bytes, "RoPE frequencies", buffer));
+    if (p > 0)
+      model->weight_bytes -= bytes;
+    CLTTT_TRY(runtime_upload(load->device, *buffer, 0, bytes, inverse_frequency, "RoPE frequencies"));
+  }
+  model->rope_inverse_frequency = model->parts[0].rope_inverse_frequency;
+  return CLTTT_SUCCESS;
+}
+
 clttt_status model_create(clttt_model **model_out, clttt_device *device, const clttt_config *config,
                           const clttt_model_params *params, const tensor_source *source) {
   *model_out = NULL;
+  if (!device && !(params && params->device_count > 0))
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "loading a model: no device given");
   CLTTT_TRY(check_supported(config));
   packed_gemm_type type = PACKED_GEMM_F32;
   CLTTT_TRY(weights_resolve_type(params ? params->weights : CLTTT_WEIGHTS_AUTO, source, &type));
   if (weight_bytes_approximately(config) >= 1.8e19)
     return clttt_fail(CLTTT_ERROR_BAD_CONFIG, "the model's sizes overflow any device's memory");
-  CLTTT_TRY(check_fits(device, config, type));
   clttt_model *model = calloc(1, sizeof *model);
   if (!model)
     return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "allocating the model");
-  model->device = device;
   model->weight_type = type;
   pthread_mutex_init(&model->fingerprint_lock, NULL);
   clttt_status copied = config_copy(&model->config, config);
@@ -431,41 +545,36 @@ clttt_status model_create(clttt_model **model_out, clttt_device *device, const c
   model->kv_dim = config_kv_dim(config);
   model->qkv_width = model->q_dim + 2 * model->kv_dim;
   model->layers = calloc((size_t)config->num_hidden_layers, sizeof *model->layers);
-  loader load = {model, source, NULL, 0, params && params->check_weights};
+  loader load = {model, NULL, 0, source, NULL, 0, params && params->check_weights};
   clttt_status status = CLTTT_SUCCESS;
   if (!model->layers)
     status = clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "allocating the model's %d layers",
                         config->num_hidden_layers);
+  /* Every device's share is checked here, before the first allocation. */
+  if (status == CLTTT_SUCCESS)
+    status = place_parts(model, device, params);
 
   const int64_t d = config->hidden_size;
   /* The gather reads the embedding row-major when fp32 (and a tied head
    * then too), packed like the matrices when 16-bit. */
   static const char *const embedding_names[] = {"model.embed_tokens.weight"};
   const int64_t vocab_rows[] = {config->vocab_size};
-  if (status == CLTTT_SUCCESS)
+  if (status == CLTTT_SUCCESS && model->parts[0].placement.has_embedding) {
+    load_on_part(&load, 0);
     status = load_linear(&load, embedding_names, vocab_rows, 1, d, 0, &model->embedding);
-  for (int i = 0; i < config->num_hidden_layers && status == CLTTT_SUCCESS; i++)
+  }
+  const int first_layer = status == CLTTT_SUCCESS ? model_first_layer(model) : 0;
+  const int end_layer = status == CLTTT_SUCCESS ? model_end_layer(model) : 0;
+  for (int i = first_layer; i < end_layer && status == CLTTT_SUCCESS; i++) {
+    load_on_part(&load, model->layers[i].part);
     status = load_layer(&load, i);
+  }
+  if (status == CLTTT_SUCCESS && model->parts[model->part_count - 1].placement.has_head) {
+    load_on_part(&load, model->part_count - 1);
+    status = load_head(&load);
+  }
   if (status == CLTTT_SUCCESS)
-    status = load_tensor(&load, "model.norm.weight", d, 0, &model->final_norm);
-  if (status == CLTTT_SUCCESS) {
-    if (config->tie_word_embeddings) {
-      model->lm_head = model->embedding;
-    } else {
-      static const char *const head_names[] = {"lm_head.weight"};
-      status = load_linear(&load, head_names, vocab_rows, 1, d, device->tuning.gemm_packed ? 1 : 0, &model->lm_head);
-    }
-  }
-  if (status == CLTTT_SUCCESS) {
-    float inverse_frequency[256];
-    rope_inverse_frequencies(config, inverse_frequency, &model->rope_attention_scaling);
-    status = allocate_weight(model, (size_t)config->head_dim / 2 * sizeof(float), "RoPE frequencies",
-                             &model->rope_inverse_frequency);
-    if (status == CLTTT_SUCCESS)
-      status = runtime_upload(device, model->rope_inverse_frequency, 0,
-                              (size_t)config->head_dim / 2 * sizeof(float), inverse_frequency,
-                              "RoPE frequencies");
-  }
+    status = load_rope(&load);
   free(load.scratch);
   if (status != CLTTT_SUCCESS) {
     clttt_model_free(model);
@@ -541,7 +650,7 @@ clttt_status clttt_checkpoint_weight_type(const char *dir, clttt_weight_type *ty
 
 clttt_status clttt_model_load(clttt_model **model, clttt_device *device, const char *dir,
                               const clttt_model_params *params) {
-  if (!model || !device || !dir)
+  if (!model || !dir || (!device && !(params && params->device_count > 0)))
     return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "clttt_model_load: NULL argument");
   *model = NULL;
   char path[4096];
@@ -579,11 +688,14 @@ void clttt_model_free(clttt_model *model) {
       runtime_release(buffers[b]);
   }
   free(model->layers);
+  for (int p = 0; model->parts && p < model->part_count; p++)
+    runtime_release(&model->parts[p].rope_inverse_frequency);
+  free(model->parts);
+  model->rope_inverse_frequency = NULL; /* part 0's, released above */
   if (model->lm_head.buffer != model->embedding.buffer)
     runtime_release(&model->lm_head.buffer);
   runtime_release(&model->embedding.buffer);
   runtime_release(&model->final_norm);
-  runtime_release(&model->rope_inverse_frequency);
   clttt_config_free(&model->config);
   pthread_mutex_destroy(&model->fingerprint_lock);
   free(model);
@@ -594,6 +706,16 @@ const clttt_config *clttt_model_get_config(const clttt_model *model) {
 }
 
 uint64_t clttt_model_weight_bytes(const clttt_model *model) { return model ? model->weight_bytes : 0; }
+
+int clttt_model_part_count(const clttt_model *model) { return model ? model->part_count : 0; }
+
+clttt_status clttt_model_get_part(const clttt_model *model, int index, clttt_split_part *part) {
+  if (!model || !part || index < 0 || index >= model->part_count)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "clttt_model_get_part: part %d of %d", index,
+                      model ? model->part_count : 0);
+  *part = model->parts[index].placement;
+  return CLTTT_SUCCESS;
+}
 
 clttt_weight_type clttt_model_weight_type(const clttt_model *model) {
   return model ? public_type(model->weight_type) : CLTTT_WEIGHTS_AUTO;

@@ -38,21 +38,33 @@ typedef struct {
   int is_ttt;                /* a TTT layer of a ttt_mode checkpoint */
   cl_mem ttt_conv;           /* d x 5 */
   cl_mem ttt_proj;           /* d x d, or NULL without ttt_proj */
+  int part;                  /* the model part (device) holding this layer */
 } layer_weights;
 
+/* One device's share of the model: a consecutive range of layers, and what
+ * every layer on the device needs beside its own weights. */
+typedef struct {
+  clttt_split_part placement; /* device, layers, the plan's sizes */
+  cl_mem rope_inverse_frequency; /* head_dim / 2 on this device; part 0's is the model's */
+  uint64_t weight_bytes;      /* allocated here, second copies (tied head, RoPE) included */
+} model_part;
+
 struct clttt_model {
-  clttt_device *device;
+  clttt_device *device;      /* the first part's: the embedding's */
+  model_part *parts;         /* in layer order; one without a split */
+  int part_count;
   clttt_config config;       /* owns its TTT layer list */
   int q_dim, kv_dim, qkv_width;
   packed_gemm_type weight_type; /* of every linear_weight and the embedding */
   linear_weight embedding;   /* vocab x d: row-major fp32, or packed like the matrices when bf16/fp16
                                 (the gather reads either) */
-  linear_weight lm_head;     /* vocab x d; the embedding itself (same buffer and layout) when tied */
-  cl_mem final_norm;         /* d */
-  cl_mem rope_inverse_frequency; /* head_dim / 2 */
+  linear_weight lm_head;     /* vocab x d, on the last part; the embedding itself (same buffer and
+                                layout) when tied on one device, a copy of it when split */
+  cl_mem final_norm;         /* d, on the last part */
+  cl_mem rope_inverse_frequency; /* head_dim / 2, the first part's */
   float rope_attention_scaling;
   layer_weights *layers;
-  uint64_t weight_bytes;
+  uint64_t weight_bytes;     /* the model's own: a split's second copies (tied head, RoPE) not counted */
   /* The weights' hash that session files carry (session_file.c): computed
    * at the first save or load, under the lock, since sessions of one model
    * may be saved from several threads. */
@@ -90,9 +102,35 @@ clttt_status weights_resolve_type(clttt_weight_type requested, const tensor_sour
  * buffer of them. */
 uint64_t weights_bytes(const clttt_config *config, packed_gemm_type type, const clttt_device *device,
                        uint64_t *largest_buffer);
+/* The share of one part (device) holding layers first_layer ..
+ * first_layer + layer_count - 1, with the embedding and / or the final norm
+ * and LM head; a tied head costs a copy unless head_beside_embedding. */
+uint64_t weights_part_bytes(const clttt_config *config, packed_gemm_type type, const clttt_device *device,
+                            int first_layer, int layer_count, int has_embedding, int has_head,
+                            int head_beside_embedding, uint64_t *largest_buffer);
+/* The public weight type as the element type it stores (AUTO: fp32). */
+packed_gemm_type weights_element_type(clttt_weight_type type);
 
-/* Allocates and uploads every weight `config` calls for, tensor by tensor
- * (params may be NULL: the defaults). */
+/* The device of layer `index` and of the last part. */
+static inline clttt_device *layer_device(const clttt_model *model, int index) {
+  return model->parts[model->layers[index].part].placement.device;
+}
+static inline clttt_device *head_device(const clttt_model *model) {
+  return model->parts[model->part_count - 1].placement.device;
+}
+/* The layers the model holds: all of them, or its slice's. */
+static inline int model_first_layer(const clttt_model *model) { return model->parts[0].placement.first_layer; }
+static inline int model_end_layer(const clttt_model *model) {
+  const clttt_split_part *last = &model->parts[model->part_count - 1].placement;
+  return last->first_layer + last->layer_count;
+}
+/* 1 when the model is a slice: some layers live elsewhere. */
+static inline int model_is_slice(const clttt_model *model) {
+  return model_first_layer(model) > 0 || model_end_layer(model) < model->config.num_hidden_layers;
+}
+
+/* Allocates and uploads every weight `config` calls for, tensor by tensor,
+ * on `device` or split as params says (params may be NULL: the defaults). */
 clttt_status model_create(clttt_model **model, clttt_device *device, const clttt_config *config,
                           const clttt_model_params *params, const tensor_source *source);
 

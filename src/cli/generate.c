@@ -161,7 +161,7 @@ int command_generate(int argc, char **argv) {
   fflush(stdout);
 
   double start = cli_now_seconds();
-  status = clttt_session_feed(loaded.session, prompt_ids, prompt_count, logits, 1);
+  status = model_feed(&loaded, prompt_ids, prompt_count, logits, 1);
   double prefill_seconds = cli_now_seconds() - start;
   int produced = 0;
   start = cli_now_seconds();
@@ -181,10 +181,10 @@ int command_generate(int argc, char **argv) {
     fputs(text, stdout);
     fflush(stdout);
     if (produced < count)
-      status = clttt_session_feed(loaded.session, &token, 1, logits, 1);
+      status = model_feed(&loaded, &token, 1, logits, 1);
     else if (options.session_out)
       /* The saved session holds every token printed, the last one too. */
-      status = clttt_session_feed(loaded.session, &token, 1, NULL, 1);
+      status = model_feed(&loaded, &token, 1, NULL, 1);
   }
   double decode_seconds = cli_now_seconds() - start;
   if (clttt_tokenizer_stream_flush(stream, &text) == CLTTT_SUCCESS)

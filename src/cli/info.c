@@ -7,23 +7,27 @@
 
 static void help(void) {
   printf("usage: clttt info -m DIR [--weights auto|f32|f16|bf16] [--ctx N] [--kv f16|f32]\n"
+         "                  [--devices SEL,... [--split auto|N,...]]\n"
          "Prints the architecture, sizes, TTT layers, chunk and eta of a HuggingFace model\n"
          "directory, and the device memory the weights and a session need (KV cache, TTT\n"
-         "state). Reads config.json and the safetensors headers only; no device is used, so\n"
-         "the figures leave out the padding of a device's GEMM panels (under 1%% on real\n"
-         "models).\n\n"
+         "state). Reads config.json and the safetensors headers only; no device is used\n"
+         "unless --devices asks, so the figures leave out the padding of a device's GEMM\n"
+         "panels (under 1%% on real models).\n\n"
          "  -m, --model DIR  model directory\n"
          "  --ctx N          context length for the memory estimate (default: the model's\n"
          "                   max_position_embeddings)\n"
          "  --kv f16|f32     KV cache element type of the estimate (default f16)\n"
          "  --weights T      weight matrices' element type: auto (default: as the checkpoint\n"
-         "                   stores them; f32 without safetensors files), f32, f16, bf16\n");
+         "                   stores them; f32 without safetensors files), f32, f16, bf16\n"
+         "  --devices SEL,...  also the placement of a layer split over these devices\n"
+         "                   (opens them): layers, weights and session memory per device\n"
+         "  --split auto|N,... layers per device (default auto)\n");
 }
 
 static double mebibytes(uint64_t bytes) { return (double)bytes / 1048576.0; }
 
 int command_info(int argc, char **argv) {
-  const char *dir = NULL;
+  const char *dir = NULL, *devices = NULL, *split = NULL;
   int context = 0, kv_f32 = 0;
   clttt_weight_type weights = CLTTT_WEIGHTS_AUTO;
   for (int i = 1; i < argc; i++) {
@@ -35,6 +39,10 @@ int command_info(int argc, char **argv) {
     } else if (cli_option_value(argc, argv, &i, "-m", &value, &missing) ||
                cli_option_value(argc, argv, &i, "--model", &value, &missing)) {
       dir = value;
+    } else if (cli_option_value(argc, argv, &i, "--devices", &value, &missing)) {
+      devices = value;
+    } else if (cli_option_value(argc, argv, &i, "--split", &value, &missing)) {
+      split = value;
     } else if (cli_option_value(argc, argv, &i, "--ctx", &value, &missing)) {
       if (!missing && !parse_int(value, "--ctx", 1, &context))
         return 2;
@@ -117,6 +125,7 @@ int command_info(int argc, char **argv) {
     printf("total:        %.2f GiB for the weights and one session\n",
            (double)(weight_bytes + session) / 1073741824.0);
   }
+  int code = devices ? split_info(&config, weights, devices, split, context) : 0;
   clttt_config_free(&config);
-  return 0;
+  return code;
 }

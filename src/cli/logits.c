@@ -102,7 +102,7 @@ int command_logits(int argc, char **argv) {
   int piece = pieces ? pieces : count;
   for (int done = 0; done < count && status == CLTTT_SUCCESS; done += piece) {
     int n = count - done < piece ? count - done : piece;
-    status = clttt_session_feed(loaded.session, tokens + done, n, logits + (size_t)done * vocab, 0);
+    status = model_feed(&loaded, tokens + done, n, logits + (size_t)done * vocab, 0);
   }
   int exit_code = 0;
   if (status != CLTTT_SUCCESS) {

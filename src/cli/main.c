@@ -84,9 +84,28 @@ int main(int argc, char **argv) {
     printf("clttt " PACKAGE_VERSION "\n");
     return 0;
   }
+  if (!pipeline_start(&argc, &argv))
+    return 1;
+  if (pipeline_size() > 1) {
+    /* Every rank sees the same command line: all refuse, or all run. */
+    if (strcmp(argv[1], "logits") != 0 && strcmp(argv[1], "generate") != 0 && strcmp(argv[1], "ppl") != 0) {
+      if (pipeline_rank() == 0)
+        fprintf(stderr, "clttt: under mpirun only logits, generate and ppl run (as a pipeline), not '%s'\n", argv[1]);
+      pipeline_refuse();
+      return 2;
+    }
+    if (pipeline_rank() > 0) {
+      int code = pipeline_serve();
+      pipeline_stop();
+      return code;
+    }
+  }
   for (int i = 0; i < subcommand_count; i++)
-    if (strcmp(argv[1], subcommands[i].name) == 0)
-      return subcommands[i].run(argc - 1, argv + 1);
+    if (strcmp(argv[1], subcommands[i].name) == 0) {
+      int code = subcommands[i].run(argc - 1, argv + 1);
+      pipeline_stop();
+      return code;
+    }
   fprintf(stderr, "clttt: unknown command '%s'\n", argv[1]);
   usage(stderr);
   return 2;

@@ -1,4 +1,4 @@
-/* Options shared by every command that runs a model: -m, --device, --ttt,
+/* Options shared by every command that runs a model: -m, --device, --devices, --split, --ttt,
  * --chunk, --eta, --ctx, --session-in, --session-out. */
 #include <errno.h>
 #include <math.h>
@@ -45,6 +45,12 @@ int model_options_parse(int argc, char **argv, int *index, model_options *option
       cli_option_value(argc, argv, index, "--model", &value, &missing)) {
     if (!missing)
       options->model_dir = value;
+  } else if (cli_option_value(argc, argv, index, "--devices", &value, &missing)) {
+    if (!missing)
+      options->devices = value;
+  } else if (cli_option_value(argc, argv, index, "--split", &value, &missing)) {
+    if (!missing)
+      options->split = value;
   } else if (cli_option_value(argc, argv, index, "--device", &value, &missing)) {
     if (!missing)
       options->device = value;
@@ -120,6 +126,10 @@ const char *model_options_help =
     "  -m, --model DIR    HuggingFace model directory (config.json + safetensors)\n"
     "  --device SEL       OpenCL device: index or name substring (default: $CLTTT_DEVICE,\n"
     "                     else the first GPU, else device 0; see 'clttt devices')\n"
+    "  --devices SEL,...  split the layers over these devices (a pipeline; a selector may\n"
+    "                     repeat); the activations cross between them through host memory\n"
+    "  --split auto|N,... layers per device of --devices (default auto: in proportion to\n"
+    "                     each device's free memory; see 'clttt info --devices')\n"
     "  --ttt on|off       In-Place TTT on (the checkpoint's ttt_mode) or off (base model)\n"
     "  --chunk C          override the TTT chunk size (ttt_chunk)\n"
     "  --eta E            override the TTT step size (ttt_lr)\n"
@@ -198,20 +208,46 @@ static int open_saved_session(const model_options *options, int needed_context, 
   return 1;
 }
 
+/* The devices the model runs on: the one of --device, or those of --devices. */
+static int opened_devices(loaded_model *loaded, clttt_device *const **devices) {
+  *devices = loaded->device ? &loaded->device : loaded->split.device;
+  return loaded->device ? 1 : loaded->split.count;
+}
+
 int model_open(const model_options *options, int needed_context, loaded_model *loaded) {
   memset(loaded, 0, sizeof *loaded);
   if (!options->model_dir) {
     fprintf(stderr, "clttt: no model given: use -m DIR (see --help)\n");
     return 0;
   }
-  int status = clttt_device_open(&loaded->device, options->device);
-  if (status != CLTTT_SUCCESS) {
-    cli_report("opening the OpenCL device", status);
-    return 0;
-  }
+  if (pipeline_size() > 1)
+    return pipeline_open(options, needed_context, loaded);
   clttt_model_params model_params = clttt_model_default_params();
   model_params.check_weights = options->check_weights;
   model_params.weights = options->weights;
+  int split_layers[SPLIT_MAX_DEVICES], automatic = 1;
+  int status = CLTTT_SUCCESS;
+  if (options->devices) {
+    if (!split_devices_open(options->devices, &loaded->split))
+      return 0;
+    if (!split_parse(options->split, loaded->split.count, split_layers, &automatic)) {
+      model_close(loaded);
+      return 0;
+    }
+    model_params.devices = loaded->split.device;
+    model_params.device_count = loaded->split.count;
+    model_params.split = automatic ? NULL : split_layers;
+    /* The session this command creates, so that the split plans for it. */
+    model_params.split_context = options->session_in ? 0 : options->context ? options->context : needed_context;
+  } else {
+    if (options->split)
+      fprintf(stderr, "clttt: warning: --split has no effect without --devices\n");
+    status = clttt_device_open(&loaded->device, options->device);
+    if (status != CLTTT_SUCCESS) {
+      cli_report("opening the OpenCL device", status);
+      return 0;
+    }
+  }
   status = clttt_model_load(&loaded->model, loaded->device, options->model_dir, &model_params);
   if (status != CLTTT_SUCCESS) {
     cli_report("loading the model", status);
@@ -220,7 +256,9 @@ int model_open(const model_options *options, int needed_context, loaded_model *l
   }
   loaded->session_out = options->session_out;
   if (options->profile) {
-    status = clttt_device_set_profiling(loaded->device, 1);
+    clttt_device *const *devices = NULL;
+    for (int i = 0, count = opened_devices(loaded, &devices); i < count && status == CLTTT_SUCCESS; i++)
+      status = clttt_device_set_profiling(devices[i], 1);
     if (status != CLTTT_SUCCESS) {
       cli_report("turning on profiling", status);
       model_close(loaded);
@@ -268,7 +306,9 @@ int model_open(const model_options *options, int needed_context, loaded_model *l
   if (loaded->profile) {
     /* The table starts with the command's own work, not the session's setup. */
     char unused[8];
-    clttt_device_profile_report(loaded->device, unused, sizeof unused, 1);
+    clttt_device *const *devices = NULL;
+    for (int i = 0, count = opened_devices(loaded, &devices); i < count; i++)
+      clttt_device_profile_report(devices[i], unused, sizeof unused, 1);
   }
   return 1;
 }
@@ -285,14 +325,29 @@ int model_finish(loaded_model *loaded, int exit_code) {
   return exit_code;
 }
 
+int model_feed(loaded_model *loaded, const int32_t *tokens, int n, float *logits, int last_only) {
+  if (loaded->pipeline)
+    return pipeline_feed(loaded, tokens, n, logits, last_only);
+  return clttt_session_feed(loaded->session, tokens, n, logits, last_only);
+}
+
 void model_close(loaded_model *loaded) {
+  pipeline_close(loaded);
   if (loaded->profile) {
     static char table[16384];
-    if (clttt_device_profile_report(loaded->device, table, sizeof table, 0) == CLTTT_SUCCESS)
-      fprintf(stderr, "clttt: where the device's time went (--profile):\n%s", table);
+    clttt_device *const *devices = NULL;
+    const int count = opened_devices(loaded, &devices);
+    for (int i = 0; i < count; i++)
+      if (clttt_device_profile_report(devices[i], table, sizeof table, 0) == CLTTT_SUCCESS) {
+        if (count > 1)
+          fprintf(stderr, "clttt: where device %d's time went (--profile):\n%s", i, table);
+        else
+          fprintf(stderr, "clttt: where the device's time went (--profile):\n%s", table);
+      }
   }
   clttt_session_free(loaded->session);
   clttt_model_free(loaded->model);
   clttt_device_close(loaded->device);
+  split_devices_close(&loaded->split);
   memset(loaded, 0, sizeof *loaded);
 }

@@ -62,7 +62,7 @@ static double negative_log_likelihood(const float *row, int vocab, int target) {
 }
 
 /* One pass over the tokens; fills the buckets. Returns 0 on failure. */
-static int run(clttt_session *session, const int32_t *tokens, int n, int vocab, bucket *buckets, int bucket_count,
+static int run(loaded_model *loaded, const int32_t *tokens, int n, int vocab, bucket *buckets, int bucket_count,
                const char *label, double *seconds) {
   float *logits = malloc((size_t)PIECE * (size_t)vocab * sizeof *logits);
   if (!logits) {
@@ -73,7 +73,7 @@ static int run(clttt_session *session, const int32_t *tokens, int n, int vocab, 
   double start = cli_now_seconds();
   for (int done = 0; done < n; done += PIECE) {
     int piece = n - done < PIECE ? n - done : PIECE;
-    int status = clttt_session_feed(session, tokens + done, piece, logits, 0);
+    int status = model_feed(loaded, tokens + done, piece, logits, 0);
     if (status != CLTTT_SUCCESS) {
       if (show_progress)
         fprintf(stderr, "\n");
@@ -235,6 +235,10 @@ int command_ppl(int argc, char **argv) {
     n = limit;
   }
   model_options open_options = options;
+  if (open_options.ttt == 2 && pipeline_size() > 1) {
+    fprintf(stderr, "clttt ppl: --ttt both is not available under mpirun: run --ttt on and --ttt off\n");
+    goto done;
+  }
   if (open_options.ttt == 2)
     open_options.ttt = -1;
   if (!options.session_in)
@@ -279,7 +283,7 @@ int command_ppl(int argc, char **argv) {
       }
     }
     const char *label = clttt_session_ttt_enabled(loaded.session) ? "TTT on" : "TTT off";
-    if (!run(loaded.session, tokens, n, vocab, results[r], bucket_count, label, &seconds[r]))
+    if (!run(&loaded, tokens, n, vocab, results[r], bucket_count, label, &seconds[r]))
       goto done;
   }
 
