@@ -55,13 +55,19 @@ void embedding_gather_packed(__global float *out, __global const ushort *table,
                                    : vload_half(index, (__global const half *)table);
 }
 
-// out[i] = in[i] widened from bf16 (is_bf16 = 1) or fp16: a TTT layer's fp32
-// fast weight starting from its stored W_down.
+// out (rows x columns, row-major fp32) = a bf16 (is_bf16 = 1) or fp16 matrix
+// packed into our GEMM's panels (the gather's layout above), widened: a TTT
+// layer's fp32 fast weight starting from its stored W_down.
 __kernel __attribute__((work_group_size_hint(ELEMENTWISE_WGS, 1, 1)))
-void widen_to_float(__global float *out, __global const ushort *in, const ulong count, const int is_bf16) {
-  const size_t i = get_global_id(0);
-  if (i < count)
-    out[i] = is_bf16 ? as_float((uint)in[i] << 16) : vload_half(i, (__global const half *)in);
+void widen_to_float(__global float *out, __global const ushort *in, const int rows, const int columns,
+                    const int panel_width, const int k_padded, const int is_bf16) {
+  const int c = get_global_id(0);
+  const int row = get_global_id(1);
+  if (c >= columns || row >= rows)
+    return;
+  const size_t index = ((size_t)(row / panel_width) * k_padded + c) * panel_width + row % panel_width;
+  out[(size_t)row * columns + c] = is_bf16 ? as_float((uint)in[index] << 16)
+                                           : vload_half(index, (__global const half *)in);
 }
 
 // x += y over count floats (the residual stream). Work-item w owns floats

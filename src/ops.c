@@ -18,7 +18,7 @@ static const struct {
     [KERNEL_RMSNORM] = {"rmsnorm.cl", "rmsnorm", 8},
     [KERNEL_EMBEDDING_GATHER] = {"elementwise.cl", "embedding_gather", 5},
     [KERNEL_EMBEDDING_GATHER_PACKED] = {"elementwise.cl", "embedding_gather_packed", 8},
-    [KERNEL_WIDEN_TO_FLOAT] = {"elementwise.cl", "widen_to_float", 4},
+    [KERNEL_WIDEN_TO_FLOAT] = {"elementwise.cl", "widen_to_float", 7},
     [KERNEL_ADD_IN_PLACE] = {"elementwise.cl", "add_in_place", 3},
     [KERNEL_COPY_FLOATS] = {"elementwise.cl", "copy_floats", 3},
     [KERNEL_COUNT_NONFINITE] = {"elementwise.cl", "count_nonfinite", 4},
@@ -185,14 +185,17 @@ clttt_status op_embedding_gather(const kernel_set *kernels, cl_mem out, const li
   return launch(kernels, KERNEL_EMBEDDING_GATHER_PACKED, shape);
 }
 
-clttt_status op_widen_to_float(const kernel_set *kernels, cl_mem out, cl_mem in, packed_gemm_type type,
-                               size_t count) {
-  if (type == PACKED_GEMM_F32)
-    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "widen_to_float: the source is already fp32");
-  const cl_ulong elements = (cl_ulong)count;
-  const int is_bf16 = type == PACKED_GEMM_BF16;
-  CLTTT_TRY(set_arguments(kernels, KERNEL_WIDEN_TO_FLOAT, 4, ARG(out), ARG(in), ARG(elements), ARG(is_bf16)));
-  return launch(kernels, KERNEL_WIDEN_TO_FLOAT, elementwise_rows(&kernels->params, count, 1));
+clttt_status op_widen_to_float(const kernel_set *kernels, cl_mem out, const linear_weight *weight) {
+  const packed_gemm_layout *layout = &weight->layout;
+  if (layout->type == PACKED_GEMM_F32 || layout->n > 0x7fffffff || layout->k > 0x7fffffff ||
+      layout->panel_width > 0x7fffffff || layout->k_padded > 0x7fffffff)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "widen_to_float: a %zu x %zu %s matrix", layout->n, layout->k,
+                      layout->type == PACKED_GEMM_F32 ? "fp32" : "oversized");
+  const int rows = (int)layout->n, columns = (int)layout->k, panel_width = (int)layout->panel_width,
+            k_padded = (int)layout->k_padded, is_bf16 = layout->type == PACKED_GEMM_BF16;
+  CLTTT_TRY(set_arguments(kernels, KERNEL_WIDEN_TO_FLOAT, 7, ARG(out), ARG(weight->buffer), ARG(rows), ARG(columns),
+                          ARG(panel_width), ARG(k_padded), ARG(is_bf16)));
+  return launch(kernels, KERNEL_WIDEN_TO_FLOAT, elementwise_rows(&kernels->params, layout->k, layout->n));
 }
 
 static clttt_status vector_op(const kernel_set *kernels, kernel_id id, cl_mem x, cl_mem y, size_t count) {

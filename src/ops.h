@@ -70,8 +70,9 @@ clttt_status op_rmsnorm(const kernel_set *kernels, cl_mem out, int out_ld, cl_me
  * row-major fp32 or packed bf16/fp16. */
 clttt_status op_embedding_gather(const kernel_set *kernels, cl_mem out, const struct linear_weight *table,
                                  cl_mem tokens, int n, int d);
-/* out (count floats) = in, bf16 or fp16 (`type`), widened. */
-clttt_status op_widen_to_float(const kernel_set *kernels, cl_mem out, cl_mem in, packed_gemm_type type, size_t count);
+/* out (n x k fp32, row-major) = a bf16 or fp16 weight in its layout
+ * (packed or row-major), widened. */
+clttt_status op_widen_to_float(const kernel_set *kernels, cl_mem out, const struct linear_weight *weight);
 /* x[0..count) += y[0..count) */
 clttt_status op_add_in_place(const kernel_set *kernels, cl_mem x, cl_mem y, size_t count);
 /* out[0..count) = in[0..count): a streaming copy, the bandwidth yardstick of the benchmarks */

@@ -282,8 +282,7 @@ clttt_status ttt_state_reset(ttt_state *state, const kernel_set *kernels, const 
       CLTTT_TRY(runtime_copy(part_kernels->device, state->layers[i].fast_weight, 0, down->buffer, 0, bytes,
                              "W_down into the fast weight"));
     else
-      CLTTT_TRY(op_widen_to_float(part_kernels, state->layers[i].fast_weight, down->buffer, down->layout.type,
-                                  bytes / sizeof(float)));
+      CLTTT_TRY(op_widen_to_float(part_kernels, state->layers[i].fast_weight, down));
   }
   state->pending = 0;
   return CLTTT_SUCCESS;

@@ -114,6 +114,12 @@ static clttt_status linear_layout(const clttt_device *device, packed_gemm_type t
   return packed_gemm_row_major_layout(type, n, k, layout);
 }
 
+/* A TTT layer's W_down: fp32 stays row-major, the layout the fast weight
+ * copies (and CLBlast or the GEMV reads with TTT off); 16-bit is packed like
+ * every other matrix, so that our GEMM runs it with TTT off, and the fast
+ * weight widens it out of the panels. */
+static int ttt_down_pack(packed_gemm_type type) { return type == PACKED_GEMM_F32 ? -1 : 0; }
+
 /* The weight of a linear product, from one or several tensors stacked
  * row-wise (q, k, v; gate, up), each `columns` wide. fp32 row-major goes
  * up tensor by tensor; every other layout is written by packed_gemm_pack
@@ -233,7 +239,8 @@ static clttt_status load_layer(loader *load, int index) {
   layer->is_ttt = config->ttt_mode && clttt_config_is_ttt_layer(config, index);
   static const char *const down_names[] = {"down_proj"};
   const int64_t down_rows[] = {d};
-  CLTTT_TRY(load_stacked_linear(load, mlp_prefix, down_names, down_rows, 1, f, layer->is_ttt ? -1 : pack,
+  CLTTT_TRY(load_stacked_linear(load, mlp_prefix, down_names, down_rows, 1, f,
+                                layer->is_ttt ? ttt_down_pack(model->weight_type) : pack,
                                 &layer->down));
   if (config->mlp_bias) {
     CLTTT_TRY(load_stacked(load, mlp_prefix, gate_up_names, gate_up_rows, 2, "bias", &layer->gate_up_bias));
@@ -351,7 +358,7 @@ uint64_t weights_part_bytes(const clttt_config *config, packed_gemm_type type, c
     count_buffer(linear_bytes(device, type, pack, q_dim + 2 * kv_dim, d), &bytes, &largest);
     count_buffer(linear_bytes(device, type, pack, d, q_dim), &bytes, &largest);
     count_buffer(linear_bytes(device, type, pack, 2 * f, d), &bytes, &largest);
-    count_buffer(linear_bytes(device, type, is_ttt ? -1 : pack, d, f), &bytes, &largest);
+    count_buffer(linear_bytes(device, type, is_ttt ? ttt_down_pack(type) : pack, d, f), &bytes, &largest);
     if (config->attention_bias)
       floats += q_dim + 2 * kv_dim + d;
     if (config->mlp_bias)

@@ -132,10 +132,8 @@ START_TEST(test_split_equals_single_device) {
     const double difference = test_rows_difference(expected, got, vocab, 0, TOKENS);
     ck_assert_msg(difference <= tolerance, "%s, pieces of %d: split differs by %g (tolerance %g)", c->fixture,
                   options.piece ? options.piece : TOKENS, difference, tolerance);
-    /* TTT moved the logits: the comparison covers the fast weights. (Not
-     * with 16-bit matrices: TTT off sends a TTT layer's row-major 16-bit
-     * W_down to CLBlast, which fails on one device just the same.) */
-    if (config->ttt_mode && c->weights == CLTTT_WEIGHTS_AUTO) {
+    /* TTT moved the logits: the comparison covers the fast weights. */
+    if (config->ttt_mode) {
       options.ttt = 0;
       float *base = test_run(split, tokens, TOKENS, options);
       ck_assert_msg(test_rows_difference(base, got, vocab, 0, TOKENS) > 1e-3, "%s: TTT changed nothing",

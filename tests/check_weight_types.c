@@ -96,6 +96,21 @@ static void check_stored_type_is_exact(const char *name, const char *dtype, cltt
   ck_assert_msg(whole <= 2e-5 * scale && single <= 2e-5 * scale,
                 "%s as %s: 16-bit weights differ from fp32 by %g (whole) and %g (one token at a time), "
                 "largest logit %g", name, dtype ? dtype : "stored", whole, single, scale);
+  /* With TTT off a TTT layer's stored W_down is the product's weight
+   * itself (packed when 16-bit, row-major fp32 otherwise). */
+  if (clttt_model_get_config(full)->ttt_mode) {
+    int32_t tokens[TOKENS];
+    tokens_of(tokens, TOKENS, clttt_model_get_config(full)->vocab_size);
+    test_run_options off = test_run_default;
+    off.ttt = 0;
+    float *half_off = test_run(half, tokens, TOKENS, off), *full_off = test_run(full, tokens, TOKENS, off);
+    double difference = test_max_abs_difference(half_off, full_off, count);
+    ck_assert_msg(difference <= 2e-5 * scale, "%s with TTT off: 16-bit weights differ from fp32 by %g", name,
+                  difference);
+    ck_assert(test_max_abs_difference(half_off, half_whole, count) > 1e-4); /* TTT on did something */
+    free(half_off);
+    free(full_off);
+  }
   free(half_whole);
   free(half_single);
   free(full_whole);
