@@ -321,23 +321,29 @@ __kernel void attention_decode_partial(__global float *partials, __global const 
 }
 
 // out[head * HEAD_DIM + c] = sum over ranges of exp(max_s - M) acc_s[c] /
-// sum over ranges of exp(max_s - M) sum_s, M the largest range max.
+// sum over ranges of exp(max_s - M) sum_s, M the largest range max: one
+// work-item per head, in vectors along HEAD_DIM (a work-item per element
+// took half as long as the ranges themselves on PoCL).
 __kernel void attention_decode_combine(__global float *out, __global const float *partials, const int splits,
                                        const int heads) {
-  const int c = get_global_id(0);
-  const int head = get_global_id(1);
-  if (c >= HEAD_DIM || head >= heads)
+  const int head = get_global_id(0);
+  if (head >= heads)
     return;
   __global const float *base = partials + (size_t)head * splits * (HEAD_DIM + 2);
   float largest = -INFINITY;
   for (int s = 0; s < splits; s++)
     largest = fmax(largest, base[(size_t)s * (HEAD_DIM + 2)]);
-  float sum = 0.0f, value = 0.0f;
+  decode_vector value[DECODE_VECTORS];
+  for (int i = 0; i < DECODE_VECTORS; i++)
+    value[i] = (decode_vector)(0.0f);
+  float sum = 0.0f;
   for (int s = 0; s < splits; s++) {
     __global const float *state = base + (size_t)s * (HEAD_DIM + 2);
     const float weight = exp(state[0] - largest);
     sum += weight * state[1];
-    value += weight * state[2 + c];
+    for (int i = 0; i < DECODE_VECTORS; i++)
+      value[i] = fma((decode_vector)(weight), DECODE_LOAD_FLOAT(i, state + 2), value[i]);
   }
-  out[head * HEAD_DIM + c] = value / sum;
+  for (int i = 0; i < DECODE_VECTORS; i++)
+    DECODE_CAT(vstore, DECODE_WIDTH)(value[i] / sum, i, out + head * HEAD_DIM);
 }

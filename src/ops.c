@@ -304,9 +304,9 @@ clttt_status op_attention_decode(const kernel_set *kernels, const attention_prob
                            "attention_decode_partial", 2, partial_global, cpu ? single : NULL));
   CLTTT_TRY(set_arguments(kernels, KERNEL_ATTENTION_DECODE_COMBINE, 4, ARG(p->out), ARG(partials), ARG(splits),
                           ARG(p->heads)));
-  const size_t combine_global[2] = {(size_t)p->head_dim, (size_t)p->heads};
+  const size_t combine_global[2] = {(size_t)p->heads, 1};
   return runtime_launch(kernels->device, kernels->kernel[KERNEL_ATTENTION_DECODE_COMBINE],
-                        "attention_decode_combine", 2, combine_global, NULL);
+                        "attention_decode_combine", 2, combine_global, cpu ? single : NULL);
 }
 
 clttt_status op_causal_softmax_rows(const kernel_set *kernels, cl_mem scores, int rows, int columns, int ld,
