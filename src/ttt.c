@@ -60,6 +60,16 @@ static clttt_status compute_targets(const kernel_set *kernels, const ttt_layer *
     *targets = workspace->conv_out;
     return CLTTT_SUCCESS;
   }
+  if (layer->projection_packed) {
+    if (!kernels->has_packed)
+      return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "TTT target projection: packed P, no packed GEMM kernels");
+    /* V (C x d) = tc (C x d) (P^T)^T, P^T in panels: P used as stored */
+    CLTTT_TRY(packed_gemm_run(&kernels->packed, "TTT target projection (tc P)", layer->projection_packed,
+                              (size_t)rows, view(workspace->conv_out, 0, (size_t)d), layer->projection, 0, 0.0f,
+                              view(workspace->targets, 0, (size_t)d)));
+    *targets = workspace->targets;
+    return CLTTT_SUCCESS;
+  }
   /* V (C x d) = tc (C x d) P (d x d), P used as stored (SPEC.md section 3.5) */
   CLTTT_TRY(gemm(kernels->device, "TTT target projection (tc P)", GEMM_NO_TRANSPOSE, GEMM_NO_TRANSPOSE,
                  (size_t)rows, (size_t)d, (size_t)d, 1.0f, view(workspace->conv_out, 0, (size_t)d),
@@ -295,7 +305,14 @@ clttt_status ttt_down_projection(ttt_state *state, const kernel_set *kernels, co
   ttt_workspace *workspace = &state->workspaces[weights->part];
   const size_t d = (size_t)model->config.hidden_size, f = (size_t)model->config.intermediate_size;
   const int C = state->C;
-  const ttt_layer layer = {(int)d, (int)f, C, state->eta, weights->ttt_conv, weights->ttt_proj, state->clip_tau};
+  const ttt_layer layer = {(int)d,
+                           (int)f,
+                           C,
+                           state->eta,
+                           weights->ttt_conv,
+                           weights->ttt_proj,
+                           state->clip_tau,
+                           weights->ttt_proj_packed ? &weights->ttt_proj_layout : NULL};
   const clttt_device *device = kernels->device;
 
   int pending = state->pending;

@@ -15,6 +15,9 @@ typedef struct {
   cl_mem conv;       /* d x 5: ttt_conv.weight */
   cl_mem projection; /* d x d: ttt_proj.weight, or NULL without ttt_proj */
   float clip_tau;    /* > 0: each update scaled to Frobenius norm at most tau; 0: off */
+  /* NULL: projection holds P row-major (CLBlast's tc P); else it holds P^T
+   * in these panels of our GEMM (weights.c, load_projection). */
+  const packed_gemm_layout *projection_packed;
 } ttt_layer;
 
 /* Device scratch for one update: two C x d matrices and, with clipping,

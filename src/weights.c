@@ -194,6 +194,44 @@ static clttt_status load_stacked(loader *load, const char *prefix, const char *c
   return CLTTT_SUCCESS;
 }
 
+/* A TTT layer's ttt_proj P (d x d, always fp32), used as V = tc P:
+ * row-major for CLBlast's NN product, or, where the device runs its fp32
+ * weight products through our GEMM (GEMM_PACKED), P^T packed like a weight,
+ * the product then being tc (P^T)^T. The transpose needs one d x d host
+ * buffer while it is packed. */
+static clttt_status load_projection(loader *load, const char *name, int64_t d, layer_weights *layer) {
+  clttt_device *device = load->device;
+  layer->ttt_proj_packed = device->tuning.gemm_packed != 0;
+  if (!layer->ttt_proj_packed)
+    return load_tensor(load, name, d, d, &layer->ttt_proj);
+  const size_t n = (size_t)d;
+  int64_t shape[2] = {d, d};
+  const float *p = NULL;
+  CLTTT_TRY(read_floats(load, name, shape, 2, n * n, &p));
+  float *transposed = malloc(n * n * sizeof *transposed);
+  if (!transposed)
+    return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "transposing tensor %s (%zu bytes)", name, n * n * sizeof(float));
+  for (size_t c = 0; c < n; c++)
+    for (size_t e = 0; e < n; e++)
+      transposed[e * n + c] = p[c * n + e];
+  clttt_status status = packed_gemm_layout_for(&device->tuning.gemm, PACKED_GEMM_F32, n, n, &layer->ttt_proj_layout);
+  const size_t bytes = packed_gemm_bytes(&layer->ttt_proj_layout);
+  if (status == CLTTT_SUCCESS)
+    status = allocate_weight(load, bytes, name, &layer->ttt_proj);
+  void *mapped = NULL;
+  if (status == CLTTT_SUCCESS)
+    status = runtime_map_for_writing(device, layer->ttt_proj, bytes, name, &mapped);
+  if (status == CLTTT_SUCCESS)
+    status = packed_gemm_pack(&layer->ttt_proj_layout, mapped, 0, n, transposed, PACKED_GEMM_F32, n);
+  if (mapped) {
+    clttt_status unmapped = runtime_unmap(device, layer->ttt_proj, mapped, name);
+    if (status == CLTTT_SUCCESS)
+      status = unmapped;
+  }
+  free(transposed);
+  return status;
+}
+
 static clttt_status load_layer(loader *load, int index) {
   clttt_model *model = load->model;
   const clttt_config *config = &model->config;
@@ -255,8 +293,10 @@ static clttt_status load_layer(loader *load, int index) {
     CLTTT_TRY(allocate_weight(load, (size_t)d * 5 * sizeof(float), name, &layer->ttt_conv));
     CLTTT_TRY(read_floats(load, name, conv_shape, 3, (size_t)d * 5, &conv));
     CLTTT_TRY(runtime_upload(load->device, layer->ttt_conv, 0, (size_t)d * 5 * sizeof(float), conv, name));
-    if (config->ttt_proj)
-      LAYER_TENSOR("mlp.ttt_proj.weight", d, d, ttt_proj);
+    if (config->ttt_proj) {
+      snprintf(name, sizeof name, "%s.mlp.ttt_proj.weight", prefix);
+      CLTTT_TRY(load_projection(load, name, d, layer));
+    }
   }
 #undef LAYER_TENSOR
   return CLTTT_SUCCESS;
@@ -366,7 +406,9 @@ uint64_t weights_part_bytes(const clttt_config *config, packed_gemm_type type, c
     if (config->arch == CLTTT_ARCH_QWEN3)
       floats += 2 * (uint64_t)config->head_dim;
     if (is_ttt)
-      floats += 5 * d + (config->ttt_proj ? d * d : 0);
+      floats += 5 * d;
+    if (is_ttt && config->ttt_proj) /* fp32: packed where fp32 weights are */
+      count_buffer(linear_bytes(device, PACKED_GEMM_F32, pack ? 1 : -1, d, d), &bytes, &largest);
     ttt_layers += is_ttt;
   }
   const uint64_t vocab = (uint64_t)config->vocab_size;
@@ -379,8 +421,6 @@ uint64_t weights_part_bytes(const clttt_config *config, packed_gemm_type type, c
   if (has_head)
     floats += d;
   floats += (uint64_t)config->head_dim / 2; /* RoPE frequencies, on every part */
-  if (config->ttt_proj && ttt_layers > 0 && d * d * sizeof(float) > largest)
-    largest = d * d * sizeof(float);
   if (largest_buffer)
     *largest_buffer = largest;
   return bytes + floats * sizeof(float);

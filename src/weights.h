@@ -37,7 +37,10 @@ typedef struct {
   cl_mem down_bias;          /* d, or NULL */
   int is_ttt;                /* a TTT layer of a ttt_mode checkpoint */
   cl_mem ttt_conv;           /* d x 5 */
-  cl_mem ttt_proj;           /* d x d, or NULL without ttt_proj */
+  cl_mem ttt_proj;           /* d x d fp32, or NULL without ttt_proj: P row-major, or P^T in our
+                                GEMM's panels when ttt_proj_packed (V = tc P = tc (P^T)^T) */
+  int ttt_proj_packed;
+  packed_gemm_layout ttt_proj_layout;
   int part;                  /* the model part (device) holding this layer */
 } layer_weights;
 
