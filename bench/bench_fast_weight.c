@@ -140,6 +140,47 @@ static clttt_status upload_uniform(clttt_device *device, size_t count, float sca
   return status;
 }
 
+/* A rows x columns weight of uniform values laid out as the forward pass
+ * lays it (weights.c): packed into our GEMM's panels where the device's
+ * parameters choose it (GEMM_PACKED), row-major for CLBlast otherwise.
+ * `transposed`: packed, the weight is the transpose of the generated
+ * matrix (the TTT projection, held as P^T); row-major it is the matrix. */
+static clttt_status weight_uniform(clttt_device *device, size_t rows, size_t columns, float scale,
+                                   unsigned long long seed, int transposed, const char *what,
+                                   linear_weight *weight) {
+  memset(weight, 0, sizeof *weight);
+  weight->out_features = rows;
+  weight->in_features = columns;
+  weight->packed = device->tuning.gemm_packed != 0;
+  float *host = malloc(rows * columns * sizeof(float)), *ordered = malloc(rows * columns * sizeof(float));
+  if (!host || !ordered) {
+    free(host);
+    free(ordered);
+    return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "%s: %zu floats of host memory", what, rows * columns);
+  }
+  fill_uniform(host, rows * columns, scale, &seed);
+  for (size_t r = 0; r < rows; r++)
+    for (size_t c = 0; c < columns; c++)
+      ordered[r * columns + c] = transposed && weight->packed ? host[c * rows + r] : host[r * columns + c];
+  clttt_status status = weight->packed
+                            ? packed_gemm_layout_for(&device->tuning.gemm, PACKED_GEMM_F32, rows, columns, &weight->layout)
+                            : packed_gemm_row_major_layout(PACKED_GEMM_F32, rows, columns, &weight->layout);
+  const size_t bytes = packed_gemm_bytes(&weight->layout);
+  unsigned char *packed = status == CLTTT_SUCCESS ? malloc(bytes) : NULL;
+  if (status == CLTTT_SUCCESS && !packed)
+    status = clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "%s: packing", what);
+  if (status == CLTTT_SUCCESS)
+    status = packed_gemm_pack(&weight->layout, packed, 0, rows, ordered, PACKED_GEMM_F32, columns);
+  if (status == CLTTT_SUCCESS)
+    status = runtime_alloc(device, bytes, what, &weight->buffer);
+  if (status == CLTTT_SUCCESS)
+    status = runtime_upload(device, weight->buffer, 0, bytes, packed, what);
+  free(packed);
+  free(host);
+  free(ordered);
+  return status;
+}
+
 static clttt_status all_finite(clttt_device *device, cl_mem buffer, size_t count, const char *what,
                                int *finite) {
   float *host = malloc(count * sizeof(float));
@@ -161,13 +202,13 @@ static clttt_status all_finite(clttt_device *device, cl_mem buffer, size_t count
 typedef struct {
   int C, d, f;
   cl_mem x;         /* 2 chunks of inputs (C x d each), alternated along the sequence */
-  cl_mem gate_up_w; /* 2f x d: [Wg; Wu] */
+  linear_weight gate_up_w; /* 2f x d: [Wg; Wu], laid out as the forward pass lays it */
   cl_mem gate_up;   /* C x 2f */
   cl_mem h;         /* C x f */
   cl_mem W;         /* d x f: the fast weight */
   cl_mem W_probe;   /* d x f: scratch for the update split probe */
   cl_mem conv;      /* d x 5 */
-  cl_mem P;         /* d x d */
+  linear_weight P;  /* d x d: P row-major, or P^T packed (as weights.c holds ttt_proj) */
   cl_mem out;       /* C x d */
   ttt_layer layer;
   ttt_workspace workspace;
@@ -177,13 +218,13 @@ typedef struct {
 
 static void config_free(config_buffers *b) {
   runtime_release(&b->x);
-  runtime_release(&b->gate_up_w);
+  runtime_release(&b->gate_up_w.buffer);
   runtime_release(&b->gate_up);
   runtime_release(&b->h);
   runtime_release(&b->W);
   runtime_release(&b->W_probe);
   runtime_release(&b->conv);
-  runtime_release(&b->P);
+  runtime_release(&b->P.buffer);
   runtime_release(&b->out);
   if (b->workspace_ready)
     ttt_workspace_free(&b->workspace);
@@ -200,11 +241,10 @@ static clttt_status config_create(clttt_device *device, const options *opt, int 
   /* Scales keep every value O(1) over many chunks: no overflow, no denormals. */
   const float inv_sqrt_d = 1.0f / sqrtf((float)d);
   CLTTT_TRY(upload_uniform(device, 2 * c * d, 1.0f, 1, "bench inputs x (2 x C x d)", &b->x));
-  CLTTT_TRY(upload_uniform(device, 2 * f * d, 1.7f * inv_sqrt_d, 2, "bench [Wg; Wu] (2f x d)",
-                           &b->gate_up_w));
+  CLTTT_TRY(weight_uniform(device, 2 * f, d, 1.7f * inv_sqrt_d, 2, 0, "bench [Wg; Wu] (2f x d)", &b->gate_up_w));
   CLTTT_TRY(upload_uniform(device, d * f, 1.7f / sqrtf((float)f), 3, "bench W_down (d x f)", &b->W));
   CLTTT_TRY(upload_uniform(device, d * 5, 0.3f, 4, "bench ttt_conv (d x 5)", &b->conv));
-  CLTTT_TRY(upload_uniform(device, d * d, 1.7f * inv_sqrt_d, 5, "bench ttt_proj (d x d)", &b->P));
+  CLTTT_TRY(weight_uniform(device, d, d, 1.7f * inv_sqrt_d, 5, 1, "bench ttt_proj (d x d)", &b->P));
   CLTTT_TRY(runtime_alloc(device, c * 2 * f * sizeof(float), "bench gate_up (C x 2f)", &b->gate_up));
   CLTTT_TRY(runtime_alloc(device, c * f * sizeof(float), "bench h (C x f)", &b->h));
   CLTTT_TRY(runtime_alloc(device, d * f * sizeof(float), "bench W probe (d x f)", &b->W_probe));
@@ -221,7 +261,9 @@ static clttt_status config_create(clttt_device *device, const options *opt, int 
   b->layer.eta = opt->eta / (float)C;
   b->layer.clip_tau = opt->clip_tau;
   b->layer.conv = b->conv;
-  b->layer.projection = b->P;
+  b->layer.projection = b->P.buffer;
+  /* Packed: the buffer holds P^T in panels, as weights.c's load_projection does. */
+  b->layer.projection_packed = b->P.packed ? &b->P.layout : NULL;
   return CLTTT_SUCCESS;
 }
 
@@ -231,9 +273,9 @@ static clttt_status config_create(clttt_device *device, const options *opt, int 
 static clttt_status step_gate_up(clttt_device *device, config_buffers *b, int chunk) {
   const size_t d = (size_t)b->d, f = (size_t)b->f, c = (size_t)b->C;
   (void)device;
-  return gemm_linear(&b->kernels, "bench gate and up projections", c, 2 * f, d,
-                     view(b->x, (size_t)(chunk % 2) * c * d, d), view(b->gate_up_w, 0, d), 0.0f,
-                     view(b->gate_up, 0, 2 * f));
+  /* gate_up (C x 2f) = x (C x d) [Wg; Wu]^T, as the forward pass runs it */
+  return gemm_weight(&b->kernels, "bench gate and up projections", c, view(b->x, (size_t)(chunk % 2) * c * d, d),
+                     &b->gate_up_w, 0.0f, view(b->gate_up, 0, 2 * f));
 }
 
 static clttt_status step_swiglu(clttt_device *device, config_buffers *b) {
@@ -265,14 +307,24 @@ static clttt_status update_probe(clttt_device *device, config_buffers *b, double
   CLTTT_TRY(op_ttt_conv(&b->kernels, b->workspace.conv_out, view(b->x, 0, d), b->conv, (int)c, (int)d));
   CLTTT_TRY(runtime_finish(device));
   double t1 = now_ms();
-  CLTTT_TRY(gemm(device, "bench target projection (tc P)", GEMM_NO_TRANSPOSE, GEMM_NO_TRANSPOSE, c, d,
-                 d, 1.0f, view(b->workspace.conv_out, 0, d), view(b->P, 0, d), 0.0f,
-                 view(b->workspace.targets, 0, d)));
+  if (b->layer.projection_packed)
+    /* V (C x d) = tc (C x d) (P^T)^T, as ttt_update runs it */
+    CLTTT_TRY(packed_gemm_run(&b->kernels.packed, "bench target projection (tc P)", b->layer.projection_packed, c,
+                              view(b->workspace.conv_out, 0, d), b->P.buffer, 0, 0.0f,
+                              view(b->workspace.targets, 0, d)));
+  else
+    CLTTT_TRY(gemm(device, "bench target projection (tc P)", GEMM_NO_TRANSPOSE, GEMM_NO_TRANSPOSE, c, d, d, 1.0f,
+                   view(b->workspace.conv_out, 0, d), view(b->P.buffer, 0, d), 0.0f,
+                   view(b->workspace.targets, 0, d)));
   CLTTT_TRY(runtime_finish(device));
   double t2 = now_ms();
-  CLTTT_TRY(gemm(device, "bench update (W += eta V^T h)", GEMM_TRANSPOSE, GEMM_NO_TRANSPOSE, d, f, c,
-                 b->layer.eta, view(b->workspace.targets, 0, d), view(b->h, 0, f), 1.0f,
-                 view(b->W_probe, 0, f)));
+  if (b->kernels.params.update_own && b->kernels.has_packed)
+    /* W (d x f) += eta V^T h through our update kernel, as ttt_update runs it */
+    CLTTT_TRY(packed_gemm_update(&b->kernels.packed, "bench update (W += eta V^T h)", d, f, c, b->layer.eta,
+                                 view(b->workspace.targets, 0, d), view(b->h, 0, f), view(b->W_probe, 0, f)));
+  else
+    CLTTT_TRY(gemm(device, "bench update (W += eta V^T h)", GEMM_TRANSPOSE, GEMM_NO_TRANSPOSE, d, f, c, b->layer.eta,
+                   view(b->workspace.targets, 0, d), view(b->h, 0, f), 1.0f, view(b->W_probe, 0, f)));
   CLTTT_TRY(runtime_finish(device));
   double t3 = now_ms();
   *conv_ms = t1 - t0;
