@@ -252,6 +252,7 @@ static clttt_status config_create(clttt_device *device, const options *opt, int 
   CLTTT_TRY(runtime_copy(device, b->W_probe, 0, b->W, 0, d * f * sizeof(float), "bench W probe"));
   CLTTT_TRY(ttt_workspace_create(device, &b->workspace, C, opt->d, opt->f, opt->clip_tau > 0.0f));
   b->workspace_ready = 1;
+  b->layer.apply_panels = b->workspace.apply_panels; /* as a session's TTT state does */
   CLTTT_TRY(kernel_set_create(&b->kernels, device, &device->tuning, 128, 0));
   b->layer.d = opt->d;
   b->layer.f = opt->f;

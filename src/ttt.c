@@ -10,6 +10,7 @@
 
 uint64_t ttt_workspace_bytes(int C, int d, int f, int clipping) {
   uint64_t bytes = 2 * (uint64_t)C * (uint64_t)d * sizeof(float);
+  bytes += ((uint64_t)d + 256) * ((uint64_t)f + 256) * sizeof(float);
   if (clipping)
     bytes += ((uint64_t)d * (uint64_t)f + (uint64_t)d + 1) * sizeof(float);
   return bytes;
@@ -24,6 +25,9 @@ clttt_status ttt_workspace_create(const clttt_device *device, ttt_workspace *wor
   clttt_status status = runtime_alloc(device, bytes, "TTT conv output (C x d)", &workspace->conv_out);
   if (status == CLTTT_SUCCESS)
     status = runtime_alloc(device, bytes, "TTT targets V (C x d)", &workspace->targets);
+  if (status == CLTTT_SUCCESS)
+    status = runtime_alloc(device, ((size_t)d + 256) * ((size_t)f + 256) * sizeof(float),
+                           "TTT fast weight panels for the apply", &workspace->apply_panels);
   if (status == CLTTT_SUCCESS && clipping)
     status = runtime_alloc(device, (size_t)d * (size_t)f * sizeof(float), "TTT clipped update U (d x f)",
                            &workspace->update);
@@ -42,13 +46,24 @@ void ttt_workspace_free(ttt_workspace *workspace) {
   runtime_release(&workspace->update);
   runtime_release(&workspace->row_sums);
   runtime_release(&workspace->scale);
+  runtime_release(&workspace->apply_panels);
 }
 
 clttt_status ttt_apply(const kernel_set *kernels, const ttt_layer *layer, cl_mem W, size_t rows,
                        matrix_view h, matrix_view out) {
+  const size_t d = (size_t)layer->d, f = (size_t)layer->f;
+  if (layer->apply_panels && rows >= TTT_APPLY_PACKED_ROWS && kernels->params.gemm_packed && kernels->has_packed) {
+    /* W changes every chunk: packed again on the device for each batch. */
+    packed_gemm_layout layout;
+    CLTTT_TRY(packed_gemm_layout_for(&kernels->packed.params, PACKED_GEMM_F32, d, f, &layout));
+    CLTTT_TRY(packed_gemm_pack_device(&kernels->packed, "TTT apply (h W^T)", &layout, layer->apply_panels, W,
+                                      PACKED_GEMM_F32, 0, f, 1, 1.0f));
+    /* out (rows x d) = h (rows x f) W^T */
+    return packed_gemm_run(&kernels->packed, "TTT apply (h W^T)", &layout, rows, h, layer->apply_panels, 0, 0.0f,
+                           out);
+  }
   /* out (rows x d) = h (rows x f) W^T, W: d x f */
-  return gemm_linear(kernels, "TTT apply (h W^T)", rows, (size_t)layer->d, (size_t)layer->f, h,
-                     view(W, 0, (size_t)layer->f), 0.0f, out);
+  return gemm_linear(kernels, "TTT apply (h W^T)", rows, d, f, h, view(W, 0, f), 0.0f, out);
 }
 
 /* tc (C x d) = conv(t) inside the chunk; V (C x d) = tc P, or tc without P. */
@@ -312,7 +327,8 @@ clttt_status ttt_down_projection(ttt_state *state, const kernel_set *kernels, co
                            weights->ttt_conv,
                            weights->ttt_proj,
                            state->clip_tau,
-                           weights->ttt_proj_packed ? &weights->ttt_proj_layout : NULL};
+                           weights->ttt_proj_packed ? &weights->ttt_proj_layout : NULL,
+                           workspace->apply_panels};
   const clttt_device *device = kernels->device;
 
   int pending = state->pending;

@@ -18,7 +18,16 @@ typedef struct {
   /* NULL: projection holds P row-major (CLBlast's tc P); else it holds P^T
    * in these panels of our GEMM (weights.c, load_projection). */
   const packed_gemm_layout *projection_packed;
+  /* Room to pack W for the apply (a ttt_workspace's apply_panels), or NULL:
+   * batches of at least TTT_APPLY_PACKED_ROWS rows then multiply through our
+   * GEMM where the device's parameters choose it (GEMM_PACKED). */
+  cl_mem apply_panels;
 } ttt_layer;
+
+/* Rows from which packing W (d x f reads and writes) costs less than the
+ * GEMM it speeds up: about 30 on PoCL, where CLBlast's NT product ran at a
+ * quarter of our kernel's rate. */
+#define TTT_APPLY_PACKED_ROWS 64
 
 /* Device scratch for one update: two C x d matrices and, with clipping,
  * the update itself (it must be whole before its norm is known), its row
@@ -29,6 +38,8 @@ typedef struct {
   cl_mem update;   /* U = eta V^T h: d x f, only with clipping */
   cl_mem row_sums; /* d, only with clipping */
   cl_mem scale;    /* 1 float, only with clipping */
+  cl_mem apply_panels; /* W packed for the apply: (d + 256) x (f + 256) floats, room for any panel
+                          width and k padding */
   int C, d;
 } ttt_workspace;
 

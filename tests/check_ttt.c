@@ -286,7 +286,7 @@ START_TEST(test_prefix_form_equals_sequential) {
   cl_mem h = random_buffer(device, (size_t)n * f, 3, 1.0f, "h");
   cl_mem t = random_buffer(device, (size_t)n * d, 4, 1.0f, "t");
   cl_mem W0 = random_buffer(device, (size_t)d * f, 5, 0.2f, "W0");
-  ttt_layer layer = {d, f, C, 0.05f, conv, projection, 0.0f};
+  ttt_layer layer = {.d = d, .f = f, .C = C, .eta = 0.05f, .conv = conv, .projection = projection};
   kernel_set kernels;
   ck_assert_int_eq(kernel_set_create(&kernels, device, &device->tuning, 128, 0), CLTTT_SUCCESS);
   for (int with_projection = 0; with_projection < 2; with_projection++) {
