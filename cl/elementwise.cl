@@ -37,10 +37,17 @@ void embedding_gather(__global float *out, __global const float *table,
   out[(size_t)i * d + c] = table[(size_t)tokens[i] * d + c];
 }
 
-// The same gather from a bf16 (is_bf16 = 1) or fp16 table packed into our
-// GEMM's panels (cl/gemm.cl's layout: element (row, c) at
-// ((row / panel_width) * k_padded + c) * panel_width + row % panel_width),
-// widened to fp32: a tied LM head and the gather then share one copy.
+// Element (row, c) of a bf16 (is_bf16 = 1) or fp16 matrix packed into our
+// GEMM's panels (cl/gemm.cl's layout: at ((row / panel_width) * k_padded + c)
+// * panel_width + row % panel_width), widened to fp32.
+float packed_element(__global const ushort *matrix, const int row, const int c, const int panel_width,
+                     const int k_padded, const int is_bf16) {
+  const size_t index = ((size_t)(row / panel_width) * k_padded + c) * panel_width + row % panel_width;
+  return is_bf16 ? as_float((uint)matrix[index] << 16) : vload_half(index, (__global const half *)matrix);
+}
+
+// The same gather from a bf16 or fp16 table in those panels: a tied LM head
+// and the gather then share one copy.
 __kernel __attribute__((work_group_size_hint(ELEMENTWISE_WGS, 1, 1)))
 void embedding_gather_packed(__global float *out, __global const ushort *table,
                              __global const int *tokens, const int n, const int d,
@@ -49,15 +56,12 @@ void embedding_gather_packed(__global float *out, __global const ushort *table,
   const int i = get_global_id(1);
   if (c >= d || i >= n)
     return;
-  const int row = tokens[i];
-  const size_t index = ((size_t)(row / panel_width) * k_padded + c) * panel_width + row % panel_width;
-  out[(size_t)i * d + c] = is_bf16 ? as_float((uint)table[index] << 16)
-                                   : vload_half(index, (__global const half *)table);
+  out[(size_t)i * d + c] = packed_element(table, tokens[i], c, panel_width, k_padded, is_bf16);
 }
 
-// out (rows x columns, row-major fp32) = a bf16 (is_bf16 = 1) or fp16 matrix
-// packed into our GEMM's panels (the gather's layout above), widened: a TTT
-// layer's fp32 fast weight starting from its stored W_down.
+// out (rows x columns, row-major fp32) = a bf16 or fp16 matrix in those
+// panels, widened: a TTT layer's fp32 fast weight starting from its stored
+// W_down.
 __kernel __attribute__((work_group_size_hint(ELEMENTWISE_WGS, 1, 1)))
 void widen_to_float(__global float *out, __global const ushort *in, const int rows, const int columns,
                     const int panel_width, const int k_padded, const int is_bf16) {
@@ -65,9 +69,7 @@ void widen_to_float(__global float *out, __global const ushort *in, const int ro
   const int row = get_global_id(1);
   if (c >= columns || row >= rows)
     return;
-  const size_t index = ((size_t)(row / panel_width) * k_padded + c) * panel_width + row % panel_width;
-  out[(size_t)row * columns + c] = is_bf16 ? as_float((uint)in[index] << 16)
-                                           : vload_half(index, (__global const half *)in);
+  out[(size_t)row * columns + c] = packed_element(in, row, c, panel_width, k_padded, is_bf16);
 }
 
 // x += y over count floats (the residual stream). Work-item w owns floats

@@ -162,7 +162,8 @@ size_t packed_gemm_bytes(const packed_gemm_layout *layout) {
   return layout->panels * layout->k_padded * layout->panel_width * packed_gemm_element_size(layout->type);
 }
 
-static float read_float(packed_gemm_type type, const unsigned char *row, size_t j) {
+float packed_gemm_element(packed_gemm_type type, const void *elements, size_t j) {
+  const unsigned char *row = elements;
   if (type == PACKED_GEMM_F32) {
     float value;
     memcpy(&value, row + 4 * j, sizeof value);
@@ -181,7 +182,7 @@ static void convert_element(packed_gemm_type source_type, const unsigned char *r
     memcpy(target, row + size * j, size);
     return;
   }
-  float value = read_float(source_type, row, j);
+  float value = packed_gemm_element(source_type, row, j);
   if (target_type == PACKED_GEMM_F32) {
     memcpy(target, &value, sizeof value);
     return;

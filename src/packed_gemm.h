@@ -91,6 +91,8 @@ uint16_t packed_gemm_float_to_bf16(float value);
 uint16_t packed_gemm_float_to_half(float value);
 float packed_gemm_bf16_to_float(uint16_t value);
 float packed_gemm_half_to_float(uint16_t value);
+/* Element j of `elements` (little-endian, possibly unaligned) of `type`, widened. */
+float packed_gemm_element(packed_gemm_type type, const void *elements, size_t j);
 
 /* ---- Launches -------------------------------------------------------- */
 

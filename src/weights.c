@@ -23,24 +23,13 @@ typedef struct {
   int check_weights;     /* refuse non-finite values */
 } loader;
 
-static float element_as_float(const tensor_data *data, size_t i) {
-  if (data->type == PACKED_GEMM_F32) {
-    float value;
-    memcpy(&value, (const unsigned char *)data->data + 4 * i, sizeof value);
-    return value;
-  }
-  uint16_t raw;
-  memcpy(&raw, (const unsigned char *)data->data + 2 * i, sizeof raw);
-  return data->type == PACKED_GEMM_BF16 ? packed_gemm_bf16_to_float(raw) : packed_gemm_half_to_float(raw);
-}
-
 /* Points `data` at tensor `name` of `shape` (count elements) as the source
  * stores it. */
 static clttt_status read_tensor(loader *load, const char *name, const int64_t *shape, int ndim, size_t count,
                                 tensor_data *data) {
   CLTTT_TRY(load->source->read(load->source->context, name, shape, ndim, data));
   for (size_t i = 0; load->check_weights && i < count; i++) {
-    float value = element_as_float(data, i);
+    float value = packed_gemm_element(data->type, data->data, i);
     if (!isfinite(value))
       return clttt_fail(CLTTT_ERROR_NOT_FINITE, "tensor %s: element %zu of %zu is %g", name, i, count,
                         (double)value);
@@ -67,7 +56,7 @@ static clttt_status read_floats(loader *load, const char *name, const int64_t *s
     load->scratch_floats = count;
   }
   for (size_t i = 0; i < count; i++)
-    load->scratch[i] = element_as_float(&data, i);
+    load->scratch[i] = packed_gemm_element(data.type, data.data, i);
   *floats = load->scratch;
   return CLTTT_SUCCESS;
 }
@@ -341,29 +330,24 @@ clttt_status clttt_weight_type_parse(const char *name, clttt_weight_type *type) 
                     name ? name : "(null)");
 }
 
-static const char *element_type_name(packed_gemm_type type) {
-  return type == PACKED_GEMM_F32 ? "f32" : type == PACKED_GEMM_BF16 ? "bf16" : "f16";
-}
-
 static clttt_weight_type public_type(packed_gemm_type type) {
   return type == PACKED_GEMM_F32 ? CLTTT_WEIGHTS_F32 : type == PACKED_GEMM_BF16 ? CLTTT_WEIGHTS_BF16 : CLTTT_WEIGHTS_F16;
 }
 
 clttt_status weights_resolve_type(clttt_weight_type requested, const tensor_source *source, packed_gemm_type *type) {
   int stored = source ? source->stored_type(source->context, "model.embed_tokens.weight") : -1;
-  switch (requested) {
-    case CLTTT_WEIGHTS_AUTO: *type = stored < 0 ? PACKED_GEMM_F32 : (packed_gemm_type)stored; break;
-    case CLTTT_WEIGHTS_F32: *type = PACKED_GEMM_F32; break;
-    case CLTTT_WEIGHTS_F16: *type = PACKED_GEMM_F16; break;
-    case CLTTT_WEIGHTS_BF16: *type = PACKED_GEMM_BF16; break;
-    default:
-      return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "weight type %d: expected auto, f32, f16 or bf16",
-                        (int)requested);
-  }
+  if (requested != CLTTT_WEIGHTS_AUTO && requested != CLTTT_WEIGHTS_F32 && requested != CLTTT_WEIGHTS_F16 &&
+      requested != CLTTT_WEIGHTS_BF16)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "weight type %d: expected auto, f32, f16 or bf16",
+                      (int)requested);
+  if (requested == CLTTT_WEIGHTS_AUTO)
+    *type = stored < 0 ? PACKED_GEMM_F32 : (packed_gemm_type)stored;
+  else
+    *type = weights_element_type(requested);
   /* Widening to fp32 is exact; any other change of type rounds. */
   if (stored >= 0 && *type != (packed_gemm_type)stored && *type != PACKED_GEMM_F32)
     log_warning("weights stored as %s are converted to %s on the device: the logits will differ from the "
-                "checkpoint's own", element_type_name((packed_gemm_type)stored), element_type_name(*type));
+                "checkpoint's own", clttt_weight_type_name(public_type((packed_gemm_type)stored)), clttt_weight_type_name(public_type(*type)));
   return CLTTT_SUCCESS;
 }
 
@@ -464,7 +448,7 @@ static clttt_status check_fits(const clttt_config *config, packed_gemm_type type
     return clttt_fail(CL_MEM_OBJECT_ALLOCATION_FAILURE,
                       "the model's largest weight (%s) needs one buffer of %.1f MiB; device '%s' allocates at "
                       "most %.1f MiB at once",
-                      element_type_name(type), (double)largest / 1048576.0, info->name,
+                      clttt_weight_type_name(public_type(type)), (double)largest / 1048576.0, info->name,
                       (double)info->max_allocation / 1048576.0);
   runtime_memory_usage(device->context, &in_use, NULL, 0);
   if (info->global_memory == 0 || needed + in_use <= info->global_memory)
@@ -472,7 +456,7 @@ static clttt_status check_fits(const clttt_config *config, packed_gemm_type type
   return clttt_fail(CL_MEM_OBJECT_ALLOCATION_FAILURE,
                     "the model's weights (%s matrices) need %.1f MiB; device '%s' has %.1f MiB, %.1f MiB of it "
                     "in use",
-                    element_type_name(type), (double)needed / 1048576.0, info->name,
+                    clttt_weight_type_name(public_type(type)), (double)needed / 1048576.0, info->name,
                     (double)info->global_memory / 1048576.0, (double)in_use / 1048576.0);
 }
 
