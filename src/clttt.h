@@ -522,7 +522,7 @@ typedef struct {
   int ttt_layer_count;
   int ttt_layers[CLTTT_SESSION_INFO_TTT_LAYERS]; /* the first ones when there are more */
   uint64_t weight_bytes;
-  uint64_t weights_hash;       /* crc32 << 32 | adler32 of the weights as on the device */
+  uint64_t weights_hash;       /* XXH3-64 of the weights as on the device (version 1: crc32 << 32 | adler32) */
 } clttt_session_file_info;
 
 /* Reads and checks a whole session file (every checksum) without a model:

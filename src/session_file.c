@@ -2,9 +2,9 @@
  * new session of the same model, and the in-memory copy (fork). The format
  * is described in README.md, "Session files"; in short:
  *
- *   header (64 bytes): magic, version, section count, file size, crc32
- *   sections, each a 32-byte header (kind, layer, device, payload bytes,
- *   payload crc32, header crc32) and its payload, in a fixed order:
+ *   header (64 bytes): magic, version, section count, file size, check
+ *   sections, each a 32-byte header (kind, layer, device, header check,
+ *   payload bytes, payload XXH3-64) and its payload, in a fixed order:
  *     MODEL   the model's fingerprint (configuration, TTT layers, weights hash)
  *     PARAMS  session parameters, position, pending TTT rows, KV dtype
  *     TOKENS  position x int32
@@ -15,7 +15,9 @@
  * Every field is little-endian and fixed-width (configure rejects big-endian
  * hosts, so payloads are host memory as it is). Every size a file states is
  * checked against what its own fingerprint and parameters imply, and their
- * sum against the file's length, before anything is sized from it. */
+ * sum against the file's length, before anything is sized from it.
+ * Version 1 files (crc32 checksums) are still read; only version 2 is
+ * written. */
 #define _GNU_SOURCE /* sync_file_range */
 #include <errno.h>
 #include <fcntl.h>
@@ -27,6 +29,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <xxhash.h>
 #include <zlib.h>
 
 #include "config.h"
@@ -35,7 +38,8 @@
 #include "session_file.h"
 
 #define MAGIC "CLTTTSES"
-#define FORMAT_VERSION 1
+#define FORMAT_VERSION 2
+#define OLDEST_VERSION 1
 #define HEADER_BYTES 64
 #define SECTION_HEADER_BYTES 32
 #define PARAMS_BYTES 48
@@ -45,6 +49,7 @@
 /* Host staging between device and file: large enough that per-call costs
  * vanish, small enough to be no burden next to a model. */
 #define STAGING_BYTES ((size_t)16 << 20)
+size_t session_file_staging_bytes = STAGING_BYTES;
 /* Bounds on what a file may claim, checked before anything is sized from it. */
 #define MAX_LAYERS 65536
 #define MAX_WIDTH (1 << 24)
@@ -53,6 +58,7 @@
 enum { SECTION_MODEL = 1, SECTION_PARAMS = 2, SECTION_TOKENS = 3, SECTION_KV = 4, SECTION_TTT = 5 };
 
 void (*session_file_test_hook)(int stage) = NULL;
+int session_file_write_version = FORMAT_VERSION;
 
 static void test_hook(int stage) {
   if (session_file_test_hook)
@@ -102,7 +108,7 @@ enum {
   FP_ARCH, FP_HIDDEN, FP_INTERMEDIATE, FP_LAYERS, FP_HEADS, FP_KV_HEADS, FP_HEAD_DIM, FP_VOCAB,
   FP_MAX_POSITIONS, FP_TIE, FP_ATTENTION_BIAS, FP_MLP_BIAS, FP_RMS_EPS, FP_ROPE_THETA, FP_ROPE_TYPE,
   FP_ROPE_FACTOR, FP_TTT_MODE, FP_TTT_CHUNK, FP_TTT_LR, FP_TTT_PROJ, FP_TTT_TARGET, FP_TTT_CLIP_TAU,
-  FP_WEIGHT_BYTES_LOW, FP_WEIGHT_BYTES_HIGH, FP_WEIGHTS_CRC32, FP_WEIGHTS_ADLER32, FP_TTT_LAYER_COUNT,
+  FP_WEIGHT_BYTES_LOW, FP_WEIGHT_BYTES_HIGH, FP_WEIGHTS_HASH_LOW, FP_WEIGHTS_HASH_HIGH, FP_TTT_LAYER_COUNT,
   FP_FIELDS
 };
 
@@ -118,25 +124,100 @@ static const struct {
     {"rope_scaling factor", 1}, {"ttt_mode", 0},            {"ttt_chunk", 0},
     {"ttt_lr", 1},            {"ttt_proj", 0},              {"ttt_target", 0},
     {"ttt_clip_tau", 1},      {"weight bytes (low word)", 0}, {"weight bytes (high word)", 0},
-    {"weights crc32", 0},     {"weights adler32", 0},       {"TTT layer count", 0},
+    {"weights hash (low word)", 0}, {"weights hash (high word)", 0}, {"TTT layer count", 0},
 };
 
-/* One weight buffer into the running hashes, its size first so that the
- * same bytes cut differently hash differently. */
-static clttt_status hash_buffer(const clttt_device *device, cl_mem buffer, uint8_t *staging, uLong *crc,
+/* ---------------------------------------------------------------- */
+/* Checksums                                                          */
+
+/* A payload's checksum as its file's version defines it: XXH3-64 from
+ * version 2 on (5 GB/s on one core here, where zlib's crc32 runs at 1.9
+ * and alone took half of a 1 GB/s save), zlib's crc32 in version 1. */
+typedef struct {
+  uint32_t version;
+  uLong crc;
+  XXH3_state_t *state; /* version 2: allocated once per reader or writer */
+} checksum;
+
+static clttt_status checksum_open(checksum *c, uint32_t version) {
+  c->version = version;
+  c->state = NULL;
+  if (version >= 2 && !(c->state = XXH3_createState()))
+    return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "allocating a checksum state");
+  return CLTTT_SUCCESS;
+}
+
+static void checksum_close(checksum *c) {
+  if (c->state)
+    XXH3_freeState(c->state);
+  c->state = NULL;
+}
+
+static void checksum_begin(checksum *c) {
+  if (c->state)
+    (void)XXH3_64bits_reset(c->state);
+  else
+    c->crc = crc32(0L, Z_NULL, 0);
+}
+
+static void checksum_add(checksum *c, const void *data, size_t bytes) {
+  if (c->state)
+    (void)XXH3_64bits_update(c->state, data, bytes);
+  else
+    c->crc = crc32_z(c->crc, data, bytes);
+}
+
+static uint64_t checksum_end(const checksum *c) { return c->state ? XXH3_64bits_digest(c->state) : c->crc; }
+
+/* The check of a fixed header's first `bytes` (the check's own field excluded). */
+static uint32_t header_check(uint32_t version, const uint8_t *header, size_t bytes) {
+  return version >= 2 ? (uint32_t)XXH3_64bits(header, bytes) : (uint32_t)crc32(0L, header, (uInt)bytes);
+}
+
+/* ---------------------------------------------------------------- */
+/* The weights hash                                                   */
+
+/* One weight buffer into the running hash (version 2) or hashes (version
+ * 1: crc32 and adler32), its size first so that the same bytes cut
+ * differently hash differently. */
+static clttt_status hash_buffer(const clttt_device *device, cl_mem buffer, uint8_t *staging, checksum *c,
                                 uLong *adler) {
   size_t size = 0;
   CLTTT_TRY(runtime_check(device, clGetMemObjectInfo(buffer, CL_MEM_SIZE, sizeof size, &size, NULL),
                           "reading a weight buffer's size"));
   uint8_t size_bytes[8];
   put64(size_bytes, (uint64_t)size);
-  *crc = crc32(*crc, size_bytes, sizeof size_bytes);
+  checksum_add(c, size_bytes, sizeof size_bytes);
   for (size_t done = 0; done < size;) {
     size_t piece = size - done < STAGING_BYTES ? size - done : STAGING_BYTES;
     CLTTT_TRY(runtime_download(device, buffer, done, piece, staging, "a weight, for the model's hash"));
-    *crc = crc32(*crc, staging, (uInt)piece);
-    *adler = adler32(*adler, staging, (uInt)piece);
+    checksum_add(c, staging, piece);
+    if (c->version < 2)
+      *adler = adler32_z(*adler, staging, piece);
     done += piece;
+  }
+  return CLTTT_SUCCESS;
+}
+
+static clttt_status hash_weights(clttt_model *model, checksum *c, uLong *adler, uint8_t *staging) {
+  /* A tied head is the embedding, also where a split keeps a copy of it:
+   * the hash is that of the model, wherever it is placed. */
+  const int own_head = model->lm_head.buffer != model->embedding.buffer && !model->config.tie_word_embeddings;
+  cl_mem globals[] = {model->embedding.buffer, own_head ? model->lm_head.buffer : NULL, model->final_norm,
+                      model->rope_inverse_frequency};
+  const clttt_device *global_devices[] = {model->device, head_device(model), head_device(model), model->device};
+  for (size_t i = 0; i < sizeof globals / sizeof globals[0]; i++)
+    if (globals[i])
+      CLTTT_TRY(hash_buffer(global_devices[i], globals[i], staging, c, adler));
+  for (int l = 0; l < model->config.num_hidden_layers; l++) {
+    const layer_weights *layer = &model->layers[l];
+    cl_mem buffers[] = {layer->input_norm,     layer->qkv.buffer,    layer->qkv_bias,    layer->o.buffer,
+                        layer->o_bias,         layer->q_norm,        layer->k_norm,      layer->post_norm,
+                        layer->gate_up.buffer, layer->gate_up_bias,  layer->down.buffer, layer->down_bias,
+                        layer->ttt_conv,       layer->ttt_proj};
+    for (size_t b = 0; b < sizeof buffers / sizeof buffers[0]; b++)
+      if (buffers[b])
+        CLTTT_TRY(hash_buffer(layer_device(model, l), buffers[b], staging, c, adler));
   }
   return CLTTT_SUCCESS;
 }
@@ -146,54 +227,44 @@ static clttt_status hash_buffer(const clttt_device *device, cl_mem buffer, uint8
  * headers cannot tell two checkpoints of the same shape apart, hashing
  * their bytes at every load would tax every user for a feature few use,
  * and synthetic models have no files at all. The device copy is exactly
- * what computes the logits, whatever it was loaded from. crc32 and
- * adler32 together give 64 bits against an accidental match. */
-static clttt_status weights_hash(clttt_model *model, uint32_t *crc_out, uint32_t *adler_out) {
+ * what computes the logits, whatever it was loaded from. The hash is 64
+ * bits, as two words of the fingerprint: XXH3-64 (low word first) from
+ * version 2 on, crc32 and adler32 in version 1. */
+static clttt_status weights_hash(clttt_model *model, uint32_t version, uint32_t words[2]) {
+  const int index = version >= 2 ? 1 : 0;
   pthread_mutex_lock(&model->fingerprint_lock);
   clttt_status status = CLTTT_SUCCESS;
-  if (!model->fingerprint_ready) {
+  if (!model->weights_hash_ready[index]) {
     uint8_t *staging = malloc(STAGING_BYTES);
-    uLong crc = crc32(0L, Z_NULL, 0), adler = adler32(0L, Z_NULL, 0);
-    if (!staging)
-      status = clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "allocating %zu bytes to hash the weights",
-                          (size_t)STAGING_BYTES);
-    /* A tied head is the embedding, also where a split keeps a copy of it:
-     * the hash is that of the model, wherever it is placed. */
-    const int own_head = model->lm_head.buffer != model->embedding.buffer && !model->config.tie_word_embeddings;
-    cl_mem globals[] = {model->embedding.buffer, own_head ? model->lm_head.buffer : NULL, model->final_norm,
-                        model->rope_inverse_frequency};
-    const clttt_device *global_devices[] = {model->device, head_device(model), head_device(model), model->device};
-    for (size_t i = 0; i < sizeof globals / sizeof globals[0] && status == CLTTT_SUCCESS; i++)
-      if (globals[i])
-        status = hash_buffer(global_devices[i], globals[i], staging, &crc, &adler);
-    for (int l = 0; l < model->config.num_hidden_layers && status == CLTTT_SUCCESS; l++) {
-      const layer_weights *layer = &model->layers[l];
-      cl_mem buffers[] = {layer->input_norm,     layer->qkv.buffer,    layer->qkv_bias,    layer->o.buffer,
-                          layer->o_bias,         layer->q_norm,        layer->k_norm,      layer->post_norm,
-                          layer->gate_up.buffer, layer->gate_up_bias,  layer->down.buffer, layer->down_bias,
-                          layer->ttt_conv,       layer->ttt_proj};
-      for (size_t b = 0; b < sizeof buffers / sizeof buffers[0] && status == CLTTT_SUCCESS; b++)
-        if (buffers[b])
-          status = hash_buffer(layer_device(model, l), buffers[b], staging, &crc, &adler);
-    }
-    free(staging);
+    checksum c = {0};
+    uLong adler = adler32(0L, Z_NULL, 0);
+    status = staging ? checksum_open(&c, version)
+                     : clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "allocating %zu bytes to hash the weights",
+                                  (size_t)STAGING_BYTES);
     if (status == CLTTT_SUCCESS) {
-      model->weights_crc32 = (uint32_t)crc;
-      model->weights_adler32 = (uint32_t)adler;
-      model->fingerprint_ready = 1;
+      checksum_begin(&c);
+      status = hash_weights(model, &c, &adler, staging);
     }
+    if (status == CLTTT_SUCCESS) {
+      const uint64_t hash = checksum_end(&c);
+      model->weights_hash[index][0] = (uint32_t)hash; /* XXH3-64's low word, or crc32 */
+      model->weights_hash[index][1] = version >= 2 ? (uint32_t)(hash >> 32) : (uint32_t)adler;
+      model->weights_hash_ready[index] = 1;
+    }
+    checksum_close(&c);
+    free(staging);
   }
-  *crc_out = model->weights_crc32;
-  *adler_out = model->weights_adler32;
+  words[0] = model->weights_hash[index][0];
+  words[1] = model->weights_hash[index][1];
   pthread_mutex_unlock(&model->fingerprint_lock);
   return status == CLTTT_SUCCESS ? CLTTT_SUCCESS : clttt_fail_context(status, "hashing the model's weights");
 }
 
 /* The MODEL payload of `model` (malloc'ed). */
-static clttt_status model_fingerprint(clttt_model *model, uint8_t **payload, size_t *bytes) {
+static clttt_status model_fingerprint(clttt_model *model, uint32_t version, uint8_t **payload, size_t *bytes) {
   const clttt_config *c = &model->config;
-  uint32_t crc = 0, adler = 0;
-  CLTTT_TRY(weights_hash(model, &crc, &adler));
+  uint32_t hash[2] = {0, 0};
+  CLTTT_TRY(weights_hash(model, version, hash));
   const int ttt_count = config_ttt_layer_count(c);
   uint32_t fields[FP_FIELDS] = {
       [FP_ARCH] = (uint32_t)c->arch,
@@ -220,8 +291,8 @@ static clttt_status model_fingerprint(clttt_model *model, uint8_t **payload, siz
       [FP_TTT_CLIP_TAU] = float_bits(c->ttt_clip_tau),
       [FP_WEIGHT_BYTES_LOW] = (uint32_t)model->weight_bytes,
       [FP_WEIGHT_BYTES_HIGH] = (uint32_t)(model->weight_bytes >> 32),
-      [FP_WEIGHTS_CRC32] = crc,
-      [FP_WEIGHTS_ADLER32] = adler,
+      [FP_WEIGHTS_HASH_LOW] = hash[0],
+      [FP_WEIGHTS_HASH_HIGH] = hash[1],
       [FP_TTT_LAYER_COUNT] = (uint32_t)ttt_count,
   };
   *bytes = (size_t)(FP_FIELDS + ttt_count) * 4;
@@ -238,7 +309,7 @@ static clttt_status model_fingerprint(clttt_model *model, uint8_t **payload, siz
 static void describe_field(char *text, size_t capacity, int field, uint32_t value) {
   if (fingerprint_fields[field].is_float)
     snprintf(text, capacity, "%g", (double)bits_float(value));
-  else if (field == FP_WEIGHTS_CRC32 || field == FP_WEIGHTS_ADLER32)
+  else if (field == FP_WEIGHTS_HASH_LOW || field == FP_WEIGHTS_HASH_HIGH)
     snprintf(text, capacity, "%08x", value);
   else
     snprintf(text, capacity, "%u", value);
@@ -254,7 +325,7 @@ static clttt_status compare_fingerprints(const char *path, const uint8_t *file, 
     char saved_text[32], here_text[32];
     describe_field(saved_text, sizeof saved_text, i, saved);
     describe_field(here_text, sizeof here_text, i, here);
-    const int weights = i >= FP_WEIGHT_BYTES_LOW && i <= FP_WEIGHTS_ADLER32;
+    const int weights = i >= FP_WEIGHT_BYTES_LOW && i <= FP_WEIGHTS_HASH_HIGH;
     return clttt_fail(CLTTT_ERROR_BAD_SESSION_FILE,
                       "session file '%s' was saved from another model: %s is %s in the file, %s in this "
                       "model%s",
@@ -456,132 +527,196 @@ static clttt_status decode_layout(const char *path, const uint8_t *model, size_t
 /* ---------------------------------------------------------------- */
 /* Writing                                                            */
 
+/* A second thread that runs one pread or pwrite at a time, so that the
+ * disk's time overlaps this thread's transfers and checksums: a save or
+ * load moves each piece through two buffers, one on its way to or from the
+ * disk while the other is filled or consumed here. Without the thread
+ * (pthread_create failed) every job runs in the caller, in order. */
+typedef struct {
+  int fd;
+  pthread_t thread;
+  int started;
+  int lock_ready;
+  pthread_mutex_t lock;
+  pthread_cond_t changed;
+  int busy, quit;
+  /* The job, and its outcome once busy is 0 again. */
+  uint8_t *data;
+  size_t bytes;
+  uint64_t offset;
+  int write, start_write_back;
+  size_t done;  /* bytes moved: short only at the end of the file */
+  int error;    /* errno, 0 when fine */
+} io_thread;
+
+static void io_run(io_thread *io) {
+  io->done = 0;
+  io->error = 0;
+  while (io->done < io->bytes) {
+    ssize_t moved = io->write ? pwrite(io->fd, io->data + io->done, io->bytes - io->done,
+                                       (off_t)(io->offset + io->done))
+                              : pread(io->fd, io->data + io->done, io->bytes - io->done,
+                                      (off_t)(io->offset + io->done));
+    if (moved < 0 && errno == EINTR)
+      continue;
+    if (moved < 0) {
+      io->error = errno;
+      return;
+    }
+    if (moved == 0) {
+      if (io->write)
+        io->error = EIO;
+      return;
+    }
+    io->done += (size_t)moved;
+  }
+#ifdef SYNC_FILE_RANGE_WRITE
+  /* Without O_DIRECT: starts the disk write of this piece now, so that
+   * the final fsync (which alone guarantees it) has little left to do. */
+  if (io->write && io->start_write_back)
+    sync_file_range(io->fd, (off_t)io->offset, (off_t)io->bytes, SYNC_FILE_RANGE_WRITE);
+#endif
+}
+
+static void *io_main(void *argument) {
+  io_thread *io = argument;
+  pthread_mutex_lock(&io->lock);
+  for (;;) {
+    while (!io->busy && !io->quit)
+      pthread_cond_wait(&io->changed, &io->lock);
+    if (!io->busy)
+      break;
+    pthread_mutex_unlock(&io->lock);
+    io_run(io);
+    pthread_mutex_lock(&io->lock);
+    io->busy = 0;
+    pthread_cond_broadcast(&io->changed);
+  }
+  pthread_mutex_unlock(&io->lock);
+  return NULL;
+}
+
+static void io_open(io_thread *io, int fd) {
+  memset(io, 0, sizeof *io);
+  io->fd = fd;
+  pthread_mutex_init(&io->lock, NULL);
+  pthread_cond_init(&io->changed, NULL);
+  io->lock_ready = 1;
+  io->started = pthread_create(&io->thread, NULL, io_main, io) == 0;
+}
+
+/* Waits for the job in flight, if any. */
+static void io_wait(io_thread *io) {
+  if (!io->started)
+    return;
+  pthread_mutex_lock(&io->lock);
+  while (io->busy)
+    pthread_cond_wait(&io->changed, &io->lock);
+  pthread_mutex_unlock(&io->lock);
+}
+
+/* Starts a job; the previous one must be finished (io_wait). */
+static void io_submit(io_thread *io, uint8_t *data, size_t bytes, uint64_t offset, int write) {
+  io->data = data;
+  io->bytes = bytes;
+  io->offset = offset;
+  io->write = write;
+  if (!io->started) {
+    io_run(io);
+    return;
+  }
+  pthread_mutex_lock(&io->lock);
+  io->busy = 1;
+  pthread_cond_broadcast(&io->changed);
+  pthread_mutex_unlock(&io->lock);
+}
+
+static void io_close(io_thread *io) {
+  if (io->started) {
+    pthread_mutex_lock(&io->lock);
+    while (io->busy)
+      pthread_cond_wait(&io->changed, &io->lock);
+    io->quit = 1;
+    pthread_cond_broadcast(&io->changed);
+    pthread_mutex_unlock(&io->lock);
+    pthread_join(io->thread, NULL);
+    io->started = 0;
+  }
+  if (io->lock_ready) {
+    pthread_mutex_destroy(&io->lock);
+    pthread_cond_destroy(&io->changed);
+    io->lock_ready = 0;
+  }
+}
+
 /* The file is produced as one stream through two aligned staging buffers:
- * this thread downloads and checksums into one while a second thread
+ * this thread downloads and checksums into one while the I/O thread
  * writes the other. Writes bypass the page cache (O_DIRECT) where the file
  * system allows it: on the development VM a buffered write of a few hundred
- * MB ran at about 0.5 GB/s, a direct one at 1.3-1.5 GB/s. Direct I/O takes
+ * MB ran at about 0.5 GB/s, a direct one at 1.3-1.6 GB/s. Direct I/O takes
  * whole aligned blocks: the last one is padded and the file truncated to
- * its length afterwards, and the section headers, whose checksums are
- * known only after their payloads, are patched into their blocks at the
- * end. */
+ * its length afterwards. A section header's checksum is known only after
+ * its payload: it is filled in while its block is still in this thread's
+ * buffer, which is nearly always, and otherwise patched into the written
+ * file at the end. */
 #define BLOCK_BYTES 4096
+
+/* session_file_staging_bytes where it is whole blocks, at least the two
+ * that a patch rewrites, else the default. */
+static size_t staging_size(void) {
+  const size_t bytes = session_file_staging_bytes;
+  return bytes >= 2 * BLOCK_BYTES && bytes % BLOCK_BYTES == 0 ? bytes : STAGING_BYTES;
+}
 
 typedef struct {
   const char *path; /* the temporary file, for messages */
   int fd;
+  uint32_t version;
+  checksum sum;
+  io_thread io;
+  int io_open;
+  size_t staging;     /* bytes of each buffer */
   uint8_t *buffer[2];
   int current;        /* the buffer being filled */
   size_t fill;        /* bytes in it */
   uint64_t flushed;   /* file offset of its first byte */
-  pthread_t thread;
-  int thread_started;
-  pthread_mutex_t lock;
-  pthread_cond_t changed;
-  const uint8_t *job; /* what the thread writes now (NULL: idle) */
-  size_t job_bytes;
-  uint64_t job_offset;
-  int quit;
-  int lock_ready;
-  int failed_errno;   /* the thread's first failure */
-  uint64_t failed_offset;
 } writer;
 
-/* 0, or the errno of the failure. */
-static int write_fully(int fd, const uint8_t *p, size_t bytes, uint64_t offset) {
-  while (bytes > 0) {
-    ssize_t wrote = pwrite(fd, p, bytes, (off_t)offset);
-    if (wrote < 0 && errno == EINTR)
-      continue;
-    if (wrote <= 0)
-      return wrote < 0 ? errno : EIO;
-    p += wrote;
-    bytes -= (size_t)wrote;
-    offset += (uint64_t)wrote;
-  }
-  return 0;
-}
-
-static void *write_thread(void *argument) {
-  writer *w = argument;
-  pthread_mutex_lock(&w->lock);
-  for (;;) {
-    while (!w->job && !w->quit)
-      pthread_cond_wait(&w->changed, &w->lock);
-    if (!w->job)
-      break;
-    const uint8_t *data = w->job;
-    const size_t bytes = w->job_bytes;
-    const uint64_t offset = w->job_offset;
-    const int failed = w->failed_errno;
-    pthread_mutex_unlock(&w->lock);
-    int error = failed ? 0 : write_fully(w->fd, data, bytes, offset);
-#ifdef SYNC_FILE_RANGE_WRITE
-    /* Without O_DIRECT: starts the disk write of this piece now, so that
-     * the final fsync (which alone guarantees it) has little left to do. */
-    if (!error && !failed)
-      sync_file_range(w->fd, (off_t)offset, (off_t)bytes, SYNC_FILE_RANGE_WRITE);
-#endif
-    pthread_mutex_lock(&w->lock);
-    if (error && !w->failed_errno) {
-      w->failed_errno = error;
-      w->failed_offset = offset;
-    }
-    w->job = NULL;
-    pthread_cond_broadcast(&w->changed);
-  }
-  pthread_mutex_unlock(&w->lock);
-  return NULL;
-}
-
 static clttt_status writer_open(writer *w) {
-  pthread_mutex_init(&w->lock, NULL);
-  pthread_cond_init(&w->changed, NULL);
-  w->lock_ready = 1;
+  w->staging = staging_size();
   for (int i = 0; i < 2; i++) {
-    w->buffer[i] = aligned_alloc(BLOCK_BYTES, STAGING_BYTES);
+    w->buffer[i] = aligned_alloc(BLOCK_BYTES, w->staging);
     if (!w->buffer[i])
-      return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "allocating %zu bytes of staging", (size_t)STAGING_BYTES);
+      return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "allocating %zu bytes of staging", w->staging);
   }
+  CLTTT_TRY(checksum_open(&w->sum, w->version));
   /* Not every file system takes O_DIRECT (tmpfs does not): then the page
-   * cache it is. */
+   * cache it is, with each piece's write-back started early. */
   int flags = fcntl(w->fd, F_GETFL);
-  if (flags != -1)
-    (void)fcntl(w->fd, F_SETFL, flags | O_DIRECT);
-  /* Without a thread every write is made in this one, in order. */
-  w->thread_started = pthread_create(&w->thread, NULL, write_thread, w) == 0;
+  const int direct = flags != -1 && fcntl(w->fd, F_SETFL, flags | O_DIRECT) == 0;
+  io_open(&w->io, w->fd);
+  w->io.start_write_back = !direct;
+  w->io_open = 1;
   return CLTTT_SUCCESS;
 }
 
 static void writer_close(writer *w) {
-  if (w->thread_started) {
-    pthread_mutex_lock(&w->lock);
-    w->quit = 1;
-    pthread_cond_broadcast(&w->changed);
-    pthread_mutex_unlock(&w->lock);
-    pthread_join(w->thread, NULL);
-  }
-  if (w->lock_ready) {
-    pthread_mutex_destroy(&w->lock);
-    pthread_cond_destroy(&w->changed);
-  }
+  /* The thread is gone before the buffers are freed. */
+  if (w->io_open)
+    io_close(&w->io);
+  w->io_open = 0;
+  checksum_close(&w->sum);
   free(w->buffer[0]);
   free(w->buffer[1]);
+  w->buffer[0] = w->buffer[1] = NULL;
 }
 
 /* Waits until the thread has written everything handed to it. */
 static clttt_status writer_idle(writer *w) {
-  if (!w->thread_started)
-    return CLTTT_SUCCESS;
-  pthread_mutex_lock(&w->lock);
-  while (w->job)
-    pthread_cond_wait(&w->changed, &w->lock);
-  const int error = w->failed_errno;
-  const uint64_t offset = w->failed_offset;
-  pthread_mutex_unlock(&w->lock);
-  if (error)
-    return clttt_fail(CLTTT_ERROR_IO, "writing '%s' at byte %llu: %s", w->path, (unsigned long long)offset,
-                      strerror(error));
+  io_wait(&w->io);
+  if (w->io.error)
+    return clttt_fail(CLTTT_ERROR_IO, "writing '%s' at byte %llu: %s", w->path,
+                      (unsigned long long)(w->io.offset + w->io.done), strerror(w->io.error));
   return CLTTT_SUCCESS;
 }
 
@@ -592,68 +727,73 @@ static uint64_t writer_offset(const writer *w) { return w->flushed + w->fill; }
  * which is free once the previous piece is written. */
 static clttt_status flush(writer *w, size_t bytes) {
   CLTTT_TRY(writer_idle(w));
-  if (w->thread_started) {
-    pthread_mutex_lock(&w->lock);
-    w->job = w->buffer[w->current];
-    w->job_bytes = bytes;
-    w->job_offset = w->flushed;
-    pthread_cond_broadcast(&w->changed);
-    pthread_mutex_unlock(&w->lock);
-  } else {
-    int error = write_fully(w->fd, w->buffer[w->current], bytes, w->flushed);
-    if (error)
-      return clttt_fail(CLTTT_ERROR_IO, "writing '%s' at byte %llu: %s", w->path,
-                        (unsigned long long)w->flushed, strerror(error));
-  }
+  io_submit(&w->io, w->buffer[w->current], bytes, w->flushed, 1);
   w->flushed += w->fill;
   w->fill = 0;
   w->current ^= 1;
   return CLTTT_SUCCESS;
 }
 
-/* Appends host bytes (crc may be NULL) or, with a buffer, device bytes
- * downloaded straight into the stream. */
+/* Appends host bytes or, with a buffer, device bytes downloaded straight
+ * into the stream; `sum` (NULL: none) takes them in. */
 static clttt_status append(writer *w, const void *host, const clttt_device *device, cl_mem buffer, size_t offset,
-                           size_t bytes, uLong *crc, const char *what) {
+                           size_t bytes, checksum *sum, const char *what) {
   const uint8_t *p = host;
   while (bytes > 0) {
-    size_t piece = STAGING_BYTES - w->fill < bytes ? STAGING_BYTES - w->fill : bytes;
+    size_t piece = w->staging - w->fill < bytes ? w->staging - w->fill : bytes;
     uint8_t *target = w->buffer[w->current] + w->fill;
     if (buffer)
       CLTTT_TRY(runtime_download(device, buffer, offset, piece, target, what));
     else
       memcpy(target, p + offset, piece);
-    if (crc)
-      *crc = crc32_z(*crc, target, piece);
+    if (sum)
+      checksum_add(sum, target, piece);
     w->fill += piece;
     offset += piece;
     bytes -= piece;
-    if (w->fill == STAGING_BYTES)
-      CLTTT_TRY(flush(w, STAGING_BYTES));
+    if (w->fill == w->staging)
+      CLTTT_TRY(flush(w, w->staging));
   }
   return CLTTT_SUCCESS;
 }
 
+/* A section header as `version` lays it out (README, "Session files"). */
+static void encode_section_header(uint8_t header[SECTION_HEADER_BYTES], uint32_t version, const section *s,
+                                  uint64_t payload_check) {
+  memset(header, 0, SECTION_HEADER_BYTES);
+  put32(header + 0, s->kind);
+  put32(header + 4, s->layer);
+  put32(header + 8, 0); /* device: see README, "Session files" */
+  put64(header + 16, s->bytes);
+  if (version >= 2) {
+    put64(header + 24, payload_check);
+    put32(header + 12, header_check(version, header, SECTION_HEADER_BYTES));
+  } else {
+    put32(header + 24, (uint32_t)payload_check);
+    put32(header + 28, header_check(version, header, 28));
+  }
+}
+
 /* A section into the stream, its header zero for now; `header` receives
- * the header to patch in at `header_offset`. */
+ * the header to patch in at `header_offset` unless it could be filled in
+ * inside the buffer (then `header_offset` is UINT64_MAX). */
 static clttt_status write_section(writer *w, const section *s, uint64_t *header_offset,
                                   uint8_t header[SECTION_HEADER_BYTES]) {
   *header_offset = writer_offset(w);
   memset(header, 0, SECTION_HEADER_BYTES);
   CLTTT_TRY(append(w, header, NULL, NULL, 0, SECTION_HEADER_BYTES, NULL, "a section header"));
-  uLong crc = crc32(0L, Z_NULL, 0);
+  checksum_begin(&w->sum);
   for (int i = 0; i < s->part_count; i++) {
     const segment *part = &s->parts[i];
     if (part->bytes > 0)
-      CLTTT_TRY(append(w, part->host, part->device, part->buffer, part->offset, part->bytes, &crc,
+      CLTTT_TRY(append(w, part->host, part->device, part->buffer, part->offset, part->bytes, &w->sum,
                        section_name(s->kind)));
   }
-  put32(header + 0, s->kind);
-  put32(header + 4, s->layer);
-  put32(header + 8, 0); /* device: see README, "Session files" */
-  put64(header + 16, s->bytes);
-  put32(header + 24, (uint32_t)crc);
-  put32(header + 28, (uint32_t)crc32(0L, header, 28));
+  encode_section_header(header, w->version, s, checksum_end(&w->sum));
+  if (*header_offset >= w->flushed) {
+    memcpy(w->buffer[w->current] + (*header_offset - w->flushed), header, SECTION_HEADER_BYTES);
+    *header_offset = UINT64_MAX;
+  }
   return CLTTT_SUCCESS;
 }
 
@@ -662,16 +802,14 @@ static clttt_status write_section(writer *w, const section *s, uint64_t *header_
 static clttt_status patch(writer *w, uint64_t offset, const uint8_t *bytes, size_t count, uint8_t *blocks) {
   const uint64_t first = offset / BLOCK_BYTES * BLOCK_BYTES;
   const size_t span = (size_t)((offset + count + BLOCK_BYTES - 1) / BLOCK_BYTES * BLOCK_BYTES - first);
-  ssize_t got = pread(w->fd, blocks, span, (off_t)first);
-  if (got != (ssize_t)span)
+  io_submit(&w->io, blocks, span, first, 0);
+  io_wait(&w->io);
+  if (w->io.error || w->io.done != span)
     return clttt_fail(CLTTT_ERROR_IO, "reading back '%s' at byte %llu: %s", w->path, (unsigned long long)first,
-                      got < 0 ? strerror(errno) : "short read");
+                      w->io.error ? strerror(w->io.error) : "short read");
   memcpy(blocks + (offset - first), bytes, count);
-  int error = write_fully(w->fd, blocks, span, first);
-  if (error)
-    return clttt_fail(CLTTT_ERROR_IO, "writing '%s' at byte %llu: %s", w->path, (unsigned long long)first,
-                      strerror(error));
-  return CLTTT_SUCCESS;
+  io_submit(&w->io, blocks, span, first, 1);
+  return writer_idle(w);
 }
 
 /* The directory holding `path`, synced so that the rename itself is durable. */
@@ -700,13 +838,13 @@ static clttt_status write_sections(writer *w, const section *sections, int count
                                    uint8_t (*headers)[SECTION_HEADER_BYTES]) {
   uint8_t header[HEADER_BYTES] = {0};
   memcpy(header, MAGIC, 8);
-  put32(header + 8, FORMAT_VERSION);
+  put32(header + 8, w->version);
   put32(header + 12, HEADER_BYTES);
   put32(header + 16, (uint32_t)count);
   put32(header + 20, 0); /* flags */
   put64(header + 24, file_bytes_of(sections, count));
   put32(header + 32, 1); /* devices the state is split over */
-  put32(header + 60, (uint32_t)crc32(0L, header, 60));
+  put32(header + 60, header_check(w->version, header, 60));
   CLTTT_TRY(append(w, header, NULL, NULL, 0, sizeof header, NULL, "the header"));
   test_hook(0);
   for (int i = 0; i < count; i++) {
@@ -721,7 +859,8 @@ static clttt_status write_sections(writer *w, const section *sections, int count
   CLTTT_TRY(writer_idle(w));
   /* The thread is idle: a staging buffer serves as the blocks to patch. */
   for (int i = 0; i < count; i++)
-    CLTTT_TRY(patch(w, header_offsets[i], headers[i], SECTION_HEADER_BYTES, w->buffer[0]));
+    if (header_offsets[i] != UINT64_MAX)
+      CLTTT_TRY(patch(w, header_offsets[i], headers[i], SECTION_HEADER_BYTES, w->buffer[0]));
   if (ftruncate(w->fd, (off_t)length) != 0)
     return clttt_fail(CLTTT_ERROR_IO, "truncating '%s' to %llu bytes: %s", w->path, (unsigned long long)length,
                       strerror(errno));
@@ -763,9 +902,13 @@ clttt_status clttt_session_save(const clttt_session *session, const char *path) 
     return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "clttt_session_save: NULL argument or empty path");
   if (model_is_slice(session->model))
     return clttt_fail(CLTTT_ERROR_UNSUPPORTED, "clttt_session_save: a session of a model slice holds part of a state");
+  const uint32_t version = (uint32_t)session_file_write_version;
+  if (version < OLDEST_VERSION || version > FORMAT_VERSION)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "clttt_session_save: format version %u: %d..%d expected",
+                      version, OLDEST_VERSION, FORMAT_VERSION);
   uint8_t *model_payload = NULL, params_payload[PARAMS_BYTES];
   size_t model_bytes = 0;
-  CLTTT_TRY(model_fingerprint(session->model, &model_payload, &model_bytes));
+  CLTTT_TRY(model_fingerprint(session->model, version, &model_payload, &model_bytes));
   layout l = session_layout(session);
   l.ttt_layers = model_payload + 4 * FP_FIELDS;
   encode_params(params_payload, &l);
@@ -780,6 +923,7 @@ clttt_status clttt_session_save(const clttt_session *session, const char *path) 
   memset(&w, 0, sizeof w);
   w.path = temporary;
   w.fd = -1;
+  w.version = version;
   if (status == CLTTT_SUCCESS && (written < 0 || (size_t)written >= sizeof temporary))
     status = clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "session file path of %zu characters: too long",
                         strlen(path));
@@ -792,7 +936,7 @@ clttt_status clttt_session_save(const clttt_session *session, const char *path) 
     status = writer_open(&w);
   if (status == CLTTT_SUCCESS)
     status = write_file(&w, sections, count);
-  /* The thread is gone before the file is closed or its buffers freed. */
+  /* The thread is gone before the file is closed. */
   writer_close(&w);
   if (w.fd >= 0 && close(w.fd) != 0 && status == CLTTT_SUCCESS)
     status = clttt_fail(CLTTT_ERROR_IO, "closing '%s': %s", temporary, strerror(errno));
@@ -817,32 +961,84 @@ clttt_status clttt_session_save(const clttt_session *session, const char *path) 
 /* ---------------------------------------------------------------- */
 /* Reading                                                            */
 
+/* The file is read as one stream of staging-sized blocks through two
+ * buffers: the I/O thread reads the next block while this thread checks
+ * and uploads the current one. */
 typedef struct {
   const char *path;
   int fd;
   uint64_t size;   /* of the file */
-  uint64_t offset;
+  uint64_t offset; /* of the next byte handed out */
   uint32_t section_count;
-  uint8_t *staging;
+  uint32_t version;
+  checksum sum;
+  io_thread io;
+  int io_open;
+  size_t staging;          /* bytes of each buffer and block */
+  uint8_t *buffer[2];
+  int current;             /* the buffer holding the block at `block_start` */
+  uint64_t block_start;
+  size_t block_bytes;      /* 0 until the first block */
+  int ahead;               /* the other buffer has a read in flight */
 } reader;
 
-static clttt_status read_bytes(reader *r, void *data, size_t bytes, const char *what) {
+static size_t block_length(const reader *r, uint64_t start) {
+  return r->size - start < r->staging ? (size_t)(r->size - start) : r->staging;
+}
+
+/* Makes the block holding r->offset current and starts reading the one
+ * after it. */
+static clttt_status next_block(reader *r) {
+  const uint64_t start = r->offset / r->staging * r->staging;
+  const size_t length = block_length(r, start);
+  if (r->ahead && r->io.offset == start) {
+    io_wait(&r->io);
+    r->current ^= 1;
+  } else {
+    io_wait(&r->io);
+    io_submit(&r->io, r->buffer[r->current], length, start, 0);
+    io_wait(&r->io);
+  }
+  r->ahead = 0;
+  if (r->io.error)
+    return clttt_fail(CLTTT_ERROR_IO, "reading '%s' at byte %llu: %s", r->path,
+                      (unsigned long long)(start + r->io.done), strerror(r->io.error));
+  if (r->io.done != length)
+    return bad(r->path, "truncated while being read: %zu bytes at byte %llu, %zu expected", r->io.done,
+               (unsigned long long)start, length);
+  r->block_start = start;
+  r->block_bytes = length;
+  if (start + length < r->size) {
+    io_submit(&r->io, r->buffer[r->current ^ 1], block_length(r, start + length), start + length, 0);
+    r->ahead = 1;
+  }
+  return CLTTT_SUCCESS;
+}
+
+/* The next bytes of the stream, at most `bytes` of them (all that are left
+ * in the current block): `*data` stays valid until the next call. */
+static clttt_status take(reader *r, size_t bytes, const uint8_t **data, size_t *got, const char *what) {
   if (bytes > r->size - r->offset)
     return bad(r->path, "truncated: %s needs %zu bytes at byte %llu, the file has %llu", what, bytes,
                (unsigned long long)r->offset, (unsigned long long)r->size);
+  if (r->block_bytes == 0 || r->offset >= r->block_start + r->block_bytes)
+    CLTTT_TRY(next_block(r));
+  const size_t left = (size_t)(r->block_start + r->block_bytes - r->offset);
+  *got = bytes < left ? bytes : left;
+  *data = r->buffer[r->current] + (r->offset - r->block_start);
+  r->offset += *got;
+  return CLTTT_SUCCESS;
+}
+
+static clttt_status read_bytes(reader *r, void *data, size_t bytes, const char *what) {
   uint8_t *p = data;
   while (bytes > 0) {
-    ssize_t got = pread(r->fd, p, bytes, (off_t)r->offset);
-    if (got < 0 && errno == EINTR)
-      continue;
-    if (got < 0)
-      return clttt_fail(CLTTT_ERROR_IO, "reading '%s' at byte %llu: %s", r->path, (unsigned long long)r->offset,
-                        strerror(errno));
-    if (got == 0)
-      return bad(r->path, "truncated while reading %s at byte %llu", what, (unsigned long long)r->offset);
+    const uint8_t *piece = NULL;
+    size_t got = 0;
+    CLTTT_TRY(take(r, bytes, &piece, &got, what));
+    memcpy(p, piece, got);
     p += got;
-    bytes -= (size_t)got;
-    r->offset += (uint64_t)got;
+    bytes -= got;
   }
   return CLTTT_SUCCESS;
 }
@@ -860,13 +1056,21 @@ static clttt_status open_reader(reader *r, const char *path) {
   uint8_t header[HEADER_BYTES];
   if (r->size < HEADER_BYTES)
     return bad(path, "%llu bytes: too short for the %d-byte header", (unsigned long long)r->size, HEADER_BYTES);
+  r->staging = staging_size();
+  for (int i = 0; i < 2; i++)
+    if (!(r->buffer[i] = malloc(r->staging)))
+      return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "allocating %zu bytes of staging", r->staging);
+  (void)posix_fadvise(r->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+  io_open(&r->io, r->fd);
+  r->io_open = 1;
   CLTTT_TRY(read_bytes(r, header, sizeof header, "the header"));
   if (memcmp(header, MAGIC, 8) != 0)
     return bad(path, "not a clttt session file (magic '%.8s', expected '%s')", (const char *)header, MAGIC);
-  const uint32_t version = get32(header + 8);
-  if (version != FORMAT_VERSION)
-    return bad(path, "format version %u: this version of clttt reads version %d", version, FORMAT_VERSION);
-  if (get32(header + 60) != (uint32_t)crc32(0L, header, 60))
+  r->version = get32(header + 8);
+  if (r->version < OLDEST_VERSION || r->version > FORMAT_VERSION)
+    return bad(path, "format version %u: this version of clttt reads versions %d to %d", r->version,
+               OLDEST_VERSION, FORMAT_VERSION);
+  if (get32(header + 60) != header_check(r->version, header, 60))
     return bad(path, "header checksum mismatch");
   if (get32(header + 12) != HEADER_BYTES || get32(header + 32) != 1)
     return bad(path, "header of %u bytes for %u devices: %d bytes, 1 device expected", get32(header + 12),
@@ -876,26 +1080,43 @@ static clttt_status open_reader(reader *r, const char *path) {
     return bad(path, "%s: the header says %llu bytes, the file has %llu", stated > r->size ? "truncated" : "too long",
                (unsigned long long)stated, (unsigned long long)r->size);
   r->section_count = get32(header + 16);
-  return CLTTT_SUCCESS;
+  return checksum_open(&r->sum, r->version);
 }
 
 static void close_reader(reader *r) {
+  /* The thread is gone before the file is closed or its buffers freed. */
+  if (r->io_open)
+    io_close(&r->io);
+  r->io_open = 0;
   if (r->fd >= 0)
     close(r->fd);
-  free(r->staging);
+  checksum_close(&r->sum);
+  free(r->buffer[0]);
+  free(r->buffer[1]);
   r->fd = -1;
-  r->staging = NULL;
+  r->buffer[0] = r->buffer[1] = NULL;
 }
 
 /* Reads section `index`'s header and checks it is `expected` (kind, layer,
  * and size unless `bytes_limit` is nonzero: then any size up to it). */
 static clttt_status read_section_header(reader *r, int index, const section *expected, uint64_t bytes_limit,
-                                        uint64_t *bytes, uint32_t *crc) {
+                                        uint64_t *bytes, uint64_t *check) {
   uint8_t header[SECTION_HEADER_BYTES];
   char what[64];
   snprintf(what, sizeof what, "section %d (%s)", index, section_name(expected->kind));
   CLTTT_TRY(read_bytes(r, header, sizeof header, what));
-  if (get32(header + 28) != (uint32_t)crc32(0L, header, 28))
+  uint32_t stated_check = 0, actual_check = 0;
+  if (r->version >= 2) {
+    stated_check = get32(header + 12);
+    put32(header + 12, 0);
+    actual_check = header_check(r->version, header, SECTION_HEADER_BYTES);
+    *check = get64(header + 24);
+  } else {
+    stated_check = get32(header + 28);
+    actual_check = header_check(r->version, header, 28);
+    *check = get32(header + 24);
+  }
+  if (stated_check != actual_check)
     return bad(r->path, "%s: header checksum mismatch", what);
   const uint32_t kind = get32(header), layer = get32(header + 4);
   if (kind != expected->kind || layer != expected->layer)
@@ -905,7 +1126,6 @@ static clttt_status read_section_header(reader *r, int index, const section *exp
     return bad(r->path, "%s belongs to device %u of a split: this version reads single-device files", what,
                get32(header + 8));
   *bytes = get64(header + 16);
-  *crc = get32(header + 24);
   if (bytes_limit ? *bytes > bytes_limit : *bytes != expected->bytes)
     return bad(r->path, "%s of %llu bytes: %s %llu", what, (unsigned long long)*bytes,
                bytes_limit ? "at most" : "the state it describes has", (unsigned long long)(bytes_limit ? bytes_limit : expected->bytes));
@@ -917,29 +1137,29 @@ static clttt_status read_section_header(reader *r, int index, const section *exp
 
 /* A section's payload into its parts (device buffers, host memory, or
  * nowhere), its checksum compared at the end. */
-static clttt_status read_payload(reader *r, int index, const section *s, uint32_t expected_crc) {
-  uLong crc = crc32(0L, Z_NULL, 0);
+static clttt_status read_payload(reader *r, int index, const section *s, uint64_t expected_check) {
   char what[64];
   snprintf(what, sizeof what, "section %d (%s)", index, section_name(s->kind));
+  checksum_begin(&r->sum);
   for (int i = 0; i < s->part_count; i++) {
     const segment *part = &s->parts[i];
-    if (part->host) {
-      CLTTT_TRY(read_bytes(r, part->host, part->bytes, what));
-      crc = crc32_z(crc, part->host, part->bytes);
-      continue;
-    }
     for (size_t done = 0; done < part->bytes;) {
-      size_t piece = part->bytes - done < STAGING_BYTES ? part->bytes - done : STAGING_BYTES;
-      CLTTT_TRY(read_bytes(r, r->staging, piece, what));
-      crc = crc32_z(crc, r->staging, piece);
-      if (part->buffer)
-        CLTTT_TRY(runtime_upload(part->device, part->buffer, part->offset + done, piece, r->staging, what));
-      done += piece;
+      const uint8_t *piece = NULL;
+      size_t got = 0;
+      CLTTT_TRY(take(r, part->bytes - done, &piece, &got, what));
+      checksum_add(&r->sum, piece, got);
+      if (part->host)
+        memcpy((uint8_t *)part->host + done, piece, got);
+      else if (part->buffer)
+        CLTTT_TRY(runtime_upload(part->device, part->buffer, part->offset + done, got, piece, what));
+      done += got;
     }
   }
-  if ((uint32_t)crc != expected_crc)
-    return bad(r->path, "%s: checksum mismatch (crc32 %08x, the file says %08x)", what, (uint32_t)crc,
-               expected_crc);
+  const uint64_t actual = checksum_end(&r->sum);
+  if (actual != expected_check)
+    return bad(r->path, "%s: checksum mismatch (%s %0*llx, the file says %0*llx)", what,
+               r->version >= 2 ? "XXH3-64" : "crc32", r->version >= 2 ? 16 : 8, (unsigned long long)actual,
+               r->version >= 2 ? 16 : 8, (unsigned long long)expected_check);
   return CLTTT_SUCCESS;
 }
 
@@ -948,11 +1168,7 @@ static clttt_status read_payload(reader *r, int index, const section *s, uint32_
 static clttt_status read_preamble(reader *r, const char *path, uint8_t **model, size_t *model_bytes,
                                   uint8_t *params, layout *l) {
   CLTTT_TRY(open_reader(r, path));
-  r->staging = malloc(STAGING_BYTES);
-  if (!r->staging)
-    return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "allocating %zu bytes of staging", (size_t)STAGING_BYTES);
-  uint64_t bytes = 0;
-  uint32_t crc = 0;
+  uint64_t bytes = 0, crc = 0;
   section expected = {.kind = SECTION_MODEL, .layer = NO_LAYER};
   CLTTT_TRY(read_section_header(r, 0, &expected, 4 * ((uint64_t)FP_FIELDS + MAX_LAYERS), &bytes, &crc));
   *model_bytes = (size_t)bytes;
@@ -984,8 +1200,7 @@ static clttt_status check_size(const reader *r, const layout *l, const section *
 static clttt_status read_state(reader *r, const layout *l, const section *sections, int count) {
   CLTTT_TRY(check_size(r, l, sections, count));
   for (int i = 2; i < count; i++) {
-    uint64_t bytes = 0;
-    uint32_t crc = 0;
+    uint64_t bytes = 0, crc = 0;
     CLTTT_TRY(read_section_header(r, i, &sections[i], 0, &bytes, &crc));
     CLTTT_TRY(read_payload(r, i, &sections[i], crc));
   }
@@ -1008,7 +1223,7 @@ static clttt_status load(clttt_session **out, clttt_model *model, const char *pa
     l.params.context = context;
   }
   if (status == CLTTT_SUCCESS)
-    status = model_fingerprint(model, &here, &here_bytes);
+    status = model_fingerprint(model, r->version, &here, &here_bytes);
   if (status == CLTTT_SUCCESS && here_bytes != saved_bytes)
     status = bad(path, "saved from another model: %zu TTT layers in the file, %zu in this model",
                  (saved_bytes - 4 * FP_FIELDS) / 4, (here_bytes - 4 * FP_FIELDS) / 4);
@@ -1078,7 +1293,7 @@ clttt_status clttt_session_read_info(const char *path, clttt_session_file_info *
   if (status == CLTTT_SUCCESS)
     status = read_state(&r, &l, sections, count);
   if (status == CLTTT_SUCCESS) {
-    info->version = FORMAT_VERSION;
+    info->version = (int)r.version;
     info->file_bytes = r.size;
     info->section_count = count;
     for (int i = 2; i < count; i++)
@@ -1109,7 +1324,10 @@ clttt_status clttt_session_read_info(const char *path, clttt_session_file_info *
       info->ttt_layers[t] = (int)get32(l.ttt_layers + 4 * t);
     info->weight_bytes = (uint64_t)get32(model + 4 * FP_WEIGHT_BYTES_LOW) |
                          (uint64_t)get32(model + 4 * FP_WEIGHT_BYTES_HIGH) << 32;
-    info->weights_hash = (uint64_t)get32(model + 4 * FP_WEIGHTS_CRC32) << 32 | get32(model + 4 * FP_WEIGHTS_ADLER32);
+    info->weights_hash = r.version >= 2 ? (uint64_t)get32(model + 4 * FP_WEIGHTS_HASH_HIGH) << 32 |
+                                              get32(model + 4 * FP_WEIGHTS_HASH_LOW)
+                                        : (uint64_t)get32(model + 4 * FP_WEIGHTS_HASH_LOW) << 32 |
+                                              get32(model + 4 * FP_WEIGHTS_HASH_HIGH);
   }
   free(sections);
   free(model);

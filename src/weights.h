@@ -72,8 +72,9 @@ struct clttt_model {
    * at the first save or load, under the lock, since sessions of one model
    * may be saved from several threads. */
   pthread_mutex_t fingerprint_lock;
-  int fingerprint_ready;
-  uint32_t weights_crc32, weights_adler32;
+  /* [0]: version 1's crc32 and adler32, [1]: XXH3-64 (low, high word). */
+  int weights_hash_ready[2];
+  uint32_t weights_hash[2][2];
 };
 
 /* One tensor's elements as the source holds them: `count` values of

@@ -425,8 +425,10 @@ START_TEST(test_session_files) {
   ck_assert_msg(strstr(result.out, "context 21, TTT on, chunk 16") != NULL, "%s", result.out);
   ck_assert_msg(strstr(result.out, "TTT layers:   0, 2; C=16") != NULL, "%s", result.out);
   ck_assert_msg(strstr(result.out, "d=64 f=128, 3 layers") != NULL, "%s", result.out);
-  ck_assert_msg(strstr(result.out, "checksums ok") != NULL && strstr(result.out, "hash ") != NULL, "%s",
-                result.out);
+  ck_assert_msg(strstr(result.out, "version 2,") != NULL && strstr(result.out, "checksums (XXH3-64) ok") != NULL &&
+                    strstr(result.out, "hash ") != NULL,
+                "%s", result.out);
+  ck_assert_msg(strstr(result.out, "KV cache float16") != NULL, "%s", result.out);
   test_command_free(&result);
 
   /* Foreign, truncated, missing; TTT options that would contradict the file. */

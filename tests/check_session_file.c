@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <xxhash.h>
 #include <zlib.h>
 
 #include "fixture.h"
@@ -375,9 +376,14 @@ static void write_all(const char *path, const void *data, size_t size) {
 static uint32_t get32(const unsigned char *p) {
   return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
+static uint64_t get64(const unsigned char *p) { return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32; }
 static void put32(unsigned char *p, uint32_t v) {
   for (int i = 0; i < 4; i++)
     p[i] = (unsigned char)(v >> (8 * i));
+}
+static void put64(unsigned char *p, uint64_t v) {
+  put32(p, (uint32_t)v);
+  put32(p + 4, (uint32_t)(v >> 32));
 }
 
 /* Offset of section `index`'s header in a well-formed file. */
@@ -388,16 +394,54 @@ static size_t section_offset(const unsigned char *data, int index) {
   return at;
 }
 
-/* After editing a section's payload or header: checksums as a writer would
- * set them, so that only the edit itself is wrong. */
-static void fix_section_checksums(unsigned char *data, int index) {
-  const size_t at = section_offset(data, index);
-  const uint32_t bytes = get32(data + at + 16);
-  put32(data + at + 24, (uint32_t)crc32(0L, data + at + SECTION_HEADER_BYTES, bytes));
-  put32(data + at + 28, (uint32_t)crc32(0L, data + at, 28));
+/* The checksums of README.md's "Session files", computed here with the
+ * libraries it names rather than with the library's own code: version 2
+ * takes XXH3-64 (the header checks are its low 32 bits), version 1 zlib's
+ * crc32. */
+static uint64_t payload_check(int version, const unsigned char *data, size_t bytes) {
+  return version >= 2 ? XXH3_64bits(data, bytes) : crc32(0L, data, (uInt)bytes);
 }
 
-static void fix_header_checksum(unsigned char *data) { put32(data + 60, (uint32_t)crc32(0L, data, 60)); }
+static uint32_t section_header_check(int version, const unsigned char *header) {
+  if (version < 2)
+    return (uint32_t)crc32(0L, header, 28);
+  unsigned char copy[SECTION_HEADER_BYTES];
+  memcpy(copy, header, sizeof copy);
+  put32(copy + 12, 0);
+  return (uint32_t)XXH3_64bits(copy, sizeof copy);
+}
+
+static uint64_t stated_payload_check(int version, const unsigned char *header) {
+  return version >= 2 ? get64(header + 24) : get32(header + 24);
+}
+
+static uint32_t stated_header_check(int version, const unsigned char *header) {
+  return get32(header + (version >= 2 ? 12 : 28));
+}
+
+static void fix_section_header_check(int version, unsigned char *header) {
+  put32(header + (version >= 2 ? 12 : 28), section_header_check(version, header));
+}
+
+/* After editing a section's payload or header: checksums as a writer would
+ * set them, so that only the edit itself is wrong. */
+static void fix_section_checksums(int version, unsigned char *data, int index) {
+  const size_t at = section_offset(data, index);
+  const uint64_t check = payload_check(version, data + at + SECTION_HEADER_BYTES, get64(data + at + 16));
+  if (version >= 2)
+    put64(data + at + 24, check);
+  else
+    put32(data + at + 24, (uint32_t)check);
+  fix_section_header_check(version, data + at);
+}
+
+static uint32_t file_header_check(int version, const unsigned char *data) {
+  return version >= 2 ? (uint32_t)XXH3_64bits(data, 60) : (uint32_t)crc32(0L, data, 60);
+}
+
+static void fix_header_checksum(int version, unsigned char *data) {
+  put32(data + 60, file_header_check(version, data));
+}
 
 /* Loading `data` fails with `status` and a message containing `needle`,
  * allocates nothing on the device, and so does reading its info. */
@@ -425,7 +469,10 @@ static void expect_refused(clttt_model *model, clttt_device *device, const char 
   }
 }
 
+/* For each format version clttt reads (_i: 2, then 1). */
 START_TEST(test_bad_files_are_refused) {
+  const int version = 2 - _i;
+  session_file_write_version = version;
   test_fixture_model fixture;
   test_fixture_open(&fixture, "ttt-proj-hidden");
   const int vocab = clttt_model_get_config(fixture.model)->vocab_size, n = 21;
@@ -464,10 +511,15 @@ START_TEST(test_bad_files_are_refused) {
   data[0] = 'X';
   expect_refused(model, fixture.device, dir, "wrong magic", data, size, bad, "magic");
 
+  ck_assert_int_eq(get32(good + 8), version);
   memcpy(data, good, size);
-  put32(data + 8, 2);
-  fix_header_checksum(data);
-  expect_refused(model, fixture.device, dir, "version 2", data, size, bad, "version 2");
+  put32(data + 8, 3);
+  fix_header_checksum(version, data);
+  expect_refused(model, fixture.device, dir, "version 3", data, size, bad, "version 3");
+  memcpy(data, good, size);
+  put32(data + 8, 0);
+  fix_header_checksum(version, data);
+  expect_refused(model, fixture.device, dir, "version 0", data, size, bad, "version 0");
 
   memcpy(data, good, size);
   data[20] ^= 1; /* flags, covered by the header's checksum */
@@ -489,18 +541,18 @@ START_TEST(test_bad_files_are_refused) {
   const size_t params = section_offset(good, 1) + SECTION_HEADER_BYTES;
   memcpy(data, good, size);
   put32(data + params + 28, 0x7fffffff);
-  fix_section_checksums(data, 1);
+  fix_section_checksums(version, data, 1);
   expect_refused(model, fixture.device, dir, "position 2^31 - 1", data, size, bad, "beyond the context");
 
   memcpy(data, good, size);
   put32(data + params + 28, (uint32_t)n - 1);
   put32(data + params + 32, (uint32_t)(n - 1) % 16);
-  fix_section_checksums(data, 1);
+  fix_section_checksums(version, data, 1);
   expect_refused(model, fixture.device, dir, "position one less", data, size, bad, "the file has");
 
   memcpy(data, good, size);
   put32(data + params + 32, 15);
-  fix_section_checksums(data, 1);
+  fix_section_checksums(version, data, 1);
   expect_refused(model, fixture.device, dir, "pending rows changed", data, size, bad, "the file has");
 
   memcpy(data, good, size);
@@ -508,26 +560,26 @@ START_TEST(test_bad_files_are_refused) {
     const size_t at = section_offset(good, 3);
     put32(data + at + 16, 0);
     put32(data + at + 20, 256); /* 2^40 bytes */
-    put32(data + at + 28, (uint32_t)crc32(0L, data + at, 28));
+    fix_section_header_check(version, data + at);
   }
   expect_refused(model, fixture.device, dir, "KV section of 2^40 bytes", data, size, bad, "the state it describes has");
 
   memcpy(data, good, size);
   put32(data + 16, 1000000);
-  fix_header_checksum(data);
+  fix_header_checksum(version, data);
   expect_refused(model, fixture.device, dir, "a million sections", data, size, bad, "sections");
 
   memcpy(data, good, size);
   {
     const size_t model_section = section_offset(good, 0) + SECTION_HEADER_BYTES;
     put32(data + model_section + 4 * 3, 1000000); /* layers */
-    fix_section_checksums(data, 0);
+    fix_section_checksums(version, data, 0);
   }
   expect_refused(model, fixture.device, dir, "a million layers", data, size, bad, "layers");
 
   memcpy(data, good, size);
   put32(data + params + 24, 7); /* no such KV dtype */
-  fix_section_checksums(data, 1);
+  fix_section_checksums(version, data, 1);
   expect_refused(model, fixture.device, dir, "KV dtype 7", data, size, bad, "dtype");
 
   /* Another model: another architecture, and the same configuration with
@@ -559,6 +611,106 @@ START_TEST(test_bad_files_are_refused) {
   free(data);
   free(good);
   test_fixture_close(&fixture);
+  session_file_write_version = 2;
+}
+END_TEST
+
+/* Every checksum of a file is what README.md says (recomputed here with
+ * xxHash and zlib themselves), in both versions; a version 1 file, which
+ * clttt no longer writes unless a test asks, holds the same state bytes and
+ * continues exactly like a version 2 one. */
+static void check_checksums(int version, const unsigned char *data, size_t size) {
+  ck_assert_uint_eq(get32(data + 8), (uint32_t)version);
+  ck_assert_uint_eq(get32(data + 60), file_header_check(version, data));
+  const int count = (int)get32(data + 16);
+  size_t at = HEADER_BYTES;
+  for (int i = 0; i < count; i++) {
+    const uint64_t bytes = get64(data + at + 16);
+    ck_assert_uint_le(at + SECTION_HEADER_BYTES + bytes, size);
+    ck_assert_msg(stated_header_check(version, data + at) == section_header_check(version, data + at),
+                  "version %d, section %d: header check", version, i);
+    ck_assert_msg(stated_payload_check(version, data + at) ==
+                      payload_check(version, data + at + SECTION_HEADER_BYTES, (size_t)bytes),
+                  "version %d, section %d: payload check", version, i);
+    at += SECTION_HEADER_BYTES + (size_t)bytes;
+  }
+  ck_assert_uint_eq(at, size);
+}
+
+START_TEST(test_both_format_versions) {
+  static const char *const names[] = {"ttt-proj-hidden", "ttt-llama-embed"};
+  for (int k = 0; k < 2; k++) {
+    test_fixture_model fixture;
+    test_fixture_open(&fixture, names[k]);
+    const clttt_config *config = clttt_model_get_config(fixture.model);
+    const int C = config->ttt_chunk, vocab = config->vocab_size;
+    const int n_a = C + 5, n_b = C + 2, context = n_a + n_b;
+    int32_t *a = malloc((size_t)n_a * sizeof *a), *b = malloc((size_t)n_b * sizeof *b);
+    sequence(a, n_a, vocab, 5);
+    sequence(b, n_b, vocab, 6);
+    float *expected = continuation(fixture.model, context, a, n_a, b, n_b);
+    clttt_session *first = new_session(fixture.model, context, 1);
+    feed(first, a, n_a, NULL);
+    char paths[2][700];
+    unsigned char *files[2];
+    size_t sizes[2];
+    /* Through buffers of two blocks, so that sections cross buffers, their
+     * headers are patched into the written file, and loading reads ahead
+     * block by block; the default buffers must write the same bytes. */
+    for (int version = 1; version <= 2; version++) {
+      snprintf(paths[version - 1], sizeof paths[0], "%s/v%d.session", fixture.dir, version);
+      session_file_write_version = version;
+      session_file_staging_bytes = 8192;
+      save(first, paths[version - 1]);
+      session_file_write_version = 2;
+      session_file_staging_bytes = (size_t)16 << 20;
+      files[version - 1] = (unsigned char *)read_all(paths[version - 1], &sizes[version - 1]);
+      check_checksums(version, files[version - 1], sizes[version - 1]);
+      ck_assert_uint_gt(sizes[version - 1], 4 * 8192);
+    }
+    char default_path[720];
+    snprintf(default_path, sizeof default_path, "%s/default-buffers.session", fixture.dir);
+    save(first, default_path);
+    size_t default_size = 0;
+    unsigned char *default_file = (unsigned char *)read_all(default_path, &default_size);
+    ck_assert_uint_eq(default_size, sizes[1]);
+    ck_assert_msg(memcmp(default_file, files[1], default_size) == 0, "small buffers wrote other bytes");
+    free(default_file);
+    clttt_session_free(first);
+    /* The same layout and state: only the checks and the weights hash
+     * (words 24 and 25 of MODEL) differ. */
+    ck_assert_uint_eq(sizes[0], sizes[1]);
+    for (int i = 1; i < (int)get32(files[0] + 16); i++) {
+      const size_t at = section_offset(files[0], i);
+      ck_assert(memcmp(files[0] + at, files[1] + at, 12) == 0);           /* kind, layer, device */
+      ck_assert(memcmp(files[0] + at + 16, files[1] + at + 16, 8) == 0);  /* payload size */
+      ck_assert(memcmp(files[0] + at + SECTION_HEADER_BYTES, files[1] + at + SECTION_HEADER_BYTES,
+                       (size_t)get64(files[0] + at + 16)) == 0);
+    }
+    const size_t model_payload = HEADER_BYTES + SECTION_HEADER_BYTES;
+    ck_assert(memcmp(files[0] + model_payload, files[1] + model_payload, 4 * 24) == 0);
+    ck_assert(memcmp(files[0] + model_payload + 4 * 24, files[1] + model_payload + 4 * 24, 8) != 0);
+    for (int version = 1; version <= 2; version++) {
+      clttt_session_file_info info;
+      ck_assert_int_eq(clttt_session_read_info(paths[version - 1], &info), CLTTT_SUCCESS);
+      ck_assert_int_eq(info.version, version);
+      session_file_staging_bytes = version == 1 ? 8192 : (size_t)16 << 20;
+      clttt_session *loaded = load(fixture.model, paths[version - 1]);
+      session_file_staging_bytes = (size_t)16 << 20;
+      float *got = malloc((size_t)n_b * (size_t)vocab * sizeof *got);
+      feed(loaded, b, n_b, got);
+      ck_assert_msg(bit_identical(got, expected, (size_t)n_b * (size_t)vocab),
+                    "%s: the version %d file continues differently (max |diff| %g)", names[k], version,
+                    test_max_abs_difference(got, expected, (size_t)n_b * (size_t)vocab));
+      free(got);
+      clttt_session_free(loaded);
+      free(files[version - 1]);
+    }
+    free(expected);
+    free(a);
+    free(b);
+    test_fixture_close(&fixture);
+  }
 }
 END_TEST
 
@@ -673,7 +825,8 @@ static Suite *session_file_suite(void) {
   tcase_add_test(state, test_info_describes_the_file);
   suite_add_tcase(suite, state);
   TCase *files = tcase_create("files");
-  tcase_add_test(files, test_bad_files_are_refused);
+  tcase_add_test(files, test_both_format_versions);
+  tcase_add_loop_test(files, test_bad_files_are_refused, 0, 2);
   tcase_add_test(files, test_killed_save_leaves_old_file);
   suite_add_tcase(suite, files);
   return suite;

@@ -18,14 +18,14 @@ static const char *on_off(int value) { return value ? "on" : "off"; }
 static void print_info(const char *path, const clttt_session_file_info *info) {
   const clttt_session_params *p = &info->params;
   printf("session file: %s\n", path);
-  printf("format:       version %d, %llu bytes, %d sections, checksums ok\n", info->version,
-         (unsigned long long)info->file_bytes, info->section_count);
+  printf("format:       version %d, %llu bytes, %d sections, checksums (%s) ok\n", info->version,
+         (unsigned long long)info->file_bytes, info->section_count, info->version >= 2 ? "XXH3-64" : "crc32");
   printf("position:     %d tokens", info->position);
   if (info->ttt_state)
     printf(" (%d of them pending in the unfinished TTT chunk)", info->pending);
   printf("\n");
   printf("state:        %llu bytes (tokens, KV cache %s%s)\n", (unsigned long long)info->state_bytes,
-         info->kv_dtype == 0 ? "float32" : "of unknown dtype", info->ttt_state ? ", TTT fast weights" : "");
+         info->kv_dtype == 0 ? "float32" : info->kv_dtype == 1 ? "float16" : "of unknown dtype", info->ttt_state ? ", TTT fast weights" : "");
   printf("params:       context %d, TTT %s, chunk %d, eta %g, ttt_clip_tau ", p->context, on_off(p->ttt), p->chunk,
          (double)p->eta);
   if (p->ttt_clip_tau > 0.0f)
