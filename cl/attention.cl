@@ -248,8 +248,14 @@ typedef DECODE_CAT(float, DECODE_WIDTH) decode_vector;
 #else
 #define DECODE_LOAD_KV(i, p) DECODE_LOAD_FLOAT((i), (p))
 #endif
-// Keys scored before the running state is rescaled once.
+// Keys scored before the running state is rescaled once (the host's
+// ATTENTION_DECODE_TILE, which sizes the scores of ATTENTION_DECODE_ROWS).
+#ifndef DECODE_TILE
 #define DECODE_TILE 16
+#endif
+#ifndef ATTENTION_DECODE_ROWS
+#define ATTENTION_DECODE_ROWS 0
+#endif
 
 float decode_sum(const decode_vector v) {
 #if DECODE_WIDTH == 16
@@ -270,6 +276,80 @@ float decode_sum(const decode_vector v) {
 
 // partials[(head * splits + split) * (HEAD_DIM + 2)]: the range's running
 // max, its sum of exp(score - max), then HEAD_DIM accumulated values.
+#if ATTENTION_DECODE_ROWS
+// One work-item per range for every head (global size splits x 1): the
+// cache is read row by row in address order, each row (kv_dim elements)
+// serving all heads while it is in L1, so memory sees one stream per
+// range. The states live in `partials` as they are built (L1-resident, a
+// few KiB); the scores of a tile of keys follow the states, heads x splits
+// x DECODE_TILE floats.
+__kernel __attribute__((reqd_work_group_size(1, 1, 1))) void attention_decode_partial(
+    __global float *partials, __global const float *q, const int keys, __global const KV_TYPE *k_cache,
+    __global const KV_TYPE *v_cache, const int kv_dim, const int split_keys, const int splits, const int heads,
+    const int kv_heads, const float scale) {
+  const int split = get_global_id(0);
+  if (split >= splits)
+    return;
+  const int group = heads / kv_heads;
+  const int first = split * split_keys;
+  const int last = min(keys, first + split_keys);
+  __global float *scores =
+      partials + (size_t)heads * splits * (HEAD_DIM + 2) + (size_t)split * heads * DECODE_TILE;
+  for (int head = 0; head < heads; head++) {
+    __global float *state = partials + ((size_t)head * splits + split) * (HEAD_DIM + 2);
+    state[0] = -INFINITY;
+    state[1] = 0.0f;
+    _Pragma("unroll") for (int i = 0; i < DECODE_VECTORS; i++)
+      DECODE_CAT(vstore, DECODE_WIDTH)((decode_vector)(0.0f), i, state + 2);
+  }
+  for (int key0 = first; key0 < last; key0 += DECODE_TILE) {
+    const int tile = min(DECODE_TILE, last - key0);
+    for (int r = 0; r < tile; r++) {
+      __global const KV_TYPE *row = k_cache + (size_t)(key0 + r) * kv_dim;
+      for (int head = 0; head < heads; head++) {
+        __global const KV_TYPE *k = row + (head / group) * HEAD_DIM;
+        __global const float *query = q + head * HEAD_DIM;
+        decode_vector dot = (decode_vector)(0.0f);
+        _Pragma("unroll") for (int i = 0; i < DECODE_VECTORS; i++)
+          dot = fma(DECODE_LOAD_FLOAT(i, query), DECODE_LOAD_KV(i, k), dot);
+        scores[head * DECODE_TILE + r] = decode_sum(dot) * scale;
+      }
+    }
+    for (int head = 0; head < heads; head++) {
+      __global float *state = partials + ((size_t)head * splits + split) * (HEAD_DIM + 2);
+      __global float *score = scores + head * DECODE_TILE;
+      float tile_max = -INFINITY;
+      for (int r = 0; r < tile; r++)
+        tile_max = fmax(tile_max, score[r]);
+      const float new_max = fmax(state[0], tile_max);
+      const float correction = exp(state[0] - new_max);
+      float sum = state[1] * correction;
+      for (int r = 0; r < tile; r++) {
+        const float p = exp(score[r] - new_max);
+        score[r] = p;
+        sum += p;
+      }
+      state[0] = new_max;
+      state[1] = sum;
+      _Pragma("unroll") for (int i = 0; i < DECODE_VECTORS; i++)
+        DECODE_CAT(vstore, DECODE_WIDTH)(DECODE_LOAD_FLOAT(i, state + 2) * correction, i, state + 2);
+    }
+    for (int r = 0; r < tile; r++) {
+      __global const KV_TYPE *row = v_cache + (size_t)(key0 + r) * kv_dim;
+      for (int head = 0; head < heads; head++) {
+        __global const KV_TYPE *v = row + (head / group) * HEAD_DIM;
+        __global float *accumulator = partials + ((size_t)head * splits + split) * (HEAD_DIM + 2) + 2;
+        const float p = scores[head * DECODE_TILE + r];
+        _Pragma("unroll") for (int i = 0; i < DECODE_VECTORS; i++)
+          DECODE_CAT(vstore, DECODE_WIDTH)(
+              fma((decode_vector)(p), DECODE_LOAD_KV(i, v), DECODE_LOAD_FLOAT(i, accumulator)), i, accumulator);
+      }
+    }
+  }
+}
+#else
+// One work-item per (range, head) (global size splits x heads), the
+// head's query and accumulators in registers.
 __kernel void attention_decode_partial(__global float *partials, __global const float *q, const int keys,
                                        __global const KV_TYPE *k_cache, __global const KV_TYPE *v_cache,
                                        const int kv_dim, const int split_keys, const int splits, const int heads,
@@ -282,7 +362,7 @@ __kernel void attention_decode_partial(__global float *partials, __global const 
   const int first = split * split_keys;
   const int last = min(keys, first + split_keys);
   decode_vector query[DECODE_VECTORS], accumulator[DECODE_VECTORS];
-  for (int i = 0; i < DECODE_VECTORS; i++) {
+  _Pragma("unroll") for (int i = 0; i < DECODE_VECTORS; i++) {
     query[i] = DECODE_LOAD_FLOAT(i, q + head * HEAD_DIM) * scale;
     accumulator[i] = (decode_vector)(0.0f);
   }
@@ -294,7 +374,7 @@ __kernel void attention_decode_partial(__global float *partials, __global const 
     for (int r = 0; r < tile; r++) {
       __global const KV_TYPE *k = k_cache + (size_t)(key0 + r) * kv_dim + kv_head * HEAD_DIM;
       decode_vector dot = (decode_vector)(0.0f);
-      for (int i = 0; i < DECODE_VECTORS; i++)
+      _Pragma("unroll") for (int i = 0; i < DECODE_VECTORS; i++)
         dot = fma(query[i], DECODE_LOAD_KV(i, k), dot);
       score[r] = decode_sum(dot);
       tile_max = fmax(tile_max, score[r]);
@@ -302,13 +382,13 @@ __kernel void attention_decode_partial(__global float *partials, __global const 
     const float new_max = fmax(running_max, tile_max);
     const float correction = exp(running_max - new_max);
     running_sum *= correction;
-    for (int i = 0; i < DECODE_VECTORS; i++)
+    _Pragma("unroll") for (int i = 0; i < DECODE_VECTORS; i++)
       accumulator[i] *= correction;
     for (int r = 0; r < tile; r++) {
       __global const KV_TYPE *v = v_cache + (size_t)(key0 + r) * kv_dim + kv_head * HEAD_DIM;
       const float p = exp(score[r] - new_max);
       running_sum += p;
-      for (int i = 0; i < DECODE_VECTORS; i++)
+      _Pragma("unroll") for (int i = 0; i < DECODE_VECTORS; i++)
         accumulator[i] = fma((decode_vector)(p), DECODE_LOAD_KV(i, v), accumulator[i]);
     }
     running_max = new_max;
@@ -319,6 +399,7 @@ __kernel void attention_decode_partial(__global float *partials, __global const 
   for (int i = 0; i < DECODE_VECTORS; i++)
     DECODE_CAT(vstore, DECODE_WIDTH)(accumulator[i], i, out + 2);
 }
+#endif
 
 // out[head * HEAD_DIM + c] = sum over ranges of exp(max_s - M) acc_s[c] /
 // sum over ranges of exp(max_s - M) sum_s, M the largest range max: one

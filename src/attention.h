@@ -22,10 +22,14 @@ clttt_status attention_gemm(const kernel_set *kernels, const attention_problem *
  * context). */
 #define ATTENTION_DECODE_SPLITS 64
 #define ATTENTION_DECODE_MIN_KEYS 32
+/* Floats of the decode workspace: heads x ranges x (head_dim + 2) states,
+ * then heads x ranges x ATTENTION_DECODE_TILE scores. */
+#define ATTENTION_DECODE_FLOATS(heads, head_dim) \
+  ((uint64_t)(heads) * ATTENTION_DECODE_SPLITS * ((uint64_t)(head_dim) + 2 + ATTENTION_DECODE_TILE))
 
 /* What one session's attention needs besides the problem. */
 typedef struct {
-  cl_mem decode_partials; /* heads x ATTENTION_DECODE_SPLITS x (head_dim + 2) floats */
+  cl_mem decode_partials; /* ATTENTION_DECODE_FLOATS(heads, head_dim) */
   cl_mem scores;    /* the GEMM path's heads x block_rows x context scores */
   int block_rows;
   cl_mem counter;   /* one int: op_count_nonfinite's */

@@ -50,8 +50,8 @@ clttt_status kernel_set_create(kernel_set *kernels, clttt_device *device, const 
    * cache is (file, options), and files ignore defines they do not use. */
   char defines[1024], options[1152];
   tuning_defines(params, defines, sizeof defines);
-  snprintf(options, sizeof options, "-cl-std=CL1.2 %s -DHEAD_DIM=%d -DKV_HALF=%d", defines, head_dim,
-           kernels->kv_half);
+  snprintf(options, sizeof options, "-cl-std=CL1.2 %s -DHEAD_DIM=%d -DKV_HALF=%d -DDECODE_TILE=%d", defines,
+           head_dim, kernels->kv_half, ATTENTION_DECODE_TILE);
   for (int k = 0; k < KERNEL_COUNT; k++) {
     cl_program program = NULL;
     clttt_status status = runtime_program(device, kernel_table[k].file, options, &program);
@@ -297,9 +297,11 @@ clttt_status op_attention_decode(const kernel_set *kernels, const attention_prob
                           ARG(p->k_cache), ARG(p->v_cache), ARG(p->kv_dim), ARG(split_keys), ARG(splits),
                           ARG(p->heads), ARG(p->kv_heads), ARG(scale)));
   /* Each work-item is independent: single work-item groups on CPUs (PoCL
-   * then runs each as straight vector code), the driver's choice elsewhere. */
+   * then runs each as straight vector code), the driver's choice elsewhere.
+   * ATTENTION_DECODE_ROWS 1: a work-item per range covers every head. */
   const int cpu = strcmp(kernels->device->info.type, "CPU") == 0;
-  const size_t partial_global[2] = {(size_t)splits, (size_t)p->heads}, single[2] = {1, 1};
+  const size_t partial_global[2] = {(size_t)splits, kernels->params.attention_decode_rows ? 1 : (size_t)p->heads},
+               single[2] = {1, 1};
   CLTTT_TRY(runtime_launch(kernels->device, kernels->kernel[KERNEL_ATTENTION_DECODE_PARTIAL],
                            "attention_decode_partial", 2, partial_global, cpu ? single : NULL));
   CLTTT_TRY(set_arguments(kernels, KERNEL_ATTENTION_DECODE_COMBINE, 4, ARG(p->out), ARG(partials), ARG(splits),

@@ -119,10 +119,14 @@ typedef struct {
 /* The flash kernel of cl/attention.cl: one work-item per (query, head),
  * online softmax over tiles of keys. */
 clttt_status op_attention(const kernel_set *kernels, const attention_problem *problem);
+/* Keys scored per step of a decode range before its running state is
+ * rescaled (the kernels get it as DECODE_TILE). */
+#define ATTENTION_DECODE_TILE 16
 /* The one-query case (n == 1) of op_attention: keys 0 .. position0 in
  * `splits` ranges of split_keys (splits * split_keys >= position0 + 1), each
  * range's softmax state into `partials` (heads x splits x (head_dim + 2)
- * floats), then merged into out. */
+ * floats, then heads x splits x ATTENTION_DECODE_TILE floats of scores that
+ * ATTENTION_DECODE_ROWS 1 uses), then merged into out. */
 clttt_status op_attention_decode(const kernel_set *kernels, const attention_problem *problem, cl_mem partials,
                                  int split_keys, int splits);
 /* Softmax of `rows` score rows (stride ld, `columns` keys each), row r being

@@ -141,8 +141,8 @@ static void plan_buffers(const clttt_config *config, const clttt_session_params 
        attention_panel_floats(params->context, config->head_dim) * F, "attention V^T panels (one kv head)",
        EVERY_PART},
       {offsetof(session_part, attention_work.decode_partials),
-       (uint64_t)heads * ATTENTION_DECODE_SPLITS * ((uint64_t)config->head_dim + 2) * F,
-       "decode attention ranges (heads x 64 x (head_dim + 2))", EVERY_PART},
+       ATTENTION_DECODE_FLOATS(heads, config->head_dim) * F,
+       "decode attention ranges (heads x 64 x (head_dim + 2 + 16))", EVERY_PART},
       /* Only with a half cache (0 bytes: not allocated). */
       {offsetof(session_part, attention_work.k_float), half_cache ? (uint64_t)params->context * kv_dim * F : 0,
        "K widened to float (context x kv_dim)", EVERY_PART},

@@ -26,6 +26,7 @@ const tuning_parameter tuning_parameters[] = {
     {"ATTENTION_BLOCK_Q", offsetof(tuning_params, attention_block_q), 1, 256, 0, 1},
     {"ATTENTION_BLOCK_K", offsetof(tuning_params, attention_block_k), 1, 256, 0, 0},
     {"ATTENTION_GEMM_MIN_QUERIES", offsetof(tuning_params, attention_gemm_min_queries), 0, 1 << 20, 0, 0},
+    {"ATTENTION_DECODE_ROWS", offsetof(tuning_params, attention_decode_rows), 0, 1, 0, 0},
     {"SOFTMAX_WGS", offsetof(tuning_params, softmax_work_group_size), 1, 0, 1, 1},
     {"ROPE_WGS", offsetof(tuning_params, rope_work_group_size), 1, 0, 0, 1},
     {"ELEMENTWISE_WGS", offsetof(tuning_params, elementwise_work_group_size), 1, 0, 0, 1},
@@ -117,6 +118,12 @@ void tuning_defaults(const clttt_device_info *info, tuning_params *params) {
      * and short pieces on the flash kernel. One work-item per score row
      * streamed the softmax at 24 GB/s against 17-20 for 4-16. */
     params->attention_gemm_min_queries = 64;
+    /* Decode attention after 1300 tokens (16 heads, 8 KV heads of 128, f16
+     * cache, inside a decode step of the 8-layer d 1024 model): a work-item
+     * per (range, head) read each head's 256-byte slices of 2 KiB cache rows,
+     * strided, twice per KV head; a work-item per range reading whole rows in
+     * order, every head from the row while it is in L1, took MEASURED. */
+    params->attention_decode_rows = 1;
     params->softmax_work_group_size = 1;
     params->rope_work_group_size = 64;
     params->elementwise_work_group_size = 64;

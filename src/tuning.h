@@ -49,6 +49,9 @@ typedef struct {
   int attention_block_k;           /* ATTENTION_BLOCK_K: keys staged in local memory per step */
   int attention_gemm_min_queries;  /* ATTENTION_GEMM_MIN_QUERIES: batches of at least this many
                                       queries take the GEMM + softmax path (0: never) */
+  int attention_decode_rows;       /* ATTENTION_DECODE_ROWS: decode attention's work-item covers a key range
+                                    * of every head, walking the cache row by row (1: CPUs), or of one
+                                    * head (0: GPUs) */
   int softmax_work_group_size;     /* SOFTMAX_WGS: work-items per score row of that path (power of two) */
   int rope_work_group_size;        /* ROPE_WGS: most work-items per token (a work-group each) */
   int elementwise_work_group_size; /* ELEMENTWISE_WGS: swiglu, residual add, bias, gather, conv */

@@ -260,10 +260,14 @@ END_TEST
  * plain C: head sizes giving every vector width (16, 8, 4... 6 takes 2),
  * grouped and plain heads, one key, keys just under and over a range, and
  * contexts long enough for all 64 ranges with ragged last ones; float and
- * half caches (the reference reads the half values). Tolerance as above;
- * over 5001 keys the online sums run longer, 1e-4. */
+ * half caches (the reference reads the half values); both layouts of the
+ * work (ATTENTION_DECODE_ROWS 0 and 1). Tolerance as above; over 5001 keys
+ * the online sums run longer, 1e-4. */
 START_TEST(test_decode_attention_matches_plain_c) {
   clttt_device *device = test_open_device();
+  for (int rows = 0; rows < 2; rows++) {
+  tuning_params params = device->tuning;
+  params.attention_decode_rows = rows;
   static const struct { int heads, kv_heads, head_dim, position0; } shapes[] = {
       {6, 2, 16, 0},  {6, 2, 16, 31}, {4, 4, 64, 32},  {8, 2, 128, 100},
       {4, 1, 6, 700}, {2, 2, 8, 45},  {4, 2, 32, 5000}, {2, 1, 12, 2047},
@@ -308,11 +312,11 @@ START_TEST(test_decode_attention_matches_plain_c) {
         out[i] = NAN;
       p.out = upload(device, out, (size_t)q_width);
       attention_workspace workspace = {0};
-      ck_assert_int_eq(runtime_alloc(device, (size_t)p.heads * ATTENTION_DECODE_SPLITS * (size_t)(p.head_dim + 2) * 4,
-                                     "partials", &workspace.decode_partials),
+      ck_assert_int_eq(runtime_alloc(device, (size_t)ATTENTION_DECODE_FLOATS(p.heads, p.head_dim) * 4, "partials",
+                                     &workspace.decode_partials),
                        CLTTT_SUCCESS);
       kernel_set kernels;
-      ck_assert_msg(kernel_set_create(&kernels, device, &device->tuning, p.head_dim, half) == CLTTT_SUCCESS, "%s",
+      ck_assert_msg(kernel_set_create(&kernels, device, &params, p.head_dim, half) == CLTTT_SUCCESS, "%s",
                     clttt_last_error());
       int status = attention_forward(&kernels, &p, &workspace);
       ck_assert_msg(status == CLTTT_SUCCESS, "%s", clttt_last_error());
@@ -324,8 +328,8 @@ START_TEST(test_decode_attention_matches_plain_c) {
         worst = error > worst ? error : worst;
       }
       const double tolerance = p.position0 > 4000 ? 1e-4 : 2e-5;
-      ck_assert_msg(worst <= tolerance, "heads %d/%d dim %d at %d (%s cache): max |OpenCL - C| = %g", p.heads,
-                    p.kv_heads, p.head_dim, p.position0, half ? "half" : "float", worst);
+      ck_assert_msg(worst <= tolerance, "heads %d/%d dim %d at %d (%s cache, rows %d): max |OpenCL - C| = %g",
+                    p.heads, p.kv_heads, p.head_dim, p.position0, half ? "half" : "float", rows, worst);
       kernel_set_release(&kernels);
       runtime_release(&workspace.decode_partials);
       runtime_release(&p.out);
@@ -340,6 +344,7 @@ START_TEST(test_decode_attention_matches_plain_c) {
       free(out);
       free(expected);
     }
+  }
   clttt_device_close(device);
 }
 END_TEST
