@@ -18,6 +18,7 @@
 #include "error.h"
 #include "gemm.h"
 #include "ops.h"
+#include "ttt.h"
 #include "weights.h"
 
 /* fp32 kernels against a double host computation: reductions over 1024
@@ -29,9 +30,9 @@
 #define ATTENTION_SAMPLED_ROWS 8
 #define RMS_NORM_EPS 1e-6f
 
-static const char *const family_names[AUTOTUNE_FAMILY_COUNT] = {"rmsnorm", "attention", "rope",
-                                                                "elementwise", "conv", "gemv", "gemm",
-                                                                "gemm_blocks", "gemm_gpu", "gemm_choice"};
+static const char *const family_names[AUTOTUNE_FAMILY_COUNT] = {
+    "rmsnorm", "attention",   "rope",   "elementwise",   "conv",       "gemv",         "gemm",
+    "gemm_blocks", "gemm_gpu", "gemm_choice", "update", "update_blocks", "update_gpu", "update_choice"};
 
 const char *autotune_family_name(autotune_family family) {
   return family >= 0 && family < AUTOTUNE_FAMILY_COUNT ? family_names[family] : "?";
@@ -56,7 +57,8 @@ clttt_status autotune_parse_families(const char *list, unsigned *families) {
     if (!known)
       return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT,
                         "unknown kernel family '%.*s' (known: rmsnorm, attention, rope, "
-                        "elementwise, conv, gemv, gemm, gemm_blocks, gemm_gpu, gemm_choice, all)",
+                        "elementwise, conv, gemv, gemm, gemm_blocks, gemm_gpu, gemm_choice, update, "
+                        "update_blocks, update_gpu, update_choice, all)",
                         (int)length, at);
     at += length;
     if (*at == ',')
@@ -115,9 +117,11 @@ typedef struct {
   /* The buffer the kernels update in place (-1: none): timed runs leave it
    * changed, so it is restored before each checked run. */
   int in_place_buffer;
-  /* -1: any device; 0 or 1: only where the GEMM variant (GEMM_VARIANT)
-   * is that one, since the other variant ignores these parameters. */
+  /* -1: any device; 0 or 1: only where the GEMM variant (GEMM_VARIANT, or
+   * UPDATE_VARIANT for an update family) is that one, since the other
+   * variant ignores these parameters. */
   int variant;
+  int of_update; /* 1: `variant` is UPDATE_VARIANT's */
 } family_spec;
 
 static float uniform(uint64_t *state) {
@@ -559,6 +563,53 @@ static clttt_status gemm_compare(workload *work, double *error) {
   return CLTTT_SUCCESS;
 }
 
+/* update*: the TTT update's product W (d x f) += eta V^T (d x C) h (C x f)
+ * as ttt_update runs it (our update kernel or CLBlast, by UPDATE_OWN), at
+ * the shape's d, f and C. W starts random, so a missed or doubled term is
+ * off by O(eta V^T h) = O(1) relative to it; sampled rows of W are checked
+ * against a double host product. W changes in place: restored before the
+ * checked run. ------------------------------------------------------- */
+
+static float update_eta(const autotune_shape *shape) { return 1.0f / sqrtf((float)shape->chunk); }
+
+static clttt_status update_prepare(workload *work) {
+  const size_t d = (size_t)work->shape.hidden, f = (size_t)work->shape.intermediate, C = (size_t)work->shape.chunk;
+  CLTTT_TRY(add_buffer(work, 0, d * f, 1.0f, 41, "tuner update W"));
+  CLTTT_TRY(add_buffer(work, 1, C * d, 1.0f, 42, "tuner update V"));
+  CLTTT_TRY(add_buffer(work, 2, C * f, 1.0f, 43, "tuner update h"));
+  CLTTT_TRY(allocate_expected(work, ATTENTION_SAMPLED_ROWS * f));
+  const double eta = update_eta(&work->shape);
+  for (int s = 0; s < ATTENTION_SAMPLED_ROWS; s++) {
+    const size_t row = (d - 1) * (size_t)s / (ATTENTION_SAMPLED_ROWS - 1);
+    work->sampled_rows[s] = (int)row;
+    for (size_t column = 0; column < f; column++) {
+      double sum = 0.0;
+      for (size_t c = 0; c < C; c++)
+        sum += (double)work->inputs[1][c * d + row] * work->inputs[2][c * f + column];
+      work->expected[(size_t)s * f + column] = (float)(work->inputs[0][row * f + column] + eta * sum);
+    }
+  }
+  return CLTTT_SUCCESS;
+}
+
+static clttt_status update_run(workload *work) {
+  if (work->kernels->params.update_own && !work->kernels->has_packed)
+    CLTTT_TRY(kernel_set_add_packed((kernel_set *)work->kernels));
+  const size_t d = (size_t)work->shape.hidden, f = (size_t)work->shape.intermediate, C = (size_t)work->shape.chunk;
+  /* W (d x f) += eta * V^T (d x C) h (C x f) */
+  return ttt_update_product(work->kernels, "tuner update", d, f, C, update_eta(&work->shape),
+                            view(work->buffers[1], 0, d), view(work->buffers[2], 0, f), view(work->buffers[0], 0, f));
+}
+
+static clttt_status update_compare(workload *work, double *error) {
+  const size_t f = (size_t)work->shape.intermediate;
+  for (int s = 0; s < ATTENTION_SAMPLED_ROWS; s++)
+    CLTTT_TRY(runtime_download(work->device, work->buffers[0], (size_t)work->sampled_rows[s] * f * sizeof(float),
+                               f * sizeof(float), work->downloaded + (size_t)s * f, "tuner update W"));
+  *error = deviation(work->downloaded, work->expected, work->expected_floats);
+  return CLTTT_SUCCESS;
+}
+
 static const family_spec families[AUTOTUNE_FAMILY_COUNT] = {
     {AUTOTUNE_RMSNORM,
      {"RMSNORM_WGS", NULL},
@@ -568,7 +619,8 @@ static const family_spec families[AUTOTUNE_FAMILY_COUNT] = {
      rmsnorm_run,
      rmsnorm_check,
      -1,
-     -1},
+     -1,
+     0},
     {AUTOTUNE_ATTENTION,
      {"ATTENTION_BLOCK_Q", "ATTENTION_BLOCK_K"},
      {{8, 16, 32, 64, 128}, {16, 32, 64, 128}},
@@ -577,7 +629,8 @@ static const family_spec families[AUTOTUNE_FAMILY_COUNT] = {
      attention_run,
      attention_check,
      -1,
-     -1},
+     -1,
+     0},
     {AUTOTUNE_ROPE,
      {"ROPE_WGS", NULL},
      {{8, 16, 32, 64, 128, 256}},
@@ -586,7 +639,8 @@ static const family_spec families[AUTOTUNE_FAMILY_COUNT] = {
      rope_run,
      rope_check,
      0,
-     -1},
+     -1,
+     0},
     {AUTOTUNE_ELEMENTWISE,
      {"ELEMENTWISE_WGS", "VECTOR_WIDTH"},
      {{32, 64, 128, 256, 512}, {1, 2, 4, 8}},
@@ -595,7 +649,8 @@ static const family_spec families[AUTOTUNE_FAMILY_COUNT] = {
      elementwise_run,
      elementwise_check,
      2,
-     -1},
+     -1,
+     0},
     {AUTOTUNE_CONV,
      {"TTT_CONV_ROWS", NULL},
      {{1, 2, 4, 8, 16}},
@@ -604,7 +659,8 @@ static const family_spec families[AUTOTUNE_FAMILY_COUNT] = {
      conv_run,
      conv_check,
      -1,
-     -1},
+     -1,
+     0},
     {AUTOTUNE_GEMV,
      {"GEMV_ROW_PER_ITEM", "GEMV_WGS"},
      {{0, 1, -1}, {1, 4, 16, 64, 128, 256}},
@@ -613,7 +669,8 @@ static const family_spec families[AUTOTUNE_FAMILY_COUNT] = {
      gemv_run,
      gemv_check,
      -1,
-     -1},
+     -1,
+     0},
     {AUTOTUNE_GEMM,
      {"GEMM_NR", "GEMM_MR"},
      {{16, 32, 48, 64}, {4, 6, 8, 12}},
@@ -622,7 +679,8 @@ static const family_spec families[AUTOTUNE_FAMILY_COUNT] = {
      gemm_run,
      gemm_compare,
      -1,
-     PACKED_GEMM_CPU},
+     PACKED_GEMM_CPU,
+     0},
     {AUTOTUNE_GEMM_BLOCKS,
      {"GEMM_ROW_BLOCK", "GEMM_LOCAL_K"},
      {{32, 64, 128, 256, 512}, {0, 64, 128, 256, 512, -1}},
@@ -631,7 +689,8 @@ static const family_spec families[AUTOTUNE_FAMILY_COUNT] = {
      gemm_run,
      gemm_compare,
      -1,
-     PACKED_GEMM_CPU},
+     PACKED_GEMM_CPU,
+     0},
     {AUTOTUNE_GEMM_GPU,
      {"GEMM_TILE_M", "GEMM_TILE_K"},
      {{16, 32, 64, 128}, {8, 16, 32}},
@@ -640,7 +699,8 @@ static const family_spec families[AUTOTUNE_FAMILY_COUNT] = {
      gemm_run,
      gemm_compare,
      -1,
-     PACKED_GEMM_GPU},
+     PACKED_GEMM_GPU,
+     0},
     {AUTOTUNE_GEMM_CHOICE,
      {"GEMM_PACKED", NULL},
      {{0, 1, -1}},
@@ -649,7 +709,48 @@ static const family_spec families[AUTOTUNE_FAMILY_COUNT] = {
      gemm_run,
      gemm_compare,
      -1,
-     -1},
+     -1,
+     0},
+    {AUTOTUNE_UPDATE,
+     {"UPDATE_NR", "UPDATE_MR"},
+     {{16, 32, 48, 64}, {4, 6, 8, 12}},
+     {{32, 64}, {6, 8}},
+     update_prepare,
+     update_run,
+     update_compare,
+     0,
+     PACKED_GEMM_CPU,
+     1},
+    {AUTOTUNE_UPDATE_BLOCKS,
+     {"UPDATE_ROW_BLOCK", "UPDATE_LOCAL_T"},
+     {{32, 64, 128, 256, 512}, {0, 64, 128, 256, -1}},
+     {{64, 128, 256}, {0, 128, -1}},
+     update_prepare,
+     update_run,
+     update_compare,
+     0,
+     PACKED_GEMM_CPU,
+     1},
+    {AUTOTUNE_UPDATE_GPU,
+     {"UPDATE_TILE_M", "UPDATE_TILE_N"},
+     {{16, 32, 64, 128}, {16, 32, 64, 128}},
+     {{32, 64}, {32, 64}},
+     update_prepare,
+     update_run,
+     update_compare,
+     0,
+     PACKED_GEMM_GPU,
+     1},
+    {AUTOTUNE_UPDATE_CHOICE,
+     {"UPDATE_OWN", NULL},
+     {{0, 1, -1}},
+     {{0, 1, -1}},
+     update_prepare,
+     update_run,
+     update_compare,
+     0,
+     -1,
+     0},
 };
 
 /* ---------------------------------------------------------------- */
@@ -872,8 +973,11 @@ static clttt_status tune_family(clttt_device *device, const autotune_options *op
 }
 
 int autotune_family_applies(autotune_family family, const tuning_params *params) {
-  return family >= 0 && family < AUTOTUNE_FAMILY_COUNT &&
-         (families[family].variant < 0 || (int)params->gemm.variant == families[family].variant);
+  if (family < 0 || family >= AUTOTUNE_FAMILY_COUNT)
+    return 0;
+  const family_spec *spec = &families[family];
+  const int variant = spec->of_update ? (int)params->update.variant : (int)params->gemm.variant;
+  return spec->variant < 0 || variant == spec->variant;
 }
 
 clttt_status autotune_run(clttt_device *device, const autotune_options *options, autotune_result *result) {

@@ -18,12 +18,16 @@ typedef enum {
   AUTOTUNE_GEMM_BLOCKS, /* its CPU row block and bf16/fp16 staging */
   AUTOTUNE_GEMM_GPU,    /* its GPU work-group tile */
   AUTOTUNE_GEMM_CHOICE, /* fp32 weight products: our packed GEMM or CLBlast */
+  AUTOTUNE_UPDATE,        /* our TTT update kernel's CPU column slice and register tile */
+  AUTOTUNE_UPDATE_BLOCKS, /* its CPU row block and t staging */
+  AUTOTUNE_UPDATE_GPU,    /* its GPU work-group tile */
+  AUTOTUNE_UPDATE_CHOICE, /* the TTT update: our kernel or CLBlast */
   AUTOTUNE_FAMILY_COUNT
 } autotune_family;
 
 #define AUTOTUNE_ALL_FAMILIES ((1u << AUTOTUNE_FAMILY_COUNT) - 1u)
 
-/* 0 for a GEMM family of the variant these parameters do not use (the
+/* 0 for a GEMM or update family of the variant these parameters do not use (the
  * CPU variant's panel tiles on a GPU-variant device, and the reverse):
  * autotune_run skips it. */
 int autotune_family_applies(autotune_family family, const tuning_params *params);

@@ -93,14 +93,17 @@ static clttt_status compute_targets(const kernel_set *kernels, const ttt_layer *
   return CLTTT_SUCCESS;
 }
 
-/* W += eta V^T h through our update kernel (UPDATE_OWN) or CLBlast. */
+clttt_status ttt_update_product(const kernel_set *kernels, const char *what, size_t d, size_t f, size_t C, float eta,
+                                matrix_view V, matrix_view h, matrix_view W) {
+  if (kernels->params.update_own && kernels->has_packed)
+    return packed_gemm_update(&kernels->packed, what, d, f, C, eta, V, h, W);
+  return gemm(kernels->device, what, GEMM_TRANSPOSE, GEMM_NO_TRANSPOSE, d, f, C, eta, V, h, 1.0f, W);
+}
+
 static clttt_status accumulate_update(const kernel_set *kernels, const char *what, const ttt_layer *layer,
                                       cl_mem targets, matrix_view h, matrix_view W) {
-  const size_t d = (size_t)layer->d, f = (size_t)layer->f, C = (size_t)layer->C;
-  if (kernels->params.update_own && kernels->has_packed)
-    return packed_gemm_update(&kernels->packed, what, d, f, C, layer->eta, view(targets, 0, d), h, W);
-  return gemm(kernels->device, what, GEMM_TRANSPOSE, GEMM_NO_TRANSPOSE, d, f, C, layer->eta, view(targets, 0, d), h,
-              1.0f, W);
+  return ttt_update_product(kernels, what, (size_t)layer->d, (size_t)layer->f, (size_t)layer->C, layer->eta,
+                            view(targets, 0, (size_t)layer->d), h, W);
 }
 
 clttt_status ttt_update(const kernel_set *kernels, const ttt_layer *layer, ttt_workspace *workspace,

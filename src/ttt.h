@@ -54,6 +54,12 @@ void ttt_workspace_free(ttt_workspace *workspace);
 clttt_status ttt_apply(const kernel_set *kernels, const ttt_layer *layer, cl_mem W, size_t rows,
                        matrix_view h, matrix_view out);
 
+/* W (d x f) += eta * V^T (d x C) h (C x f): the update's product alone,
+ * through our update kernel where UPDATE_OWN chooses it (and the kernel set
+ * has the packed kernels), else CLBlast. */
+clttt_status ttt_update_product(const kernel_set *kernels, const char *what, size_t d, size_t f, size_t C, float eta,
+                                matrix_view V, matrix_view h, matrix_view W);
+
 /* W (d x f) += eta * V^T h over one full chunk: h is C x f, t is C x d.
  * With layer->clip_tau > 0 the update is scaled by min(1, tau / ||U||_F)
  * first (the workspace must have been created with clipping). */

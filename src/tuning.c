@@ -47,6 +47,19 @@ const tuning_parameter tuning_parameters[] = {
     {"GEMM_TILE_K", offsetof(tuning_params, gemm.tile_k), 1, 256, 0, 0},
     {"GEMM_ITEM_M", offsetof(tuning_params, gemm.item_m), 1, 16, 0, 0},
     {"GEMM_ITEM_N", offsetof(tuning_params, gemm.item_n), 1, 16, 0, 0},
+    /* Our TTT update kernel's (cl/gemm_update.cl); checked together by
+     * packed_gemm_update_params_valid. */
+    {"UPDATE_VARIANT", offsetof(tuning_params, update.variant), 0, 1, 0, 0},
+    {"UPDATE_NR", offsetof(tuning_params, update.nr), 16, 256, 0, 0},
+    {"UPDATE_MR", offsetof(tuning_params, update.mr), 1, 16, 0, 0},
+    {"UPDATE_ROW_BLOCK", offsetof(tuning_params, update.row_block), 1, 4096, 0, 0},
+    {"UPDATE_LOCAL_T", offsetof(tuning_params, update.local_t), 0, 4096, 0, 0},
+    {"UPDATE_PANELS", offsetof(tuning_params, update.panels), 1, 1024, 0, 0},
+    {"UPDATE_TILE_M", offsetof(tuning_params, update.tile_m), 1, 256, 0, 0},
+    {"UPDATE_TILE_N", offsetof(tuning_params, update.tile_n), 1, 256, 0, 0},
+    {"UPDATE_TILE_K", offsetof(tuning_params, update.tile_k), 1, 256, 0, 0},
+    {"UPDATE_ITEM_M", offsetof(tuning_params, update.item_m), 1, 16, 0, 0},
+    {"UPDATE_ITEM_N", offsetof(tuning_params, update.item_n), 1, 16, 0, 0},
 };
 const int tuning_parameter_count = (int)(sizeof tuning_parameters / sizeof tuning_parameters[0]);
 
@@ -252,7 +265,8 @@ int tuning_valid(const clttt_device_info *info, const tuning_params *params, cha
       return 0;
     }
   }
-  if (!packed_gemm_params_valid(info, &params->gemm, why, capacity))
+  if (!packed_gemm_params_valid(info, &params->gemm, why, capacity) ||
+      !packed_gemm_update_params_valid(info, &params->update, why, capacity))
     return 0;
   size_t tile_bytes = 2 * (size_t)params->attention_block_k * TYPICAL_HEAD_DIM * sizeof(float);
   if (info->local_memory > 0 && tile_bytes > info->local_memory) {

@@ -57,6 +57,10 @@ static tuning_params unusual_params(const clttt_device_info *info) {
   params.gemv_work_group_size = 8;
   params.attention_gemm_min_queries = params.attention_gemm_min_queries == 2 ? 3 : 2;
   params.softmax_work_group_size = params.softmax_work_group_size == 16 ? 4 : 16;
+  /* The other decode attention layout; another tile of the update kernel. */
+  params.attention_decode_rows = !params.attention_decode_rows;
+  params.update.nr = params.update.nr == 32 ? 64 : 32;
+  params.update.mr = params.update.mr == 4 ? 5 : 4;
   return params;
 }
 
