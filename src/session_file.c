@@ -24,6 +24,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -897,6 +898,31 @@ static layout session_layout(const clttt_session *session) {
   return l;
 }
 
+static void *close_descriptor(void *argument) {
+  close((int)(intptr_t)argument);
+  return NULL;
+}
+
+/* Closes a descriptor of the file a save replaced, in a thread of its own:
+ * the last reference to a replaced file frees its blocks, which took ext4
+ * here 57 ms for 192 MiB, a quarter of the save, inside rename() when
+ * nothing else held the file open. The new file is durable before this;
+ * only the old one's freeing moves off the caller's time. */
+static void release_in_background(int fd) {
+  if (fd < 0)
+    return;
+  pthread_attr_t attributes;
+  pthread_t thread;
+  int started = 0;
+  if (pthread_attr_init(&attributes) == 0) {
+    started = pthread_attr_setdetachstate(&attributes, PTHREAD_CREATE_DETACHED) == 0 &&
+              pthread_create(&thread, &attributes, close_descriptor, (void *)(intptr_t)fd) == 0;
+    pthread_attr_destroy(&attributes);
+  }
+  if (!started)
+    close(fd);
+}
+
 clttt_status clttt_session_save(const clttt_session *session, const char *path) {
   if (!session || !path || !path[0])
     return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "clttt_session_save: NULL argument or empty path");
@@ -940,8 +966,10 @@ clttt_status clttt_session_save(const clttt_session *session, const char *path) 
   writer_close(&w);
   if (w.fd >= 0 && close(w.fd) != 0 && status == CLTTT_SUCCESS)
     status = clttt_fail(CLTTT_ERROR_IO, "closing '%s': %s", temporary, strerror(errno));
+  int replaced = -1;
   if (status == CLTTT_SUCCESS) {
     test_hook(-1);
+    replaced = open(path, O_RDONLY | O_CLOEXEC);
     if (rename(temporary, path) != 0)
       status = clttt_fail(CLTTT_ERROR_IO, "renaming '%s' to '%s': %s", temporary, path, strerror(errno));
   }
@@ -951,6 +979,7 @@ clttt_status clttt_session_save(const clttt_session *session, const char *path) 
     test_hook(-2);
     status = sync_directory(path);
   }
+  release_in_background(replaced);
   free(sections);
   free(model_payload);
   if (status != CLTTT_SUCCESS)
