@@ -271,6 +271,10 @@ CLTTT_API const char *clttt_weight_type_name(clttt_weight_type type);
 /* Parses one of those names; CLTTT_ERROR_INVALID_ARGUMENT otherwise. */
 CLTTT_API clttt_status clttt_weight_type_parse(const char *name, clttt_weight_type *type);
 
+/* What the KV cache holds. f16 halves its memory and what decode reads;
+ * the logits move by the rounding of K and V (README, "Memory"). */
+typedef enum { CLTTT_KV_F32 = 0, CLTTT_KV_F16 = 1 } clttt_kv_type;
+
 /* How a model is loaded. */
 typedef struct {
   /* 1: refuse a checkpoint holding a NaN or infinite weight, naming the
@@ -296,6 +300,8 @@ typedef struct {
    * session of that context: f16 KV cache, TTT on); 0: weights only. The
    * session's own fit is checked again at clttt_session_create. */
   int split_context;
+  /* That session's KV cache type (clttt_model_default_params: f16). */
+  clttt_kv_type split_kv_type;
   /* A slice of the model, one stage of a pipeline whose other stages run
    * elsewhere (other processes, e.g. 'mpirun clttt'): only layers
    * first_layer .. first_layer + layer_count - 1 are loaded, on one device,
@@ -336,6 +342,10 @@ typedef struct {
 CLTTT_API clttt_status clttt_plan_split(const clttt_config *config, clttt_weight_type weights,
                                         clttt_device *const *devices, int device_count, const int *split,
                                         int split_context, clttt_split_part *parts);
+/* The same with the session's KV cache type (clttt_plan_split: f16). */
+CLTTT_API clttt_status clttt_plan_split_kv(const clttt_config *config, clttt_weight_type weights,
+                                           clttt_device *const *devices, int device_count, const int *split,
+                                           int split_context, clttt_kv_type kv_type, clttt_split_part *parts);
 
 /* How a loaded model is placed: the number of parts (1 on one device) and
  * part `index` as clttt_plan_split described it. */
@@ -381,10 +391,6 @@ typedef enum {
   CLTTT_LOGITS_ALL = 0,  /* a row per fed token (perplexity, scoring) */
   CLTTT_LOGITS_LAST = 1  /* only the row of the last fed token (generation) */
 } clttt_logits_mode;
-
-/* What the KV cache holds. f16 halves its memory and what decode reads;
- * the logits move by the rounding of K and V (README, "Memory"). */
-typedef enum { CLTTT_KV_F32 = 0, CLTTT_KV_F16 = 1 } clttt_kv_type;
 
 /* Everything a session is sized and run with, fixed at creation. */
 typedef struct {

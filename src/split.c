@@ -133,6 +133,12 @@ static clttt_status check_parts_fit(clttt_device *const *devices, int count, con
 
 clttt_status clttt_plan_split(const clttt_config *config, clttt_weight_type weights, clttt_device *const *devices,
                               int device_count, const int *split, int split_context, clttt_split_part *parts) {
+  return clttt_plan_split_kv(config, weights, devices, device_count, split, split_context, CLTTT_KV_F16, parts);
+}
+
+clttt_status clttt_plan_split_kv(const clttt_config *config, clttt_weight_type weights, clttt_device *const *devices,
+                                 int device_count, const int *split, int split_context, clttt_kv_type kv_type,
+                                 clttt_split_part *parts) {
   const packed_gemm_type type = weights_element_type(weights);
   if (!config || !devices || !parts)
     return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "clttt_plan_split: NULL argument");
@@ -152,8 +158,12 @@ clttt_status clttt_plan_split(const clttt_config *config, clttt_weight_type weig
                       device_count, total_layers);
   clttt_session_params resolved;
   if (split_context > 0) {
+    if (kv_type != CLTTT_KV_F32 && kv_type != CLTTT_KV_F16)
+      return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "split: KV cache type %d is neither f32 (0) nor f16 (1)",
+                        (int)kv_type);
     clttt_session_params given = clttt_session_default_params();
     given.context = split_context;
+    given.kv_type = kv_type;
     CLTTT_TRY(session_resolve_params(config, &given, &resolved));
   }
   int layers[MAX_PARTS];

@@ -305,6 +305,7 @@ clttt_model_params clttt_model_default_params(void) {
   clttt_model_params params;
   memset(&params, 0, sizeof params);
   params.weights = CLTTT_WEIGHTS_AUTO;
+  params.split_kv_type = CLTTT_KV_F16;
   return params;
 }
 
@@ -479,8 +480,8 @@ static clttt_status place_parts(clttt_model *model, clttt_device *device, const 
   if (!placement || !model->parts) {
     status = clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "allocating the model's %d parts", part_count);
   } else if (split) {
-    status = clttt_plan_split(&model->config, public_type(model->weight_type), params->devices, part_count,
-                              params->split, params->split_context, placement);
+    status = clttt_plan_split_kv(&model->config, public_type(model->weight_type), params->devices, part_count,
+                                 params->split, params->split_context, params->split_kv_type, placement);
   } else {
     placement[0] = (clttt_split_part){.device = device, .first_layer = first, .layer_count = count,
                                       .has_embedding = first == 0, .has_head = first + count == layers};

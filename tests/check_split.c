@@ -320,6 +320,13 @@ START_TEST(test_split_plan) {
   clttt_session_params params = clttt_session_default_params();
   params.context = 512;
   ck_assert_uint_eq(parts[0].session_bytes, clttt_estimate_session_bytes(&config, &params));
+  /* A session of another KV type costs what its own estimate says. */
+  ck_assert_int_eq(clttt_plan_split_kv(&config, CLTTT_WEIGHTS_F32, pair, 1, NULL, 512, CLTTT_KV_F32, parts),
+                   CLTTT_SUCCESS);
+  params.kv_type = CLTTT_KV_F32;
+  ck_assert_uint_eq(parts[0].session_bytes, clttt_estimate_session_bytes(&config, &params));
+  ck_assert_int_eq(clttt_plan_split_kv(&config, CLTTT_WEIGHTS_F32, pair, 1, NULL, 512, (clttt_kv_type)7, parts),
+                   CLTTT_ERROR_INVALID_ARGUMENT);
 
   /* Equal devices: equal halves. */
   const uint64_t saved[2] = {pair[0]->info.global_memory, pair[1]->info.global_memory};
@@ -476,6 +483,26 @@ START_TEST(test_split_commands) {
                     strstr(info.out, "layers 2..2 + LM head") && strstr(info.out, "session of 64 tokens"),
                 "info: %s", info.out);
   test_command_free(&info);
+  /* The placement's session is the one --kv asks for: on one device it is
+   * the figure of the estimate above it (a context long enough for the KV
+   * cache to show in MiB). */
+  double sessions[2] = {0, 0};
+  for (int f32 = 0; f32 < 2; f32++) {
+    info = test_run_clttt(scratch, "info -m '%s' --ctx 32768 --kv %s --devices %.*s", scratch, f32 ? "f32" : "f16",
+                          (int)(strchr(pair, ',') - pair), pair);
+    ck_assert_msg(info.exit_code == 0, "info: %s", info.err);
+    const char *estimate = strstr(info.out, "MiB weights (");
+    const char *placed = strstr(info.out, "MiB weights + ");
+    double estimated = 0, planned = 0;
+    ck_assert_msg(estimate && placed && sscanf(strchr(estimate, '+') + 1, "%lf", &estimated) == 1 &&
+                      sscanf(placed + strlen("MiB weights + "), "%lf", &planned) == 1,
+                  "info: %s", info.out);
+    ck_assert_msg(estimated == planned && estimated > 0, "--kv %s: the estimate says %.1f MiB, the placement %.1f MiB",
+                  f32 ? "f32" : "f16", estimated, planned);
+    sessions[f32] = planned;
+    test_command_free(&info);
+  }
+  ck_assert_msg(sessions[1] > sessions[0] + 2.0, "f16 session %.1f MiB, f32 %.1f MiB", sessions[0], sessions[1]);
 
   test_command bad = test_run_clttt(scratch, "logits -m '%s' --tokens 1,2 --devices %s --split 1,1", scratch, pair);
   ck_assert_int_eq(bad.exit_code, 1);

@@ -55,7 +55,7 @@ int split_parse(const char *text, int device_count, int *layers, int *automatic)
 void split_print_placement(const clttt_split_part *parts, int count, int context);
 /* clttt info --devices: plans and prints the placement; the exit code. */
 int split_info(const clttt_config *config, clttt_weight_type weights, const char *device_list, const char *split_text,
-               int context);
+               int context, clttt_kv_type kv_type);
 
 typedef struct {
   clttt_device *device;

@@ -125,7 +125,7 @@ int command_info(int argc, char **argv) {
     printf("total:        %.2f GiB for the weights and one session\n",
            (double)(weight_bytes + session) / 1073741824.0);
   }
-  int code = devices ? split_info(&config, weights, devices, split, context) : 0;
+  int code = devices ? split_info(&config, weights, devices, split, context, kv_f32 ? CLTTT_KV_F32 : CLTTT_KV_F16) : 0;
   clttt_config_free(&config);
   return code;
 }

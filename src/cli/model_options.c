@@ -239,6 +239,7 @@ int model_open(const model_options *options, int needed_context, loaded_model *l
     model_params.split = automatic ? NULL : split_layers;
     /* The session this command creates, so that the split plans for it. */
     model_params.split_context = options->session_in ? 0 : options->context ? options->context : needed_context;
+    model_params.split_kv_type = options->kv_f32 ? CLTTT_KV_F32 : CLTTT_KV_F16;
   } else {
     if (options->split)
       fprintf(stderr, "clttt: warning: --split has no effect without --devices\n");

@@ -91,7 +91,7 @@ void split_print_placement(const clttt_split_part *parts, int count, int context
 }
 
 int split_info(const clttt_config *config, clttt_weight_type weights, const char *device_list, const char *split_text,
-               int context) {
+               int context, clttt_kv_type kv_type) {
   split_devices devices;
   int layers[SPLIT_MAX_DEVICES], automatic = 0;
   if (!split_devices_open(device_list, &devices))
@@ -102,7 +102,8 @@ int split_info(const clttt_config *config, clttt_weight_type weights, const char
   }
   clttt_split_part parts[SPLIT_MAX_DEVICES];
   int status =
-      clttt_plan_split(config, weights, devices.device, devices.count, automatic ? NULL : layers, context, parts);
+      clttt_plan_split_kv(config, weights, devices.device, devices.count, automatic ? NULL : layers, context, kv_type,
+                          parts);
   if (status == CLTTT_SUCCESS)
     split_print_placement(parts, devices.count, context);
   else
