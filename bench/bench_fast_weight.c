@@ -1,8 +1,10 @@
 /* Fast-weight microbenchmark: one In-Place TTT layer's MLP over a sequence of
  * chunks (SPEC.md sections 3 and 7), on one OpenCL device.
  *
- * Per chunk of C tokens, in the order the model runs them:
- *   gate_up  (C x 2f) = x (C x d) [Wg; Wu]^T         CLBlast SGEMM
+ * Per chunk of C tokens, in the order the model runs them, through the
+ * products the forward pass uses (our packed GEMM and update kernel where
+ * the device's parameters choose them, else CLBlast):
+ *   gate_up  (C x 2f) = x (C x d) [Wg; Wu]^T         gemm_weight
  *   swiglu   h (C x f) = silu(gate) * up              cl/elementwise.cl
  *   apply    out (C x d) = h W^T                      ttt_apply
  *   update   tc = conv(t), V = tc P, W += eta V^T h   ttt_update (conv + proj + update)
@@ -15,8 +17,11 @@
  * issuing the same calls ttt_update makes (a probe on a scratch copy of W).
  * In full mode one more sequence runs without intermediate synchronisation
  * ("pipelined") to show what the per-step synchronisation costs. The same run
- * times a plain CLBlast SGEMM (C x f x d, no transposes) as the reference
- * rate: the ratio to it is the number that survives a noisy machine. */
+ * times the device's FMA peak (before and after; the better counts) and a
+ * plain CLBlast SGEMM (C x f x d, no transposes): the ratios to them are the
+ * numbers that survive a noisy machine. With --peer (or --quick), PyTorch
+ * runs the same layer (bench/torch_fast_weight.py) right after each chunk
+ * size, when python3 can import torch; otherwise a note says why not. */
 #define _DEFAULT_SOURCE /* getloadavg, clock_gettime */
 #include "runtime.h" /* first: it fixes the OpenCL version the other headers see */
 
@@ -30,8 +35,14 @@
 #include <time.h>
 
 #include "error.h"
+#include "fma_peak.h"
 #include "gemm.h"
 #include "ttt.h"
+
+/* Where bench/torch_fast_weight.py is (Makefile.am sets it). */
+#ifndef BENCH_SOURCE_DIR
+#define BENCH_SOURCE_DIR "bench"
+#endif
 
 #define MAX_CHUNK_SIZES 32
 #define MAX_OVERRIDES 8
@@ -75,6 +86,8 @@ typedef struct {
   float clip_tau;      /* > 0: every update clipped to this Frobenius norm (costs what clipping costs) */
   clblast_override overrides[MAX_OVERRIDES];
   int override_count;
+  int peer;            /* PyTorch after each chunk size: 1 on, 0 off, -1 unset */
+  const char *python;  /* the interpreter that runs the peer */
 } options;
 
 typedef struct {
@@ -87,6 +100,7 @@ typedef struct {
   double sgemm_gflops;          /* best of sgemm_reps, C x f x d */
   double sgemm_ms;
   int finite;                   /* outputs and W finite after the sequence */
+  double peer_tokens_per_s;     /* PyTorch's, same chunk size, right after; 0: not run */
 } result;
 
 /* ---------------------------------------------------------------- */
@@ -482,36 +496,75 @@ static clttt_status bench_chunk_size(clttt_device *device, const options *opt, i
 }
 
 /* ---------------------------------------------------------------- */
+/* The PyTorch peer: bench/torch_fast_weight.py on the same shape, chunk
+ * size, chunks per sequence and sequences, its tokens/s read from its
+ * table. 0 when it did not run; `why` then says what happened. */
+static double run_peer(const options *opt, int C, char *why, size_t capacity) {
+  char command[1024];
+  const char *shape = opt->d == 1024 && opt->f == 3072 ? "0.6b" : opt->d == 2560 && opt->f == 9728 ? "4b" : NULL;
+  if (!shape) {
+    snprintf(why, capacity, "the PyTorch script runs the 0.6b and 4b shapes only");
+    return 0.0;
+  }
+  snprintf(command, sizeof command, "'%s' '%s/torch_fast_weight.py' --shape %s --chunks %d --reps %d --sequence %d 2>&1",
+           opt->python, BENCH_SOURCE_DIR, shape, C, opt->reps, opt->sequence_chunks);
+  FILE *pipe = popen(command, "r");
+  if (!pipe) {
+    snprintf(why, capacity, "could not start %s: %s", opt->python, strerror(errno));
+    return 0.0;
+  }
+  char line[512], last[512] = "";
+  double tokens = 0.0;
+  while (fgets(line, sizeof line, pipe)) {
+    int chunk = 0;
+    double ms = 0.0, rate = 0.0;
+    line[strcspn(line, "\n")] = '\0';
+    if (sscanf(line, "%d %lf %lf", &chunk, &ms, &rate) == 3 && chunk == C)
+      tokens = rate;
+    else if (!strncmp(line, "torch ", 6))
+      note(opt, "  C=%d: peer: %s\n", C, line);
+    if (line[0])
+      snprintf(last, sizeof last, "%s", line);
+  }
+  if (tokens <= 0.0)
+    snprintf(why, capacity, "%s/torch_fast_weight.py gave no result for C=%d (%s)", BENCH_SOURCE_DIR, C,
+             last[0] ? last : "no output");
+  pclose(pipe);
+  return tokens;
+}
+
+/* ---------------------------------------------------------------- */
 /* Output. */
 
 static double tokens_per_s(const result *r) { return r->C / (r->ms_per_chunk * 1e-3); }
 static double gflops(const result *r) { return r->flops_per_chunk / (r->ms_per_chunk * 1e6); }
 
 static void print_table(const options *opt, const clttt_device_info *info, const result *results,
-                        int count, const double load[2]) {
+                        int count, const double load[2], double peak, const char *peer_note) {
   printf("clttt fast-weight benchmark: shape %s (d=%d, f=%d), %d chunks per sequence, %d sequence%s per "
          "chunk size\n",
          opt->shape, opt->d, opt->f, opt->sequence_chunks, opt->reps, opt->reps == 1 ? "" : "s");
   printf("device: %s | %s | driver %s | %u compute units\n", info->name, info->platform,
          info->driver_version, info->compute_units);
   printf("load average (1 min) before / after: %.2f / %.2f\n", load[0], load[1]);
-  printf("FLOPs per token: 6df + 2df + 2d^2 + 10d = %.1f MFLOP (SPEC.md section 7)\n\n",
+  printf("FLOPs per token: 6df + 2df + 2d^2 + 10d = %.1f MFLOP (SPEC.md section 7)\n",
          (8.0 * opt->d * opt->f + 2.0 * opt->d * opt->d + 10.0 * opt->d) * 1e-6);
-  printf("%6s  %10s  %17s  %9s  %9s  %8s  %9s  %6s%s\n", "C", "ms/chunk", "range (ms)", "us/token",
-         "tokens/s", "GFLOP/s", "SGEMM GF", "ratio", opt->pipelined ? "  pipelined ms/chunk" : "");
+  printf("FMA peak in this run: %.1f GFLOP/s (the better of before and after)\n\n", peak);
+  printf("%6s  %10s  %17s  %9s  %9s  %8s  %7s  %9s  %6s%s\n", "C", "ms/chunk", "range (ms)", "us/token",
+         "tokens/s", "GFLOP/s", "of peak", "SGEMM GF", "ratio", opt->pipelined ? "  pipelined ms/chunk" : "");
   for (int i = 0; i < count; i++) {
     const result *r = &results[i];
     char range[32];
     snprintf(range, sizeof range, "%.1f-%.1f", r->ms_min, r->ms_max);
-    printf("%6d  %10.1f  %17s  %9.1f  %9.0f  %8.2f  %9.2f  %6.2f", r->C, r->ms_per_chunk, range,
-           r->ms_per_chunk * 1e3 / r->C, tokens_per_s(r), gflops(r), r->sgemm_gflops,
-           gflops(r) / r->sgemm_gflops);
+    printf("%6d  %10.1f  %17s  %9.1f  %9.0f  %8.2f  %7.2f  %9.2f  %6.2f", r->C, r->ms_per_chunk, range,
+           r->ms_per_chunk * 1e3 / r->C, tokens_per_s(r), gflops(r), peak > 0 ? gflops(r) / peak : 0.0,
+           r->sgemm_gflops, gflops(r) / r->sgemm_gflops);
     if (r->pipelined_ms >= 0)
       printf("  %19.1f", r->pipelined_ms);
     printf("%s\n", r->finite ? "" : "  (NON-FINITE VALUES)");
   }
-  printf("\nper step, ms per chunk (GFLOP/s); conv/proj/update_gemm split ttt_update, measured "
-         "by a probe:\n");
+  printf("\nper step, ms per chunk (GFLOP/s, fraction of the FMA peak); conv/proj/update_gemm split "
+         "ttt_update, measured by a probe:\n");
   printf("%6s", "C");
   for (int s = 0; s < STEP_COUNT; s++)
     printf("  %17s", step_names[s]);
@@ -522,13 +575,30 @@ static void print_table(const options *opt, const clttt_device_info *info, const
     for (int s = 0; s < STEP_COUNT; s++) {
       double fl = step_flops(s, r->C, opt->d, opt->f);
       char cell[40];
-      if (fl > 0 && r->step_ms[s] > 0)
+      if (fl > 0 && r->step_ms[s] > 0 && peak > 0)
+        snprintf(cell, sizeof cell, "%.1f (%.0f, %.2f)", r->step_ms[s], fl / (r->step_ms[s] * 1e6),
+                 fl / (r->step_ms[s] * 1e6) / peak);
+      else if (fl > 0 && r->step_ms[s] > 0)
         snprintf(cell, sizeof cell, "%.1f (%.1f)", r->step_ms[s], fl / (r->step_ms[s] * 1e6));
       else
         snprintf(cell, sizeof cell, "%.1f", r->step_ms[s]);
       printf("  %17s", cell);
     }
     printf("\n");
+  }
+  if (!opt->peer)
+    return;
+  printf("\nthe same layer in PyTorch (bench/torch_fast_weight.py), run right after each chunk size:\n");
+  if (peer_note && peer_note[0])
+    printf("  %s\n", peer_note);
+  printf("%6s  %15s  %17s  %15s\n", "C", "clttt tokens/s", "PyTorch tokens/s", "clttt/PyTorch");
+  for (int i = 0; i < count; i++) {
+    const result *r = &results[i];
+    if (r->peer_tokens_per_s > 0)
+      printf("%6d  %15.0f  %17.0f  %14.2fx\n", r->C, tokens_per_s(r), r->peer_tokens_per_s,
+             tokens_per_s(r) / r->peer_tokens_per_s);
+    else
+      printf("%6d  %15.0f  %17s  %15s\n", r->C, tokens_per_s(r), "-", "-");
   }
 }
 
@@ -547,7 +617,7 @@ static void json_string(const char *s) {
 }
 
 static void print_json(const options *opt, const clttt_device_info *info, const result *results,
-                       int count, const double load[2]) {
+                       int count, const double load[2], double peak) {
   printf("{\n  \"benchmark\": \"fast_weight\",\n  \"device\": {\"name\": ");
   json_string(info->name);
   printf(", \"platform\": ");
@@ -564,6 +634,7 @@ static void print_json(const options *opt, const clttt_device_info *info, const 
   printf(", \"d\": %d, \"f\": %d, \"sequence_chunks\": %d, \"repetitions\": %d, \"quick\": %s,\n",
          opt->d, opt->f, opt->sequence_chunks, opt->reps, opt->quick ? "true" : "false");
   printf("  \"load_average_before\": %.2f, \"load_average_after\": %.2f,\n", load[0], load[1]);
+  printf("  \"fma_peak_gflops\": %.1f,\n", peak);
   printf("  \"flops_per_token\": %.0f,\n  \"results\": [\n",
          8.0 * opt->d * opt->f + 2.0 * opt->d * opt->d + 10.0 * opt->d);
   for (int i = 0; i < count; i++) {
@@ -577,6 +648,8 @@ static void print_json(const options *opt, const clttt_device_info *info, const 
       printf("\"pipelined_ms_per_chunk\": %.3f, ", r->pipelined_ms);
     else
       printf("\"pipelined_ms_per_chunk\": null, ");
+    if (r->peer_tokens_per_s > 0)
+      printf("\"pytorch_tokens_per_s\": %.1f, ", r->peer_tokens_per_s);
     printf("\"finite\": %s, \"steps_ms\": {", r->finite ? "true" : "false");
     for (int s = 0; s < STEP_COUNT; s++)
       printf("%s\"%s\": %.3f", s ? ", " : "", step_names[s], r->step_ms[s]);
@@ -661,7 +734,8 @@ static void usage(FILE *out) {
           "usage: bench_fast_weight [options]\n"
           "One In-Place TTT layer's MLP over a sequence of chunks: gate/up SGEMM, SwiGLU, apply\n"
           "(ttt_apply) and update (ttt_update: conv, projection, W += eta V^T h), timed per chunk\n"
-          "size, with a plain CLBlast SGEMM (C x f x d) timed in the same run as the reference.\n"
+          "size, with the device's FMA peak and a plain CLBlast SGEMM (C x f x d) timed in the same\n"
+          "run as references.\n"
           "  --shape 0.6b|4b|D,F  0.6b: d=1024, f=3072 (default); 4b: d=2560, f=9728; or any d,f\n"
           "  --chunks LIST        chunk sizes, comma-separated (default 256,512,1024,2048,4096)\n"
           "  --sequence N         chunks per timed sequence, at least %d (default %d)\n"
@@ -674,6 +748,10 @@ static void usage(FILE *out) {
           "  --plot FILE.svg      also write FILE.dat and FILE.gp and, when gnuplot is there, the SVG\n"
           "  --eta X              step size times C (default 0.01: eta = X / C keeps W bounded)\n"
           "  --clip TAU           clip every update to Frobenius norm TAU (ttt_clip_tau; default off)\n"
+          "  --peer / --no-peer   PyTorch on the same layer after each chunk size\n"
+          "                       (bench/torch_fast_weight.py; default on with --quick, off otherwise;\n"
+          "                       skipped with a note when python3 cannot import torch)\n"
+          "  --python PATH        the interpreter for --peer (default python3)\n"
           "  --clblast KERNEL:NAME=VALUE,...\n"
           "                       experimental: CLBlastOverrideParameters for KERNEL (e.g. Xgemm,\n"
           "                       XgemmDirect) in single precision before anything runs; all of the\n"
@@ -747,6 +825,8 @@ static int parse_options(int argc, char **argv, options *opt) {
   opt->sequence_chunks = MIN_SEQUENCE_CHUNKS;
   opt->reps = 0;
   opt->pipelined = -1;
+  opt->peer = -1;
+  opt->python = "python3";
   opt->eta = 0.01f;
   int chunks_given = 0, shape_given = 0;
   for (int i = 1; i < argc; i++) {
@@ -800,6 +880,13 @@ static int parse_options(int argc, char **argv, options *opt) {
       opt->pipelined = 0;
     } else if (!strcmp(arg, "--quick")) {
       opt->quick = 1;
+    } else if (!strcmp(arg, "--peer")) {
+      opt->peer = 1;
+    } else if (!strcmp(arg, "--no-peer")) {
+      opt->peer = 0;
+    } else if (!strcmp(arg, "--python")) {
+      NEEDS_VALUE();
+      opt->python = value;
     } else if (!strcmp(arg, "--device")) {
       NEEDS_VALUE();
       opt->device = value;
@@ -849,12 +936,16 @@ static int parse_options(int argc, char **argv, options *opt) {
       opt->reps = 1;
     if (opt->pipelined < 0)
       opt->pipelined = 0;
+    if (opt->peer < 0)
+      opt->peer = 1;
     opt->sgemm_reps = 2;
   } else {
     if (!opt->reps)
       opt->reps = 2;
     if (opt->pipelined < 0)
       opt->pipelined = 1;
+    if (opt->peer < 0)
+      opt->peer = 0;
     opt->sgemm_reps = 3;
   }
   return 1;
@@ -899,11 +990,28 @@ int main(int argc, char **argv) {
   result results[MAX_CHUNK_SIZES];
   int done = 0;
   double start = now_ms();
+  double peaks[2] = {0.0, 0.0}, cpu_peak = 0.0;
+  if (status == CLTTT_SUCCESS)
+    status = bench_fma_peak(device, 3, &peaks[0], &cpu_peak);
+  if (status == CLTTT_SUCCESS)
+    note(&opt, "FMA peak before: %.1f GFLOP/s\n", peaks[0]);
+  char peer_note[512] = "";
   for (int i = 0; i < opt.chunk_count && status == CLTTT_SUCCESS; i++) {
     status = bench_chunk_size(device, &opt, opt.chunks[i], &results[i]);
     if (status == CLTTT_SUCCESS)
       done++;
+    if (status == CLTTT_SUCCESS && opt.peer) {
+      char why[512] = "";
+      results[i].peer_tokens_per_s = run_peer(&opt, opt.chunks[i], why, sizeof why);
+      if (results[i].peer_tokens_per_s > 0)
+        note(&opt, "  C=%d: PyTorch %.0f tokens/s\n", opt.chunks[i], results[i].peer_tokens_per_s);
+      else if (!peer_note[0])
+        snprintf(peer_note, sizeof peer_note, "PyTorch skipped: %s", why);
+    }
   }
+  if (status == CLTTT_SUCCESS && bench_fma_peak(device, 3, &peaks[1], &cpu_peak) == CLTTT_SUCCESS)
+    note(&opt, "FMA peak after: %.1f GFLOP/s\n", peaks[1]);
+  const double peak = peaks[0] > peaks[1] ? peaks[0] : peaks[1];
   if (getloadavg(sample, 3) > 0)
     load[1] = sample[0];
   if (status != CLTTT_SUCCESS) {
@@ -915,9 +1023,9 @@ int main(int argc, char **argv) {
   note(&opt, "total %.1f s\n", (now_ms() - start) * 1e-3);
   if (done) {
     if (opt.json)
-      print_json(&opt, info, results, done, load);
+      print_json(&opt, info, results, done, load, peak);
     else
-      print_table(&opt, info, results, done, load);
+      print_table(&opt, info, results, done, load, peak, peer_note);
     if (opt.plot)
       write_plot(&opt, info, results, done);
   }
