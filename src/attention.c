@@ -141,13 +141,11 @@ clttt_status attention_forward(const kernel_set *kernels, const attention_proble
   const int packed = kernels->params.gemm_packed && kernels->has_packed && workspace->packed_keys;
   int nonfinite = 0;
   if (packed) {
-    if (kernels->kv_half)
-      CLTTT_TRY(op_half_to_float(kernels, workspace->v_float, problem->v_cache,
-                                 (size_t)problem->position0 * (size_t)problem->kv_dim,
-                                 (size_t)problem->n * (size_t)problem->kv_dim));
-    CLTTT_TRY(op_count_nonfinite(kernels, kernels->kv_half ? workspace->v_float : problem->v_cache,
-                                 kernels->kv_half ? 0 : (size_t)problem->position0 * (size_t)problem->kv_dim,
-                                 (size_t)problem->n * (size_t)problem->kv_dim, workspace->counter, &nonfinite));
+    const size_t first = (size_t)problem->position0 * (size_t)problem->kv_dim;
+    const size_t count = (size_t)problem->n * (size_t)problem->kv_dim;
+    CLTTT_TRY(kernels->kv_half
+                  ? op_count_nonfinite_half(kernels, problem->v_cache, first, count, workspace->counter, &nonfinite)
+                  : op_count_nonfinite(kernels, problem->v_cache, first, count, workspace->counter, &nonfinite));
     return nonfinite == 0 ? attention_packed(kernels, problem, workspace) : op_attention(kernels, problem);
   }
   attention_problem widened = *problem;

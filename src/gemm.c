@@ -88,6 +88,7 @@ clttt_status gemm(clttt_device *device, const char *what, gemm_transpose transpo
   /* CLBlast says it is thread-safe, but multi-threaded calls have been
    * reported unreliable; its calls only enqueue (after a first compile), so
    * one lock costs little. */
+  profile_expect_flops(device, 2.0 * (double)m * (double)n * (double)k);
   pthread_mutex_lock(&clblast_lock);
   CLBlastStatusCode code = CLBlastSgemm(
       CLBlastLayoutRowMajor, transpose_a ? CLBlastTransposeYes : CLBlastTransposeNo,

@@ -22,6 +22,7 @@ static const struct {
     [KERNEL_ADD_IN_PLACE] = {"elementwise.cl", "add_in_place", 3},
     [KERNEL_COPY_FLOATS] = {"elementwise.cl", "copy_floats", 3},
     [KERNEL_COUNT_NONFINITE] = {"elementwise.cl", "count_nonfinite", 4},
+    [KERNEL_COUNT_NONFINITE_HALF] = {"elementwise.cl", "count_nonfinite_half", 4},
     [KERNEL_HALF_TO_FLOAT] = {"elementwise.cl", "half_to_float", 4},
     [KERNEL_ADD_BIAS_ROWS] = {"elementwise.cl", "add_bias_rows", 5},
     [KERNEL_SWIGLU] = {"elementwise.cl", "swiglu", 4},
@@ -50,8 +51,8 @@ clttt_status kernel_set_create(kernel_set *kernels, clttt_device *device, const 
    * cache is (file, options), and files ignore defines they do not use. */
   char defines[1024], options[1152];
   tuning_defines(params, defines, sizeof defines);
-  snprintf(options, sizeof options, "-cl-std=CL1.2 %s -DHEAD_DIM=%d -DKV_HALF=%d -DDECODE_TILE=%d", defines,
-           head_dim, kernels->kv_half, ATTENTION_DECODE_TILE);
+  snprintf(options, sizeof options, "-cl-std=CL1.2 %s -DHEAD_DIM=%d -DKV_HALF=%d -DDECODE_TILE=%d -DNONFINITE_SPAN=%d",
+           defines, head_dim, kernels->kv_half, ATTENTION_DECODE_TILE, NONFINITE_SPAN);
   for (int k = 0; k < KERNEL_COUNT; k++) {
     cl_program program = NULL;
     clttt_status status = runtime_program(device, kernel_table[k].file, options, &program);
@@ -215,20 +216,33 @@ clttt_status op_copy_floats(const kernel_set *kernels, cl_mem out, cl_mem in, si
   return vector_op(kernels, KERNEL_COPY_FLOATS, out, in, count);
 }
 
-clttt_status op_count_nonfinite(const kernel_set *kernels, cl_mem x, size_t offset, size_t n, cl_mem counter,
-                                int *count) {
+static clttt_status count_nonfinite(const kernel_set *kernels, int kernel, const char *what, cl_mem x, size_t offset,
+                                    size_t n, cl_mem counter, int *count) {
   *count = 0;
+  if (n == 0)
+    return CLTTT_SUCCESS;
   if (n > 0x7fffffff)
-    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "count_nonfinite of %zu floats: at most 2^31 - 1", n);
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "%s of %zu values: at most 2^31 - 1", what, n);
   CLTTT_TRY(runtime_zero(kernels->device, counter, 0, sizeof(int), "non-finite counter"));
   cl_ulong first = (cl_ulong)offset;
   int length = (int)n;
-  CLTTT_TRY(set_arguments(kernels, KERNEL_COUNT_NONFINITE, 4, ARG(x), ARG(first), ARG(length), ARG(counter)));
-  CLTTT_TRY(launch(kernels, KERNEL_COUNT_NONFINITE, elementwise_rows(&kernels->params, n, 1)));
+  CLTTT_TRY(set_arguments(kernels, kernel, 4, ARG(x), ARG(first), ARG(length), ARG(counter)));
+  CLTTT_TRY(launch(kernels, kernel, elementwise_rows(&kernels->params, divide_rounding_up(n, NONFINITE_SPAN), 1)));
   int32_t found = 0;
   CLTTT_TRY(runtime_download(kernels->device, counter, 0, sizeof found, &found, "non-finite count"));
   *count = found;
   return CLTTT_SUCCESS;
+}
+
+clttt_status op_count_nonfinite(const kernel_set *kernels, cl_mem x, size_t offset, size_t n, cl_mem counter,
+                                int *count) {
+  return count_nonfinite(kernels, KERNEL_COUNT_NONFINITE, "count_nonfinite", x, offset, n, counter, count);
+}
+
+clttt_status op_count_nonfinite_half(const kernel_set *kernels, cl_mem x, size_t offset, size_t n, cl_mem counter,
+                                     int *count) {
+  return count_nonfinite(kernels, KERNEL_COUNT_NONFINITE_HALF, "count_nonfinite_half", x, offset, n, counter,
+                         count);
 }
 
 clttt_status op_half_to_float(const kernel_set *kernels, cl_mem out, cl_mem in, size_t offset, size_t count) {

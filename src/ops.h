@@ -24,6 +24,7 @@ typedef enum {
   KERNEL_ADD_IN_PLACE,
   KERNEL_COPY_FLOATS,
   KERNEL_COUNT_NONFINITE,
+  KERNEL_COUNT_NONFINITE_HALF,
   KERNEL_HALF_TO_FLOAT,
   KERNEL_ADD_BIAS_ROWS,
   KERNEL_SWIGLU,
@@ -81,6 +82,12 @@ clttt_status op_copy_floats(const kernel_set *kernels, cl_mem out, cl_mem in, si
  * `counter` (one int of device memory) and waiting for the answer. */
 clttt_status op_count_nonfinite(const kernel_set *kernels, cl_mem x, size_t offset, size_t n, cl_mem counter,
                                 int *count);
+/* The same over `n` half values (a half KV cache) from element `offset`. */
+clttt_status op_count_nonfinite_half(const kernel_set *kernels, cl_mem x, size_t offset, size_t n, cl_mem counter,
+                                     int *count);
+/* Values each work-item of the two counts checks (the kernels get it as
+ * NONFINITE_SPAN). */
+#define NONFINITE_SPAN 256
 /* out[0..count) = in[offset .. offset + count) widened from half to float. */
 clttt_status op_half_to_float(const kernel_set *kernels, cl_mem out, cl_mem in, size_t offset, size_t count);
 /* y (rows x width, stride ld) += bias (width) on every row; nothing when bias is NULL. */

@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "error.h"
+#include "profile.h"
 
 /* Panels one work-item of the one-row kernel streams at once (cl/gemm.cl
  * GEMV_PANELS). */
@@ -384,6 +385,7 @@ clttt_status packed_gemm_run(const packed_gemm_kernels *kernels, const char *wha
   /* Named by the product, so that a profile (profile.h) tells them apart. */
   char label[96];
   snprintf(label, sizeof label, "%s (%s, %s)", what, one_row ? "packed GEMV" : "packed GEMM", type_name(layout->type));
+  profile_expect_flops(device, 2.0 * (double)rows * (double)layout->n * (double)layout->k);
   clttt_status status = runtime_launch(device, kernel, label, 2, global, local);
   if (status != CLTTT_SUCCESS)
     return clttt_fail_context(status, "%s: %s", what, product);
@@ -463,6 +465,7 @@ clttt_status packed_gemm_update(const packed_gemm_kernels *kernels, const char *
   }
   char label[96];
   snprintf(label, sizeof label, "%s (our update kernel)", what);
+  profile_expect_flops(device, 2.0 * (double)d * (double)f * (double)c);
   clttt_status status = runtime_launch(device, kernel, label, 2, global, local);
   if (status != CLTTT_SUCCESS)
     return clttt_fail_context(status, "%s: %s", what, product);

@@ -16,11 +16,13 @@ typedef struct {
   char label[PROFILE_LABEL_BYTES];
   long calls;
   double seconds;
+  double flops;
 } profile_entry;
 
 struct op_profile {
   pthread_mutex_t lock;
   double last;
+  double pending_flops; /* of the next mark's work */
   int count;
   profile_entry entries[PROFILE_LABELS];
 };
@@ -70,8 +72,19 @@ void profile_mark(const clttt_device *device, const char *label) {
   if (i < profile->count) { /* a full table drops new labels, never counts them under another */
     profile->entries[i].calls++;
     profile->entries[i].seconds += now - profile->last;
+    profile->entries[i].flops += profile->pending_flops;
   }
+  profile->pending_flops = 0;
   profile->last = now;
+  pthread_mutex_unlock(&profile->lock);
+}
+
+void profile_expect_flops(const clttt_device *device, double flops) {
+  op_profile *profile = device->profile;
+  if (!profile)
+    return;
+  pthread_mutex_lock(&profile->lock);
+  profile->pending_flops = flops;
   pthread_mutex_unlock(&profile->lock);
 }
 
@@ -91,11 +104,16 @@ void profile_report(op_profile *profile, char *text, size_t capacity, int reset)
   double total = 0;
   for (int i = 0; i < profile->count; i++)
     total += sorted[i].seconds;
-  size_t used = (size_t)snprintf(text, capacity, "%-48s %8s %10s %6s\n", "op", "calls", "ms", "share");
-  for (int i = 0; i < profile->count && used < capacity; i++)
-    used += (size_t)snprintf(text + used, capacity - used, "%-48s %8ld %10.2f %5.1f%%\n", sorted[i].label,
+  size_t used =
+      (size_t)snprintf(text, capacity, "%-48s %8s %10s %6s %9s\n", "op", "calls", "ms", "share", "GFLOP/s");
+  for (int i = 0; i < profile->count && used < capacity; i++) {
+    char rate[16] = "";
+    if (sorted[i].flops > 0 && sorted[i].seconds > 0)
+      snprintf(rate, sizeof rate, "%9.1f", sorted[i].flops / sorted[i].seconds * 1e-9);
+    used += (size_t)snprintf(text + used, capacity - used, "%-48s %8ld %10.2f %5.1f%% %s\n", sorted[i].label,
                              sorted[i].calls, 1e3 * sorted[i].seconds,
-                             total > 0 ? 100.0 * sorted[i].seconds / total : 0.0);
+                             total > 0 ? 100.0 * sorted[i].seconds / total : 0.0, rate);
+  }
   if (used < capacity)
     snprintf(text + used, capacity - used, "%-48s %8s %10.2f\n", "total", "", 1e3 * total);
   if (reset) {

@@ -349,6 +349,53 @@ START_TEST(test_decode_attention_matches_plain_c) {
 }
 END_TEST
 
+/* The non-finite counts (float and half) against a count on the host:
+ * NaNs and infinities of both signs at the first and last element, on
+ * either side of a work-item's span, outside the counted range (must not
+ * count), in ragged lengths and at offsets. */
+START_TEST(test_nonfinite_counts_match_plain_c) {
+  clttt_device *device = test_open_device();
+  kernel_set kernels;
+  ck_assert_msg(kernel_set_create(&kernels, device, &device->tuning, 64, 1) == CLTTT_SUCCESS, "%s",
+                clttt_last_error());
+  enum { TOTAL = 5 * NONFINITE_SPAN + 77 };
+  float *values = malloc(TOTAL * sizeof *values);
+  uint16_t *halves = malloc(TOTAL * sizeof *halves);
+  fixture_fill(values, TOTAL, 91, "values", 3.0f, 0.0f);
+  const size_t poisoned[] = {0, 5, NONFINITE_SPAN - 1, NONFINITE_SPAN, 3 * NONFINITE_SPAN + 1, TOTAL - 1};
+  for (size_t i = 0; i < sizeof poisoned / sizeof poisoned[0]; i++)
+    values[poisoned[i]] = i % 3 == 0 ? NAN : i % 3 == 1 ? INFINITY : -INFINITY;
+  values[17] = 65504.0f; /* the largest half: finite */
+  for (size_t i = 0; i < TOTAL; i++)
+    halves[i] = packed_gemm_float_to_half(values[i]);
+  cl_mem floats = upload(device, values, TOTAL), half_buffer = NULL, counter = NULL;
+  ck_assert_int_eq(runtime_alloc(device, TOTAL * sizeof(uint16_t), "halves", &half_buffer), CLTTT_SUCCESS);
+  ck_assert_int_eq(runtime_upload(device, half_buffer, 0, TOTAL * sizeof(uint16_t), halves, "halves"), CLTTT_SUCCESS);
+  ck_assert_int_eq(runtime_alloc(device, sizeof(int), "counter", &counter), CLTTT_SUCCESS);
+  static const size_t ranges[][2] = {{0, TOTAL}, {1, TOTAL - 2}, {6, NONFINITE_SPAN - 6}, {NONFINITE_SPAN, 1},
+                                     {NONFINITE_SPAN + 1, 2 * NONFINITE_SPAN}, {TOTAL - 1, 1}, {0, 0}};
+  for (size_t r = 0; r < sizeof ranges / sizeof ranges[0]; r++) {
+    int expected = 0;
+    for (size_t i = ranges[r][0]; i < ranges[r][0] + ranges[r][1]; i++)
+      expected += !isfinite(values[i]);
+    int got_float = -1, got_half = -1;
+    ck_assert_int_eq(op_count_nonfinite(&kernels, floats, ranges[r][0], ranges[r][1], counter, &got_float),
+                     CLTTT_SUCCESS);
+    ck_assert_int_eq(op_count_nonfinite_half(&kernels, half_buffer, ranges[r][0], ranges[r][1], counter, &got_half),
+                     CLTTT_SUCCESS);
+    ck_assert_msg(got_float == expected && got_half == expected, "range %zu+%zu: float %d, half %d, expected %d",
+                  ranges[r][0], ranges[r][1], got_float, got_half, expected);
+  }
+  runtime_release(&floats);
+  runtime_release(&half_buffer);
+  runtime_release(&counter);
+  kernel_set_release(&kernels);
+  free(values);
+  free(halves);
+  clttt_device_close(device);
+}
+END_TEST
+
 static Suite *kernels_suite(void) {
   Suite *suite = suite_create("kernels");
   TCase *gemv = tcase_create("gemv");
@@ -357,6 +404,7 @@ static Suite *kernels_suite(void) {
   TCase *attention = tcase_create("attention");
   tcase_add_test(attention, test_attention_paths_match_plain_c);
   tcase_add_test(attention, test_decode_attention_matches_plain_c);
+  tcase_add_test(attention, test_nonfinite_counts_match_plain_c);
   suite_add_tcase(suite, attention);
   return suite;
 }
