@@ -664,9 +664,12 @@ static void io_close(io_thread *io) {
 
 /* session_file_staging_bytes where it is whole blocks, at least the two
  * that a patch rewrites, else the default. */
-static size_t staging_size(void) {
+static size_t staging_size(uint64_t file_bytes) {
   const size_t bytes = session_file_staging_bytes;
-  return bytes >= 2 * BLOCK_BYTES && bytes % BLOCK_BYTES == 0 ? bytes : STAGING_BYTES;
+  const size_t staging = bytes >= 2 * BLOCK_BYTES && bytes % BLOCK_BYTES == 0 ? bytes : STAGING_BYTES;
+  /* A small file needs no more than itself (in whole blocks, two at least). */
+  const uint64_t needed = (file_bytes + BLOCK_BYTES - 1) / BLOCK_BYTES * BLOCK_BYTES;
+  return needed < staging ? (needed > 2 * BLOCK_BYTES ? (size_t)needed : 2 * BLOCK_BYTES) : staging;
 }
 
 typedef struct {
@@ -683,8 +686,8 @@ typedef struct {
   uint64_t flushed;   /* file offset of its first byte */
 } writer;
 
-static clttt_status writer_open(writer *w) {
-  w->staging = staging_size();
+static clttt_status writer_open(writer *w, uint64_t file_bytes) {
+  w->staging = staging_size(file_bytes);
   for (int i = 0; i < 2; i++) {
     w->buffer[i] = aligned_alloc(BLOCK_BYTES, w->staging);
     if (!w->buffer[i])
@@ -959,7 +962,7 @@ clttt_status clttt_session_save(const clttt_session *session, const char *path) 
       status = clttt_fail(CLTTT_ERROR_IO, "creating '%s': %s", temporary, strerror(errno));
   }
   if (status == CLTTT_SUCCESS)
-    status = writer_open(&w);
+    status = writer_open(&w, file_bytes_of(sections, count));
   if (status == CLTTT_SUCCESS)
     status = write_file(&w, sections, count);
   /* The thread is gone before the file is closed. */
@@ -1085,7 +1088,7 @@ static clttt_status open_reader(reader *r, const char *path) {
   uint8_t header[HEADER_BYTES];
   if (r->size < HEADER_BYTES)
     return bad(path, "%llu bytes: too short for the %d-byte header", (unsigned long long)r->size, HEADER_BYTES);
-  r->staging = staging_size();
+  r->staging = staging_size(r->size);
   for (int i = 0; i < 2; i++)
     if (!(r->buffer[i] = malloc(r->staging)))
       return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "allocating %zu bytes of staging", r->staging);
