@@ -34,6 +34,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_clock.h"
 #include "error.h"
 #include "fma_peak.h"
 #include "gemm.h"
@@ -104,12 +105,6 @@ typedef struct {
 } result;
 
 /* ---------------------------------------------------------------- */
-
-static double now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
-}
 
 static int compare_doubles(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_clock.h"
 #include "error.h"
 #include "fma_peak.h"
 #include "gemm.h"
@@ -67,21 +68,9 @@ typedef struct {
   double difference; /* vs CLBlast, relative to the largest |value|; < 0 when not compared */
 } result;
 
-static double now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
-}
-
 /* CPU time of the whole process, all threads: on a machine shared with other
  * work, FLOPs per CPU-second measure the cores while they ran our code, where
  * wall time also counts the time slices others took. */
-static double cpu_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
-}
-
 static int compare_doubles(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return (x > y) - (x < y);

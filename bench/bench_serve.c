@@ -12,6 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_clock.h"
+
 static int port, requests_per_client, max_tokens;
 static const char *api_key;
 
@@ -21,12 +23,6 @@ typedef struct {
   long tokens;
   int failures;
 } client_state;
-
-static double now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 /* One request; returns the completion tokens from "usage", -1 on failure. */
 static long one_request(int client, int number) {
@@ -68,9 +64,9 @@ static long one_request(int client, int number) {
 static void *run_client(void *argument) {
   client_state *state = argument;
   for (int i = 0; i < requests_per_client; i++) {
-    double start = now();
+    double start = now_seconds();
     long tokens = one_request(state->index, i);
-    state->latencies[i] = now() - start;
+    state->latencies[i] = now_seconds() - start;
     if (tokens < 0)
       state->failures++;
     else
@@ -105,7 +101,7 @@ int main(int argc, char **argv) {
     states[c].index = c;
     states[c].latencies = all + (size_t)c * (size_t)requests_per_client;
   }
-  double start = now();
+  double start = now_seconds();
   for (int c = 0; c < clients; c++)
     pthread_create(&threads[c], NULL, run_client, &states[c]);
   long tokens = 0;
@@ -115,7 +111,7 @@ int main(int argc, char **argv) {
     tokens += states[c].tokens;
     failures += states[c].failures;
   }
-  double elapsed = now() - start;
+  double elapsed = now_seconds() - start;
   int total = clients * requests_per_client;
   qsort(all, (size_t)total, sizeof *all, compare);
 #define PERCENTILE(p) (all[(int)((p) / 100.0 * (total - 1) + 0.5)] * 1000.0)

@@ -8,13 +8,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_clock.h"
 #include "session.h"
-
-static double now_seconds(void) {
-  struct timespec time;
-  clock_gettime(CLOCK_MONOTONIC, &time);
-  return (double)time.tv_sec + 1e-9 * (double)time.tv_nsec;
-}
 
 static void help(void) {
   printf("usage: bench_split [--quick] [--devices A,B] [--context N] [--decode N] [--repeats N]\n"

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "clttt.h"
+#include "bench_clock.h"
 #include "clttt.h"
 
 static void usage(FILE *out, const char *program) {
@@ -24,12 +24,6 @@ static void usage(FILE *out, const char *program) {
           "\n"
           "example: %s tests/tokenizer/qwen-like\n",
           program, program);
-}
-
-static double seconds_now(void) {
-  struct timespec now;
-  clock_gettime(CLOCK_MONOTONIC, &now);
-  return (double)now.tv_sec + (double)now.tv_nsec * 1e-9;
 }
 
 static char *read_text(const char *path, size_t *length) {
@@ -117,13 +111,13 @@ int main(int argc, char **argv) {
   }
 
   clttt_tokenizer *tok = NULL;
-  double load_start = seconds_now();
+  double load_start = now_seconds();
   if (clttt_tokenizer_load(&tok, directory) != CLTTT_SUCCESS) {
     fprintf(stderr, "%s: %s\n", argv[0], clttt_last_error());
     free(text);
     return 1;
   }
-  double load_seconds = seconds_now() - load_start;
+  double load_seconds = now_seconds() - load_start;
 
   /* llama2.c decoding drops the encoder's dummy-prefix space only after a
    * BOS, so only with one do the ids decode to exactly the text. */
@@ -132,14 +126,14 @@ int main(int argc, char **argv) {
   int token_count = 0;
   for (int run = 0; run < runs; run++) {
     int32_t *ids = NULL;
-    double start = seconds_now();
+    double start = now_seconds();
     if (clttt_tokenizer_encode(tok, text, add_bos, &ids, &token_count) != CLTTT_SUCCESS) {
       fprintf(stderr, "%s: %s\n", argv[0], clttt_last_error());
       clttt_tokenizer_free(tok);
       free(text);
       return 1;
     }
-    double elapsed = seconds_now() - start;
+    double elapsed = now_seconds() - start;
     if (elapsed < best)
       best = elapsed;
     /* A fast wrong answer is no result: the ids must decode to the text. */

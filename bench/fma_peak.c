@@ -3,21 +3,8 @@
 #define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #include "fma_peak.h"
 
-#include <time.h>
-
+#include "bench_clock.h"
 #include "error.h"
-
-static double now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
-}
-
-static double cpu_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
-}
 
 /* The FMA peak: per work-item 16 independent float16 chains a = a * m + b
  * (m just below 1, so values settle near b / (1 - m) and never denormalise),
