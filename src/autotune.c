@@ -182,6 +182,19 @@ static double deviation(const float *got, const float *expected, size_t count) {
   return worst;
 }
 
+/* The check of the families whose reference is a few sampled rows
+ * (attention, GEMM, update): rows work->sampled_rows of buffer 0, each
+ * expected_floats / ATTENTION_SAMPLED_ROWS wide, against work->expected. */
+static clttt_status sampled_rows_check(workload *work, double *error) {
+  const size_t width = work->expected_floats / ATTENTION_SAMPLED_ROWS;
+  for (int s = 0; s < ATTENTION_SAMPLED_ROWS; s++)
+    CLTTT_TRY(runtime_download(work->device, work->buffers[0], (size_t)work->sampled_rows[s] * width * sizeof(float),
+                               width * sizeof(float), work->downloaded + (size_t)s * width,
+                               "the tuner's sampled output rows"));
+  *error = deviation(work->downloaded, work->expected, work->expected_floats);
+  return CLTTT_SUCCESS;
+}
+
 /* rmsnorm: out (tokens x d) = rmsnorm(x) * weight ------------------ */
 
 static clttt_status rmsnorm_prepare(workload *work) {
@@ -279,16 +292,6 @@ static clttt_status attention_run(workload *work) {
                                      shape->attention_tokens, 0, shape->heads, shape->kv_heads,
                                      shape->head_dim};
   return op_attention(work->kernels, &problem);
-}
-
-static clttt_status attention_check(workload *work, double *error) {
-  const size_t q_dim = (size_t)work->shape.heads * (size_t)work->shape.head_dim;
-  for (int s = 0; s < ATTENTION_SAMPLED_ROWS; s++)
-    CLTTT_TRY(runtime_download(work->device, work->buffers[0],
-                               (size_t)work->sampled_rows[s] * q_dim * sizeof(float), q_dim * sizeof(float),
-                               work->downloaded + (size_t)s * q_dim, "tuner attention output"));
-  *error = deviation(work->downloaded, work->expected, work->expected_floats);
-  return CLTTT_SUCCESS;
 }
 
 /* rope: q/k norm, rotation and the KV-cache write over tokens ------- */
@@ -554,15 +557,6 @@ static clttt_status gemm_run(workload *work) {
                      view(work->buffers[0], 0, f));
 }
 
-static clttt_status gemm_compare(workload *work, double *error) {
-  const size_t f = (size_t)work->shape.intermediate;
-  for (int s = 0; s < ATTENTION_SAMPLED_ROWS; s++)
-    CLTTT_TRY(runtime_download(work->device, work->buffers[0], (size_t)work->sampled_rows[s] * f * sizeof(float),
-                               f * sizeof(float), work->downloaded + (size_t)s * f, "tuner GEMM output"));
-  *error = deviation(work->downloaded, work->expected, work->expected_floats);
-  return CLTTT_SUCCESS;
-}
-
 /* update*: the TTT update's product W (d x f) += eta V^T (d x C) h (C x f)
  * as ttt_update runs it (our update kernel or CLBlast, by UPDATE_OWN), at
  * the shape's d, f and C. W starts random, so a missed or doubled term is
@@ -601,15 +595,6 @@ static clttt_status update_run(workload *work) {
                             view(work->buffers[1], 0, d), view(work->buffers[2], 0, f), view(work->buffers[0], 0, f));
 }
 
-static clttt_status update_compare(workload *work, double *error) {
-  const size_t f = (size_t)work->shape.intermediate;
-  for (int s = 0; s < ATTENTION_SAMPLED_ROWS; s++)
-    CLTTT_TRY(runtime_download(work->device, work->buffers[0], (size_t)work->sampled_rows[s] * f * sizeof(float),
-                               f * sizeof(float), work->downloaded + (size_t)s * f, "tuner update W"));
-  *error = deviation(work->downloaded, work->expected, work->expected_floats);
-  return CLTTT_SUCCESS;
-}
-
 static const family_spec families[AUTOTUNE_FAMILY_COUNT] = {
     {AUTOTUNE_RMSNORM,
      {"RMSNORM_WGS", NULL},
@@ -627,7 +612,7 @@ static const family_spec families[AUTOTUNE_FAMILY_COUNT] = {
      {{8, 16, 32}, {32, 64}},
      attention_prepare,
      attention_run,
-     attention_check,
+     sampled_rows_check,
      -1,
      -1,
      0},
@@ -677,7 +662,7 @@ static const family_spec families[AUTOTUNE_FAMILY_COUNT] = {
      {{32, 64}, {6, 8}},
      gemm_prepare_bf16,
      gemm_run,
-     gemm_compare,
+     sampled_rows_check,
      -1,
      PACKED_GEMM_CPU,
      0},
@@ -687,7 +672,7 @@ static const family_spec families[AUTOTUNE_FAMILY_COUNT] = {
      {{64, 128, 256}, {0, 256, -1}},
      gemm_prepare_bf16,
      gemm_run,
-     gemm_compare,
+     sampled_rows_check,
      -1,
      PACKED_GEMM_CPU,
      0},
@@ -697,7 +682,7 @@ static const family_spec families[AUTOTUNE_FAMILY_COUNT] = {
      {{32, 64}, {16, 32}},
      gemm_prepare_bf16,
      gemm_run,
-     gemm_compare,
+     sampled_rows_check,
      -1,
      PACKED_GEMM_GPU,
      0},
@@ -707,7 +692,7 @@ static const family_spec families[AUTOTUNE_FAMILY_COUNT] = {
      {{0, 1, -1}},
      gemm_prepare_f32,
      gemm_run,
-     gemm_compare,
+     sampled_rows_check,
      -1,
      -1,
      0},
@@ -717,7 +702,7 @@ static const family_spec families[AUTOTUNE_FAMILY_COUNT] = {
      {{32, 64}, {6, 8}},
      update_prepare,
      update_run,
-     update_compare,
+     sampled_rows_check,
      0,
      PACKED_GEMM_CPU,
      1},
@@ -727,7 +712,7 @@ static const family_spec families[AUTOTUNE_FAMILY_COUNT] = {
      {{64, 128, 256}, {0, 128, -1}},
      update_prepare,
      update_run,
-     update_compare,
+     sampled_rows_check,
      0,
      PACKED_GEMM_CPU,
      1},
@@ -737,7 +722,7 @@ static const family_spec families[AUTOTUNE_FAMILY_COUNT] = {
      {{32, 64}, {32, 64}},
      update_prepare,
      update_run,
-     update_compare,
+     sampled_rows_check,
      0,
      PACKED_GEMM_GPU,
      1},
@@ -747,7 +732,7 @@ static const family_spec families[AUTOTUNE_FAMILY_COUNT] = {
      {{0, 1, -1}},
      update_prepare,
      update_run,
-     update_compare,
+     sampled_rows_check,
      0,
      -1,
      0},
