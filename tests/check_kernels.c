@@ -12,11 +12,20 @@
 #include "ops.h"
 #include "test_util.h"
 
-static cl_mem upload(clttt_device *device, const float *host, size_t count) {
+static cl_mem upload_bytes(clttt_device *device, const void *host, size_t bytes) {
   cl_mem buffer = NULL;
-  ck_assert_int_eq(runtime_alloc(device, count * sizeof(float), "test data", &buffer), CLTTT_SUCCESS);
-  ck_assert_int_eq(runtime_upload(device, buffer, 0, count * sizeof(float), host, "test data"), CLTTT_SUCCESS);
+  ck_assert_int_eq(runtime_alloc(device, bytes, "test data", &buffer), CLTTT_SUCCESS);
+  ck_assert_int_eq(runtime_upload(device, buffer, 0, bytes, host, "test data"), CLTTT_SUCCESS);
   return buffer;
+}
+
+static cl_mem upload(clttt_device *device, const float *host, size_t count) {
+  return upload_bytes(device, host, count * sizeof(float));
+}
+
+/* Half values as their bits (a half KV cache). */
+static cl_mem upload_halves(clttt_device *device, const uint16_t *host, size_t count) {
+  return upload_bytes(device, host, count * sizeof(uint16_t));
 }
 
 /* gemv.cl in both access patterns, with offsets, a leading dimension wider
@@ -190,11 +199,8 @@ START_TEST(test_attention_paths_match_plain_c) {
       v_rounded[i] = packed_gemm_half_to_float(v_half[i]);
     }
     reference_attention(&p, q, k_rounded, v_rounded, expected_half);
-    cl_mem k_half_cache = NULL, v_half_cache = NULL;
-    ck_assert_int_eq(runtime_alloc(device, cache_floats * 2, "K half", &k_half_cache), CLTTT_SUCCESS);
-    ck_assert_int_eq(runtime_alloc(device, cache_floats * 2, "V half", &v_half_cache), CLTTT_SUCCESS);
-    ck_assert_int_eq(runtime_upload(device, k_half_cache, 0, cache_floats * 2, k_half, "K half"), CLTTT_SUCCESS);
-    ck_assert_int_eq(runtime_upload(device, v_half_cache, 0, cache_floats * 2, v_half, "V half"), CLTTT_SUCCESS);
+    cl_mem k_half_cache = upload_halves(device, k_half, cache_floats);
+    cl_mem v_half_cache = upload_halves(device, v_half, cache_floats);
     for (int variant = 0; variant < 7; variant++) {
       const int flash = variant == 4, packed = variant >= 5, half = variant == 6;
       tuning_params params = original;
@@ -300,10 +306,8 @@ START_TEST(test_decode_attention_matches_plain_c) {
       reference_attention(&p, q, k, v, expected);
       p.q = upload(device, q, q_floats);
       if (half) {
-        ck_assert_int_eq(runtime_alloc(device, cache_floats * 2, "K", &p.k_cache), CLTTT_SUCCESS);
-        ck_assert_int_eq(runtime_alloc(device, cache_floats * 2, "V", &p.v_cache), CLTTT_SUCCESS);
-        ck_assert_int_eq(runtime_upload(device, p.k_cache, 0, cache_floats * 2, k_half, "K"), CLTTT_SUCCESS);
-        ck_assert_int_eq(runtime_upload(device, p.v_cache, 0, cache_floats * 2, v_half, "V"), CLTTT_SUCCESS);
+        p.k_cache = upload_halves(device, k_half, cache_floats);
+        p.v_cache = upload_halves(device, v_half, cache_floats);
       } else {
         p.k_cache = upload(device, k, cache_floats);
         p.v_cache = upload(device, v, cache_floats);
@@ -368,9 +372,7 @@ START_TEST(test_nonfinite_counts_match_plain_c) {
   values[17] = 65504.0f; /* the largest half: finite */
   for (size_t i = 0; i < TOTAL; i++)
     halves[i] = packed_gemm_float_to_half(values[i]);
-  cl_mem floats = upload(device, values, TOTAL), half_buffer = NULL, counter = NULL;
-  ck_assert_int_eq(runtime_alloc(device, TOTAL * sizeof(uint16_t), "halves", &half_buffer), CLTTT_SUCCESS);
-  ck_assert_int_eq(runtime_upload(device, half_buffer, 0, TOTAL * sizeof(uint16_t), halves, "halves"), CLTTT_SUCCESS);
+  cl_mem floats = upload(device, values, TOTAL), half_buffer = upload_halves(device, halves, TOTAL), counter = NULL;
   ck_assert_int_eq(runtime_alloc(device, sizeof(int), "counter", &counter), CLTTT_SUCCESS);
   static const size_t ranges[][2] = {{0, TOTAL}, {1, TOTAL - 2}, {6, NONFINITE_SPAN - 6}, {NONFINITE_SPAN, 1},
                                      {NONFINITE_SPAN + 1, 2 * NONFINITE_SPAN}, {TOTAL - 1, 1}, {0, 0}};
