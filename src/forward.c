@@ -99,6 +99,12 @@ static clttt_status attention_block(clttt_session *session, int layer_index, int
                                      config->head_dim};
   CLTTT_TRY(attention_forward(kernels, &problem, &part->attention_work));
 
+  /* Without a bias the product adds itself into the residual stream (beta
+   * 1): x + attention Wo^T rounds as the separate add did, one pass and one
+   * launch fewer. x (n x d) += attention (n x q_dim) Wo^T */
+  if (!layer->o_bias)
+    return gemm_weight(kernels, "attention output projection", (size_t)n, view(part->attention, 0, q_dim),
+                       &layer->o, 1.0f, view(part->x, 0, d));
   /* delta (n x d) = attention (n x q_dim) Wo^T */
   CLTTT_TRY(gemm_weight(kernels, "attention output projection", (size_t)n, view(part->attention, 0, q_dim),
                         &layer->o, 0.0f, view(part->delta, 0, d)));
@@ -131,6 +137,10 @@ static clttt_status mlp_block(clttt_session *session, int layer_index, int n) {
     cl_mem targets = model->config.ttt_target == CLTTT_TARGET_INPUT_EMBED ? part->embeddings : part->xn;
     CLTTT_TRY(ttt_down_projection(&session->ttt, kernels, model, layer_index, n, view(part->h, 0, f),
                                   view(targets, 0, d), view(part->delta, 0, d)));
+  } else if (!layer->down_bias) {
+    /* x (n x d) += h (n x f) W_down^T, into the residual as above */
+    return gemm_weight(kernels, "MLP down projection", (size_t)n, view(part->h, 0, f), &layer->down, 1.0f,
+                       view(part->x, 0, d));
   } else {
     /* delta (n x d) = h (n x f) W_down^T + b_down */
     CLTTT_TRY(gemm_weight(kernels, "MLP down projection", (size_t)n, view(part->h, 0, f), &layer->down, 0.0f,
