@@ -117,6 +117,20 @@ clttt_status attention_packed(const kernel_set *kernels, const attention_problem
   return CLTTT_SUCCESS;
 }
 
+clttt_status attention_tiles(const kernel_set *kernels, const attention_problem *problem,
+                             const attention_workspace *workspace) {
+  if (!workspace->packed_keys || !workspace->packed_values || problem->head_dim % 16 != 0)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT,
+                      "attention: the tile path needs K and V panels and head_dim %d %% 16 == 0", problem->head_dim);
+  const int keys = problem->position0 + problem->n;
+  for (int g = 0; g < problem->kv_heads; g++) {
+    CLTTT_TRY(op_attention_tiles_pack_keys(kernels, workspace->packed_keys, problem, g, keys));
+    CLTTT_TRY(op_attention_tiles_pack_values(kernels, workspace->packed_values, problem, g, keys));
+    CLTTT_TRY(op_attention_tiles(kernels, problem, workspace->packed_keys, workspace->packed_values, g));
+  }
+  return CLTTT_SUCCESS;
+}
+
 clttt_status attention_forward(const kernel_set *kernels, const attention_problem *problem,
                                const attention_workspace *workspace) {
   /* The flash kernel walks all keys serially per query: fine for decode and
@@ -146,7 +160,11 @@ clttt_status attention_forward(const kernel_set *kernels, const attention_proble
     CLTTT_TRY(kernels->kv_half
                   ? op_count_nonfinite_half(kernels, problem->v_cache, first, count, workspace->counter, &nonfinite)
                   : op_count_nonfinite(kernels, problem->v_cache, first, count, workspace->counter, &nonfinite));
-    return nonfinite == 0 ? attention_packed(kernels, problem, workspace) : op_attention(kernels, problem);
+    if (nonfinite != 0)
+      return op_attention(kernels, problem);
+    if (kernels->params.attention_tiles && problem->head_dim % 16 == 0)
+      return attention_tiles(kernels, problem, workspace);
+    return attention_packed(kernels, problem, workspace);
   }
   attention_problem widened = *problem;
   if (kernels->kv_half) {

@@ -51,6 +51,13 @@ uint64_t attention_panel_floats(int context, int head_dim);
 clttt_status attention_packed(const kernel_set *kernels, const attention_problem *problem,
                               const attention_workspace *workspace);
 
+/* The same attention in one pass (cl/attention_tiles.cl, ATTENTION_TILES):
+ * per kv head its K (scaled) and V packed into the workspace's panels, then a
+ * work-item per ATTENTION_TILE_ROWS queries of a head with the scores in
+ * registers; no score matrix. head_dim must be a multiple of 16. */
+clttt_status attention_tiles(const kernel_set *kernels, const attention_problem *problem,
+                             const attention_workspace *workspace);
+
 /* One query: the split decode kernels (op_attention_decode). Otherwise the
  * flash kernel for fewer than the device's ATTENTION_GEMM_MIN_QUERIES
  * queries (0: always), the GEMM path from there on, except when a value row

@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "autotune.h"
+#include "attention.h"
 #include "error.h"
 #include "gemm.h"
 #include "ops.h"
@@ -25,14 +26,15 @@
  * values, exp, cos/sin and online softmax stay far inside this, while a
  * wrong tile, a missed row or a race is off by O(1). */
 #define TOLERANCE 1e-4
-#define MAX_BUFFERS 6
+#define MAX_BUFFERS 8
 #define MAX_FAMILY_PARAMETERS 2
 #define ATTENTION_SAMPLED_ROWS 8
 #define RMS_NORM_EPS 1e-6f
 
 static const char *const family_names[AUTOTUNE_FAMILY_COUNT] = {
-    "rmsnorm", "attention",   "rope",   "elementwise",   "conv",       "gemv",         "gemm",
-    "gemm_blocks", "gemm_gpu", "gemm_choice", "update", "update_blocks", "update_gpu", "update_choice"};
+    "rmsnorm", "attention", "attention_tiles", "attention_choice", "rope",   "elementwise",   "conv",       "gemv",         "gemm",
+    "gemm_blocks", "gemm_gpu", "gemm_choice", "gemm_decode", "update", "update_blocks", "update_gpu",
+    "update_choice"};
 
 const char *autotune_family_name(autotune_family family) {
   return family >= 0 && family < AUTOTUNE_FAMILY_COUNT ? family_names[family] : "?";
@@ -56,8 +58,8 @@ clttt_status autotune_parse_families(const char *list, unsigned *families) {
       }
     if (!known)
       return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT,
-                        "unknown kernel family '%.*s' (known: rmsnorm, attention, rope, "
-                        "elementwise, conv, gemv, gemm, gemm_blocks, gemm_gpu, gemm_choice, update, "
+                        "unknown kernel family '%.*s' (known: rmsnorm, attention, attention_tiles, attention_choice, rope, "
+                        "elementwise, conv, gemv, gemm, gemm_blocks, gemm_gpu, gemm_choice, gemm_decode, update, "
                         "update_blocks, update_gpu, update_choice, all)",
                         (int)length, at);
     at += length;
@@ -101,6 +103,7 @@ typedef struct {
   linear_weight weight;
   int weight_ready;
   packed_gemm_type weight_type;
+  size_t gemm_rows, gemm_n; /* out (gemm_rows x gemm_n) = x W^T */
 } workload;
 
 typedef struct {
@@ -294,6 +297,42 @@ static clttt_status attention_run(workload *work) {
   return op_attention(work->kernels, &problem);
 }
 
+/* attention_tiles, attention_choice: a prefill batch of the attention
+ * shape through the path attention_forward gives long batches (register
+ * tiles, or two GEMMs per head with the softmax between them), with the
+ * workspace a session gives them: K and V panels, scores of every row. */
+
+static clttt_status prefill_attention_prepare(workload *work) {
+  CLTTT_TRY(attention_prepare(work));
+  const autotune_shape *shape = &work->shape;
+  const size_t n = (size_t)shape->attention_tokens;
+  const size_t panel_bytes = (size_t)attention_panel_floats((int)n, shape->head_dim) * sizeof(float);
+  CLTTT_TRY(runtime_alloc(work->device, (size_t)shape->heads * n * n * sizeof(float), "tuner attention scores",
+                          &work->buffers[4]));
+  CLTTT_TRY(runtime_alloc(work->device, panel_bytes, "tuner attention K panels", &work->buffers[5]));
+  return runtime_alloc(work->device, panel_bytes, "tuner attention V panels", &work->buffers[6]);
+}
+
+static clttt_status prefill_attention_run(workload *work) {
+  const autotune_shape *shape = &work->shape;
+  const attention_problem problem = {work->buffers[0], work->buffers[1], (int)qkv_width(shape),
+                                     work->buffers[2], work->buffers[3], shape->kv_heads * shape->head_dim,
+                                     shape->attention_tokens, 0, shape->heads, shape->kv_heads,
+                                     shape->head_dim};
+  const attention_workspace workspace = {.scores = work->buffers[4],
+                                         .block_rows = shape->attention_tokens,
+                                         .packed_keys = work->buffers[5],
+                                         .packed_values = work->buffers[6]};
+  const kernel_set *kernels = work->kernels;
+  if (kernels->params.attention_tiles && shape->head_dim % 16 == 0)
+    return attention_tiles(kernels, &problem, &workspace);
+  if (!kernels->params.gemm_packed)
+    return attention_gemm(kernels, &problem, workspace.scores, workspace.block_rows);
+  if (!kernels->has_packed)
+    CLTTT_TRY(kernel_set_add_packed((kernel_set *)kernels));
+  return attention_packed(kernels, &problem, &workspace);
+}
+
 /* rope: q/k norm, rotation and the KV-cache write over tokens ------- */
 
 static clttt_status rope_prepare(workload *work) {
@@ -478,11 +517,15 @@ static clttt_status gemv_check(workload *work, double *error) {
  * gemm_weight as the forward pass calls it. The layout families run bf16
  * weights (what real checkpoints hold; GEMM_LOCAL_K only matters for
  * 16-bit ones), the choice family fp32 (the only type CLBlast can take).
- * Sampled rows are checked against a double host product of the rounded
- * weights. --------------------------------------------------------- */
+ * gemm_decode times one row (a decode step) against the 2f x d stacked
+ * gate/up weight, 12 MiB in bf16 at Qwen3-0.6B's shape: past every core's
+ * L2, as decode's weights are. Sampled rows are checked against a double
+ * host product of the rounded weights. -------------------------------- */
 
-static clttt_status gemm_prepare_type(workload *work, packed_gemm_type type) {
-  const size_t rows = (size_t)work->shape.tokens, f = (size_t)work->shape.intermediate, d = (size_t)work->shape.hidden;
+static clttt_status gemm_prepare_type(workload *work, packed_gemm_type type, size_t rows, size_t f) {
+  const size_t d = (size_t)work->shape.hidden;
+  work->gemm_rows = rows;
+  work->gemm_n = f;
   CLTTT_TRY(add_buffer(work, 0, rows * f, 0.0f, 0, "tuner GEMM output"));
   CLTTT_TRY(add_buffer(work, 1, rows * d, 1.0f, 31, "tuner GEMM input"));
   work->inputs[2] = malloc(f * d * sizeof(float));
@@ -510,15 +553,22 @@ static clttt_status gemm_prepare_type(workload *work, packed_gemm_type type) {
   return CLTTT_SUCCESS;
 }
 
-static clttt_status gemm_prepare_bf16(workload *work) { return gemm_prepare_type(work, PACKED_GEMM_BF16); }
-static clttt_status gemm_prepare_f32(workload *work) { return gemm_prepare_type(work, PACKED_GEMM_F32); }
+static clttt_status gemm_prepare_bf16(workload *work) {
+  return gemm_prepare_type(work, PACKED_GEMM_BF16, (size_t)work->shape.tokens, (size_t)work->shape.intermediate);
+}
+static clttt_status gemm_prepare_f32(workload *work) {
+  return gemm_prepare_type(work, PACKED_GEMM_F32, (size_t)work->shape.tokens, (size_t)work->shape.intermediate);
+}
+static clttt_status gemm_prepare_decode(workload *work) {
+  return gemm_prepare_type(work, PACKED_GEMM_BF16, 1, 2 * (size_t)work->shape.intermediate);
+}
 
 /* The weight in the layout the current candidate's kernels read: packed
  * with its GEMM parameters, or row-major for CLBlast. */
 static clttt_status gemm_weight_for_candidate(workload *work) {
   const packed_gemm_params *params = &work->kernels->params.gemm;
   const int packed = work->weight_type != PACKED_GEMM_F32 || work->kernels->params.gemm_packed;
-  const size_t f = (size_t)work->shape.intermediate, d = (size_t)work->shape.hidden;
+  const size_t f = work->gemm_n, d = (size_t)work->shape.hidden;
   packed_gemm_layout layout;
   if (packed)
     CLTTT_TRY(packed_gemm_layout_for(params, work->weight_type, f, d, &layout));
@@ -551,8 +601,8 @@ static clttt_status gemm_run(workload *work) {
   CLTTT_TRY(gemm_weight_for_candidate(work));
   if (work->weight.packed && !work->kernels->has_packed)
     CLTTT_TRY(kernel_set_add_packed((kernel_set *)work->kernels));
-  const size_t rows = (size_t)work->shape.tokens, f = (size_t)work->shape.intermediate, d = (size_t)work->shape.hidden;
-  /* out (tokens x f) = x (tokens x d) W^T */
+  const size_t rows = work->gemm_rows, f = work->gemm_n, d = (size_t)work->shape.hidden;
+  /* out (rows x f) = x (rows x d) W^T */
   return gemm_weight(work->kernels, "tuner GEMM", rows, view(work->buffers[1], 0, d), &work->weight, 0.0f,
                      view(work->buffers[0], 0, f));
 }
@@ -612,6 +662,26 @@ static const family_spec families[AUTOTUNE_FAMILY_COUNT] = {
      {{8, 16, 32}, {32, 64}},
      attention_prepare,
      attention_run,
+     sampled_rows_check,
+     -1,
+     -1,
+     0},
+    {AUTOTUNE_ATTENTION_TILES,
+     {"ATTENTION_TILE_ROWS", "ATTENTION_TILE_KEYS"},
+     {{4, 6, 8, 12}, {16, 32, 64, 128}},
+     {{4, 6, 8}, {32, 64}},
+     prefill_attention_prepare,
+     prefill_attention_run,
+     sampled_rows_check,
+     -1,
+     -1,
+     0},
+    {AUTOTUNE_ATTENTION_CHOICE,
+     {"ATTENTION_TILES", NULL},
+     {{0, 1, -1}},
+     {{0, 1, -1}},
+     prefill_attention_prepare,
+     prefill_attention_run,
      sampled_rows_check,
      -1,
      -1,
@@ -695,6 +765,16 @@ static const family_spec families[AUTOTUNE_FAMILY_COUNT] = {
      sampled_rows_check,
      -1,
      -1,
+     0},
+    {AUTOTUNE_GEMM_DECODE,
+     {"GEMM_GEMV_PANELS", NULL},
+     {{1, 2, 4, 8}},
+     {{1, 2, 4, 8}},
+     gemm_prepare_decode,
+     gemm_run,
+     sampled_rows_check,
+     -1,
+     PACKED_GEMM_CPU,
      0},
     {AUTOTUNE_UPDATE,
      {"UPDATE_NR", "UPDATE_MR"},

@@ -10,6 +10,8 @@
 typedef enum {
   AUTOTUNE_RMSNORM,
   AUTOTUNE_ATTENTION,
+  AUTOTUNE_ATTENTION_TILES,  /* the register-tile prefill attention's tile */
+  AUTOTUNE_ATTENTION_CHOICE, /* long prefill batches: register tiles or GEMMs and a softmax */
   AUTOTUNE_ROPE,
   AUTOTUNE_ELEMENTWISE,
   AUTOTUNE_CONV,
@@ -18,6 +20,7 @@ typedef enum {
   AUTOTUNE_GEMM_BLOCKS, /* its CPU row block and bf16/fp16 staging */
   AUTOTUNE_GEMM_GPU,    /* its GPU work-group tile */
   AUTOTUNE_GEMM_CHOICE, /* fp32 weight products: our packed GEMM or CLBlast */
+  AUTOTUNE_GEMM_DECODE, /* its CPU one-row kernel (decode): panels per work-item */
   AUTOTUNE_UPDATE,        /* our TTT update kernel's CPU column slice and register tile */
   AUTOTUNE_UPDATE_BLOCKS, /* its CPU row block and t staging */
   AUTOTUNE_UPDATE_GPU,    /* its GPU work-group tile */

@@ -8,6 +8,7 @@
 
 #include "error.h"
 #include "ops.h"
+#include "profile.h"
 #include "weights.h"
 
 static const struct {
@@ -31,6 +32,9 @@ static const struct {
     [KERNEL_ATTENTION_DECODE_PARTIAL] = {"attention.cl", "attention_decode_partial", 11},
     [KERNEL_ATTENTION_DECODE_COMBINE] = {"attention.cl", "attention_decode_combine", 4},
     [KERNEL_CAUSAL_SOFTMAX_ROWS] = {"attention.cl", "causal_softmax_rows", 6},
+    [KERNEL_ATTENTION_TILES_PACK_KEYS] = {"attention_tiles.cl", "attention_tiles_pack_keys", 6},
+    [KERNEL_ATTENTION_TILES_PACK_VALUES] = {"attention_tiles.cl", "attention_tiles_pack_values", 5},
+    [KERNEL_ATTENTION_TILES] = {"attention_tiles.cl", "attention_tiles", 10},
     [KERNEL_TTT_CONV] = {"ttt.cl", "ttt_conv", 7},
     [KERNEL_ROW_SUM_OF_SQUARES] = {"ttt.cl", "row_sum_of_squares", 4},
     [KERNEL_CLIP_SCALE] = {"ttt.cl", "clip_scale", 4},
@@ -332,6 +336,47 @@ clttt_status op_causal_softmax_rows(const kernel_set *kernels, cl_mem scores, in
   /* A work-group per score row. */
   size_t group = (size_t)kernels->params.softmax_work_group_size;
   return launch(kernels, KERNEL_CAUSAL_SOFTMAX_ROWS, (geometry){1, {(size_t)rows * group, 1}, {group, 1}});
+}
+
+clttt_status op_attention_tiles_pack_keys(const kernel_set *kernels, cl_mem packed, const attention_problem *p,
+                                          int kv_head, int keys) {
+  const float scale = 1.0f / sqrtf((float)p->head_dim);
+  const int column0 = kv_head * p->head_dim;
+  CLTTT_TRY(set_arguments(kernels, KERNEL_ATTENTION_TILES_PACK_KEYS, 6, ARG(packed), ARG(p->k_cache), ARG(p->kv_dim),
+                          ARG(column0), ARG(keys), ARG(scale)));
+  const size_t block = (size_t)kernels->params.attention_tile_keys;
+  const size_t global[2] = {(size_t)p->head_dim, ((size_t)keys + block - 1) / block};
+  return runtime_launch(kernels->device, kernels->kernel[KERNEL_ATTENTION_TILES_PACK_KEYS], "attention keys (packing)",
+                        2, global, NULL);
+}
+
+clttt_status op_attention_tiles_pack_values(const kernel_set *kernels, cl_mem packed, const attention_problem *p,
+                                            int kv_head, int keys) {
+  const int column0 = kv_head * p->head_dim;
+  CLTTT_TRY(set_arguments(kernels, KERNEL_ATTENTION_TILES_PACK_VALUES, 5, ARG(packed), ARG(p->v_cache),
+                          ARG(p->kv_dim), ARG(column0), ARG(keys)));
+  const size_t global[2] = {(size_t)p->head_dim, (size_t)keys};
+  return runtime_launch(kernels->device, kernels->kernel[KERNEL_ATTENTION_TILES_PACK_VALUES],
+                        "attention values (packing)", 2, global, NULL);
+}
+
+clttt_status op_attention_tiles(const kernel_set *kernels, const attention_problem *p, cl_mem packed_keys,
+                                cl_mem packed_values, int kv_head) {
+  if (p->head_dim != kernels->head_dim || p->head_dim % 16 != 0 || p->heads % p->kv_heads != 0)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT,
+                      "attention tiles: head_dim %d (kernels %d; a multiple of 16 needed), %d heads over %d kv heads",
+                      p->head_dim, kernels->head_dim, p->heads, p->kv_heads);
+  const int group = p->heads / p->kv_heads;
+  CLTTT_TRY(set_arguments(kernels, KERNEL_ATTENTION_TILES, 10, ARG(p->out), ARG(p->q), ARG(p->q_ld),
+                          ARG(packed_keys), ARG(packed_values), ARG(kv_head), ARG(p->n), ARG(p->position0),
+                          ARG(p->heads), ARG(group)));
+  /* Single work-item groups: PoCL runs each as straight vector code. */
+  const size_t rows = (size_t)kernels->params.attention_tile_rows;
+  const size_t global[2] = {((size_t)p->n + rows - 1) / rows, (size_t)group}, single[2] = {1, 1};
+  profile_expect_flops(kernels->device, 4.0 * (double)group * (double)p->head_dim * (double)p->n *
+                                            ((double)p->position0 + 0.5 * (double)(p->n + 1)));
+  return runtime_launch(kernels->device, kernels->kernel[KERNEL_ATTENTION_TILES], "attention (register tiles)", 2,
+                        global, single);
 }
 
 clttt_status op_ttt_conv(const kernel_set *kernels, cl_mem tc, matrix_view t, cl_mem weight, int rows, int d) {

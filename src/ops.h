@@ -33,6 +33,9 @@ typedef enum {
   KERNEL_ATTENTION_DECODE_PARTIAL,
   KERNEL_ATTENTION_DECODE_COMBINE,
   KERNEL_CAUSAL_SOFTMAX_ROWS,
+  KERNEL_ATTENTION_TILES_PACK_KEYS,
+  KERNEL_ATTENTION_TILES_PACK_VALUES,
+  KERNEL_ATTENTION_TILES,
   KERNEL_TTT_CONV,
   KERNEL_ROW_SUM_OF_SQUARES,
   KERNEL_CLIP_SCALE,
@@ -141,6 +144,21 @@ clttt_status op_attention_decode(const kernel_set *kernels, const attention_prob
  * after it are masked out. */
 clttt_status op_causal_softmax_rows(const kernel_set *kernels, cl_mem scores, int rows, int columns, int ld,
                                     int queries, int first_position);
+
+/* Kv head `kv_head`'s keys 0 .. keys - 1, scaled by 1/sqrt(head_dim), into
+ * `packed` as cl/attention_tiles.cl's key-block panels (keys rounded up to
+ * ATTENTION_TILE_KEYS, times head_dim floats). */
+clttt_status op_attention_tiles_pack_keys(const kernel_set *kernels, cl_mem packed, const attention_problem *problem,
+                                          int kv_head, int keys);
+/* Its values 0 .. keys - 1 into `packed` as float rows of head_dim. */
+clttt_status op_attention_tiles_pack_values(const kernel_set *kernels, cl_mem packed,
+                                            const attention_problem *problem, int kv_head, int keys);
+/* The batch's attention for the query heads of kv head `kv_head`, its keys
+ * and values packed by the two functions above. The batch's V rows must be
+ * finite (a masked key is multiplied by zero). head_dim must be a multiple
+ * of 16. */
+clttt_status op_attention_tiles(const kernel_set *kernels, const attention_problem *problem, cl_mem packed_keys,
+                                cl_mem packed_values, int kv_head);
 
 /* tc (rows x d) = the TTT target's causal depthwise conv of t (rows of
  * stride t.ld from t.offset), zero outside the rows. */

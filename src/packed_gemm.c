@@ -10,10 +10,6 @@
 #include "error.h"
 #include "profile.h"
 
-/* Panels one work-item of the one-row kernel streams at once (cl/gemm.cl
- * GEMV_PANELS). */
-#define PACKED_GEMV_PANELS 4
-
 /* ---------------------------------------------------------------- */
 /* Scalar conversions                                                 */
 
@@ -288,7 +284,7 @@ clttt_status packed_gemm_kernels_create(packed_gemm_kernels *kernels, clttt_devi
   clttt_status status = CLTTT_SUCCESS;
   for (int type = 0; type < 3 && status == CLTTT_SUCCESS; type++) {
     packed_gemm_defines(params, (packed_gemm_type)type, defines, sizeof defines);
-    snprintf(options, sizeof options, "-cl-std=CL1.2 %s -DGEMV_PANELS=%d", defines, PACKED_GEMV_PANELS);
+    snprintf(options, sizeof options, "-cl-std=CL1.2 %s", defines);
     cl_program program = NULL;
     status = runtime_program(device, "gemm.cl", options, &program);
     if (status == CLTTT_SUCCESS)
@@ -369,7 +365,7 @@ clttt_status packed_gemm_run(const packed_gemm_kernels *kernels, const char *wha
                              sizeof(int), &m, sizeof(int), &n, sizeof(int), &k, sizeof(float), &beta));
   size_t global[2], local[2];
   if (one_row) {
-    global[0] = (layout->panels + PACKED_GEMV_PANELS - 1) / PACKED_GEMV_PANELS;
+    global[0] = (layout->panels + (size_t)params->gemv_panels - 1) / (size_t)params->gemv_panels;
     global[1] = 1;
     local[0] = local[1] = 1;
   } else if (params->variant == PACKED_GEMM_CPU) {

@@ -27,6 +27,9 @@ const tuning_parameter tuning_parameters[] = {
     {"ATTENTION_BLOCK_K", offsetof(tuning_params, attention_block_k), 1, 256, 0, 0},
     {"ATTENTION_GEMM_MIN_QUERIES", offsetof(tuning_params, attention_gemm_min_queries), 0, 1 << 20, 0, 0},
     {"ATTENTION_DECODE_ROWS", offsetof(tuning_params, attention_decode_rows), 0, 1, 0, 0},
+    {"ATTENTION_TILES", offsetof(tuning_params, attention_tiles), 0, 1, 0, 0},
+    {"ATTENTION_TILE_ROWS", offsetof(tuning_params, attention_tile_rows), 1, 16, 0, 0},
+    {"ATTENTION_TILE_KEYS", offsetof(tuning_params, attention_tile_keys), 16, 256, 0, 0},
     {"SOFTMAX_WGS", offsetof(tuning_params, softmax_work_group_size), 1, 0, 1, 1},
     {"ROPE_WGS", offsetof(tuning_params, rope_work_group_size), 1, 0, 0, 1},
     {"ELEMENTWISE_WGS", offsetof(tuning_params, elementwise_work_group_size), 1, 0, 0, 1},
@@ -43,6 +46,7 @@ const tuning_parameter tuning_parameters[] = {
     {"GEMM_MR", offsetof(tuning_params, gemm.mr), 1, 16, 0, 0},
     {"GEMM_ROW_BLOCK", offsetof(tuning_params, gemm.row_block), 1, 4096, 0, 0},
     {"GEMM_LOCAL_K", offsetof(tuning_params, gemm.local_k), 0, 4096, 0, 0},
+    {"GEMM_GEMV_PANELS", offsetof(tuning_params, gemm.gemv_panels), 1, 16, 0, 0},
     {"GEMM_TILE_M", offsetof(tuning_params, gemm.tile_m), 1, 256, 0, 0},
     {"GEMM_TILE_K", offsetof(tuning_params, gemm.tile_k), 1, 256, 0, 0},
     {"GEMM_ITEM_M", offsetof(tuning_params, gemm.item_m), 1, 16, 0, 0},
@@ -102,6 +106,8 @@ void tuning_defaults(const clttt_device_info *info, tuning_params *params) {
       .attention_block_q = 16,
       .attention_block_k = 32,
       .attention_gemm_min_queries = 32,
+      .attention_tile_rows = 6,
+      .attention_tile_keys = 64,
       .softmax_work_group_size = 64,
       .rope_work_group_size = 64,
       .elementwise_work_group_size = 64,
@@ -139,6 +145,11 @@ void tuning_defaults(const clttt_device_info *info, tuning_params *params) {
      * L1, ran 1.18x faster at 512 keys, 1.13-1.22x at 1290, 1.4-1.6x at 4096
      * (2-core Xeon, PoCL 3.1). */
     params->attention_decode_rows = 1;
+    /* Prefill attention in one pass of register tiles (6 queries x 64 keys:
+     * 24 of AVX-512's 32 registers) instead of two GEMMs per head with the
+     * score matrix between them: see cl/attention_tiles.cl; measured in
+     * bench/RESULTS.md section 12. */
+    params->attention_tiles = 1;
     params->softmax_work_group_size = 1;
     params->rope_work_group_size = 64;
     params->elementwise_work_group_size = 64;
@@ -270,6 +281,10 @@ int tuning_valid(const clttt_device_info *info, const tuning_params *params, cha
   if (!packed_gemm_params_valid(info, &params->gemm, why, capacity) ||
       !packed_gemm_update_params_valid(info, &params->update, why, capacity))
     return 0;
+  if (params->attention_tile_keys % 16 != 0) {
+    snprintf(why, capacity, "ATTENTION_TILE_KEYS=%d is not a multiple of 16", params->attention_tile_keys);
+    return 0;
+  }
   size_t tile_bytes = 2 * (size_t)params->attention_block_k * TYPICAL_HEAD_DIM * sizeof(float);
   if (info->local_memory > 0 && tile_bytes > info->local_memory) {
     snprintf(why, capacity,

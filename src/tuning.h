@@ -26,6 +26,7 @@ typedef struct {
   int mr;                      /* GEMM_MR: CPU rows per register tile */
   int row_block;               /* GEMM_ROW_BLOCK: CPU rows per work-item */
   int local_k;                 /* GEMM_LOCAL_K: CPU, bf16/fp16: k converted to fp32 in local memory per slice (0: none) */
+  int gemv_panels;             /* GEMM_GEMV_PANELS: CPU, one row (decode): panels one work-item streams at once */
   int tile_m;                  /* GEMM_TILE_M: GPU rows per work-group */
   int tile_k;                  /* GEMM_TILE_K: GPU k per local-memory step; also the packed k padding */
   int item_m, item_n;          /* GEMM_ITEM_M / GEMM_ITEM_N: GPU outputs per work-item */
@@ -52,6 +53,10 @@ typedef struct {
   int attention_decode_rows;       /* ATTENTION_DECODE_ROWS: decode attention's work-item covers a key range
                                     * of every head, walking the cache row by row (1: CPUs), or of one
                                     * head (0: GPUs) */
+  int attention_tiles;             /* ATTENTION_TILES: that path's batches through the register-tile kernel
+                                    * (cl/attention_tiles.cl, 1: CPUs) instead of GEMMs and a softmax (0) */
+  int attention_tile_rows;         /* ATTENTION_TILE_ROWS: its queries per work-item */
+  int attention_tile_keys;         /* ATTENTION_TILE_KEYS: its keys per block (a multiple of 16) */
   int softmax_work_group_size;     /* SOFTMAX_WGS: work-items per score row of that path (power of two) */
   int rope_work_group_size;        /* ROPE_WGS: most work-items per token (a work-group each) */
   int elementwise_work_group_size; /* ELEMENTWISE_WGS: swiglu, residual add, bias, gather, conv */

@@ -61,16 +61,17 @@ static const packed_gemm_type types[] = {PACKED_GEMM_F32, PACKED_GEMM_BF16, PACK
 
 /* The parameter sets every device runs: its defaults (on a CPU: bf16/fp16
  * converted into local memory 256 k at a time), the CPU variant converting
- * in the inner loop, both variants with small odd tiles so that ragged rows
+ * in the inner loop (and one panel per one-row work-item; three in the next
+ * set, so the last work-item repeats panels past the end), both variants with small odd tiles so that ragged rows
  * and columns also fall inside tiles (and the local-memory conversion runs in
  * many slices of 7), and the GPU variant with its usual tiles. */
 static int parameter_sets(const clttt_device *device, packed_gemm_params *sets) {
   int count = 0;
   packed_gemm_defaults(&device->info, &sets[count++]);
   sets[count++] = (packed_gemm_params){.variant = PACKED_GEMM_CPU, .nr = 32, .mr = 8, .row_block = 128,
-                                       .local_k = 0, .tile_m = 64, .tile_k = 16, .item_m = 4, .item_n = 4};
+                                       .local_k = 0, .gemv_panels = 1, .tile_m = 64, .tile_k = 16, .item_m = 4, .item_n = 4};
   sets[count++] = (packed_gemm_params){.variant = PACKED_GEMM_CPU, .nr = 16, .mr = 3, .row_block = 5,
-                                       .local_k = 7, .tile_m = 64, .tile_k = 16, .item_m = 4, .item_n = 4};
+                                       .local_k = 7, .gemv_panels = 3, .tile_m = 64, .tile_k = 16, .item_m = 4, .item_n = 4};
   sets[count++] = (packed_gemm_params){.variant = PACKED_GEMM_GPU, .nr = 64, .mr = 8, .row_block = 128,
                                        .local_k = 0, .tile_m = 64, .tile_k = 16, .item_m = 4, .item_n = 4};
   sets[count++] = (packed_gemm_params){.variant = PACKED_GEMM_GPU, .nr = 24, .mr = 8, .row_block = 128,
@@ -483,7 +484,7 @@ END_TEST
 
 START_TEST(test_pack_layout_and_errors) {
   clttt_device *device = test_open_device();
-  packed_gemm_params cpu = {.variant = PACKED_GEMM_CPU, .nr = 16, .mr = 4, .row_block = 8};
+  packed_gemm_params cpu = {.variant = PACKED_GEMM_CPU, .nr = 16, .mr = 4, .row_block = 8, .gemv_panels = 4};
   packed_gemm_layout layout;
   ck_assert_int_eq(packed_gemm_layout_for(&cpu, PACKED_GEMM_BF16, 20, 3, &layout), CLTTT_SUCCESS);
   ck_assert_uint_eq(layout.panels, 2);

@@ -201,11 +201,18 @@ START_TEST(test_attention_paths_match_plain_c) {
     reference_attention(&p, q, k_rounded, v_rounded, expected_half);
     cl_mem k_half_cache = upload_halves(device, k_half, cache_floats);
     cl_mem v_half_cache = upload_halves(device, v_half, cache_floats);
-    for (int variant = 0; variant < 7; variant++) {
-      const int flash = variant == 4, packed = variant >= 5, half = variant == 6;
+    /* 0-3: GEMM path per softmax group; 4: flash; 5-6: packed GEMM, float
+     * and half cache; 7-10: register tiles, float and half cache, with 6 x
+     * 64 and 5 x 16 tiles (rows that do not divide n, blocks the diagonal
+     * crosses at every offset). */
+    for (int variant = 0; variant < 11; variant++) {
+      const int flash = variant == 4, packed = variant >= 5 && variant <= 6, tiles = variant >= 7;
+      const int half = variant == 6 || variant == 8 || variant == 10;
       tuning_params params = original;
-      if (!flash && !packed)
+      if (!flash && !packed && !tiles)
         params.softmax_work_group_size = softmax_groups[variant];
+      params.attention_tile_rows = variant >= 9 ? 5 : 6;
+      params.attention_tile_keys = variant >= 9 ? 16 : 64;
       kernel_set kernels;
       ck_assert_msg(kernel_set_create(&kernels, device, &params, p.head_dim, half) == CLTTT_SUCCESS, "%s",
                     clttt_last_error());
@@ -214,8 +221,11 @@ START_TEST(test_attention_paths_match_plain_c) {
       char label[96];
       snprintf(label, sizeof label, "heads %d/%d dim %d from %d, n %d: %s %d", p.heads, p.kv_heads, p.head_dim,
                p.position0, p.n,
-               flash ? "flash" : packed ? (half ? "packed GEMM, half cache" : "packed GEMM") : "GEMM, SOFTMAX_WGS",
-               flash || packed ? 0 : softmax_groups[variant]);
+               flash    ? "flash"
+               : packed ? (half ? "packed GEMM, half cache" : "packed GEMM")
+               : tiles  ? (half ? "tiles, half cache, rows" : "tiles, rows")
+                        : "GEMM, SOFTMAX_WGS",
+               tiles ? params.attention_tile_rows : flash || packed ? 0 : softmax_groups[variant]);
       for (size_t i = 0; i < out_floats; i++)
         out[i] = NAN;
       p.out = upload(device, out, out_floats);
@@ -226,6 +236,7 @@ START_TEST(test_attention_paths_match_plain_c) {
       }
       int status = flash    ? op_attention(&kernels, &p)
                    : packed ? attention_packed(&kernels, &problem, &workspace)
+                   : tiles  ? attention_tiles(&kernels, &problem, &workspace)
                             : attention_gemm(&kernels, &p, scores, shapes[s].block_rows);
       ck_assert_msg(status == CLTTT_SUCCESS, "%s: %s", label, clttt_last_error());
       ck_assert_int_eq(runtime_download(device, p.out, 0, out_floats * sizeof(float), out, "out"), CLTTT_SUCCESS);

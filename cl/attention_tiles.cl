@@ -1,0 +1,240 @@
+// Prefill attention for CPUs in one pass over register tiles: a work-item
+// takes ATTENTION_TILE_ROWS queries of one head and walks the keys in blocks
+// of ATTENTION_TILE_KEYS, as flash attention does, but each block's scores
+// come from a register tile like our packed GEMM's (cl/gemm.cl): the keys of
+// one kv head are packed first into panels [key block][HEAD_DIM][TILE_KEYS]
+// (scaled by 1/sqrt(head_dim)), so one j of the dot products is TILE_KEYS/16
+// vector loads, a broadcast per query and a vector FMA per (query, 16 keys).
+// The probabilities then meet V, packed as contiguous float rows of the
+// head, 64 dimensions per pass, while the running max, sum and output stay
+// per query (online softmax). Scores never leave the work-item: the GEMM path's score matrix
+// (heads x rows x context floats, written, softmaxed and read again) and its
+// softmax pass are gone, and so is the causal upper triangle of each block,
+// which the work-item never computes past its last query.
+//
+// HEAD_DIM and KV_HALF come with cl/attention.cl's options. The host uses
+// these kernels only when HEAD_DIM is a multiple of 16; other head sizes
+// build an empty attention_tiles and take the other paths.
+
+#ifndef HEAD_DIM
+#define HEAD_DIM 64
+#endif
+#ifndef KV_HALF
+#define KV_HALF 0
+#endif
+#if KV_HALF
+#define KV_TYPE half
+#define KV_LOAD(p, i) vload_half((i), (p))
+#else
+#define KV_TYPE float
+#define KV_LOAD(p, i) ((p)[i])
+#endif
+
+#ifndef ATTENTION_TILE_ROWS
+#define ATTENTION_TILE_ROWS 6
+#endif
+#ifndef ATTENTION_TILE_KEYS
+#define ATTENTION_TILE_KEYS 64
+#endif
+#if ATTENTION_TILE_KEYS % 16 != 0
+#error "ATTENTION_TILE_KEYS must be a multiple of 16"
+#endif
+#define KEY_VECTORS (ATTENTION_TILE_KEYS / 16)
+
+// K of one kv head, scaled, into key-block panels: element (key, j) at
+// ((key / TILE_KEYS) * HEAD_DIM + j) * TILE_KEYS + key % TILE_KEYS. Keys
+// past `keys` are zero (the attention kernel masks them; zero keeps them
+// finite whatever the cache holds there). A work-item writes one panel row.
+__kernel void attention_tiles_pack_keys(__global float *packed, __global const KV_TYPE *k_cache, const int kv_dim,
+                                        const int column0, const int keys, const float scale) {
+  const int j = get_global_id(0);
+  const int block = get_global_id(1);
+  if (j >= HEAD_DIM)
+    return;
+  __global float *row = packed + ((size_t)block * HEAD_DIM + j) * ATTENTION_TILE_KEYS;
+  for (int lane = 0; lane < ATTENTION_TILE_KEYS; lane++) {
+    const int key = block * ATTENTION_TILE_KEYS + lane;
+    row[lane] = key < keys ? scale * KV_LOAD(k_cache, (size_t)key * kv_dim + column0 + j) : 0.0f;
+  }
+}
+
+// V of one kv head as float rows of HEAD_DIM, keys 0 .. keys - 1: the
+// cache's rows lie kv_dim apart (4 KiB at 8 kv heads of 128 in fp32), so the
+// keys of a block would all fall in one L1 set; packed they lie HEAD_DIM
+// apart, and a half cache is widened once here instead of in the inner loop.
+__kernel void attention_tiles_pack_values(__global float *packed, __global const KV_TYPE *v_cache, const int kv_dim,
+                                          const int column0, const int keys) {
+  const int j = get_global_id(0);
+  const int key = get_global_id(1);
+  if (j >= HEAD_DIM || key >= keys)
+    return;
+  packed[(size_t)key * HEAD_DIM + j] = KV_LOAD(v_cache, (size_t)key * kv_dim + column0 + j);
+}
+
+#if HEAD_DIM % 16 == 0
+
+// Dimensions of the output per pass over a block's keys: as many vectors as
+// leave room for ATTENTION_TILE_ROWS accumulators each (4 x 6 = 24 of
+// AVX-512's 32 registers at the default tile).
+#if HEAD_DIM % 64 == 0
+#define VALUE_VECTORS 4
+#elif HEAD_DIM % 32 == 0
+#define VALUE_VECTORS 2
+#else
+#define VALUE_VECTORS 1
+#endif
+
+// Largest and sum of a row's block of scores.
+float block_max(const float16 *s) {
+  float16 m = s[0];
+#pragma unroll
+  for (int v = 1; v < KEY_VECTORS; v++)
+    m = fmax(m, s[v]);
+  const float8 m8 = fmax(m.lo, m.hi);
+  const float4 m4 = fmax(m8.lo, m8.hi);
+  const float2 m2 = fmax(m4.lo, m4.hi);
+  return fmax(m2.lo, m2.hi);
+}
+
+float block_sum(const float16 *p) {
+  float16 t = p[0];
+#pragma unroll
+  for (int v = 1; v < KEY_VECTORS; v++)
+    t += p[v];
+  const float8 t8 = t.lo + t.hi;
+  const float4 t4 = t8.lo + t8.hi;
+  const float2 t2 = t4.lo + t4.hi;
+  return t2.lo + t2.hi;
+}
+
+//   out: n x (heads * HEAD_DIM); q: n rows of stride q_ld (query heads
+//   first); packed_keys, packed_values: kv head `kv_head`'s K and V as above. Query i sits at position0 + i and sees keys 0 .. position0 + i.
+//   The launch covers ceil(n / TILE_ROWS) x group work-items, group query
+//   heads per kv head. The batch's V rows must be finite: a masked key of the
+//   last block is multiplied by a zero probability, not skipped (the host
+//   checks, as for the GEMM path).
+__kernel __attribute__((reqd_work_group_size(1, 1, 1)))
+void attention_tiles(__global float *out, __global const float *q, const int q_ld,
+                     __global const float *packed_keys, __global const float *packed_values, const int kv_head,
+                     const int n, const int position0, const int heads, const int group) {
+  const int first = get_global_id(0) * ATTENTION_TILE_ROWS;
+  const int head = kv_head * group + (int)get_global_id(1);
+  if (first >= n)
+    return;
+  const int valid = min(ATTENTION_TILE_ROWS, n - first);
+  const int key_end = position0 + first + valid;  // the last query sees keys 0 .. key_end - 1
+  const int first_position = position0 + first;
+
+  // Rows past `valid` repeat the last one, so the tile has no row
+  // conditions; they are never stored.
+  __global const float *q_rows[ATTENTION_TILE_ROWS];
+  float running_max[ATTENTION_TILE_ROWS], running_sum[ATTENTION_TILE_ROWS], correction[ATTENTION_TILE_ROWS];
+  float o[ATTENTION_TILE_ROWS * HEAD_DIM];
+  float p[ATTENTION_TILE_ROWS * ATTENTION_TILE_KEYS];
+#pragma unroll
+  for (int r = 0; r < ATTENTION_TILE_ROWS; r++) {
+    q_rows[r] = q + (size_t)(first + min(r, valid - 1)) * q_ld + head * HEAD_DIM;
+    running_max[r] = -INFINITY;
+    running_sum[r] = 0.0f;
+  }
+  for (int c = 0; c < ATTENTION_TILE_ROWS * HEAD_DIM; c++)
+    o[c] = 0.0f;
+
+  for (int key0 = 0; key0 < key_end; key0 += ATTENTION_TILE_KEYS) {
+    // s (TILE_ROWS x TILE_KEYS) = q_rows (TILE_ROWS x HEAD_DIM) (scale K_block)^T
+    __global const float *panel = packed_keys + (size_t)(key0 / ATTENTION_TILE_KEYS) * HEAD_DIM * ATTENTION_TILE_KEYS;
+    float16 s[ATTENTION_TILE_ROWS * KEY_VECTORS];
+#pragma unroll
+    for (int i = 0; i < ATTENTION_TILE_ROWS * KEY_VECTORS; i++)
+      s[i] = (float16)(0.0f);
+    for (int j = 0; j < HEAD_DIM; j++) {
+      float16 k[KEY_VECTORS];
+#pragma unroll
+      for (int v = 0; v < KEY_VECTORS; v++)
+        k[v] = vload16(0, panel + j * ATTENTION_TILE_KEYS + v * 16);
+#pragma unroll
+      for (int r = 0; r < ATTENTION_TILE_ROWS; r++) {
+        const float16 x = (float16)(q_rows[r][j]);
+#pragma unroll
+        for (int v = 0; v < KEY_VECTORS; v++)
+          s[r * KEY_VECTORS + v] = fma(x, k[v], s[r * KEY_VECTORS + v]);
+      }
+    }
+    // The causal mask, only where a key of the block is past some row's
+    // position (the diagonal block, which also holds the padding keys).
+    if (key0 + ATTENTION_TILE_KEYS > first_position + 1) {
+      const int16 lanes = (int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+#pragma unroll
+      for (int r = 0; r < ATTENTION_TILE_ROWS; r++)
+#pragma unroll
+        for (int v = 0; v < KEY_VECTORS; v++) {
+          const int16 key = (int16)(key0 + v * 16) + lanes;
+          s[r * KEY_VECTORS + v] = select(s[r * KEY_VECTORS + v], (float16)(-INFINITY),
+                                          key > (int16)(first_position + r));
+        }
+    }
+    // Online softmax: every row sees key 0 in the first block, so its
+    // running max is finite from there on, and a row whose keys all lie
+    // past it in this block only rescales by exp(0).
+#pragma unroll
+    for (int r = 0; r < ATTENTION_TILE_ROWS; r++) {
+      const float new_max = fmax(running_max[r], block_max(&s[r * KEY_VECTORS]));
+      correction[r] = exp(running_max[r] - new_max);
+      float16 e[KEY_VECTORS];
+#pragma unroll
+      for (int v = 0; v < KEY_VECTORS; v++) {
+        e[v] = exp(s[r * KEY_VECTORS + v] - (float16)(new_max));
+        vstore16(e[v], v, p + r * ATTENTION_TILE_KEYS);
+      }
+      running_sum[r] = running_sum[r] * correction[r] + block_sum(e);
+      running_max[r] = new_max;
+    }
+    // o (TILE_ROWS x HEAD_DIM) = correction o + p (TILE_ROWS x keys) V_block (keys x HEAD_DIM),
+    // 16 x VALUE_VECTORS dimensions per pass; V rows past key_end are never read.
+    const int keys = min(ATTENTION_TILE_KEYS, key_end - key0);
+    __global const float *v_block = packed_values + (size_t)key0 * HEAD_DIM;
+    for (int c = 0; c < HEAD_DIM / 16; c += VALUE_VECTORS) {
+      float16 acc[ATTENTION_TILE_ROWS * VALUE_VECTORS];
+#pragma unroll
+      for (int r = 0; r < ATTENTION_TILE_ROWS; r++)
+#pragma unroll
+        for (int v = 0; v < VALUE_VECTORS; v++)
+          acc[r * VALUE_VECTORS + v] = vload16(c + v, o + r * HEAD_DIM) * (float16)(correction[r]);
+      for (int j = 0; j < keys; j++) {
+        float16 value[VALUE_VECTORS];
+#pragma unroll
+        for (int v = 0; v < VALUE_VECTORS; v++)
+          value[v] = vload16(c + v, v_block + (size_t)j * HEAD_DIM);
+#pragma unroll
+        for (int r = 0; r < ATTENTION_TILE_ROWS; r++) {
+          const float16 weight = (float16)(p[r * ATTENTION_TILE_KEYS + j]);
+#pragma unroll
+          for (int v = 0; v < VALUE_VECTORS; v++)
+            acc[r * VALUE_VECTORS + v] = fma(weight, value[v], acc[r * VALUE_VECTORS + v]);
+        }
+      }
+#pragma unroll
+      for (int r = 0; r < ATTENTION_TILE_ROWS; r++)
+#pragma unroll
+        for (int v = 0; v < VALUE_VECTORS; v++)
+          vstore16(acc[r * VALUE_VECTORS + v], c + v, o + r * HEAD_DIM);
+    }
+  }
+  const size_t out_ld = (size_t)heads * HEAD_DIM;
+  for (int r = 0; r < valid; r++) {
+    const float inverse_sum = 1.0f / running_sum[r];
+    __global float *row = out + (size_t)(first + r) * out_ld + head * HEAD_DIM;
+    for (int c = 0; c < HEAD_DIM / 16; c++)
+      vstore16(vload16(c, o + r * HEAD_DIM) * (float16)(inverse_sum), c, row);
+  }
+}
+
+#else
+
+// No tiles of 16 dimensions: the host never launches this.
+__kernel __attribute__((reqd_work_group_size(1, 1, 1)))
+void attention_tiles(__global float *out, __global const float *q, const int q_ld,
+                     __global const float *packed_keys, __global const float *packed_values, const int kv_head,
+                     const int n, const int position0, const int heads, const int group) {}
+
+#endif
