@@ -217,7 +217,7 @@ void packed_gemm(__global float *out, const ulong out_offset, const int out_ld,
 // order as GEMM_TILE, so a row gives the same bits whichever kernel
 // computes it.
 #ifndef GEMV_PANELS
-#define GEMV_PANELS 4
+#define GEMV_PANELS 8
 #endif
 __kernel __attribute__((reqd_work_group_size(1, 1, 1)))
 void packed_gemv(__global float *out, const ulong out_offset, const int out_ld,
