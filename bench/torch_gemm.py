@@ -8,7 +8,10 @@ warm-up, in GFLOP/s (2 m n k / time). --bf16 also times bf16 x bf16 linear
 (PyTorch's own bf16 path, with bf16 activations too: not the same product as
 our fp32-activation kernel, shown only as a bar).
 
-    python3 bench/torch_gemm.py [--quick] [--reps N] [--threads N] [--bf16]
+    python3 bench/torch_gemm.py [--quick] [--reps N] [--threads N] [--bf16] [--shape RxNxK ...]
+
+--shape (repeatable) times those linear products instead of the lists
+below, and no update (bench/bench_prefill runs it on a prefill's products).
 """
 import argparse
 import statistics
@@ -37,7 +40,14 @@ def main():
     parser.add_argument("--reps", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--bf16", action="store_true")
+    parser.add_argument("--shape", action="append", default=[], help="rows x n x k of one linear product")
     args = parser.parse_args()
+    try:
+        shapes = [tuple(int(x) for x in shape.split("x")) for shape in args.shape]
+    except ValueError:
+        parser.error("--shape expects RxNxK, three positive integers")
+    if any(len(shape) != 3 or min(shape) < 1 for shape in shapes):
+        parser.error("--shape expects RxNxK, three positive integers")
     if args.threads:
         torch.set_num_threads(args.threads)
     reps = args.reps or (3 if args.quick else 5)
@@ -45,7 +55,7 @@ def main():
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {reps} calls each")
     print("| m x n x k | kernel | best ms | GFLOP/s best (median) |")
     print("| --- | --- | --- | --- |")
-    for m, n, k in (QUICK if args.quick else FULL):
+    for m, n, k in shapes or (QUICK if args.quick else FULL):
         x = torch.rand(m, k) * 2 - 1
         w = (torch.rand(n, k) * 2 - 1) * (1.7 / k ** 0.5)
         kinds = [("torch fp32 linear", x, w)]
@@ -56,7 +66,7 @@ def main():
             flops = 2.0 * m * n * k
             print(f"| {m}x{n}x{k} | {name} | {best * 1e3:.2f} | {flops / best * 1e-9:.1f} ({flops / med * 1e-9:.1f}) |")
     d, f = 1024, 3072
-    for c in ([512] if args.quick else [512, 1024]):
+    for c in [] if shapes else [512] if args.quick else [512, 1024]:
         v = torch.rand(c, d) * 2 - 1
         h = torch.rand(c, f) * 2 - 1
         w = (torch.rand(d, f) * 2 - 1) * 0.03
