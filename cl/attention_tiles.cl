@@ -58,17 +58,19 @@ __kernel void attention_tiles_pack_keys(__global float *packed, __global const K
   }
 }
 
-// V of one kv head as float rows of HEAD_DIM, keys 0 .. keys - 1: the
-// cache's rows lie kv_dim apart (4 KiB at 8 kv heads of 128 in fp32), so the
-// keys of a block would all fall in one L1 set; packed they lie HEAD_DIM
-// apart, and a half cache is widened once here instead of in the inner loop.
-__kernel void attention_tiles_pack_values(__global float *packed, __global const KV_TYPE *v_cache, const int kv_dim,
-                                          const int column0, const int keys) {
+// One kv head of a cache (K or V) as float rows of HEAD_DIM, keys 0 .. keys
+// - 1. For the tiles' V: the cache's rows lie kv_dim apart (4 KiB at 8 kv
+// heads of 128 in fp32), so the keys of a block would all fall in one L1
+// set; packed they lie HEAD_DIM apart, and a half cache is widened once here
+// instead of in the inner loop. CLBlast's products take a half cache's K and
+// V from here too (src/attention.c).
+__kernel void attention_pack_head_rows(__global float *packed, __global const KV_TYPE *cache, const int kv_dim,
+                                       const int column0, const int keys) {
   const int j = get_global_id(0);
   const int key = get_global_id(1);
   if (j >= HEAD_DIM || key >= keys)
     return;
-  packed[(size_t)key * HEAD_DIM + j] = KV_LOAD(v_cache, (size_t)key * kv_dim + column0 + j);
+  packed[(size_t)key * HEAD_DIM + j] = KV_LOAD(cache, (size_t)key * kv_dim + column0 + j);
 }
 
 #if HEAD_DIM % 16 == 0

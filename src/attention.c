@@ -25,44 +25,59 @@ uint64_t attention_score_floats(int heads, int context, int batch) {
 }
 
 /* GQA by offsets: query head h's products read kv head h / group straight
- * from the cache with its leading dimension, so no reordered copy of Q, K or
- * V is made. One CLBlastSgemmBatched per product (offset arrays over the
- * heads) measured 1.1-1.3x slower than this loop of plain GEMMs on PoCL (512
- * queries over 1536-4096 keys, 8 heads of 64), so the loop stays. A block of
- * queries only needs the keys up to its last query, so the products shrink
- * with the causal mask instead of covering the whole context every time. */
+ * from a float cache with its leading dimension, so no reordered copy of Q,
+ * K or V is made. One CLBlastSgemmBatched per product (offset arrays over
+ * the heads) measured 1.1-1.3x slower than this loop of plain GEMMs on PoCL
+ * (512 queries over 1536-4096 keys, 8 heads of 64), so the loop stays. A
+ * block of queries only needs the keys up to its last query, so the products
+ * shrink with the causal mask instead of covering the whole context every
+ * time. CLBlast multiplies floats: a half cache's kv head is widened into
+ * `keys_float` / `values_float` (keys x head_dim each) before its group's
+ * products, O(keys x head_dim) next to their O(rows x keys x head_dim). */
 clttt_status attention_gemm(const kernel_set *kernels, const attention_problem *problem, cl_mem scores,
-                            int block_rows) {
+                            int block_rows, cl_mem keys_float, cl_mem values_float) {
   if (block_rows < 1 || problem->heads < 1 || problem->kv_heads < 1 || problem->heads % problem->kv_heads != 0)
     return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "attention: %d block rows, %d heads, %d kv heads", block_rows,
                       problem->heads, problem->kv_heads);
+  if (kernels->kv_half && (!keys_float || !values_float))
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "attention: a half cache through CLBlast needs float buffers");
   clttt_device *device = kernels->device;
-  const int group = problem->heads / problem->kv_heads;
+  const int group = problem->heads / problem->kv_heads, half = kernels->kv_half;
   const size_t head_dim = (size_t)problem->head_dim, q_width = (size_t)problem->heads * head_dim;
+  const size_t cache_ld = half ? head_dim : (size_t)problem->kv_dim;
   const float scale = 1.0f / sqrtf((float)problem->head_dim);
   for (int row0 = 0; row0 < problem->n; row0 += block_rows) {
     const int rows = problem->n - row0 < block_rows ? problem->n - row0 : block_rows;
     const int first_position = problem->position0 + row0;
     const int keys = first_position + rows;
     const size_t head_scores = (size_t)rows * (size_t)keys;
-    for (int h = 0; h < problem->heads; h++) {
-      const size_t kv_column = (size_t)(h / group) * head_dim;
-      /* scores_h (rows x keys) = scale Q_h (rows x head_dim) K_g^T */
-      CLTTT_TRY(gemm(device, "attention scores", GEMM_NO_TRANSPOSE, GEMM_TRANSPOSE, (size_t)rows, (size_t)keys,
-                     head_dim, scale,
-                     view(problem->q, (size_t)row0 * (size_t)problem->q_ld + (size_t)h * head_dim,
-                          (size_t)problem->q_ld),
-                     view(problem->k_cache, kv_column, (size_t)problem->kv_dim), 0.0f,
-                     view(scores, (size_t)h * head_scores, (size_t)keys)));
+    for (int g = 0; g < problem->kv_heads; g++) {
+      /* K_g (keys x head_dim): the float cache's columns, or the widened copy */
+      matrix_view k_g = view(problem->k_cache, (size_t)g * head_dim, cache_ld);
+      if (half) {
+        CLTTT_TRY(op_attention_pack_head_rows(kernels, keys_float, problem->k_cache, problem, g, keys));
+        k_g = view(keys_float, 0, head_dim);
+      }
+      for (int h = g * group; h < (g + 1) * group; h++)
+        /* scores_h (rows x keys) = scale Q_h (rows x head_dim) K_g^T */
+        CLTTT_TRY(gemm(device, "attention scores", GEMM_NO_TRANSPOSE, GEMM_TRANSPOSE, (size_t)rows, (size_t)keys,
+                       head_dim, scale,
+                       view(problem->q, (size_t)row0 * (size_t)problem->q_ld + (size_t)h * head_dim,
+                            (size_t)problem->q_ld),
+                       k_g, 0.0f, view(scores, (size_t)h * head_scores, (size_t)keys)));
     }
     CLTTT_TRY(op_causal_softmax_rows(kernels, scores, rows * problem->heads, keys, keys, rows, first_position));
-    for (int h = 0; h < problem->heads; h++) {
-      const size_t kv_column = (size_t)(h / group) * head_dim;
-      /* out_h (rows x head_dim) = P_h (rows x keys) V_g (keys x head_dim) */
-      CLTTT_TRY(gemm(device, "attention values", GEMM_NO_TRANSPOSE, GEMM_NO_TRANSPOSE, (size_t)rows, head_dim,
-                     (size_t)keys, 1.0f, view(scores, (size_t)h * head_scores, (size_t)keys),
-                     view(problem->v_cache, kv_column, (size_t)problem->kv_dim), 0.0f,
-                     view(problem->out, (size_t)row0 * q_width + (size_t)h * head_dim, q_width)));
+    for (int g = 0; g < problem->kv_heads; g++) {
+      matrix_view v_g = view(problem->v_cache, (size_t)g * head_dim, cache_ld);
+      if (half) {
+        CLTTT_TRY(op_attention_pack_head_rows(kernels, values_float, problem->v_cache, problem, g, keys));
+        v_g = view(values_float, 0, head_dim);
+      }
+      for (int h = g * group; h < (g + 1) * group; h++)
+        /* out_h (rows x head_dim) = P_h (rows x keys) V_g (keys x head_dim) */
+        CLTTT_TRY(gemm(device, "attention values", GEMM_NO_TRANSPOSE, GEMM_NO_TRANSPOSE, (size_t)rows, head_dim,
+                       (size_t)keys, 1.0f, view(scores, (size_t)h * head_scores, (size_t)keys), v_g, 0.0f,
+                       view(problem->out, (size_t)row0 * q_width + (size_t)h * head_dim, q_width)));
     }
   }
   return CLTTT_SUCCESS;
@@ -125,7 +140,7 @@ clttt_status attention_tiles(const kernel_set *kernels, const attention_problem 
   const int keys = problem->position0 + problem->n;
   for (int g = 0; g < problem->kv_heads; g++) {
     CLTTT_TRY(op_attention_tiles_pack_keys(kernels, workspace->packed_keys, problem, g, keys));
-    CLTTT_TRY(op_attention_tiles_pack_values(kernels, workspace->packed_values, problem, g, keys));
+    CLTTT_TRY(op_attention_pack_head_rows(kernels, workspace->packed_values, problem->v_cache, problem, g, keys));
     CLTTT_TRY(op_attention_tiles(kernels, problem, workspace->packed_keys, workspace->packed_values, g));
   }
   return CLTTT_SUCCESS;
@@ -147,38 +162,28 @@ clttt_status attention_forward(const kernel_set *kernels, const attention_proble
   int threshold = kernels->params.attention_gemm_min_queries;
   if (threshold <= 0 || problem->n < threshold)
     return op_attention(kernels, problem);
-  /* Our GEMM where the device's parameters choose it for weights too
-   * (GEMM_PACKED: measured faster than CLBlast there), on the cache as it
-   * is; CLBlast otherwise, on float copies of a half cache. The batch's own
-   * value rows decide first: earlier ones are visible to every query of
-   * the batch, so a NaN there reaches them all on either GEMM path. */
+  /* The register tiles where the device's parameters choose them
+   * (ATTENTION_TILES), else our GEMM where they choose it for weights too
+   * (GEMM_PACKED: measured faster than CLBlast there), else CLBlast; all on
+   * the cache as it is. The batch's own value rows decide first: earlier
+   * ones are visible to every query of the batch, so a NaN there reaches
+   * them all on any of these paths, while a masked key past a query would
+   * carry a NaN back to it as 0 * NaN. */
+  const int tiles = kernels->params.attention_tiles && problem->head_dim % 16 == 0 && workspace->packed_keys &&
+                    workspace->packed_values;
   const int packed = kernels->params.gemm_packed && kernels->has_packed && workspace->packed_keys;
+  const size_t first = (size_t)problem->position0 * (size_t)problem->kv_dim;
+  const size_t count = (size_t)problem->n * (size_t)problem->kv_dim;
   int nonfinite = 0;
-  if (packed) {
-    const size_t first = (size_t)problem->position0 * (size_t)problem->kv_dim;
-    const size_t count = (size_t)problem->n * (size_t)problem->kv_dim;
-    CLTTT_TRY(kernels->kv_half
-                  ? op_count_nonfinite_half(kernels, problem->v_cache, first, count, workspace->counter, &nonfinite)
-                  : op_count_nonfinite(kernels, problem->v_cache, first, count, workspace->counter, &nonfinite));
-    if (nonfinite != 0)
-      return op_attention(kernels, problem);
-    if (kernels->params.attention_tiles && problem->head_dim % 16 == 0)
-      return attention_tiles(kernels, problem, workspace);
+  CLTTT_TRY(kernels->kv_half
+                ? op_count_nonfinite_half(kernels, problem->v_cache, first, count, workspace->counter, &nonfinite)
+                : op_count_nonfinite(kernels, problem->v_cache, first, count, workspace->counter, &nonfinite));
+  if (nonfinite != 0)
+    return op_attention(kernels, problem);
+  if (tiles)
+    return attention_tiles(kernels, problem, workspace);
+  if (packed)
     return attention_packed(kernels, problem, workspace);
-  }
-  attention_problem widened = *problem;
-  if (kernels->kv_half) {
-    /* CLBlast multiplies floats: the keys this batch sees, widened once per
-     * layer (O(context x kv_dim), small next to the products). */
-    const size_t count = (size_t)(problem->position0 + problem->n) * (size_t)problem->kv_dim;
-    CLTTT_TRY(op_half_to_float(kernels, workspace->k_float, problem->k_cache, 0, count));
-    CLTTT_TRY(op_half_to_float(kernels, workspace->v_float, problem->v_cache, 0, count));
-    widened.k_cache = workspace->k_float;
-    widened.v_cache = workspace->v_float;
-  }
-  CLTTT_TRY(op_count_nonfinite(kernels, widened.v_cache, (size_t)problem->position0 * (size_t)problem->kv_dim,
-                               (size_t)problem->n * (size_t)problem->kv_dim, workspace->counter, &nonfinite));
-  if (nonfinite == 0)
-    return attention_gemm(kernels, &widened, workspace->scores, workspace->block_rows);
-  return op_attention(kernels, problem);
+  return attention_gemm(kernels, problem, workspace->scores, workspace->block_rows, workspace->packed_keys,
+                        workspace->packed_values);
 }

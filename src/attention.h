@@ -1,8 +1,9 @@
-/* Attention over a layer's K/V cache, by one of two paths: the flash kernel
- * (op_attention: decode and short pieces) or, for long prefill batches,
- * products through GEMMs with a causal softmax between them. The rule that
- * picks one lives here, and so does the size of the second path's score
- * workspace, which the session's memory cost model counts. */
+/* Attention over a layer's K/V cache: the flash kernel (op_attention: short
+ * pieces), the split decode kernels (one query) or, for long prefill
+ * batches, register tiles (cl/attention_tiles.cl) or products through GEMMs
+ * with a causal softmax between them. The rule that picks one lives here,
+ * and so do the sizes of the long-batch workspace, which the session's
+ * memory cost model counts. */
 #ifndef CLTTT_ATTENTION_H
 #define CLTTT_ATTENTION_H
 
@@ -11,9 +12,11 @@
 /* Queries in blocks of at most block_rows: per head scores = scale Q K^T and
  * out = P V by CLBlast, the causal softmax between them by
  * op_causal_softmax_rows. `scores` holds heads * block_rows * (position0 + n)
- * floats. */
+ * floats. With a half cache (kernels->kv_half) each kv head's K and V are
+ * widened into keys_float / values_float first (position0 + n rows of
+ * head_dim floats each); with a float cache those may be NULL. */
 clttt_status attention_gemm(const kernel_set *kernels, const attention_problem *problem, cl_mem scores,
-                            int block_rows);
+                            int block_rows, cl_mem keys_float, cl_mem values_float);
 
 /* Decode's one query: its keys in at most this many ranges of at least
  * ATTENTION_DECODE_MIN_KEYS (work-items enough for any device at a few
@@ -33,11 +36,9 @@ typedef struct {
   cl_mem scores;    /* the GEMM path's heads x block_rows x context scores */
   int block_rows;
   cl_mem counter;   /* one int: op_count_nonfinite's */
-  /* With a half KV cache: K and V widened to float for the GEMM path,
-   * context x kv_dim each; NULL with a float cache. */
-  cl_mem k_float, v_float;
-  /* Our packed GEMM path (GEMM_PACKED): one kv head's K and V^T in
-   * panels, attention_panel_floats each. */
+  /* One kv head's K and V for the long-batch paths, attention_panel_floats
+   * each: panels of our packed GEMM (GEMM_PACKED), the register tiles' K
+   * blocks and V rows, or a half cache's head widened for CLBlast. */
   cl_mem packed_keys, packed_values;
 } attention_workspace;
 

@@ -327,7 +327,7 @@ static clttt_status prefill_attention_run(workload *work) {
   if (kernels->params.attention_tiles && shape->head_dim % 16 == 0)
     return attention_tiles(kernels, &problem, &workspace);
   if (!kernels->params.gemm_packed)
-    return attention_gemm(kernels, &problem, workspace.scores, workspace.block_rows);
+    return attention_gemm(kernels, &problem, workspace.scores, workspace.block_rows, NULL, NULL);
   if (!kernels->has_packed)
     CLTTT_TRY(kernel_set_add_packed((kernel_set *)kernels));
   return attention_packed(kernels, &problem, &workspace);

@@ -33,7 +33,7 @@ static const struct {
     [KERNEL_ATTENTION_DECODE_COMBINE] = {"attention.cl", "attention_decode_combine", 4},
     [KERNEL_CAUSAL_SOFTMAX_ROWS] = {"attention.cl", "causal_softmax_rows", 6},
     [KERNEL_ATTENTION_TILES_PACK_KEYS] = {"attention_tiles.cl", "attention_tiles_pack_keys", 6},
-    [KERNEL_ATTENTION_TILES_PACK_VALUES] = {"attention_tiles.cl", "attention_tiles_pack_values", 5},
+    [KERNEL_ATTENTION_PACK_HEAD_ROWS] = {"attention_tiles.cl", "attention_pack_head_rows", 5},
     [KERNEL_ATTENTION_TILES] = {"attention_tiles.cl", "attention_tiles", 10},
     [KERNEL_TTT_CONV] = {"ttt.cl", "ttt_conv", 7},
     [KERNEL_ROW_SUM_OF_SQUARES] = {"ttt.cl", "row_sum_of_squares", 4},
@@ -350,14 +350,15 @@ clttt_status op_attention_tiles_pack_keys(const kernel_set *kernels, cl_mem pack
                         2, global, NULL);
 }
 
-clttt_status op_attention_tiles_pack_values(const kernel_set *kernels, cl_mem packed, const attention_problem *p,
-                                            int kv_head, int keys) {
+clttt_status op_attention_pack_head_rows(const kernel_set *kernels, cl_mem packed, cl_mem cache,
+                                         const attention_problem *p, int kv_head, int keys) {
   const int column0 = kv_head * p->head_dim;
-  CLTTT_TRY(set_arguments(kernels, KERNEL_ATTENTION_TILES_PACK_VALUES, 5, ARG(packed), ARG(p->v_cache),
-                          ARG(p->kv_dim), ARG(column0), ARG(keys)));
+  CLTTT_TRY(set_arguments(kernels, KERNEL_ATTENTION_PACK_HEAD_ROWS, 5, ARG(packed), ARG(cache), ARG(p->kv_dim),
+                          ARG(column0), ARG(keys)));
   const size_t global[2] = {(size_t)p->head_dim, (size_t)keys};
-  return runtime_launch(kernels->device, kernels->kernel[KERNEL_ATTENTION_TILES_PACK_VALUES],
-                        "attention values (packing)", 2, global, NULL);
+  return runtime_launch(kernels->device, kernels->kernel[KERNEL_ATTENTION_PACK_HEAD_ROWS],
+                        cache == p->k_cache ? "attention keys (packing)" : "attention values (packing)", 2, global,
+                        NULL);
 }
 
 clttt_status op_attention_tiles(const kernel_set *kernels, const attention_problem *p, cl_mem packed_keys,

@@ -34,7 +34,7 @@ typedef enum {
   KERNEL_ATTENTION_DECODE_COMBINE,
   KERNEL_CAUSAL_SOFTMAX_ROWS,
   KERNEL_ATTENTION_TILES_PACK_KEYS,
-  KERNEL_ATTENTION_TILES_PACK_VALUES,
+  KERNEL_ATTENTION_PACK_HEAD_ROWS,
   KERNEL_ATTENTION_TILES,
   KERNEL_TTT_CONV,
   KERNEL_ROW_SUM_OF_SQUARES,
@@ -150,11 +150,15 @@ clttt_status op_causal_softmax_rows(const kernel_set *kernels, cl_mem scores, in
  * ATTENTION_TILE_KEYS, times head_dim floats). */
 clttt_status op_attention_tiles_pack_keys(const kernel_set *kernels, cl_mem packed, const attention_problem *problem,
                                           int kv_head, int keys);
-/* Its values 0 .. keys - 1 into `packed` as float rows of head_dim. */
-clttt_status op_attention_tiles_pack_values(const kernel_set *kernels, cl_mem packed,
-                                            const attention_problem *problem, int kv_head, int keys);
+/* Rows 0 .. keys - 1 of kv head `kv_head` of `cache` (problem->k_cache or
+ * v_cache, float or half as the kernels were built) into `packed` as float
+ * rows of head_dim: the register tiles' V, and a half cache's K and V for
+ * CLBlast. */
+clttt_status op_attention_pack_head_rows(const kernel_set *kernels, cl_mem packed, cl_mem cache,
+                                         const attention_problem *problem, int kv_head, int keys);
 /* The batch's attention for the query heads of kv head `kv_head`, its keys
- * and values packed by the two functions above. The batch's V rows must be
+ * packed by op_attention_tiles_pack_keys, its values by
+ * op_attention_pack_head_rows. The batch's V rows must be
  * finite (a masked key is multiplied by zero). head_dim must be a multiple
  * of 16. */
 clttt_status op_attention_tiles(const kernel_set *kernels, const attention_problem *problem, cl_mem packed_keys,

@@ -102,7 +102,7 @@ typedef struct {
   int where;
 } buffer_plan;
 
-enum { BUFFER_COUNT = 17 };
+enum { BUFFER_COUNT = 15 };
 
 /* The per-batch buffers of a session with resolved `params`: what
  * clttt_session_create allocates and clttt_estimate_session_bytes sums. */
@@ -114,7 +114,6 @@ static void plan_buffers(const clttt_config *config, const clttt_session_params 
   const int logits_rows = params->logits == CLTTT_LOGITS_LAST ? 1 : batch;
   const int heads = config->num_attention_heads;
   const uint64_t rows = (uint64_t)batch, F = sizeof(float);
-  const int half_cache = params->kv_type == CLTTT_KV_F16;
   const buffer_plan plans[BUFFER_COUNT] = {
       {offsetof(session_part, tokens), rows * sizeof(int32_t), "token ids", FIRST_PART},
       {offsetof(session_part, x), rows * d * F, "residual stream (n x d)", EVERY_PART},
@@ -133,21 +132,17 @@ static void plan_buffers(const clttt_config *config, const clttt_session_params 
        attention_score_floats(heads, params->context, batch) * F, "attention scores (heads x block x context)",
        EVERY_PART},
       {offsetof(session_part, attention_work.counter), sizeof(int32_t), "non-finite counter", EVERY_PART},
-      /* Allocated whatever the device's GEMM_PACKED, as the scores are. */
+      /* Allocated whatever the device's long-batch attention path, as the
+       * scores are: the tiles, our GEMM and CLBlast on a half cache use them. */
       {offsetof(session_part, attention_work.packed_keys),
-       attention_panel_floats(params->context, config->head_dim) * F, "attention K panels (one kv head)",
+       attention_panel_floats(params->context, config->head_dim) * F, "attention K of one kv head (packed)",
        EVERY_PART},
       {offsetof(session_part, attention_work.packed_values),
-       attention_panel_floats(params->context, config->head_dim) * F, "attention V^T panels (one kv head)",
+       attention_panel_floats(params->context, config->head_dim) * F, "attention V of one kv head (packed)",
        EVERY_PART},
       {offsetof(session_part, attention_work.decode_partials),
        ATTENTION_DECODE_FLOATS(heads, config->head_dim) * F,
        "decode attention ranges (heads x 64 x (head_dim + 2 + 16))", EVERY_PART},
-      /* Only with a half cache (0 bytes: not allocated). */
-      {offsetof(session_part, attention_work.k_float), half_cache ? (uint64_t)params->context * kv_dim * F : 0,
-       "K widened to float (context x kv_dim)", EVERY_PART},
-      {offsetof(session_part, attention_work.v_float), half_cache ? (uint64_t)params->context * kv_dim * F : 0,
-       "V widened to float (context x kv_dim)", EVERY_PART},
   };
   memcpy(plan, plans, sizeof plans);
   *batch_out = batch;

@@ -201,16 +201,17 @@ START_TEST(test_attention_paths_match_plain_c) {
     reference_attention(&p, q, k_rounded, v_rounded, expected_half);
     cl_mem k_half_cache = upload_halves(device, k_half, cache_floats);
     cl_mem v_half_cache = upload_halves(device, v_half, cache_floats);
-    /* 0-3: GEMM path per softmax group; 4: flash; 5-6: packed GEMM, float
-     * and half cache; 7-10: register tiles, float and half cache, with 6 x
-     * 64 and 5 x 16 tiles (rows that do not divide n, blocks the diagonal
-     * crosses at every offset). */
-    for (int variant = 0; variant < 11; variant++) {
-      const int flash = variant == 4, packed = variant >= 5 && variant <= 6, tiles = variant >= 7;
-      const int half = variant == 6 || variant == 8 || variant == 10;
+    /* 0-3: GEMM path (CLBlast) per softmax group; 4: flash; 5-6: packed
+     * GEMM, float and half cache; 7-10: register tiles, float and half
+     * cache, with 6 x 64 and 5 x 16 tiles (rows that do not divide n, blocks
+     * the diagonal crosses at every offset); 11: CLBlast on a half cache,
+     * each kv head widened into the workspace. */
+    for (int variant = 0; variant < 12; variant++) {
+      const int flash = variant == 4, packed = variant >= 5 && variant <= 6, tiles = variant >= 7 && variant <= 10;
+      const int half = variant == 6 || variant == 8 || variant == 10 || variant == 11;
       tuning_params params = original;
       if (!flash && !packed && !tiles)
-        params.softmax_work_group_size = softmax_groups[variant];
+        params.softmax_work_group_size = softmax_groups[variant % 4];
       params.attention_tile_rows = variant >= 9 ? 5 : 6;
       params.attention_tile_keys = variant >= 9 ? 16 : 64;
       kernel_set kernels;
@@ -224,8 +225,8 @@ START_TEST(test_attention_paths_match_plain_c) {
                flash    ? "flash"
                : packed ? (half ? "packed GEMM, half cache" : "packed GEMM")
                : tiles  ? (half ? "tiles, half cache, rows" : "tiles, rows")
-                        : "GEMM, SOFTMAX_WGS",
-               tiles ? params.attention_tile_rows : flash || packed ? 0 : softmax_groups[variant]);
+                        : (half ? "GEMM, half cache, SOFTMAX_WGS" : "GEMM, SOFTMAX_WGS"),
+               tiles ? params.attention_tile_rows : flash || packed ? 0 : softmax_groups[variant % 4]);
       for (size_t i = 0; i < out_floats; i++)
         out[i] = NAN;
       p.out = upload(device, out, out_floats);
@@ -237,7 +238,9 @@ START_TEST(test_attention_paths_match_plain_c) {
       int status = flash    ? op_attention(&kernels, &p)
                    : packed ? attention_packed(&kernels, &problem, &workspace)
                    : tiles  ? attention_tiles(&kernels, &problem, &workspace)
-                            : attention_gemm(&kernels, &p, scores, shapes[s].block_rows);
+                   : half   ? attention_gemm(&kernels, &problem, scores, shapes[s].block_rows, workspace.packed_keys,
+                                             workspace.packed_values)
+                            : attention_gemm(&kernels, &p, scores, shapes[s].block_rows, NULL, NULL);
       ck_assert_msg(status == CLTTT_SUCCESS, "%s: %s", label, clttt_last_error());
       ck_assert_int_eq(runtime_download(device, p.out, 0, out_floats * sizeof(float), out, "out"), CLTTT_SUCCESS);
       double worst = 0.0;
