@@ -167,13 +167,3 @@ void count_nonfinite_half(__global const ushort *x, const ulong offset, const in
   if (found)
     atomic_add(counter, found);
 }
-
-// out[i] = in[offset + i] for i < count, widening half to float: the GEMM
-// attention path multiplies float K and V, so a half cache is widened into
-// a float copy first.
-__kernel __attribute__((work_group_size_hint(ELEMENTWISE_WGS, 1, 1)))
-void half_to_float(__global float *out, __global const half *in, const ulong offset, const int count) {
-  const int i = get_global_id(0);
-  if (i < count)
-    out[i] = vload_half(offset + i, in);
-}

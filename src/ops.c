@@ -24,7 +24,6 @@ static const struct {
     [KERNEL_COPY_FLOATS] = {"elementwise.cl", "copy_floats", 3},
     [KERNEL_COUNT_NONFINITE] = {"elementwise.cl", "count_nonfinite", 4},
     [KERNEL_COUNT_NONFINITE_HALF] = {"elementwise.cl", "count_nonfinite_half", 4},
-    [KERNEL_HALF_TO_FLOAT] = {"elementwise.cl", "half_to_float", 4},
     [KERNEL_ADD_BIAS_ROWS] = {"elementwise.cl", "add_bias_rows", 5},
     [KERNEL_SWIGLU] = {"elementwise.cl", "swiglu", 4},
     [KERNEL_QK_NORM_ROPE] = {"rope.cl", "qk_norm_rope", 15},
@@ -247,15 +246,6 @@ clttt_status op_count_nonfinite_half(const kernel_set *kernels, cl_mem x, size_t
                                      int *count) {
   return count_nonfinite(kernels, KERNEL_COUNT_NONFINITE_HALF, "count_nonfinite_half", x, offset, n, counter,
                          count);
-}
-
-clttt_status op_half_to_float(const kernel_set *kernels, cl_mem out, cl_mem in, size_t offset, size_t count) {
-  if (count > 0x7fffffff)
-    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "half_to_float of %zu values: at most 2^31 - 1", count);
-  cl_ulong first = (cl_ulong)offset;
-  int n = (int)count;
-  CLTTT_TRY(set_arguments(kernels, KERNEL_HALF_TO_FLOAT, 4, ARG(out), ARG(in), ARG(first), ARG(n)));
-  return launch(kernels, KERNEL_HALF_TO_FLOAT, elementwise_rows(&kernels->params, count, 1));
 }
 
 clttt_status op_add_bias_rows(const kernel_set *kernels, cl_mem y, cl_mem bias, int rows, int width, int ld) {

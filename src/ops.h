@@ -25,7 +25,6 @@ typedef enum {
   KERNEL_COPY_FLOATS,
   KERNEL_COUNT_NONFINITE,
   KERNEL_COUNT_NONFINITE_HALF,
-  KERNEL_HALF_TO_FLOAT,
   KERNEL_ADD_BIAS_ROWS,
   KERNEL_SWIGLU,
   KERNEL_QK_NORM_ROPE,
@@ -91,8 +90,6 @@ clttt_status op_count_nonfinite_half(const kernel_set *kernels, cl_mem x, size_t
 /* Values each work-item of the two counts checks (the kernels get it as
  * NONFINITE_SPAN). */
 #define NONFINITE_SPAN 256
-/* out[0..count) = in[offset .. offset + count) widened from half to float. */
-clttt_status op_half_to_float(const kernel_set *kernels, cl_mem out, cl_mem in, size_t offset, size_t count);
 /* y (rows x width, stride ld) += bias (width) on every row; nothing when bias is NULL. */
 clttt_status op_add_bias_rows(const kernel_set *kernels, cl_mem y, cl_mem bias, int rows, int width, int ld);
 /* h (rows x f) = silu(gate) * up, gate_up rows being [gate | up] (2f). */
