@@ -6,11 +6,12 @@
 // (scaled by 1/sqrt(head_dim)), so one j of the dot products is TILE_KEYS/16
 // vector loads, a broadcast per query and a vector FMA per (query, 16 keys).
 // The probabilities then meet V, packed as contiguous float rows of the
-// head, 64 dimensions per pass, while the running max, sum and output stay
-// per query (online softmax). Scores never leave the work-item: the GEMM path's score matrix
-// (heads x rows x context floats, written, softmaxed and read again) and its
-// softmax pass are gone, and so is the causal upper triangle of each block,
-// which the work-item never computes past its last query.
+// head, 64 dimensions per pass (fewer for head sizes not a multiple of 64),
+// while the running max, sum and output stay per query (online softmax).
+// Scores never leave the work-item: the GEMM path's score matrix (heads x
+// rows x context floats, written, softmaxed and read again) and its softmax
+// pass are gone, and so is the causal upper triangle of each block, which
+// the work-item never computes past its last query.
 //
 // HEAD_DIM and KV_HALF come with cl/attention.cl's options. The host uses
 // these kernels only when HEAD_DIM is a multiple of 16; other head sizes

@@ -155,9 +155,8 @@ clttt_status op_attention_pack_head_rows(const kernel_set *kernels, cl_mem packe
                                          const attention_problem *problem, int kv_head, int keys);
 /* The batch's attention for the query heads of kv head `kv_head`, its keys
  * packed by op_attention_tiles_pack_keys, its values by
- * op_attention_pack_head_rows. The batch's V rows must be
- * finite (a masked key is multiplied by zero). head_dim must be a multiple
- * of 16. */
+ * op_attention_pack_head_rows. The batch's V rows must be finite (a masked
+ * key is multiplied by zero). head_dim must be a multiple of 16. */
 clttt_status op_attention_tiles(const kernel_set *kernels, const attention_problem *problem, cl_mem packed_keys,
                                 cl_mem packed_values, int kv_head);
 
