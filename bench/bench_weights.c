@@ -308,8 +308,10 @@ int main(int argc, char **argv) {
     const type_result *r = &results[t];
     double decode = work.decode / r->decode_seconds, roofline = bandwidth / r->read_per_token;
     double prefill = work.prefill > 0 ? work.prefill / r->prefill_seconds : 0;
-    double ratio = f32 ? decode / (work.decode / f32->decode_seconds) : 0;
-    printf("%-5s %8.2f %10.1f %10.2f %8.2fx %10.2f %9.0f%% %12.1f %12.1f\n", clttt_weight_type_name(r->type),
+    char ratio[16] = "-"; /* against f32, when it ran */
+    if (f32)
+      snprintf(ratio, sizeof ratio, "%.2fx", decode / (work.decode / f32->decode_seconds));
+    printf("%-5s %8.2f %10.1f %10.2f %9s %10.2f %9.0f%% %12.1f %12.1f\n", clttt_weight_type_name(r->type),
            r->load_seconds, prefill, decode, ratio, roofline, 100.0 * decode / roofline,
            (double)r->weight_bytes / 1048576.0, (double)r->session_bytes / 1048576.0);
     if (r->weight_bytes != r->estimated_weight_bytes || r->session_bytes != r->estimated_session_bytes)
