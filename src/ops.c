@@ -334,8 +334,9 @@ clttt_status op_attention_tiles_pack_keys(const kernel_set *kernels, cl_mem pack
   const int column0 = kv_head * p->head_dim;
   CLTTT_TRY(set_arguments(kernels, KERNEL_ATTENTION_TILES_PACK_KEYS, 6, ARG(packed), ARG(p->k_cache), ARG(p->kv_dim),
                           ARG(column0), ARG(keys), ARG(scale)));
+  /* A work-item per (16 dimensions, key block). */
   const size_t block = (size_t)kernels->params.attention_tile_keys;
-  const size_t global[2] = {(size_t)p->head_dim, ((size_t)keys + block - 1) / block};
+  const size_t global[2] = {((size_t)p->head_dim + 15) / 16, ((size_t)keys + block - 1) / block};
   return runtime_launch(kernels->device, kernels->kernel[KERNEL_ATTENTION_TILES_PACK_KEYS], "attention keys (packing)",
                         2, global, NULL);
 }
@@ -345,7 +346,7 @@ clttt_status op_attention_pack_head_rows(const kernel_set *kernels, cl_mem packe
   const int column0 = kv_head * p->head_dim;
   CLTTT_TRY(set_arguments(kernels, KERNEL_ATTENTION_PACK_HEAD_ROWS, 5, ARG(packed), ARG(cache), ARG(p->kv_dim),
                           ARG(column0), ARG(keys)));
-  const size_t global[2] = {(size_t)p->head_dim, (size_t)keys};
+  const size_t global[2] = {(size_t)keys, 1}; /* a work-item per row */
   return runtime_launch(kernels->device, kernels->kernel[KERNEL_ATTENTION_PACK_HEAD_ROWS],
                         cache == p->k_cache ? "attention keys (packing)" : "attention values (packing)", 2, global,
                         NULL);

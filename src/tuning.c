@@ -133,10 +133,16 @@ void tuning_defaults(const clttt_device_info *info, tuning_params *params) {
      * machine: the GEMM path ran 1.3-5.6x faster than the flash kernel for
      * 16-512 queries over 1024+ cached keys (44-47 GFLOP/s against 8-9 from
      * 128 queries on), and lost by at most 1.5x from position 0 with 64-256
-     * queries, where CLBlast's small-product kernel is slow: 64 keeps decode
-     * and short pieces on the flash kernel. One work-item per score row
-     * streamed the softmax at 24 GB/s against 17-20 for 4-16. */
-    params->attention_gemm_min_queries = 64;
+     * queries, where CLBlast's small-product kernel is slow, so the
+     * threshold was 64 then. One work-item per score row streamed the
+     * softmax at 24 GB/s against 17-20 for 4-16. With the register tiles as
+     * the long-batch path (ATTENTION_TILES, below) it is 4: feeding a
+     * 512-token text in pieces of 4 / 16 queries took 9.5 / 4.5 s through
+     * the tiles against 12.1 / 7.2 s through the flash kernel, 1536 tokens
+     * in pieces of 8 / 32 19.3 / 9.5 s against 37.3 / 28.4 s; pieces of 2
+     * lost (30.3 s against 21.3: three launches per kv head for two
+     * queries). 8-layer d 1024 Qwen3, f16 KV, 2-core Xeon. */
+    params->attention_gemm_min_queries = 4;
     /* Decode attention (16 heads, 8 KV heads of 128, f16 cache; the kernel
      * alone with the caches evicted between runs, as a decode step leaves
      * them): a work-item per (range, head) reads each head's 256-byte slices
