@@ -37,9 +37,15 @@
 #ifndef ATTENTION_TILE_KEYS
 #define ATTENTION_TILE_KEYS 64
 #endif
+#ifndef ATTENTION_TILE_SHARE
+#define ATTENTION_TILE_SHARE 2
+#endif
 #if ATTENTION_TILE_KEYS % 16 != 0
 #error "ATTENTION_TILE_KEYS must be a multiple of 16"
 #endif
+// A work-item's queries: ATTENTION_TILE_SHARE register tiles sharing each
+// key block.
+#define ATTENTION_TILE_QUERIES (ATTENTION_TILE_ROWS * ATTENTION_TILE_SHARE)
 #define KEY_VECTORS (ATTENTION_TILE_KEYS / 16)
 
 // K of one kv head, scaled, into key-block panels: element (key, j) at
@@ -127,120 +133,139 @@ float block_sum(const float16 *p) {
 }
 
 //   out: n x (heads * HEAD_DIM); q: n rows of stride q_ld (query heads
-//   first); packed_keys, packed_values: kv head `kv_head`'s K and V as above. Query i sits at position0 + i and sees keys 0 .. position0 + i.
-//   The launch covers ceil(n / TILE_ROWS) x group work-items, group query
-//   heads per kv head. The batch's V rows must be finite: a masked key of the
-//   last block is multiplied by a zero probability, not skipped (the host
-//   checks, as for the GEMM path).
+//   first); packed_keys, packed_values: kv head `kv_head`'s K and V as
+//   above. Query i sits at position0 + i and sees keys 0 .. position0 + i.
+//   A work-item takes ATTENTION_TILE_SHARE register tiles of
+//   ATTENTION_TILE_ROWS queries of one head, which take each key block in
+//   turn while it is in L1/L2: at long contexts a kv head's K and V (4 MiB
+//   at 4096 keys) come from L3, and every tile sharing a block divides that
+//   traffic. The launch covers ceil(n / TILE_QUERIES) x group work-items,
+//   group query heads per kv head. The batch's V rows must be finite: a
+//   masked key of a block is multiplied by a zero probability, not skipped
+//   (the host checks, as for the GEMM path).
 __kernel __attribute__((reqd_work_group_size(1, 1, 1)))
 void attention_tiles(__global float *out, __global const float *q, const int q_ld,
                      __global const float *packed_keys, __global const float *packed_values, const int kv_head,
                      const int n, const int position0, const int heads, const int group) {
-  const int first = get_global_id(0) * ATTENTION_TILE_ROWS;
+  const int first = get_global_id(0) * ATTENTION_TILE_QUERIES;
   const int head = kv_head * group + (int)get_global_id(1);
   if (first >= n)
     return;
-  const int valid = min(ATTENTION_TILE_ROWS, n - first);
-  const int key_end = position0 + first + valid;  // the last query sees keys 0 .. key_end - 1
-  const int first_position = position0 + first;
+  const int queries = min(ATTENTION_TILE_QUERIES, n - first);
+  const int key_end = position0 + first + queries;  // the last query sees keys 0 .. key_end - 1
 
-  // Rows past `valid` repeat the last one, so the tile has no row
-  // conditions; they are never stored.
-  __global const float *q_rows[ATTENTION_TILE_ROWS];
-  float running_max[ATTENTION_TILE_ROWS], running_sum[ATTENTION_TILE_ROWS], correction[ATTENTION_TILE_ROWS];
-  float o[ATTENTION_TILE_ROWS * HEAD_DIM];
+  float running_max[ATTENTION_TILE_QUERIES], running_sum[ATTENTION_TILE_QUERIES];
+  float correction[ATTENTION_TILE_ROWS];
+  float o[ATTENTION_TILE_QUERIES * HEAD_DIM];
   float p[ATTENTION_TILE_ROWS * ATTENTION_TILE_KEYS];
-#pragma unroll
-  for (int r = 0; r < ATTENTION_TILE_ROWS; r++) {
-    q_rows[r] = q + (size_t)(first + min(r, valid - 1)) * q_ld + head * HEAD_DIM;
+  for (int r = 0; r < ATTENTION_TILE_QUERIES; r++) {
     running_max[r] = -INFINITY;
     running_sum[r] = 0.0f;
   }
-  for (int c = 0; c < ATTENTION_TILE_ROWS * HEAD_DIM; c++)
+  for (int c = 0; c < ATTENTION_TILE_QUERIES * HEAD_DIM; c++)
     o[c] = 0.0f;
 
   for (int key0 = 0; key0 < key_end; key0 += ATTENTION_TILE_KEYS) {
-    // s (TILE_ROWS x TILE_KEYS) = q_rows (TILE_ROWS x HEAD_DIM) (scale K_block)^T
     __global const float *panel = packed_keys + (size_t)(key0 / ATTENTION_TILE_KEYS) * HEAD_DIM * ATTENTION_TILE_KEYS;
-    float16 s[ATTENTION_TILE_ROWS * KEY_VECTORS];
+    __global const float *v_block = packed_values + (size_t)key0 * HEAD_DIM;
+    for (int tile = 0; tile * ATTENTION_TILE_ROWS < queries; tile++) {
+      const int tile_first = first + tile * ATTENTION_TILE_ROWS;  // its first query in the batch
+      const int valid = min(ATTENTION_TILE_ROWS, queries - tile * ATTENTION_TILE_ROWS);
+      const int first_position = position0 + tile_first;
+      const int tile_key_end = first_position + valid;
+      if (key0 >= tile_key_end)
+        continue;  // the block lies past every query of this tile
+      float *tile_max = running_max + tile * ATTENTION_TILE_ROWS;
+      float *tile_sum = running_sum + tile * ATTENTION_TILE_ROWS;
+      float *tile_o = o + tile * ATTENTION_TILE_ROWS * HEAD_DIM;
+      // Rows past `valid` repeat the last one, so the tile has no row
+      // conditions; they are never stored.
+      __global const float *q_rows[ATTENTION_TILE_ROWS];
 #pragma unroll
-    for (int i = 0; i < ATTENTION_TILE_ROWS * KEY_VECTORS; i++)
-      s[i] = (float16)(0.0f);
-    for (int j = 0; j < HEAD_DIM; j++) {
-      float16 k[KEY_VECTORS];
+      for (int r = 0; r < ATTENTION_TILE_ROWS; r++)
+        q_rows[r] = q + (size_t)(tile_first + min(r, valid - 1)) * q_ld + head * HEAD_DIM;
+
+      // s (TILE_ROWS x TILE_KEYS) = q_rows (TILE_ROWS x HEAD_DIM) (scale K_block)^T
+      float16 s[ATTENTION_TILE_ROWS * KEY_VECTORS];
 #pragma unroll
-      for (int v = 0; v < KEY_VECTORS; v++)
-        k[v] = vload16(0, panel + j * ATTENTION_TILE_KEYS + v * 16);
-#pragma unroll
-      for (int r = 0; r < ATTENTION_TILE_ROWS; r++) {
-        const float16 x = (float16)(q_rows[r][j]);
+      for (int i = 0; i < ATTENTION_TILE_ROWS * KEY_VECTORS; i++)
+        s[i] = (float16)(0.0f);
+      for (int j = 0; j < HEAD_DIM; j++) {
+        float16 k[KEY_VECTORS];
 #pragma unroll
         for (int v = 0; v < KEY_VECTORS; v++)
-          s[r * KEY_VECTORS + v] = fma(x, k[v], s[r * KEY_VECTORS + v]);
-      }
-    }
-    // The causal mask, only where a key of the block is past some row's
-    // position (the diagonal block, which also holds the padding keys).
-    if (key0 + ATTENTION_TILE_KEYS > first_position + 1) {
-      const int16 lanes = (int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-#pragma unroll
-      for (int r = 0; r < ATTENTION_TILE_ROWS; r++)
-#pragma unroll
-        for (int v = 0; v < KEY_VECTORS; v++) {
-          const int16 key = (int16)(key0 + v * 16) + lanes;
-          s[r * KEY_VECTORS + v] = select(s[r * KEY_VECTORS + v], (float16)(-INFINITY),
-                                          key > (int16)(first_position + r));
-        }
-    }
-    // Online softmax: every row sees key 0 in the first block, so its
-    // running max is finite from there on, and a row whose keys all lie
-    // past it in this block only rescales by exp(0).
-#pragma unroll
-    for (int r = 0; r < ATTENTION_TILE_ROWS; r++) {
-      const float new_max = fmax(running_max[r], block_max(&s[r * KEY_VECTORS]));
-      correction[r] = exp(running_max[r] - new_max);
-      float16 e[KEY_VECTORS];
-#pragma unroll
-      for (int v = 0; v < KEY_VECTORS; v++) {
-        e[v] = exp(s[r * KEY_VECTORS + v] - (float16)(new_max));
-        vstore16(e[v], v, p + r * ATTENTION_TILE_KEYS);
-      }
-      running_sum[r] = running_sum[r] * correction[r] + block_sum(e);
-      running_max[r] = new_max;
-    }
-    // o (TILE_ROWS x HEAD_DIM) = correction o + p (TILE_ROWS x keys) V_block (keys x HEAD_DIM),
-    // 16 x VALUE_VECTORS dimensions per pass; V rows past key_end are never read.
-    const int keys = min(ATTENTION_TILE_KEYS, key_end - key0);
-    __global const float *v_block = packed_values + (size_t)key0 * HEAD_DIM;
-    for (int c = 0; c < HEAD_DIM / 16; c += VALUE_VECTORS) {
-      float16 acc[ATTENTION_TILE_ROWS * VALUE_VECTORS];
-#pragma unroll
-      for (int r = 0; r < ATTENTION_TILE_ROWS; r++)
-#pragma unroll
-        for (int v = 0; v < VALUE_VECTORS; v++)
-          acc[r * VALUE_VECTORS + v] = vload16(c + v, o + r * HEAD_DIM) * (float16)(correction[r]);
-      for (int j = 0; j < keys; j++) {
-        float16 value[VALUE_VECTORS];
-#pragma unroll
-        for (int v = 0; v < VALUE_VECTORS; v++)
-          value[v] = vload16(c + v, v_block + (size_t)j * HEAD_DIM);
+          k[v] = vload16(0, panel + j * ATTENTION_TILE_KEYS + v * 16);
 #pragma unroll
         for (int r = 0; r < ATTENTION_TILE_ROWS; r++) {
-          const float16 weight = (float16)(p[r * ATTENTION_TILE_KEYS + j]);
+          const float16 x = (float16)(q_rows[r][j]);
 #pragma unroll
-          for (int v = 0; v < VALUE_VECTORS; v++)
-            acc[r * VALUE_VECTORS + v] = fma(weight, value[v], acc[r * VALUE_VECTORS + v]);
+          for (int v = 0; v < KEY_VECTORS; v++)
+            s[r * KEY_VECTORS + v] = fma(x, k[v], s[r * KEY_VECTORS + v]);
         }
       }
+      // The causal mask, only where a key of the block is past some row's
+      // position (the diagonal block, which also holds the padding keys).
+      if (key0 + ATTENTION_TILE_KEYS > first_position + 1) {
+        const int16 lanes = (int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
 #pragma unroll
-      for (int r = 0; r < ATTENTION_TILE_ROWS; r++)
+        for (int r = 0; r < ATTENTION_TILE_ROWS; r++)
 #pragma unroll
-        for (int v = 0; v < VALUE_VECTORS; v++)
-          vstore16(acc[r * VALUE_VECTORS + v], c + v, o + r * HEAD_DIM);
+          for (int v = 0; v < KEY_VECTORS; v++) {
+            const int16 key = (int16)(key0 + v * 16) + lanes;
+            s[r * KEY_VECTORS + v] = select(s[r * KEY_VECTORS + v], (float16)(-INFINITY),
+                                            key > (int16)(first_position + r));
+          }
+      }
+      // Online softmax: every row sees key 0 in the first block, so its
+      // running max is finite from there on, and a row whose keys all lie
+      // past it in this block only rescales by exp(0).
+#pragma unroll
+      for (int r = 0; r < ATTENTION_TILE_ROWS; r++) {
+        const float new_max = fmax(tile_max[r], block_max(&s[r * KEY_VECTORS]));
+        correction[r] = exp(tile_max[r] - new_max);
+        float16 e[KEY_VECTORS];
+#pragma unroll
+        for (int v = 0; v < KEY_VECTORS; v++) {
+          e[v] = exp(s[r * KEY_VECTORS + v] - (float16)(new_max));
+          vstore16(e[v], v, p + r * ATTENTION_TILE_KEYS);
+        }
+        tile_sum[r] = tile_sum[r] * correction[r] + block_sum(e);
+        tile_max[r] = new_max;
+      }
+      // o (TILE_ROWS x HEAD_DIM) = correction o + p (TILE_ROWS x keys) V_block (keys x HEAD_DIM),
+      // 16 x VALUE_VECTORS dimensions per pass; V rows past the tile's last
+      // key are never read.
+      const int keys = min(ATTENTION_TILE_KEYS, tile_key_end - key0);
+      for (int c = 0; c < HEAD_DIM / 16; c += VALUE_VECTORS) {
+        float16 acc[ATTENTION_TILE_ROWS * VALUE_VECTORS];
+#pragma unroll
+        for (int r = 0; r < ATTENTION_TILE_ROWS; r++)
+#pragma unroll
+          for (int v = 0; v < VALUE_VECTORS; v++)
+            acc[r * VALUE_VECTORS + v] = vload16(c + v, tile_o + r * HEAD_DIM) * (float16)(correction[r]);
+        for (int j = 0; j < keys; j++) {
+          float16 value[VALUE_VECTORS];
+#pragma unroll
+          for (int v = 0; v < VALUE_VECTORS; v++)
+            value[v] = vload16(c + v, v_block + (size_t)j * HEAD_DIM);
+#pragma unroll
+          for (int r = 0; r < ATTENTION_TILE_ROWS; r++) {
+            const float16 weight = (float16)(p[r * ATTENTION_TILE_KEYS + j]);
+#pragma unroll
+            for (int v = 0; v < VALUE_VECTORS; v++)
+              acc[r * VALUE_VECTORS + v] = fma(weight, value[v], acc[r * VALUE_VECTORS + v]);
+          }
+        }
+#pragma unroll
+        for (int r = 0; r < ATTENTION_TILE_ROWS; r++)
+#pragma unroll
+          for (int v = 0; v < VALUE_VECTORS; v++)
+            vstore16(acc[r * VALUE_VECTORS + v], c + v, tile_o + r * HEAD_DIM);
+      }
     }
   }
   const size_t out_ld = (size_t)heads * HEAD_DIM;
-  for (int r = 0; r < valid; r++) {
+  for (int r = 0; r < queries; r++) {
     const float inverse_sum = 1.0f / running_sum[r];
     __global float *row = out + (size_t)(first + r) * out_ld + head * HEAD_DIM;
     for (int c = 0; c < HEAD_DIM / 16; c++)

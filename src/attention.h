@@ -54,8 +54,9 @@ clttt_status attention_packed(const kernel_set *kernels, const attention_problem
 
 /* The same attention in one pass (cl/attention_tiles.cl, ATTENTION_TILES):
  * per kv head its K (scaled) and V packed into the workspace's panels, then a
- * work-item per ATTENTION_TILE_ROWS queries of a head with the scores in
- * registers; no score matrix. head_dim must be a multiple of 16. */
+ * work-item per ATTENTION_TILE_SHARE register tiles of ATTENTION_TILE_ROWS
+ * queries of a head, sharing each key block, with the scores in registers;
+ * no score matrix. head_dim must be a multiple of 16. */
 clttt_status attention_tiles(const kernel_set *kernels, const attention_problem *problem,
                              const attention_workspace *workspace);
 

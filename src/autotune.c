@@ -32,7 +32,7 @@
 #define RMS_NORM_EPS 1e-6f
 
 static const char *const family_names[AUTOTUNE_FAMILY_COUNT] = {
-    "rmsnorm", "attention", "attention_tiles", "attention_choice", "rope",   "elementwise",   "conv",       "gemv",         "gemm",
+    "rmsnorm", "attention", "attention_tiles", "attention_share", "attention_choice", "rope",   "elementwise",   "conv",       "gemv",         "gemm",
     "gemm_blocks", "gemm_gpu", "gemm_choice", "gemm_decode", "update", "update_blocks", "update_gpu",
     "update_choice"};
 
@@ -58,7 +58,8 @@ clttt_status autotune_parse_families(const char *list, unsigned *families) {
       }
     if (!known)
       return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT,
-                        "unknown kernel family '%.*s' (known: rmsnorm, attention, attention_tiles, attention_choice, rope, "
+                        "unknown kernel family '%.*s' (known: rmsnorm, attention, attention_tiles, attention_share, "
+                        "attention_choice, rope, "
                         "elementwise, conv, gemv, gemm, gemm_blocks, gemm_gpu, gemm_choice, gemm_decode, update, "
                         "update_blocks, update_gpu, update_choice, all)",
                         (int)length, at);
@@ -670,6 +671,16 @@ static const family_spec families[AUTOTUNE_FAMILY_COUNT] = {
      {"ATTENTION_TILE_ROWS", "ATTENTION_TILE_KEYS"},
      {{4, 6, 8, 12}, {16, 32, 64, 128}},
      {{4, 6, 8}, {32, 64}},
+     prefill_attention_prepare,
+     prefill_attention_run,
+     sampled_rows_check,
+     -1,
+     -1,
+     0},
+    {AUTOTUNE_ATTENTION_SHARE,
+     {"ATTENTION_TILE_SHARE", NULL},
+     {{1, 2, 4, 8}},
+     {{1, 2, 4}},
      prefill_attention_prepare,
      prefill_attention_run,
      sampled_rows_check,

@@ -363,7 +363,7 @@ clttt_status op_attention_tiles(const kernel_set *kernels, const attention_probl
                           ARG(packed_keys), ARG(packed_values), ARG(kv_head), ARG(p->n), ARG(p->position0),
                           ARG(p->heads), ARG(group)));
   /* Single work-item groups: PoCL runs each as straight vector code. */
-  const size_t rows = (size_t)kernels->params.attention_tile_rows;
+  const size_t rows = (size_t)kernels->params.attention_tile_rows * (size_t)kernels->params.attention_tile_share;
   const size_t global[2] = {((size_t)p->n + rows - 1) / rows, (size_t)group}, single[2] = {1, 1};
   profile_expect_flops(kernels->device, 4.0 * (double)group * (double)p->head_dim * (double)p->n *
                                             ((double)p->position0 + 0.5 * (double)(p->n + 1)));

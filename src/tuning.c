@@ -30,6 +30,7 @@ const tuning_parameter tuning_parameters[] = {
     {"ATTENTION_TILES", offsetof(tuning_params, attention_tiles), 0, 1, 0, 0},
     {"ATTENTION_TILE_ROWS", offsetof(tuning_params, attention_tile_rows), 1, 16, 0, 0},
     {"ATTENTION_TILE_KEYS", offsetof(tuning_params, attention_tile_keys), 16, 256, 0, 0},
+    {"ATTENTION_TILE_SHARE", offsetof(tuning_params, attention_tile_share), 1, 16, 0, 0},
     {"SOFTMAX_WGS", offsetof(tuning_params, softmax_work_group_size), 1, 0, 1, 1},
     {"ROPE_WGS", offsetof(tuning_params, rope_work_group_size), 1, 0, 0, 1},
     {"ELEMENTWISE_WGS", offsetof(tuning_params, elementwise_work_group_size), 1, 0, 0, 1},
@@ -108,6 +109,7 @@ void tuning_defaults(const clttt_device_info *info, tuning_params *params) {
       .attention_gemm_min_queries = 32,
       .attention_tile_rows = 6,
       .attention_tile_keys = 64,
+      .attention_tile_share = 2,
       .softmax_work_group_size = 64,
       .rope_work_group_size = 64,
       .elementwise_work_group_size = 64,
@@ -154,8 +156,12 @@ void tuning_defaults(const clttt_device_info *info, tuning_params *params) {
     /* Prefill attention in one pass of register tiles (6 queries x 64 keys:
      * 24 of AVX-512's 32 registers) instead of two GEMMs per head with the
      * score matrix between them: see cl/attention_tiles.cl; measured in
-     * bench/RESULTS.md section 12. */
+     * bench/RESULTS.md section 12. Four tiles per work-item share each key
+     * block while it is in cache: a 4096-token prefill's attention (pieces
+     * of 512, K and V of a kv head 4 MiB, from L3) took 3.7-4.4 s against
+     * 4.1-4.9 s with two and 4.8-5.4 s with one, alternated. */
     params->attention_tiles = 1;
+    params->attention_tile_share = 4;
     params->softmax_work_group_size = 1;
     params->rope_work_group_size = 64;
     params->elementwise_work_group_size = 64;

@@ -55,8 +55,10 @@ typedef struct {
                                     * head (0: GPUs) */
   int attention_tiles;             /* ATTENTION_TILES: that path's batches through the register-tile kernel
                                     * (cl/attention_tiles.cl, 1: CPUs) instead of GEMMs and a softmax (0) */
-  int attention_tile_rows;         /* ATTENTION_TILE_ROWS: its queries per work-item */
+  int attention_tile_rows;         /* ATTENTION_TILE_ROWS: its register tile's queries */
   int attention_tile_keys;         /* ATTENTION_TILE_KEYS: its keys per block (a multiple of 16) */
+  int attention_tile_share;        /* ATTENTION_TILE_SHARE: its register tiles per work-item, sharing each
+                                    * key block */
   int softmax_work_group_size;     /* SOFTMAX_WGS: work-items per score row of that path (power of two) */
   int rope_work_group_size;        /* ROPE_WGS: most work-items per token (a work-group each) */
   int elementwise_work_group_size; /* ELEMENTWISE_WGS: swiglu, residual add, bias, gather, conv */

@@ -203,8 +203,10 @@ START_TEST(test_attention_paths_match_plain_c) {
     cl_mem v_half_cache = upload_halves(device, v_half, cache_floats);
     /* 0-3: GEMM path (CLBlast) per softmax group; 4: flash; 5-6: packed
      * GEMM, float and half cache; 7-10: register tiles, float and half
-     * cache, with 6 x 64 and 5 x 16 tiles (rows that do not divide n, blocks
-     * the diagonal crosses at every offset); 11: CLBlast on a half cache,
+     * cache, with 6 x 64 tiles two to a work-item and 5 x 16 tiles three to
+     * a work-item (rows that do not divide n, work-items whose last tiles
+     * are short or empty, blocks the diagonal crosses at every offset); 11:
+     * CLBlast on a half cache,
      * each kv head widened into the workspace. */
     for (int variant = 0; variant < 12; variant++) {
       const int flash = variant == 4, packed = variant >= 5 && variant <= 6, tiles = variant >= 7 && variant <= 10;
@@ -214,6 +216,7 @@ START_TEST(test_attention_paths_match_plain_c) {
         params.softmax_work_group_size = softmax_groups[variant % 4];
       params.attention_tile_rows = variant >= 9 ? 5 : 6;
       params.attention_tile_keys = variant >= 9 ? 16 : 64;
+      params.attention_tile_share = variant >= 9 ? 3 : 2;
       kernel_set kernels;
       ck_assert_msg(kernel_set_create(&kernels, device, &params, p.head_dim, half) == CLTTT_SUCCESS, "%s",
                     clttt_last_error());
