@@ -146,6 +146,21 @@ clttt_status attention_tiles(const kernel_set *kernels, const attention_problem 
   return CLTTT_SUCCESS;
 }
 
+clttt_status attention_long_batch(const kernel_set *kernels, const attention_problem *problem,
+                                  const attention_workspace *workspace) {
+  /* The register tiles where the device's parameters choose them
+   * (ATTENTION_TILES), else our GEMM where they choose it for weights too
+   * (GEMM_PACKED: measured faster than CLBlast there), else CLBlast; all on
+   * the cache as it is. */
+  if (kernels->params.attention_tiles && problem->head_dim % 16 == 0 && workspace->packed_keys &&
+      workspace->packed_values)
+    return attention_tiles(kernels, problem, workspace);
+  if (kernels->params.gemm_packed && kernels->has_packed && workspace->packed_keys)
+    return attention_packed(kernels, problem, workspace);
+  return attention_gemm(kernels, problem, workspace->scores, workspace->block_rows, workspace->packed_keys,
+                        workspace->packed_values);
+}
+
 clttt_status attention_forward(const kernel_set *kernels, const attention_problem *problem,
                                const attention_workspace *workspace) {
   /* The flash kernel walks all keys serially per query: fine for decode and
@@ -162,16 +177,10 @@ clttt_status attention_forward(const kernel_set *kernels, const attention_proble
   int threshold = kernels->params.attention_gemm_min_queries;
   if (threshold <= 0 || problem->n < threshold)
     return op_attention(kernels, problem);
-  /* The register tiles where the device's parameters choose them
-   * (ATTENTION_TILES), else our GEMM where they choose it for weights too
-   * (GEMM_PACKED: measured faster than CLBlast there), else CLBlast; all on
-   * the cache as it is. The batch's own value rows decide first: earlier
-   * ones are visible to every query of the batch, so a NaN there reaches
-   * them all on any of these paths, while a masked key past a query would
-   * carry a NaN back to it as 0 * NaN. */
-  const int tiles = kernels->params.attention_tiles && problem->head_dim % 16 == 0 && workspace->packed_keys &&
-                    workspace->packed_values;
-  const int packed = kernels->params.gemm_packed && kernels->has_packed && workspace->packed_keys;
+  /* The batch's own value rows decide first: earlier ones are visible to
+   * every query of the batch, so a NaN there reaches them all on any
+   * long-batch path, while a masked key past a query would carry a NaN back
+   * to it as 0 * NaN. */
   const size_t first = (size_t)problem->position0 * (size_t)problem->kv_dim;
   const size_t count = (size_t)problem->n * (size_t)problem->kv_dim;
   int nonfinite = 0;
@@ -180,10 +189,5 @@ clttt_status attention_forward(const kernel_set *kernels, const attention_proble
                 : op_count_nonfinite(kernels, problem->v_cache, first, count, workspace->counter, &nonfinite));
   if (nonfinite != 0)
     return op_attention(kernels, problem);
-  if (tiles)
-    return attention_tiles(kernels, problem, workspace);
-  if (packed)
-    return attention_packed(kernels, problem, workspace);
-  return attention_gemm(kernels, problem, workspace->scores, workspace->block_rows, workspace->packed_keys,
-                        workspace->packed_values);
+  return attention_long_batch(kernels, problem, workspace);
 }

@@ -60,6 +60,13 @@ clttt_status attention_packed(const kernel_set *kernels, const attention_problem
 clttt_status attention_tiles(const kernel_set *kernels, const attention_problem *problem,
                              const attention_workspace *workspace);
 
+/* A long batch (ATTENTION_GEMM_MIN_QUERIES or more queries) by the path the
+ * device's parameters choose: the register tiles (ATTENTION_TILES), our
+ * packed GEMM (GEMM_PACKED) or CLBlast. The batch's V rows must be finite;
+ * attention_forward checks. */
+clttt_status attention_long_batch(const kernel_set *kernels, const attention_problem *problem,
+                                  const attention_workspace *workspace);
+
 /* One query: the split decode kernels (op_attention_decode). Otherwise the
  * flash kernel for fewer than the device's ATTENTION_GEMM_MIN_QUERIES
  * queries (0: always), the GEMM path from there on, except when a value row

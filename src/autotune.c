@@ -298,10 +298,10 @@ static clttt_status attention_run(workload *work) {
   return op_attention(work->kernels, &problem);
 }
 
-/* attention_tiles, attention_choice: a prefill batch of the attention
- * shape through the path attention_forward gives long batches (register
- * tiles, or two GEMMs per head with the softmax between them), with the
- * workspace a session gives them: K and V panels, scores of every row. */
+/* attention_tiles, attention_share, attention_choice: a prefill batch of
+ * the attention shape through attention_long_batch (register tiles, or two
+ * GEMMs per head with the softmax between them), with the workspace a
+ * session gives it: K and V panels, scores of every row. */
 
 static clttt_status prefill_attention_prepare(workload *work) {
   CLTTT_TRY(attention_prepare(work));
@@ -324,14 +324,7 @@ static clttt_status prefill_attention_run(workload *work) {
                                          .block_rows = shape->attention_tokens,
                                          .packed_keys = work->buffers[5],
                                          .packed_values = work->buffers[6]};
-  const kernel_set *kernels = work->kernels;
-  if (kernels->params.attention_tiles && shape->head_dim % 16 == 0)
-    return attention_tiles(kernels, &problem, &workspace);
-  if (!kernels->params.gemm_packed)
-    return attention_gemm(kernels, &problem, workspace.scores, workspace.block_rows, NULL, NULL);
-  if (!kernels->has_packed)
-    CLTTT_TRY(kernel_set_add_packed((kernel_set *)kernels));
-  return attention_packed(kernels, &problem, &workspace);
+  return attention_long_batch(work->kernels, &problem, &workspace);
 }
 
 /* rope: q/k norm, rotation and the KV-cache write over tokens ------- */
