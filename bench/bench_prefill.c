@@ -98,6 +98,8 @@ static int parse_profile_line(const char *line, op_row *op) {
   return op->calls > 0;
 }
 
+static int starts_with(const char *text, const char *prefix) { return strncmp(text, prefix, strlen(prefix)) == 0; }
+
 /* The shape of a weight product from its label and the model: rows per call
  * from the calls (one per layer per piece of the feed). */
 static void product_shape(op_row *op, const clttt_config *config, int prefill, int all_logits) {
@@ -106,7 +108,7 @@ static void product_shape(op_row *op, const clttt_config *config, int prefill, i
   const size_t kv_dim = (size_t)config->num_key_value_heads * (size_t)config->head_dim;
   const long layers = config->num_hidden_layers;
   long pieces = op->calls / layers;
-  if (strncmp(op->label, "LM head", 7) == 0) {
+  if (starts_with(op->label, "LM head")) {
     pieces = op->calls;
     op->n = (size_t)config->vocab_size;
     op->k = d;
@@ -116,13 +118,13 @@ static void product_shape(op_row *op, const clttt_config *config, int prefill, i
   if (pieces < 1 || op->calls % layers != 0)
     return;
   op->rows = (size_t)((prefill + pieces - 1) / pieces);
-  if (strncmp(op->label, "q, k, v projections", 19) == 0)
+  if (starts_with(op->label, "q, k, v projections"))
     op->n = q_dim + 2 * kv_dim, op->k = d;
-  else if (strncmp(op->label, "attention output projection", 27) == 0)
+  else if (starts_with(op->label, "attention output projection"))
     op->n = d, op->k = q_dim;
-  else if (strncmp(op->label, "MLP gate and up projections", 27) == 0)
+  else if (starts_with(op->label, "MLP gate and up projections"))
     op->n = 2 * f, op->k = d;
-  else if (strncmp(op->label, "MLP down projection", 19) == 0)
+  else if (starts_with(op->label, "MLP down projection"))
     op->n = d, op->k = f;
   else
     op->rows = 0;
@@ -178,7 +180,7 @@ static int profiled_prefill(clttt_device *device, clttt_model *model, const cltt
     end = strchr(line, '\n');
     if (end)
       *end = '\0';
-    if (strncmp(line, "total", 5) == 0) {
+    if (starts_with(line, "total")) {
       double total = atof(line + 5);
       table->total_ms = table->total_ms == 0 || total < table->total_ms ? total : table->total_ms;
       continue;
@@ -281,11 +283,11 @@ int main(int argc, char **argv) {
       ttt = strcmp(argv[i], "on") == 0 ? 1 : strcmp(argv[i], "off") == 0 ? 0 : -2;
     } else if (strcmp(argv[i], "--kv") == 0 && more) {
       i++;
-      kv = strcmp(argv[i], "f32") == 0 ? CLTTT_KV_F32 : CLTTT_KV_F16;
       if (strcmp(argv[i], "f32") != 0 && strcmp(argv[i], "f16") != 0) {
         fprintf(stderr, "bench_prefill: --kv expects f16 or f32, got '%s'\n", argv[i]);
         return 2;
       }
+      kv = strcmp(argv[i], "f32") == 0 ? CLTTT_KV_F32 : CLTTT_KV_F16;
     } else if (strcmp(argv[i], "--no-peer") == 0) {
       peer = 0;
     } else if (strcmp(argv[i], "--python") == 0 && more) {
