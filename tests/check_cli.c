@@ -2,6 +2,7 @@
  * the trained stories260K model, including the bad inputs users make. */
 #include <check.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -282,10 +283,11 @@ static json_t *parse_json(const char *text) {
 START_TEST(test_ppl) {
   char text_path[700];
   snprintf(text_path, sizeof text_path, "%s/story.txt", scratch);
-  test_write_text(scratch, "story.txt",
-                  "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. "
-                  "One day, she saw a big, red ball. She wanted to play with it, but it was too high. Lily asked her "
-                  "mom to help her. Her mom said yes and they played together all day. They were very happy.\n");
+  static const char story[] =
+      "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. "
+      "One day, she saw a big, red ball. She wanted to play with it, but it was too high. Lily asked her "
+      "mom to help her. Her mom said yes and they played together all day. They were very happy.\n";
+  test_write_text(scratch, "story.txt", story);
   test_command result = test_run_clttt(scratch, "ppl -m '%s' -f '%s' --bucket 32 --json", stories(), text_path);
   ck_assert_msg(result.exit_code == 0, "%s", result.err);
   json_t *root = parse_json(result.out);
@@ -295,6 +297,48 @@ START_TEST(test_ppl) {
    * chance (512 tokens) and never perfectly. */
   ck_assert_msg(perplexity > 1.0 && perplexity < 20.0, "perplexity %g", perplexity);
   ck_assert_int_ge(json_array_size(json_object_get(run, "buckets")), 2);
+  double feed_seconds = json_real_value(json_object_get(run, "feed_seconds"));
+  ck_assert_msg(feed_seconds > 0 && feed_seconds <= json_real_value(json_object_get(run, "seconds")), "%g", feed_seconds);
+
+  /* The same number from the logits `clttt logits` writes for the same
+   * tokens, scored here in double throughout: ppl's float exponentials err by
+   * ~1e-7 of each term and the JSON prints 6 decimals of a perplexity below
+   * 20, so both agree to 2e-6 relative unless the scoring is wrong (a
+   * shifted target or row moves it by far more). */
+  clttt_tokenizer *tokenizer = NULL;
+  int32_t *ids = NULL;
+  int n = 0;
+  ck_assert_int_eq(clttt_tokenizer_load(&tokenizer, stories()), CLTTT_SUCCESS);
+  ck_assert_int_eq(clttt_tokenizer_encode(tokenizer, story, 1, &ids, &n), CLTTT_SUCCESS);
+  ck_assert_int_eq(json_integer_value(json_object_get(root, "tokens")), n);
+  char *list = malloc((size_t)n * 12 + 1), logits_path[760];
+  size_t length = 0;
+  for (int i = 0; i < n; i++)
+    length += (size_t)sprintf(list + length, "%s%d", i ? "," : "", ids[i]);
+  snprintf(logits_path, sizeof logits_path, "%s/story.f32", scratch);
+  test_command logits = test_run_clttt(scratch, "logits -m '%s' --tokens %s --out '%s'", stories(), list, logits_path);
+  ck_assert_msg(logits.exit_code == 0, "%s", logits.err);
+  size_t size = 0;
+  float *rows = (float *)test_read_file(logits_path, &size);
+  const size_t vocab = size / sizeof(float) / (size_t)n;
+  ck_assert_uint_eq(size, (size_t)n * vocab * sizeof(float));
+  double nll = 0;
+  for (int i = 0; i + 1 < n; i++) {
+    const float *row = rows + (size_t)i * vocab;
+    double highest = row[0], sum = 0;
+    for (size_t v = 1; v < vocab; v++)
+      highest = row[v] > highest ? row[v] : highest;
+    for (size_t v = 0; v < vocab; v++)
+      sum += exp((double)row[v] - highest);
+    nll += log(sum) + highest - row[ids[i + 1]];
+  }
+  const double expected = exp(nll / (n - 1));
+  ck_assert_msg(fabs(perplexity - expected) <= 2e-6 * expected, "ppl %.9g, from the logits %.9g", perplexity, expected);
+  free(rows);
+  free(list);
+  free(ids);
+  clttt_tokenizer_free(tokenizer);
+  test_command_free(&logits);
   json_decref(root);
   test_command_free(&result);
 
