@@ -125,7 +125,8 @@ CLTTT_API clttt_status clttt_device_memory(const clttt_device *device, uint64_t 
  * on, every kernel launch, GEMM and blocking transfer on the device waits
  * for the device and charges the wall time since the previous one to its
  * name (kernel name, or the product: "q, k, v projections (packed GEMM,
- * bf16)"). Runs slower than without (no overlap); for one thread at a time.
+ * bf16)"); the time between two feeds is nobody's. Runs slower than
+ * without (no overlap); for one thread at a time.
  * Turning it on starts an empty table. */
 CLTTT_API clttt_status clttt_device_set_profiling(clttt_device *device, int enable);
 /* The table so far, most expensive first (op, calls, ms, share), into text;

@@ -23,6 +23,7 @@
 #include "attention.h"
 #include "error.h"
 #include "gemm.h"
+#include "profile.h"
 #include "session.h"
 
 /* The part (device) holding layer `index` and its kernels. */
@@ -347,6 +348,12 @@ static clttt_status feed_rows(clttt_session *session, const int32_t *tokens, int
                       "%d tokens at position %d exceed the session's context of %d tokens", n,
                       session->position, session->params.context);
   CLTTT_TRY(session_reserve_history(session, n));
+  /* What the caller did since its last feed (clttt ppl scoring the logits)
+   * is no op's time: without this the feed's first upload was charged
+   * with it. */
+  for (int p = 0; p < model->part_count; p++)
+    if (model->parts[p].placement.device->profile)
+      profile_restart(model->parts[p].placement.device->profile);
   const size_t vocab = (size_t)model->config.vocab_size;
   for (int done = 0; done < n;) {
     int batch = n - done < session->batch_capacity ? n - done : session->batch_capacity;

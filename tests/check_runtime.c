@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "error.h"
@@ -273,6 +274,19 @@ START_TEST(test_profile_names_the_ops) {
   /* After the reset, an empty table. */
   ck_assert_int_eq(clttt_device_profile_report(device, table, sizeof table, 0), CLTTT_SUCCESS);
   ck_assert_ptr_null(strstr(table, "rmsnorm"));
+  /* The caller's time between feeds is charged to no op: two one-token
+   * feeds of this 2-layer model take milliseconds (tens under sanitizers),
+   * so their total stays far below the 600 ms slept between them, which the
+   * first upload of the second feed used to absorb. */
+  ck_assert_int_eq(clttt_session_feed(session, tokens, 1, logits, 1), CLTTT_SUCCESS);
+  const struct timespec pause = {0, 600 * 1000 * 1000};
+  nanosleep(&pause, NULL);
+  ck_assert_int_eq(clttt_session_feed(session, tokens + 1, 1, logits, 1), CLTTT_SUCCESS);
+  ck_assert_int_eq(clttt_device_profile_report(device, table, sizeof table, 1), CLTTT_SUCCESS);
+  const char *total_line = strstr(table, "\ntotal ");
+  double total_ms = 1e9;
+  ck_assert_msg(total_line && sscanf(total_line + 1, "total %lf", &total_ms) == 1, "%s", table);
+  ck_assert_msg(total_ms < 300.0, "two feeds with a pause between them: %g ms profiled\n%s", total_ms, table);
   ck_assert_int_eq(clttt_device_set_profiling(device, 0), CLTTT_SUCCESS);
   free(logits);
   clttt_session_free(session);
