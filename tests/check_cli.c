@@ -115,11 +115,13 @@ START_TEST(test_devices_and_info) {
 }
 END_TEST
 
-static char *token_list(const golden *g) {
-  char *text = malloc((size_t)g->n * 12 + 1);
+/* "id,id,...", as --tokens takes it. */
+static char *token_list(const int32_t *tokens, int n) {
+  char *text = malloc((size_t)n * 12 + 1);
   size_t length = 0;
-  for (int i = 0; i < g->n; i++)
-    length += (size_t)sprintf(text + length, "%s%d", i ? "," : "", g->tokens[i]);
+  for (int i = 0; i < n; i++)
+    length += (size_t)sprintf(text + length, "%s%d", i ? "," : "", tokens[i]);
+  text[length] = '\0';
   return text;
 }
 
@@ -134,7 +136,7 @@ START_TEST(test_logits_matches_goldens) {
     snprintf(dir, sizeof dir, "%s/%s", scratch, g.fixture);
     snprintf(out, sizeof out, "%s/logits.f32", scratch);
     ck_assert_int_eq(fixture_write(fixture_find(g.fixture), dir), CLTTT_SUCCESS);
-    char *tokens = token_list(&g);
+    char *tokens = token_list(g.tokens, g.n);
     static const char *const pieces[] = {"", "--pieces 1", "--pieces 7"};
     for (int p = 0; p < 3; p++) {
       test_command result = test_run_clttt(scratch, "logits -m '%s' --kv f32 --tokens %s --out '%s' %s", dir, tokens, out, pieces[p]);
@@ -311,10 +313,7 @@ START_TEST(test_ppl) {
   ck_assert_int_eq(clttt_tokenizer_load(&tokenizer, stories()), CLTTT_SUCCESS);
   ck_assert_int_eq(clttt_tokenizer_encode(tokenizer, story, 1, &ids, &n), CLTTT_SUCCESS);
   ck_assert_int_eq(json_integer_value(json_object_get(root, "tokens")), n);
-  char *list = malloc((size_t)n * 12 + 1), logits_path[760];
-  size_t length = 0;
-  for (int i = 0; i < n; i++)
-    length += (size_t)sprintf(list + length, "%s%d", i ? "," : "", ids[i]);
+  char *list = token_list(ids, n), logits_path[760];
   snprintf(logits_path, sizeof logits_path, "%s/story.f32", scratch);
   test_command logits = test_run_clttt(scratch, "logits -m '%s' --tokens %s --out '%s'", stories(), list, logits_path);
   ck_assert_msg(logits.exit_code == 0, "%s", logits.err);
