@@ -66,6 +66,9 @@ void profile_mark(const clttt_device *device, const char *label) {
   while (i < profile->count && strncmp(profile->entries[i].label, label, PROFILE_LABEL_BYTES - 1) != 0)
     i++;
   if (i == profile->count && profile->count < PROFILE_LABELS) {
+    /* A fresh entry: after a reset the slot still holds the counts of
+     * whatever label had it before. */
+    memset(&profile->entries[i], 0, sizeof profile->entries[i]);
     snprintf(profile->entries[i].label, PROFILE_LABEL_BYTES, "%s", label);
     profile->count++;
   }

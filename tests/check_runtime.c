@@ -287,6 +287,12 @@ START_TEST(test_profile_names_the_ops) {
   double total_ms = 1e9;
   ck_assert_msg(total_line && sscanf(total_line + 1, "total %lf", &total_ms) == 1, "%s", table);
   ck_assert_msg(total_ms < 300.0, "two feeds with a pause between them: %g ms profiled\n%s", total_ms, table);
+  /* Counts start from zero after a reset: each label gets a fresh entry,
+   * not the counts its slot held before (rmsnorm's slot had the first two
+   * feeds' 10 calls, which the table showed again as 20). */
+  rmsnorm = strstr(table, "\nrmsnorm ");
+  ck_assert_msg(rmsnorm && sscanf(rmsnorm + 1, "rmsnorm %ld", &calls) == 1, "%s", table);
+  ck_assert_msg(calls == 2 * (2 * 2 + 1), "rmsnorm: %ld calls in two one-token feeds\n%s", calls, table);
   ck_assert_int_eq(clttt_device_set_profiling(device, 0), CLTTT_SUCCESS);
   free(logits);
   clttt_session_free(session);
