@@ -32,6 +32,92 @@
 #define ROPE_WGS 64
 #endif
 
+#if ROPE_WGS == 1 && HEAD_DIM % 32 == 0
+
+#define HALF_VECTORS (HEAD_DIM / 32)
+
+#if KV_HALF
+#define KV_STORE16(value, p, i) vstore_half16((value), 0, (p) + (i))
+#else
+#define KV_STORE16(value, p, i) vstore16((value), 0, (p) + (i))
+#endif
+
+float sum16(const float16 v) {
+  const float8 s8 = v.lo + v.hi;
+  const float4 s4 = s8.lo + s8.hi;
+  return (s4.x + s4.y) + (s4.z + s4.w);
+}
+
+// CPUs: a work-group of one work-item per token, so PoCL runs it as
+// straight-line vector code: each head is HEAD_DIM / 16 vectors, the halves
+// that rotate_half pairs are whole vectors, and the token's cos and sin are
+// vector sincos calls. The work-group form below made PoCL run its slots as
+// lanes with each lane's head a strided gather.
+__kernel __attribute__((reqd_work_group_size(1, 1, 1)))
+void qk_norm_rope(__global float *qkv, const int qkv_ld, const int n, const int position0,
+                  const int heads, const int kv_heads,
+                  __global const float *inverse_frequency, const float attention_scaling,
+                  const int use_qk_norm, __global const float *q_norm,
+                  __global const float *k_norm, const float eps,
+                  __global KV_TYPE *k_cache, __global KV_TYPE *v_cache, const int kv_dim) {
+  const int token = get_global_id(0);
+  if (token >= n)
+    return;
+  const float position = (float)(position0 + token);
+  float16 cosines[HALF_VECTORS], sines[HALF_VECTORS];
+  for (int v = 0; v < HALF_VECTORS; v++) {
+    float16 cosine;
+    const float16 sine = sincos(position * vload16(v, inverse_frequency), &cosine);
+    cosines[v] = cosine * attention_scaling;
+    sines[v] = sine * attention_scaling;
+  }
+  __global float *row = qkv + (size_t)token * qkv_ld;
+  // The slots lie in order in the row: query heads, then key heads.
+  for (int slot = 0; slot < heads + kv_heads; slot++) {
+    const int is_key = slot >= heads;
+    const int kv_head = slot - heads;
+    __global float *vector = row + slot * HEAD_DIM;
+    float16 first[HALF_VECTORS], second[HALF_VECTORS];
+    for (int v = 0; v < HALF_VECTORS; v++) {
+      first[v] = vload16(v, vector);
+      second[v] = vload16(v, vector + HEAD_DIM / 2);
+    }
+    if (use_qk_norm) {
+      float16 squares = (float16)(0.0f);
+      for (int v = 0; v < HALF_VECTORS; v++)
+        squares = fma(first[v], first[v], fma(second[v], second[v], squares));
+      const float scale = rsqrt(sum16(squares) / (float)HEAD_DIM + eps);
+      __global const float *weight = is_key ? k_norm : q_norm;
+      for (int v = 0; v < HALF_VECTORS; v++) {
+        first[v] = first[v] * scale * vload16(v, weight);
+        second[v] = second[v] * scale * vload16(v, weight + HEAD_DIM / 2);
+      }
+    }
+    float16 rotated_first[HALF_VECTORS], rotated_second[HALF_VECTORS];
+    for (int v = 0; v < HALF_VECTORS; v++) {
+      rotated_first[v] = first[v] * cosines[v] - second[v] * sines[v];
+      rotated_second[v] = second[v] * cosines[v] + first[v] * sines[v];
+    }
+    if (!is_key) {
+      for (int v = 0; v < HALF_VECTORS; v++) {
+        vstore16(rotated_first[v], v, vector);
+        vstore16(rotated_second[v], v, vector + HEAD_DIM / 2);
+      }
+      continue;
+    }
+    const size_t cache_row = (size_t)(position0 + token) * kv_dim + (size_t)kv_head * HEAD_DIM;
+    __global const float *value = row + (heads + kv_heads + kv_head) * HEAD_DIM;
+    for (int v = 0; v < HALF_VECTORS; v++) {
+      KV_STORE16(rotated_first[v], k_cache, cache_row + v * 16);
+      KV_STORE16(rotated_second[v], k_cache, cache_row + HEAD_DIM / 2 + v * 16);
+      KV_STORE16(vload16(v, value), v_cache, cache_row + v * 16);
+      KV_STORE16(vload16(v, value + HEAD_DIM / 2), v_cache, cache_row + HEAD_DIM / 2 + v * 16);
+    }
+  }
+}
+
+#else
+
 // One work-group per token; slots [0, heads) are query heads, [heads, heads +
 // kv_heads) key/value heads. The token's cos and sin are computed once into
 // local memory and shared by its slots: computed per slot, the
@@ -92,3 +178,5 @@ __kernel void qk_norm_rope(__global float *qkv, const int qkv_ld, const int n, c
     }
   }
 }
+
+#endif

@@ -128,7 +128,13 @@ void tuning_defaults(const clttt_device_info *info, tuning_params *params) {
      * 1.08-1.10x faster than 4; the other families' best candidates beat
      * these values by less than the run-to-run noise (up to 30% on a shared
      * machine), so they stay. */
-    params->rmsnorm_work_group_size = 64;
+    /* rmsnorm and the q/k norm + RoPE as one work-item per row or token
+     * (RMSNORM_WGS / ROPE_WGS 1: straight-line vector code, no barriers):
+     * in a 1024-token prefill of the 8-layer d 1024 Qwen3 (16 calls each)
+     * rmsnorm took 11.8 ms against 36-48 with groups of 64, and q/k norm +
+     * RoPE 36-38 ms against 63-77, alternated three times (2-core Xeon,
+     * PoCL 3.1; bench/RESULTS.md section 14). */
+    params->rmsnorm_work_group_size = 1;
     params->attention_block_q = 16;
     params->attention_block_k = 64;
     /* Attention at d=512 (8 heads, 4 KV heads of 64), measured on the same
@@ -163,7 +169,7 @@ void tuning_defaults(const clttt_device_info *info, tuning_params *params) {
     params->attention_tiles = 1;
     params->attention_tile_share = 4;
     params->softmax_work_group_size = 1;
-    params->rope_work_group_size = 64;
+    params->rope_work_group_size = 1;
     params->elementwise_work_group_size = 64;
     params->vector_width = 8;
     params->conv_rows = 8;

@@ -415,11 +415,223 @@ START_TEST(test_nonfinite_counts_match_plain_c) {
 }
 END_TEST
 
+/* rmsnorm.cl in its CPU form (RMSNORM_WGS 1: one work-item per row, 16-wide
+ * vector sums) and its work-group forms, against plain C in double, with
+ * row strides wider than the rows, widths that are and are not multiples of
+ * 16 (and one below 16), and outputs filled with NaN first so that a missed
+ * or misplaced element shows. A sum of at most 1024 positive fp32 squares
+ * has relative error below 1024 * 6e-8 = 6e-5, halved by the square root,
+ * and rsqrt adds a few ulp: 4e-5 of each value is a safe bound, while a
+ * wrong stride, tail or scale is off by 1e-2 or more. */
+START_TEST(test_rmsnorm_variants_match_plain_c) {
+  clttt_device *device = test_open_device();
+  const int rows = 5, widths[] = {1024, 1000, 7}, groups[] = {1, 64, 16};
+  const float eps = 1e-6f;
+  for (int w = 0; w < 3; w++) {
+    const int width = widths[w], x_ld = width + 3, out_ld = width + 5;
+    float *x = malloc((size_t)rows * x_ld * sizeof *x), *weight = malloc((size_t)width * sizeof *weight);
+    float *out = malloc((size_t)rows * out_ld * sizeof *out), *nans = malloc((size_t)rows * out_ld * sizeof *nans);
+    fixture_fill(x, (size_t)rows * x_ld, 11, "rmsnorm x", 2.0f, 0.0f);
+    fixture_fill(weight, (size_t)width, 12, "rmsnorm weight", 0.5f, 1.0f);
+    for (int i = 0; i < rows * out_ld; i++)
+      nans[i] = NAN;
+    cl_mem x_buffer = upload(device, x, (size_t)rows * x_ld), weight_buffer = upload(device, weight, (size_t)width);
+    for (int g = 0; g < 3; g++) {
+      tuning_params params = device->tuning;
+      params.rmsnorm_work_group_size = groups[g];
+      kernel_set kernels;
+      ck_assert_msg(kernel_set_create(&kernels, device, &params, 128, 0) == CLTTT_SUCCESS, "%s", clttt_last_error());
+      cl_mem out_buffer = upload(device, nans, (size_t)rows * out_ld);
+      ck_assert_msg(op_rmsnorm(&kernels, out_buffer, out_ld, x_buffer, x_ld, weight_buffer, rows, width, eps) ==
+                        CLTTT_SUCCESS,
+                    "%s", clttt_last_error());
+      ck_assert_int_eq(runtime_download(device, out_buffer, 0, (size_t)rows * out_ld * sizeof(float), out, "out"),
+                       CLTTT_SUCCESS);
+      for (int r = 0; r < rows; r++) {
+        double sum = 0.0;
+        for (int c = 0; c < width; c++)
+          sum += (double)x[r * x_ld + c] * x[r * x_ld + c];
+        const double scale = 1.0 / sqrt(sum / width + eps);
+        for (int c = 0; c < out_ld; c++) {
+          const float got = out[r * out_ld + c];
+          if (c >= width) {
+            ck_assert_msg(isnan(got), "RMSNORM_WGS %d width %d: wrote past row %d's end", groups[g], width, r);
+            continue;
+          }
+          const double expected = x[r * x_ld + c] * scale * weight[c];
+          ck_assert_msg(fabs(got - expected) <= 4e-5 * fabs(expected) + 1e-7,
+                        "RMSNORM_WGS %d width %d row %d column %d: %.8g vs %.8g", groups[g], width, r, c, (double)got,
+                        expected);
+        }
+      }
+      runtime_release(&out_buffer);
+      kernel_set_release(&kernels);
+    }
+    runtime_release(&x_buffer);
+    runtime_release(&weight_buffer);
+    free(x);
+    free(weight);
+    free(out);
+    free(nans);
+  }
+  clttt_device_close(device);
+}
+END_TEST
+
+/* Plain C of op_qk_norm_rope for one token's head vector in double: the
+ * optional per-head RMSNorm, then HuggingFace's rotate_half RoPE at
+ * `position`, cos and sin times `scaling`. */
+static void reference_norm_rope(double *v, int head_dim, const float *norm, double eps, const float *inverse_frequency,
+                                int position, double scaling) {
+  if (norm) {
+    double sum = 0.0;
+    for (int c = 0; c < head_dim; c++)
+      sum += v[c] * v[c];
+    const double scale = 1.0 / sqrt(sum / head_dim + eps);
+    for (int c = 0; c < head_dim; c++)
+      v[c] = v[c] * scale * norm[c];
+  }
+  const int half = head_dim / 2;
+  for (int i = 0; i < half; i++) {
+    const double angle = (double)position * (double)inverse_frequency[i];
+    const double cosine = cos(angle) * scaling, sine = sin(angle) * scaling;
+    const double first = v[i], second = v[i + half];
+    v[i] = first * cosine - second * sine;
+    v[i + half] = second * cosine + first * sine;
+  }
+}
+
+/* rope.cl's fused q/k norm + RoPE + cache write in its CPU form (ROPE_WGS 1,
+ * vector code for head sizes that are multiples of 32) and its work-group
+ * forms, with and without q/k norm weights, float and half caches, head
+ * sizes 128, 64 and 48 (48 takes the work-group code in every variant),
+ * grouped heads, a first position past 0 and rows wider than q|k|v.
+ * Checked: the rotated query heads in place, the rotated keys and the
+ * values in the cache rows of the batch's positions, and that nothing else
+ * in the cache changed (filled with NaN). Values are below 4 and angles
+ * below 40 radians: the kernel's fp32 angle is within half an ulp of 40
+ * (2e-6 rad, so 8e-6 in a value), and fp32 sin/cos (4 ulp) and the norm's
+ * sum of 128 squares add less: 3e-5 holds. A half cache adds its rounding,
+ * at most 2^-11 of the value. A wrong pairing, position or head offset is
+ * off by 1e-1 or more. */
+START_TEST(test_qk_norm_rope_variants_match_plain_c) {
+  clttt_device *device = test_open_device();
+  const int head_dims[] = {128, 64, 48}, groups[] = {1, 64, 8};
+  const int heads = 4, kv_heads = 2, n = 5, position0 = 35, context = position0 + n + 2;
+  const float eps = 1e-6f, scaling = 0.875f;
+  for (int h = 0; h < 3; h++) {
+    const int head_dim = head_dims[h], kv_dim = kv_heads * head_dim;
+    const int qkv_ld = (heads + 2 * kv_heads) * head_dim + 4;
+    float *qkv = malloc((size_t)n * qkv_ld * sizeof *qkv), *result = malloc((size_t)n * qkv_ld * sizeof *result);
+    float *q_norm = malloc((size_t)head_dim * sizeof *q_norm), *k_norm = malloc((size_t)head_dim * sizeof *k_norm);
+    float *inverse_frequency = malloc((size_t)(head_dim / 2) * sizeof *inverse_frequency);
+    float *cache_nans = malloc((size_t)context * kv_dim * sizeof *cache_nans);
+    float *k_got = malloc((size_t)context * kv_dim * sizeof *k_got), *v_got = malloc((size_t)context * kv_dim * sizeof *v_got);
+    uint16_t *half_nans = malloc((size_t)context * kv_dim * sizeof *half_nans);
+    uint16_t *k_bits = malloc((size_t)context * kv_dim * sizeof *k_bits), *v_bits = malloc((size_t)context * kv_dim * sizeof *v_bits);
+    double *v = malloc((size_t)head_dim * sizeof *v);
+    fixture_fill(qkv, (size_t)n * qkv_ld, 21, "qkv", 2.0f, 0.0f);
+    fixture_fill(q_norm, (size_t)head_dim, 22, "q_norm", 0.5f, 1.0f);
+    fixture_fill(k_norm, (size_t)head_dim, 23, "k_norm", 0.5f, 1.0f);
+    for (int i = 0; i < head_dim / 2; i++)
+      inverse_frequency[i] = (float)(1.0 / pow(10000.0, 2.0 * i / head_dim));
+    for (int i = 0; i < context * kv_dim; i++) {
+      cache_nans[i] = NAN;
+      half_nans[i] = 0x7e00; /* a half NaN */
+    }
+    cl_mem q_norm_buffer = upload(device, q_norm, (size_t)head_dim), k_norm_buffer = upload(device, k_norm, (size_t)head_dim);
+    cl_mem frequency_buffer = upload(device, inverse_frequency, (size_t)(head_dim / 2));
+    for (int variant = 0; variant < 12; variant++) {
+      const int group = groups[variant % 3], normed = (variant / 3) % 2, half = variant / 6;
+      tuning_params params = device->tuning;
+      params.rope_work_group_size = group;
+      kernel_set kernels;
+      ck_assert_msg(kernel_set_create(&kernels, device, &params, head_dim, half) == CLTTT_SUCCESS, "%s",
+                    clttt_last_error());
+      cl_mem qkv_buffer = upload(device, qkv, (size_t)n * qkv_ld);
+      cl_mem k_cache = half ? upload_halves(device, half_nans, (size_t)context * kv_dim)
+                            : upload(device, cache_nans, (size_t)context * kv_dim);
+      cl_mem v_cache = half ? upload_halves(device, half_nans, (size_t)context * kv_dim)
+                            : upload(device, cache_nans, (size_t)context * kv_dim);
+      const rope_problem problem = {qkv_buffer, qkv_ld, n, position0, heads, kv_heads, frequency_buffer, scaling,
+                                    normed ? q_norm_buffer : NULL, normed ? k_norm_buffer : NULL, eps,
+                                    k_cache, v_cache, kv_dim};
+      ck_assert_msg(op_qk_norm_rope(&kernels, &problem) == CLTTT_SUCCESS, "%s", clttt_last_error());
+      ck_assert_int_eq(runtime_download(device, qkv_buffer, 0, (size_t)n * qkv_ld * sizeof(float), result, "qkv"),
+                       CLTTT_SUCCESS);
+      const size_t element = half ? sizeof(uint16_t) : sizeof(float);
+      ck_assert_int_eq(runtime_download(device, k_cache, 0, (size_t)context * kv_dim * element,
+                                        half ? (void *)k_bits : (void *)k_got, "k cache"),
+                       CLTTT_SUCCESS);
+      ck_assert_int_eq(runtime_download(device, v_cache, 0, (size_t)context * kv_dim * element,
+                                        half ? (void *)v_bits : (void *)v_got, "v cache"),
+                       CLTTT_SUCCESS);
+      if (half)
+        for (int i = 0; i < context * kv_dim; i++) {
+          k_got[i] = packed_gemm_half_to_float(k_bits[i]);
+          v_got[i] = packed_gemm_half_to_float(v_bits[i]);
+        }
+      const double cache_tolerance = half ? 1.0 / 2048 : 0.0;
+      for (int t = 0; t < n; t++)
+        for (int slot = 0; slot < heads + 2 * kv_heads; slot++) {
+          const int is_query = slot < heads, is_key = !is_query && slot < heads + kv_heads;
+          for (int c = 0; c < head_dim; c++)
+            v[c] = qkv[(size_t)t * qkv_ld + slot * head_dim + c];
+          if (is_query || is_key)
+            reference_norm_rope(v, head_dim, normed ? (is_query ? q_norm : k_norm) : NULL, eps, inverse_frequency,
+                                position0 + t, scaling);
+          const int kv_head = is_query ? 0 : (slot - heads) % kv_heads;
+          for (int c = 0; c < head_dim; c++) {
+            const size_t cache_index = (size_t)(position0 + t) * kv_dim + (size_t)kv_head * head_dim + c;
+            const double got = is_query ? result[(size_t)t * qkv_ld + slot * head_dim + c]
+                                        : is_key ? k_got[cache_index] : v_got[cache_index];
+            const double tolerance = 3e-5 + (is_query ? 0.0 : cache_tolerance * fabs(v[c]));
+            ck_assert_msg(fabs(got - v[c]) <= tolerance,
+                          "head_dim %d ROPE_WGS %d%s%s: token %d slot %d column %d: %.8g vs %.8g", head_dim, group,
+                          normed ? ", q/k norm" : "", half ? ", half cache" : "", t, slot, c, got, v[c]);
+          }
+        }
+      for (int position = 0; position < context; position++) {
+        if (position >= position0 && position < position0 + n)
+          continue;
+        for (int c = 0; c < kv_dim; c++)
+          ck_assert_msg(isnan(k_got[(size_t)position * kv_dim + c]) && isnan(v_got[(size_t)position * kv_dim + c]),
+                        "head_dim %d ROPE_WGS %d: wrote cache position %d", head_dim, group, position);
+      }
+      runtime_release(&qkv_buffer);
+      runtime_release(&k_cache);
+      runtime_release(&v_cache);
+      kernel_set_release(&kernels);
+    }
+    runtime_release(&q_norm_buffer);
+    runtime_release(&k_norm_buffer);
+    runtime_release(&frequency_buffer);
+    free(qkv);
+    free(result);
+    free(q_norm);
+    free(k_norm);
+    free(inverse_frequency);
+    free(cache_nans);
+    free(k_got);
+    free(v_got);
+    free(half_nans);
+    free(k_bits);
+    free(v_bits);
+    free(v);
+  }
+  clttt_device_close(device);
+}
+END_TEST
+
 static Suite *kernels_suite(void) {
   Suite *suite = suite_create("kernels");
   TCase *gemv = tcase_create("gemv");
   tcase_add_test(gemv, test_gemv_variants_match_plain_c);
   suite_add_tcase(suite, gemv);
+  TCase *norms = tcase_create("norms");
+  tcase_add_test(norms, test_rmsnorm_variants_match_plain_c);
+  tcase_add_test(norms, test_qk_norm_rope_variants_match_plain_c);
+  suite_add_tcase(suite, norms);
   TCase *attention = tcase_create("attention");
   tcase_add_test(attention, test_attention_paths_match_plain_c);
   tcase_add_test(attention, test_decode_attention_matches_plain_c);
