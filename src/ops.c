@@ -334,11 +334,11 @@ clttt_status op_attention_tiles_pack_keys(const kernel_set *kernels, cl_mem pack
   const int column0 = kv_head * p->head_dim;
   CLTTT_TRY(set_arguments(kernels, KERNEL_ATTENTION_TILES_PACK_KEYS, 6, ARG(packed), ARG(p->k_cache), ARG(p->kv_dim),
                           ARG(column0), ARG(keys), ARG(scale)));
-  /* A work-item per (16 dimensions, key block). */
+  /* A work-group of one per key block. */
   const size_t block = (size_t)kernels->params.attention_tile_keys;
-  const size_t global[2] = {((size_t)p->head_dim + 15) / 16, ((size_t)keys + block - 1) / block};
+  const size_t global[1] = {((size_t)keys + block - 1) / block}, local[1] = {1};
   return runtime_launch(kernels->device, kernels->kernel[KERNEL_ATTENTION_TILES_PACK_KEYS], "attention keys (packing)",
-                        2, global, NULL);
+                        1, global, local);
 }
 
 clttt_status op_attention_pack_head_rows(const kernel_set *kernels, cl_mem packed, cl_mem cache,
