@@ -82,7 +82,15 @@ void packed_gemm_defaults(const clttt_device_info *info, packed_gemm_params *par
      * fp32 weights the staging lost 5-10%, so they never stage. */
     params->nr = wide ? 32 : 16;
     params->mr = wide ? 8 : 6;
-    params->row_block = 128;
+    /* Rows a work-item sweeps over its panel. 256 against 128, alternated
+     * call by call in one process with 64 MiB of other memory written
+     * between calls (median of 10-16 pairs): 1.06-1.13x on the prefill's
+     * products at 512 rows (q/k/v, gate/up, down, LM head of the 8-layer d
+     * 1024 Qwen3), 1.12x on 1024 x 6144 x 1024, 1.00-1.06x at Qwen3-4B and
+     * 8B shapes; 512 was as good at d 1024 but 0.96x at k 12288. The
+     * products of a 1024-token prefill took 0.89-0.99x the time with 256
+     * (four alternated runs). */
+    params->row_block = 256;
     params->local_k = 256;
     /* Decode's one-row kernel: panels streamed at once per work-item, so
      * that more of the weight is in flight per core. Decode of the 8-layer
