@@ -57,6 +57,14 @@
 #define GEMM_LOCAL_K 256
 #endif
 #endif
+// CPU, fp32 panels: k values per slice (0: all of k in one pass). With a
+// long k a panel (k x 32 floats: 1.5 MiB at k 12288) no longer stays in L2
+// while a work-item's register tiles sweep it, so the row block is swept
+// once per slice of it, each slice's sums added into out (beta applies to
+// the first). bf16/fp16 panels slice by GEMM_LOCAL_K instead.
+#ifndef GEMM_K_SLICE
+#define GEMM_K_SLICE 0
+#endif
 // GPU: rows per work-group tile, k per local-memory step (also the packed k
 // padding), outputs per work-item in rows and columns. The work-group is
 // (GEMM_NR / GEMM_ITEM_N) x (GEMM_TILE_M / GEMM_ITEM_M); the host's choice for
@@ -201,10 +209,15 @@ void packed_gemm(__global float *out, const ulong out_offset, const int out_ld,
     }
   }
 #else
-  for (int row = first; row < last; row += GEMM_MR) {
-    const int valid = min(GEMM_MR, last - row);
-    GEMM_TILE(wp, LOAD_W16, x + x_offset + (size_t)row * x_ld, k)
-    store_tile(out + out_offset + (size_t)row * out_ld + n0, out_ld, valid, columns, beta, acc);
+  const int slice = GEMM_K_SLICE > 0 ? GEMM_K_SLICE : k;
+  for (int k0 = 0; k0 < k; k0 += slice) {
+    const int kc = min(slice, k - k0);
+    const float slice_beta = k0 == 0 ? beta : 1.0f;
+    for (int row = first; row < last; row += GEMM_MR) {
+      const int valid = min(GEMM_MR, last - row);
+      GEMM_TILE(wp + (size_t)k0 * GEMM_NR, LOAD_W16, x + x_offset + (size_t)row * x_ld + k0, kc)
+      store_tile(out + out_offset + (size_t)row * out_ld + n0, out_ld, valid, columns, slice_beta, acc);
+    }
   }
 #endif
 }
@@ -213,9 +226,10 @@ void packed_gemm(__global float *out, const ulong out_offset, const int out_ld,
 // times and, for bf16/fp16, stage every slice in local memory first, which
 // made one row compute-bound where it should stream the panel at memory
 // speed. A work-item streams GEMV_PANELS neighbouring panels at once (more
-// reads in flight per core). Each column still sums over j in the same
-// order as GEMM_TILE, so a row gives the same bits whichever kernel
-// computes it.
+// reads in flight per core). For fp32 panels each column still sums over j
+// in the same order as GEMM_TILE, slices of GEMM_K_SLICE included (each
+// slice stored into out as the GEMM stores it), so a row gives the same
+// bits whichever kernel computes it.
 #ifndef GEMV_PANELS
 #define GEMV_PANELS 8
 #endif
@@ -231,6 +245,7 @@ void packed_gemv(__global float *out, const ulong out_offset, const int out_ld,
   const int last_panel = (n - 1) / GEMM_NR;
   __global const float *xr = x + x_offset;
   float16 acc[GEMV_PANELS][NV];
+  float final_beta = beta;
 #if WEIGHT_TYPE == 1 && NV % 2 == 0
   // bf16 pairs read as one uint each: the low half is column 2i, the high
   // half column 2i + 1, so a shift and a mask widen 32 columns with no
@@ -269,26 +284,46 @@ void packed_gemv(__global float *out, const ulong out_offset, const int out_ld,
 #else
   WEIGHT *wp[GEMV_PANELS];
 #pragma unroll
-  for (int p = 0; p < GEMV_PANELS; p++) {
+  for (int p = 0; p < GEMV_PANELS; p++)
     wp[p] = w + w_offset + (size_t)min(first_panel + p, last_panel) * k * GEMM_NR;
-#pragma unroll
-    for (int v = 0; v < NV; v++)
-      acc[p][v] = (float16)(0.0f);
-  }
-  for (int j = 0; j < k; j++) {
-    const float16 xv = (float16)(xr[j]);
+#if WEIGHT_TYPE == 0 && GEMM_K_SLICE > 0
+  const int slice = GEMM_K_SLICE;
+#else
+  const int slice = k;
+#endif
+  for (int k0 = 0; k0 < k; k0 += slice) {
 #pragma unroll
     for (int p = 0; p < GEMV_PANELS; p++)
 #pragma unroll
       for (int v = 0; v < NV; v++)
-        acc[p][v] = fma(xv, LOAD_W16(wp[p] + j * GEMM_NR + v * 16), acc[p][v]);
+        acc[p][v] = (float16)(0.0f);
+    const int end = min(k, k0 + slice);
+    for (int j = k0; j < end; j++) {
+      const float16 xv = (float16)(xr[j]);
+#pragma unroll
+      for (int p = 0; p < GEMV_PANELS; p++)
+#pragma unroll
+        for (int v = 0; v < NV; v++)
+          acc[p][v] = fma(xv, LOAD_W16(wp[p] + j * GEMM_NR + v * 16), acc[p][v]);
+    }
+    if (end < k) {
+      const float slice_beta = k0 == 0 ? beta : 1.0f;
+#pragma unroll
+      for (int p = 0; p < GEMV_PANELS; p++) {
+        const int n0 = (first_panel + p) * GEMM_NR;
+        if (n0 < n)
+          store_tile(out + out_offset + n0, out_ld, 1, min(GEMM_NR, n - n0), slice_beta, acc[p]);
+      }
+    } else if (k0 > 0) {
+      final_beta = 1.0f;  // the last slice adds to what the earlier ones stored
+    }
   }
 #endif
 #pragma unroll
   for (int p = 0; p < GEMV_PANELS; p++) {
     const int n0 = (first_panel + p) * GEMM_NR;
     if (n0 < n)
-      store_tile(out + out_offset + n0, out_ld, 1, min(GEMM_NR, n - n0), beta, acc[p]);
+      store_tile(out + out_offset + n0, out_ld, 1, min(GEMM_NR, n - n0), final_beta, acc[p]);
   }
 }
 

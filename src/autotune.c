@@ -33,7 +33,7 @@
 
 static const char *const family_names[AUTOTUNE_FAMILY_COUNT] = {
     "rmsnorm", "attention", "attention_tiles", "attention_share", "attention_choice", "rope",   "elementwise",   "conv",       "gemv",         "gemm",
-    "gemm_blocks", "gemm_gpu", "gemm_choice", "gemm_decode", "update", "update_blocks", "update_gpu",
+    "gemm_blocks", "gemm_gpu", "gemm_choice", "gemm_decode", "gemm_slices", "update", "update_blocks", "update_gpu",
     "update_choice"};
 
 const char *autotune_family_name(autotune_family family) {
@@ -60,7 +60,7 @@ clttt_status autotune_parse_families(const char *list, unsigned *families) {
       return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT,
                         "unknown kernel family '%.*s' (known: rmsnorm, attention, attention_tiles, attention_share, "
                         "attention_choice, rope, "
-                        "elementwise, conv, gemv, gemm, gemm_blocks, gemm_gpu, gemm_choice, gemm_decode, update, "
+                        "elementwise, conv, gemv, gemm, gemm_blocks, gemm_gpu, gemm_choice, gemm_decode, gemm_slices, update, "
                         "update_blocks, update_gpu, update_choice, all)",
                         (int)length, at);
     at += length;
@@ -104,7 +104,7 @@ typedef struct {
   linear_weight weight;
   int weight_ready;
   packed_gemm_type weight_type;
-  size_t gemm_rows, gemm_n; /* out (gemm_rows x gemm_n) = x W^T */
+  size_t gemm_rows, gemm_n, gemm_k; /* out (gemm_rows x gemm_n) = x (gemm_rows x gemm_k) W^T */
 } workload;
 
 typedef struct {
@@ -513,13 +513,16 @@ static clttt_status gemv_check(workload *work, double *error) {
  * 16-bit ones), the choice family fp32 (the only type CLBlast can take).
  * gemm_decode times one row (a decode step) against the 2f x d stacked
  * gate/up weight, 12 MiB in bf16 at Qwen3-0.6B's shape: past every core's
- * L2, as decode's weights are. Sampled rows are checked against a double
- * host product of the rounded weights. -------------------------------- */
+ * L2, as decode's weights are. gemm_slices runs the down projection's
+ * fp32 tokens x d x f, the product with the longest k. Sampled rows are
+ * checked against a double host product of the rounded weights. -------- */
 
-static clttt_status gemm_prepare_type(workload *work, packed_gemm_type type, size_t rows, size_t f) {
-  const size_t d = (size_t)work->shape.hidden;
+/* out (rows x f) = x (rows x d) W^T: here f and d name the output and input
+ * widths, whichever of the shape's they are. */
+static clttt_status gemm_prepare_type(workload *work, packed_gemm_type type, size_t rows, size_t f, size_t d) {
   work->gemm_rows = rows;
   work->gemm_n = f;
+  work->gemm_k = d;
   CLTTT_TRY(add_buffer(work, 0, rows * f, 0.0f, 0, "tuner GEMM output"));
   CLTTT_TRY(add_buffer(work, 1, rows * d, 1.0f, 31, "tuner GEMM input"));
   work->inputs[2] = malloc(f * d * sizeof(float));
@@ -548,13 +551,20 @@ static clttt_status gemm_prepare_type(workload *work, packed_gemm_type type, siz
 }
 
 static clttt_status gemm_prepare_bf16(workload *work) {
-  return gemm_prepare_type(work, PACKED_GEMM_BF16, (size_t)work->shape.tokens, (size_t)work->shape.intermediate);
+  return gemm_prepare_type(work, PACKED_GEMM_BF16, (size_t)work->shape.tokens, (size_t)work->shape.intermediate,
+                           (size_t)work->shape.hidden);
 }
 static clttt_status gemm_prepare_f32(workload *work) {
-  return gemm_prepare_type(work, PACKED_GEMM_F32, (size_t)work->shape.tokens, (size_t)work->shape.intermediate);
+  return gemm_prepare_type(work, PACKED_GEMM_F32, (size_t)work->shape.tokens, (size_t)work->shape.intermediate,
+                           (size_t)work->shape.hidden);
 }
 static clttt_status gemm_prepare_decode(workload *work) {
-  return gemm_prepare_type(work, PACKED_GEMM_BF16, 1, 2 * (size_t)work->shape.intermediate);
+  return gemm_prepare_type(work, PACKED_GEMM_BF16, 1, 2 * (size_t)work->shape.intermediate,
+                           (size_t)work->shape.hidden);
+}
+static clttt_status gemm_prepare_down(workload *work) {
+  return gemm_prepare_type(work, PACKED_GEMM_F32, (size_t)work->shape.tokens, (size_t)work->shape.hidden,
+                           (size_t)work->shape.intermediate);
 }
 
 /* The weight in the layout the current candidate's kernels read: packed
@@ -562,7 +572,7 @@ static clttt_status gemm_prepare_decode(workload *work) {
 static clttt_status gemm_weight_for_candidate(workload *work) {
   const packed_gemm_params *params = &work->kernels->params.gemm;
   const int packed = work->weight_type != PACKED_GEMM_F32 || work->kernels->params.gemm_packed;
-  const size_t f = work->gemm_n, d = (size_t)work->shape.hidden;
+  const size_t f = work->gemm_n, d = work->gemm_k;
   packed_gemm_layout layout;
   if (packed)
     CLTTT_TRY(packed_gemm_layout_for(params, work->weight_type, f, d, &layout));
@@ -595,7 +605,7 @@ static clttt_status gemm_run(workload *work) {
   CLTTT_TRY(gemm_weight_for_candidate(work));
   if (work->weight.packed && !work->kernels->has_packed)
     CLTTT_TRY(kernel_set_add_packed((kernel_set *)work->kernels));
-  const size_t rows = work->gemm_rows, f = work->gemm_n, d = (size_t)work->shape.hidden;
+  const size_t rows = work->gemm_rows, f = work->gemm_n, d = work->gemm_k;
   /* out (rows x f) = x (rows x d) W^T */
   return gemm_weight(work->kernels, "tuner GEMM", rows, view(work->buffers[1], 0, d), &work->weight, 0.0f,
                      view(work->buffers[0], 0, f));
@@ -775,6 +785,16 @@ static const family_spec families[AUTOTUNE_FAMILY_COUNT] = {
      {{1, 2, 4, 8}},
      {{1, 2, 4, 8}},
      gemm_prepare_decode,
+     gemm_run,
+     sampled_rows_check,
+     -1,
+     PACKED_GEMM_CPU,
+     0},
+    {AUTOTUNE_GEMM_SLICES,
+     {"GEMM_K_SLICE", NULL},
+     {{0, 1024, 2048, 4096, 8192, -1}},
+     {{0, 1024, 4096, -1}},
+     gemm_prepare_down,
      gemm_run,
      sampled_rows_check,
      -1,

@@ -22,6 +22,7 @@ typedef enum {
   AUTOTUNE_GEMM_GPU,    /* its GPU work-group tile */
   AUTOTUNE_GEMM_CHOICE, /* fp32 weight products: our packed GEMM or CLBlast */
   AUTOTUNE_GEMM_DECODE, /* its CPU one-row kernel (decode): panels per work-item */
+  AUTOTUNE_GEMM_SLICES, /* its CPU slices of a long k (fp32) */
   AUTOTUNE_UPDATE,        /* our TTT update kernel's CPU column slice and register tile */
   AUTOTUNE_UPDATE_BLOCKS, /* its CPU row block and t staging */
   AUTOTUNE_UPDATE_GPU,    /* its GPU work-group tile */

@@ -64,14 +64,18 @@ static const packed_gemm_type types[] = {PACKED_GEMM_F32, PACKED_GEMM_BF16, PACK
  * in the inner loop (and one panel per one-row work-item; three in the next
  * set, so the last work-item repeats panels past the end), both variants with small odd tiles so that ragged rows
  * and columns also fall inside tiles (and the local-memory conversion runs in
- * many slices of 7), and the GPU variant with its usual tiles. */
+ * many slices of 7), and the GPU variant with its usual tiles. The two CPU
+ * sets sweep fp32 panels in slices of k (16 and 5: several slices, a
+ * short last one, and k = 5 in exactly one). */
 static int parameter_sets(const clttt_device *device, packed_gemm_params *sets) {
   int count = 0;
   packed_gemm_defaults(&device->info, &sets[count++]);
   sets[count++] = (packed_gemm_params){.variant = PACKED_GEMM_CPU, .nr = 32, .mr = 8, .row_block = 128,
-                                       .local_k = 0, .gemv_panels = 1, .tile_m = 64, .tile_k = 16, .item_m = 4, .item_n = 4};
+                                       .local_k = 0, .gemv_panels = 1, .k_slice = 16, .tile_m = 64, .tile_k = 16,
+                                       .item_m = 4, .item_n = 4};
   sets[count++] = (packed_gemm_params){.variant = PACKED_GEMM_CPU, .nr = 16, .mr = 3, .row_block = 5,
-                                       .local_k = 7, .gemv_panels = 3, .tile_m = 64, .tile_k = 16, .item_m = 4, .item_n = 4};
+                                       .local_k = 7, .gemv_panels = 3, .k_slice = 5, .tile_m = 64, .tile_k = 16,
+                                       .item_m = 4, .item_n = 4};
   sets[count++] = (packed_gemm_params){.variant = PACKED_GEMM_GPU, .nr = 64, .mr = 8, .row_block = 128,
                                        .local_k = 0, .tile_m = 64, .tile_k = 16, .item_m = 4, .item_n = 4};
   sets[count++] = (packed_gemm_params){.variant = PACKED_GEMM_GPU, .nr = 24, .mr = 8, .row_block = 128,
@@ -274,6 +278,59 @@ END_TEST
 /* A Qwen3-0.6B-sized product (64 tokens through a 3072 x 1024 projection)
  * with every weight type, in both variants with their usual tiles (the
  * device's defaults among them), beta 0 and 1. */
+/* A row through the one-row kernel (decode) gives the bits the same row
+ * gets inside a batch (prefill), fp32 panels swept in one pass and in
+ * slices of k (the one-row kernel stores each slice as the batch kernel
+ * does), with beta 0 and beta 0.75 (the residual adds). */
+START_TEST(test_one_row_matches_the_batch_bit_for_bit) {
+  clttt_device *device = test_open_device();
+  const size_t rows = 9, n = 70, k = 131, x_ld = k + X_PAD, out_ld = n + OUT_PAD;
+  static const int slices[] = {0, 16, 5};
+  static const float betas[] = {0.0f, 0.75f};
+  for (int s = 0; s < 3; s++)
+    for (int b = 0; b < 2; b++) {
+      packed_gemm_params params = {.variant = PACKED_GEMM_CPU, .nr = 32, .mr = 8, .row_block = 4, .local_k = 0,
+                                   .gemv_panels = 2, .k_slice = slices[s]};
+      gemm_problem p;
+      problem_create(&p, rows, n, k, betas[b], 900 + (unsigned long long)(3 * s + b), PACKED_GEMM_F32);
+      packed_gemm_layout layout;
+      ck_assert_int_eq(packed_gemm_layout_for(&params, PACKED_GEMM_F32, n, k, &layout), CLTTT_SUCCESS);
+      void *packed = pack_weight(&p, &layout);
+      cl_mem x_buffer = upload_bytes(device, p.x, x_count(&p) * sizeof *p.x);
+      cl_mem w_buffer = upload_bytes(device, packed, packed_gemm_bytes(&layout));
+      cl_mem batch_buffer = upload_bytes(device, p.out0, out_count(&p) * sizeof *p.out0);
+      cl_mem single_buffer = upload_bytes(device, p.out0, out_count(&p) * sizeof *p.out0);
+      packed_gemm_kernels kernels;
+      ck_assert_msg(packed_gemm_kernels_create(&kernels, device, &params, NULL) == CLTTT_SUCCESS, "%s",
+                    clttt_last_error());
+      ck_assert_int_eq(packed_gemm_run(&kernels, "batch", &layout, rows, view(x_buffer, X_OFFSET, x_ld), w_buffer, 0,
+                                       p.beta, view(batch_buffer, OUT_OFFSET, out_ld)),
+                       CLTTT_SUCCESS);
+      for (size_t r = 0; r < rows; r++)
+        ck_assert_int_eq(packed_gemm_run(&kernels, "one row", &layout, 1, view(x_buffer, X_OFFSET + r * x_ld, x_ld),
+                                         w_buffer, 0, p.beta, view(single_buffer, OUT_OFFSET + r * out_ld, out_ld)),
+                         CLTTT_SUCCESS);
+      packed_gemm_kernels_release(&kernels);
+      float *batch = malloc(out_count(&p) * sizeof *batch), *single = malloc(out_count(&p) * sizeof *single);
+      ck_assert(batch && single);
+      download(device, batch_buffer, batch, out_count(&p) * sizeof *batch);
+      download(device, single_buffer, single, out_count(&p) * sizeof *single);
+      for (size_t i = 0; i < out_count(&p); i++)
+        ck_assert_msg(same_bits(batch[i], single[i]), "K_SLICE %d beta %g: element %zu: batch %.9g, one row %.9g",
+                      slices[s], (double)p.beta, i, (double)batch[i], (double)single[i]);
+      free(batch);
+      free(single);
+      free(packed);
+      runtime_release(&x_buffer);
+      runtime_release(&w_buffer);
+      runtime_release(&batch_buffer);
+      runtime_release(&single_buffer);
+      problem_free(&p);
+    }
+  clttt_device_close(device);
+}
+END_TEST
+
 START_TEST(test_packed_gemm_model_shape) {
   clttt_device *device = test_open_device();
   packed_gemm_params sets[8];
@@ -553,6 +610,7 @@ static Suite *gemm_suite(void) {
   TCase *linear = tcase_create("packed_gemm");
   tcase_add_test(linear, test_packed_gemm_ragged_shapes);
   tcase_add_test(linear, test_packed_gemm_model_shape);
+  tcase_add_test(linear, test_one_row_matches_the_batch_bit_for_bit);
   suite_add_tcase(suite, linear);
   TCase *update = tcase_create("update");
   tcase_add_test(update, test_update_ragged_shapes);
