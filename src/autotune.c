@@ -79,7 +79,13 @@ void autotune_options_init(autotune_options *options, int quick) {
                                     .heads = 16,
                                     .kv_heads = 8,
                                     .head_dim = 128,
-                                    .chunk = quick ? 512 : 1024};
+                                    .chunk = quick ? 512 : 1024,
+                                    /* At the 0.6B shape's k (3072) every slice length
+                                     * from 4096 up is the same kernel, and at d 1024 the
+                                     * whole weight (48 MiB) stayed in a large L3, where
+                                     * slicing made no difference. */
+                                    .slices_n = 4096,
+                                    .slices_k = 12288};
   options->families = AUTOTUNE_ALL_FAMILIES;
   options->repetitions = quick ? 3 : 5;
   options->quick = quick;
@@ -513,8 +519,9 @@ static clttt_status gemv_check(workload *work, double *error) {
  * 16-bit ones), the choice family fp32 (the only type CLBlast can take).
  * gemm_decode times one row (a decode step) against the 2f x d stacked
  * gate/up weight, 12 MiB in bf16 at Qwen3-0.6B's shape: past every core's
- * L2, as decode's weights are. gemm_slices runs the down projection's
- * fp32 tokens x d x f, the product with the longest k. Sampled rows are
+ * L2, as decode's weights are. gemm_slices runs the shape's slices_n x
+ * slices_k product in fp32 (Qwen3-8B's down projection unless the caller
+ * says otherwise). Sampled rows are
  * checked against a double host product of the rounded weights. -------- */
 
 /* out (rows x f) = x (rows x d) W^T: here f and d name the output and input
@@ -563,8 +570,8 @@ static clttt_status gemm_prepare_decode(workload *work) {
                            (size_t)work->shape.hidden);
 }
 static clttt_status gemm_prepare_down(workload *work) {
-  return gemm_prepare_type(work, PACKED_GEMM_F32, (size_t)work->shape.tokens, (size_t)work->shape.hidden,
-                           (size_t)work->shape.intermediate);
+  return gemm_prepare_type(work, PACKED_GEMM_F32, (size_t)work->shape.tokens, (size_t)work->shape.slices_n,
+                           (size_t)work->shape.slices_k);
 }
 
 /* The weight in the layout the current candidate's kernels read: packed

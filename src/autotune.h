@@ -45,6 +45,9 @@ typedef struct {
   int intermediate;     /* f */
   int heads, kv_heads, head_dim;
   int chunk;            /* rows of the TTT conv */
+  /* gemm_slices' product, tokens x slices_n x slices_k: long k matters only
+   * for the large models, so by default Qwen3-8B's down projection. */
+  int slices_n, slices_k;
 } autotune_shape;
 
 typedef enum {

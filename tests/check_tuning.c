@@ -325,7 +325,8 @@ START_TEST(test_tuner_small_shapes) {
   autotune_options options;
   autotune_options_init(&options, 1);
   options.shape = (autotune_shape){.tokens = 37, .attention_tokens = 45, .hidden = 72, .intermediate = 99,
-                                   .heads = 4, .kv_heads = 2, .head_dim = 16, .chunk = 21};
+                                   .heads = 4, .kv_heads = 2, .head_dim = 16, .chunk = 21,
+                                   .slices_n = 40, .slices_k = 1100}; /* slices of 1024: one ragged */
   options.repetitions = 1;
   autotune_result result;
   int status = autotune_run(device, &options, &result);
