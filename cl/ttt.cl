@@ -69,9 +69,29 @@ float group_sum(__local float *partial, const int lane, const float value) {
 }
 
 // sums[row] = sum_c x[row * width + c]^2; one work-group per row, reduced as
-// rmsnorm.cl reduces (RMSNORM_WGS a power of two, uniform loop trip counts).
+// rmsnorm.cl reduces (RMSNORM_WGS a power of two, uniform loop trip counts;
+// 1, on CPUs, sums the row in 16-wide vectors as rmsnorm.cl's form for them
+// does, where a scalar loop would take a chain of f dependent adds per row).
 __kernel __attribute__((reqd_work_group_size(RMSNORM_WGS, 1, 1)))
 void row_sum_of_squares(__global const float *x, const int rows, const int width, __global float *sums) {
+#if RMSNORM_WGS == 1
+  const int row = get_global_id(0);
+  if (row >= rows)
+    return;
+  __global const float *in = x + (size_t)row * width;
+  const int vectors = width / 16;
+  float16 squares = (float16)(0.0f);
+  for (int v = 0; v < vectors; v++) {
+    const float16 value = vload16(v, in);
+    squares = fma(value, value, squares);
+  }
+  const float8 s8 = squares.lo + squares.hi;
+  const float4 s4 = s8.lo + s8.hi;
+  float sum = (s4.x + s4.y) + (s4.z + s4.w);
+  for (int c = vectors * 16; c < width; c++)
+    sum += in[c] * in[c];
+  sums[row] = sum;
+#else
   __local float partial[RMSNORM_WGS];
   const int row = get_group_id(0);
   const int lane = get_local_id(0);
@@ -87,6 +107,7 @@ void row_sum_of_squares(__global const float *x, const int rows, const int width
   const float total = group_sum(partial, lane, sum);
   if (lane == 0)
     sums[row] = total;
+#endif
 }
 
 // scale[0] = min(1, tau / sqrt(sum of `count` row sums)); one work-group.
