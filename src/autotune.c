@@ -56,13 +56,15 @@ clttt_status autotune_parse_families(const char *list, unsigned *families) {
         *families |= 1u << f;
         known = 1;
       }
-    if (!known)
-      return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT,
-                        "unknown kernel family '%.*s' (known: rmsnorm, attention, attention_tiles, attention_share, "
-                        "attention_choice, rope, "
-                        "elementwise, conv, gemv, gemm, gemm_blocks, gemm_gpu, gemm_choice, gemm_decode, gemm_slices, update, "
-                        "update_blocks, update_gpu, update_choice, all)",
-                        (int)length, at);
+    if (!known) {
+      /* The names from the table, so a new family cannot be left out. */
+      char names[512] = "";
+      size_t used = 0;
+      for (int f = 0; f < AUTOTUNE_FAMILY_COUNT && used < sizeof names; f++)
+        used += (size_t)snprintf(names + used, sizeof names - used, "%s, ", family_names[f]);
+      return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "unknown kernel family '%.*s' (known: %sall)", (int)length, at,
+                        names);
+    }
     at += length;
     if (*at == ',')
       at++;
@@ -521,8 +523,8 @@ static clttt_status gemv_check(workload *work, double *error) {
  * gate/up weight, 12 MiB in bf16 at Qwen3-0.6B's shape: past every core's
  * L2, as decode's weights are. gemm_slices runs the shape's slices_n x
  * slices_k product in fp32 (Qwen3-8B's down projection unless the caller
- * says otherwise). Sampled rows are
- * checked against a double host product of the rounded weights. -------- */
+ * says otherwise). Sampled rows are checked against a double host product
+ * of the rounded weights. --------------------------------------------- */
 
 /* out (rows x f) = x (rows x d) W^T: here f and d name the output and input
  * widths, whichever of the shape's they are. */
