@@ -354,12 +354,12 @@ clttt_status runtime_finish(const clttt_device *device) {
 void runtime_release(cl_mem *buffer) {
   if (*buffer) {
     cl_context context = NULL;
-    cl_uint references = 0;
     size_t bytes = 0;
-    /* Only the last reference frees device memory. */
-    if (clGetMemObjectInfo(*buffer, CL_MEM_REFERENCE_COUNT, sizeof references, &references, NULL) == CL_SUCCESS &&
-        references == 1 &&
-        clGetMemObjectInfo(*buffer, CL_MEM_CONTEXT, sizeof context, &context, NULL) == CL_SUCCESS &&
+    /* clttt holds one reference to each of its buffers and never retains
+     * them, so this release ends its hold. The reference count is no guide:
+     * PoCL keeps its own references while a queued command still uses the
+     * buffer, which left a released buffer counted at random. */
+    if (clGetMemObjectInfo(*buffer, CL_MEM_CONTEXT, sizeof context, &context, NULL) == CL_SUCCESS &&
         clGetMemObjectInfo(*buffer, CL_MEM_SIZE, sizeof bytes, &bytes, NULL) == CL_SUCCESS)
       memory_count(context, -(int64_t)bytes);
     clReleaseMemObject(*buffer);
