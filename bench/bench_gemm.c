@@ -346,7 +346,7 @@ static void usage(FILE *stream) {
           "  --quick        3 shapes, 3 calls each (default: 7 shapes, 5 calls)\n"
           "  --shape RxNxK  benchmark this shape instead (repeatable)\n"
           "  --gemm         override our kernel's parameters: VARIANT (0 CPU, 1 GPU), NR, MR, ROW_BLOCK,\n"
-          "                 LOCAL_K, GEMV_PANELS, K_SLICE, TILE_M, TILE_K, ITEM_M, ITEM_N (default: the device's)\n"
+          "                 LOCAL_K, GEMV_PANELS, GEMV_PREFETCH, K_SLICE, TILE_M, TILE_K, ITEM_M, ITEM_N (default: the device's)\n"
           "  --update       the same for the update kernel: VARIANT, NR, MR, ROW_BLOCK, LOCAL_T, PANELS,\n"
           "                 TILE_M, TILE_N, TILE_K, ITEM_M, ITEM_N\n");
 }
@@ -369,7 +369,8 @@ static int set_field(const char *list, int is_update, options *opt) {
       }
       field = strcmp(item, "NR") == 0 ? &p->nr : strcmp(item, "MR") == 0 ? &p->mr
             : strcmp(item, "ROW_BLOCK") == 0 ? &p->row_block : strcmp(item, "LOCAL_K") == 0 ? &p->local_k
-            : strcmp(item, "GEMV_PANELS") == 0 ? &p->gemv_panels : strcmp(item, "K_SLICE") == 0 ? &p->k_slice
+            : strcmp(item, "GEMV_PANELS") == 0 ? &p->gemv_panels
+            : strcmp(item, "GEMV_PREFETCH") == 0 ? &p->gemv_prefetch : strcmp(item, "K_SLICE") == 0 ? &p->k_slice
             : strcmp(item, "TILE_M") == 0 ? &p->tile_m : strcmp(item, "TILE_K") == 0 ? &p->tile_k
             : strcmp(item, "ITEM_M") == 0 ? &p->item_m : strcmp(item, "ITEM_N") == 0 ? &p->item_n : NULL;
     } else {

@@ -519,7 +519,8 @@ static clttt_status gemv_check(workload *work, double *error) {
  * gemm_weight as the forward pass calls it. The layout families run bf16
  * weights (what real checkpoints hold; GEMM_LOCAL_K only matters for
  * 16-bit ones), the choice family fp32 (the only type CLBlast can take).
- * gemm_decode times one row (a decode step) against the 2f x d stacked
+ * gemm_decode times one row (a decode step: panels per work-item, prefetch
+ * distance) against the 2f x d stacked
  * gate/up weight, 12 MiB in bf16 at Qwen3-0.6B's shape: past every core's
  * L2, as decode's weights are. gemm_slices runs the shape's slices_n x
  * slices_k product in fp32 (Qwen3-8B's down projection unless the caller
@@ -790,9 +791,9 @@ static const family_spec families[AUTOTUNE_FAMILY_COUNT] = {
      -1,
      0},
     {AUTOTUNE_GEMM_DECODE,
-     {"GEMM_GEMV_PANELS", NULL},
-     {{1, 2, 4, 8}},
-     {{1, 2, 4, 8}},
+     {"GEMM_GEMV_PANELS", "GEMM_GEMV_PREFETCH"},
+     {{1, 2, 4, 8}, {0, 8, 16, 32, 64}},
+     {{1, 2, 4, 8}, {0, 16}},
      gemm_prepare_decode,
      gemm_run,
      sampled_rows_check,

@@ -27,6 +27,7 @@ typedef struct {
   int row_block;               /* GEMM_ROW_BLOCK: CPU rows per work-item */
   int local_k;                 /* GEMM_LOCAL_K: CPU, bf16/fp16: k converted to fp32 in local memory per slice (0: none) */
   int gemv_panels;             /* GEMM_GEMV_PANELS: CPU, one row (decode): panels one work-item streams at once */
+  int gemv_prefetch;           /* GEMM_GEMV_PREFETCH: CPU, one row: k ahead each panel is prefetched (0: none) */
   int k_slice;                 /* GEMM_K_SLICE: CPU, fp32: k per pass of a row block over its panel (0: all of k) */
   int tile_m;                  /* GEMM_TILE_M: GPU rows per work-group */
   int tile_k;                  /* GEMM_TILE_K: GPU k per local-memory step; also the packed k padding */

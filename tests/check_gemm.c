@@ -66,15 +66,19 @@ static const packed_gemm_type types[] = {PACKED_GEMM_F32, PACKED_GEMM_BF16, PACK
  * and columns also fall inside tiles (and the local-memory conversion runs in
  * many slices of 7), and the GPU variant with its usual tiles. The two CPU
  * sets sweep fp32 panels in slices of k (16 and 5: several slices, a
- * short last one, and k = 5 in exactly one). */
+ * short last one, and k = 5 in exactly one), and prefetch the one-row
+ * kernel's panels 3 and 1 k ahead (the CPU defaults 16), past the end of
+ * k = 1 and 5: a prefetch must change no result. */
 static int parameter_sets(const clttt_device *device, packed_gemm_params *sets) {
   int count = 0;
   packed_gemm_defaults(&device->info, &sets[count++]);
   sets[count++] = (packed_gemm_params){.variant = PACKED_GEMM_CPU, .nr = 32, .mr = 8, .row_block = 128,
-                                       .local_k = 0, .gemv_panels = 1, .k_slice = 16, .tile_m = 64, .tile_k = 16,
+                                       .local_k = 0, .gemv_panels = 1, .gemv_prefetch = 3, .k_slice = 16,
+                                       .tile_m = 64, .tile_k = 16,
                                        .item_m = 4, .item_n = 4};
   sets[count++] = (packed_gemm_params){.variant = PACKED_GEMM_CPU, .nr = 16, .mr = 3, .row_block = 5,
-                                       .local_k = 7, .gemv_panels = 3, .k_slice = 5, .tile_m = 64, .tile_k = 16,
+                                       .local_k = 7, .gemv_panels = 3, .gemv_prefetch = 1, .k_slice = 5,
+                                       .tile_m = 64, .tile_k = 16,
                                        .item_m = 4, .item_n = 4};
   sets[count++] = (packed_gemm_params){.variant = PACKED_GEMM_GPU, .nr = 64, .mr = 8, .row_block = 128,
                                        .local_k = 0, .tile_m = 64, .tile_k = 16, .item_m = 4, .item_n = 4};
@@ -290,7 +294,7 @@ START_TEST(test_one_row_matches_the_batch_bit_for_bit) {
   for (int s = 0; s < 3; s++)
     for (int b = 0; b < 2; b++) {
       packed_gemm_params params = {.variant = PACKED_GEMM_CPU, .nr = 32, .mr = 8, .row_block = 4, .local_k = 0,
-                                   .gemv_panels = 2, .k_slice = slices[s]};
+                                   .gemv_panels = 2, .gemv_prefetch = 4 * s, .k_slice = slices[s]};
       gemm_problem p;
       problem_create(&p, rows, n, k, betas[b], 900 + (unsigned long long)(3 * s + b), PACKED_GEMM_F32);
       packed_gemm_layout layout;
