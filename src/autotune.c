@@ -519,10 +519,9 @@ static clttt_status gemv_check(workload *work, double *error) {
  * gemm_weight as the forward pass calls it. The layout families run bf16
  * weights (what real checkpoints hold; GEMM_LOCAL_K only matters for
  * 16-bit ones), the choice family fp32 (the only type CLBlast can take).
- * gemm_decode times one row (a decode step: panels per work-item, prefetch
- * distance) against the 2f x d stacked
- * gate/up weight, 12 MiB in bf16 at Qwen3-0.6B's shape: past every core's
- * L2, as decode's weights are. gemm_slices runs the shape's slices_n x
+ * gemm_decode times one row (a decode step: panels per work-item and the
+ * prefetch distance) against the 2f x d stacked gate/up weight, 12 MiB in
+ * bf16 at Qwen3-0.6B's shape: past every core's L2, as decode's weights are. gemm_slices runs the shape's slices_n x
  * slices_k product in fp32 (Qwen3-8B's down projection unless the caller
  * says otherwise). Sampled rows are checked against a double host product
  * of the rounded weights. --------------------------------------------- */
