@@ -521,9 +521,9 @@ static clttt_status gemv_check(workload *work, double *error) {
  * 16-bit ones), the choice family fp32 (the only type CLBlast can take).
  * gemm_decode times one row (a decode step: panels per work-item and the
  * prefetch distance) against the 2f x d stacked gate/up weight, 12 MiB in
- * bf16 at Qwen3-0.6B's shape: past every core's L2, as decode's weights are. gemm_slices runs the shape's slices_n x
- * slices_k product in fp32 (Qwen3-8B's down projection unless the caller
- * says otherwise). Sampled rows are checked against a double host product
+ * bf16 at Qwen3-0.6B's shape: past every core's L2, as decode's weights
+ * are. gemm_slices runs the shape's slices_n x slices_k product in fp32
+ * (Qwen3-8B's down projection unless the caller says otherwise). Sampled rows are checked against a double host product
  * of the rounded weights. --------------------------------------------- */
 
 /* out (rows x f) = x (rows x d) W^T: here f and d name the output and input
@@ -791,8 +791,8 @@ static const family_spec families[AUTOTUNE_FAMILY_COUNT] = {
      0},
     {AUTOTUNE_GEMM_DECODE,
      {"GEMM_GEMV_PANELS", "GEMM_GEMV_PREFETCH"},
-     {{1, 2, 4, 8}, {0, 8, 16, 32, 64}},
-     {{1, 2, 4, 8}, {0, 16}},
+     {{1, 2, 4, 8}, {0, 8, 16, 32, 64, -1}},
+     {{1, 2, 4, 8}, {0, 16, -1}},
      gemm_prepare_decode,
      gemm_run,
      sampled_rows_check,
