@@ -346,7 +346,8 @@ static void usage(FILE *stream) {
           "  --quick        3 shapes, 3 calls each (default: 7 shapes, 5 calls)\n"
           "  --shape RxNxK  benchmark this shape instead (repeatable)\n"
           "  --gemm         override our kernel's parameters: VARIANT (0 CPU, 1 GPU), NR, MR, ROW_BLOCK,\n"
-          "                 LOCAL_K, GEMV_PANELS, GEMV_PREFETCH, K_SLICE, TILE_M, TILE_K, ITEM_M, ITEM_N (default: the device's)\n"
+          "                 LOCAL_K, GEMV_PANELS, GEMV_PREFETCH, K_SLICE, TILE_M, TILE_K, ITEM_M, ITEM_N\n"
+          "                 (default: the device's)\n"
           "  --update       the same for the update kernel: VARIANT, NR, MR, ROW_BLOCK, LOCAL_T, PANELS,\n"
           "                 TILE_M, TILE_N, TILE_K, ITEM_M, ITEM_N\n");
 }

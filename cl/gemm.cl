@@ -248,7 +248,7 @@ void packed_gemm(__global float *out, const ulong out_offset, const int out_ld,
 #define PREFETCH_AHEAD(row0, j, bytes) \
   __builtin_prefetch((__global const uchar *)(row0) + (size_t)min((j) + GEMV_PREFETCH, k - 1) * ROW_BYTES + (bytes))
 #else
-#define PREFETCH_AHEAD(row0, j, bytes)
+#define PREFETCH_AHEAD(row0, j, bytes) ((void)0)
 #endif
 #define ROW_BYTES (GEMM_NR * (int)sizeof(*w))
 __kernel __attribute__((reqd_work_group_size(1, 1, 1)))
