@@ -21,7 +21,11 @@
  * plain CLBlast SGEMM (C x f x d, no transposes): the ratios to them are the
  * numbers that survive a noisy machine. With --peer (or --quick), PyTorch
  * runs the same layer (bench/torch_fast_weight.py) right after each chunk
- * size, when python3 can import torch; otherwise a note says why not. */
+ * size, when python3 can import torch; otherwise a note says why not.
+ * --rounds N alternates the two N times per chunk size and reports each
+ * side's median round: one round each let a single slow minute decide the
+ * ratio (PyTorch read 6000-8500 tokens/s in this harness where it ran
+ * 9700-10300 alone, and not in every run). */
 #define _DEFAULT_SOURCE /* getloadavg, clock_gettime */
 #include "runtime.h" /* first: it fixes the OpenCL version the other headers see */
 
@@ -48,6 +52,7 @@
 #define MAX_CHUNK_SIZES 32
 #define MAX_OVERRIDES 8
 #define MAX_REPS 16
+#define MAX_ROUNDS 9
 #define MIN_SEQUENCE_CHUNKS 16
 
 enum {
@@ -88,6 +93,7 @@ typedef struct {
   clblast_override overrides[MAX_OVERRIDES];
   int override_count;
   int peer;            /* PyTorch after each chunk size: 1 on, 0 off, -1 unset */
+  int rounds;          /* clttt and PyTorch alternated this many times per chunk size */
   const char *python;  /* the interpreter that runs the peer */
 } options;
 
@@ -101,7 +107,9 @@ typedef struct {
   double sgemm_gflops;          /* best of sgemm_reps, C x f x d */
   double sgemm_ms;
   int finite;                   /* outputs and W finite after the sequence */
-  double peer_tokens_per_s;     /* PyTorch's, same chunk size, right after; 0: not run */
+  double peer_tokens_per_s;     /* PyTorch's median round, same chunk size; 0: not run */
+  double peer_min, peer_max;    /* PyTorch's range over the rounds */
+  int rounds;                   /* rounds this result is the median of */
 } result;
 
 /* ---------------------------------------------------------------- */
@@ -528,6 +536,62 @@ static double run_peer(const options *opt, int C, char *why, size_t capacity) {
   return tokens;
 }
 
+/* One chunk size: `rounds` times ours, then PyTorch's (when --peer), so
+ * that both sides meet the same minutes of a shared machine. The result
+ * is our median round (its per-step figures with it; of an even count the
+ * faster of the middle two), with the range widened to every round's;
+ * PyTorch's figure is its median round, chosen the same way. */
+static clttt_status bench_rounds(clttt_device *device, const options *opt, int C, result *res, char *peer_note,
+                                 size_t capacity) {
+  result rounds[MAX_ROUNDS];
+  double peer[MAX_ROUNDS];
+  int peer_count = 0;
+  for (int r = 0; r < opt->rounds; r++) {
+    if (opt->rounds > 1)
+      note(opt, "  C=%d: round %d/%d\n", C, r + 1, opt->rounds);
+    CLTTT_TRY(bench_chunk_size(device, opt, C, &rounds[r]));
+    if (!opt->peer)
+      continue;
+    char why[512] = "";
+    double tokens = run_peer(opt, C, why, sizeof why);
+    if (tokens > 0) {
+      peer[peer_count++] = tokens;
+      note(opt, "  C=%d: PyTorch %.0f tokens/s\n", C, tokens);
+    } else if (!peer_note[0]) {
+      snprintf(peer_note, capacity, "PyTorch skipped: %s", why);
+    }
+  }
+  /* Our median round: the one whose ms/chunk sorts into the middle. */
+  int order[MAX_ROUNDS];
+  for (int r = 0; r < opt->rounds; r++)
+    order[r] = r;
+  for (int a = 1; a < opt->rounds; a++)
+    for (int b = a; b > 0 && rounds[order[b]].ms_per_chunk < rounds[order[b - 1]].ms_per_chunk; b--) {
+      int swap = order[b];
+      order[b] = order[b - 1];
+      order[b - 1] = swap;
+    }
+  *res = rounds[order[(opt->rounds - 1) / 2]];
+  for (int r = 0; r < opt->rounds; r++) {
+    res->ms_min = fmin(res->ms_min, rounds[r].ms_min);
+    res->ms_max = fmax(res->ms_max, rounds[r].ms_max);
+    res->finite = res->finite && rounds[r].finite;
+  }
+  res->rounds = opt->rounds;
+  res->peer_tokens_per_s = 0.0;
+  if (peer_count > 0) {
+    res->peer_min = res->peer_max = peer[0];
+    for (int r = 1; r < peer_count; r++) {
+      res->peer_min = fmin(res->peer_min, peer[r]);
+      res->peer_max = fmax(res->peer_max, peer[r]);
+    }
+    /* The same statistic as ours: with an even count, the faster middle round. */
+    qsort(peer, (size_t)peer_count, sizeof *peer, compare_doubles);
+    res->peer_tokens_per_s = peer[peer_count / 2];
+  }
+  return CLTTT_SUCCESS;
+}
+
 /* ---------------------------------------------------------------- */
 /* Output. */
 
@@ -541,6 +605,9 @@ static void print_table(const options *opt, const clttt_device_info *info, const
          opt->shape, opt->d, opt->f, opt->sequence_chunks, opt->reps, opt->reps == 1 ? "" : "s");
   printf("device: %s | %s | driver %s | %u compute units\n", info->name, info->platform,
          info->driver_version, info->compute_units);
+  if (opt->rounds > 1)
+    printf("%d rounds per chunk size (ours and PyTorch's alternated); each figure is the median round, the "
+           "range covers all\n", opt->rounds);
   printf("load average (1 min) before / after: %.2f / %.2f\n", load[0], load[1]);
   printf("FLOPs per token: 6df + 2df + 2d^2 + 10d = %.1f MFLOP (SPEC.md section 7)\n",
          (8.0 * opt->d * opt->f + 2.0 * opt->d * opt->d + 10.0 * opt->d) * 1e-6);
@@ -583,17 +650,22 @@ static void print_table(const options *opt, const clttt_device_info *info, const
   }
   if (!opt->peer)
     return;
-  printf("\nthe same layer in PyTorch (bench/torch_fast_weight.py), run right after each chunk size:\n");
+  printf("\nthe same layer in PyTorch (bench/torch_fast_weight.py), run right after each chunk size%s:\n",
+         opt->rounds > 1 ? " in every round" : "");
   if (peer_note && peer_note[0])
     printf("  %s\n", peer_note);
-  printf("%6s  %15s  %17s  %15s\n", "C", "clttt tokens/s", "PyTorch tokens/s", "clttt/PyTorch");
+  printf("%6s  %15s  %17s  %17s  %15s\n", "C", "clttt tokens/s", "PyTorch tokens/s", "PyTorch range",
+         "clttt/PyTorch");
   for (int i = 0; i < count; i++) {
     const result *r = &results[i];
-    if (r->peer_tokens_per_s > 0)
-      printf("%6d  %15.0f  %17.0f  %14.2fx\n", r->C, tokens_per_s(r), r->peer_tokens_per_s,
+    if (r->peer_tokens_per_s > 0) {
+      char range[40];
+      snprintf(range, sizeof range, "%.0f-%.0f", r->peer_min, r->peer_max);
+      printf("%6d  %15.0f  %17.0f  %17s  %14.2fx\n", r->C, tokens_per_s(r), r->peer_tokens_per_s, range,
              tokens_per_s(r) / r->peer_tokens_per_s);
-    else
-      printf("%6d  %15.0f  %17s  %15s\n", r->C, tokens_per_s(r), "-", "-");
+    } else {
+      printf("%6d  %15.0f  %17s  %17s  %15s\n", r->C, tokens_per_s(r), "-", "-", "-");
+    }
   }
 }
 
@@ -644,7 +716,9 @@ static void print_json(const options *opt, const clttt_device_info *info, const 
     else
       printf("\"pipelined_ms_per_chunk\": null, ");
     if (r->peer_tokens_per_s > 0)
-      printf("\"pytorch_tokens_per_s\": %.1f, ", r->peer_tokens_per_s);
+      printf("\"pytorch_tokens_per_s\": %.1f, \"pytorch_tokens_per_s_min\": %.1f, "
+             "\"pytorch_tokens_per_s_max\": %.1f, ", r->peer_tokens_per_s, r->peer_min, r->peer_max);
+    printf("\"rounds\": %d, ", r->rounds);
     printf("\"finite\": %s, \"steps_ms\": {", r->finite ? "true" : "false");
     for (int s = 0; s < STEP_COUNT; s++)
       printf("%s\"%s\": %.3f", s ? ", " : "", step_names[s], r->step_ms[s]);
@@ -747,12 +821,14 @@ static void usage(FILE *out) {
           "                       (bench/torch_fast_weight.py; default on with --quick, off otherwise;\n"
           "                       skipped with a note when python3 cannot import torch)\n"
           "  --python PATH        the interpreter for --peer (default python3)\n"
+          "  --rounds N           alternate ours and PyTorch N times per chunk size, report each side's\n"
+          "                       median round (1-%d; default 1, 3 with --quick)\n"
           "  --clblast KERNEL:NAME=VALUE,...\n"
           "                       experimental: CLBlastOverrideParameters for KERNEL (e.g. Xgemm,\n"
           "                       XgemmDirect) in single precision before anything runs; all of the\n"
           "                       kernel's parameters must be given (repeatable)\n"
           "  --help               this text\n",
-          MIN_SEQUENCE_CHUNKS, MIN_SEQUENCE_CHUNKS);
+          MIN_SEQUENCE_CHUNKS, MIN_SEQUENCE_CHUNKS, MAX_ROUNDS);
 }
 
 static int parse_int(const char *text, int *value) {
@@ -879,6 +955,12 @@ static int parse_options(int argc, char **argv, options *opt) {
       opt->peer = 1;
     } else if (!strcmp(arg, "--no-peer")) {
       opt->peer = 0;
+    } else if (!strcmp(arg, "--rounds")) {
+      NEEDS_VALUE();
+      if (!parse_int(value, &opt->rounds) || opt->rounds > MAX_ROUNDS) {
+        fprintf(stderr, "bench_fast_weight: --rounds needs an integer from 1 to %d\n", MAX_ROUNDS);
+        return 0;
+      }
     } else if (!strcmp(arg, "--python")) {
       NEEDS_VALUE();
       opt->python = value;
@@ -933,6 +1015,8 @@ static int parse_options(int argc, char **argv, options *opt) {
       opt->pipelined = 0;
     if (opt->peer < 0)
       opt->peer = 1;
+    if (!opt->rounds)
+      opt->rounds = 3;
     opt->sgemm_reps = 2;
   } else {
     if (!opt->reps)
@@ -941,6 +1025,8 @@ static int parse_options(int argc, char **argv, options *opt) {
       opt->pipelined = 1;
     if (opt->peer < 0)
       opt->peer = 0;
+    if (!opt->rounds)
+      opt->rounds = 1;
     opt->sgemm_reps = 3;
   }
   return 1;
@@ -992,17 +1078,9 @@ int main(int argc, char **argv) {
     note(&opt, "FMA peak before: %.1f GFLOP/s\n", peaks[0]);
   char peer_note[512] = "";
   for (int i = 0; i < opt.chunk_count && status == CLTTT_SUCCESS; i++) {
-    status = bench_chunk_size(device, &opt, opt.chunks[i], &results[i]);
+    status = bench_rounds(device, &opt, opt.chunks[i], &results[i], peer_note, sizeof peer_note);
     if (status == CLTTT_SUCCESS)
       done++;
-    if (status == CLTTT_SUCCESS && opt.peer) {
-      char why[512] = "";
-      results[i].peer_tokens_per_s = run_peer(&opt, opt.chunks[i], why, sizeof why);
-      if (results[i].peer_tokens_per_s > 0)
-        note(&opt, "  C=%d: PyTorch %.0f tokens/s\n", opt.chunks[i], results[i].peer_tokens_per_s);
-      else if (!peer_note[0])
-        snprintf(peer_note, sizeof peer_note, "PyTorch skipped: %s", why);
-    }
   }
   if (status == CLTTT_SUCCESS && bench_fma_peak(device, 3, &peaks[1], &cpu_peak) == CLTTT_SUCCESS)
     note(&opt, "FMA peak after: %.1f GFLOP/s\n", peaks[1]);

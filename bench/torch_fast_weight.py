@@ -6,7 +6,8 @@ computes it: gate/up (x Wgu^T), SwiGLU, the chunk's causal depthwise conv of
 t inside the chunk, V = tc P, apply O = h W^T with W before the chunk's own
 update, then W += eta V^T h. fp32, --threads threads (2 by default, as our
 benchmarks run), shapes d 1024, f 3072 (Qwen3-0.6B) unless --shape 4b.
-Prints tokens/s per chunk size, best of --reps sequences after a warm-up;
+Prints tokens/s per chunk size, the median of --reps sequences after a
+warm-up (the statistic bench_fast_weight reports for its own sequences);
 run it interleaved with bench/bench_fast_weight (RESULTS.md says how).
 
     python3 bench/torch_fast_weight.py [--chunks 512,1024] [--reps 2] [--shape 0.6b|4b]
@@ -14,6 +15,7 @@ run it interleaved with bench/bench_fast_weight (RESULTS.md says how).
 Needs torch (pip); not a build or test dependency.
 """
 import argparse
+import statistics
 import sys
 import time
 
@@ -47,7 +49,7 @@ def main():
     for C in [int(c) for c in args.chunks.split(",")]:
         x = uniform(2, C, d)
         eta = 0.01 / C
-        best = float("inf")
+        seconds_per_sequence = []
         with torch.no_grad():
             for rep in range(args.reps + 1):  # the first is the warm-up
                 W = uniform(d, f, scale=1.7 / f ** 0.5)
@@ -62,9 +64,10 @@ def main():
                     W.addmm_(V.T, h, alpha=eta)
                 seconds = time.perf_counter() - start
                 if rep > 0:
-                    best = min(best, seconds)
+                    seconds_per_sequence.append(seconds)
         del out
-        print(f"{C:>6} {1e3 * best / args.sequence:>10.1f} {C * args.sequence / best:>10.0f}")
+        middle = statistics.median(seconds_per_sequence)
+        print(f"{C:>6} {1e3 * middle / args.sequence:>10.1f} {C * args.sequence / middle:>10.0f}")
     return 0
 
 
