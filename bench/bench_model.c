@@ -22,7 +22,8 @@ static void help(void) {
          "  --device SEL    OpenCL device (index or name substring)\n"
          "  --contexts L    prefill lengths\n"
          "  --decode N      decode steps (default 32)\n"
-         "  --repeats N     prefill runs per setting, interleaved; the fastest counts (default 3)\n"
+         "  --repeats N     prefill runs per setting, interleaved (1-64; default 3): the fastest of\n"
+         "                  each, and the median of the pairs' ratios\n"
          "  --kv f16|f32    KV cache element type (default f16, the library's)\n"
          "  --weights T     weight matrices' element type: f32 (default), bf16, f16\n"
          "  --json          one JSON object on stdout instead of the table\n");
@@ -64,9 +65,29 @@ static int copy_bandwidth(clttt_device *device, double *bytes_per_second) {
 
 typedef struct {
   int context;
-  double seconds_on, seconds_off;
+  double seconds_on, seconds_off;   /* the fastest run of each */
+  double pair_overhead;             /* the median over pairs of on / off - 1 */
+  double flop_overhead;             /* the cost model's extra FLOPs of TTT on */
   uint64_t peak_on, peak_off, model_on, model_off;
 } prefill_result;
+
+/* Matrix FLOPs of a prefill of n tokens by SPEC.md section 7: per token and
+ * layer the attention projections, the scores and values over the causal
+ * half of the context on average, and the MLP; a TTT layer adds its update,
+ * projection and conv when TTT is on; the LM head runs once (last logit). */
+static double prefill_flops(const clttt_config *c, int n, int ttt) {
+  const double d = c->hidden_size, f = c->intermediate_size, tokens = n;
+  const double q = (double)c->num_attention_heads * c->head_dim, kv = (double)c->num_key_value_heads * c->head_dim;
+  double per_layer = 2.0 * d * (q + 2.0 * kv) + 2.0 * q * d + 2.0 * q * tokens + 6.0 * d * f;
+  double flops = tokens * c->num_hidden_layers * per_layer + 2.0 * d * c->vocab_size;
+  if (ttt) {
+    int layers = 0;
+    for (int i = 0; i < c->ttt_layer_count; i++)
+      layers += c->ttt_layers[i] < c->num_hidden_layers;
+    flops += tokens * layers * (2.0 * d * f + (c->ttt_proj ? 2.0 * d * d : 0.0) + 10.0 * d);
+  }
+  return flops;
+}
 
 static clttt_kv_type kv_type = CLTTT_KV_F16;
 static clttt_weight_type weight_type = CLTTT_WEIGHTS_F32;
@@ -134,8 +155,8 @@ int main(int argc, char **argv) {
       decode_steps = atoi(argv[++i]);
     } else if (strcmp(argv[i], "--repeats") == 0 && i + 1 < argc) {
       repeats = atoi(argv[++i]);
-      if (repeats < 1) {
-        fprintf(stderr, "bench_model: --repeats expects a positive count\n");
+      if (repeats < 1 || repeats > 64) {
+        fprintf(stderr, "bench_model: --repeats expects a count from 1 to 64\n");
         return 2;
       }
     } else {
@@ -198,6 +219,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "  prefill %d tokens (%d x TTT on and off, alternating which goes first; the fastest counts)...\n", r->context,
             repeats);
     r->seconds_on = r->seconds_off = 1e30;
+    double pairs[64];
     for (int repeat = 0; repeat < repeats; repeat++) {
       double on = 0, off = 0;
       /* Alternate which goes first: on a shared machine the order alone
@@ -211,7 +233,19 @@ int main(int argc, char **argv) {
         return 1;
       r->seconds_on = on < r->seconds_on ? on : r->seconds_on;
       r->seconds_off = off < r->seconds_off ? off : r->seconds_off;
+      pairs[repeat] = on / off - 1.0;
     }
+    /* Each pair ran in the same minute, so its ratio cancels the machine's
+     * slow drift that the two fastest runs, taken from different minutes,
+     * do not. */
+    for (int a = 1; a < repeats; a++)
+      for (int b = a; b > 0 && pairs[b] < pairs[b - 1]; b--) {
+        double swap = pairs[b];
+        pairs[b] = pairs[b - 1];
+        pairs[b - 1] = swap;
+      }
+    r->pair_overhead = repeats % 2 ? pairs[repeats / 2] : 0.5 * (pairs[repeats / 2 - 1] + pairs[repeats / 2]);
+    r->flop_overhead = prefill_flops(&config, r->context, 1) / prefill_flops(&config, r->context, 0) - 1.0;
   }
 
   /* Decode at batch 1 after a short prompt, TTT on. */
@@ -251,11 +285,11 @@ int main(int argc, char **argv) {
            info->name, info->platform, d, f, chunk);
     for (int i = 0; i < context_count; i++)
       printf("%s{\"context\": %d, \"tokens_per_second_ttt_on\": %.1f, \"tokens_per_second_ttt_off\": %.1f, "
-             "\"overhead\": %.4f, \"peak_bytes_ttt_on\": %llu, \"model_bytes_ttt_on\": %llu, "
+             "\"overhead\": %.4f, \"overhead_median_pair\": %.4f, \"flop_overhead\": %.4f, \"peak_bytes_ttt_on\": %llu, \"model_bytes_ttt_on\": %llu, "
              "\"peak_bytes_ttt_off\": %llu, \"model_bytes_ttt_off\": %llu}",
              i ? ", " : "", results[i].context, results[i].context / results[i].seconds_on,
              results[i].context / results[i].seconds_off, results[i].seconds_on / results[i].seconds_off - 1.0,
-             (unsigned long long)results[i].peak_on, (unsigned long long)results[i].model_on,
+             results[i].pair_overhead, results[i].flop_overhead, (unsigned long long)results[i].peak_on, (unsigned long long)results[i].model_on,
              (unsigned long long)results[i].peak_off, (unsigned long long)results[i].model_off);
     printf("], \"decode\": {\"tokens_per_second\": %.2f, \"copy_bandwidth_bytes_per_second\": %.4g, "
            "\"weight_bytes_per_token\": %.0f, \"roofline_tokens_per_second\": %.2f, \"fraction_of_roofline\": %.4f}}\n",
@@ -263,13 +297,17 @@ int main(int argc, char **argv) {
   } else {
     printf("device: %s (%s)\nmodel: synthetic Qwen3-style d=%d f=%d, 36 layers, TTT layers 0,5,...,30 (7), C=%d\n\n",
            info->name, info->platform, d, f, chunk);
-    printf("%8s %14s %14s %10s %14s %14s\n", "context", "TTT on tok/s", "TTT off tok/s", "overhead", "peak MiB (on)",
-           "model MiB (on)");
+    printf("%8s %14s %14s %10s %12s %11s %14s %14s\n", "context", "TTT on tok/s", "TTT off tok/s", "overhead",
+           "median pair", "FLOP ratio", "peak MiB (on)", "model MiB (on)");
     for (int i = 0; i < context_count; i++)
-      printf("%8d %14.1f %14.1f %9.1f%% %14.1f %14.1f\n", results[i].context, results[i].context / results[i].seconds_on,
-             results[i].context / results[i].seconds_off,
-             100.0 * (results[i].seconds_on / results[i].seconds_off - 1.0), results[i].peak_on / 1048576.0,
-             results[i].model_on / 1048576.0);
+      printf("%8d %14.1f %14.1f %9.1f%% %11.1f%% %10.1f%% %14.1f %14.1f\n", results[i].context,
+             results[i].context / results[i].seconds_on, results[i].context / results[i].seconds_off,
+             100.0 * (results[i].seconds_on / results[i].seconds_off - 1.0), 100.0 * results[i].pair_overhead,
+             100.0 * results[i].flop_overhead, results[i].peak_on / 1048576.0, results[i].model_on / 1048576.0);
+    printf("\noverhead: the fastest TTT-on run against the fastest TTT-off run (of %d each); median pair: the\n"
+           "median of on / off over the %d alternated pairs; FLOP ratio: the extra matrix FLOPs of TTT on by\n"
+           "SPEC.md section 7 (update, projection, conv; attention over the causal half of the context)\n",
+           repeats, repeats);
     const uint64_t estimated = clttt_estimate_weight_bytes(&config, weight_type, device);
     printf("\nweights: %.1f MiB of %s matrices; the cost model says %.1f MiB: %s\n",
            clttt_model_weight_bytes(model) / 1048576.0, clttt_weight_type_name(weight_type), estimated / 1048576.0,

@@ -59,17 +59,19 @@ void embedding_gather_packed(__global float *out, __global const ushort *table,
   out[(size_t)i * d + c] = packed_element(table, tokens[i], c, panel_width, k_padded, is_bf16);
 }
 
-// out (rows x columns, row-major fp32) = a bf16 or fp16 matrix in those
-// panels, widened: a TTT layer's fp32 fast weight starting from its stored
-// W_down.
+// out (rows x columns, row-major fp32) = a matrix in those panels, of type
+// 0 (fp32), 1 (bf16) or 2 (fp16), widened: a TTT layer's fp32 fast weight
+// starting from its stored W_down.
 __kernel __attribute__((work_group_size_hint(ELEMENTWISE_WGS, 1, 1)))
 void widen_to_float(__global float *out, __global const ushort *in, const int rows, const int columns,
-                    const int panel_width, const int k_padded, const int is_bf16) {
+                    const int panel_width, const int k_padded, const int type) {
   const int c = get_global_id(0);
   const int row = get_global_id(1);
   if (c >= columns || row >= rows)
     return;
-  out[(size_t)row * columns + c] = packed_element(in, row, c, panel_width, k_padded, is_bf16);
+  const size_t index = ((size_t)(row / panel_width) * k_padded + c) * panel_width + row % panel_width;
+  out[(size_t)row * columns + c] = type == 0 ? ((__global const float *)in)[index]
+                                             : packed_element(in, row, c, panel_width, k_padded, type == 1);
 }
 
 // x += y over count floats (the residual stream). Work-item w owns floats

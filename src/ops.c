@@ -191,14 +191,14 @@ clttt_status op_embedding_gather(const kernel_set *kernels, cl_mem out, const li
 
 clttt_status op_widen_to_float(const kernel_set *kernels, cl_mem out, const linear_weight *weight) {
   const packed_gemm_layout *layout = &weight->layout;
-  if (layout->type == PACKED_GEMM_F32 || layout->n > 0x7fffffff || layout->k > 0x7fffffff ||
-      layout->panel_width > 0x7fffffff || layout->k_padded > 0x7fffffff)
-    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "widen_to_float: a %zu x %zu %s matrix", layout->n, layout->k,
-                      layout->type == PACKED_GEMM_F32 ? "fp32" : "oversized");
+  if (!weight->packed || layout->n > 0x7fffffff || layout->k > 0x7fffffff || layout->panel_width > 0x7fffffff ||
+      layout->k_padded > 0x7fffffff)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "widen_to_float: a %zu x %zu %s matrix (packed ones only, each "
+                      "size below 2^31)", layout->n, layout->k, weight->packed ? "oversized" : "row-major");
   const int rows = (int)layout->n, columns = (int)layout->k, panel_width = (int)layout->panel_width,
-            k_padded = (int)layout->k_padded, is_bf16 = layout->type == PACKED_GEMM_BF16;
+            k_padded = (int)layout->k_padded, type = (int)layout->type;
   CLTTT_TRY(set_arguments(kernels, KERNEL_WIDEN_TO_FLOAT, 7, ARG(out), ARG(weight->buffer), ARG(rows), ARG(columns),
-                          ARG(panel_width), ARG(k_padded), ARG(is_bf16)));
+                          ARG(panel_width), ARG(k_padded), ARG(type)));
   return launch(kernels, KERNEL_WIDEN_TO_FLOAT, elementwise_rows(&kernels->params, layout->k, layout->n));
 }
 

@@ -73,8 +73,8 @@ clttt_status op_rmsnorm(const kernel_set *kernels, cl_mem out, int out_ld, cl_me
  * row-major fp32 or packed bf16/fp16. */
 clttt_status op_embedding_gather(const kernel_set *kernels, cl_mem out, const struct linear_weight *table,
                                  cl_mem tokens, int n, int d);
-/* out (n x k fp32, row-major) = a bf16 or fp16 weight in its layout
- * (packed or row-major), widened. */
+/* out (n x k fp32, row-major) = a packed weight of any element type,
+ * unpacked and widened (a row-major one is copied instead). */
 clttt_status op_widen_to_float(const kernel_set *kernels, cl_mem out, const struct linear_weight *weight);
 /* x[0..count) += y[0..count) */
 clttt_status op_add_in_place(const kernel_set *kernels, cl_mem x, cl_mem y, size_t count);

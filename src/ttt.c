@@ -306,7 +306,7 @@ clttt_status ttt_state_reset(ttt_state *state, const kernel_set *kernels, const 
     /* The layer's own device, through its part's kernels. */
     const kernel_set *part_kernels = &kernels[model->layers[i].part];
     const linear_weight *down = &model->layers[i].down;
-    if (down->layout.type == PACKED_GEMM_F32)
+    if (!down->packed)
       CLTTT_TRY(runtime_copy(part_kernels->device, state->layers[i].fast_weight, 0, down->buffer, 0, bytes,
                              "W_down into the fast weight"));
     else

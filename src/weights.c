@@ -93,8 +93,7 @@ static clttt_status load_tensor(loader *load, const char *name, int64_t rows, in
 
 /* How a linear weight of the model's type is laid out: our GEMM's panels
  * when `pack` (the device's choice for fp32) or when the type is 16-bit,
- * else row-major. `pack` = -1 asks for row-major in any type (a TTT
- * layer's W_down). */
+ * else row-major. `pack` = -1 asks for row-major in any type. */
 static clttt_status linear_layout(const clttt_device *device, packed_gemm_type type, int pack, size_t n, size_t k,
                                   packed_gemm_layout *layout, int *packed) {
   *packed = pack > 0 || (pack == 0 && type != PACKED_GEMM_F32);
@@ -103,11 +102,6 @@ static clttt_status linear_layout(const clttt_device *device, packed_gemm_type t
   return packed_gemm_row_major_layout(type, n, k, layout);
 }
 
-/* A TTT layer's W_down: fp32 stays row-major, the layout the fast weight
- * copies (and CLBlast or the GEMV reads with TTT off); 16-bit is packed like
- * every other matrix, so that our GEMM runs it with TTT off, and the fast
- * weight widens it out of the panels. */
-static int ttt_down_pack(packed_gemm_type type) { return type == PACKED_GEMM_F32 ? -1 : 0; }
 
 /* The weight of a linear product, from one or several tensors stacked
  * row-wise (q, k, v; gate, up), each `columns` wide. fp32 row-major goes
@@ -261,14 +255,14 @@ static clttt_status load_layer(loader *load, int index) {
   static const char *const gate_up_names[] = {"gate_proj", "up_proj"};
   const int64_t gate_up_rows[] = {f, f};
   CLTTT_TRY(load_stacked_linear(load, mlp_prefix, gate_up_names, gate_up_rows, 2, d, pack, &layer->gate_up));
-  /* A TTT layer's fast weights start as a row-major copy of W_down, which
-   * the apply and update kernels read in that layout. */
+  /* A TTT layer's W_down is laid out like every other weight, so that our
+   * GEMM runs it with TTT off (row-major fp32 sent it through CLBlast, at
+   * about a quarter of the packed GEMM's speed on PoCL); the fast weight
+   * starts as its row-major fp32 copy, unpacked from the panels (ttt.c). */
   layer->is_ttt = config->ttt_mode && clttt_config_is_ttt_layer(config, index);
   static const char *const down_names[] = {"down_proj"};
   const int64_t down_rows[] = {d};
-  CLTTT_TRY(load_stacked_linear(load, mlp_prefix, down_names, down_rows, 1, f,
-                                layer->is_ttt ? ttt_down_pack(model->weight_type) : pack,
-                                &layer->down));
+  CLTTT_TRY(load_stacked_linear(load, mlp_prefix, down_names, down_rows, 1, f, pack, &layer->down));
   if (config->mlp_bias) {
     CLTTT_TRY(load_stacked(load, mlp_prefix, gate_up_names, gate_up_rows, 2, "bias", &layer->gate_up_bias));
     LAYER_TENSOR("mlp.down_proj.bias", d, 0, down_bias);
@@ -383,7 +377,7 @@ uint64_t weights_part_bytes(const clttt_config *config, packed_gemm_type type, c
     count_buffer(linear_bytes(device, type, pack, q_dim + 2 * kv_dim, d), &bytes, &largest);
     count_buffer(linear_bytes(device, type, pack, d, q_dim), &bytes, &largest);
     count_buffer(linear_bytes(device, type, pack, 2 * f, d), &bytes, &largest);
-    count_buffer(linear_bytes(device, type, is_ttt ? ttt_down_pack(type) : pack, d, f), &bytes, &largest);
+    count_buffer(linear_bytes(device, type, pack, d, f), &bytes, &largest);
     if (config->attention_bias)
       floats += q_dim + 2 * kv_dim + d;
     if (config->mlp_bias)

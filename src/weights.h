@@ -31,9 +31,9 @@ typedef struct {
   cl_mem post_norm;          /* d */
   linear_weight gate_up;     /* 2f x d: gate_proj rows, then up_proj rows */
   cl_mem gate_up_bias;       /* 2f, or NULL */
-  linear_weight down;        /* W_down, d x f: the checkpoint's, never modified; row-major (in the
-                                model's weight type) in a TTT layer, whose fp32 fast weights start
-                                as a copy of it */
+  linear_weight down;        /* W_down, d x f: the checkpoint's, never modified; laid out like the
+                                other weights also in a TTT layer, whose fp32 fast weights start as
+                                its row-major fp32 copy (op_widen_to_float unpacks the panels) */
   cl_mem down_bias;          /* d, or NULL */
   int is_ttt;                /* a TTT layer of a ttt_mode checkpoint */
   cl_mem ttt_conv;           /* d x 5 */

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "fixture.h"
 #include "attention.h"
@@ -11,6 +12,7 @@
 #include "gemm.h"
 #include "ops.h"
 #include "test_util.h"
+#include "weights.h"
 
 static cl_mem upload_bytes(clttt_device *device, const void *host, size_t bytes) {
   cl_mem buffer = NULL;
@@ -415,6 +417,66 @@ START_TEST(test_nonfinite_counts_match_plain_c) {
 }
 END_TEST
 
+/* widen_to_float (a TTT layer's fast weight starting from its stored
+ * W_down) against plain C: each element type's panels, from the CPU
+ * variant's layout (k unpadded) and the GPU variant's (k padded to 16), at a
+ * ragged 37 x 19 with a half-full last panel, into an output filled with NaN
+ * first. fp32 panels must come back bit for bit and bf16/fp16 as the exact
+ * widening of the packed value, so the comparison is exact. A row-major
+ * weight is refused (the fast weight copies it instead). */
+START_TEST(test_widen_to_float_matches_plain_c) {
+  clttt_device *device = test_open_device();
+  kernel_set kernels;
+  ck_assert_msg(kernel_set_create(&kernels, device, &device->tuning, 64, 0) == CLTTT_SUCCESS, "%s",
+                clttt_last_error());
+  enum { ROWS = 37, COLUMNS = 19 };
+  float source[ROWS * COLUMNS], got[ROWS * COLUMNS];
+  fixture_fill(source, ROWS * COLUMNS, 57, "W_down", 2.0f, 0.0f);
+  packed_gemm_params gpu = device->tuning.gemm;
+  gpu.variant = PACKED_GEMM_GPU;
+  gpu.nr = 16;
+  gpu.tile_k = 16;
+  const packed_gemm_params *variants[] = {&device->tuning.gemm, &gpu};
+  for (int v = 0; v < 2; v++) {
+    for (int type = PACKED_GEMM_F32; type <= PACKED_GEMM_F16; type++) {
+      linear_weight weight = {NULL, ROWS, COLUMNS, 1, {0}};
+      ck_assert_msg(packed_gemm_layout_for(variants[v], (packed_gemm_type)type, ROWS, COLUMNS, &weight.layout) ==
+                        CLTTT_SUCCESS, "%s", clttt_last_error());
+      const size_t bytes = packed_gemm_bytes(&weight.layout);
+      unsigned char *host = malloc(bytes);
+      ck_assert_int_eq(packed_gemm_pack(&weight.layout, host, 0, ROWS, source, PACKED_GEMM_F32, COLUMNS),
+                       CLTTT_SUCCESS);
+      weight.buffer = upload_bytes(device, host, bytes);
+      for (int i = 0; i < ROWS * COLUMNS; i++)
+        got[i] = NAN;
+      cl_mem out = upload(device, got, ROWS * COLUMNS);
+      ck_assert_msg(op_widen_to_float(&kernels, out, &weight) == CLTTT_SUCCESS, "%s", clttt_last_error());
+      ck_assert_int_eq(runtime_download(device, out, 0, sizeof got, got, "out"), CLTTT_SUCCESS);
+      for (int i = 0; i < ROWS * COLUMNS; i++) {
+        const float expected = type == PACKED_GEMM_F32  ? source[i]
+                               : type == PACKED_GEMM_BF16 ? packed_gemm_bf16_to_float(packed_gemm_float_to_bf16(source[i]))
+                                                          : packed_gemm_half_to_float(packed_gemm_float_to_half(source[i]));
+        ck_assert_msg(got[i] == expected, "variant %d, type %d, element (%d, %d): %.9g, expected %.9g", v, type,
+                      i / COLUMNS, i % COLUMNS, got[i], expected);
+      }
+      runtime_release(&out);
+      runtime_release(&weight.buffer);
+      free(host);
+    }
+  }
+  linear_weight row_major = {NULL, ROWS, COLUMNS, 0, {0}};
+  ck_assert_int_eq(packed_gemm_row_major_layout(PACKED_GEMM_F32, ROWS, COLUMNS, &row_major.layout), CLTTT_SUCCESS);
+  row_major.buffer = upload(device, source, ROWS * COLUMNS);
+  cl_mem out = upload(device, got, ROWS * COLUMNS);
+  ck_assert_int_eq(op_widen_to_float(&kernels, out, &row_major), CLTTT_ERROR_INVALID_ARGUMENT);
+  ck_assert_msg(strstr(clttt_last_error(), "row-major") != NULL, "%s", clttt_last_error());
+  runtime_release(&out);
+  runtime_release(&row_major.buffer);
+  kernel_set_release(&kernels);
+  clttt_device_close(device);
+}
+END_TEST
+
 /* rmsnorm.cl in its CPU form (RMSNORM_WGS 1: one work-item per row, 16-wide
  * vector sums) and its work-group forms, against plain C in double, with
  * row strides wider than the rows, widths that are and are not multiples of
@@ -628,6 +690,9 @@ static Suite *kernels_suite(void) {
   TCase *gemv = tcase_create("gemv");
   tcase_add_test(gemv, test_gemv_variants_match_plain_c);
   suite_add_tcase(suite, gemv);
+  TCase *widen = tcase_create("widen");
+  tcase_add_test(widen, test_widen_to_float_matches_plain_c);
+  suite_add_tcase(suite, widen);
   TCase *norms = tcase_create("norms");
   tcase_add_test(norms, test_rmsnorm_variants_match_plain_c);
   tcase_add_test(norms, test_qk_norm_rope_variants_match_plain_c);

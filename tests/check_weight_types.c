@@ -237,6 +237,56 @@ START_TEST(test_gpu_layout_runs_bf16_weights) {
 }
 END_TEST
 
+/* A TTT layer's fp32 W_down in both layouts: packed like every other
+ * weight where the device packs fp32 (our GEMM then runs it with TTT off,
+ * and the fast weight is unpacked from the panels), and row-major where it
+ * does not (CLBlast runs it, and the fast weight is a plain copy). Both must
+ * give the same logits with TTT on and off, whole and token by token. They
+ * are two fp32 GEMM implementations summing in different orders (~1e-6 of
+ * the logits' scale apart per product), so 2e-5 of that scale, as for the
+ * GPU layout above; an unpacking that misplaced W_down's elements would be
+ * off by O(1). */
+START_TEST(test_ttt_down_projection_in_either_layout) {
+  char dir[512];
+  write_fixture(dir, sizeof dir, "ttt-llama-embed", "F32");
+  clttt_device *device = test_open_device();
+  device->tuning.gemm_packed = 1; /* whatever this device's default, both layouts run */
+  clttt_model *packed = load(device, dir, CLTTT_WEIGHTS_F32);
+  device->tuning.gemm_packed = 0;
+  clttt_model *row_major = load(device, dir, CLTTT_WEIGHTS_F32);
+  int ttt_layers = 0;
+  for (int i = 0; i < clttt_model_get_config(packed)->num_hidden_layers; i++) {
+    if (!packed->layers[i].is_ttt)
+      continue;
+    ttt_layers++;
+    ck_assert_int_eq(packed->layers[i].down.packed, 1);
+    ck_assert_int_eq(row_major->layers[i].down.packed, 0);
+  }
+  ck_assert_int_gt(ttt_layers, 0);
+  const size_t count = (size_t)TOKENS * (size_t)clttt_model_get_config(packed)->vocab_size;
+  for (int ttt = 0; ttt <= 1; ttt++) {
+    int32_t tokens[TOKENS];
+    tokens_of(tokens, TOKENS, clttt_model_get_config(packed)->vocab_size);
+    test_run_options options = test_run_default;
+    options.ttt = ttt;
+    for (int piece = 0; piece <= 1; piece++) {
+      options.piece = piece;
+      float *a = test_run(packed, tokens, TOKENS, options), *b = test_run(row_major, tokens, TOKENS, options);
+      const double scale = test_max_abs(b, count), difference = test_max_abs_difference(a, b, count);
+      ck_assert(scale > 0.1);
+      ck_assert_msg(difference <= 2e-5 * scale, "TTT %s, pieces of %d: packed against row-major W_down %g of %g",
+                    ttt ? "on" : "off", piece, difference, scale);
+      free(a);
+      free(b);
+    }
+  }
+  clttt_model_free(packed);
+  clttt_model_free(row_major);
+  clttt_device_close(device);
+  test_remove_directory(dir);
+}
+END_TEST
+
 /* The cost model equals the allocation for every type, and its unpadded
  * figure halves exactly the matrices' share. */
 START_TEST(test_weight_bytes_match_the_cost_model) {
@@ -361,6 +411,7 @@ static Suite *weight_types_suite(void) {
   tcase_add_test(exact, test_stored_bf16_and_fp16_run_exactly);
   tcase_add_test(exact, test_conversion_at_load_equals_the_converted_checkpoint);
   tcase_add_test(exact, test_gpu_layout_runs_bf16_weights);
+  tcase_add_test(exact, test_ttt_down_projection_in_either_layout);
   suite_add_tcase(suite, exact);
   TCase *memory = tcase_create("memory");
   tcase_set_timeout(memory, 600);
