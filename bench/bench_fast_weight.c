@@ -269,7 +269,7 @@ static clttt_status config_create(clttt_device *device, const options *opt, int 
   CLTTT_TRY(runtime_copy(device, b->W_probe, 0, b->W, 0, d * f * sizeof(float), "bench W probe"));
   CLTTT_TRY(ttt_workspace_create(device, &b->workspace, C, opt->d, opt->f, opt->clip_tau > 0.0f));
   b->workspace_ready = 1;
-  b->layer.apply_panels = b->workspace.apply_panels; /* as a session's TTT state does */
+  b->layer.scratch = b->workspace.scratch; /* as a session's TTT state does */
   CLTTT_TRY(kernel_set_create(&b->kernels, device, &device->tuning, 128, 0));
   b->layer.d = opt->d;
   b->layer.f = opt->f;
@@ -339,7 +339,8 @@ static clttt_status update_probe(clttt_device *device, config_buffers *b, double
   if (b->kernels.params.update_own && b->kernels.has_packed)
     /* W (d x f) += eta V^T h through our update kernel, as ttt_update runs it */
     CLTTT_TRY(packed_gemm_update(&b->kernels.packed, "bench update (W += eta V^T h)", d, f, c, b->layer.eta,
-                                 view(b->workspace.targets, 0, d), view(b->h, 0, f), view(b->W_probe, 0, f)));
+                                 view(b->workspace.targets, 0, d), view(b->h, 0, f), view(b->W_probe, 0, f),
+                                 b->workspace.scratch));
   else
     CLTTT_TRY(gemm(device, "bench update (W += eta V^T h)", GEMM_TRANSPOSE, GEMM_NO_TRANSPOSE, d, f, c, b->layer.eta,
                    view(b->workspace.targets, 0, d), view(b->h, 0, f), 1.0f, view(b->W_probe, 0, f)));

@@ -243,6 +243,7 @@ typedef struct {
   size_t d, f, c;
   float eta;
   cl_mem v, h, w;
+  cl_mem scratch; /* the one-pass kernel's packed V and h (UPDATE_PACKED) */
 } update_context;
 
 static clttt_status call_update_clblast(clttt_device *device, void *context) {
@@ -255,7 +256,7 @@ static clttt_status call_update_ours(clttt_device *device, void *context) {
   update_context *u = context;
   (void)device;
   return packed_gemm_update(&u->opt->kernels, "bench update", u->d, u->f, u->c, u->eta, view(u->v, 0, u->d),
-                            view(u->h, 0, u->f), view(u->w, 0, u->f));
+                            view(u->h, 0, u->f), view(u->w, 0, u->f), u->scratch);
 }
 
 static clttt_status bench_update(clttt_device *device, const options *opt, int C, result *results, int *count) {
@@ -279,6 +280,9 @@ static clttt_status bench_update(clttt_device *device, const options *opt, int C
     status = runtime_alloc(device, d * f * sizeof(float), "bench W", &u.w);
   if (status == CLTTT_SUCCESS)
     status = runtime_alloc(device, d * f * sizeof(float), "bench W (CLBlast)", &w_clblast);
+  if (status == CLTTT_SUCCESS)
+    status = runtime_alloc(device, (size_t)packed_gemm_update_scratch_bytes(d, f, c), "bench update scratch",
+                           &u.scratch);
   /* One update each from the same W0, compared; then the timings. */
   double difference = -1.0;
   if (status == CLTTT_SUCCESS)
@@ -327,6 +331,7 @@ static clttt_status bench_update(clttt_device *device, const options *opt, int C
   runtime_release(&u.v);
   runtime_release(&u.h);
   runtime_release(&u.w);
+  runtime_release(&u.scratch);
   runtime_release(&w0);
   runtime_release(&w_clblast);
   return status;
@@ -349,7 +354,7 @@ static void usage(FILE *stream) {
           "                 LOCAL_K, GEMV_PANELS, GEMV_PREFETCH, K_SLICE, TILE_M, TILE_K, ITEM_M, ITEM_N\n"
           "                 (default: the device's)\n"
           "  --update       the same for the update kernel: VARIANT, NR, MR, ROW_BLOCK, LOCAL_T, PANELS,\n"
-          "                 TILE_M, TILE_N, TILE_K, ITEM_M, ITEM_N\n");
+          "                 PACKED, TILE_M, TILE_N, TILE_K, ITEM_M, ITEM_N\n");
 }
 
 static int set_field(const char *list, int is_update, options *opt) {
@@ -383,6 +388,7 @@ static int set_field(const char *list, int is_update, options *opt) {
       field = strcmp(item, "NR") == 0 ? &p->nr : strcmp(item, "MR") == 0 ? &p->mr
             : strcmp(item, "ROW_BLOCK") == 0 ? &p->row_block : strcmp(item, "TILE_M") == 0 ? &p->tile_m
             : strcmp(item, "LOCAL_T") == 0 ? &p->local_t : strcmp(item, "PANELS") == 0 ? &p->panels
+            : strcmp(item, "PACKED") == 0 ? &p->packed
             : strcmp(item, "TILE_N") == 0 ? &p->tile_n : strcmp(item, "TILE_K") == 0 ? &p->tile_k
             : strcmp(item, "ITEM_M") == 0 ? &p->item_m : strcmp(item, "ITEM_N") == 0 ? &p->item_n : NULL;
     }

@@ -26,6 +26,8 @@ static void help(void) {
          "                  each, and the median of the pairs' ratios\n"
          "  --kv f16|f32    KV cache element type (default f16, the library's)\n"
          "  --weights T     weight matrices' element type: f32 (default), bf16, f16\n"
+         "  --profile       after the timed runs, one prefill of the first context with TTT on and\n"
+         "                  one with TTT off under the device's per-op profile, both tables on stderr\n"
          "  --json          one JSON object on stdout instead of the table\n");
 }
 
@@ -125,7 +127,7 @@ static int run_prefill(clttt_device *device, clttt_model *model, int ttt, int n,
 }
 
 int main(int argc, char **argv) {
-  int quick = 0, json = 0, decode_steps = 32, repeats = 3;
+  int quick = 0, json = 0, profile = 0, decode_steps = 32, repeats = 3;
   const char *selector = NULL, *contexts_text = NULL;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -147,6 +149,8 @@ int main(int argc, char **argv) {
       kv_type = strcmp(argv[i], "f32") == 0 ? CLTTT_KV_F32 : CLTTT_KV_F16;
     } else if (strcmp(argv[i], "--json") == 0) {
       json = 1;
+    } else if (strcmp(argv[i], "--profile") == 0) {
+      profile = 1;
     } else if (strcmp(argv[i], "--device") == 0 && i + 1 < argc) {
       selector = argv[++i];
     } else if (strcmp(argv[i], "--contexts") == 0 && i + 1 < argc) {
@@ -246,6 +250,23 @@ int main(int argc, char **argv) {
       }
     r->pair_overhead = repeats % 2 ? pairs[repeats / 2] : 0.5 * (pairs[repeats / 2 - 1] + pairs[repeats / 2]);
     r->flop_overhead = prefill_flops(&config, r->context, 1) / prefill_flops(&config, r->context, 0) - 1.0;
+  }
+
+  /* Where TTT on spends its extra time: the same prefill under the
+   * profile (which waits for every op, so slower than the runs above). */
+  for (int ttt = 1; profile && ttt >= 0; ttt--) {
+    static char table[16384];
+    double seconds = 0;
+    uint64_t peak_bytes = 0, predicted_bytes = 0;
+    if (clttt_device_set_profiling(device, 1) != CLTTT_SUCCESS ||
+        !run_prefill(device, model, ttt, contexts[0], &seconds, &peak_bytes, &predicted_bytes) ||
+        clttt_device_profile_report(device, table, sizeof table, 1) != CLTTT_SUCCESS) {
+      fprintf(stderr, "bench_model: the profiled prefill failed: %s\n", clttt_last_error());
+      return 1;
+    }
+    clttt_device_set_profiling(device, 0);
+    fprintf(stderr, "\nprofile of a %d-token prefill with TTT %s (%.3f s under the profile):\n%s", contexts[0],
+            ttt ? "on" : "off", seconds, table);
   }
 
   /* Decode at batch 1 after a short prompt, TTT on. */

@@ -192,6 +192,89 @@ void gemm_update(__global float *w, const ulong w_offset, const int w_ld,
 #endif
 }
 
+// The one-pass form (UPDATE_PACKED = 1, the host's choice on CPUs): V and h
+// packed once per call by the two kernels below, into the caller's scratch,
+// so that every register tile sums over all c values of t and adds into W
+// once. The staged form above adds into W once per UPDATE_LOCAL_T values of
+// t (8 read-modify-write sweeps of the 12 MiB W at the 0.6B shape and C
+// 1024) and copies its slices again in every work-item (the row block's V
+// for every column group, each column slice's h for every row block).
+// Scratch layout (packed_gemm_update_scratch_bytes): h in panels of 16
+// columns, element (t, j) at j / 16 * PANEL_STRIDE + t * 16 + j % 16, zero
+// past f; then, from vt_offset, V transposed, element (t, i) at
+// i * (c + 16) + t. Every stream a register tile reads is then contiguous in
+// t. The extra 16 floats keep the streams from lying a multiple of 4 KiB
+// apart (at c 512 and 1024 they would), where they would share the same few
+// L1 sets: without them the kernel gained nothing at C 1024.
+#define PANEL_STRIDE ((size_t)c * 16 + 16)
+__kernel void pack_h_panels(__global float *scratch, __global const float *h, const ulong h_offset, const int h_ld,
+                            const int c, const int f) {
+  const int panel = get_global_id(0), t = get_global_id(1);
+  if (t >= c || panel * 16 >= f)
+    return;
+  __global const float *source = h + h_offset + (size_t)t * h_ld + panel * 16;
+  const int columns = min(16, f - panel * 16);
+  vstore16(columns == 16 ? vload16(0, source) : load_partial16(source, columns), 0,
+           scratch + (size_t)panel * PANEL_STRIDE + (size_t)t * 16);
+}
+
+__kernel void transpose_v(__global float *scratch, const ulong vt_offset, __global const float *v,
+                          const ulong v_offset, const int v_ld, const int c, const int d) {
+  const int i = get_global_id(0), t = get_global_id(1);
+  if (i >= d || t >= c)
+    return;
+  scratch[vt_offset + (size_t)i * (c + 16) + t] = v[v_offset + (size_t)t * v_ld + i];
+}
+
+// Work-items as gemm_update's; the scratch as the two kernels above left it.
+__kernel __attribute__((reqd_work_group_size(1, 1, 1)))
+void gemm_update_packed(__global float *w, const ulong w_offset, const int w_ld, __global const float *scratch,
+                        const ulong vt_offset, const int d, const int f, const int c, const float eta) {
+  const int group0 = get_global_id(0) * UPDATE_NR * UPDATE_PANELS;
+  const int first = get_global_id(1) * UPDATE_ROW_BLOCK;
+  if (group0 >= f || first >= d)
+    return;
+  const int last = min(d, first + UPDATE_ROW_BLOCK);
+  __global const float *vt = scratch + vt_offset;
+  float16 acc[UPDATE_MR * NV];
+  for (int p = 0; p < UPDATE_PANELS; p++) {
+    const int j0 = group0 + p * UPDATE_NR;
+    if (j0 >= f)
+      break;
+    const int columns = min(UPDATE_NR, f - j0);
+    // The slice's panels of 16; in the last slice of a ragged f, vectors
+    // past its last panel repeat that panel (no condition in the loop) and
+    // are never stored.
+    const int live = (columns + 15) / 16;
+    __global const float *hu[NV];
+    for (int u = 0; u < NV; u++)
+      hu[u] = scratch + (size_t)(j0 / 16 + min(u, live - 1)) * PANEL_STRIDE;
+    for (int i0 = first; i0 < last; i0 += UPDATE_MR) {
+      const int valid = min(UPDATE_MR, last - i0);
+      __global const float *vr[UPDATE_MR];
+      for (int r = 0; r < UPDATE_MR; r++) {
+        vr[r] = vt + (size_t)min(i0 + r, last - 1) * (c + 16);
+        for (int u = 0; u < NV; u++)
+          acc[r * NV + u] = (float16)(0.0f);
+      }
+      for (int t = 0; t < c; t++) {
+        float16 hv[NV];
+#pragma unroll
+        for (int u = 0; u < NV; u++)
+          hv[u] = vload16(t, hu[u]);
+#pragma unroll
+        for (int r = 0; r < UPDATE_MR; r++) {
+          const float16 vv = (float16)(vr[r][t]);
+#pragma unroll
+          for (int u = 0; u < NV; u++)
+            acc[r * NV + u] = fma(vv, hv[u], acc[r * NV + u]);
+        }
+      }
+      store_update(w + w_offset + (size_t)i0 * w_ld + j0, w_ld, valid, columns, eta, acc);
+    }
+  }
+}
+
 #elif UPDATE_VARIANT == 1
 
 #define WG_N (UPDATE_TILE_N / UPDATE_ITEM_N)

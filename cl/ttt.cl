@@ -15,17 +15,54 @@
 // Depthwise 5-tap convolution inside one chunk, cross-correlation order as
 // PyTorch's conv1d with padding 2: tap 2 is the token itself, taps 3 and 4 the
 // next two. Rows outside the chunk count as zero, so no chunk sees another.
-// Work-item (channel, r) computes rows [r * TTT_CONV_ROWS, (r + 1) * TTT_CONV_ROWS).
+// Work-item (b, r) computes channels [16 b, 16 b + 16) of rows
+// [r * TTT_CONV_ROWS, (r + 1) * TTT_CONV_ROWS), as float16 vectors: one
+// channel per work-item ran at 3 GB/s under PoCL (0.7 ms for 512 x 512).
+// The last block of a d that is no multiple of 16 goes channel by channel.
 //   tc: rows x d, t: rows x d (starting t_offset floats in, row stride t_ld),
 //   weight: d x 5
+void conv_channel(__global float *tc, __global const float *t, const ulong t_offset, const int t_ld,
+                  __global const float *weight, const int rows, const int d, const int channel, const int first_row);
+
 __kernel __attribute__((work_group_size_hint(ELEMENTWISE_WGS, 1, 1)))
 void ttt_conv(__global float *tc, __global const float *t, const ulong t_offset,
               const int t_ld, __global const float *weight, const int rows,
               const int d) {
-  const int channel = get_global_id(0);
+  const int c0 = get_global_id(0) * 16;
   const int first_row = get_global_id(1) * TTT_CONV_ROWS;
-  if (channel >= d || first_row >= rows)
+  if (c0 >= d || first_row >= rows)
     return;
+  if (c0 + 16 > d) {
+    for (int channel = c0; channel < d; channel++)
+      conv_channel(tc, t, t_offset, t_ld, weight, rows, d, channel, first_row);
+    return;
+  }
+  float16 taps[5];
+  for (int tap = 0; tap < 5; tap++) {
+    float lanes[16];
+    for (int u = 0; u < 16; u++)
+      lanes[u] = weight[(c0 + u) * 5 + tap];
+    taps[tap] = vload16(0, lanes);
+  }
+  // window[k] holds input row first_row - 2 + k.
+  float16 window[TTT_CONV_ROWS + 4];
+  for (int k = 0; k < TTT_CONV_ROWS + 4; k++) {
+    const int source = first_row - 2 + k;
+    window[k] = source >= 0 && source < rows ? vload16(0, t + t_offset + (size_t)source * t_ld + c0) : (float16)(0.0f);
+  }
+  for (int r = 0; r < TTT_CONV_ROWS; r++) {
+    const int i = first_row + r;
+    if (i >= rows)
+      break;
+    float16 sum = (float16)(0.0f);
+    for (int tap = 0; tap < 5; tap++)
+      sum += taps[tap] * window[r + tap];
+    vstore16(sum, 0, tc + (size_t)i * d + c0);
+  }
+}
+
+void conv_channel(__global float *tc, __global const float *t, const ulong t_offset, const int t_ld,
+                  __global const float *weight, const int rows, const int d, const int channel, const int first_row) {
   float taps[5];
   for (int tap = 0; tap < 5; tap++)
     taps[tap] = weight[channel * 5 + tap];

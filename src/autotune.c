@@ -634,6 +634,10 @@ static clttt_status update_prepare(workload *work) {
   CLTTT_TRY(add_buffer(work, 0, d * f, 1.0f, 41, "tuner update W"));
   CLTTT_TRY(add_buffer(work, 1, C * d, 1.0f, 42, "tuner update V"));
   CLTTT_TRY(add_buffer(work, 2, C * f, 1.0f, 43, "tuner update h"));
+  /* The one-pass kernel's packed V and h; NaN, so that a value it read
+   * before writing would show in the check. */
+  CLTTT_TRY(add_buffer(work, 3, (size_t)packed_gemm_update_scratch_bytes(d, f, C) / sizeof(float), NAN, 44,
+                       "tuner update scratch"));
   CLTTT_TRY(allocate_expected(work, ATTENTION_SAMPLED_ROWS * f));
   const double eta = update_eta(&work->shape);
   for (int s = 0; s < ATTENTION_SAMPLED_ROWS; s++) {
@@ -655,7 +659,8 @@ static clttt_status update_run(workload *work) {
   const size_t d = (size_t)work->shape.hidden, f = (size_t)work->shape.intermediate, C = (size_t)work->shape.chunk;
   /* W (d x f) += eta * V^T (d x C) h (C x f) */
   return ttt_update_product(work->kernels, "tuner update", d, f, C, update_eta(&work->shape),
-                            view(work->buffers[1], 0, d), view(work->buffers[2], 0, f), view(work->buffers[0], 0, f));
+                            view(work->buffers[1], 0, d), view(work->buffers[2], 0, f), view(work->buffers[0], 0, f),
+                            work->buffers[3]);
 }
 
 static const family_spec families[AUTOTUNE_FAMILY_COUNT] = {
@@ -840,9 +845,9 @@ static const family_spec families[AUTOTUNE_FAMILY_COUNT] = {
      PACKED_GEMM_GPU,
      1},
     {AUTOTUNE_UPDATE_CHOICE,
-     {"UPDATE_OWN", NULL},
-     {{0, 1, -1}},
-     {{0, 1, -1}},
+     {"UPDATE_OWN", "UPDATE_PACKED"},
+     {{0, 1, -1}, {0, 1, -1}},
+     {{0, 1, -1}, {0, 1, -1}},
      update_prepare,
      update_run,
      sampled_rows_check,

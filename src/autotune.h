@@ -26,7 +26,7 @@ typedef enum {
   AUTOTUNE_UPDATE,        /* our TTT update kernel's CPU column slice and register tile */
   AUTOTUNE_UPDATE_BLOCKS, /* its CPU row block and t staging */
   AUTOTUNE_UPDATE_GPU,    /* its GPU work-group tile */
-  AUTOTUNE_UPDATE_CHOICE, /* the TTT update: our kernel or CLBlast */
+  AUTOTUNE_UPDATE_CHOICE, /* the TTT update: our kernel (staged or one pass) or CLBlast */
   AUTOTUNE_FAMILY_COUNT
 } autotune_family;
 

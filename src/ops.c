@@ -199,7 +199,9 @@ clttt_status op_widen_to_float(const kernel_set *kernels, cl_mem out, const line
             k_padded = (int)layout->k_padded, type = (int)layout->type;
   CLTTT_TRY(set_arguments(kernels, KERNEL_WIDEN_TO_FLOAT, 7, ARG(out), ARG(weight->buffer), ARG(rows), ARG(columns),
                           ARG(panel_width), ARG(k_padded), ARG(type)));
-  return launch(kernels, KERNEL_WIDEN_TO_FLOAT, elementwise_rows(&kernels->params, layout->k, layout->n));
+  /* A work-item per 16 columns of a row (cl/elementwise.cl). */
+  return launch(kernels, KERNEL_WIDEN_TO_FLOAT,
+                elementwise_rows(&kernels->params, divide_rounding_up(layout->k, 16), layout->n));
 }
 
 static clttt_status vector_op(const kernel_set *kernels, kernel_id id, cl_mem x, cl_mem y, size_t count) {
@@ -378,9 +380,10 @@ clttt_status op_ttt_conv(const kernel_set *kernels, cl_mem tc, matrix_view t, cl
   int t_ld = (int)t.ld;
   CLTTT_TRY(set_arguments(kernels, KERNEL_TTT_CONV, 7, ARG(tc), ARG(t.buffer), ARG(t_offset), ARG(t_ld),
                           ARG(weight), ARG(rows), ARG(d)));
-  /* Each work-item runs TTT_CONV_ROWS consecutive rows of one channel. */
+  /* Each work-item runs TTT_CONV_ROWS consecutive rows of 16 channels. */
   size_t row_groups = divide_rounding_up((size_t)rows, (size_t)kernels->params.conv_rows);
-  return launch(kernels, KERNEL_TTT_CONV, elementwise_rows(&kernels->params, (size_t)d, row_groups));
+  return launch(kernels, KERNEL_TTT_CONV,
+                elementwise_rows(&kernels->params, divide_rounding_up((size_t)d, 16), row_groups));
 }
 
 clttt_status op_row_sum_of_squares(const kernel_set *kernels, cl_mem x, int rows, int width, cl_mem sums) {

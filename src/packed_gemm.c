@@ -301,6 +301,13 @@ clttt_status packed_gemm_kernels_create(packed_gemm_kernels *kernels, clttt_devi
     status = runtime_program(device, "gemm_update.cl", options, &program);
     if (status == CLTTT_SUCCESS)
       status = runtime_create_kernel(device, program, "gemm_update.cl", "gemm_update", &kernels->update);
+    if (status == CLTTT_SUCCESS && update_params->variant == PACKED_GEMM_CPU)
+      status = runtime_create_kernel(device, program, "gemm_update.cl", "gemm_update_packed",
+                                     &kernels->update_packed);
+    if (status == CLTTT_SUCCESS && update_params->variant == PACKED_GEMM_CPU)
+      status = runtime_create_kernel(device, program, "gemm_update.cl", "pack_h_panels", &kernels->pack_h_panels);
+    if (status == CLTTT_SUCCESS && update_params->variant == PACKED_GEMM_CPU)
+      status = runtime_create_kernel(device, program, "gemm_update.cl", "transpose_v", &kernels->transpose_v);
   }
   if (status != CLTTT_SUCCESS)
     packed_gemm_kernels_release(kernels);
@@ -316,8 +323,10 @@ void packed_gemm_kernels_release(packed_gemm_kernels *kernels) {
     if (kernels->pack[type])
       clReleaseKernel(kernels->pack[type]);
   }
-  if (kernels->update)
-    clReleaseKernel(kernels->update);
+  cl_kernel *updates[] = {&kernels->update, &kernels->update_packed, &kernels->pack_h_panels, &kernels->transpose_v};
+  for (size_t i = 0; i < sizeof updates / sizeof updates[0]; i++)
+    if (*updates[i])
+      clReleaseKernel(*updates[i]);
   memset(kernels, 0, sizeof *kernels);
 }
 
@@ -417,8 +426,50 @@ clttt_status packed_gemm_pack_device(const packed_gemm_kernels *kernels, const c
   return runtime_launch(device, kernel, label, 2, global, local);
 }
 
+uint64_t packed_gemm_update_scratch_bytes(size_t d, size_t f, size_t c) {
+  /* cl/gemm_update.cl: panels of 16 columns, each 16 floats longer than c
+   * rows of them, then V transposed with rows of c + 16. */
+  return (((uint64_t)f + 15) / 16 * ((uint64_t)c * 16 + 16) + (uint64_t)d * ((uint64_t)c + 16)) * sizeof(float);
+}
+
+/* The one-pass form: pack h in panels of 16 and V transposed into the
+ * scratch, then one kernel adds the whole sum into W. */
+static clttt_status update_one_pass(const packed_gemm_kernels *kernels, const char *what, const char *product, int d,
+                                    int f, int c, float eta, matrix_view v, matrix_view h, matrix_view w,
+                                    cl_mem scratch) {
+  char label[3][128];
+  snprintf(label[0], sizeof label[0], "%s (h packed for the one-pass update)", what);
+  snprintf(label[1], sizeof label[1], "%s (V transposed for the one-pass update)", what);
+  snprintf(label[2], sizeof label[2], "%s (our one-pass update kernel)", what);
+  clttt_device *device = kernels->device;
+  const packed_gemm_update_params *params = &kernels->update_params;
+  cl_ulong h_offset = h.offset, v_offset = v.offset, w_offset = w.offset;
+  cl_ulong vt_offset = ((cl_ulong)f + 15) / 16 * ((cl_ulong)c * 16 + 16);
+  int h_ld = (int)h.ld, v_ld = (int)v.ld, w_ld = (int)w.ld;
+  CLTTT_TRY(runtime_set_args(device, kernels->pack_h_panels, product, 6, sizeof(cl_mem), &scratch, sizeof(cl_mem),
+                             &h.buffer, sizeof(cl_ulong), &h_offset, sizeof(int), &h_ld, sizeof(int), &c,
+                             sizeof(int), &f));
+  const size_t h_global[2] = {((size_t)f + 15) / 16, (size_t)c};
+  CLTTT_TRY(runtime_launch(device, kernels->pack_h_panels, label[0], 2, h_global, NULL));
+  CLTTT_TRY(runtime_set_args(device, kernels->transpose_v, product, 7, sizeof(cl_mem), &scratch, sizeof(cl_ulong),
+                             &vt_offset, sizeof(cl_mem), &v.buffer, sizeof(cl_ulong), &v_offset, sizeof(int), &v_ld,
+                             sizeof(int), &c, sizeof(int), &d));
+  const size_t v_global[2] = {(size_t)d, (size_t)c};
+  CLTTT_TRY(runtime_launch(device, kernels->transpose_v, label[1], 2, v_global, NULL));
+  CLTTT_TRY(runtime_set_args(device, kernels->update_packed, product, 9, sizeof(cl_mem), &w.buffer,
+                             sizeof(cl_ulong), &w_offset, sizeof(int), &w_ld, sizeof(cl_mem), &scratch,
+                             sizeof(cl_ulong), &vt_offset, sizeof(int), &d, sizeof(int), &f, sizeof(int), &c,
+                             sizeof(float), &eta));
+  const size_t columns = (size_t)params->nr * (size_t)params->panels;
+  const size_t global[2] = {((size_t)f + columns - 1) / columns,
+                            ((size_t)d + (size_t)params->row_block - 1) / (size_t)params->row_block};
+  const size_t local[2] = {1, 1};
+  profile_expect_flops(device, 2.0 * (double)d * (double)f * (double)c);
+  return runtime_launch(device, kernels->update_packed, label[2], 2, global, local);
+}
+
 clttt_status packed_gemm_update(const packed_gemm_kernels *kernels, const char *what, size_t d, size_t f, size_t c,
-                                float eta, matrix_view v, matrix_view h, matrix_view w) {
+                                float eta, matrix_view v, matrix_view h, matrix_view w, cl_mem scratch) {
   clttt_device *device = kernels->device;
   const packed_gemm_update_params *params = &kernels->update_params;
   if (!kernels->update)
@@ -439,6 +490,19 @@ clttt_status packed_gemm_update(const packed_gemm_kernels *kernels, const char *
   CLTTT_TRY(check_view(device, what, product, "h", h, c, f));
   CLTTT_TRY(check_view(device, what, product, "W", w, d, f));
 
+  if (scratch && params->packed && params->variant == PACKED_GEMM_CPU && kernels->update_packed) {
+    size_t scratch_size = 0;
+    const uint64_t needed = packed_gemm_update_scratch_bytes(d, f, c);
+    CLTTT_TRY(buffer_size(device, scratch, what, &scratch_size));
+    if (needed > scratch_size)
+      return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT,
+                        "%s: %s: the packed V and h need %llu bytes of scratch; its buffer has %zu on device '%s'",
+                        what, product, (unsigned long long)needed, scratch_size, device->info.name);
+    clttt_status status = update_one_pass(kernels, what, product, (int)d, (int)f, (int)c, eta, v, h, w, scratch);
+    if (status != CLTTT_SUCCESS)
+      return clttt_fail_context(status, "%s: %s", what, product);
+    return CLTTT_SUCCESS;
+  }
   cl_kernel kernel = kernels->update;
   cl_ulong w_offset = w.offset, v_offset = v.offset, h_offset = h.offset;
   int w_ld = (int)w.ld, v_ld = (int)v.ld, h_ld = (int)h.ld, di = (int)d, fi = (int)f, ci = (int)c;

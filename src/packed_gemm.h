@@ -114,6 +114,8 @@ typedef struct {
   cl_kernel gemv[3]; /* one row (decode), CPU variant only */
   cl_kernel pack[3]; /* device-side packing from a source of that type */
   cl_kernel update;
+  /* The CPU variant's one-pass update (UPDATE_PACKED) and its packing. */
+  cl_kernel update_packed, pack_h_panels, transpose_v;
 } packed_gemm_kernels;
 
 /* Builds (or finds) gemm.cl for every weight type and gemm_update.cl with
@@ -137,9 +139,18 @@ clttt_status packed_gemm_pack_device(const packed_gemm_kernels *kernels, const c
                                      packed_gemm_type source_type, size_t source_offset, size_t row_stride,
                                      size_t column_stride, float scale);
 
-/* w (d x f) += eta * v^T h, v: c x d, h: c x f, all fp32 row-major views. */
+/* Bytes of scratch the one-pass update packs V and h into: h in panels of
+ * 16 columns and V transposed, each stream padded by 16 floats
+ * (cl/gemm_update.cl), whatever the parameters, so that a workspace can be
+ * sized before they are known. */
+uint64_t packed_gemm_update_scratch_bytes(size_t d, size_t f, size_t c);
+
+/* w (d x f) += eta * v^T h, v: c x d, h: c x f, all fp32 row-major views.
+ * With a scratch buffer of at least packed_gemm_update_scratch_bytes and
+ * UPDATE_PACKED in the CPU variant, v and h are packed there first and
+ * the kernel adds into w once; with scratch NULL the staged kernel runs. */
 clttt_status packed_gemm_update(const packed_gemm_kernels *kernels, const char *what,
                                 size_t d, size_t f, size_t c, float eta, matrix_view v, matrix_view h,
-                                matrix_view w);
+                                matrix_view w, cl_mem scratch);
 
 #endif

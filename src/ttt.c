@@ -8,9 +8,17 @@
 #include "config.h"
 #include "ttt.h"
 
+/* The larger of the apply's packed W and the update's packed V and h:
+ * they take turns in one buffer. */
+static uint64_t scratch_bytes(int C, int d, int f) {
+  const uint64_t apply = ((uint64_t)d + 256) * ((uint64_t)f + 256) * sizeof(float);
+  const uint64_t update = packed_gemm_update_scratch_bytes((size_t)d, (size_t)f, (size_t)C);
+  return apply > update ? apply : update;
+}
+
 uint64_t ttt_workspace_bytes(int C, int d, int f, int clipping) {
   uint64_t bytes = 2 * (uint64_t)C * (uint64_t)d * sizeof(float);
-  bytes += ((uint64_t)d + 256) * ((uint64_t)f + 256) * sizeof(float);
+  bytes += scratch_bytes(C, d, f);
   if (clipping)
     bytes += ((uint64_t)d * (uint64_t)f + (uint64_t)d + 1) * sizeof(float);
   return bytes;
@@ -26,8 +34,8 @@ clttt_status ttt_workspace_create(const clttt_device *device, ttt_workspace *wor
   if (status == CLTTT_SUCCESS)
     status = runtime_alloc(device, bytes, "TTT targets V (C x d)", &workspace->targets);
   if (status == CLTTT_SUCCESS)
-    status = runtime_alloc(device, ((size_t)d + 256) * ((size_t)f + 256) * sizeof(float),
-                           "TTT fast weight panels for the apply", &workspace->apply_panels);
+    status = runtime_alloc(device, (size_t)scratch_bytes(C, d, f), "TTT scratch (W packed for the apply, V and h for the update)",
+                           &workspace->scratch);
   if (status == CLTTT_SUCCESS && clipping)
     status = runtime_alloc(device, (size_t)d * (size_t)f * sizeof(float), "TTT clipped update U (d x f)",
                            &workspace->update);
@@ -46,20 +54,20 @@ void ttt_workspace_free(ttt_workspace *workspace) {
   runtime_release(&workspace->update);
   runtime_release(&workspace->row_sums);
   runtime_release(&workspace->scale);
-  runtime_release(&workspace->apply_panels);
+  runtime_release(&workspace->scratch);
 }
 
 clttt_status ttt_apply(const kernel_set *kernels, const ttt_layer *layer, cl_mem W, size_t rows,
                        matrix_view h, matrix_view out) {
   const size_t d = (size_t)layer->d, f = (size_t)layer->f;
-  if (layer->apply_panels && rows >= TTT_APPLY_PACKED_ROWS && kernels->params.gemm_packed && kernels->has_packed) {
+  if (layer->scratch && rows >= TTT_APPLY_PACKED_ROWS && kernels->params.gemm_packed && kernels->has_packed) {
     /* W changes every chunk: packed again on the device for each batch. */
     packed_gemm_layout layout;
     CLTTT_TRY(packed_gemm_layout_for(&kernels->packed.params, PACKED_GEMM_F32, d, f, &layout));
-    CLTTT_TRY(packed_gemm_pack_device(&kernels->packed, "TTT apply (h W^T)", &layout, layer->apply_panels, W,
+    CLTTT_TRY(packed_gemm_pack_device(&kernels->packed, "TTT apply (h W^T)", &layout, layer->scratch, W,
                                       PACKED_GEMM_F32, 0, f, 1, 1.0f));
     /* out (rows x d) = h (rows x f) W^T */
-    return packed_gemm_run(&kernels->packed, "TTT apply (h W^T)", &layout, rows, h, layer->apply_panels, 0, 0.0f,
+    return packed_gemm_run(&kernels->packed, "TTT apply (h W^T)", &layout, rows, h, layer->scratch, 0, 0.0f,
                            out);
   }
   /* out (rows x d) = h (rows x f) W^T, W: d x f */
@@ -94,16 +102,16 @@ static clttt_status compute_targets(const kernel_set *kernels, const ttt_layer *
 }
 
 clttt_status ttt_update_product(const kernel_set *kernels, const char *what, size_t d, size_t f, size_t C, float eta,
-                                matrix_view V, matrix_view h, matrix_view W) {
+                                matrix_view V, matrix_view h, matrix_view W, cl_mem scratch) {
   if (kernels->params.update_own && kernels->has_packed)
-    return packed_gemm_update(&kernels->packed, what, d, f, C, eta, V, h, W);
+    return packed_gemm_update(&kernels->packed, what, d, f, C, eta, V, h, W, scratch);
   return gemm(kernels->device, what, GEMM_TRANSPOSE, GEMM_NO_TRANSPOSE, d, f, C, eta, V, h, 1.0f, W);
 }
 
 static clttt_status accumulate_update(const kernel_set *kernels, const char *what, const ttt_layer *layer,
-                                      cl_mem targets, matrix_view h, matrix_view W) {
+                                      const ttt_workspace *workspace, cl_mem targets, matrix_view h, matrix_view W) {
   return ttt_update_product(kernels, what, (size_t)layer->d, (size_t)layer->f, (size_t)layer->C, layer->eta,
-                            view(targets, 0, (size_t)layer->d), h, W);
+                            view(targets, 0, (size_t)layer->d), h, W, workspace->scratch);
 }
 
 clttt_status ttt_update(const kernel_set *kernels, const ttt_layer *layer, ttt_workspace *workspace,
@@ -113,12 +121,12 @@ clttt_status ttt_update(const kernel_set *kernels, const ttt_layer *layer, ttt_w
   const size_t d = (size_t)layer->d, f = (size_t)layer->f;
   if (!(layer->clip_tau > 0.0f))
     /* W (d x f) += eta * V^T (d x C) h (C x f) */
-    return accumulate_update(kernels, "TTT update (W += eta V^T h)", layer, targets, h, view(W, 0, f));
+    return accumulate_update(kernels, "TTT update (W += eta V^T h)", layer, workspace, targets, h, view(W, 0, f));
   if (!workspace->update)
     return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "TTT update clipping without a clipping workspace");
   /* U (d x f) = eta * V^T (d x C) h (C x f); W += min(1, tau / ||U||_F) U */
   CLTTT_TRY(runtime_zero(kernels->device, workspace->update, 0, d * f * sizeof(float), "TTT update U"));
-  CLTTT_TRY(accumulate_update(kernels, "TTT update (U = eta V^T h)", layer, targets, h,
+  CLTTT_TRY(accumulate_update(kernels, "TTT update (U = eta V^T h)", layer, workspace, targets, h,
                               view(workspace->update, 0, f)));
   CLTTT_TRY(op_row_sum_of_squares(kernels, workspace->update, (int)d, (int)f, workspace->row_sums));
   CLTTT_TRY(op_clip_scale(kernels, workspace->row_sums, (int)d, layer->clip_tau, workspace->scale));
@@ -331,7 +339,7 @@ clttt_status ttt_down_projection(ttt_state *state, const kernel_set *kernels, co
                            weights->ttt_proj,
                            state->clip_tau,
                            weights->ttt_proj_packed ? &weights->ttt_proj_layout : NULL,
-                           workspace->apply_panels};
+                           workspace->scratch};
   const clttt_device *device = kernels->device;
 
   int pending = state->pending;

@@ -18,10 +18,13 @@ typedef struct {
   /* NULL: projection holds P row-major (CLBlast's tc P); else it holds P^T
    * in these panels of our GEMM (weights.c, load_projection). */
   const packed_gemm_layout *projection_packed;
-  /* Room to pack W for the apply (a ttt_workspace's apply_panels), or NULL:
-   * batches of at least TTT_APPLY_PACKED_ROWS rows then multiply through our
-   * GEMM where the device's parameters choose it (GEMM_PACKED). */
-  cl_mem apply_panels;
+  /* A ttt_workspace's scratch, or NULL. With it, the apply of batches of
+   * at least TTT_APPLY_PACKED_ROWS rows packs W there and multiplies
+   * through our GEMM where the device's parameters choose it
+   * (GEMM_PACKED), and the update packs V and h there for our one-pass
+   * update kernel (UPDATE_PACKED). The apply's GEMM is enqueued before the
+   * update reuses the room, and the queue is in order. */
+  cl_mem scratch;
 } ttt_layer;
 
 /* Rows from which packing W (d x f reads and writes) costs less than the
@@ -38,8 +41,9 @@ typedef struct {
   cl_mem update;   /* U = eta V^T h: d x f, only with clipping */
   cl_mem row_sums; /* d, only with clipping */
   cl_mem scale;    /* 1 float, only with clipping */
-  cl_mem apply_panels; /* W packed for the apply: (d + 256) x (f + 256) floats, room for any panel
-                          width and k padding */
+  cl_mem scratch;  /* the larger of W packed for the apply ((d + 256) x (f + 256) floats, room for
+                      any panel width and k padding) and the update's packed V and h
+                      (packed_gemm_update_scratch_bytes) */
   int C, d;
 } ttt_workspace;
 
@@ -56,9 +60,10 @@ clttt_status ttt_apply(const kernel_set *kernels, const ttt_layer *layer, cl_mem
 
 /* W (d x f) += eta * V^T (d x C) h (C x f): the update's product alone,
  * through our update kernel where UPDATE_OWN chooses it (and the kernel set
- * has the packed kernels), else CLBlast. */
+ * has the packed kernels), else CLBlast. `scratch` (NULL, or at least
+ * packed_gemm_update_scratch_bytes) lets that kernel pack V and h first. */
 clttt_status ttt_update_product(const kernel_set *kernels, const char *what, size_t d, size_t f, size_t C, float eta,
-                                matrix_view V, matrix_view h, matrix_view W);
+                                matrix_view V, matrix_view h, matrix_view W, cl_mem scratch);
 
 /* W (d x f) += eta * V^T h over one full chunk: h is C x f, t is C x d.
  * With layer->clip_tau > 0 the update is scaled by min(1, tau / ||U||_F)

@@ -42,6 +42,8 @@ typedef struct {
   int row_block;               /* UPDATE_ROW_BLOCK: CPU rows of W per work-item */
   int local_t;                 /* UPDATE_LOCAL_T: CPU t per slice staged in local memory (0: none) */
   int panels;                  /* UPDATE_PANELS: CPU column slices of nr per work-item (sharing V) */
+  int packed;                  /* UPDATE_PACKED: CPU: V and h packed once per call, one pass over t (1), or
+                                  staged per work-item in slices of local_t (0) */
   int tile_m, tile_n, tile_k;  /* UPDATE_TILE_M/N/K: GPU work-group tile of W, and t per step */
   int item_m, item_n;          /* UPDATE_ITEM_M / UPDATE_ITEM_N: GPU outputs per work-item */
 } packed_gemm_update_params;

@@ -368,6 +368,13 @@ static int update_sets(const clttt_device *device, packed_gemm_update_params *se
                                               .panels = 1, .tile_m = 64, .tile_n = 64, .tile_k = 16, .item_m = 4, .item_n = 4};
   sets[count++] = (packed_gemm_update_params){.variant = PACKED_GEMM_GPU, .nr = 32, .mr = 8, .row_block = 128,
                                               .panels = 1, .tile_m = 20, .tile_n = 12, .tile_k = 6, .item_m = 5, .item_n = 2};
+  /* The one-pass form (V and h packed first), at a plain and a ragged tile. */
+  sets[count++] = (packed_gemm_update_params){.variant = PACKED_GEMM_CPU, .nr = 32, .mr = 8, .row_block = 128,
+                                              .panels = 1, .packed = 1, .tile_m = 64, .tile_n = 64, .tile_k = 16,
+                                              .item_m = 4, .item_n = 4};
+  sets[count++] = (packed_gemm_update_params){.variant = PACKED_GEMM_CPU, .nr = 48, .mr = 5, .row_block = 7,
+                                              .panels = 3, .packed = 1, .tile_m = 64, .tile_n = 64, .tile_k = 16,
+                                              .item_m = 4, .item_n = 4};
   return count;
 }
 
@@ -427,21 +434,31 @@ static void update_free(update_problem *u) {
 }
 
 static void update_check(clttt_device *device, const packed_gemm_update_params *params, const update_problem *u) {
-  char label[256];
-  packed_gemm_update_defines(params, label, sizeof label);
+  char label[256], defines[224];
+  packed_gemm_update_defines(params, defines, sizeof defines);
+  snprintf(label, sizeof label, "%s, UPDATE_PACKED %d", defines, params->packed);
   const size_t d = u->d, f = u->f, c = u->c, v_ld = d + V_PAD, h_ld = f + H_PAD, w_ld = f + W_PAD;
   float *w = malloc(w_count(u) * sizeof *w);
   ck_assert_ptr_nonnull(w);
   cl_mem v_buffer = upload_bytes(device, u->v, (V_OFFSET + c * v_ld) * sizeof *u->v);
   cl_mem h_buffer = upload_bytes(device, u->h, (H_OFFSET + c * h_ld) * sizeof *u->h);
   cl_mem w_buffer = upload_bytes(device, u->w0, w_count(u) * sizeof *u->w0);
+  /* The one-pass form's scratch, NaN first: its packing must write every
+   * value the kernel reads (the zero columns past f included). */
+  const size_t scratch_floats = (size_t)packed_gemm_update_scratch_bytes(d, f, c) / sizeof(float);
+  float *nans = malloc(scratch_floats * sizeof *nans);
+  ck_assert_ptr_nonnull(nans);
+  for (size_t i = 0; i < scratch_floats; i++)
+    nans[i] = NAN;
+  cl_mem scratch = upload_bytes(device, nans, scratch_floats * sizeof *nans);
+  free(nans);
   packed_gemm_kernels kernels;
   packed_gemm_params gemm_params;
   packed_gemm_defaults(&device->info, &gemm_params);
   int status = packed_gemm_kernels_create(&kernels, device, &gemm_params, params);
   ck_assert_msg(status == CLTTT_SUCCESS, "%s: %s", label, clttt_last_error());
   status = packed_gemm_update(&kernels, "check_gemm update", d, f, c, u->eta, view(v_buffer, V_OFFSET, v_ld),
-                              view(h_buffer, H_OFFSET, h_ld), view(w_buffer, W_OFFSET, w_ld));
+                              view(h_buffer, H_OFFSET, h_ld), view(w_buffer, W_OFFSET, w_ld), scratch);
   ck_assert_msg(status == CLTTT_SUCCESS, "%s: %s", label, clttt_last_error());
   packed_gemm_kernels_release(&kernels);
   download(device, w_buffer, w, w_count(u) * sizeof *w);
@@ -462,6 +479,7 @@ static void update_check(clttt_device *device, const packed_gemm_update_params *
   runtime_release(&v_buffer);
   runtime_release(&h_buffer);
   runtime_release(&w_buffer);
+  runtime_release(&scratch);
   free(w);
 }
 
@@ -486,6 +504,7 @@ START_TEST(test_update_ragged_shapes) {
   update_check(device, &sets[0], &u);
   update_check(device, &sets[2], &u); /* CPU with local slices */
   update_check(device, &sets[4], &u); /* GPU */
+  update_check(device, &sets[6], &u); /* CPU, one pass */
   update_free(&u);
   clttt_device_close(device);
 }

@@ -477,6 +477,64 @@ START_TEST(test_widen_to_float_matches_plain_c) {
 }
 END_TEST
 
+/* ttt.cl's depthwise conv against plain C in double: channel counts that
+ * are multiples of its 16-channel vectors and ones with a ragged last
+ * block (d 37, and d 5 below one block), chunk lengths of 1 (every tap
+ * but the centre outside), 7 and 19, a row stride wider than d at an
+ * offset, and TTT_CONV_ROWS 1, 3 and 8 (blocks that end inside and past
+ * the chunk); the output is NaN first. Five products of values below 1 per
+ * output: fp32 error below 5 * 6e-8 of their absolute sum, so 1e-6 of that
+ * sum is safe, and a wrong tap, row or channel is off by O(0.1). */
+START_TEST(test_ttt_conv_matches_plain_c) {
+  clttt_device *device = test_open_device();
+  static const int widths[] = {5, 16, 37, 64}, lengths[] = {1, 7, 19}, rows_per_item[] = {1, 3, 8};
+  enum { OFFSET = 3, PAD = 5 };
+  for (int w = 0; w < 4; w++)
+    for (int l = 0; l < 3; l++)
+      for (int p = 0; p < 3; p++) {
+        const int d = widths[w], rows = lengths[l], ld = d + PAD;
+        tuning_params params = device->tuning;
+        params.conv_rows = rows_per_item[p];
+        kernel_set kernels;
+        ck_assert_msg(kernel_set_create(&kernels, device, &params, 64, 0) == CLTTT_SUCCESS, "%s", clttt_last_error());
+        float *t = malloc((size_t)(OFFSET + rows * ld) * sizeof *t), *weight = malloc((size_t)d * 5 * sizeof *weight);
+        float *got = malloc((size_t)rows * d * sizeof *got);
+        fixture_fill(t, OFFSET + rows * ld, 70 + (unsigned long long)w, "t", 1.0f, 0.0f);
+        fixture_fill(weight, d * 5, 80 + (unsigned long long)l, "conv", 1.0f, 0.0f);
+        for (int i = 0; i < rows * d; i++)
+          got[i] = NAN;
+        cl_mem t_buffer = upload(device, t, (size_t)(OFFSET + rows * ld)), w_buffer = upload(device, weight, (size_t)d * 5);
+        cl_mem out = upload(device, got, (size_t)rows * d);
+        ck_assert_msg(op_ttt_conv(&kernels, out, view(t_buffer, OFFSET, (size_t)ld), w_buffer, rows, d) == CLTTT_SUCCESS,
+                      "%s", clttt_last_error());
+        ck_assert_int_eq(runtime_download(device, out, 0, (size_t)rows * d * sizeof *got, got, "tc"), CLTTT_SUCCESS);
+        for (int i = 0; i < rows; i++)
+          for (int c = 0; c < d; c++) {
+            double sum = 0.0, magnitude = 0.0;
+            for (int tap = 0; tap < 5; tap++) {
+              const int source = i - 2 + tap;
+              if (source < 0 || source >= rows)
+                continue;
+              const double term = (double)weight[c * 5 + tap] * t[OFFSET + source * ld + c];
+              sum += term;
+              magnitude += fabs(term);
+            }
+            ck_assert_msg(fabs(got[i * d + c] - sum) <= 1e-6 * magnitude + 1e-30,
+                          "d %d, %d rows, TTT_CONV_ROWS %d: tc[%d][%d] = %.9g, expected %.9g", d, rows,
+                          rows_per_item[p], i, c, got[i * d + c], sum);
+          }
+        runtime_release(&t_buffer);
+        runtime_release(&w_buffer);
+        runtime_release(&out);
+        free(t);
+        free(weight);
+        free(got);
+        kernel_set_release(&kernels);
+      }
+  clttt_device_close(device);
+}
+END_TEST
+
 /* rmsnorm.cl in its CPU form (RMSNORM_WGS 1: one work-item per row, 16-wide
  * vector sums) and its work-group forms, against plain C in double, with
  * row strides wider than the rows, widths that are and are not multiples of
@@ -690,8 +748,9 @@ static Suite *kernels_suite(void) {
   TCase *gemv = tcase_create("gemv");
   tcase_add_test(gemv, test_gemv_variants_match_plain_c);
   suite_add_tcase(suite, gemv);
-  TCase *widen = tcase_create("widen");
+  TCase *widen = tcase_create("ttt");
   tcase_add_test(widen, test_widen_to_float_matches_plain_c);
+  tcase_add_test(widen, test_ttt_conv_matches_plain_c);
   suite_add_tcase(suite, widen);
   TCase *norms = tcase_create("norms");
   tcase_add_test(norms, test_rmsnorm_variants_match_plain_c);
