@@ -306,11 +306,13 @@ int main(int argc, char **argv) {
            info->name, info->platform, d, f, chunk);
     for (int i = 0; i < context_count; i++)
       printf("%s{\"context\": %d, \"tokens_per_second_ttt_on\": %.1f, \"tokens_per_second_ttt_off\": %.1f, "
-             "\"overhead\": %.4f, \"overhead_median_pair\": %.4f, \"flop_overhead\": %.4f, \"peak_bytes_ttt_on\": %llu, \"model_bytes_ttt_on\": %llu, "
+             "\"overhead\": %.4f, \"overhead_median_pair\": %.4f, \"flop_overhead\": %.4f, "
+             "\"peak_bytes_ttt_on\": %llu, \"model_bytes_ttt_on\": %llu, "
              "\"peak_bytes_ttt_off\": %llu, \"model_bytes_ttt_off\": %llu}",
              i ? ", " : "", results[i].context, results[i].context / results[i].seconds_on,
              results[i].context / results[i].seconds_off, results[i].seconds_on / results[i].seconds_off - 1.0,
-             results[i].pair_overhead, results[i].flop_overhead, (unsigned long long)results[i].peak_on, (unsigned long long)results[i].model_on,
+             results[i].pair_overhead, results[i].flop_overhead, (unsigned long long)results[i].peak_on,
+             (unsigned long long)results[i].model_on,
              (unsigned long long)results[i].peak_off, (unsigned long long)results[i].model_off);
     printf("], \"decode\": {\"tokens_per_second\": %.2f, \"copy_bandwidth_bytes_per_second\": %.4g, "
            "\"weight_bytes_per_token\": %.0f, \"roofline_tokens_per_second\": %.2f, \"fraction_of_roofline\": %.4f}}\n",

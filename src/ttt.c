@@ -34,8 +34,8 @@ clttt_status ttt_workspace_create(const clttt_device *device, ttt_workspace *wor
   if (status == CLTTT_SUCCESS)
     status = runtime_alloc(device, bytes, "TTT targets V (C x d)", &workspace->targets);
   if (status == CLTTT_SUCCESS)
-    status = runtime_alloc(device, (size_t)scratch_bytes(C, d, f), "TTT scratch (W packed for the apply, V and h for the update)",
-                           &workspace->scratch);
+    status = runtime_alloc(device, (size_t)scratch_bytes(C, d, f),
+                           "TTT scratch (W packed for the apply, V and h for the update)", &workspace->scratch);
   if (status == CLTTT_SUCCESS && clipping)
     status = runtime_alloc(device, (size_t)d * (size_t)f * sizeof(float), "TTT clipped update U (d x f)",
                            &workspace->update);

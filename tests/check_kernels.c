@@ -453,9 +453,9 @@ START_TEST(test_widen_to_float_matches_plain_c) {
       ck_assert_msg(op_widen_to_float(&kernels, out, &weight) == CLTTT_SUCCESS, "%s", clttt_last_error());
       ck_assert_int_eq(runtime_download(device, out, 0, sizeof got, got, "out"), CLTTT_SUCCESS);
       for (int i = 0; i < ROWS * COLUMNS; i++) {
-        const float expected = type == PACKED_GEMM_F32  ? source[i]
-                               : type == PACKED_GEMM_BF16 ? packed_gemm_bf16_to_float(packed_gemm_float_to_bf16(source[i]))
-                                                          : packed_gemm_half_to_float(packed_gemm_float_to_half(source[i]));
+        const float bf16 = packed_gemm_bf16_to_float(packed_gemm_float_to_bf16(source[i]));
+        const float half = packed_gemm_half_to_float(packed_gemm_float_to_half(source[i]));
+        const float expected = type == PACKED_GEMM_F32 ? source[i] : type == PACKED_GEMM_BF16 ? bf16 : half;
         ck_assert_msg(got[i] == expected, "variant %d, type %d, element (%d, %d): %.9g, expected %.9g", v, type,
                       i / COLUMNS, i % COLUMNS, got[i], expected);
       }
@@ -503,10 +503,11 @@ START_TEST(test_ttt_conv_matches_plain_c) {
         fixture_fill(weight, d * 5, 80 + (unsigned long long)l, "conv", 1.0f, 0.0f);
         for (int i = 0; i < rows * d; i++)
           got[i] = NAN;
-        cl_mem t_buffer = upload(device, t, (size_t)(OFFSET + rows * ld)), w_buffer = upload(device, weight, (size_t)d * 5);
+        cl_mem t_buffer = upload(device, t, (size_t)(OFFSET + rows * ld));
+        cl_mem w_buffer = upload(device, weight, (size_t)d * 5);
         cl_mem out = upload(device, got, (size_t)rows * d);
-        ck_assert_msg(op_ttt_conv(&kernels, out, view(t_buffer, OFFSET, (size_t)ld), w_buffer, rows, d) == CLTTT_SUCCESS,
-                      "%s", clttt_last_error());
+        const int status = op_ttt_conv(&kernels, out, view(t_buffer, OFFSET, (size_t)ld), w_buffer, rows, d);
+        ck_assert_msg(status == CLTTT_SUCCESS, "%s", clttt_last_error());
         ck_assert_int_eq(runtime_download(device, out, 0, (size_t)rows * d * sizeof *got, got, "tc"), CLTTT_SUCCESS);
         for (int i = 0; i < rows; i++)
           for (int c = 0; c < d; c++) {
