@@ -76,7 +76,8 @@ typedef struct {
 /* Matrix FLOPs of a prefill of n tokens by SPEC.md section 7: per token and
  * layer the attention projections, the scores and values over the causal
  * half of the context on average, and the MLP; a TTT layer adds its update,
- * projection and conv when TTT is on; the LM head runs once (last logit). */
+ * projection and conv for the tokens of whole chunks (a partial chunk waits)
+ * when TTT is on; the LM head runs once (last logit). */
 static double prefill_flops(const clttt_config *c, int n, int ttt) {
   const double d = c->hidden_size, f = c->intermediate_size, tokens = n;
   const double q = (double)c->num_attention_heads * c->head_dim, kv = (double)c->num_key_value_heads * c->head_dim;
@@ -86,7 +87,8 @@ static double prefill_flops(const clttt_config *c, int n, int ttt) {
     int layers = 0;
     for (int i = 0; i < c->ttt_layer_count; i++)
       layers += c->ttt_layers[i] < c->num_hidden_layers;
-    flops += tokens * layers * (2.0 * d * f + (c->ttt_proj ? 2.0 * d * d : 0.0) + 10.0 * d);
+    const double learned = c->ttt_chunk > 0 ? (double)(n / c->ttt_chunk * c->ttt_chunk) : 0.0;
+    flops += learned * layers * (2.0 * d * f + (c->ttt_proj ? 2.0 * d * d : 0.0) + 10.0 * d);
   }
   return flops;
 }

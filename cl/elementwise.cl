@@ -61,10 +61,10 @@ void embedding_gather_packed(__global float *out, __global const ushort *table,
 
 // out (rows x columns, row-major fp32) = a matrix in those panels, of type
 // 0 (fp32), 1 (bf16) or 2 (fp16), widened: a TTT layer's fp32 fast weight
-// starting from its stored W_down, once per session. A work-item widens 16
-// columns of one row: the panel arithmetic once, not per element (per
-// element it took 0.6 ms per MiB on PoCL, 0.85 s for the seven TTT layers
-// of a Qwen3-8B-sized model).
+// starting from its stored W_down, at every session start and reset. A
+// work-item widens 16 columns of one row: the panel arithmetic once, not per
+// element (per element it took 0.6 ms per MiB on PoCL, 0.85 s for the seven
+// TTT layers of a Qwen3-8B-sized model).
 __kernel __attribute__((work_group_size_hint(ELEMENTWISE_WGS, 1, 1)))
 void widen_to_float(__global float *out, __global const ushort *in, const int rows, const int columns,
                     const int panel_width, const int k_padded, const int type) {

@@ -2,10 +2,11 @@
 //   W[w_offset + i * w_ld + j] += eta * sum_t V[v_offset + t * v_ld + i] * h[h_offset + t * h_ld + j]
 // for i < d, j < f, t < c. W is d x f fp32; V (c x d) and h (c x f) are fresh
 // every chunk, so there is nothing to pack ahead of time. Both operands are
-// read "transposed" (the sum runs down their rows), which is exactly what a
-// register tile wants: for one t, the tile's f-columns of h are contiguous and
-// its d-rows of V are contiguous too, so there is no packing pass; the CPU
-// variant only copies slices of both into local memory (see the kernel).
+// read "transposed" (the sum runs down their rows), which is what a register
+// tile wants: for one t, the tile's f-columns of h are contiguous and its
+// d-rows of V are contiguous too. The CPU variant either copies slices of both
+// into local memory per work-item (gemm_update) or, by default, packs them
+// once per call into the caller's scratch (gemm_update_packed, below).
 
 // 0: CPU variant, 1: GPU variant (as in gemm.cl).
 #ifndef UPDATE_VARIANT

@@ -11,14 +11,19 @@
 #ifndef TTT_CONV_ROWS
 #define TTT_CONV_ROWS 1
 #endif
+// Channels per work-item: 16 computes them as one float16 vector (CPUs,
+// where one channel per work-item ran at 3 GB/s); other values one by one.
+#ifndef TTT_CONV_CHANNELS
+#define TTT_CONV_CHANNELS 1
+#endif
 
 // Depthwise 5-tap convolution inside one chunk, cross-correlation order as
 // PyTorch's conv1d with padding 2: tap 2 is the token itself, taps 3 and 4 the
 // next two. Rows outside the chunk count as zero, so no chunk sees another.
-// Work-item (b, r) computes channels [16 b, 16 b + 16) of rows
-// [r * TTT_CONV_ROWS, (r + 1) * TTT_CONV_ROWS), as float16 vectors: one
-// channel per work-item ran at 3 GB/s under PoCL (0.7 ms for 512 x 512).
-// The last block of a d that is no multiple of 16 goes channel by channel.
+// Work-item (b, r) computes channels [b * TTT_CONV_CHANNELS, (b + 1) *
+// TTT_CONV_CHANNELS) of rows [r * TTT_CONV_ROWS, (r + 1) * TTT_CONV_ROWS);
+// with 16 channels as float16 vectors, except in the last block of a d that
+// is no multiple of 16, which goes channel by channel.
 //   tc: rows x d, t: rows x d (starting t_offset floats in, row stride t_ld),
 //   weight: d x 5
 void conv_channel(__global float *tc, __global const float *t, const ulong t_offset, const int t_ld,
@@ -28,15 +33,16 @@ __kernel __attribute__((work_group_size_hint(ELEMENTWISE_WGS, 1, 1)))
 void ttt_conv(__global float *tc, __global const float *t, const ulong t_offset,
               const int t_ld, __global const float *weight, const int rows,
               const int d) {
-  const int c0 = get_global_id(0) * 16;
+  const int c0 = get_global_id(0) * TTT_CONV_CHANNELS;
   const int first_row = get_global_id(1) * TTT_CONV_ROWS;
   if (c0 >= d || first_row >= rows)
     return;
-  if (c0 + 16 > d) {
-    for (int channel = c0; channel < d; channel++)
+  if (TTT_CONV_CHANNELS != 16 || c0 + 16 > d) {
+    for (int channel = c0; channel < min(d, c0 + TTT_CONV_CHANNELS); channel++)
       conv_channel(tc, t, t_offset, t_ld, weight, rows, d, channel, first_row);
     return;
   }
+#if TTT_CONV_CHANNELS == 16
   float16 taps[5];
   for (int tap = 0; tap < 5; tap++) {
     float lanes[16];
@@ -59,6 +65,7 @@ void ttt_conv(__global float *tc, __global const float *t, const ulong t_offset,
       sum += taps[tap] * window[r + tap];
     vstore16(sum, 0, tc + (size_t)i * d + c0);
   }
+#endif
 }
 
 void conv_channel(__global float *tc, __global const float *t, const ulong t_offset, const int t_ld,

@@ -24,9 +24,9 @@ typedef enum {
   AUTOTUNE_GEMM_DECODE, /* its CPU one-row kernel (decode): panels per work-item */
   AUTOTUNE_GEMM_SLICES, /* its CPU slices of a long k (fp32) */
   AUTOTUNE_UPDATE,        /* our TTT update kernel's CPU column slice and register tile */
-  AUTOTUNE_UPDATE_BLOCKS, /* its CPU row block and t staging */
+  AUTOTUNE_UPDATE_BLOCKS, /* its CPU row block and form (one pass or staged) */
   AUTOTUNE_UPDATE_GPU,    /* its GPU work-group tile */
-  AUTOTUNE_UPDATE_CHOICE, /* the TTT update: our kernel (staged or one pass) or CLBlast */
+  AUTOTUNE_UPDATE_CHOICE, /* the TTT update: our kernel or CLBlast */
   AUTOTUNE_FAMILY_COUNT
 } autotune_family;
 

@@ -380,10 +380,10 @@ clttt_status op_ttt_conv(const kernel_set *kernels, cl_mem tc, matrix_view t, cl
   int t_ld = (int)t.ld;
   CLTTT_TRY(set_arguments(kernels, KERNEL_TTT_CONV, 7, ARG(tc), ARG(t.buffer), ARG(t_offset), ARG(t_ld),
                           ARG(weight), ARG(rows), ARG(d)));
-  /* Each work-item runs TTT_CONV_ROWS consecutive rows of 16 channels. */
+  /* Each work-item runs TTT_CONV_ROWS consecutive rows of TTT_CONV_CHANNELS channels. */
   size_t row_groups = divide_rounding_up((size_t)rows, (size_t)kernels->params.conv_rows);
-  return launch(kernels, KERNEL_TTT_CONV,
-                elementwise_rows(&kernels->params, divide_rounding_up((size_t)d, 16), row_groups));
+  size_t channel_groups = divide_rounding_up((size_t)d, (size_t)kernels->params.conv_channels);
+  return launch(kernels, KERNEL_TTT_CONV, elementwise_rows(&kernels->params, channel_groups, row_groups));
 }
 
 clttt_status op_row_sum_of_squares(const kernel_set *kernels, cl_mem x, int rows, int width, cl_mem sums) {

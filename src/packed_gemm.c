@@ -483,7 +483,7 @@ clttt_status packed_gemm_update(const packed_gemm_kernels *kernels, const char *
   if (!packed_gemm_update_params_valid(&device->info, params, why, sizeof why))
     return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "%s: %s: %s on device '%s'", what, product, why,
                       device->info.name);
-  if (d > INT_MAX - 1024 || f > INT_MAX - 1024 || c > INT_MAX)
+  if (d > INT_MAX - 1024 || f > INT_MAX - 1024 || c > INT_MAX - 1024)
     return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "%s: %s: sizes past %d on device '%s'", what, product,
                       INT_MAX - 1024, device->info.name);
   CLTTT_TRY(check_view(device, what, product, "V", v, c, d));

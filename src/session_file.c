@@ -331,7 +331,10 @@ static clttt_status compare_fingerprints(const char *path, const uint8_t *file, 
                       "session file '%s' was saved from another model: %s is %s in the file, %s in this "
                       "model%s",
                       path, fingerprint_fields[i].name, saved_text, here_text,
-                      weights ? " (the same configuration with other weights)" : "");
+                      weights ? " (the same configuration with other weights, or the same weights laid out "
+                                "otherwise on the device: other GEMM parameters, or a file from a build before "
+                                "a TTT layer's fp32 W_down was packed)"
+                              : "");
   }
   /* Equal counts, hence equal sizes: the layer lists remain. */
   for (size_t at = 4 * FP_FIELDS; at < file_bytes && at < model_bytes; at += 4)

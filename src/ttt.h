@@ -90,8 +90,8 @@ clttt_status ttt_sequential_form(const kernel_set *kernels, const ttt_layer *lay
                                  cl_mem h, cl_mem t, cl_mem out);
 
 /* ---- The streaming state of one session (SPEC.md section 4) -----------
- * Per TTT layer: the fast weight W (d x f, row-major like W_down, the layout
- * ttt_apply's and ttt_update's products read and write) and the h and t rows
+ * Per TTT layer: the fast weight W (d x f, row-major, the layout ttt_apply
+ * packs from and ttt_update's products read and write) and the h and t rows
  * of the chunk not yet complete. Every TTT layer has seen the same tokens,
  * so one count of pending rows serves them all. */
 typedef struct {

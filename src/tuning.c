@@ -36,6 +36,7 @@ const tuning_parameter tuning_parameters[] = {
     {"ELEMENTWISE_WGS", offsetof(tuning_params, elementwise_work_group_size), 1, 0, 0, 1},
     {"VECTOR_WIDTH", offsetof(tuning_params, vector_width), 1, 16, 1, 0},
     {"TTT_CONV_ROWS", offsetof(tuning_params, conv_rows), 1, 64, 0, 0},
+    {"TTT_CONV_CHANNELS", offsetof(tuning_params, conv_channels), 1, 16, 0, 0},
     {"GEMV_ROW_PER_ITEM", offsetof(tuning_params, gemv_row_per_item), 0, 1, 0, 0},
     {"GEMV_WGS", offsetof(tuning_params, gemv_work_group_size), 1, 0, 1, 1},
     {"GEMM_PACKED", offsetof(tuning_params, gemm_packed), 0, 1, 0, 0},
@@ -118,6 +119,7 @@ void tuning_defaults(const clttt_device_info *info, tuning_params *params) {
       .elementwise_work_group_size = 64,
       .vector_width = 1,
       .conv_rows = 1,
+      .conv_channels = 1,
       .gemv_row_per_item = 0,
       .gemv_work_group_size = 64,
   };
@@ -175,9 +177,14 @@ void tuning_defaults(const clttt_device_info *info, tuning_params *params) {
     params->rope_work_group_size = 1;
     params->elementwise_work_group_size = 64;
     params->vector_width = 8;
-    /* Rows per work-item of the 16-channel conv: `clttt tune --kernels conv`
-     * (2-core Xeon, PoCL 3.1, two runs) 0.42 / 0.60 ms with 16 against
-     * 0.59 / 0.65 with 8 and 1.8 with 1. */
+    /* The conv in float16 vectors of 16 channels: one channel per work-item
+     * ran at 3 GB/s (PoCL's work-item loop did not vectorise its window).
+     * `clttt tune --kernels conv` (2-core Xeon, PoCL 3.1, two runs): 3.1 ms
+     * with one channel and 8 rows per work-item; with 16 channels 0.42 /
+     * 0.60 ms with 16 rows against 0.59 / 0.65 with 8 and 1.8 with 1.
+     * GPUs keep one channel per work-item: coalesced, and no 16-wide window
+     * of registers per work-item. */
+    params->conv_channels = 16;
     params->conv_rows = 16;
     /* A decode GEMV row per work-item streams contiguous memory in each SIMD
      * lane: 7-11 GB/s of a 12-14 GB/s copy at 3072 x 1024, against 1.5-3 GB/s

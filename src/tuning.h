@@ -68,6 +68,7 @@ typedef struct {
   int elementwise_work_group_size; /* ELEMENTWISE_WGS: swiglu, residual add, bias, gather, conv */
   int vector_width;                /* VECTOR_WIDTH: floats per work-item in swiglu and add (1,2,4,8,16) */
   int conv_rows;                   /* TTT_CONV_ROWS: chunk rows per work-item of the TTT conv */
+  int conv_channels;               /* TTT_CONV_CHANNELS: its channels per work-item (16: one float16) */
   int gemv_row_per_item;           /* GEMV_ROW_PER_ITEM: decode GEMV access pattern (1 CPUs, 0 GPUs) */
   int gemv_work_group_size;        /* GEMV_WGS: work-items per row (pattern 0) or rows per group (1) */
   int gemm_packed;                 /* GEMM_PACKED: weight products through our packed GEMM (1) or CLBlast (0) */

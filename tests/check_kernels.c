@@ -481,20 +481,23 @@ END_TEST
  * are multiples of its 16-channel vectors and ones with a ragged last
  * block (d 37, and d 5 below one block), chunk lengths of 1 (every tap
  * but the centre outside), 7 and 19, a row stride wider than d at an
- * offset, and TTT_CONV_ROWS 1, 3 and 8 (blocks that end inside and past
- * the chunk); the output is NaN first. Five products of values below 1 per
+ * offset, TTT_CONV_ROWS 1, 3 and 8 (blocks that end inside and past the
+ * chunk) and TTT_CONV_CHANNELS 16 (vectors), 1 and 5 (channel by channel,
+ * the last block ragged); the output is NaN first. Five products of values below 1 per
  * output: fp32 error below 5 * 6e-8 of their absolute sum, so 1e-6 of that
  * sum is safe, and a wrong tap, row or channel is off by O(0.1). */
 START_TEST(test_ttt_conv_matches_plain_c) {
   clttt_device *device = test_open_device();
   static const int widths[] = {5, 16, 37, 64}, lengths[] = {1, 7, 19}, rows_per_item[] = {1, 3, 8};
+  static const int channels[] = {16, 1, 5};
   enum { OFFSET = 3, PAD = 5 };
   for (int w = 0; w < 4; w++)
     for (int l = 0; l < 3; l++)
-      for (int p = 0; p < 3; p++) {
+      for (int p = 0; p < 9; p++) {
         const int d = widths[w], rows = lengths[l], ld = d + PAD;
         tuning_params params = device->tuning;
-        params.conv_rows = rows_per_item[p];
+        params.conv_rows = rows_per_item[p % 3];
+        params.conv_channels = channels[p / 3];
         kernel_set kernels;
         ck_assert_msg(kernel_set_create(&kernels, device, &params, 64, 0) == CLTTT_SUCCESS, "%s", clttt_last_error());
         float *t = malloc((size_t)(OFFSET + rows * ld) * sizeof *t), *weight = malloc((size_t)d * 5 * sizeof *weight);
@@ -521,8 +524,8 @@ START_TEST(test_ttt_conv_matches_plain_c) {
               magnitude += fabs(term);
             }
             ck_assert_msg(fabs(got[i * d + c] - sum) <= 1e-6 * magnitude + 1e-30,
-                          "d %d, %d rows, TTT_CONV_ROWS %d: tc[%d][%d] = %.9g, expected %.9g", d, rows,
-                          rows_per_item[p], i, c, got[i * d + c], sum);
+                          "d %d, %d rows, TTT_CONV_ROWS %d, TTT_CONV_CHANNELS %d: tc[%d][%d] = %.9g, expected "
+                          "%.9g", d, rows, params.conv_rows, params.conv_channels, i, c, got[i * d + c], sum);
           }
         runtime_release(&t_buffer);
         runtime_release(&w_buffer);
