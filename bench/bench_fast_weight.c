@@ -304,7 +304,7 @@ static clttt_status step_swiglu(clttt_device *device, config_buffers *b) {
 
 static clttt_status step_apply(clttt_device *device, config_buffers *b) {
   (void)device;
-  return ttt_apply(&b->kernels, &b->layer, b->W, (size_t)b->C, view(b->h, 0, (size_t)b->f),
+  return ttt_apply(&b->kernels, &b->layer, b->W, (size_t)b->C, view(b->h, 0, (size_t)b->f), 0.0f,
                    view(b->out, 0, (size_t)b->d));
 }
 

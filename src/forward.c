@@ -131,15 +131,16 @@ static clttt_status mlp_block(clttt_session *session, int layer_index, int n) {
   CLTTT_TRY(op_swiglu(kernels, part->h, part->gate_up, n, (int)f));
 
   if (layer->is_ttt && session->uses_ttt) {
-    /* delta (n x d) = h (n x f) W^T, W the fast weight, learning chunk by
-     * chunk from the LM-aligned target (SPEC.md sections 3-4). No down_proj
-     * bias: the authors' training never adds it in a TTT layer, so weights
-     * trained with it expect none, for any n and any streaming split. */
+    /* x (n x d) += h (n x f) W^T, into the residual as below, W the fast
+     * weight, learning chunk by chunk from the LM-aligned target (SPEC.md
+     * sections 3-4). No down_proj bias: the authors' training never adds it
+     * in a TTT layer, so weights trained with it expect none, for any n and
+     * any streaming split. */
     cl_mem targets = model->config.ttt_target == CLTTT_TARGET_INPUT_EMBED ? part->embeddings : part->xn;
-    CLTTT_TRY(ttt_down_projection(&session->ttt, kernels, model, layer_index, n, view(part->h, 0, f),
-                                  view(targets, 0, d), view(part->delta, 0, d)));
+    return ttt_down_projection(&session->ttt, kernels, model, layer_index, n, view(part->h, 0, f),
+                               view(targets, 0, d), view(part->x, 0, d));
   } else if (!layer->down_bias) {
-    /* x (n x d) += h (n x f) W_down^T, into the residual as above */
+    /* x (n x d) += h (n x f) W_down^T, into the residual */
     return gemm_weight(kernels, "MLP down projection", (size_t)n, view(part->h, 0, f), &layer->down, 1.0f,
                        view(part->x, 0, d));
   } else {

@@ -58,7 +58,7 @@ void ttt_workspace_free(ttt_workspace *workspace) {
 }
 
 clttt_status ttt_apply(const kernel_set *kernels, const ttt_layer *layer, cl_mem W, size_t rows,
-                       matrix_view h, matrix_view out) {
+                       matrix_view h, float beta, matrix_view out) {
   const size_t d = (size_t)layer->d, f = (size_t)layer->f;
   if (layer->scratch && rows >= TTT_APPLY_PACKED_ROWS && kernels->params.gemm_packed && kernels->has_packed) {
     /* W changes every chunk: packed again on the device for each batch. */
@@ -66,12 +66,12 @@ clttt_status ttt_apply(const kernel_set *kernels, const ttt_layer *layer, cl_mem
     CLTTT_TRY(packed_gemm_layout_for(&kernels->packed.params, PACKED_GEMM_F32, d, f, &layout));
     CLTTT_TRY(packed_gemm_pack_device(&kernels->packed, "TTT apply (h W^T)", &layout, layer->scratch, W,
                                       PACKED_GEMM_F32, 0, f, 1, 1.0f));
-    /* out (rows x d) = h (rows x f) W^T */
-    return packed_gemm_run(&kernels->packed, "TTT apply (h W^T)", &layout, rows, h, layer->scratch, 0, 0.0f,
+    /* out (rows x d) = beta out + h (rows x f) W^T */
+    return packed_gemm_run(&kernels->packed, "TTT apply (h W^T)", &layout, rows, h, layer->scratch, 0, beta,
                            out);
   }
-  /* out (rows x d) = h (rows x f) W^T, W: d x f */
-  return gemm_linear(kernels, "TTT apply (h W^T)", rows, d, f, h, view(W, 0, f), 0.0f, out);
+  /* out (rows x d) = beta out + h (rows x f) W^T, W: d x f */
+  return gemm_linear(kernels, "TTT apply (h W^T)", rows, d, f, h, view(W, 0, f), beta, out);
 }
 
 /* tc (C x d) = conv(t) inside the chunk; V (C x d) = tc P, or tc without P. */
@@ -142,7 +142,7 @@ clttt_status ttt_sequential_form(const kernel_set *kernels, const ttt_layer *lay
   clttt_status status = CLTTT_SUCCESS;
   for (size_t row = 0; row < (size_t)n && status == CLTTT_SUCCESS; row += C) {
     size_t rows = (size_t)n - row < C ? (size_t)n - row : C;
-    status = ttt_apply(kernels, layer, W, rows, view(h, row * f, f), view(out, row * d, d));
+    status = ttt_apply(kernels, layer, W, rows, view(h, row * f, f), 0.0f, view(out, row * d, d));
     if (status == CLTTT_SUCCESS && rows == C)
       status = ttt_update(kernels, layer, &workspace, W, view(h, row * f, f), view(t, row * d, d));
   }
@@ -209,7 +209,7 @@ clttt_status ttt_prefix_form(const kernel_set *kernels, const ttt_layer *layer, 
       status = runtime_copy(device, inside, 0, running, 0, matrix_bytes, "TTT range entry weights");
     for (size_t k = 0; k < chunks && status == CLTTT_SUCCESS; k++) {
       size_t row = (first_chunk + k) * C;
-      status = ttt_apply(kernels, layer, inside, C, view(h, row * f, f), view(out, row * d, d));
+      status = ttt_apply(kernels, layer, inside, C, view(h, row * f, f), 0.0f, view(out, row * d, d));
       if (status == CLTTT_SUCCESS && k + 1 < chunks)
         status = ttt_update(kernels, layer, &workspace, inside, view(h, row * f, f), view(t, row * d, d));
     }
@@ -220,7 +220,7 @@ clttt_status ttt_prefix_form(const kernel_set *kernels, const ttt_layer *layer, 
   /* 3. Rows of a final partial chunk: applied with the final weights, no update. */
   size_t tail_row = full_chunks * C;
   if (status == CLTTT_SUCCESS && tail_row < (size_t)n)
-    status = ttt_apply(kernels, layer, running, (size_t)n - tail_row, view(h, tail_row * f, f),
+    status = ttt_apply(kernels, layer, running, (size_t)n - tail_row, view(h, tail_row * f, f), 0.0f,
                        view(out, tail_row * d, d));
   if (status == CLTTT_SUCCESS && W_final)
     status = runtime_copy(device, W_final, 0, running, 0, matrix_bytes, "TTT final weights");
@@ -347,8 +347,8 @@ clttt_status ttt_down_projection(ttt_state *state, const kernel_set *kernels, co
     int piece = n - row < C - pending ? n - row : C - pending;
     matrix_view piece_h = view(h.buffer, h.offset + (size_t)row * h.ld, h.ld);
     matrix_view piece_t = view(targets.buffer, targets.offset + (size_t)row * targets.ld, targets.ld);
-    /* out (piece x d) = h (piece x f) W^T with W before this chunk's update */
-    CLTTT_TRY(ttt_apply(kernels, &layer, layer_state->fast_weight, (size_t)piece, piece_h,
+    /* out (piece x d) += h (piece x f) W^T with W before this chunk's update */
+    CLTTT_TRY(ttt_apply(kernels, &layer, layer_state->fast_weight, (size_t)piece, piece_h, 1.0f,
                         view(out.buffer, out.offset + (size_t)row * out.ld, out.ld)));
     if (pending == 0 && piece == C) {
       /* A whole chunk inside this batch: update straight from its rows. */

@@ -53,10 +53,11 @@ clttt_status ttt_workspace_create(const clttt_device *device, ttt_workspace *wor
                                   int clipping);
 void ttt_workspace_free(ttt_workspace *workspace);
 
-/* out (rows x d) = h (rows x f) W^T: the chunk's output with the weights
- * before its own update. */
+/* out (rows x d) = beta * out + h (rows x f) W^T: the chunk's output with
+ * the weights before its own update (beta 1 adds it into a residual
+ * stream; beta 0 never reads out). */
 clttt_status ttt_apply(const kernel_set *kernels, const ttt_layer *layer, cl_mem W, size_t rows,
-                       matrix_view h, matrix_view out);
+                       matrix_view h, float beta, matrix_view out);
 
 /* W (d x f) += eta * V^T (d x C) h (C x f): the update's product alone,
  * through our update kernel where UPDATE_OWN chooses it (and the kernel set
@@ -127,7 +128,7 @@ void ttt_state_free(ttt_state *state);
 clttt_status ttt_state_reset(ttt_state *state, const kernel_set *kernels, const clttt_model *model);
 
 /* The down-projection of TTT layer `index` over n rows (h: n x f, targets:
- * n x d), into out (n x d), cut at chunk boundaries: each piece is applied
+ * n x d), added into out (n x d, the residual stream), cut at chunk boundaries: each piece is applied
  * with the current W, appended to the pending rows, and a completed chunk
  * updates W before the next piece. Leaves state->pending as it was: every
  * TTT layer of the batch starts from the same count (ttt_state_advance). */
