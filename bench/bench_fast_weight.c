@@ -537,6 +537,10 @@ static double run_peer(const options *opt, int C, char *why, size_t capacity) {
   return tokens;
 }
 
+static int compare_ms_per_chunk(const void *a, const void *b) {
+  return compare_doubles(&((const result *)a)->ms_per_chunk, &((const result *)b)->ms_per_chunk);
+}
+
 /* One chunk size: `rounds` times ours, then PyTorch's (when --peer), so
  * that both sides meet the same minutes of a shared machine. The result
  * is our median round (its per-step figures with it; of an even count the
@@ -563,16 +567,8 @@ static clttt_status bench_rounds(clttt_device *device, const options *opt, int C
     }
   }
   /* Our median round: the one whose ms/chunk sorts into the middle. */
-  int order[MAX_ROUNDS];
-  for (int r = 0; r < opt->rounds; r++)
-    order[r] = r;
-  for (int a = 1; a < opt->rounds; a++)
-    for (int b = a; b > 0 && rounds[order[b]].ms_per_chunk < rounds[order[b - 1]].ms_per_chunk; b--) {
-      int swap = order[b];
-      order[b] = order[b - 1];
-      order[b - 1] = swap;
-    }
-  *res = rounds[order[(opt->rounds - 1) / 2]];
+  qsort(rounds, (size_t)opt->rounds, sizeof *rounds, compare_ms_per_chunk);
+  *res = rounds[(opt->rounds - 1) / 2];
   for (int r = 0; r < opt->rounds; r++) {
     res->ms_min = fmin(res->ms_min, rounds[r].ms_min);
     res->ms_max = fmax(res->ms_max, rounds[r].ms_max);

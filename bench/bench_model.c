@@ -73,6 +73,11 @@ typedef struct {
   uint64_t peak_on, peak_off, model_on, model_off;
 } prefill_result;
 
+static int compare_doubles(const void *a, const void *b) {
+  const double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
 /* Matrix FLOPs of a prefill of n tokens by SPEC.md section 7: per token and
  * layer the attention projections, the scores and values over the causal
  * half of the context on average, and the MLP; a TTT layer adds its update,
@@ -244,12 +249,7 @@ int main(int argc, char **argv) {
     /* Each pair ran in the same minute, so its ratio cancels the machine's
      * slow drift that the two fastest runs, taken from different minutes,
      * do not. */
-    for (int a = 1; a < repeats; a++)
-      for (int b = a; b > 0 && pairs[b] < pairs[b - 1]; b--) {
-        double swap = pairs[b];
-        pairs[b] = pairs[b - 1];
-        pairs[b - 1] = swap;
-      }
+    qsort(pairs, (size_t)repeats, sizeof *pairs, compare_doubles);
     r->pair_overhead = repeats % 2 ? pairs[repeats / 2] : 0.5 * (pairs[repeats / 2 - 1] + pairs[repeats / 2]);
     r->flop_overhead = prefill_flops(&config, r->context, 1) / prefill_flops(&config, r->context, 0) - 1.0;
   }

@@ -37,14 +37,17 @@ void embedding_gather(__global float *out, __global const float *table,
   out[(size_t)i * d + c] = table[(size_t)tokens[i] * d + c];
 }
 
-// Element (row, c) of a bf16 (is_bf16 = 1) or fp16 matrix packed into our
-// GEMM's panels (cl/gemm.cl's layout: at ((row / panel_width) * k_padded + c)
-// * panel_width + row % panel_width), widened to fp32.
-float packed_element(__global const ushort *matrix, const int row, const int c, const int panel_width,
-                     const int k_padded, const int is_bf16) {
-  const size_t index = ((size_t)(row / panel_width) * k_padded + c) * panel_width + row % panel_width;
+// Where element (row, c) of a matrix packed into our GEMM's panels lies
+// (cl/gemm.cl's layout).
+size_t panel_index(const int row, const int c, const int panel_width, const int k_padded) {
+  return ((size_t)(row / panel_width) * k_padded + c) * panel_width + row % panel_width;
+}
+
+// Element `index` of a bf16 (is_bf16 = 1) or fp16 array, widened to fp32.
+float half_element(__global const ushort *matrix, const size_t index, const int is_bf16) {
   return is_bf16 ? as_float((uint)matrix[index] << 16) : vload_half(index, (__global const half *)matrix);
 }
+
 
 // The same gather from a bf16 or fp16 table in those panels: a tied LM head
 // and the gather then share one copy.
@@ -56,7 +59,7 @@ void embedding_gather_packed(__global float *out, __global const ushort *table,
   const int i = get_global_id(1);
   if (c >= d || i >= n)
     return;
-  out[(size_t)i * d + c] = packed_element(table, tokens[i], c, panel_width, k_padded, is_bf16);
+  out[(size_t)i * d + c] = half_element(table, panel_index(tokens[i], c, panel_width, k_padded), is_bf16);
 }
 
 // out (rows x columns, row-major fp32) = a matrix in those panels, of type
@@ -72,19 +75,12 @@ void widen_to_float(__global float *out, __global const ushort *in, const int ro
   const int row = get_global_id(1);
   if (c0 >= columns || row >= rows)
     return;
-  const size_t first = ((size_t)(row / panel_width) * k_padded + c0) * panel_width + row % panel_width;
+  const size_t first = panel_index(row, c0, panel_width, k_padded);
   __global float *o = out + (size_t)row * columns + c0;
   const int count = min(16, columns - c0);
-  if (type == 0) {
-    __global const float *source = (__global const float *)in + first;
-    for (int u = 0; u < count; u++)
-      o[u] = source[(size_t)u * panel_width];
-  } else if (type == 1) {
-    for (int u = 0; u < count; u++)
-      o[u] = as_float((uint)in[first + (size_t)u * panel_width] << 16);
-  } else {
-    for (int u = 0; u < count; u++)
-      o[u] = vload_half(first + (size_t)u * panel_width, (__global const half *)in);
+  for (int u = 0; u < count; u++) {
+    const size_t index = first + (size_t)u * panel_width;
+    o[u] = type == 0 ? ((__global const float *)in)[index] : half_element(in, index, type == 1);
   }
 }
 

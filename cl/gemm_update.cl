@@ -76,17 +76,19 @@ float16 load_partial16(__global const float *p, const int count) {
 #define LOAD_LOCAL16(p, count) vload16(0, (p))
 
 // One register tile of W (UPDATE_MR rows, the work-item's UPDATE_NR columns)
-// accumulated over TC values of t: h's columns at H + t * H_STRIDE, V's value
-// for tile row r at vr[r][t * V_STRIDE]. Rows past `valid` repeat the last
-// valid one (no conditions in the loop) and are never stored. A macro, so the
-// same body reads global memory or the staged copies in local memory.
-#define UPDATE_TILE(H, H_STRIDE, V_STRIDE, TC, LOAD16)                                 \
+// accumulated over TC values of t: the u-th 16 columns of h at
+// hu[u] + t * H_STRIDE, V's value for tile row r at vr[r][t * V_STRIDE]. Rows
+// past `valid` repeat the last valid one (no conditions in the loop) and are
+// never stored. A macro, so the same body reads h and V in place, staged in
+// local memory, or packed (hu and vr are the caller's, in their address
+// space).
+#define UPDATE_TILE(H_STRIDE, V_STRIDE, TC, LOAD16)                                    \
   for (int r = 0; r < UPDATE_MR; r++)                                                 \
     for (int u = 0; u < NV; u++) acc[r * NV + u] = (float16)(0.0f);                   \
   for (int t = 0; t < (TC); t++) {                                                    \
     float16 hv[NV];                                                                   \
     _Pragma("unroll") for (int u = 0; u < NV; u++)                                    \
-      hv[u] = LOAD16((H) + (size_t)t * (H_STRIDE) + u * 16, columns - u * 16);        \
+      hv[u] = LOAD16(hu[u] + (size_t)t * (H_STRIDE), columns - u * 16);               \
     const size_t vt = (size_t)t * (V_STRIDE);                                         \
     _Pragma("unroll") for (int r = 0; r < UPDATE_MR; r++) {                           \
       const float16 vv = (float16)(vr[r][vt]);                                        \
@@ -162,10 +164,12 @@ void gemm_update(__global float *w, const ulong w_offset, const int w_ld,
       }
       for (int i0 = first; i0 < last; i0 += UPDATE_MR) {
         const int valid = min(UPDATE_MR, last - i0);
-        __local const float *vr[UPDATE_MR];
+        __local const float *vr[UPDATE_MR], *hu[NV];
         for (int r = 0; r < UPDATE_MR; r++)
           vr[r] = vs + (i0 - first) + min(r, valid - 1);
-        UPDATE_TILE(hs, UPDATE_NR, UPDATE_ROW_BLOCK, tc, LOAD_LOCAL16)
+        for (int u = 0; u < NV; u++)
+          hu[u] = hs + u * 16;
+        UPDATE_TILE(UPDATE_NR, UPDATE_ROW_BLOCK, tc, LOAD_LOCAL16)
         store_update(w + w_offset + (size_t)i0 * w_ld + j0, w_ld, valid, columns, eta, acc);
       }
     }
@@ -179,13 +183,15 @@ void gemm_update(__global float *w, const ulong w_offset, const int w_ld,
     __global const float *hp = h + h_offset + j0;
     for (int i0 = first; i0 < last; i0 += UPDATE_MR) {
       const int valid = min(UPDATE_MR, last - i0);
-      __global const float *vr[UPDATE_MR];
+      __global const float *vr[UPDATE_MR], *hu[NV];
       for (int r = 0; r < UPDATE_MR; r++)
         vr[r] = v + v_offset + i0 + min(r, valid - 1);
+      for (int u = 0; u < NV; u++)
+        hu[u] = hp + u * 16;
       if (columns == UPDATE_NR) {
-        UPDATE_TILE(hp, h_ld, v_ld, c, LOAD_FULL16)
+        UPDATE_TILE(h_ld, v_ld, c, LOAD_FULL16)
       } else {
-        UPDATE_TILE(hp, h_ld, v_ld, c, load_partial16)
+        UPDATE_TILE(h_ld, v_ld, c, load_partial16)
       }
       store_update(w + w_offset + (size_t)i0 * w_ld + j0, w_ld, valid, columns, eta, acc);
     }
@@ -253,24 +259,9 @@ void gemm_update_packed(__global float *w, const ulong w_offset, const int w_ld,
     for (int i0 = first; i0 < last; i0 += UPDATE_MR) {
       const int valid = min(UPDATE_MR, last - i0);
       __global const float *vr[UPDATE_MR];
-      for (int r = 0; r < UPDATE_MR; r++) {
+      for (int r = 0; r < UPDATE_MR; r++)
         vr[r] = vt + (size_t)min(i0 + r, last - 1) * (c + 16);
-        for (int u = 0; u < NV; u++)
-          acc[r * NV + u] = (float16)(0.0f);
-      }
-      for (int t = 0; t < c; t++) {
-        float16 hv[NV];
-#pragma unroll
-        for (int u = 0; u < NV; u++)
-          hv[u] = vload16(t, hu[u]);
-#pragma unroll
-        for (int r = 0; r < UPDATE_MR; r++) {
-          const float16 vv = (float16)(vr[r][t]);
-#pragma unroll
-          for (int u = 0; u < NV; u++)
-            acc[r * NV + u] = fma(vv, hv[u], acc[r * NV + u]);
-        }
-      }
+      UPDATE_TILE(16, 1, c, LOAD_FULL16)
       store_update(w + w_offset + (size_t)i0 * w_ld + j0, w_ld, valid, columns, eta, acc);
     }
   }

@@ -432,6 +432,14 @@ uint64_t packed_gemm_update_scratch_bytes(size_t d, size_t f, size_t c) {
   return (((uint64_t)f + 15) / 16 * ((uint64_t)c * 16 + 16) + (uint64_t)d * ((uint64_t)c + 16)) * sizeof(float);
 }
 
+/* The CPU variant's work-items, either form: UPDATE_PANELS column slices of
+ * UPDATE_NR by UPDATE_ROW_BLOCK rows of W each. */
+static void update_cpu_global(const packed_gemm_update_params *params, size_t d, size_t f, size_t global[2]) {
+  const size_t columns = (size_t)params->nr * (size_t)params->panels;
+  global[0] = (f + columns - 1) / columns;
+  global[1] = (d + (size_t)params->row_block - 1) / (size_t)params->row_block;
+}
+
 /* The one-pass form: pack h in panels of 16 and V transposed into the
  * scratch, then one kernel adds the whole sum into W. */
 static clttt_status update_one_pass(const packed_gemm_kernels *kernels, const char *what, const char *product, int d,
@@ -460,9 +468,8 @@ static clttt_status update_one_pass(const packed_gemm_kernels *kernels, const ch
                              sizeof(cl_ulong), &w_offset, sizeof(int), &w_ld, sizeof(cl_mem), &scratch,
                              sizeof(cl_ulong), &vt_offset, sizeof(int), &d, sizeof(int), &f, sizeof(int), &c,
                              sizeof(float), &eta));
-  const size_t columns = (size_t)params->nr * (size_t)params->panels;
-  const size_t global[2] = {((size_t)f + columns - 1) / columns,
-                            ((size_t)d + (size_t)params->row_block - 1) / (size_t)params->row_block};
+  size_t global[2];
+  update_cpu_global(params, (size_t)d, (size_t)f, global);
   const size_t local[2] = {1, 1};
   profile_expect_flops(device, 2.0 * (double)d * (double)f * (double)c);
   return runtime_launch(device, kernels->update_packed, label[2], 2, global, local);
@@ -513,9 +520,7 @@ clttt_status packed_gemm_update(const packed_gemm_kernels *kernels, const char *
                              sizeof(float), &eta));
   size_t global[2], local[2];
   if (params->variant == PACKED_GEMM_CPU) {
-    size_t columns = (size_t)params->nr * (size_t)params->panels;
-    global[0] = (f + columns - 1) / columns;
-    global[1] = (d + (size_t)params->row_block - 1) / (size_t)params->row_block;
+    update_cpu_global(params, d, f, global);
     local[0] = local[1] = 1;
   } else {
     local[0] = (size_t)(params->tile_n / params->item_n);
