@@ -244,6 +244,8 @@ typedef struct {
   float eta;
   cl_mem v, h, w;
   cl_mem scratch; /* the one-pass kernel's packed V and h (UPDATE_PACKED) */
+  packed_gemm_layout panels; /* W in the GEMM's fp32 panels (a TTT fast weight on a CPU) */
+  cl_mem w_panels;
 } update_context;
 
 static clttt_status call_update_clblast(clttt_device *device, void *context) {
@@ -257,6 +259,30 @@ static clttt_status call_update_ours(clttt_device *device, void *context) {
   (void)device;
   return packed_gemm_update(&u->opt->kernels, "bench update", u->d, u->f, u->c, u->eta, view(u->v, 0, u->d),
                             view(u->h, 0, u->f), view(u->w, 0, u->f), u->scratch);
+}
+
+static clttt_status call_update_panels(clttt_device *device, void *context) {
+  update_context *u = context;
+  (void)device;
+  return packed_gemm_update_panels(&u->opt->kernels, "bench update into panels", &u->panels, u->c, u->eta,
+                                   view(u->v, 0, u->d), view(u->h, 0, u->f), u->w_panels, u->scratch);
+}
+
+/* The largest |a - b| over the largest |b - w0|: an update's error relative
+ * to the update itself (W - W0), not to W. a may be in panels. */
+static double update_difference(const float *a, const packed_gemm_layout *a_panels, const float *b, const float *w0,
+                                size_t d, size_t f) {
+  double worst = 0.0, largest = 0.0;
+  for (size_t i = 0; i < d; i++)
+    for (size_t j = 0; j < f; j++) {
+      const size_t in_a = a_panels ? ((i / a_panels->panel_width) * a_panels->k_padded + j) *
+                                             a_panels->panel_width + i % a_panels->panel_width
+                                   : i * f + j;
+      double diff = fabs((double)a[in_a] - (double)b[i * f + j]), delta = fabs((double)b[i * f + j] - (double)w0[i * f + j]);
+      worst = diff > worst || isnan(diff) ? (isnan(diff) ? INFINITY : diff) : worst;
+      largest = delta > largest ? delta : largest;
+    }
+  return largest > 0.0 ? worst / largest : worst;
 }
 
 static clttt_status bench_update(clttt_device *device, const options *opt, int C, result *results, int *count) {
@@ -295,36 +321,54 @@ static clttt_status bench_update(clttt_device *device, const options *opt, int C
     status = runtime_copy(device, u.w, 0, w0, 0, d * f * sizeof(float), "bench W");
   if (status == CLTTT_SUCCESS)
     status = call_update_ours(device, &u);
-  /* Relative to the update itself (W - W0), not to W. */
+  /* The same update into W0 packed in the GEMM's panels, where the
+   * device's GEMM is the CPU variant (a TTT fast weight there). */
+  const int panels = opt->kernels.update_panels != NULL;
+  if (status == CLTTT_SUCCESS && panels)
+    status = packed_gemm_layout_for(&opt->kernels.params, PACKED_GEMM_F32, d, f, &u.panels);
+  if (status == CLTTT_SUCCESS && panels)
+    status = runtime_alloc(device, packed_gemm_bytes(&u.panels), "bench W in panels", &u.w_panels);
+  if (status == CLTTT_SUCCESS && panels)
+    status = packed_gemm_pack_device(&opt->kernels, "bench W0 into panels", &u.panels, u.w_panels, 0, w0,
+                                     PACKED_GEMM_F32, 0, f, 1, 1.0f);
+  if (status == CLTTT_SUCCESS && panels)
+    status = call_update_panels(device, &u);
+  double panels_difference = -1.0;
   if (status == CLTTT_SUCCESS) {
+    const size_t panel_floats = panels ? packed_gemm_bytes(&u.panels) / sizeof(float) : 1;
     float *a = malloc(d * f * sizeof(float)), *b = malloc(d * f * sizeof(float)), *z = malloc(d * f * sizeof(float));
-    if (a && b && z) {
+    float *p = malloc(panel_floats * sizeof(float));
+    if (a && b && z && p) {
       status = runtime_download(device, u.w, 0, d * f * sizeof(float), a, "bench W");
       if (status == CLTTT_SUCCESS)
         status = runtime_download(device, w_clblast, 0, d * f * sizeof(float), b, "bench W");
       if (status == CLTTT_SUCCESS)
         status = runtime_download(device, w0, 0, d * f * sizeof(float), z, "bench W0");
-      double worst = 0.0, largest = 0.0;
-      for (size_t i = 0; i < d * f; i++) {
-        double diff = fabs((double)a[i] - (double)b[i]), delta = fabs((double)b[i] - (double)z[i]);
-        worst = diff > worst || isnan(diff) ? (isnan(diff) ? INFINITY : diff) : worst;
-        largest = delta > largest ? delta : largest;
+      if (status == CLTTT_SUCCESS && panels)
+        status = runtime_download(device, u.w_panels, 0, panel_floats * sizeof(float), p, "bench W in panels");
+      if (status == CLTTT_SUCCESS) {
+        difference = update_difference(a, NULL, b, z, d, f);
+        if (panels)
+          panels_difference = update_difference(p, &u.panels, b, z, d, f);
       }
-      difference = largest > 0.0 ? worst / largest : worst;
     }
     free(a);
     free(b);
     free(z);
+    free(p);
   }
-  for (int which = 0; which < 2 && status == CLTTT_SUCCESS; which++) {
-    if (which == 0 && !opt->clblast)
+  static const char *const names[3] = {"CLBlast TN update", "our update", "our update into panels"};
+  clttt_status (*const calls[3])(clttt_device *, void *) = {call_update_clblast, call_update_ours,
+                                                            call_update_panels};
+  for (int which = 0; which < 3 && status == CLTTT_SUCCESS; which++) {
+    if ((which == 0 && !opt->clblast) || (which == 2 && !panels))
       continue;
     result *r = &results[*count];
     memset(r, 0, sizeof *r);
-    snprintf(r->kernel, sizeof r->kernel, which == 0 ? "CLBlast TN update" : "our update");
+    snprintf(r->kernel, sizeof r->kernel, "%s", names[which]);
     r->rows = (int)d, r->n = (int)f, r->k = C;
-    r->difference = which == 1 && opt->clblast ? difference : -1.0;
-    status = time_product(device, opt, which == 0 ? call_update_clblast : call_update_ours, &u, r);
+    r->difference = !opt->clblast ? -1.0 : which == 1 ? difference : which == 2 ? panels_difference : -1.0;
+    status = time_product(device, opt, calls[which], &u, r);
     if (status == CLTTT_SUCCESS)
       (*count)++;
   }
@@ -332,6 +376,7 @@ static clttt_status bench_update(clttt_device *device, const options *opt, int C
   runtime_release(&u.h);
   runtime_release(&u.w);
   runtime_release(&u.scratch);
+  runtime_release(&u.w_panels);
   runtime_release(&w0);
   runtime_release(&w_clblast);
   return status;
@@ -346,7 +391,8 @@ static void usage(FILE *stream) {
           "                  [--gemm NAME=V,...] [--update NAME=V,...]\n"
           "  GFLOP/s of out = x W^T (rows x n x k) with our packed-weight kernel (fp32, bf16, fp16\n"
           "  weights) and CLBlast's SGEMM (W row-major, as gemm_linear calls it), and of the TTT\n"
-          "  update W += eta V^T h (d 1024, f 3072, C 512 and 1024) against CLBlast's TN SGEMM;\n"
+          "  update W += eta V^T h (d 1024, f 3072, C 512 and 1024) against CLBlast's TN SGEMM,\n"
+          "  row-major and, on CPUs, into W kept in our GEMM's panels (a TTT fast weight there);\n"
           "  each with its ratio to a same-run FMA peak.\n"
           "  --quick        3 shapes, 3 calls each (default: 7 shapes, 5 calls)\n"
           "  --shape RxNxK  benchmark this shape instead (repeatable)\n"

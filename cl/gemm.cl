@@ -106,14 +106,14 @@
 // A work-item writes one panel row (GEMM_NR contiguous floats): for V^T the
 // reads are contiguous too, for K neighbouring work-items (j, j + 1) read
 // the same source lines.
-__kernel void pack_panels(__global float *packed, WEIGHT *source, const ulong offset, const int row_stride,
-                          const int column_stride, const int n, const int k, const int k_padded,
-                          const float scale) {
+__kernel void pack_panels(__global float *packed, const ulong packed_offset, WEIGHT *source, const ulong offset,
+                          const int row_stride, const int column_stride, const int n, const int k,
+                          const int k_padded, const float scale) {
   const int j = get_global_id(0);
   const int panel = get_global_id(1);
   if (j >= k_padded)
     return;
-  __global float *out = packed + ((size_t)panel * k_padded + j) * GEMM_NR;
+  __global float *out = packed + packed_offset + ((size_t)panel * k_padded + j) * GEMM_NR;
   const int row0 = panel * GEMM_NR;
   for (int lane = 0; lane < GEMM_NR; lane++) {
     const int row = row0 + lane;
@@ -158,25 +158,29 @@ void store_tile(__global float *out, const int out_ld, const int valid, const in
   }
 }
 
-// The register tile: MR rows x NR columns over kc values of k. Rows past
-// `valid` repeat the last valid row, so the loop has no row conditions; their
-// results are never stored. A macro, so that the same body reads the panel
-// from global memory (any WEIGHT_TYPE) or from the fp32 copy in local memory.
-#define GEMM_TILE(PANEL, LOAD16, X, KC)                                              \
+// The register tile: MR rows x NR columns over kc values of k, row r of x
+// read from the caller's xr[r], X_STEP floats per k (1 for x rows in place,
+// GEMM_NR for x packed in panels). Rows past `valid` repeat the last valid
+// row, so the loop has no row conditions; their results are never stored. A
+// macro, so that the same body reads the panel from global memory (any
+// WEIGHT_TYPE) or from the fp32 copy in local memory.
+#define GEMM_TILE(PANEL, LOAD16, X_STEP, KC)                                         \
   float16 acc[GEMM_MR * NV];                                                         \
-  __global const float *xr[GEMM_MR];                                                 \
-  _Pragma("unroll") for (int r = 0; r < GEMM_MR; r++) {                              \
-    xr[r] = (X) + (size_t)min(r, valid - 1) * x_ld;                                  \
+  _Pragma("unroll") for (int r = 0; r < GEMM_MR; r++)                                \
     _Pragma("unroll") for (int v = 0; v < NV; v++) acc[r * NV + v] = (float16)(0.0f); \
-  }                                                                                  \
   for (int j = 0; j < (KC); j++) {                                                   \
     float16 wv[NV];                                                                  \
     _Pragma("unroll") for (int v = 0; v < NV; v++) wv[v] = LOAD16((PANEL) + j * GEMM_NR + v * 16); \
     _Pragma("unroll") for (int r = 0; r < GEMM_MR; r++) {                            \
-      const float16 xv = (float16)(xr[r][j]);                                        \
+      const float16 xv = (float16)(xr[r][(size_t)j * (X_STEP)]);                     \
       _Pragma("unroll") for (int v = 0; v < NV; v++) acc[r * NV + v] = fma(xv, wv[v], acc[r * NV + v]); \
     }                                                                                \
   }
+
+// The tile's rows of x, in place: x_ld floats apart from x.
+#define X_ROWS_IN_PLACE(X)                                                           \
+  __global const float *xr[GEMM_MR];                                                 \
+  _Pragma("unroll") for (int r = 0; r < GEMM_MR; r++) xr[r] = (X) + (size_t)min(r, valid - 1) * x_ld;
 
 #define LOAD_LOCAL16(p) vload16(0, (p))
 
@@ -204,7 +208,8 @@ void packed_gemm(__global float *out, const ulong out_offset, const int out_ld,
     const float slice_beta = k0 == 0 ? beta : 1.0f;
     for (int row = first; row < last; row += GEMM_MR) {
       const int valid = min(GEMM_MR, last - row);
-      GEMM_TILE(converted, LOAD_LOCAL16, x + x_offset + (size_t)row * x_ld + k0, kc)
+      X_ROWS_IN_PLACE(x + x_offset + (size_t)row * x_ld + k0)
+      GEMM_TILE(converted, LOAD_LOCAL16, 1, kc)
       store_tile(out + out_offset + (size_t)row * out_ld + n0, out_ld, valid, columns, slice_beta, acc);
     }
   }
@@ -215,12 +220,68 @@ void packed_gemm(__global float *out, const ulong out_offset, const int out_ld,
     const float slice_beta = k0 == 0 ? beta : 1.0f;
     for (int row = first; row < last; row += GEMM_MR) {
       const int valid = min(GEMM_MR, last - row);
-      GEMM_TILE(wp + (size_t)k0 * GEMM_NR, LOAD_W16, x + x_offset + (size_t)row * x_ld + k0, kc)
+      X_ROWS_IN_PLACE(x + x_offset + (size_t)row * x_ld + k0)
+      GEMM_TILE(wp + (size_t)k0 * GEMM_NR, LOAD_W16, 1, kc)
       store_tile(out + out_offset + (size_t)row * out_ld + n0, out_ld, valid, columns, slice_beta, acc);
     }
   }
 #endif
 }
+
+#if WEIGHT_TYPE == 0
+// The TTT update of a fast weight kept in these panels (src/ttt.c):
+//   W[i][j] += sum_t eta V[t][i] h[t][j]   for i < d, j < f, t < c.
+// Panel p of W (d x f, k = f unpadded in this variant) holds W[p * NR + i][j]
+// at (p * f + j) * NR + i: it is an f x NR row-major matrix, and the update
+// of that matrix is the product above turned around,
+//   panel p += h^T (f x c) (eta V^T)_p^T,
+// with h^T as the rows of x and eta V^T (d x c) as the weight, packed into
+// these panels by pack_panels with eta folded in. h^T is packed by the
+// kernel below in groups of GEMM_MR rows, element (j, t) at
+//   (j / GEMM_MR * c + t) * GEMM_MR + j % GEMM_MR,
+// so that a register tile's rows of x are one dense stream: its GEMM_MR
+// values of a t side by side (in place, h^T's rows would be f floats apart
+// down the columns of h).
+__kernel void pack_tile_rows(__global float *scratch, const ulong ht_offset, __global const float *h,
+                             const ulong h_offset, const int h_ld, const int c, const int f) {
+  const int group = get_global_id(0), t = get_global_id(1);
+  if (t >= c || group * GEMM_MR >= f)
+    return;
+  __global const float *source = h + h_offset + (size_t)t * h_ld + group * GEMM_MR;
+  __global float *out = scratch + ht_offset + ((size_t)group * c + t) * GEMM_MR;
+  const int columns = min(GEMM_MR, f - group * GEMM_MR);
+  for (int r = 0; r < GEMM_MR; r++)
+    out[r] = r < columns ? source[r] : 0.0f;
+}
+
+// Work-items as packed_gemm's, with W's panels for panels and f for rows.
+__kernel __attribute__((reqd_work_group_size(1, 1, 1)))
+void packed_update(__global float *w, const ulong w_offset, __global const float *scratch, const ulong ht_offset,
+                   const ulong vt_offset, const int d, const int f, const int c) {
+  const int panel = get_global_id(0);
+  const int first = get_global_id(1) * GEMM_ROW_BLOCK;
+  if (panel * GEMM_NR >= d || first >= f)
+    return;
+  const int last = min(f, first + GEMM_ROW_BLOCK);
+  __global const float *ht = scratch + ht_offset;
+  __global const float *vp = scratch + vt_offset + (size_t)panel * c * GEMM_NR;
+  __global float *wp = w + w_offset + (size_t)panel * f * GEMM_NR;
+  for (int row = first; row < last; row += GEMM_MR) {
+    const int valid = min(GEMM_MR, last - row);
+    // One group when the row block is a multiple of GEMM_MR (the defaults);
+    // otherwise the tile straddles two and each row finds its own.
+    __global const float *xr[GEMM_MR];
+#pragma unroll
+    for (int r = 0; r < GEMM_MR; r++) {
+      const int j = row + min(r, valid - 1);
+      xr[r] = ht + (size_t)(j / GEMM_MR) * c * GEMM_MR + j % GEMM_MR;
+    }
+    GEMM_TILE(vp, LOAD_W16, GEMM_MR, c)
+    // Whole panel rows: padding lanes past d add eta V's zero padding.
+    store_tile(wp + (size_t)row * GEMM_NR, GEMM_NR, valid, GEMM_NR, 1.0f, acc);
+  }
+}
+#endif
 
 // Decode's single row: the register tile would repeat that row GEMM_MR
 // times and, for bf16/fp16, stage every slice in local memory first, which

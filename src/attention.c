@@ -106,7 +106,7 @@ clttt_status attention_packed(const kernel_set *kernels, const attention_problem
     CLTTT_TRY(packed_gemm_layout_for(&packed->params, PACKED_GEMM_F32, head_dim, keys, &value_layout));
     for (int g = 0; g < problem->kv_heads; g++) {
       /* K_g (keys x head_dim) scaled, as the weight of scores = Q_h K_g^T */
-      CLTTT_TRY(packed_gemm_pack_device(packed, "attention keys", &key_layout, workspace->packed_keys,
+      CLTTT_TRY(packed_gemm_pack_device(packed, "attention keys", &key_layout, workspace->packed_keys, 0,
                                         problem->k_cache, cache_type, (size_t)g * head_dim, kv_dim, 1, scale));
       for (int h = g * group; h < (g + 1) * group; h++)
         /* scores_h (rows x keys) = Q_h (rows x head_dim) (scale K_g)^T */
@@ -120,7 +120,7 @@ clttt_status attention_packed(const kernel_set *kernels, const attention_problem
                                      first_position));
     for (int g = 0; g < problem->kv_heads; g++) {
       /* V_g^T (head_dim x keys): element (c, key) = V[key][g * head_dim + c] */
-      CLTTT_TRY(packed_gemm_pack_device(packed, "attention values", &value_layout, workspace->packed_values,
+      CLTTT_TRY(packed_gemm_pack_device(packed, "attention values", &value_layout, workspace->packed_values, 0,
                                         problem->v_cache, cache_type, (size_t)g * head_dim, 1, kv_dim, 1.0f));
       for (int h = g * group; h < (g + 1) * group; h++)
         /* out_h (rows x head_dim) = P_h (rows x keys) (V_g^T)^T */

@@ -293,6 +293,10 @@ clttt_status packed_gemm_kernels_create(packed_gemm_kernels *kernels, clttt_devi
       status = runtime_create_kernel(device, program, "gemm.cl", "packed_gemv", &kernels->gemv[type]);
     if (status == CLTTT_SUCCESS)
       status = runtime_create_kernel(device, program, "gemm.cl", "pack_panels", &kernels->pack[type]);
+    if (status == CLTTT_SUCCESS && params->variant == PACKED_GEMM_CPU && type == PACKED_GEMM_F32)
+      status = runtime_create_kernel(device, program, "gemm.cl", "packed_update", &kernels->update_panels);
+    if (status == CLTTT_SUCCESS && params->variant == PACKED_GEMM_CPU && type == PACKED_GEMM_F32)
+      status = runtime_create_kernel(device, program, "gemm.cl", "pack_tile_rows", &kernels->pack_tile_rows);
   }
   if (status == CLTTT_SUCCESS && update_params) {
     packed_gemm_update_defines(update_params, defines, sizeof defines);
@@ -323,7 +327,8 @@ void packed_gemm_kernels_release(packed_gemm_kernels *kernels) {
     if (kernels->pack[type])
       clReleaseKernel(kernels->pack[type]);
   }
-  cl_kernel *updates[] = {&kernels->update, &kernels->update_packed, &kernels->pack_h_panels, &kernels->transpose_v};
+  cl_kernel *updates[] = {&kernels->update, &kernels->update_packed, &kernels->pack_h_panels, &kernels->transpose_v,
+                          &kernels->update_panels, &kernels->pack_tile_rows};
   for (size_t i = 0; i < sizeof updates / sizeof updates[0]; i++)
     if (*updates[i])
       clReleaseKernel(*updates[i]);
@@ -398,7 +403,8 @@ clttt_status packed_gemm_run(const packed_gemm_kernels *kernels, const char *wha
 }
 
 clttt_status packed_gemm_pack_device(const packed_gemm_kernels *kernels, const char *what,
-                                     const packed_gemm_layout *layout, cl_mem packed, cl_mem source,
+                                     const packed_gemm_layout *layout, cl_mem packed, size_t packed_offset,
+                                     cl_mem source,
                                      packed_gemm_type source_type, size_t source_offset, size_t row_stride,
                                      size_t column_stride, float scale) {
   clttt_device *device = kernels->device;
@@ -410,14 +416,18 @@ clttt_status packed_gemm_pack_device(const packed_gemm_kernels *kernels, const c
                       what, layout->n, layout->k, device->info.name);
   size_t packed_bytes = 0;
   CLTTT_TRY(buffer_size(device, packed, what, &packed_bytes));
-  if (packed_gemm_bytes(layout) > packed_bytes)
-    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "%s: %zu x %zu panels need %zu bytes; the buffer has %zu", what,
-                      layout->n, layout->k, packed_gemm_bytes(layout), packed_bytes);
+  if (packed_offset > packed_bytes / sizeof(float) ||
+      packed_gemm_bytes(layout) > packed_bytes - packed_offset * sizeof(float))
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT,
+                      "%s: %zu x %zu panels at float %zu need %zu bytes; the buffer has %zu on device '%s'", what,
+                      layout->n, layout->k, packed_offset, packed_gemm_bytes(layout), packed_bytes,
+                      device->info.name);
   cl_kernel kernel = kernels->pack[source_type];
-  cl_ulong offset = source_offset;
+  cl_ulong offset = source_offset, destination_offset = packed_offset;
   int rows_stride = (int)row_stride, columns_stride = (int)column_stride, n = (int)layout->n, k = (int)layout->k,
       k_padded = (int)layout->k_padded;
-  CLTTT_TRY(runtime_set_args(device, kernel, "pack_panels", 9, sizeof(cl_mem), &packed, sizeof(cl_mem), &source,
+  CLTTT_TRY(runtime_set_args(device, kernel, "pack_panels", 10, sizeof(cl_mem), &packed, sizeof(cl_ulong),
+                             &destination_offset, sizeof(cl_mem), &source,
                              sizeof(cl_ulong), &offset, sizeof(int), &rows_stride, sizeof(int), &columns_stride,
                              sizeof(int), &n, sizeof(int), &k, sizeof(int), &k_padded, sizeof(float), &scale));
   const size_t global[2] = {layout->k_padded, layout->panels}, local[2] = {16, 1};
@@ -426,10 +436,19 @@ clttt_status packed_gemm_pack_device(const packed_gemm_kernels *kernels, const c
   return runtime_launch(device, kernel, label, 2, global, local);
 }
 
+/* Panels of the widest GEMM_NR packed_gemm_params_valid accepts. */
+static uint64_t panel_rows_bound(size_t rows) {
+  return ((uint64_t)rows + PACKED_GEMM_MAX_NR - 1) / PACKED_GEMM_MAX_NR * PACKED_GEMM_MAX_NR;
+}
+
 uint64_t packed_gemm_update_scratch_bytes(size_t d, size_t f, size_t c) {
   /* cl/gemm_update.cl: panels of 16 columns, each 16 floats longer than c
    * rows of them, then V transposed with rows of c + 16. */
-  return (((uint64_t)f + 15) / 16 * ((uint64_t)c * 16 + 16) + (uint64_t)d * ((uint64_t)c + 16)) * sizeof(float);
+  const uint64_t one_pass =
+      (((uint64_t)f + 15) / 16 * ((uint64_t)c * 16 + 16) + (uint64_t)d * ((uint64_t)c + 16)) * sizeof(float);
+  /* packed_gemm_update_panels: h^T (f x c) and eta V^T (d x c) in panels. */
+  const uint64_t panels = (panel_rows_bound(f) + panel_rows_bound(d)) * (uint64_t)c * sizeof(float);
+  return one_pass > panels ? one_pass : panels;
 }
 
 /* The CPU variant's work-items, either form: UPDATE_PANELS column slices of
@@ -532,6 +551,77 @@ clttt_status packed_gemm_update(const packed_gemm_kernels *kernels, const char *
   snprintf(label, sizeof label, "%s (our update kernel)", what);
   profile_expect_flops(device, 2.0 * (double)d * (double)f * (double)c);
   clttt_status status = runtime_launch(device, kernel, label, 2, global, local);
+  if (status != CLTTT_SUCCESS)
+    return clttt_fail_context(status, "%s: %s", what, product);
+  return CLTTT_SUCCESS;
+}
+
+clttt_status packed_gemm_update_panels(const packed_gemm_kernels *kernels, const char *what,
+                                       const packed_gemm_layout *layout, size_t c, float eta, matrix_view v,
+                                       matrix_view h, cl_mem w, cl_mem scratch) {
+  clttt_device *device = kernels->device;
+  const size_t d = layout->n, f = layout->k;
+  char product[160];
+  snprintf(product, sizeof product, "GEMM update W += eta V^T h into panels (d %zu x f %zu over %zu rows)", d, f, c);
+  if (!kernels->update_panels || !scratch)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT,
+                      "%s: %s: needs the CPU variant's kernels and a scratch buffer on device '%s'", what, product,
+                      device->info.name);
+  if (layout->variant != PACKED_GEMM_CPU || layout->type != PACKED_GEMM_F32 ||
+      layout->panel_width != (size_t)kernels->params.nr || layout->k_padded != f)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT,
+                      "%s: %s: W is not in this device's fp32 CPU panels (panels of %zu, k padded to %zu) on "
+                      "device '%s'", what, product, layout->panel_width, layout->k_padded, device->info.name);
+  if (d == 0 || f == 0 || c == 0)
+    return CLTTT_SUCCESS;
+  if (c > INT_MAX / 2 || layout->panels * layout->panel_width > INT_MAX / 2 || f > INT_MAX / 2)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "%s: %s: sizes past %d on device '%s'", what, product,
+                      INT_MAX / 2, device->info.name);
+  CLTTT_TRY(check_view(device, what, product, "V", v, c, d));
+  CLTTT_TRY(check_view(device, what, product, "h", h, c, f));
+  size_t w_bytes = 0;
+  CLTTT_TRY(buffer_size(device, w, what, &w_bytes));
+  if (packed_gemm_bytes(layout) > w_bytes)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "%s: %s: W's panels need %zu bytes; its buffer has %zu on "
+                      "device '%s'", what, product, packed_gemm_bytes(layout), w_bytes, device->info.name);
+  /* h^T (f x c) in groups of GEMM_MR rows, then eta V^T (d x c) in
+   * panels (cl/gemm.cl, packed_update). */
+  const size_t mr = (size_t)kernels->params.mr;
+  const size_t vt_offset = (f + mr - 1) / mr * mr * c;
+  packed_gemm_layout vt_layout;
+  CLTTT_TRY(packed_gemm_layout_for(&kernels->params, PACKED_GEMM_F32, d, c, &vt_layout));
+  size_t scratch_bytes = 0;
+  CLTTT_TRY(buffer_size(device, scratch, what, &scratch_bytes));
+  if ((vt_offset * sizeof(float) + packed_gemm_bytes(&vt_layout)) > scratch_bytes)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT,
+                      "%s: %s: the packed V and h need %zu bytes of scratch; its buffer has %zu on device '%s'", what,
+                      product, vt_offset * sizeof(float) + packed_gemm_bytes(&vt_layout), scratch_bytes,
+                      device->info.name);
+  cl_ulong h_offset = h.offset, ht_start = 0;
+  int h_ld = (int)h.ld, fi = (int)f, ci = (int)c;
+  clttt_status status = runtime_set_args(device, kernels->pack_tile_rows, product, 7, sizeof(cl_mem), &scratch,
+                                         sizeof(cl_ulong), &ht_start, sizeof(cl_mem), &h.buffer, sizeof(cl_ulong),
+                                         &h_offset, sizeof(int), &h_ld, sizeof(int), &ci, sizeof(int), &fi);
+  char label[128];
+  snprintf(label, sizeof label, "%s (h packed for the update into panels)", what);
+  const size_t h_global[2] = {(f + mr - 1) / mr, c};
+  if (status == CLTTT_SUCCESS)
+    status = runtime_launch(device, kernels->pack_tile_rows, label, 2, h_global, NULL);
+  if (status == CLTTT_SUCCESS)
+    status = packed_gemm_pack_device(kernels, what, &vt_layout, scratch, vt_offset, v.buffer, PACKED_GEMM_F32,
+                                     v.offset, 1, v.ld, eta);
+  if (status != CLTTT_SUCCESS)
+    return clttt_fail_context(status, "%s: %s", what, product);
+  cl_ulong w_offset = 0, ht_offset = 0, vt_start = vt_offset;
+  int di = (int)d;
+  CLTTT_TRY(runtime_set_args(device, kernels->update_panels, product, 8, sizeof(cl_mem), &w, sizeof(cl_ulong),
+                             &w_offset, sizeof(cl_mem), &scratch, sizeof(cl_ulong), &ht_offset, sizeof(cl_ulong),
+                             &vt_start, sizeof(int), &di, sizeof(int), &fi, sizeof(int), &ci));
+  const size_t global[2] = {layout->panels, (f + (size_t)kernels->params.row_block - 1) / (size_t)kernels->params.row_block};
+  const size_t local[2] = {1, 1};
+  snprintf(label, sizeof label, "%s (our update kernel, into panels)", what);
+  profile_expect_flops(device, 2.0 * (double)d * (double)f * (double)c);
+  status = runtime_launch(device, kernels->update_panels, label, 2, global, local);
   if (status != CLTTT_SUCCESS)
     return clttt_fail_context(status, "%s: %s", what, product);
   return CLTTT_SUCCESS;

@@ -44,6 +44,9 @@ typedef struct {
 
 /* ---- Parameters ------------------------------------------------------ */
 
+/* The widest panel (GEMM_NR) any variant accepts. */
+#define PACKED_GEMM_MAX_NR 256
+
 /* Per-device defaults: the CPU variant on CPUs (panel and register tile by
  * vector width), the GPU variant on GPUs with tiles per vendor. */
 void packed_gemm_defaults(const clttt_device_info *info, packed_gemm_params *params);
@@ -116,6 +119,9 @@ typedef struct {
   cl_kernel update;
   /* The CPU variant's one-pass update (UPDATE_PACKED) and its packing. */
   cl_kernel update_packed, pack_h_panels, transpose_v;
+  /* The CPU variant's update of a W kept in fp32 panels (gemm.cl, built
+   * with these params: the panel width is theirs). */
+  cl_kernel update_panels, pack_tile_rows;
 } packed_gemm_kernels;
 
 /* Builds (or finds) gemm.cl for every weight type and gemm_update.cl with
@@ -131,18 +137,21 @@ clttt_status packed_gemm_run(const packed_gemm_kernels *kernels, const char *wha
 
 /* Packs S (layout->n x layout->k; element (row, j) at element
  * source_offset + row * row_stride + j * column_stride of `source`, of
- * source_type: fp32 or fp16) times `scale` on the device into `packed`, in
- * `layout` (fp32 elements), for products whose "weight" changes every call
- * (attention's K and V^T). */
+ * source_type: fp32 or fp16) times `scale` on the device into `packed` from
+ * float packed_offset on, in `layout` (fp32 elements), for products whose
+ * "weight" changes every call (attention's K and V^T, the TTT update's
+ * operands). */
 clttt_status packed_gemm_pack_device(const packed_gemm_kernels *kernels, const char *what,
-                                     const packed_gemm_layout *layout, cl_mem packed, cl_mem source,
+                                     const packed_gemm_layout *layout, cl_mem packed, size_t packed_offset,
+                                     cl_mem source,
                                      packed_gemm_type source_type, size_t source_offset, size_t row_stride,
                                      size_t column_stride, float scale);
 
-/* Bytes of scratch the one-pass update packs V and h into: h in panels of
- * 16 columns and V transposed, each stream padded by 16 floats
- * (cl/gemm_update.cl), whatever the parameters, so that a workspace can be
- * sized before they are known. */
+/* Bytes of scratch either update packs V and h into, whatever the
+ * parameters, so that a workspace can be sized before they are known: the
+ * one-pass update's h in panels of 16 columns and V transposed, each stream
+ * padded by 16 floats (cl/gemm_update.cl), or packed_gemm_update_panels'
+ * h^T and eta V^T in panels. */
 uint64_t packed_gemm_update_scratch_bytes(size_t d, size_t f, size_t c);
 
 /* w (d x f) += eta * v^T h, v: c x d, h: c x f, all fp32 row-major views.
@@ -152,5 +161,16 @@ uint64_t packed_gemm_update_scratch_bytes(size_t d, size_t f, size_t c);
 clttt_status packed_gemm_update(const packed_gemm_kernels *kernels, const char *what,
                                 size_t d, size_t f, size_t c, float eta, matrix_view v, matrix_view h,
                                 matrix_view w, cl_mem scratch);
+
+
+/* W += eta * v^T h with W (d x f = layout->n x layout->k) kept in `layout`,
+ * the fp32 panels packed_gemm_run multiplies by (CPU variant only), from
+ * element 0 of w: a TTT fast weight that its apply reads as it is (src/ttt.c).
+ * v: c x d, h: c x f, fp32 row-major; both are packed into scratch (at least
+ * packed_gemm_update_scratch_bytes) first. Padding lanes of W's last panel
+ * stay as they were (zero). */
+clttt_status packed_gemm_update_panels(const packed_gemm_kernels *kernels, const char *what,
+                                       const packed_gemm_layout *layout, size_t c, float eta, matrix_view v,
+                                       matrix_view h, cl_mem w, cl_mem scratch);
 
 #endif

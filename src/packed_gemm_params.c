@@ -187,7 +187,7 @@ static int gpu_tiles_valid(const clttt_device_info *info, const char *prefix, in
 }
 
 static int cpu_tiles_valid(const char *prefix, int nr, int mr, int row_block, char *why, size_t capacity) {
-  if (nr < 16 || nr > 256 || nr % 16 != 0) {
+  if (nr < 16 || nr > PACKED_GEMM_MAX_NR || nr % 16 != 0) {
     snprintf(why, capacity, "%s_NR=%d is not a multiple of 16 in 16..256", prefix, nr);
     return 0;
   }

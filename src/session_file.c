@@ -367,6 +367,9 @@ typedef struct {
   size_t offset;
   void *host;
   size_t bytes;
+  /* Non-NULL: the buffer holds an n x k fp32 matrix (offset 0) in these
+   * panels, which the file holds row-major (a TTT fast weight, src/ttt.h). */
+  const packed_gemm_layout *panels;
 } segment;
 
 typedef struct {
@@ -377,7 +380,7 @@ typedef struct {
 } section;
 
 static void add_part(section *s, const clttt_device *device, cl_mem buffer, void *host, size_t bytes) {
-  segment part = {device, buffer, 0, host, bytes};
+  segment part = {device, buffer, 0, host, bytes, NULL};
   s->parts[s->part_count++] = part;
   s->bytes += bytes;
 }
@@ -416,6 +419,8 @@ static clttt_status plan_sections(const layout *l, const clttt_session *session,
     const clttt_device *device = session ? layer_device(session->model, (int)layer) : NULL;
     sections[n] = (section){.kind = SECTION_TTT, .layer = layer};
     add_part(&sections[n], device, state ? state->fast_weight : NULL, NULL, (size_t)l->d * (size_t)l->f * F);
+    if (state && state->in_panels)
+      sections[n].parts[0].panels = &state->panels;
     add_part(&sections[n], device, state ? state->pending_h : NULL, NULL, (size_t)l->pending * (size_t)l->f * F);
     add_part(&sections[n++], device, state ? state->pending_t : NULL, NULL, (size_t)l->pending * (size_t)l->d * F);
   }
@@ -764,6 +769,32 @@ static clttt_status append(writer *w, const void *host, const clttt_device *devi
   return CLTTT_SUCCESS;
 }
 
+/* The rows of n x k fp32 panels (segment.panels) into the stream, row-major:
+ * one panel (panel_width rows) downloaded at a time and its rows gathered. */
+static clttt_status append_from_panels(writer *w, const segment *part, checksum *sum, const char *what) {
+  const packed_gemm_layout *layout = part->panels;
+  const size_t width = layout->panel_width, k = layout->k, panel_floats = width * layout->k_padded;
+  if (part->offset != 0 || part->bytes != layout->n * k * sizeof(float))
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "%s: %zu bytes of a %zu x %zu matrix in panels", what,
+                      part->bytes, layout->n, k);
+  float *panel = malloc(panel_floats * sizeof *panel), *row = malloc(k * sizeof *row);
+  clttt_status status = panel && row ? CLTTT_SUCCESS
+                                     : clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "%s: a panel of %zu floats", what,
+                                                  panel_floats);
+  for (size_t p = 0; p < layout->panels && status == CLTTT_SUCCESS; p++) {
+    status = runtime_download(part->device, part->buffer, p * panel_floats * sizeof(float),
+                              panel_floats * sizeof(float), panel, what);
+    for (size_t lane = 0; lane < width && p * width + lane < layout->n && status == CLTTT_SUCCESS; lane++) {
+      for (size_t j = 0; j < k; j++)
+        row[j] = panel[j * width + lane];
+      status = append(w, row, NULL, NULL, 0, k * sizeof(float), sum, what);
+    }
+  }
+  free(panel);
+  free(row);
+  return status;
+}
+
 /* A section header as `version` lays it out (README, "Session files"). */
 static void encode_section_header(uint8_t header[SECTION_HEADER_BYTES], uint32_t version, const section *s,
                                   uint64_t payload_check) {
@@ -792,7 +823,9 @@ static clttt_status write_section(writer *w, const section *s, uint64_t *header_
   checksum_begin(&w->sum);
   for (int i = 0; i < s->part_count; i++) {
     const segment *part = &s->parts[i];
-    if (part->bytes > 0)
+    if (part->bytes > 0 && part->panels)
+      CLTTT_TRY(append_from_panels(w, part, &w->sum, section_name(s->kind)));
+    else if (part->bytes > 0)
       CLTTT_TRY(append(w, part->host, part->device, part->buffer, part->offset, part->bytes, &w->sum,
                        section_name(s->kind)));
   }
@@ -1170,6 +1203,45 @@ static clttt_status read_section_header(reader *r, int index, const section *exp
   return CLTTT_SUCCESS;
 }
 
+/* Row-major rows from the file into n x k fp32 panels (segment.panels):
+ * one panel's rows gathered, laid into the panel (padding lanes zero) and
+ * uploaded at a time. */
+static clttt_status read_into_panels(reader *r, const segment *part, const char *what) {
+  const packed_gemm_layout *layout = part->panels;
+  const size_t width = layout->panel_width, k = layout->k, panel_floats = width * layout->k_padded;
+  if (part->offset != 0 || part->bytes != layout->n * k * sizeof(float))
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "%s: %zu bytes of a %zu x %zu matrix in panels", what,
+                      part->bytes, layout->n, k);
+  float *panel = malloc(panel_floats * sizeof *panel), *rows = malloc(width * k * sizeof *rows);
+  clttt_status status = panel && rows ? CLTTT_SUCCESS
+                                      : clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "%s: a panel of %zu floats",
+                                                   what, panel_floats);
+  for (size_t p = 0; p < layout->panels && status == CLTTT_SUCCESS; p++) {
+    const size_t valid = layout->n - p * width < width ? layout->n - p * width : width;
+    uint8_t *target = (uint8_t *)rows;
+    for (size_t done = 0; done < valid * k * sizeof(float) && status == CLTTT_SUCCESS;) {
+      const uint8_t *piece = NULL;
+      size_t got = 0;
+      status = take(r, valid * k * sizeof(float) - done, &piece, &got, what);
+      if (status == CLTTT_SUCCESS) {
+        checksum_add(&r->sum, piece, got);
+        memcpy(target + done, piece, got);
+        done += got;
+      }
+    }
+    memset(panel, 0, panel_floats * sizeof *panel);
+    for (size_t lane = 0; lane < valid; lane++)
+      for (size_t j = 0; j < k; j++)
+        panel[j * width + lane] = rows[lane * k + j];
+    if (status == CLTTT_SUCCESS)
+      status = runtime_upload(part->device, part->buffer, p * panel_floats * sizeof(float),
+                              panel_floats * sizeof(float), panel, what);
+  }
+  free(panel);
+  free(rows);
+  return status;
+}
+
 /* A section's payload into its parts (device buffers, host memory, or
  * nowhere), its checksum compared at the end. */
 static clttt_status read_payload(reader *r, int index, const section *s, uint64_t expected_check) {
@@ -1178,6 +1250,10 @@ static clttt_status read_payload(reader *r, int index, const section *s, uint64_
   checksum_begin(&r->sum);
   for (int i = 0; i < s->part_count; i++) {
     const segment *part = &s->parts[i];
+    if (part->panels && part->buffer) {
+      CLTTT_TRY(read_into_panels(r, part, what));
+      continue;
+    }
     for (size_t done = 0; done < part->bytes;) {
       const uint8_t *piece = NULL;
       size_t got = 0;

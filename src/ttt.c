@@ -57,14 +57,28 @@ void ttt_workspace_free(ttt_workspace *workspace) {
   runtime_release(&workspace->scratch);
 }
 
+int ttt_fast_weight_panels(const kernel_set *kernels, int d, int f, packed_gemm_layout *layout) {
+  if (!kernels->has_packed || !kernels->params.gemm_packed || !kernels->params.update_own ||
+      !kernels->packed.update_panels || d < 1 || f < 1)
+    return 0;
+  if (packed_gemm_layout_for(&kernels->packed.params, PACKED_GEMM_F32, (size_t)d, (size_t)f, layout) !=
+      CLTTT_SUCCESS)
+    return 0;
+  return layout->panels * layout->panel_width == (size_t)d && layout->k_padded == (size_t)f;
+}
+
 clttt_status ttt_apply(const kernel_set *kernels, const ttt_layer *layer, cl_mem W, size_t rows,
                        matrix_view h, float beta, matrix_view out) {
   const size_t d = (size_t)layer->d, f = (size_t)layer->f;
+  if (layer->fast_weight_panels)
+    /* out (rows x d) = beta out + h (rows x f) W^T, W in the GEMM's panels */
+    return packed_gemm_run(&kernels->packed, "TTT apply (h W^T)", layer->fast_weight_panels, rows, h, W, 0, beta,
+                           out);
   if (layer->scratch && rows >= TTT_APPLY_PACKED_ROWS && kernels->params.gemm_packed && kernels->has_packed) {
     /* W changes every chunk: packed again on the device for each batch. */
     packed_gemm_layout layout;
     CLTTT_TRY(packed_gemm_layout_for(&kernels->packed.params, PACKED_GEMM_F32, d, f, &layout));
-    CLTTT_TRY(packed_gemm_pack_device(&kernels->packed, "TTT apply (h W^T)", &layout, layer->scratch, W,
+    CLTTT_TRY(packed_gemm_pack_device(&kernels->packed, "TTT apply (h W^T)", &layout, layer->scratch, 0, W,
                                       PACKED_GEMM_F32, 0, f, 1, 1.0f));
     /* out (rows x d) = beta out + h (rows x f) W^T */
     return packed_gemm_run(&kernels->packed, "TTT apply (h W^T)", &layout, rows, h, layer->scratch, 0, beta,
@@ -110,6 +124,14 @@ clttt_status ttt_update_product(const kernel_set *kernels, const char *what, siz
 
 static clttt_status accumulate_update(const kernel_set *kernels, const char *what, const ttt_layer *layer,
                                       const ttt_workspace *workspace, cl_mem targets, matrix_view h, matrix_view W) {
+  if (layer->fast_weight_panels) {
+    /* W (d x f, in panels) += eta * V^T (d x C) h (C x f) */
+    if (W.offset != 0)
+      return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "%s: a fast weight in panels starts its buffer", what);
+    return packed_gemm_update_panels(&kernels->packed, what, layer->fast_weight_panels, (size_t)layer->C,
+                                     layer->eta, view(targets, 0, (size_t)layer->d), h, W.buffer,
+                                     workspace->scratch);
+  }
   return ttt_update_product(kernels, what, (size_t)layer->d, (size_t)layer->f, (size_t)layer->C, layer->eta,
                             view(targets, 0, (size_t)layer->d), h, W, workspace->scratch);
 }
@@ -292,7 +314,11 @@ clttt_status ttt_state_create(ttt_state *state, const kernel_set *kernels, const
     ttt_layer_state *layer = &state->layers[i];
     if (status != CLTTT_SUCCESS)
       break;
-    status = runtime_alloc(device, d * f * sizeof(float), "TTT fast weight W (d x f)", &layer->fast_weight);
+    layer->in_panels = ttt_fast_weight_panels(&kernels[model->layers[i].part], (int)d, (int)f, &layer->panels);
+    status = runtime_alloc(device, d * f * sizeof(float),
+                           layer->in_panels ? "TTT fast weight W (d x f, in the GEMM's panels)"
+                                            : "TTT fast weight W (d x f)",
+                           &layer->fast_weight);
     if (status == CLTTT_SUCCESS)
       status = runtime_alloc(device, (size_t)C * f * sizeof(float), "TTT pending h (C x f)", &layer->pending_h);
     if (status == CLTTT_SUCCESS)
@@ -305,20 +331,43 @@ clttt_status ttt_state_create(ttt_state *state, const kernel_set *kernels, const
   return status;
 }
 
+/* W = W_down in the fast weight's layout: copied where the two share it;
+ * else W_down as fp32 rows (widened into the scratch when it is packed),
+ * then packed into the fast weight's panels. */
+static clttt_status load_fast_weight(const kernel_set *kernels, ttt_layer_state *layer, const linear_weight *down,
+                                     cl_mem scratch, size_t d, size_t f) {
+  const size_t bytes = d * f * sizeof(float);
+  if (!layer->in_panels) {
+    if (!down->packed)
+      return runtime_copy(kernels->device, layer->fast_weight, 0, down->buffer, 0, bytes,
+                          "W_down into the fast weight");
+    return op_widen_to_float(kernels, layer->fast_weight, down);
+  }
+  const packed_gemm_layout *panels = &layer->panels;
+  if (down->packed && down->layout.type == PACKED_GEMM_F32 && down->layout.variant == panels->variant &&
+      down->layout.panel_width == panels->panel_width && down->layout.k_padded == panels->k_padded &&
+      packed_gemm_bytes(&down->layout) == bytes)
+    return runtime_copy(kernels->device, layer->fast_weight, 0, down->buffer, 0, bytes,
+                        "W_down into the fast weight (the same panels)");
+  cl_mem rows = down->buffer;
+  if (down->packed) {
+    CLTTT_TRY(op_widen_to_float(kernels, scratch, down));
+    rows = scratch;
+  }
+  /* element (i, j) of W_down at i * f + j */
+  return packed_gemm_pack_device(&kernels->packed, "W_down into the fast weight's panels", panels, layer->fast_weight,
+                                 0, rows, PACKED_GEMM_F32, 0, f, 1, 1.0f);
+}
+
 clttt_status ttt_state_reset(ttt_state *state, const kernel_set *kernels, const clttt_model *model) {
-  const size_t bytes =
-      (size_t)model->config.hidden_size * (size_t)model->config.intermediate_size * sizeof(float);
+  const size_t d = (size_t)model->config.hidden_size, f = (size_t)model->config.intermediate_size;
   for (int i = 0; i < state->layer_count; i++) {
     if (!state->layers[i].fast_weight)
       continue;
     /* The layer's own device, through its part's kernels. */
-    const kernel_set *part_kernels = &kernels[model->layers[i].part];
-    const linear_weight *down = &model->layers[i].down;
-    if (!down->packed)
-      CLTTT_TRY(runtime_copy(part_kernels->device, state->layers[i].fast_weight, 0, down->buffer, 0, bytes,
-                             "W_down into the fast weight"));
-    else
-      CLTTT_TRY(op_widen_to_float(part_kernels, state->layers[i].fast_weight, down));
+    const int part = model->layers[i].part;
+    CLTTT_TRY(load_fast_weight(&kernels[part], &state->layers[i], &model->layers[i].down,
+                               state->workspaces[part].scratch, d, f));
   }
   state->pending = 0;
   return CLTTT_SUCCESS;
@@ -339,7 +388,8 @@ clttt_status ttt_down_projection(ttt_state *state, const kernel_set *kernels, co
                            weights->ttt_proj,
                            state->clip_tau,
                            weights->ttt_proj_packed ? &weights->ttt_proj_layout : NULL,
-                           workspace->scratch};
+                           workspace->scratch,
+                           layer_state->in_panels ? &layer_state->panels : NULL};
   const clttt_device *device = kernels->device;
 
   int pending = state->pending;

@@ -25,6 +25,11 @@ typedef struct {
    * update kernel (UPDATE_PACKED). The apply's GEMM is enqueued before the
    * update reuses the room, and the queue is in order. */
   cl_mem scratch;
+  /* NULL: the fast weight W is d x f row-major. Else W lies in these fp32
+   * panels of the kernel set's GEMM (ttt_fast_weight_panels): the apply
+   * multiplies by it as it is and the update adds into it there, with no
+   * copy of W per chunk (scratch must be set). */
+  const packed_gemm_layout *fast_weight_panels;
 } ttt_layer;
 
 /* Rows from which packing W (d x f reads and writes) costs less than the
@@ -90,13 +95,25 @@ clttt_status ttt_prefix_form(const kernel_set *kernels, const ttt_layer *layer, 
 clttt_status ttt_sequential_form(const kernel_set *kernels, const ttt_layer *layer, cl_mem W, int n,
                                  cl_mem h, cl_mem t, cl_mem out);
 
+/* The layout of a fast weight on this kernel set's device, in the layout
+ * its apply and update kernels need: 1 and the GEMM's fp32 panels where the
+ * device runs our CPU GEMM and update kernels (GEMM_PACKED, UPDATE_OWN) and
+ * d fills whole panels (every Qwen3 and LLaMA shape: W then takes d x f
+ * floats either way, and no padding lanes exist); 0 (row-major, packed by
+ * the apply per chunk) elsewhere, GPUs included, whose update kernel writes
+ * rows. */
+int ttt_fast_weight_panels(const kernel_set *kernels, int d, int f, packed_gemm_layout *layout);
+
 /* ---- The streaming state of one session (SPEC.md section 4) -----------
- * Per TTT layer: the fast weight W (d x f, row-major, the layout ttt_apply
- * packs from and ttt_update's products read and write) and the h and t rows
- * of the chunk not yet complete. Every TTT layer has seen the same tokens,
- * so one count of pending rows serves them all. */
+ * Per TTT layer: the fast weight W (d x f floats, in the layout
+ * ttt_fast_weight_panels chooses for the layer's device: the GEMM's panels
+ * or row-major) and the h and t rows of the chunk not yet complete. Every
+ * TTT layer has seen the same tokens, so one count of pending rows serves
+ * them all. Session files store W row-major whatever its layout here. */
 typedef struct {
   cl_mem fast_weight; /* W: d x f, starts as W_down */
+  int in_panels;      /* 1: W is in `panels`; 0: row-major */
+  packed_gemm_layout panels;
   cl_mem pending_h;   /* C x f: h rows of the unfinished chunk */
   cl_mem pending_t;   /* C x d: target rows of the unfinished chunk */
 } ttt_layer_state;

@@ -510,6 +510,98 @@ START_TEST(test_update_ragged_shapes) {
 }
 END_TEST
 
+/* The update of a W kept in the GEMM's fp32 panels (a TTT fast weight on a
+ * CPU), for each CPU parameter set of the GEMM (the panel width and row
+ * tiles are its): against the same double reference as above. The scratch
+ * starts as NaN (the packing must write all it reads), W's padding lanes must
+ * stay exactly zero and the floats after W's panels untouched. */
+static void update_panels_check(clttt_device *device, const packed_gemm_params *params, const update_problem *u) {
+  char label[256];
+  describe(params, PACKED_GEMM_F32, label, sizeof label);
+  const size_t d = u->d, f = u->f, c = u->c, v_ld = d + V_PAD, h_ld = f + H_PAD, w_ld = f + W_PAD;
+  packed_gemm_layout layout;
+  ck_assert_int_eq(packed_gemm_layout_for(params, PACKED_GEMM_F32, d, f, &layout), CLTTT_SUCCESS);
+  const size_t w_floats = packed_gemm_bytes(&layout) / sizeof(float), tail = 16;
+  float *w = malloc((w_floats + tail) * sizeof *w);
+  ck_assert_ptr_nonnull(w);
+  ck_assert_int_eq(packed_gemm_pack(&layout, w, 0, d, u->w0 + W_OFFSET, PACKED_GEMM_F32, w_ld), CLTTT_SUCCESS);
+  fill_nan(w + w_floats, tail);
+  cl_mem v_buffer = upload_bytes(device, u->v, (V_OFFSET + c * v_ld) * sizeof *u->v);
+  cl_mem h_buffer = upload_bytes(device, u->h, (H_OFFSET + c * h_ld) * sizeof *u->h);
+  cl_mem w_buffer = upload_bytes(device, w, (w_floats + tail) * sizeof *w);
+  const size_t scratch_floats = (size_t)packed_gemm_update_scratch_bytes(d, f, c) / sizeof(float);
+  float *nans = malloc(scratch_floats * sizeof *nans);
+  ck_assert_ptr_nonnull(nans);
+  fill_nan(nans, scratch_floats);
+  cl_mem scratch = upload_bytes(device, nans, scratch_floats * sizeof *nans);
+  free(nans);
+  packed_gemm_kernels kernels;
+  int status = packed_gemm_kernels_create(&kernels, device, params, NULL);
+  ck_assert_msg(status == CLTTT_SUCCESS, "%s: %s", label, clttt_last_error());
+  status = packed_gemm_update_panels(&kernels, "check_gemm update into panels", &layout, c, u->eta,
+                                     view(v_buffer, V_OFFSET, v_ld), view(h_buffer, H_OFFSET, h_ld), w_buffer,
+                                     scratch);
+  ck_assert_msg(status == CLTTT_SUCCESS, "%s: %s", label, clttt_last_error());
+  packed_gemm_kernels_release(&kernels);
+  download(device, w_buffer, w, (w_floats + tail) * sizeof *w);
+  const size_t nr = layout.panel_width;
+  for (size_t e = 0; e < w_floats + tail; e++) {
+    if (e >= w_floats) {
+      ck_assert_msg(isnan(w[e]), "%s: float %zu after W's panels changed", label, e - w_floats);
+      continue;
+    }
+    const size_t panel = e / (f * nr), j = e / nr % f, row = panel * nr + e % nr;
+    if (row >= d) {
+      ck_assert_msg(same_bits(w[e], 0.0f), "%s d %zu f %zu c %zu: padding lane of row %zu = %g", label, d, f, c,
+                    row, (double)w[e]);
+      continue;
+    }
+    /* c products and the add to W; eta scales V before the products here,
+     * one rounding more per product. */
+    const double expected = u->expected[row * f + j];
+    const double tolerance = 2.0 * (double)(c + 4) * unit_roundoff * u->magnitude[row * f + j] + 1e-30;
+    if (!(fabs((double)w[e] - expected) <= tolerance))
+      ck_abort_msg("%s d %zu f %zu c %zu: W[%zu][%zu] = %.9g, expected %.9g (tolerance %.3g)", label, d, f, c, row,
+                   j, (double)w[e], expected, tolerance);
+  }
+  runtime_release(&v_buffer);
+  runtime_release(&h_buffer);
+  runtime_release(&w_buffer);
+  runtime_release(&scratch);
+  free(w);
+}
+
+START_TEST(test_update_into_panels_ragged_shapes) {
+  clttt_device *device = test_open_device();
+  packed_gemm_params sets[8];
+  const int set_count = parameter_sets(device, sets);
+  static const size_t d_list[] = {1, 7, 33, 130}, f_list[] = {1, 31, 33, 100}, c_list[] = {1, 5, 64, 129};
+  unsigned long long seed = 700;
+  int cpu_sets = 0;
+  for (size_t a = 0; a < 4; a++)
+    for (size_t b = 0; b < 4; b++)
+      for (size_t e = 0; e < 4; e++) {
+        update_problem u;
+        update_create(&u, d_list[a], f_list[b], c_list[e], seed++);
+        cpu_sets = 0;
+        for (int s = 0; s < set_count; s++)
+          if (sets[s].variant == PACKED_GEMM_CPU) {
+            update_panels_check(device, &sets[s], &u);
+            cpu_sets++;
+          }
+        update_free(&u);
+      }
+  ck_assert_int_ge(cpu_sets, 2);
+  /* A TTT layer's shape (d 1024, f 3072) over a short chunk, the second set
+   * (the CPU defaults on PoCL are the first). */
+  update_problem u;
+  update_create(&u, 1024, 3072, 48, 950);
+  update_panels_check(device, &sets[1], &u);
+  update_free(&u);
+  clttt_device_close(device);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- */
 /* Host side alone. */
 
@@ -637,6 +729,7 @@ static Suite *gemm_suite(void) {
   suite_add_tcase(suite, linear);
   TCase *update = tcase_create("update");
   tcase_add_test(update, test_update_ragged_shapes);
+  tcase_add_test(update, test_update_into_panels_ragged_shapes);
   suite_add_tcase(suite, update);
   return suite;
 }

@@ -445,6 +445,76 @@ static void fix_header_checksum(int version, unsigned char *data) {
 
 /* Loading `data` fails with `status` and a message containing `needle`,
  * allocates nothing on the device, and so does reading its info. */
+/* The first `count` floats of a tensor of the fixture's own safetensors
+ * file, read here without the library (an 8-byte header length, the JSON
+ * header, then the data; these fixtures store F32). */
+static void read_checkpoint_floats(const char *dir, const char *name, float *out, size_t count) {
+  char path[700], key[128];
+  snprintf(path, sizeof path, "%s/model.safetensors", dir);
+  size_t size = 0;
+  unsigned char *file = (unsigned char *)test_read_file(path, &size);
+  ck_assert_ptr_nonnull(file);
+  const uint64_t header = get64(file);
+  snprintf(key, sizeof key, "\"%s\"", name);
+  const char *entry = strstr((const char *)file + 8, key);
+  ck_assert_ptr_nonnull(entry);
+  ck_assert_ptr_nonnull(strstr(entry, "\"F32\""));
+  const char *offsets = strstr(entry, "\"data_offsets\"");
+  ck_assert_ptr_nonnull(offsets);
+  unsigned long long begin = 0, end = 0;
+  ck_assert_int_eq(sscanf(offsets, "\"data_offsets\" : [ %llu , %llu ]", &begin, &end) == 2 ||
+                       sscanf(offsets, "\"data_offsets\":[%llu,%llu]", &begin, &end) == 2,
+                   1);
+  ck_assert_uint_eq(end - begin, count * sizeof(float));
+  ck_assert_uint_le(8 + header + end, size);
+  memcpy(out, file + 8 + header + begin, count * sizeof(float));
+  free(file);
+}
+
+/* A file holds each fast weight row-major, as README's "Session files"
+ * says, whatever layout the device keeps it in (the GEMM's panels on a
+ * CPU): before any chunk is complete it is W_down, byte for byte. */
+START_TEST(test_fast_weights_are_saved_row_major) {
+  test_fixture_model fixture;
+  test_fixture_open(&fixture, "ttt-proj-hidden");
+  const clttt_config *config = clttt_model_get_config(fixture.model);
+  const size_t d = (size_t)config->hidden_size, f = (size_t)config->intermediate_size;
+  const int n = 5; /* fewer than C = 16: no update yet */
+  int32_t tokens[5];
+  sequence(tokens, n, config->vocab_size, 4);
+  clttt_session *session = new_session(fixture.model, 32, 1);
+  feed(session, tokens, n, NULL);
+  char path[700];
+  snprintf(path, sizeof path, "%s/row-major.session", fixture.dir);
+  save(session, path);
+  clttt_session_free(session);
+  size_t size = 0;
+  unsigned char *data = (unsigned char *)test_read_file(path, &size);
+  ck_assert_ptr_nonnull(data);
+  float *expected = malloc(d * f * sizeof *expected), *saved = malloc(d * f * sizeof *saved);
+  ck_assert(expected && saved);
+  for (int t = 0; t < config->ttt_layer_count; t++) {
+    const int layer = config->ttt_layers[t];
+    char name[96];
+    snprintf(name, sizeof name, "model.layers.%d.mlp.down_proj.weight", layer);
+    read_checkpoint_floats(fixture.dir, name, expected, d * f);
+    /* MODEL, PARAMS, TOKENS, a KV section per layer, then the TTT layers */
+    const size_t at = section_offset(data, 3 + config->num_hidden_layers + t);
+    ck_assert_uint_eq(get32(data + at + 4), (uint32_t)layer);
+    ck_assert_uint_le(at + SECTION_HEADER_BYTES + d * f * sizeof(float), size);
+    memcpy(saved, data + at + SECTION_HEADER_BYTES, d * f * sizeof(float));
+    for (size_t i = 0; i < d * f; i++)
+      ck_assert_msg(memcmp(&saved[i], &expected[i], sizeof(float)) == 0,
+                    "layer %d: W[%zu][%zu] saved %.9g, W_down %.9g", layer, i / f, i % f, (double)saved[i],
+                    (double)expected[i]);
+  }
+  free(expected);
+  free(saved);
+  free(data);
+  test_fixture_close(&fixture);
+}
+END_TEST
+
 static void expect_refused(clttt_model *model, clttt_device *device, const char *dir, const char *what,
                            const void *data, size_t size, int status, const char *needle) {
   char path[700];
@@ -823,6 +893,7 @@ static Suite *session_file_suite(void) {
   tcase_add_test(state, test_ttt_off_and_empty_sessions);
   tcase_add_test(state, test_token_history);
   tcase_add_test(state, test_info_describes_the_file);
+  tcase_add_test(state, test_fast_weights_are_saved_row_major);
   suite_add_tcase(suite, state);
   TCase *files = tcase_create("files");
   tcase_add_test(files, test_both_format_versions);
