@@ -228,6 +228,7 @@ typedef struct {
   linear_weight P;  /* d x d: P row-major, or P^T packed (as weights.c holds ttt_proj) */
   cl_mem out;       /* C x d */
   ttt_layer layer;
+  packed_gemm_layout panels; /* W's, where the device keeps a fast weight in panels (as a session does) */
   ttt_workspace workspace;
   int workspace_ready;
   kernel_set kernels; /* built with the device's parameters, as a session's are */
@@ -282,6 +283,20 @@ static clttt_status config_create(clttt_device *device, const options *opt, int 
   b->layer.projection = b->P.buffer;
   /* Packed: the buffer holds P^T in panels, as weights.c's load_projection does. */
   b->layer.projection_packed = b->P.packed ? &b->P.layout : NULL;
+  /* W where a session's TTT state keeps it on this device (src/ttt.h). */
+  if (ttt_fast_weight_panels(&b->kernels, b->d, b->f, &b->panels)) {
+    cl_mem rows = NULL;
+    CLTTT_TRY(runtime_alloc(device, d * f * sizeof(float), "bench W_down rows (d x f)", &rows));
+    clttt_status status = runtime_copy(device, rows, 0, b->W, 0, d * f * sizeof(float), "bench W_down rows");
+    if (status == CLTTT_SUCCESS)
+      status = packed_gemm_pack_device(&b->kernels.packed, "bench W into panels", &b->panels, b->W, 0, rows,
+                                       PACKED_GEMM_F32, 0, f, 1, 1.0f);
+    if (status == CLTTT_SUCCESS)
+      status = runtime_copy(device, b->W_probe, 0, b->W, 0, d * f * sizeof(float), "bench W probe");
+    runtime_release(&rows);
+    CLTTT_TRY(status);
+    b->layer.fast_weight_panels = &b->panels;
+  }
   return CLTTT_SUCCESS;
 }
 
@@ -336,7 +351,12 @@ static clttt_status update_probe(clttt_device *device, config_buffers *b, double
                    view(b->workspace.targets, 0, d)));
   CLTTT_TRY(runtime_finish(device));
   double t2 = now_ms();
-  if (b->kernels.params.update_own && b->kernels.has_packed)
+  if (b->layer.fast_weight_panels)
+    /* W (d x f, in panels) += eta V^T h, as ttt_update runs it */
+    CLTTT_TRY(packed_gemm_update_panels(&b->kernels.packed, "bench update (W += eta V^T h)", b->layer.fast_weight_panels,
+                                        c, b->layer.eta, view(b->workspace.targets, 0, d), view(b->h, 0, f),
+                                        b->W_probe, b->workspace.scratch));
+  else if (b->kernels.params.update_own && b->kernels.has_packed)
     /* W (d x f) += eta V^T h through our update kernel, as ttt_update runs it */
     CLTTT_TRY(packed_gemm_update(&b->kernels.packed, "bench update (W += eta V^T h)", d, f, c, b->layer.eta,
                                  view(b->workspace.targets, 0, d), view(b->h, 0, f), view(b->W_probe, 0, f),

@@ -446,8 +446,10 @@ uint64_t packed_gemm_update_scratch_bytes(size_t d, size_t f, size_t c) {
    * rows of them, then V transposed with rows of c + 16. */
   const uint64_t one_pass =
       (((uint64_t)f + 15) / 16 * ((uint64_t)c * 16 + 16) + (uint64_t)d * ((uint64_t)c + 16)) * sizeof(float);
-  /* packed_gemm_update_panels: h^T (f x c) and eta V^T (d x c) in panels. */
-  const uint64_t panels = (panel_rows_bound(f) + panel_rows_bound(d)) * (uint64_t)c * sizeof(float);
+  /* packed_gemm_update_panels: h^T (f x c) in groups of at least one row,
+   * 16 floats of padding each, and eta V^T (d x c) in panels. */
+  const uint64_t panels =
+      ((panel_rows_bound(f) + panel_rows_bound(d)) * (uint64_t)c + 16 * (uint64_t)f) * sizeof(float);
   return one_pass > panels ? one_pass : panels;
 }
 
@@ -584,10 +586,10 @@ clttt_status packed_gemm_update_panels(const packed_gemm_kernels *kernels, const
   if (packed_gemm_bytes(layout) > w_bytes)
     return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "%s: %s: W's panels need %zu bytes; its buffer has %zu on "
                       "device '%s'", what, product, packed_gemm_bytes(layout), w_bytes, device->info.name);
-  /* h^T (f x c) in groups of GEMM_MR rows, then eta V^T (d x c) in
-   * panels (cl/gemm.cl, packed_update). */
+  /* h^T (f x c) in groups of GEMM_MR rows, c * GEMM_MR + 16 floats apart,
+   * then eta V^T (d x c) in panels (cl/gemm.cl, packed_update). */
   const size_t mr = (size_t)kernels->params.mr;
-  const size_t vt_offset = (f + mr - 1) / mr * mr * c;
+  const size_t vt_offset = (f + mr - 1) / mr * (mr * c + 16);
   packed_gemm_layout vt_layout;
   CLTTT_TRY(packed_gemm_layout_for(&kernels->params, PACKED_GEMM_F32, d, c, &vt_layout));
   size_t scratch_bytes = 0;
@@ -604,9 +606,10 @@ clttt_status packed_gemm_update_panels(const packed_gemm_kernels *kernels, const
                                          &h_offset, sizeof(int), &h_ld, sizeof(int), &ci, sizeof(int), &fi);
   char label[128];
   snprintf(label, sizeof label, "%s (h packed for the update into panels)", what);
-  const size_t h_global[2] = {(f + mr - 1) / mr, c};
+  /* cl/gemm.cl: PACK_TILE_ROWS_T values of t per work-item */
+  const size_t h_global[1] = {(c + 15) / 16}, h_local[1] = {1};
   if (status == CLTTT_SUCCESS)
-    status = runtime_launch(device, kernels->pack_tile_rows, label, 2, h_global, NULL);
+    status = runtime_launch(device, kernels->pack_tile_rows, label, 1, h_global, h_local);
   if (status == CLTTT_SUCCESS)
     status = packed_gemm_pack_device(kernels, what, &vt_layout, scratch, vt_offset, v.buffer, PACKED_GEMM_F32,
                                      v.offset, 1, v.ld, eta);
