@@ -625,7 +625,12 @@ static clttt_status gemm_run(workload *work) {
  * the shape's d, f and C. W starts random, so a missed or doubled term is
  * off by O(eta V^T h) = O(1) relative to it; sampled rows of W are checked
  * against a double host product. W changes in place: restored before the
- * checked run. ------------------------------------------------------- */
+ * checked run. Where a session keeps the fast weight in the GEMM's panels
+ * (ttt_fast_weight_panels: CPUs with UPDATE_OWN), the update goes into a
+ * panel copy of W, packed from the row-major W in every run (a tenth of
+ * the update's time at the 0.6B shape, counted in), and the check reads its
+ * rows from there; the CPU variant's UPDATE_* tiles (update,
+ * update_blocks) then do not apply (autotune_family_applies). -------- */
 
 static float update_eta(const autotune_shape *shape) { return 1.0f / sqrtf((float)shape->chunk); }
 
@@ -638,6 +643,7 @@ static clttt_status update_prepare(workload *work) {
    * before writing would show in the check. */
   CLTTT_TRY(add_buffer(work, 3, (size_t)packed_gemm_update_scratch_bytes(d, f, C) / sizeof(float), NAN, 44,
                        "tuner update scratch"));
+  CLTTT_TRY(add_buffer(work, 4, d * f, NAN, 45, "tuner update W in panels"));
   CLTTT_TRY(allocate_expected(work, ATTENTION_SAMPLED_ROWS * f));
   const double eta = update_eta(&work->shape);
   for (int s = 0; s < ATTENTION_SAMPLED_ROWS; s++) {
@@ -657,10 +663,42 @@ static clttt_status update_run(workload *work) {
   if (work->kernels->params.update_own && !work->kernels->has_packed)
     CLTTT_TRY(kernel_set_add_packed((kernel_set *)work->kernels));
   const size_t d = (size_t)work->shape.hidden, f = (size_t)work->shape.intermediate, C = (size_t)work->shape.chunk;
+  packed_gemm_layout panels;
+  if (ttt_fast_weight_panels(work->kernels, (int)d, (int)f, &panels)) {
+    /* W (d x f, in panels) = W0; W += eta * V^T (d x C) h (C x f) */
+    CLTTT_TRY(packed_gemm_pack_device(&work->kernels->packed, "tuner update W into panels", &panels, work->buffers[4],
+                                      0, work->buffers[0], PACKED_GEMM_F32, 0, f, 1, 1.0f));
+    return packed_gemm_update_panels(&work->kernels->packed, "tuner update", &panels, C, update_eta(&work->shape),
+                                     view(work->buffers[1], 0, d), view(work->buffers[2], 0, f), work->buffers[4],
+                                     work->buffers[3]);
+  }
   /* W (d x f) += eta * V^T (d x C) h (C x f) */
   return ttt_update_product(work->kernels, "tuner update", d, f, C, update_eta(&work->shape),
                             view(work->buffers[1], 0, d), view(work->buffers[2], 0, f), view(work->buffers[0], 0, f),
                             work->buffers[3]);
+}
+
+/* The sampled rows of W, from its panels where update_run put it there. */
+static clttt_status update_check(workload *work, double *error) {
+  const size_t d = (size_t)work->shape.hidden, f = (size_t)work->shape.intermediate;
+  packed_gemm_layout panels;
+  if (!ttt_fast_weight_panels(work->kernels, (int)d, (int)f, &panels))
+    return sampled_rows_check(work, error);
+  float *all = malloc(d * f * sizeof *all);
+  if (!all)
+    return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "the tuner's update check (%zu x %zu floats)", d, f);
+  clttt_status status =
+      runtime_download(work->device, work->buffers[4], 0, d * f * sizeof(float), all, "the tuner's W in panels");
+  const size_t width = panels.panel_width;
+  for (int s = 0; s < ATTENTION_SAMPLED_ROWS && status == CLTTT_SUCCESS; s++) {
+    const size_t row = (size_t)work->sampled_rows[s];
+    for (size_t j = 0; j < f; j++)
+      work->downloaded[(size_t)s * f + j] = all[(row / width * f + j) * width + row % width];
+  }
+  free(all);
+  if (status == CLTTT_SUCCESS)
+    *error = deviation(work->downloaded, work->expected, work->expected_floats);
+  return status;
 }
 
 static const family_spec families[AUTOTUNE_FAMILY_COUNT] = {
@@ -820,7 +858,7 @@ static const family_spec families[AUTOTUNE_FAMILY_COUNT] = {
      {{32, 64}, {6, 8}},
      update_prepare,
      update_run,
-     sampled_rows_check,
+     update_check,
      0,
      PACKED_GEMM_CPU,
      1},
@@ -834,7 +872,7 @@ static const family_spec families[AUTOTUNE_FAMILY_COUNT] = {
      {{64, 96, 128}, {0, 1, -1}},
      update_prepare,
      update_run,
-     sampled_rows_check,
+     update_check,
      0,
      PACKED_GEMM_CPU,
      1},
@@ -844,7 +882,7 @@ static const family_spec families[AUTOTUNE_FAMILY_COUNT] = {
      {{32, 64}, {32, 64}},
      update_prepare,
      update_run,
-     sampled_rows_check,
+     update_check,
      0,
      PACKED_GEMM_GPU,
      1},
@@ -854,7 +892,7 @@ static const family_spec families[AUTOTUNE_FAMILY_COUNT] = {
      {{0, 1, -1}},
      update_prepare,
      update_run,
-     sampled_rows_check,
+     update_check,
      0,
      -1,
      0},
@@ -1079,11 +1117,13 @@ static clttt_status tune_family(clttt_device *device, const autotune_options *op
   return status;
 }
 
-int autotune_family_applies(autotune_family family, const tuning_params *params) {
+int autotune_family_applies(autotune_family family, const tuning_params *params, int hidden) {
   if (family < 0 || family >= AUTOTUNE_FAMILY_COUNT)
     return 0;
   const family_spec *spec = &families[family];
   const int variant = spec->of_update ? (int)params->update.variant : (int)params->gemm.variant;
+  if (spec->of_update && spec->variant == PACKED_GEMM_CPU && ttt_fast_weight_in_panels(params, hidden))
+    return 0;
   return spec->variant < 0 || variant == spec->variant;
 }
 
@@ -1105,7 +1145,7 @@ clttt_status autotune_run(clttt_device *device, const autotune_options *options,
    * never touched (programs built for candidates stay cached under their
    * own options). */
   for (int f = 0; f < AUTOTUNE_FAMILY_COUNT && status == CLTTT_SUCCESS; f++)
-    if ((options->families & (1u << f)) && autotune_family_applies((autotune_family)f, &result->best))
+    if ((options->families & (1u << f)) && autotune_family_applies((autotune_family)f, &result->best, shape->hidden))
       status = tune_family(device, options, &families[f], &defaults, result);
   return status;
 }

@@ -33,9 +33,11 @@ typedef enum {
 #define AUTOTUNE_ALL_FAMILIES ((1u << AUTOTUNE_FAMILY_COUNT) - 1u)
 
 /* 0 for a GEMM or update family of the variant these parameters do not use (the
- * CPU variant's panel tiles on a GPU-variant device, and the reverse):
- * autotune_run skips it. */
-int autotune_family_applies(autotune_family family, const tuning_params *params);
+ * CPU variant's panel tiles on a GPU-variant device, and the reverse), and
+ * for the CPU variant's row-major update tiles where a fast weight of
+ * `hidden` rows goes into the GEMM's panels (its update then runs with the
+ * GEMM's tiles): autotune_run skips it. */
+int autotune_family_applies(autotune_family family, const tuning_params *params, int hidden);
 
 /* The sizes kernels are tuned at. */
 typedef struct {

@@ -57,9 +57,13 @@ void ttt_workspace_free(ttt_workspace *workspace) {
   runtime_release(&workspace->scratch);
 }
 
+int ttt_fast_weight_in_panels(const tuning_params *params, int d) {
+  return params->gemm_packed && params->update_own && params->gemm.variant == PACKED_GEMM_CPU && params->gemm.nr > 0 &&
+         d > 0 && d % params->gemm.nr == 0;
+}
+
 int ttt_fast_weight_panels(const kernel_set *kernels, int d, int f, packed_gemm_layout *layout) {
-  if (!kernels->has_packed || !kernels->params.gemm_packed || !kernels->params.update_own ||
-      !kernels->packed.update_panels || d < 1 || f < 1)
+  if (!kernels->has_packed || !kernels->packed.update_panels || f < 1 || !ttt_fast_weight_in_panels(&kernels->params, d))
     return 0;
   if (packed_gemm_layout_for(&kernels->packed.params, PACKED_GEMM_F32, (size_t)d, (size_t)f, layout) !=
       CLTTT_SUCCESS)

@@ -103,6 +103,8 @@ clttt_status ttt_sequential_form(const kernel_set *kernels, const ttt_layer *lay
  * the apply per chunk) elsewhere, GPUs included, whose update kernel writes
  * rows. */
 int ttt_fast_weight_panels(const kernel_set *kernels, int d, int f, packed_gemm_layout *layout);
+/* The same choice from a device's parameters alone (the tuner's). */
+int ttt_fast_weight_in_panels(const tuning_params *params, int d);
 
 /* ---- The streaming state of one session (SPEC.md section 4) -----------
  * Per TTT layer: the fast weight W (d x f floats, in the layout
