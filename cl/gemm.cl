@@ -65,6 +65,21 @@
 #ifndef GEMM_K_SLICE
 #define GEMM_K_SLICE 0
 #endif
+// CPU: how many k ahead a register tile prefetches the panel it reads from
+// global memory (0: none). A tile streams its panel (k x GEMM_NR weights:
+// 128 KiB at k 1024, more than L1) from L2 once per tile while its rows of
+// x come from their own streams, and the hardware prefetchers did not keep
+// ahead of the panel. __builtin_prefetch is Clang's (PoCL); other
+// compilers leave the loop as it was.
+#ifndef GEMM_PREFETCH
+#define GEMM_PREFETCH 0
+#endif
+#if GEMM_PREFETCH > 0 && defined(__clang__)
+#define PREFETCH_PANEL(PANEL, j)                                                      \
+  _Pragma("unroll") for (int v = 0; v < NV; v++) __builtin_prefetch((PANEL) + ((j) + GEMM_PREFETCH) * GEMM_NR + v * 16)
+#else
+#define PREFETCH_PANEL(PANEL, j) ((void)0)
+#endif
 // GPU: rows per work-group tile, k per local-memory step (also the packed k
 // padding), outputs per work-item in rows and columns. The work-group is
 // (GEMM_NR / GEMM_ITEM_N) x (GEMM_TILE_M / GEMM_ITEM_M); the host's choice for
@@ -160,17 +175,20 @@ void store_tile(__global float *out, const int out_ld, const int valid, const in
 
 // The register tile: MR rows x NR columns over kc values of k, row r of x
 // read from the caller's xr[r], X_STEP floats per k (1 for x rows in place,
-// GEMM_NR for x packed in panels). Rows past `valid` repeat the last valid
+// GEMM_MR for x packed in groups). Rows past `valid` repeat the last valid
 // row, so the loop has no row conditions; their results are never stored. A
 // macro, so that the same body reads the panel from global memory (any
-// WEIGHT_TYPE) or from the fp32 copy in local memory.
-#define GEMM_TILE(PANEL, LOAD16, X_STEP, KC)                                         \
+// WEIGHT_TYPE; PREFETCH is PREFETCH_PANEL there, GEMM_PREFETCH k ahead) or
+// from the fp32 copy in local memory (NO_PREFETCH).
+#define NO_PREFETCH(PANEL, j) ((void)0)
+#define GEMM_TILE(PANEL, LOAD16, X_STEP, KC, PREFETCH)                               \
   float16 acc[GEMM_MR * NV];                                                         \
   _Pragma("unroll") for (int r = 0; r < GEMM_MR; r++)                                \
     _Pragma("unroll") for (int v = 0; v < NV; v++) acc[r * NV + v] = (float16)(0.0f); \
   for (int j = 0; j < (KC); j++) {                                                   \
     float16 wv[NV];                                                                  \
     _Pragma("unroll") for (int v = 0; v < NV; v++) wv[v] = LOAD16((PANEL) + j * GEMM_NR + v * 16); \
+    PREFETCH(PANEL, j);                                                              \
     _Pragma("unroll") for (int r = 0; r < GEMM_MR; r++) {                            \
       const float16 xv = (float16)(xr[r][(size_t)j * (X_STEP)]);                     \
       _Pragma("unroll") for (int v = 0; v < NV; v++) acc[r * NV + v] = fma(xv, wv[v], acc[r * NV + v]); \
@@ -209,7 +227,7 @@ void packed_gemm(__global float *out, const ulong out_offset, const int out_ld,
     for (int row = first; row < last; row += GEMM_MR) {
       const int valid = min(GEMM_MR, last - row);
       X_ROWS_IN_PLACE(x + x_offset + (size_t)row * x_ld + k0)
-      GEMM_TILE(converted, LOAD_LOCAL16, 1, kc)
+      GEMM_TILE(converted, LOAD_LOCAL16, 1, kc, NO_PREFETCH)
       store_tile(out + out_offset + (size_t)row * out_ld + n0, out_ld, valid, columns, slice_beta, acc);
     }
   }
@@ -221,7 +239,7 @@ void packed_gemm(__global float *out, const ulong out_offset, const int out_ld,
     for (int row = first; row < last; row += GEMM_MR) {
       const int valid = min(GEMM_MR, last - row);
       X_ROWS_IN_PLACE(x + x_offset + (size_t)row * x_ld + k0)
-      GEMM_TILE(wp + (size_t)k0 * GEMM_NR, LOAD_W16, 1, kc)
+      GEMM_TILE(wp + (size_t)k0 * GEMM_NR, LOAD_W16, 1, kc, PREFETCH_PANEL)
       store_tile(out + out_offset + (size_t)row * out_ld + n0, out_ld, valid, columns, slice_beta, acc);
     }
   }
@@ -303,7 +321,7 @@ void packed_update(__global float *w, const ulong w_offset, __global const float
       const int j = row + min(r, valid - 1);
       xr[r] = ht + (size_t)(j / GEMM_MR) * GROUP_STRIDE + j % GEMM_MR;
     }
-    GEMM_TILE(vp, LOAD_W16, GEMM_MR, c)
+    GEMM_TILE(vp, LOAD_W16, GEMM_MR, c, PREFETCH_PANEL)
     // Whole panel rows: padding lanes past d add eta V's zero padding.
     store_tile(wp + (size_t)row * GEMM_NR, GEMM_NR, valid, GEMM_NR, 1.0f, acc);
   }

@@ -33,7 +33,7 @@
 
 static const char *const family_names[AUTOTUNE_FAMILY_COUNT] = {
     "rmsnorm", "attention", "attention_tiles", "attention_share", "attention_choice", "rope",   "elementwise",   "conv",       "gemv",         "gemm",
-    "gemm_blocks", "gemm_gpu", "gemm_choice", "gemm_decode", "gemm_slices", "update", "update_blocks", "update_gpu",
+    "gemm_blocks", "gemm_gpu", "gemm_choice", "gemm_decode", "gemm_slices", "gemm_prefetch", "update", "update_blocks", "update_gpu",
     "update_choice"};
 
 const char *autotune_family_name(autotune_family family) {
@@ -847,6 +847,16 @@ static const family_spec families[AUTOTUNE_FAMILY_COUNT] = {
      {{0, 1024, 2048, 4096, 8192, -1}},
      {{0, 1024, 4096, -1}},
      gemm_prepare_down,
+     gemm_run,
+     sampled_rows_check,
+     -1,
+     PACKED_GEMM_CPU,
+     0},
+    {AUTOTUNE_GEMM_PREFETCH,
+     {"GEMM_PREFETCH", NULL},
+     {{0, 4, 8, 16, 32, 64, -1}},
+     {{0, 16, -1}},
+     gemm_prepare_f32,
      gemm_run,
      sampled_rows_check,
      -1,

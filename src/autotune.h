@@ -23,6 +23,7 @@ typedef enum {
   AUTOTUNE_GEMM_CHOICE, /* fp32 weight products: our packed GEMM or CLBlast */
   AUTOTUNE_GEMM_DECODE, /* its CPU one-row kernel (decode): panels per work-item */
   AUTOTUNE_GEMM_SLICES, /* its CPU slices of a long k (fp32) */
+  AUTOTUNE_GEMM_PREFETCH, /* how far ahead its CPU register tiles prefetch their panels */
   AUTOTUNE_UPDATE,        /* our TTT update kernel's CPU column slice and register tile */
   AUTOTUNE_UPDATE_BLOCKS, /* its CPU row block and form (one pass or staged) */
   AUTOTUNE_UPDATE_GPU,    /* its GPU work-group tile */

@@ -51,6 +51,7 @@ const tuning_parameter tuning_parameters[] = {
     {"GEMM_GEMV_PANELS", offsetof(tuning_params, gemm.gemv_panels), 1, 16, 0, 0},
     {"GEMM_GEMV_PREFETCH", offsetof(tuning_params, gemm.gemv_prefetch), 0, 4096, 0, 0},
     {"GEMM_K_SLICE", offsetof(tuning_params, gemm.k_slice), 0, 1 << 20, 0, 0},
+    {"GEMM_PREFETCH", offsetof(tuning_params, gemm.prefetch), 0, 4096, 0, 0},
     {"GEMM_TILE_M", offsetof(tuning_params, gemm.tile_m), 1, 256, 0, 0},
     {"GEMM_TILE_K", offsetof(tuning_params, gemm.tile_k), 1, 256, 0, 0},
     {"GEMM_ITEM_M", offsetof(tuning_params, gemm.item_m), 1, 16, 0, 0},

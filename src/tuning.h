@@ -29,6 +29,7 @@ typedef struct {
   int gemv_panels;             /* GEMM_GEMV_PANELS: CPU, one row (decode): panels one work-item streams at once */
   int gemv_prefetch;           /* GEMM_GEMV_PREFETCH: CPU, one row: k ahead each panel is prefetched (0: none) */
   int k_slice;                 /* GEMM_K_SLICE: CPU, fp32: k per pass of a row block over its panel (0: all of k) */
+  int prefetch;                /* GEMM_PREFETCH: CPU: k ahead a register tile prefetches its panel (0: none) */
   int tile_m;                  /* GEMM_TILE_M: GPU rows per work-group */
   int tile_k;                  /* GEMM_TILE_K: GPU k per local-memory step; also the packed k padding */
   int item_m, item_n;          /* GEMM_ITEM_M / GEMM_ITEM_N: GPU outputs per work-item */

@@ -73,11 +73,11 @@ static int parameter_sets(const clttt_device *device, packed_gemm_params *sets) 
   int count = 0;
   packed_gemm_defaults(&device->info, &sets[count++]);
   sets[count++] = (packed_gemm_params){.variant = PACKED_GEMM_CPU, .nr = 32, .mr = 8, .row_block = 128,
-                                       .local_k = 0, .gemv_panels = 1, .gemv_prefetch = 3, .k_slice = 16,
+                                       .local_k = 0, .gemv_panels = 1, .gemv_prefetch = 3, .k_slice = 16, .prefetch = 3,
                                        .tile_m = 64, .tile_k = 16,
                                        .item_m = 4, .item_n = 4};
   sets[count++] = (packed_gemm_params){.variant = PACKED_GEMM_CPU, .nr = 16, .mr = 3, .row_block = 5,
-                                       .local_k = 7, .gemv_panels = 3, .gemv_prefetch = 1, .k_slice = 5,
+                                       .local_k = 7, .gemv_panels = 3, .gemv_prefetch = 1, .k_slice = 5, .prefetch = 1,
                                        .tile_m = 64, .tile_k = 16,
                                        .item_m = 4, .item_n = 4};
   sets[count++] = (packed_gemm_params){.variant = PACKED_GEMM_GPU, .nr = 64, .mr = 8, .row_block = 128,
