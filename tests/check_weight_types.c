@@ -239,8 +239,9 @@ END_TEST
 
 /* A TTT layer's fp32 W_down in both layouts: packed like every other
  * weight where the device packs fp32 (our GEMM then runs it with TTT off,
- * and the fast weight is unpacked from the panels), and row-major where it
- * does not (CLBlast runs it, and the fast weight is a plain copy). Both must
+ * and on a CPU the fast weight is a copy of its panels, applied and updated
+ * there), and row-major where it does not (CLBlast runs it, and the fast
+ * weight is a row-major copy, packed per batch for the apply). Both must
  * give the same logits with TTT on and off, whole and token by token. They
  * are two fp32 GEMM implementations summing in different orders (~1e-6 of
  * the logits' scale apart per product), so 2e-5 of that scale, as for the
