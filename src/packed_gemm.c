@@ -436,10 +436,10 @@ clttt_status packed_gemm_pack_device(const packed_gemm_kernels *kernels, const c
   return runtime_launch(device, kernel, label, 2, global, local);
 }
 
-/* Panels of the widest GEMM_NR packed_gemm_params_valid accepts. */
-static uint64_t panel_rows_bound(size_t rows) {
-  return ((uint64_t)rows + PACKED_GEMM_MAX_NR - 1) / PACKED_GEMM_MAX_NR * PACKED_GEMM_MAX_NR;
-}
+/* At least `rows` rounded up to any panel width (GEMM_NR <= 256) or row
+ * group (GEMM_MR <= 32) packed_gemm_params_valid accepts: rounding to 256
+ * alone would not do (256 rows in panels of 48 take 288). */
+static uint64_t panel_rows_bound(size_t rows) { return (uint64_t)rows + PACKED_GEMM_MAX_NR; }
 
 uint64_t packed_gemm_update_scratch_bytes(size_t d, size_t f, size_t c) {
   /* cl/gemm_update.cl: panels of 16 columns, each 16 floats longer than c
