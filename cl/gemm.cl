@@ -114,8 +114,9 @@
 #error "WEIGHT_TYPE must be 0 (fp32), 1 (bf16) or 2 (fp16)"
 #endif
 
-// Packs a matrix that changes every call (attention's K and V^T) on the
-// device: element (row, j) of S (n x k) is source[offset + row * row_stride +
+// Packs a matrix that changes every call (attention's K and V^T, the TTT
+// update's eta V^T, a row-major fast weight for its apply) on the device,
+// from float packed_offset of `packed` on: element (row, j) of S (n x k) is source[offset + row * row_stride +
 // j * column_stride], of WEIGHT_TYPE (fp32, or fp16 for a half KV cache),
 // times scale, into fp32 panels of the layout above, padding zeroed.
 // A work-item writes one panel row (GEMM_NR contiguous floats): for V^T the
@@ -313,8 +314,9 @@ void packed_update(__global float *w, const ulong w_offset, __global const float
   __global float *wp = w + w_offset + (size_t)panel * f * GEMM_NR;
   for (int row = first; row < last; row += GEMM_MR) {
     const int valid = min(GEMM_MR, last - row);
-    // One group when the row block is a multiple of GEMM_MR (the defaults);
-    // otherwise the tile straddles two and each row finds its own.
+    // One group when the row block is a multiple of GEMM_MR (AVX-512's
+    // defaults, 256 and 8); otherwise a tile may straddle two groups and
+    // each row finds its own.
     __global const float *xr[GEMM_MR];
 #pragma unroll
     for (int r = 0; r < GEMM_MR; r++) {

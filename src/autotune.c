@@ -626,7 +626,8 @@ static clttt_status gemm_run(workload *work) {
  * off by O(eta V^T h) = O(1) relative to it; sampled rows of W are checked
  * against a double host product. W changes in place: restored before the
  * checked run. Where a session keeps the fast weight in the GEMM's panels
- * (ttt_fast_weight_panels: CPUs with UPDATE_OWN), the update goes into a
+ * (ttt_fast_weight_panels: the CPU variant with GEMM_PACKED and UPDATE_OWN,
+ * d a multiple of GEMM_NR), the update goes into a
  * panel copy of W, packed from the row-major W in every run (a tenth of
  * the update's time at the 0.6B shape, counted in), and the check reads its
  * rows from there; the CPU variant's UPDATE_* tiles (update,

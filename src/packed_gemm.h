@@ -4,7 +4,9 @@
  *    the weight W (n x k) repacked once on the host into column panels
  *    (cl/gemm.cl states the layout) of fp32, bf16 or fp16 elements;
  *  - packed_gemm_update: the TTT update W += eta V^T h on fp32 row-major
- *    operands (cl/gemm_update.cl).
+ *    operands (cl/gemm_update.cl);
+ *  - packed_gemm_update_panels: the same update into a W kept in
+ *    packed_gemm_run's fp32 panels (CPU variant, cl/gemm.cl).
  *
  * Each has a CPU variant (a work-item per column panel and row block, float16
  * register tiles; measured under PoCL) and a GPU variant (work-groups sharing

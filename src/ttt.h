@@ -18,12 +18,13 @@ typedef struct {
   /* NULL: projection holds P row-major (CLBlast's tc P); else it holds P^T
    * in these panels of our GEMM (weights.c, load_projection). */
   const packed_gemm_layout *projection_packed;
-  /* A ttt_workspace's scratch, or NULL. With it, the apply of batches of
-   * at least TTT_APPLY_PACKED_ROWS rows packs W there and multiplies
-   * through our GEMM where the device's parameters choose it
-   * (GEMM_PACKED), and the update packs V and h there for our one-pass
-   * update kernel (UPDATE_PACKED). The apply's GEMM is enqueued before the
-   * update reuses the room, and the queue is in order. */
+  /* A ttt_workspace's scratch, or NULL. With it and a row-major W, the
+   * apply of batches of at least TTT_APPLY_PACKED_ROWS rows packs W there
+   * and multiplies through our GEMM where the device's parameters choose
+   * it (GEMM_PACKED), and the update packs V and h there for our one-pass
+   * update kernel (UPDATE_PACKED); with W in panels, only the update packs
+   * its operands there. The apply's GEMM is enqueued before the update
+   * reuses the room, and the queue is in order. */
   cl_mem scratch;
   /* NULL: the fast weight W is d x f row-major. Else W lies in these fp32
    * panels of the kernel set's GEMM (ttt_fast_weight_panels): the apply

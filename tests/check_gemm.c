@@ -573,8 +573,14 @@ static void update_panels_check(clttt_device *device, const packed_gemm_params *
 
 START_TEST(test_update_into_panels_ragged_shapes) {
   clttt_device *device = test_open_device();
-  packed_gemm_params sets[8];
-  const int set_count = parameter_sets(device, sets);
+  packed_gemm_params sets[10];
+  int set_count = parameter_sets(device, sets);
+  /* h^T's groups copied as float4 and float16 vectors (the sets above take
+   * 8 and 3 rows), with row blocks that are no multiple of them. */
+  sets[set_count++] = (packed_gemm_params){.variant = PACKED_GEMM_CPU, .nr = 16, .mr = 4, .row_block = 6,
+                                           .gemv_panels = 1, .prefetch = 2};
+  sets[set_count++] = (packed_gemm_params){.variant = PACKED_GEMM_CPU, .nr = 32, .mr = 16, .row_block = 40,
+                                           .gemv_panels = 1};
   static const size_t d_list[] = {1, 7, 33, 130}, f_list[] = {1, 31, 33, 100}, c_list[] = {1, 5, 64, 129};
   unsigned long long seed = 700;
   int cpu_sets = 0;

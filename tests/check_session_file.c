@@ -443,9 +443,7 @@ static void fix_header_checksum(int version, unsigned char *data) {
   put32(data + 60, file_header_check(version, data));
 }
 
-/* Loading `data` fails with `status` and a message containing `needle`,
- * allocates nothing on the device, and so does reading its info. */
-/* The first `count` floats of a tensor of the fixture's own safetensors
+/* A whole tensor of `count` floats from the fixture's own safetensors
  * file, read here without the library (an 8-byte header length, the JSON
  * header, then the data; these fixtures store F32). */
 static void read_checkpoint_floats(const char *dir, const char *name, float *out, size_t count) {
@@ -515,6 +513,8 @@ START_TEST(test_fast_weights_are_saved_row_major) {
 }
 END_TEST
 
+/* Loading `data` fails with `status` and a message containing `needle`,
+ * allocates nothing on the device, and so does reading its info. */
 static void expect_refused(clttt_model *model, clttt_device *device, const char *dir, const char *what,
                            const void *data, size_t size, int status, const char *needle) {
   char path[700];

@@ -15,6 +15,7 @@
 #include "runtime.h"
 #include "test_model.h"
 #include "test_util.h"
+#include "ttt.h"
 #include "tuning.h"
 
 static char directory[512];
@@ -301,6 +302,44 @@ START_TEST(test_store_is_atomic_and_merges) {
 }
 END_TEST
 
+/* Where a session keeps the fast weight in the GEMM's panels (the CPU
+ * defaults at hidden 64), the tuner times and checks the update the way a
+ * session runs it: update_choice's candidates go into the panels and must
+ * agree with the host product, read back out of the panels; the row-major
+ * kernel's CPU tiles (update, update_blocks) are not searched. */
+START_TEST(test_tuner_update_into_panels) {
+  clttt_device *device = test_open_device();
+  autotune_options options;
+  autotune_options_init(&options, 1);
+  options.shape = (autotune_shape){.tokens = 37, .attention_tokens = 45, .hidden = 64, .intermediate = 99,
+                                   .heads = 4, .kv_heads = 2, .head_dim = 16, .chunk = 21,
+                                   .slices_n = 40, .slices_k = 1100};
+  options.repetitions = 1;
+  ck_assert_int_eq(autotune_parse_families("update,update_blocks,update_choice", &options.families),
+                   CLTTT_SUCCESS);
+  const int panels = ttt_fast_weight_in_panels(&device->tuning, 64);
+  autotune_result result;
+  int status = autotune_run(device, &options, &result);
+  ck_assert_msg(status == CLTTT_SUCCESS, "%s", clttt_last_error());
+  int per_family[AUTOTUNE_FAMILY_COUNT] = {0};
+  for (int c = 0; c < result.candidate_count; c++) {
+    const autotune_candidate *candidate = &result.candidates[c];
+    ck_assert_msg(candidate->state == AUTOTUNE_MEASURED, "%s %s: %s (error %g)",
+                  autotune_family_name(candidate->family), candidate->label, candidate->failure, candidate->error);
+    per_family[candidate->family]++;
+  }
+  ck_assert_int_ge(per_family[AUTOTUNE_UPDATE_CHOICE], 2);
+  if (device->tuning.gemm.variant == PACKED_GEMM_CPU) {
+    /* PoCL, as in CI: the defaults keep a 64-row fast weight in panels */
+    ck_assert_int_eq(panels, 1);
+    ck_assert_int_eq(per_family[AUTOTUNE_UPDATE], 0);
+    ck_assert_int_eq(per_family[AUTOTUNE_UPDATE_BLOCKS], 0);
+  }
+  autotune_result_free(&result);
+  clttt_device_close(device);
+}
+END_TEST
+
 START_TEST(test_cache_location) {
   char path[4096];
   setenv("CLTTT_TUNING_FILE", "/x/y.json", 1);
@@ -319,7 +358,10 @@ END_TEST
 
 /* The tuner at tiny, odd shapes: every candidate's output must agree with
  * the host reference (a disagreement is a kernel bug at that geometry), and
- * its winners must be storable and loadable. */
+ * its winners must be storable and loadable. Hidden 72 is a multiple of no
+ * candidate GEMM_NR, so the fast weight stays row-major here whatever the
+ * GEMM families pick, and the update families all run (the next test
+ * takes the panels). */
 START_TEST(test_tuner_small_shapes) {
   clttt_device *device = test_open_device();
   autotune_options options;
@@ -437,6 +479,7 @@ static Suite *tuning_suite(void) {
   tcase_add_checked_fixture(tuner, setup, teardown);
   tcase_set_timeout(tuner, 600);
   tcase_add_test(tuner, test_tuner_small_shapes);
+  tcase_add_test(tuner, test_tuner_update_into_panels);
   tcase_add_test(tuner, test_tuned_and_default_agree);
   suite_add_tcase(suite, tuner);
   return suite;
