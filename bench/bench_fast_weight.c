@@ -530,7 +530,15 @@ static double run_peer(const options *opt, int C, char *why, size_t capacity) {
     snprintf(why, capacity, "the PyTorch script runs the 0.6b and 4b shapes only");
     return 0.0;
   }
-  snprintf(command, sizeof command, "'%s' '%s/torch_fast_weight.py' --shape %s --chunks %d --reps %d --sequence %d 2>&1",
+  /* glibc's defaults give each chunk's freed tensors (12 MiB at C 1024)
+   * back to the kernel, so the next chunk faults in fresh pages: PyTorch's
+   * rounds here spread from 5660 to 10660 tokens/s at C 1024. With the
+   * mmap threshold at its 32 MiB ceiling and the heap never trimmed, as a
+   * long-running process's allocator settles, they held at 10700-11700:
+   * the faster and steadier peer (RESULTS.md section 17). */
+  snprintf(command, sizeof command,
+           "MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=1073741824 '%s' '%s/torch_fast_weight.py' "
+           "--shape %s --chunks %d --reps %d --sequence %d 2>&1",
            opt->python, BENCH_SOURCE_DIR, shape, C, opt->reps, opt->sequence_chunks);
   FILE *pipe = popen(command, "r");
   if (!pipe) {
@@ -667,7 +675,8 @@ static void print_table(const options *opt, const clttt_device_info *info, const
   }
   if (!opt->peer)
     return;
-  printf("\nthe same layer in PyTorch (bench/torch_fast_weight.py), run right after each chunk size%s:\n",
+  printf("\nthe same layer in PyTorch (bench/torch_fast_weight.py, glibc's mmap threshold 32 MiB, no heap trim), "
+         "run right after each chunk size%s:\n",
          opt->rounds > 1 ? " in every round" : "");
   if (peer_note && peer_note[0])
     printf("  %s\n", peer_note);
@@ -836,7 +845,8 @@ static void usage(FILE *out) {
           "  --clip TAU           clip every update to Frobenius norm TAU (ttt_clip_tau; default off)\n"
           "  --peer / --no-peer   PyTorch on the same layer after each chunk size\n"
           "                       (bench/torch_fast_weight.py; default on with --quick, off otherwise;\n"
-          "                       skipped with a note when python3 cannot import torch)\n"
+          "                       skipped with a note when python3 cannot import torch; run with glibc's\n"
+          "                       mmap threshold at 32 MiB and no heap trimming, its faster, steadier setting)\n"
           "  --python PATH        the interpreter for --peer (default python3)\n"
           "  --rounds N           alternate ours and PyTorch N times per chunk size, report each side's\n"
           "                       median round (1-%d; default 1, 3 with --quick)\n"
