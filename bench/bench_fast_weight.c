@@ -107,6 +107,7 @@ typedef struct {
   double sgemm_gflops;          /* best of sgemm_reps, C x f x d */
   double sgemm_ms;
   int finite;                   /* outputs and W finite after the sequence */
+  int fast_weight_panels;       /* 1: W in the GEMM's panels (ttt_fast_weight_panels), 0: row-major */
   double peer_tokens_per_s;     /* PyTorch's median round, same chunk size; 0: not run */
   double peer_min, peer_max;    /* PyTorch's range over the rounds */
   int rounds;                   /* rounds this result is the median of */
@@ -438,6 +439,7 @@ static clttt_status bench_chunk_size(clttt_device *device, const options *opt, i
   res->flops_per_chunk = (double)C * (6.0 * d * f + 2.0 * d * f + 2.0 * d * d + 10.0 * d);
 
   clttt_status status = config_create(device, opt, C, &b);
+  res->fast_weight_panels = b.layer.fast_weight_panels != NULL;
   /* Warm-up: one chunk of every step (CLBlast compiles its kernels on first
    * use of a routine and layout; PoCL builds or loads from its disk cache). */
   double t0 = now_ms();
@@ -630,6 +632,10 @@ static void print_table(const options *opt, const clttt_device_info *info, const
          opt->shape, opt->d, opt->f, opt->sequence_chunks, opt->reps, opt->reps == 1 ? "" : "s");
   printf("device: %s | %s | driver %s | %u compute units\n", info->name, info->platform,
          info->driver_version, info->compute_units);
+  if (count > 0)
+    printf("fast weight W: %s, as a session keeps it on this device\n",
+           results[0].fast_weight_panels ? "in our GEMM's panels (applied as it is, updated there)"
+                                         : "row-major (packed for each apply)");
   if (opt->rounds > 1)
     printf("%d rounds per chunk size (ours and PyTorch's alternated); each figure is the median round, the "
            "range covers all\n", opt->rounds);
@@ -745,7 +751,8 @@ static void print_json(const options *opt, const clttt_device_info *info, const 
       printf("\"pytorch_tokens_per_s\": %.1f, \"pytorch_tokens_per_s_min\": %.1f, "
              "\"pytorch_tokens_per_s_max\": %.1f, ", r->peer_tokens_per_s, r->peer_min, r->peer_max);
     printf("\"rounds\": %d, ", r->rounds);
-    printf("\"finite\": %s, \"steps_ms\": {", r->finite ? "true" : "false");
+    printf("\"finite\": %s, \"fast_weight_panels\": %s, \"steps_ms\": {", r->finite ? "true" : "false",
+           r->fast_weight_panels ? "true" : "false");
     for (int s = 0; s < STEP_COUNT; s++)
       printf("%s\"%s\": %.3f", s ? ", " : "", step_names[s], r->step_ms[s]);
     printf("}}%s\n", i + 1 < count ? "," : "");
