@@ -275,9 +275,7 @@ static double update_difference(const float *a, const packed_gemm_layout *a_pane
   double worst = 0.0, largest = 0.0;
   for (size_t i = 0; i < d; i++)
     for (size_t j = 0; j < f; j++) {
-      const size_t in_a = a_panels ? ((i / a_panels->panel_width) * a_panels->k_padded + j) *
-                                             a_panels->panel_width + i % a_panels->panel_width
-                                   : i * f + j;
+      const size_t in_a = a_panels ? packed_gemm_index(a_panels, i, j) : i * f + j;
       double diff = fabs((double)a[in_a] - (double)b[i * f + j]), delta = fabs((double)b[i * f + j] - (double)w0[i * f + j]);
       worst = diff > worst || isnan(diff) ? (isnan(diff) ? INFINITY : diff) : worst;
       largest = delta > largest ? delta : largest;

@@ -690,12 +690,9 @@ static clttt_status update_check(workload *work, double *error) {
     return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "the tuner's update check (%zu x %zu floats)", d, f);
   clttt_status status =
       runtime_download(work->device, work->buffers[4], 0, d * f * sizeof(float), all, "the tuner's W in panels");
-  const size_t width = panels.panel_width;
-  for (int s = 0; s < ATTENTION_SAMPLED_ROWS && status == CLTTT_SUCCESS; s++) {
-    const size_t row = (size_t)work->sampled_rows[s];
+  for (int s = 0; s < ATTENTION_SAMPLED_ROWS && status == CLTTT_SUCCESS; s++)
     for (size_t j = 0; j < f; j++)
-      work->downloaded[(size_t)s * f + j] = all[(row / width * f + j) * width + row % width];
-  }
+      work->downloaded[(size_t)s * f + j] = all[packed_gemm_index(&panels, (size_t)work->sampled_rows[s], j)];
   free(all);
   if (status == CLTTT_SUCCESS)
     *error = deviation(work->downloaded, work->expected, work->expected_floats);

@@ -159,6 +159,10 @@ size_t packed_gemm_bytes(const packed_gemm_layout *layout) {
   return layout->panels * layout->k_padded * layout->panel_width * packed_gemm_element_size(layout->type);
 }
 
+size_t packed_gemm_index(const packed_gemm_layout *layout, size_t row, size_t j) {
+  return (row / layout->panel_width * layout->k_padded + j) * layout->panel_width + row % layout->panel_width;
+}
+
 float packed_gemm_element(packed_gemm_type type, const void *elements, size_t j) {
   const unsigned char *row = elements;
   if (type == PACKED_GEMM_F32) {

@@ -77,6 +77,8 @@ clttt_status packed_gemm_row_major_layout(packed_gemm_type type, size_t n, size_
 size_t packed_gemm_element_size(packed_gemm_type type);
 /* Bytes of the whole packed buffer, padding included. */
 size_t packed_gemm_bytes(const packed_gemm_layout *layout);
+/* The element where (row, j) of W lies in the layout (see above). */
+size_t packed_gemm_index(const packed_gemm_layout *layout, size_t row, size_t j);
 
 /* Packs rows [row0, row0 + count) of W from `source`, `count` rows of
  * layout->k elements of `source_type`, consecutive rows `source_ld`

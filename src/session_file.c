@@ -769,6 +769,15 @@ static clttt_status append(writer *w, const void *host, const clttt_device *devi
   return CLTTT_SUCCESS;
 }
 
+/* Panel p of `layout` as a layout of its own: its rows, one panel. */
+static packed_gemm_layout one_panel(const packed_gemm_layout *layout, size_t p) {
+  packed_gemm_layout panel = *layout;
+  const size_t first = p * layout->panel_width;
+  panel.n = layout->n - first < layout->panel_width ? layout->n - first : layout->panel_width;
+  panel.panels = 1;
+  return panel;
+}
+
 /* The rows of n x k fp32 panels (segment.panels) into the stream, row-major:
  * one panel (panel_width rows) downloaded at a time and its rows gathered. */
 static clttt_status append_from_panels(writer *w, const segment *part, checksum *sum, const char *what) {
@@ -784,9 +793,10 @@ static clttt_status append_from_panels(writer *w, const segment *part, checksum 
   for (size_t p = 0; p < layout->panels && status == CLTTT_SUCCESS; p++) {
     status = runtime_download(part->device, part->buffer, p * panel_floats * sizeof(float),
                               panel_floats * sizeof(float), panel, what);
-    for (size_t lane = 0; lane < width && p * width + lane < layout->n && status == CLTTT_SUCCESS; lane++) {
+    const packed_gemm_layout rows = one_panel(layout, p);
+    for (size_t lane = 0; lane < rows.n && status == CLTTT_SUCCESS; lane++) {
       for (size_t j = 0; j < k; j++)
-        row[j] = panel[j * width + lane];
+        row[j] = panel[packed_gemm_index(&rows, lane, j)];
       status = append(w, row, NULL, NULL, 0, k * sizeof(float), sum, what);
     }
   }
@@ -1204,8 +1214,8 @@ static clttt_status read_section_header(reader *r, int index, const section *exp
 }
 
 /* Row-major rows from the file into n x k fp32 panels (segment.panels):
- * one panel's rows gathered, laid into the panel (padding lanes zero) and
- * uploaded at a time. */
+ * one panel's rows gathered, packed into the panel (packed_gemm_pack: its
+ * padding lanes zero) and uploaded at a time. */
 static clttt_status read_into_panels(reader *r, const segment *part, const char *what) {
   const packed_gemm_layout *layout = part->panels;
   const size_t width = layout->panel_width, k = layout->k, panel_floats = width * layout->k_padded;
@@ -1217,7 +1227,8 @@ static clttt_status read_into_panels(reader *r, const segment *part, const char 
                                       : clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "%s: a panel of %zu floats",
                                                    what, panel_floats);
   for (size_t p = 0; p < layout->panels && status == CLTTT_SUCCESS; p++) {
-    const size_t valid = layout->n - p * width < width ? layout->n - p * width : width;
+    const packed_gemm_layout one = one_panel(layout, p);
+    const size_t valid = one.n;
     uint8_t *target = (uint8_t *)rows;
     for (size_t done = 0; done < valid * k * sizeof(float) && status == CLTTT_SUCCESS;) {
       const uint8_t *piece = NULL;
@@ -1229,10 +1240,8 @@ static clttt_status read_into_panels(reader *r, const segment *part, const char 
         done += got;
       }
     }
-    memset(panel, 0, panel_floats * sizeof *panel);
-    for (size_t lane = 0; lane < valid; lane++)
-      for (size_t j = 0; j < k; j++)
-        panel[j * width + lane] = rows[lane * k + j];
+    if (status == CLTTT_SUCCESS)
+      status = packed_gemm_pack(&one, panel, 0, valid, rows, PACKED_GEMM_F32, k);
     if (status == CLTTT_SUCCESS)
       status = runtime_upload(part->device, part->buffer, p * panel_floats * sizeof(float),
                               panel_floats * sizeof(float), panel, what);

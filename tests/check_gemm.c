@@ -433,6 +433,17 @@ static void update_free(update_problem *u) {
   free(u->magnitude);
 }
 
+/* Scratch for either update of a d x f W over c rows, all NaN. */
+static cl_mem upload_nan_scratch(clttt_device *device, size_t d, size_t f, size_t c) {
+  const size_t floats = (size_t)packed_gemm_update_scratch_bytes(d, f, c) / sizeof(float);
+  float *nans = malloc(floats * sizeof *nans);
+  ck_assert_ptr_nonnull(nans);
+  fill_nan(nans, floats);
+  cl_mem scratch = upload_bytes(device, nans, floats * sizeof *nans);
+  free(nans);
+  return scratch;
+}
+
 static void update_check(clttt_device *device, const packed_gemm_update_params *params, const update_problem *u) {
   char label[256], defines[224];
   packed_gemm_update_defines(params, defines, sizeof defines);
@@ -445,13 +456,7 @@ static void update_check(clttt_device *device, const packed_gemm_update_params *
   cl_mem w_buffer = upload_bytes(device, u->w0, w_count(u) * sizeof *u->w0);
   /* The one-pass form's scratch, NaN first: its packing must write every
    * value the kernel reads (the zero columns past f included). */
-  const size_t scratch_floats = (size_t)packed_gemm_update_scratch_bytes(d, f, c) / sizeof(float);
-  float *nans = malloc(scratch_floats * sizeof *nans);
-  ck_assert_ptr_nonnull(nans);
-  for (size_t i = 0; i < scratch_floats; i++)
-    nans[i] = NAN;
-  cl_mem scratch = upload_bytes(device, nans, scratch_floats * sizeof *nans);
-  free(nans);
+  cl_mem scratch = upload_nan_scratch(device, d, f, c);
   packed_gemm_kernels kernels;
   packed_gemm_params gemm_params;
   packed_gemm_defaults(&device->info, &gemm_params);
@@ -529,12 +534,7 @@ static void update_panels_check(clttt_device *device, const packed_gemm_params *
   cl_mem v_buffer = upload_bytes(device, u->v, (V_OFFSET + c * v_ld) * sizeof *u->v);
   cl_mem h_buffer = upload_bytes(device, u->h, (H_OFFSET + c * h_ld) * sizeof *u->h);
   cl_mem w_buffer = upload_bytes(device, w, (w_floats + tail) * sizeof *w);
-  const size_t scratch_floats = (size_t)packed_gemm_update_scratch_bytes(d, f, c) / sizeof(float);
-  float *nans = malloc(scratch_floats * sizeof *nans);
-  ck_assert_ptr_nonnull(nans);
-  fill_nan(nans, scratch_floats);
-  cl_mem scratch = upload_bytes(device, nans, scratch_floats * sizeof *nans);
-  free(nans);
+  cl_mem scratch = upload_nan_scratch(device, d, f, c);
   packed_gemm_kernels kernels;
   int status = packed_gemm_kernels_create(&kernels, device, params, NULL);
   ck_assert_msg(status == CLTTT_SUCCESS, "%s: %s", label, clttt_last_error());

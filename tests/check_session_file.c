@@ -52,6 +52,21 @@ static void save(const clttt_session *session, const char *path) {
   ck_assert_msg(status == CLTTT_SUCCESS, "save: %s: %s", clttt_status_name(status), clttt_last_error());
 }
 
+/* A session of the fixture's model (TTT on, `context` positions) fed n
+ * tokens of sequence(seed), saved as fixture->dir/name (its path into
+ * `path`) and freed. */
+static void save_fed_session(const test_fixture_model *fixture, int context, int n, int seed, const char *name,
+                             char *path, size_t capacity) {
+  int32_t tokens[64];
+  ck_assert_int_le(n, 64);
+  sequence(tokens, n, clttt_model_get_config(fixture->model)->vocab_size, seed);
+  clttt_session *session = new_session(fixture->model, context, 1);
+  feed(session, tokens, n, NULL);
+  snprintf(path, capacity, "%s/%s", fixture->dir, name);
+  save(session, path);
+  clttt_session_free(session);
+}
+
 static clttt_session *load(clttt_model *model, const char *path) {
   clttt_session *session = NULL;
   int status = clttt_session_load(&session, model, path, 0);
@@ -314,14 +329,9 @@ START_TEST(test_info_describes_the_file) {
   test_fixture_model fixture;
   test_fixture_open(&fixture, "ttt-proj-hidden");
   const clttt_config *config = clttt_model_get_config(fixture.model);
-  const int vocab = config->vocab_size, n = 21, pending = n % config->ttt_chunk;
-  int32_t tokens[21];
-  sequence(tokens, n, vocab, 9);
-  clttt_session *session = new_session(fixture.model, 48, 1);
-  feed(session, tokens, n, NULL);
+  const int n = 21, pending = n % config->ttt_chunk;
   char path[700];
-  snprintf(path, sizeof path, "%s/info.session", fixture.dir);
-  save(session, path);
+  save_fed_session(&fixture, 48, n, 9, "info.session", path, sizeof path);
   clttt_session_file_info info;
   ck_assert_int_eq(clttt_session_read_info(path, &info), CLTTT_SUCCESS);
   const uint64_t d = 64, f = 128, kv_dim = 2 * 16, layers = 3, ttt_layers = 2;
@@ -352,7 +362,6 @@ START_TEST(test_info_describes_the_file) {
   ck_assert_int_eq(info.ttt_layers[1], 2);
   ck_assert_uint_eq(info.weight_bytes, clttt_model_weight_bytes(fixture.model));
   ck_assert_uint_ne(info.weights_hash, 0);
-  clttt_session_free(session);
   test_fixture_close(&fixture);
 }
 END_TEST
@@ -477,18 +486,10 @@ START_TEST(test_fast_weights_are_saved_row_major) {
   test_fixture_open(&fixture, "ttt-proj-hidden");
   const clttt_config *config = clttt_model_get_config(fixture.model);
   const size_t d = (size_t)config->hidden_size, f = (size_t)config->intermediate_size;
-  const int n = 5; /* fewer than C = 16: no update yet */
-  int32_t tokens[5];
-  sequence(tokens, n, config->vocab_size, 4);
-  clttt_session *session = new_session(fixture.model, 32, 1);
-  feed(session, tokens, n, NULL);
   char path[700];
-  snprintf(path, sizeof path, "%s/row-major.session", fixture.dir);
-  save(session, path);
-  clttt_session_free(session);
+  save_fed_session(&fixture, 32, 5, 4, "row-major.session", path, sizeof path); /* 5 < C = 16: no update yet */
   size_t size = 0;
-  unsigned char *data = (unsigned char *)test_read_file(path, &size);
-  ck_assert_ptr_nonnull(data);
+  unsigned char *data = (unsigned char *)read_all(path, &size);
   float *expected = malloc(d * f * sizeof *expected), *saved = malloc(d * f * sizeof *saved);
   ck_assert(expected && saved);
   for (int t = 0; t < config->ttt_layer_count; t++) {
@@ -545,15 +546,9 @@ START_TEST(test_bad_files_are_refused) {
   session_file_write_version = version;
   test_fixture_model fixture;
   test_fixture_open(&fixture, "ttt-proj-hidden");
-  const int vocab = clttt_model_get_config(fixture.model)->vocab_size, n = 21;
-  int32_t tokens[21];
-  sequence(tokens, n, vocab, 10);
-  clttt_session *session = new_session(fixture.model, 40, 1);
-  feed(session, tokens, n, NULL);
+  const int n = 21;
   char path[700];
-  snprintf(path, sizeof path, "%s/good.session", fixture.dir);
-  save(session, path);
-  clttt_session_free(session);
+  save_fed_session(&fixture, 40, n, 10, "good.session", path, sizeof path);
   size_t size = 0;
   unsigned char *good = (unsigned char *)read_all(path, &size);
   unsigned char *data = malloc(size);
@@ -675,7 +670,7 @@ START_TEST(test_bad_files_are_refused) {
   ck_assert_ptr_null(none);
   /* The good file still loads after all that. */
   write_all(path, good, size);
-  session = load(model, path);
+  clttt_session *session = load(model, path);
   ck_assert_int_eq(clttt_session_position(session), n);
   clttt_session_free(session);
   free(data);

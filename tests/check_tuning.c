@@ -302,6 +302,18 @@ START_TEST(test_store_is_atomic_and_merges) {
 }
 END_TEST
 
+/* Quick options at tiny, odd shapes, one repetition, with this hidden size
+ * (slices of 1024 over k 1100: one ragged). */
+static autotune_options tiny_shape_options(int hidden) {
+  autotune_options options;
+  autotune_options_init(&options, 1);
+  options.shape = (autotune_shape){.tokens = 37, .attention_tokens = 45, .hidden = hidden, .intermediate = 99,
+                                   .heads = 4, .kv_heads = 2, .head_dim = 16, .chunk = 21,
+                                   .slices_n = 40, .slices_k = 1100};
+  options.repetitions = 1;
+  return options;
+}
+
 /* Where a session keeps the fast weight in the GEMM's panels (the CPU
  * defaults at hidden 64), the tuner times and checks the update the way a
  * session runs it: update_choice's candidates go into the panels and must
@@ -309,12 +321,7 @@ END_TEST
  * kernel's CPU tiles (update, update_blocks) are not searched. */
 START_TEST(test_tuner_update_into_panels) {
   clttt_device *device = test_open_device();
-  autotune_options options;
-  autotune_options_init(&options, 1);
-  options.shape = (autotune_shape){.tokens = 37, .attention_tokens = 45, .hidden = 64, .intermediate = 99,
-                                   .heads = 4, .kv_heads = 2, .head_dim = 16, .chunk = 21,
-                                   .slices_n = 40, .slices_k = 1100};
-  options.repetitions = 1;
+  autotune_options options = tiny_shape_options(64);
   ck_assert_int_eq(autotune_parse_families("update,update_blocks,update_choice", &options.families),
                    CLTTT_SUCCESS);
   const int panels = ttt_fast_weight_in_panels(&device->tuning, 64);
@@ -360,16 +367,11 @@ END_TEST
  * the host reference (a disagreement is a kernel bug at that geometry), and
  * its winners must be storable and loadable. Hidden 72 is a multiple of no
  * candidate GEMM_NR, so the fast weight stays row-major here whatever the
- * GEMM families pick, and the update families all run (the next test
- * takes the panels). */
+ * GEMM families pick, and the update families all run
+ * (test_tuner_update_into_panels takes the panels). */
 START_TEST(test_tuner_small_shapes) {
   clttt_device *device = test_open_device();
-  autotune_options options;
-  autotune_options_init(&options, 1);
-  options.shape = (autotune_shape){.tokens = 37, .attention_tokens = 45, .hidden = 72, .intermediate = 99,
-                                   .heads = 4, .kv_heads = 2, .head_dim = 16, .chunk = 21,
-                                   .slices_n = 40, .slices_k = 1100}; /* slices of 1024: one ragged */
-  options.repetitions = 1;
+  autotune_options options = tiny_shape_options(72);
   autotune_result result;
   int status = autotune_run(device, &options, &result);
   ck_assert_msg(status == CLTTT_SUCCESS, "%s", clttt_last_error());
