@@ -32,7 +32,7 @@
 #define RMS_NORM_EPS 1e-6f
 
 static const char *const family_names[AUTOTUNE_FAMILY_COUNT] = {
-    "rmsnorm", "attention", "attention_tiles", "attention_share", "attention_choice", "rope",   "elementwise",   "conv",       "gemv",         "gemm",
+    "rmsnorm", "attention", "attention_tiles", "attention_share", "attention_prefetch", "attention_choice", "rope",   "elementwise",   "conv",       "gemv",         "gemm",
     "gemm_blocks", "gemm_gpu", "gemm_choice", "gemm_decode", "gemm_slices", "gemm_prefetch", "update", "update_blocks", "update_gpu",
     "update_choice"};
 
@@ -76,6 +76,7 @@ void autotune_options_init(autotune_options *options, int quick) {
   memset(options, 0, sizeof *options);
   options->shape = (autotune_shape){.tokens = quick ? 512 : 2048,
                                     .attention_tokens = quick ? 256 : 1024,
+                                    .attention_context = quick ? 2048 : 4096,
                                     .hidden = 1024,
                                     .intermediate = 3072,
                                     .heads = 16,
@@ -107,6 +108,10 @@ typedef struct {
   size_t expected_floats;
   float *downloaded;
   int sampled_rows[ATTENTION_SAMPLED_ROWS];
+  /* The attention families' batch: queries at positions position0 ..
+   * position0 + queries - 1, the long-batch paths' score blocks of
+   * block_rows rows. */
+  int attention_queries, attention_position0, attention_block_rows;
   /* The GEMM families: the weight as the candidate's layout wants it,
    * packed again when a candidate changes the layout. */
   linear_weight weight;
@@ -246,32 +251,35 @@ static size_t qkv_width(const autotune_shape *shape) {
   return (size_t)(shape->heads + 2 * shape->kv_heads) * (size_t)shape->head_dim;
 }
 
-static clttt_status attention_prepare(workload *work) {
+/* A batch of `queries` queries after `position0` cached keys. */
+static clttt_status attention_batch_prepare(workload *work, int queries, int position0) {
   const autotune_shape *shape = &work->shape;
-  const size_t n = (size_t)shape->attention_tokens, hd = (size_t)shape->head_dim;
+  work->attention_queries = queries;
+  work->attention_position0 = position0;
+  const size_t n = (size_t)queries, keys = (size_t)position0 + n, hd = (size_t)shape->head_dim;
   const size_t q_dim = (size_t)shape->heads * hd, kv_dim = (size_t)shape->kv_heads * hd;
   const size_t width = qkv_width(shape);
   CLTTT_TRY(add_buffer(work, 0, n * q_dim, 0.0f, 1, "tuner attention output"));
   CLTTT_TRY(add_buffer(work, 1, n * width, 1.0f, 4, "tuner attention q"));
-  CLTTT_TRY(add_buffer(work, 2, n * kv_dim, 1.0f, 5, "tuner K cache"));
-  CLTTT_TRY(add_buffer(work, 3, n * kv_dim, 1.0f, 6, "tuner V cache"));
+  CLTTT_TRY(add_buffer(work, 2, keys * kv_dim, 1.0f, 5, "tuner K cache"));
+  CLTTT_TRY(add_buffer(work, 3, keys * kv_dim, 1.0f, 6, "tuner V cache"));
   /* The full product is O(n^2) on the host; rows spread over the sequence
    * (the first and last tiles included) catch any tiling mistake. */
   for (int s = 0; s < ATTENTION_SAMPLED_ROWS; s++)
     work->sampled_rows[s] = (int)((n - 1) * (size_t)s / (ATTENTION_SAMPLED_ROWS - 1));
   CLTTT_TRY(allocate_expected(work, ATTENTION_SAMPLED_ROWS * q_dim));
-  double *scores = malloc(n * sizeof *scores);
+  double *scores = malloc(keys * sizeof *scores);
   if (!scores)
     return clttt_fail(CLTTT_ERROR_OUT_OF_HOST_MEMORY, "tuner: attention reference");
   const double scale = 1.0 / sqrt((double)hd);
   const int group = shape->heads / shape->kv_heads;
   for (int s = 0; s < ATTENTION_SAMPLED_ROWS; s++) {
-    size_t query = (size_t)work->sampled_rows[s];
+    const size_t row = (size_t)work->sampled_rows[s], last_key = (size_t)position0 + row;
     for (int head = 0; head < shape->heads; head++) {
-      const float *q = work->inputs[1] + query * width + (size_t)head * hd;
+      const float *q = work->inputs[1] + row * width + (size_t)head * hd;
       size_t kv_offset = (size_t)(head / group) * hd;
       double largest = -INFINITY, sum = 0.0;
-      for (size_t key = 0; key <= query; key++) {
+      for (size_t key = 0; key <= last_key; key++) {
         const float *k = work->inputs[2] + key * kv_dim + kv_offset;
         double dot = 0.0;
         for (size_t c = 0; c < hd; c++)
@@ -280,14 +288,14 @@ static clttt_status attention_prepare(workload *work) {
         if (scores[key] > largest)
           largest = scores[key];
       }
-      for (size_t key = 0; key <= query; key++) {
+      for (size_t key = 0; key <= last_key; key++) {
         scores[key] = exp(scores[key] - largest);
         sum += scores[key];
       }
       float *out = work->expected + (size_t)s * q_dim + (size_t)head * hd;
       for (size_t c = 0; c < hd; c++) {
         double value = 0.0;
-        for (size_t key = 0; key <= query; key++)
+        for (size_t key = 0; key <= last_key; key++)
           value += scores[key] * work->inputs[3][key * kv_dim + kv_offset + c];
         out[c] = (float)(value / sum);
       }
@@ -297,39 +305,62 @@ static clttt_status attention_prepare(workload *work) {
   return CLTTT_SUCCESS;
 }
 
-static clttt_status attention_run(workload *work) {
+static clttt_status attention_prepare(workload *work) {
+  return attention_batch_prepare(work, work->shape.attention_tokens, 0);
+}
+
+static attention_problem attention_batch(const workload *work) {
   const autotune_shape *shape = &work->shape;
-  const attention_problem problem = {work->buffers[0], work->buffers[1], (int)qkv_width(shape),
-                                     work->buffers[2], work->buffers[3], shape->kv_heads * shape->head_dim,
-                                     shape->attention_tokens, 0, shape->heads, shape->kv_heads,
-                                     shape->head_dim};
+  return (attention_problem){work->buffers[0],
+                             work->buffers[1],
+                             (int)qkv_width(shape),
+                             work->buffers[2],
+                             work->buffers[3],
+                             shape->kv_heads * shape->head_dim,
+                             work->attention_queries,
+                             work->attention_position0,
+                             shape->heads,
+                             shape->kv_heads,
+                             shape->head_dim};
+}
+
+static clttt_status attention_run(workload *work) {
+  const attention_problem problem = attention_batch(work);
   return op_attention(work->kernels, &problem);
 }
 
-/* attention_tiles, attention_share, attention_choice: a prefill batch of
+/* attention_tiles, attention_share, attention_prefetch, attention_choice: a prefill batch of
  * the attention shape through attention_long_batch (register tiles, or two
  * GEMMs per head with the softmax between them), with the workspace a
  * session gives it: K and V panels, scores of every row. */
 
-static clttt_status prefill_attention_prepare(workload *work) {
-  CLTTT_TRY(attention_prepare(work));
+/* The score blocks are a session's: as many rows as its budget allows. */
+static clttt_status long_batch_prepare(workload *work, int queries, int position0) {
+  CLTTT_TRY(attention_batch_prepare(work, queries, position0));
   const autotune_shape *shape = &work->shape;
-  const size_t n = (size_t)shape->attention_tokens;
-  const size_t panel_bytes = (size_t)attention_panel_floats((int)n, shape->head_dim) * sizeof(float);
-  CLTTT_TRY(runtime_alloc(work->device, (size_t)shape->heads * n * n * sizeof(float), "tuner attention scores",
-                          &work->buffers[4]));
+  const int keys = position0 + queries;
+  work->attention_block_rows = attention_block_rows(shape->heads, keys, queries);
+  const size_t panel_bytes = (size_t)attention_panel_floats(keys, shape->head_dim) * sizeof(float);
+  CLTTT_TRY(runtime_alloc(work->device, attention_score_floats(shape->heads, keys, queries) * sizeof(float),
+                          "tuner attention scores", &work->buffers[4]));
   CLTTT_TRY(runtime_alloc(work->device, panel_bytes, "tuner attention K panels", &work->buffers[5]));
   return runtime_alloc(work->device, panel_bytes, "tuner attention V panels", &work->buffers[6]);
 }
 
-static clttt_status prefill_attention_run(workload *work) {
+static clttt_status prefill_attention_prepare(workload *work) {
+  return long_batch_prepare(work, work->shape.attention_tokens, 0);
+}
+
+/* attention_prefetch: the batch at the end of attention_context. */
+static clttt_status late_batch_prepare(workload *work) {
   const autotune_shape *shape = &work->shape;
-  const attention_problem problem = {work->buffers[0], work->buffers[1], (int)qkv_width(shape),
-                                     work->buffers[2], work->buffers[3], shape->kv_heads * shape->head_dim,
-                                     shape->attention_tokens, 0, shape->heads, shape->kv_heads,
-                                     shape->head_dim};
+  return long_batch_prepare(work, shape->attention_tokens, shape->attention_context - shape->attention_tokens);
+}
+
+static clttt_status prefill_attention_run(workload *work) {
+  const attention_problem problem = attention_batch(work);
   const attention_workspace workspace = {.scores = work->buffers[4],
-                                         .block_rows = shape->attention_tokens,
+                                         .block_rows = work->attention_block_rows,
                                          .packed_keys = work->buffers[5],
                                          .packed_values = work->buffers[6]};
   return attention_long_batch(work->kernels, &problem, &workspace);
@@ -740,6 +771,16 @@ static const family_spec families[AUTOTUNE_FAMILY_COUNT] = {
      -1,
      -1,
      0},
+    {AUTOTUNE_ATTENTION_PREFETCH,
+     {"ATTENTION_TILE_PREFETCH", NULL},
+     {{0, 2, 4, 8, 16}},
+     {{0, 4, 8}},
+     late_batch_prepare,
+     prefill_attention_run,
+     sampled_rows_check,
+     -1,
+     -1,
+     0},
     {AUTOTUNE_ATTENTION_CHOICE,
      {"ATTENTION_TILES", NULL},
      {{0, 1, -1}},
@@ -1132,6 +1173,8 @@ int autotune_family_applies(autotune_family family, const tuning_params *params,
   const int variant = spec->of_update ? (int)params->update.variant : (int)params->gemm.variant;
   if (spec->of_update && spec->variant == PACKED_GEMM_CPU && ttt_fast_weight_in_panels(params, hidden))
     return 0;
+  if (family == AUTOTUNE_ATTENTION_PREFETCH && !params->attention_tiles)
+    return 0;  /* only the register tiles prefetch */
   return spec->variant < 0 || variant == spec->variant;
 }
 
@@ -1140,7 +1183,8 @@ clttt_status autotune_run(clttt_device *device, const autotune_options *options,
   if (!device || !options)
     return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "autotune_run: NULL argument");
   const autotune_shape *shape = &options->shape;
-  if (shape->tokens < 1 || shape->attention_tokens < 1 || shape->hidden < 1 || shape->intermediate < 1 ||
+  if (shape->tokens < 1 || shape->attention_tokens < 1 || shape->attention_context < shape->attention_tokens ||
+      shape->hidden < 1 || shape->intermediate < 1 ||
       shape->heads < 1 || shape->kv_heads < 1 || shape->heads % shape->kv_heads != 0 || shape->head_dim < 2 ||
       shape->head_dim % 2 != 0 || shape->head_dim > 512 || shape->chunk < 1)
     return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "autotune_run: inconsistent shape");

@@ -12,6 +12,7 @@ typedef enum {
   AUTOTUNE_ATTENTION,
   AUTOTUNE_ATTENTION_TILES,  /* the register-tile prefill attention's tile */
   AUTOTUNE_ATTENTION_SHARE,  /* its register tiles per work-item, sharing each key block */
+  AUTOTUNE_ATTENTION_PREFETCH, /* how far ahead its CPU products prefetch keys and values */
   AUTOTUNE_ATTENTION_CHOICE, /* long prefill batches: register tiles or GEMMs and a softmax */
   AUTOTUNE_ROPE,
   AUTOTUNE_ELEMENTWISE,
@@ -44,6 +45,11 @@ int autotune_family_applies(autotune_family family, const tuning_params *params,
 typedef struct {
   int tokens;           /* prefill rows of rmsnorm, rope, swiglu, add */
   int attention_tokens; /* prefill length of attention (its cost grows as the square) */
+  /* attention_prefetch's batch: the last attention_tokens queries of a
+   * context this long, the keys before them cached (at least
+   * attention_tokens). What a prefetch gains shows only once a kv head's K
+   * and V outgrow the cache next to the core, far into a long text. */
+  int attention_context;
   int hidden;           /* d */
   int intermediate;     /* f */
   int heads, kv_heads, head_dim;

@@ -31,6 +31,7 @@ const tuning_parameter tuning_parameters[] = {
     {"ATTENTION_TILE_ROWS", offsetof(tuning_params, attention_tile_rows), 1, 16, 0, 0},
     {"ATTENTION_TILE_KEYS", offsetof(tuning_params, attention_tile_keys), 16, 256, 0, 0},
     {"ATTENTION_TILE_SHARE", offsetof(tuning_params, attention_tile_share), 1, 16, 0, 0},
+    {"ATTENTION_TILE_PREFETCH", offsetof(tuning_params, attention_tile_prefetch), 0, 256, 0, 0},
     {"SOFTMAX_WGS", offsetof(tuning_params, softmax_work_group_size), 1, 0, 1, 1},
     {"ROPE_WGS", offsetof(tuning_params, rope_work_group_size), 1, 0, 0, 1},
     {"ELEMENTWISE_WGS", offsetof(tuning_params, elementwise_work_group_size), 1, 0, 0, 1},
@@ -174,6 +175,10 @@ void tuning_defaults(const clttt_device_info *info, tuning_params *params) {
      * 4.1-4.9 s with two and 4.8-5.4 s with one, alternated. */
     params->attention_tiles = 1;
     params->attention_tile_share = 4;
+    /* Each product prefetches 4 rows ahead: 4096-token prefills' attention
+     * took 7-12% less time than without, alternated; 2 or 8 rows, or K or
+     * V alone, gained less (bench/RESULTS.md section 18). */
+    params->attention_tile_prefetch = 4;
     params->softmax_work_group_size = 1;
     params->rope_work_group_size = 1;
     params->elementwise_work_group_size = 64;

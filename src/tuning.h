@@ -64,6 +64,8 @@ typedef struct {
   int attention_tile_keys;         /* ATTENTION_TILE_KEYS: its keys per block (a multiple of 16) */
   int attention_tile_share;        /* ATTENTION_TILE_SHARE: its register tiles per work-item, sharing each
                                     * key block */
+  int attention_tile_prefetch;     /* ATTENTION_TILE_PREFETCH: CPU: rows ahead its products prefetch their
+                                    * keys and values (0: none) */
   int softmax_work_group_size;     /* SOFTMAX_WGS: work-items per score row of that path (power of two) */
   int rope_work_group_size;        /* ROPE_WGS: most work-items per token (a work-group each) */
   int elementwise_work_group_size; /* ELEMENTWISE_WGS: swiglu, residual add, bias, gather, conv */

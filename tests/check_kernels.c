@@ -207,7 +207,8 @@ START_TEST(test_attention_paths_match_plain_c) {
      * GEMM, float and half cache; 7-10: register tiles, float and half
      * cache, with 6 x 64 tiles two to a work-item and 5 x 16 tiles three to
      * a work-item (rows that do not divide n, work-items whose last tiles
-     * are short or empty, blocks the diagonal crosses at every offset); 11:
+     * are short or empty, blocks the diagonal crosses at every offset;
+     * the second pair prefetching 3 rows ahead, past its buffers' ends); 11:
      * CLBlast on a half cache,
      * each kv head widened into the workspace. */
     for (int variant = 0; variant < 12; variant++) {
@@ -219,6 +220,7 @@ START_TEST(test_attention_paths_match_plain_c) {
       params.attention_tile_rows = variant >= 9 ? 5 : 6;
       params.attention_tile_keys = variant >= 9 ? 16 : 64;
       params.attention_tile_share = variant >= 9 ? 3 : 2;
+      params.attention_tile_prefetch = variant >= 9 ? 3 : 0;
       kernel_set kernels;
       ck_assert_msg(kernel_set_create(&kernels, device, &params, p.head_dim, half) == CLTTT_SUCCESS, "%s",
                     clttt_last_error());

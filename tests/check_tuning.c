@@ -303,11 +303,12 @@ START_TEST(test_store_is_atomic_and_merges) {
 END_TEST
 
 /* Quick options at tiny, odd shapes, one repetition, with this hidden size
- * (slices of 1024 over k 1100: one ragged). */
+ * (slices of 1024 over k 1100: one ragged; attention_prefetch's batch after
+ * 38 cached keys, so its reference must start there). */
 static autotune_options tiny_shape_options(int hidden) {
   autotune_options options;
   autotune_options_init(&options, 1);
-  options.shape = (autotune_shape){.tokens = 37, .attention_tokens = 45, .hidden = hidden, .intermediate = 99,
+  options.shape = (autotune_shape){.tokens = 37, .attention_tokens = 45, .attention_context = 83, .hidden = hidden, .intermediate = 99,
                                    .heads = 4, .kv_heads = 2, .head_dim = 16, .chunk = 21,
                                    .slices_n = 40, .slices_k = 1100};
   options.repetitions = 1;
