@@ -18,6 +18,7 @@
 #include "attention.h"
 #include "error.h"
 #include "gemm.h"
+#include "log.h"
 #include "ops.h"
 #include "ttt.h"
 #include "weights.h"
@@ -1166,16 +1167,25 @@ static clttt_status tune_family(clttt_device *device, const autotune_options *op
   return status;
 }
 
-int autotune_family_applies(autotune_family family, const tuning_params *params, int hidden) {
+/* Why `family` is not searched with these parameters, or NULL. */
+static const char *family_skip_reason(autotune_family family, const tuning_params *params, int hidden) {
   if (family < 0 || family >= AUTOTUNE_FAMILY_COUNT)
-    return 0;
+    return "no such family";
   const family_spec *spec = &families[family];
   const int variant = spec->of_update ? (int)params->update.variant : (int)params->gemm.variant;
   if (spec->of_update && spec->variant == PACKED_GEMM_CPU && ttt_fast_weight_in_panels(params, hidden))
-    return 0;
+    return "the TTT fast weight lives in the GEMM's panels on this device and its update runs with the GEMM's "
+           "tiles (update_choice times that)";
   if (family == AUTOTUNE_ATTENTION_PREFETCH && !params->attention_tiles)
-    return 0;  /* only the register tiles prefetch */
-  return spec->variant < 0 || variant == spec->variant;
+    return "only the register-tile attention prefetches, and ATTENTION_TILES is 0 on this device";
+  if (spec->variant >= 0 && variant != spec->variant)
+    return spec->variant == PACKED_GEMM_CPU ? "its parameters are the CPU variant's, and this device runs the GPU one"
+                                            : "its parameters are the GPU variant's, and this device runs the CPU one";
+  return NULL;
+}
+
+int autotune_family_applies(autotune_family family, const tuning_params *params, int hidden) {
+  return family_skip_reason(family, params, hidden) == NULL;
 }
 
 clttt_status autotune_run(clttt_device *device, const autotune_options *options, autotune_result *result) {
@@ -1196,9 +1206,15 @@ clttt_status autotune_run(clttt_device *device, const autotune_options *options,
   /* Candidates run through kernel sets of their own; the device's set is
    * never touched (programs built for candidates stay cached under their
    * own options). */
-  for (int f = 0; f < AUTOTUNE_FAMILY_COUNT && status == CLTTT_SUCCESS; f++)
-    if ((options->families & (1u << f)) && autotune_family_applies((autotune_family)f, &result->best, shape->hidden))
+  for (int f = 0; f < AUTOTUNE_FAMILY_COUNT && status == CLTTT_SUCCESS; f++) {
+    if (!(options->families & (1u << f)))
+      continue;
+    const char *skipped = family_skip_reason((autotune_family)f, &result->best, shape->hidden);
+    if (skipped)
+      log_info("tuning: %s not searched: %s", family_names[f], skipped);
+    else
       status = tune_family(device, options, &families[f], &defaults, result);
+  }
   return status;
 }
 
@@ -1255,10 +1271,11 @@ clttt_status clttt_tune_describe(const clttt_tune_params *params, char *text, si
   CLTTT_TRY(autotune_parse_families(params ? params->families : NULL, &options.families));
   const autotune_shape *shape = &options.shape;
   snprintf(text, capacity,
-           "d %d, f %d, %d query / %d KV heads of %d, %d tokens (attention %d), conv chunk %d; "
-           "median of %d runs per candidate",
+           "d %d, f %d, %d query / %d KV heads of %d, %d tokens (attention %d; attention_prefetch the last %d "
+           "of %d), conv chunk %d; median of %d runs per candidate",
            shape->hidden, shape->intermediate, shape->heads, shape->kv_heads, shape->head_dim, shape->tokens,
-           shape->attention_tokens, shape->chunk, options.repetitions);
+           shape->attention_tokens, shape->attention_tokens, shape->attention_context, shape->chunk,
+           options.repetitions);
   return CLTTT_SUCCESS;
 }
 

@@ -315,6 +315,17 @@ static autotune_options tiny_shape_options(int hidden) {
   return options;
 }
 
+/* The library's INFO lines during a search, joined. */
+static char notes[4096];
+
+static void collect_note(clttt_log_level level, const char *message, void *user_data) {
+  (void)user_data;
+  if (level == CLTTT_LOG_INFO && strlen(notes) + strlen(message) + 2 < sizeof notes) {
+    strcat(notes, message);
+    strcat(notes, "\n");
+  }
+}
+
 /* Where a session keeps the fast weight in the GEMM's panels (the CPU
  * defaults at hidden 64), the tuner times and checks the update the way a
  * session runs it: update_choice's candidates go into the panels and must
@@ -327,7 +338,10 @@ START_TEST(test_tuner_update_into_panels) {
                    CLTTT_SUCCESS);
   const int panels = ttt_fast_weight_in_panels(&device->tuning, 64);
   autotune_result result;
+  notes[0] = '\0';
+  clttt_set_log_callback(collect_note, NULL);
   int status = autotune_run(device, &options, &result);
+  clttt_set_log_callback(NULL, NULL);
   ck_assert_msg(status == CLTTT_SUCCESS, "%s", clttt_last_error());
   int per_family[AUTOTUNE_FAMILY_COUNT] = {0};
   for (int c = 0; c < result.candidate_count; c++) {
@@ -342,7 +356,12 @@ START_TEST(test_tuner_update_into_panels) {
     ck_assert_int_eq(panels, 1);
     ck_assert_int_eq(per_family[AUTOTUNE_UPDATE], 0);
     ck_assert_int_eq(per_family[AUTOTUNE_UPDATE_BLOCKS], 0);
+    /* and says why: a family asked for and missing from the table */
+    ck_assert_msg(strstr(notes, "update not searched: the TTT fast weight lives in the GEMM's panels") != NULL &&
+                      strstr(notes, "update_blocks not searched") != NULL,
+                  "%s", notes);
   }
+  ck_assert_msg(strstr(notes, "update_choice not searched") == NULL, "%s", notes);
   autotune_result_free(&result);
   clttt_device_close(device);
 }

@@ -68,6 +68,18 @@ static void print_candidate(const clttt_tune_candidate *candidate, void *context
   fflush(stdout);
 }
 
+/* The library's notes during the search (a family it does not search on
+ * this device, and why) go in the table's stream, where they explain a
+ * family that is missing from it. */
+static void print_note(clttt_log_level level, const char *message, void *user_data) {
+  (void)user_data;
+  if (level == CLTTT_LOG_WARNING)
+    fprintf(stderr, "clttt: warning: %s\n", message);
+  else
+    printf("note: %s\n", message);
+  fflush(stdout);
+}
+
 int command_tune(int argc, char **argv) {
   const char *device_selector = NULL, *kernels = NULL, *out = NULL;
   int quick = 0, missing = 0;
@@ -116,7 +128,9 @@ int command_tune(int argc, char **argv) {
   progress_state progress = {0.0};
   params.progress = print_candidate;
   params.user_data = &progress;
+  clttt_set_log_callback(print_note, NULL);
   status = clttt_tune(&result, device, &params);
+  clttt_set_log_callback(NULL, NULL);
   if (status != CLTTT_SUCCESS) {
     cli_report("tuning", status);
     clttt_device_close(device);
