@@ -46,7 +46,7 @@
 // the key panel's rows (past a block's end, the next block's panel) and the
 // value rows of the block. At 4096 tokens a kv head's packed K and V (4 MiB)
 // come from L3, and the hardware prefetchers did not keep ahead of these
-// short loops: 4 cut a prefill's attention time by 7-12%, prefetching only
+// short loops: 4 cut a prefill's attention time by 4-12%, prefetching only
 // K or only V by nothing (bench/RESULTS.md section 18). A prefetch never
 // faults, so the ones past the end of a buffer are harmless.
 // __builtin_prefetch is Clang's (PoCL); other compilers get no prefetch.

@@ -176,7 +176,7 @@ void tuning_defaults(const clttt_device_info *info, tuning_params *params) {
     params->attention_tiles = 1;
     params->attention_tile_share = 4;
     /* Each product prefetches 4 rows ahead: 4096-token prefills' attention
-     * took 7-12% less time than without, alternated; 2 or 8 rows, or K or
+     * took 4-12% less time than without, alternated; 2 or 8 rows, or K or
      * V alone, gained less (bench/RESULTS.md section 18). */
     params->attention_tile_prefetch = 4;
     params->softmax_work_group_size = 1;
