@@ -120,8 +120,15 @@ __kernel void attention_pack_head_rows(__global float *packed, __global const KV
     return;
   __global const KV_TYPE *row = cache + (size_t)key * kv_dim + column0;
   __global float *out = packed + (size_t)key * HEAD_DIM;
+#if HEAD_DIM % 16 == 0
+  // 16 at a time: one element at a time, an 8192-token prefill's packing
+  // took 486-513 ms; so, 250-278 (bench/RESULTS.md section 18).
+  for (int c = 0; c < HEAD_DIM / 16; c++)
+    vstore16(KV_LOAD16(row, c), c, out);
+#else
   for (int j = 0; j < HEAD_DIM; j++)
     out[j] = KV_LOAD(row, j);
+#endif
 }
 
 #if HEAD_DIM % 16 == 0
