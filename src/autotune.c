@@ -330,8 +330,8 @@ static clttt_status attention_run(workload *work) {
   return op_attention(work->kernels, &problem);
 }
 
-/* attention_tiles, attention_share, attention_prefetch, attention_choice: a prefill batch of
- * the attention shape through attention_long_batch (register tiles, or two
+/* attention_tiles, attention_share, attention_prefetch, attention_choice: a prefill batch
+ * through attention_long_batch (register tiles, or two
  * GEMMs per head with the softmax between them), with the workspace a
  * session gives it: K and V panels, scores of every row. */
 
@@ -352,7 +352,9 @@ static clttt_status prefill_attention_prepare(workload *work) {
   return long_batch_prepare(work, work->shape.attention_tokens, 0);
 }
 
-/* attention_prefetch: the batch at the end of attention_context. */
+/* attention_share, attention_prefetch: the batch at the end of
+ * attention_context, where what they save (K and V streamed from beyond
+ * the core's caches) is most of attention's time. */
 static clttt_status late_batch_prepare(workload *work) {
   const autotune_shape *shape = &work->shape;
   return long_batch_prepare(work, shape->attention_tokens, shape->attention_context - shape->attention_tokens);
@@ -764,9 +766,9 @@ static const family_spec families[AUTOTUNE_FAMILY_COUNT] = {
      0},
     {AUTOTUNE_ATTENTION_SHARE,
      {"ATTENTION_TILE_SHARE", NULL},
-     {{1, 2, 4, 8}},
-     {{1, 2, 4}},
-     prefill_attention_prepare,
+     {{1, 2, 4, 8, 16}},
+     {{2, 4, 8}},
+     late_batch_prepare,
      prefill_attention_run,
      sampled_rows_check,
      -1,
@@ -1271,8 +1273,8 @@ clttt_status clttt_tune_describe(const clttt_tune_params *params, char *text, si
   CLTTT_TRY(autotune_parse_families(params ? params->families : NULL, &options.families));
   const autotune_shape *shape = &options.shape;
   snprintf(text, capacity,
-           "d %d, f %d, %d query / %d KV heads of %d, %d tokens (attention %d; attention_prefetch the last %d "
-           "of %d), conv chunk %d; median of %d runs per candidate",
+           "d %d, f %d, %d query / %d KV heads of %d, %d tokens (attention %d; attention_share and "
+           "attention_prefetch the last %d of %d), conv chunk %d; median of %d runs per candidate",
            shape->hidden, shape->intermediate, shape->heads, shape->kv_heads, shape->head_dim, shape->tokens,
            shape->attention_tokens, shape->attention_tokens, shape->attention_context, shape->chunk,
            options.repetitions);

@@ -45,10 +45,11 @@ int autotune_family_applies(autotune_family family, const tuning_params *params,
 typedef struct {
   int tokens;           /* prefill rows of rmsnorm, rope, swiglu, add */
   int attention_tokens; /* prefill length of attention (its cost grows as the square) */
-  /* attention_prefetch's batch: the last attention_tokens queries of a
-   * context this long, the keys before them cached (at least
-   * attention_tokens). What a prefetch gains shows only once a kv head's K
-   * and V outgrow the cache next to the core, far into a long text. */
+  /* attention_share's and attention_prefetch's batch: the last
+   * attention_tokens queries of a context this long, the keys before them
+   * cached (at least attention_tokens). What sharing key blocks and a
+   * prefetch gain shows only once a kv head's K and V outgrow the cache
+   * next to the core, far into a long text. */
   int attention_context;
   int hidden;           /* d */
   int intermediate;     /* f */

@@ -169,12 +169,15 @@ void tuning_defaults(const clttt_device_info *info, tuning_params *params) {
     /* Prefill attention in one pass of register tiles (6 queries x 64 keys:
      * 24 of AVX-512's 32 registers) instead of two GEMMs per head with the
      * score matrix between them: see cl/attention_tiles.cl; measured in
-     * bench/RESULTS.md section 12. Four tiles per work-item share each key
-     * block while it is in cache: a 4096-token prefill's attention (pieces
-     * of 512, K and V of a kv head 4 MiB, from L3) took 3.7-4.4 s against
-     * 4.1-4.9 s with two and 4.8-5.4 s with one, alternated. */
+     * bench/RESULTS.md section 12. Eight tiles per work-item share each key
+     * block while it is in cache: with four, a 4096-token prefill's
+     * attention (pieces of 512, K and V of a kv head 4 MiB, from L3) took
+     * 3.7-4.4 s against 4.1-4.9 s with two and 4.8-5.4 s with one; with the
+     * prefetch below, eight took 7.7% less time than four at 8192 tokens
+     * (medians of six pairs) and 9-10% less at 15602 (the whole prefill
+     * 6-7% less), level at 4096 and within the noise at 2048 (section 18). */
     params->attention_tiles = 1;
-    params->attention_tile_share = 4;
+    params->attention_tile_share = 8;
     /* Each product prefetches 4 rows ahead: 4096-token prefills' attention
      * took 4-12% less time than without, alternated; 2 or 8 rows, or K or
      * V alone, gained less (bench/RESULTS.md section 18). */
