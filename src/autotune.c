@@ -110,9 +110,8 @@ typedef struct {
   float *downloaded;
   int sampled_rows[ATTENTION_SAMPLED_ROWS];
   /* The attention families' batch: queries at positions position0 ..
-   * position0 + queries - 1, the long-batch paths' score blocks of
-   * block_rows rows. */
-  int attention_queries, attention_position0, attention_block_rows;
+   * position0 + queries - 1. */
+  int attention_queries, attention_position0;
   /* The GEMM families: the weight as the candidate's layout wants it,
    * packed again when a candidate changes the layout. */
   linear_weight weight;
@@ -340,7 +339,6 @@ static clttt_status long_batch_prepare(workload *work, int queries, int position
   CLTTT_TRY(attention_batch_prepare(work, queries, position0));
   const autotune_shape *shape = &work->shape;
   const int keys = position0 + queries;
-  work->attention_block_rows = attention_block_rows(shape->heads, keys, queries);
   const size_t panel_bytes = (size_t)attention_panel_floats(keys, shape->head_dim) * sizeof(float);
   CLTTT_TRY(runtime_alloc(work->device, attention_score_floats(shape->heads, keys, queries) * sizeof(float),
                           "tuner attention scores", &work->buffers[4]));
@@ -363,7 +361,8 @@ static clttt_status late_batch_prepare(workload *work) {
 static clttt_status prefill_attention_run(workload *work) {
   const attention_problem problem = attention_batch(work);
   const attention_workspace workspace = {.scores = work->buffers[4],
-                                         .block_rows = work->attention_block_rows,
+                                         .block_rows = attention_block_rows(problem.heads, problem.position0 + problem.n,
+                                                                            problem.n),
                                          .packed_keys = work->buffers[5],
                                          .packed_values = work->buffers[6]};
   return attention_long_batch(work->kernels, &problem, &workspace);

@@ -444,6 +444,19 @@ static cl_mem upload_nan_scratch(clttt_device *device, size_t d, size_t f, size_
   return scratch;
 }
 
+/* W[row][col] after the update against the double reference: c products
+ * and the add to W, with `roundings` more than c per element (2 rounding
+ * errors per step, as for the GEMM above). */
+static void assert_updated_element(const char *label, const update_problem *u, size_t row, size_t col, float got,
+                                   int roundings) {
+  const double expected = u->expected[row * u->f + col];
+  const double tolerance =
+      2.0 * (double)(u->c + (size_t)roundings) * unit_roundoff * u->magnitude[row * u->f + col] + 1e-30;
+  if (!(fabs((double)got - expected) <= tolerance))
+    ck_abort_msg("%s d %zu f %zu c %zu: W[%zu][%zu] = %.9g, expected %.9g (tolerance %.3g)", label, u->d, u->f, u->c,
+                 row, col, (double)got, expected, tolerance);
+}
+
 static void update_check(clttt_device *device, const packed_gemm_update_params *params, const update_problem *u) {
   char label[256], defines[224];
   packed_gemm_update_defines(params, defines, sizeof defines);
@@ -474,12 +487,8 @@ static void update_check(clttt_device *device, const packed_gemm_update_params *
         ck_abort_msg("%s %zux%zux%zu: element %zu outside W changed", label, d, f, c, i);
       continue;
     }
-    /* As above, over c products, plus the scaling by eta and the add to W. */
-    double expected = u->expected[row * f + col];
-    double tolerance = 2.0 * (double)(c + 3) * unit_roundoff * u->magnitude[row * f + col] + 1e-30;
-    if (!(fabs((double)w[i] - expected) <= tolerance))
-      ck_abort_msg("%s d %zu f %zu c %zu: W[%zu][%zu] = %.9g, expected %.9g (tolerance %.3g)", label, d, f, c, row,
-                   col, (double)w[i], expected, tolerance);
+    /* the scaling by eta and the add to W */
+    assert_updated_element(label, u, row, col, w[i], 3);
   }
   runtime_release(&v_buffer);
   runtime_release(&h_buffer);
@@ -556,13 +565,8 @@ static void update_panels_check(clttt_device *device, const packed_gemm_params *
                     row, (double)w[e]);
       continue;
     }
-    /* c products and the add to W; eta scales V before the products here,
-     * one rounding more per product. */
-    const double expected = u->expected[row * f + j];
-    const double tolerance = 2.0 * (double)(c + 4) * unit_roundoff * u->magnitude[row * f + j] + 1e-30;
-    if (!(fabs((double)w[e] - expected) <= tolerance))
-      ck_abort_msg("%s d %zu f %zu c %zu: W[%zu][%zu] = %.9g, expected %.9g (tolerance %.3g)", label, d, f, c, row,
-                   j, (double)w[e], expected, tolerance);
+    /* eta scales V before the products here: one rounding more */
+    assert_updated_element(label, u, row, j, w[e], 4);
   }
   runtime_release(&v_buffer);
   runtime_release(&h_buffer);
