@@ -91,7 +91,11 @@ void packed_gemm_defaults(const clttt_device_info *info, packed_gemm_params *par
      * products of a 1024-token prefill took 0.89-0.99x the time with 256
      * (four alternated runs). */
     params->row_block = 256;
-    params->local_k = 256;
+    /* On a 2-core Zen 4 EPYC (32 KiB L1d, 1 MiB L2 per core) 512 k per
+     * stage ran bf16/fp16 at 0.83-0.91 of the peak against 0.80-0.87 for
+     * 256, three alternated rounds of bench_gemm, and clttt tune chose it
+     * (bench/RESULTS.md section 19); the Xeon's 256 is kept elsewhere. */
+    params->local_k = contains_ignoring_case(info->vendor, "AuthenticAMD") ? 512 : 256;
     /* Decode's one-row kernel: panels streamed at once per work-item, so
      * that more of the weight is in flight per core. Decode of the 8-layer
      * d 1024 bench model from an empty context (2-core Xeon, PoCL 3.1, two
