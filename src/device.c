@@ -5,8 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
+#include "device_text.h"
 #include "error.h"
 #include "profile.h"
 #include "gemm.h"
@@ -139,14 +139,6 @@ clttt_status clttt_list_devices(clttt_device_info *infos, int capacity, int *cou
 /* ---------------------------------------------------------------- */
 /* Opening a device                                                   */
 
-static int contains_ignoring_case(const char *haystack, const char *needle) {
-  size_t length = strlen(needle);
-  for (; *haystack; haystack++)
-    if (strncasecmp(haystack, needle, length) == 0)
-      return 1;
-  return 0;
-}
-
 static int is_decimal(const char *text) {
   if (!*text)
     return 0;
@@ -174,9 +166,9 @@ static int select_visitor(cl_platform_id platform, cl_device_id id, int index, v
   if (select->wanted_index >= 0)
     match = index == select->wanted_index;
   else if (select->selector)
-    match = contains_ignoring_case(info.name, select->selector) ||
-            contains_ignoring_case(info.vendor, select->selector) ||
-            contains_ignoring_case(info.platform, select->selector);
+    match = device_text_contains(info.name, select->selector) ||
+            device_text_contains(info.vendor, select->selector) ||
+            device_text_contains(info.platform, select->selector);
   else {
     /* Default: the first GPU, else the first device. */
     if (!select->found || (!select->first_gpu_found && strcmp(info.type, "GPU") == 0)) {

@@ -3,17 +3,9 @@
  * OpenCL calls, so the tuning cache (and its fuzzer) can use it alone. */
 #include <stdio.h>
 #include <string.h>
-#include <strings.h>
 
+#include "device_text.h"
 #include "packed_gemm.h"
-
-static int contains_ignoring_case(const char *haystack, const char *needle) {
-  size_t length = strlen(needle);
-  for (; *haystack; haystack++)
-    if (strncasecmp(haystack, needle, length) == 0)
-      return 1;
-  return 0;
-}
 
 /* Whether the CPU has 32 512-bit vector registers. PoCL names its CPU
  * device after LLVM's CPU ("pthread-skylake-avx512-...", "pthread-znver4-...");
@@ -24,7 +16,7 @@ static int cpu_has_avx512(const clttt_device_info *info) {
                                       "cascadelake", "cooperlake", "cannonlake", "sapphirerapids",
                                       "emeraldrapids", "graniterapids", "diamondrapids"};
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-    if (contains_ignoring_case(info->name, names[i]))
+    if (device_text_contains(info->name, names[i]))
       return 1;
   return 0;
 }
@@ -37,8 +29,8 @@ static void gpu_tiles(const clttt_device_info *info, int *tile_m, int *tile_n, i
   *tile_k = 16;
   *item_m = 4;
   *item_n = 4;
-  if (contains_ignoring_case(info->vendor, "nvidia") || contains_ignoring_case(info->vendor, "advanced micro") ||
-      contains_ignoring_case(info->vendor, "amd")) {
+  if (device_text_contains(info->vendor, "nvidia") || device_text_contains(info->vendor, "advanced micro") ||
+      device_text_contains(info->vendor, "amd")) {
     /* 64 x 64 outputs per group of 16 x 16 = 256 work-items: 8 warps or 4
      * wavefronts; 16 accumulators per work-item leave registers for
      * occupancy; 8.3 KiB of local memory per group. */
@@ -95,7 +87,7 @@ void packed_gemm_defaults(const clttt_device_info *info, packed_gemm_params *par
      * stage ran bf16/fp16 at 0.83-0.91 of the peak against 0.80-0.87 for
      * 256, three alternated rounds of bench_gemm, and clttt tune chose it
      * (bench/RESULTS.md section 19); the Xeon's 256 is kept elsewhere. */
-    params->local_k = contains_ignoring_case(info->vendor, "AuthenticAMD") ? 512 : 256;
+    params->local_k = device_text_contains(info->vendor, "AuthenticAMD") ? 512 : 256;
     /* Decode's one-row kernel: panels streamed at once per work-item, so
      * that more of the weight is in flight per core. Decode of the 8-layer
      * d 1024 bench model from an empty context (2-core Xeon, PoCL 3.1, two

@@ -6,10 +6,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "device_text.h"
 #include "error.h"
 #include "log.h"
 #include "file.h"
@@ -89,14 +89,6 @@ int tuning_equal(const tuning_params *a, const tuning_params *b) {
     if (tuning_get(a, &tuning_parameters[i]) != tuning_get(b, &tuning_parameters[i]))
       return 0;
   return a->has_fp16 == b->has_fp16;
-}
-
-static int contains_ignoring_case(const char *haystack, const char *needle) {
-  size_t length = strlen(needle);
-  for (; *haystack; haystack++)
-    if (strncasecmp(haystack, needle, length) == 0)
-      return 1;
-  return 0;
 }
 
 static int largest_power_of_two_at_most(size_t limit) {
@@ -200,7 +192,7 @@ void tuning_defaults(const clttt_device_info *info, tuning_params *params) {
      * for a work-group per row and 0.5-1 GB/s for CLBlast's SGEMV/SGEMM. */
     params->gemv_row_per_item = 1;
     params->gemv_work_group_size = 16;
-  } else if (contains_ignoring_case(info->vendor, "nvidia")) {
+  } else if (device_text_contains(info->vendor, "nvidia")) {
     /* Reasoned, not measured (no NVIDIA GPU was at hand): multiples of the
      * 32-wide warp; 8 warps reduce a 1024-wide row in one pass; one warp of
      * queries per attention group keeps the per-query private arrays
@@ -223,8 +215,8 @@ void tuning_defaults(const clttt_device_info *info, tuning_params *params) {
     params->conv_rows = 4;
     params->gemv_row_per_item = 0; /* a warp-multiple group per row reads it coalesced */
     params->gemv_work_group_size = 128;
-  } else if (contains_ignoring_case(info->vendor, "advanced micro") ||
-             contains_ignoring_case(info->vendor, "amd")) {
+  } else if (device_text_contains(info->vendor, "advanced micro") ||
+             device_text_contains(info->vendor, "amd")) {
     /* Reasoned: multiples of the 64-wide wavefront; 64 KiB of LDS holds a
      * 32-key tile for a 64-query group. */
     params->rmsnorm_work_group_size = 256;
@@ -238,7 +230,7 @@ void tuning_defaults(const clttt_device_info *info, tuning_params *params) {
     params->conv_rows = 4;
     params->gemv_row_per_item = 0;
     params->gemv_work_group_size = 128;
-  } else if (contains_ignoring_case(info->vendor, "intel")) {
+  } else if (device_text_contains(info->vendor, "intel")) {
     /* Reasoned: Intel GPUs run sub-groups of 8-32 lanes with smaller
      * register files, so smaller groups and tiles. */
     params->rmsnorm_work_group_size = 128;

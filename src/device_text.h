@@ -1,0 +1,12 @@
+/* Matching the strings an OpenCL driver reports for a device (name,
+ * vendor, platform). Drivers spell them with any case ("NVIDIA
+ * Corporation", "AuthenticAMD", "pthread-znver4-..."), so every choice made
+ * from them (device selection, per-vendor defaults) matches ignoring case.
+ * Plain C, so the tuning cache's fuzzer links it without OpenCL. */
+#ifndef CLTTT_DEVICE_TEXT_H
+#define CLTTT_DEVICE_TEXT_H
+
+/* 1 when `needle` occurs in `haystack`, ignoring ASCII case; else 0. */
+int device_text_contains(const char *haystack, const char *needle);
+
+#endif
