@@ -7,7 +7,9 @@ llama.cpp (its convert_hf_to_gguf.py --outtype f32 / f16). llama-bench's
 pp<n> is a prefill of n tokens whose logits are those of the last token, its
 tg<m> m decode steps from an empty context; clttt's bench/bench_weights
 measures the same two things (--prefill n --decode 1, and --prefill 0
---decode m, logits of the last token). Rounds alternate (llama.cpp, clttt,
+--decode m, logits of the last token), each warm as llama-bench's tests are
+(llama-bench times a run after an unmeasured one; bench_weights runs twice
+and the faster counts). Rounds alternate (llama.cpp, clttt,
 llama.cpp, ...) and the fastest of each side counts: a shared machine drifts
 by more than the difference measured.
 
@@ -45,7 +47,11 @@ def llama_bench(path, gguf, threads, prompts, generate):
 
 def bench_weights(path, model, types, prefill, decode):
     """{type: (prefill tokens/s, decode tokens/s)} from one bench_weights round."""
-    command = [path, "--model", model, "--types", ",".join(types), "--repeats", "1", "--prefill", str(prefill),
+    # llama-bench runs each test once unmeasured before it times it (its
+    # warm-up); two repeats, the faster counting, give clttt the same: the
+    # first 512-token prefill of a process ran at 0.7x the rate of the next
+    # (Zen 4, PoCL 3.1).
+    command = [path, "--model", model, "--types", ",".join(types), "--repeats", "2", "--prefill", str(prefill),
                "--decode", str(decode)]
     result = subprocess.run(command, capture_output=True, text=True, check=True)
     rates = {}
