@@ -7,20 +7,6 @@
 #include "device_text.h"
 #include "packed_gemm.h"
 
-/* Whether the CPU has 32 512-bit vector registers. PoCL names its CPU
- * device after LLVM's CPU ("pthread-skylake-avx512-...", "pthread-znver4-...");
- * other CPU runtimes give no hint and get the narrow tiles, which are merely
- * smaller on an AVX-512 machine, while the wide ones would spill on AVX2. */
-static int cpu_has_avx512(const clttt_device_info *info) {
-  static const char *const names[] = {"avx512", "znver4", "znver5", "icelake", "tigerlake", "rocketlake",
-                                      "cascadelake", "cooperlake", "cannonlake", "sapphirerapids",
-                                      "emeraldrapids", "graniterapids", "diamondrapids"};
-  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-    if (device_text_contains(info->name, names[i]))
-      return 1;
-  return 0;
-}
-
 static int is_cpu(const clttt_device_info *info) { return strcmp(info->type, "CPU") == 0; }
 
 /* GPU tiles per vendor; all reasoned, none measured (no GPU was at hand). */
@@ -63,7 +49,7 @@ void packed_gemm_defaults(const clttt_device_info *info, packed_gemm_params *par
   /* A device too small for the tiles, or a CPU: the CPU variant, whose
    * work-groups are single work-items and need no local memory. */
   if (is_cpu(info) || !gpu_tiles_fit(info, tile_m, tile_n, tile_k, item_m, item_n)) {
-    int wide = cpu_has_avx512(info);
+    int wide = device_cpu_has_avx512(info);
     params->variant = PACKED_GEMM_CPU;
     /* 8 rows x 32 columns = 16 float16 accumulators of AVX-512's 32 registers;
      * on AVX2 (16 registers, float16 = 2 of them) 6 x 16 = 12. Under PoCL
@@ -126,7 +112,7 @@ void packed_gemm_update_defaults(const clttt_device_info *info, packed_gemm_upda
                                         .panels = 1, .tile_m = tile_m, .tile_n = tile_n, .tile_k = tile_k,
                                         .item_m = item_m, .item_n = item_n};
   if (is_cpu(info) || !gpu_tiles_fit(info, tile_m, tile_n, tile_k, item_m, item_n)) {
-    int wide = cpu_has_avx512(info);
+    int wide = device_cpu_has_avx512(info);
     /* Measured as for the GEMM (PoCL 3.1, 2-core Xeon, d 1024, f 3072,
      * C 512 and 1024): staging 128 values of t of V and h in local memory ran
      * 2-4x faster than reading them in place (whose rows lie 4 and 12 KiB

@@ -170,6 +170,16 @@ void tuning_defaults(const clttt_device_info *info, tuning_params *params) {
      * 6-7% less), level at 4096 and within the noise at 2048 (section 18). */
     params->attention_tiles = 1;
     params->attention_tile_share = 8;
+    /* On AVX2 (16 registers) the 6 x 64 tile spills: 4 queries x 16 keys
+     * (8 registers) took 29-30% less attention time in a 2048-token
+     * prefill, alternated twice (1891-2021 ms against 2704-2849; 8 x 16
+     * took 2425-2444); clttt tune put it first of 16 candidates in one run
+     * (1.67x) and third in the other (1.48x, against 1.56x for 8 x 64);
+     * 2-core AVX2 EPYC, PoCL 3.1, bench/RESULTS.md section 20. */
+    if (!device_cpu_has_avx512(info)) {
+      params->attention_tile_rows = 4;
+      params->attention_tile_keys = 16;
+    }
     /* Each product prefetches 4 rows ahead: 4096-token prefills' attention
      * took 4-12% less time than without, alternated; 2 or 8 rows, or K or
      * V alone, gained less (bench/RESULTS.md section 18). */

@@ -484,6 +484,46 @@ START_TEST(test_tuned_and_default_agree) {
 }
 END_TEST
 
+/* Vector registers a register tile of rows x columns floats holds. */
+static int tile_registers(int rows, int columns, int vector_bytes) {
+  return rows * columns * (int)sizeof(float) / vector_bytes;
+}
+
+START_TEST(test_cpu_tiles_fit_registers) {
+  /* PoCL's CPU device names, as it reports them on an AVX2 EPYC and on a
+   * Zen 4 one. Every accumulator tile must leave a quarter of the vector
+   * registers to its operands (an AVX2 machine ran the AVX-512 attention
+   * tile 1.4x slower, spilled), and the AVX-512 machine must get tiles
+   * too wide for AVX2, or its half of the registers is wasted. */
+  static const struct {
+    const char *name;
+    int registers, vector_bytes;
+  } cpus[] = {{"pthread-haswell-AMD EPYC", 16, 32}, {"pthread-znver4-AMD EPYC 9R14", 32, 64}};
+  for (size_t i = 0; i < sizeof cpus / sizeof cpus[0]; i++) {
+    clttt_device_info info = {.compute_units = 2};
+    snprintf(info.name, sizeof info.name, "%s", cpus[i].name);
+    snprintf(info.vendor, sizeof info.vendor, "AuthenticAMD");
+    snprintf(info.type, sizeof info.type, "CPU");
+    tuning_params params;
+    tuning_defaults(&info, &params);
+    int attention = tile_registers(params.attention_tile_rows, params.attention_tile_keys, cpus[i].vector_bytes);
+    int gemm = tile_registers(params.gemm.mr, params.gemm.nr, cpus[i].vector_bytes);
+    ck_assert_msg(attention <= cpus[i].registers * 3 / 4, "%s: attention tile %d x %d holds %d of %d registers",
+                  cpus[i].name, params.attention_tile_rows, params.attention_tile_keys, attention,
+                  cpus[i].registers);
+    ck_assert_msg(gemm <= cpus[i].registers * 3 / 4, "%s: GEMM tile %d x %d holds %d of %d registers",
+                  cpus[i].name, params.gemm.mr, params.gemm.nr, gemm, cpus[i].registers);
+    if (cpus[i].registers == 32) {
+      ck_assert_msg(tile_registers(params.attention_tile_rows, params.attention_tile_keys, 32) > 12,
+                    "%s: attention tile %d x %d would fit AVX2", cpus[i].name, params.attention_tile_rows,
+                    params.attention_tile_keys);
+      ck_assert_msg(tile_registers(params.gemm.mr, params.gemm.nr, 32) > 12, "%s: GEMM tile %d x %d would fit AVX2",
+                    cpus[i].name, params.gemm.mr, params.gemm.nr);
+    }
+  }
+}
+END_TEST
+
 static Suite *tuning_suite(void) {
   Suite *suite = suite_create("tuning");
   TCase *cache = tcase_create("cache");
@@ -496,6 +536,7 @@ static Suite *tuning_suite(void) {
   tcase_add_test(cache, test_valid_entry_applied);
   tcase_add_test(cache, test_store_is_atomic_and_merges);
   tcase_add_test(cache, test_cache_location);
+  tcase_add_test(cache, test_cpu_tiles_fit_registers);
   suite_add_tcase(suite, cache);
   TCase *tuner = tcase_create("tuner");
   tcase_add_checked_fixture(tuner, setup, teardown);
