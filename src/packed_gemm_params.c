@@ -55,9 +55,12 @@ void packed_gemm_defaults(const clttt_device_info *info, packed_gemm_params *par
      * on AVX2 (16 registers, float16 = 2 of them) 6 x 16 = 12. Under PoCL
      * 3.1 on a 2-core Xeon (AVX-512; A/B runs in one process, per CPU-second
      * of a shared machine) 8 x 32 and 6 x 64 ran within 5% of each other and
-     * 12 x 32 slower. bf16/fp16 panels converted 256 k at a time into local
-     * memory ran 1.05-1.25x faster than converting in the inner loop; for
-     * fp32 weights the staging lost 5-10%, so they never stage. */
+     * 12 x 32 slower; on a 2-core AVX2 EPYC, clttt tune twice, 6 x 16 and
+     * 4 x 16 ran level and every 32- to 64-column tile 2.3-3x slower,
+     * spilled (bench/RESULTS.md section 20). bf16/fp16 panels converted
+     * 256 k at a time into local memory ran 1.05-1.25x faster than
+     * converting in the inner loop; for fp32 weights the staging lost
+     * 5-10%, so they never stage. */
     params->nr = wide ? 32 : 16;
     params->mr = wide ? 8 : 6;
     /* Rows a work-item sweeps over its panel. 256 against 128, alternated
@@ -72,7 +75,8 @@ void packed_gemm_defaults(const clttt_device_info *info, packed_gemm_params *par
     /* On a 2-core Zen 4 EPYC (32 KiB L1d, 1 MiB L2 per core) 512 k per
      * stage ran bf16/fp16 at 0.83-0.91 of the peak against 0.80-0.87 for
      * 256, three alternated rounds of bench_gemm, and clttt tune chose it
-     * (bench/RESULTS.md section 19); the Xeon's 256 is kept elsewhere. */
+     * (bench/RESULTS.md section 19); the Xeon's 256 is kept elsewhere. On
+     * a 2-core AVX2 EPYC the two were level within its noise (section 20). */
     params->local_k = device_text_contains(info->vendor, "AuthenticAMD") ? 512 : 256;
     /* Decode's one-row kernel: panels streamed at once per work-item, so
      * that more of the weight is in flight per core. Decode of the 8-layer
