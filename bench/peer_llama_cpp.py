@@ -50,7 +50,7 @@ def bench_weights(path, model, types, prefill, decode):
     # llama-bench runs each test once unmeasured before it times it (its
     # warm-up); two repeats, the faster counting, give clttt the same: the
     # first 512-token prefill of a process ran at 0.7x the rate of the next
-    # (Zen 4, PoCL 3.1).
+    # (2-core AVX2 EPYC, PoCL 3.1; bench/RESULTS.md section 20).
     command = [path, "--model", model, "--types", ",".join(types), "--repeats", "2", "--prefill", str(prefill),
                "--decode", str(decode)]
     result = subprocess.run(command, capture_output=True, text=True, check=True)
