@@ -3,6 +3,8 @@
 #define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #include "fma_peak.h"
 
+#include <stdio.h>
+
 #include "bench_clock.h"
 #include "error.h"
 
@@ -44,7 +46,7 @@ static const char *const peak_source =
     "  s += (a12 + a13) + (a14 + a15);\n"
     "#endif\n"
     "  float total = 0.0f;\n"
-    "  for (int lane = 0; lane < WIDTH; lane++)\n"
+    "  for (int lane = 0; lane < vec_step(VECTOR); lane++)\n"
     "    total += ((float *)&s)[lane];\n"
     "  out[get_global_id(0)] = total;\n"
     "}\n";
@@ -52,21 +54,19 @@ static const char *const peak_source =
 /* The shapes measured: 16 float16 chains (AVX-512, GPUs) and 12 float8
  * chains (AVX2: 12 of 16 registers, beside m and b). */
 typedef struct {
-  const char *options;
-  int flops_per_iteration;
+  int width, chains;
 } peak_shape;
 
-static const peak_shape peak_shapes[] = {
-    {"-cl-std=CL1.2 -DVECTOR=float16 -DWIDTH=16 -DCHAINS=16", 16 * 16 * 2},
-    {"-cl-std=CL1.2 -DVECTOR=float8 -DWIDTH=8 -DCHAINS=12", 12 * 8 * 2},
-};
+static const peak_shape peak_shapes[] = {{16, 16}, {8, 12}};
 
 /* Best of `reps` timed runs of one shape (after one that sizes the run to
  * about 0.1 s), raising *gflops and *cpu_gflops where it beats them. */
 static clttt_status time_peak_shape(clttt_device *device, const peak_shape *shape, int reps, double *gflops,
                                     double *cpu_gflops) {
+  char options[96];
+  snprintf(options, sizeof options, "-cl-std=CL1.2 -DVECTOR=float%d -DCHAINS=%d", shape->width, shape->chains);
   cl_program program = NULL;
-  CLTTT_TRY(runtime_build_source(device, "bench FMA peak", peak_source, shape->options, &program));
+  CLTTT_TRY(runtime_build_source(device, "bench FMA peak", peak_source, options, &program));
   cl_int error = CL_SUCCESS;
   cl_kernel kernel = clCreateKernel(program, "fma_peak", &error);
   clttt_status status = runtime_check(device, error, "creating the FMA peak kernel");
@@ -92,7 +92,7 @@ static clttt_status time_peak_shape(clttt_device *device, const peak_shape *shap
     if (status == CLTTT_SUCCESS)
       status = runtime_finish(device);
     double ms = now_ms() - t0, used = cpu_ms() - c0;
-    double flops = (double)items * iterations * shape->flops_per_iteration;
+    double flops = (double)items * iterations * shape->chains * shape->width * 2.0;
     double rate = flops / (ms * 1e6);
     double cpu_rate = used > 0.0 ? flops / (used * 1e6) : 0.0;
     if (r == 0 && ms < 50.0 && iterations < (1 << 26)) {
