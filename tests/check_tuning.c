@@ -490,20 +490,22 @@ static int tile_registers(int rows, int columns, int vector_bytes) {
 }
 
 START_TEST(test_cpu_tiles_fit_registers) {
-  /* PoCL's CPU device names, as it reports them on an AVX2 EPYC and on a
-   * Zen 4 one. Every accumulator tile must leave a quarter of the vector
-   * registers to its operands (an AVX2 machine ran the AVX-512 attention
-   * tile 1.4x slower, spilled), and the AVX-512 machine must get tiles
-   * too wide for AVX2, or its half of the registers is wasted. */
+  /* PoCL's CPU device names, as it reports them on an AVX2 EPYC, a Zen 4
+   * one and an AVX-512 Xeon. Every accumulator tile must leave a quarter of
+   * the vector registers to its operands (an AVX2 machine ran the AVX-512
+   * attention tile 1.4x slower, spilled), and the AVX-512 machines must get
+   * tiles too wide for AVX2, or their half of the registers is wasted. */
   static const struct {
-    const char *name;
+    const char *name, *vendor;
     int registers, vector_bytes;
-  } cpus[] = {{"pthread-haswell-AMD EPYC", 16, 32}, {"pthread-znver4-AMD EPYC 9R14", 32, 64}};
+  } cpus[] = {{"pthread-haswell-AMD EPYC", "AuthenticAMD", 16, 32},
+              {"pthread-znver4-AMD EPYC 9R14", "AuthenticAMD", 32, 64},
+              {"pthread-skylake-avx512-Intel(R) Xeon(R) Processor", "GenuineIntel", 32, 64}};
   const int avx2_budget = cpus[0].registers * 3 / 4, avx2_vector_bytes = cpus[0].vector_bytes;
   for (size_t i = 0; i < sizeof cpus / sizeof cpus[0]; i++) {
     clttt_device_info info = {.compute_units = 2};
     snprintf(info.name, sizeof info.name, "%s", cpus[i].name);
-    snprintf(info.vendor, sizeof info.vendor, "AuthenticAMD");
+    snprintf(info.vendor, sizeof info.vendor, "%s", cpus[i].vendor);
     snprintf(info.type, sizeof info.type, "CPU");
     tuning_params params;
     tuning_defaults(&info, &params);
