@@ -68,7 +68,11 @@ static const packed_gemm_type types[] = {PACKED_GEMM_F32, PACKED_GEMM_BF16, PACK
  * sets sweep fp32 panels in slices of k (16 and 5: several slices, a
  * short last one, and k = 5 in exactly one), and prefetch the one-row
  * kernel's panels 3 and 1 k ahead (the CPU defaults 16), past the end of
- * k = 1 and 5: a prefetch must change no result. */
+ * k = 1 and 5: a prefetch must change no result. The AVX-512 CPU tiles
+ * both run wherever the suite does: AMD's 8 x 32 above and Intel's 6 x 64
+ * (four float16 per row) below, with row blocks of 100 (not a multiple of
+ * 6, so each block ends in a short tile) and bf16/fp16 staged 32 k at a
+ * time. */
 static int parameter_sets(const clttt_device *device, packed_gemm_params *sets) {
   int count = 0;
   packed_gemm_defaults(&device->info, &sets[count++]);
@@ -82,6 +86,9 @@ static int parameter_sets(const clttt_device *device, packed_gemm_params *sets) 
                                        .item_m = 4, .item_n = 4};
   sets[count++] = (packed_gemm_params){.variant = PACKED_GEMM_GPU, .nr = 64, .mr = 8, .row_block = 128,
                                        .local_k = 0, .tile_m = 64, .tile_k = 16, .item_m = 4, .item_n = 4};
+  sets[count++] = (packed_gemm_params){.variant = PACKED_GEMM_CPU, .nr = 64, .mr = 6, .row_block = 100,
+                                       .local_k = 32, .gemv_panels = 2, .gemv_prefetch = 16, .k_slice = 0,
+                                       .prefetch = 16, .tile_m = 64, .tile_k = 16, .item_m = 4, .item_n = 4};
   sets[count++] = (packed_gemm_params){.variant = PACKED_GEMM_GPU, .nr = 24, .mr = 8, .row_block = 128,
                                        .local_k = 0, .tile_m = 12, .tile_k = 8, .item_m = 3, .item_n = 2};
   return count;
