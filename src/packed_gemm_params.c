@@ -50,7 +50,6 @@ void packed_gemm_defaults(const clttt_device_info *info, packed_gemm_params *par
    * work-groups are single work-items and need no local memory. */
   if (is_cpu(info) || !gpu_tiles_fit(info, tile_m, tile_n, tile_k, item_m, item_n)) {
     int wide = device_cpu_has_avx512(info);
-    int intel = device_text_contains(info->vendor, "GenuineIntel");
     params->variant = PACKED_GEMM_CPU;
     /* On AVX-512 (32 registers): 8 rows x 32 columns = 16 float16
      * accumulators on AMD, 6 x 64 = 24 on Intel; on AVX2 (16 registers,
@@ -58,15 +57,23 @@ void packed_gemm_defaults(const clttt_device_info *info, packed_gemm_params *par
      * fp32 at 0.84-0.97 of the FMA peak (bench/RESULTS.md section 19). On
      * 2-core Xeons (Sapphire Rapids class, PoCL 3.1) 6 x 64 ran within 5% of
      * 8 x 32 (sections 9-14), then 1.15x (section 21), and whole prefills
-     * of the 8-layer bench model 1.05-1.36x faster in eight alternated
+     * of the 8-layer bench model 1.04-1.36x faster in eight alternated
      * pairings on two boots (section 22); 12 x 32 was slower. On a 2-core
      * AVX2 EPYC, clttt tune twice, 6 x 16 and 4 x 16 ran level and every
      * 32- to 64-column tile 2.3-3x slower, spilled (section 20). bf16/fp16
      * panels converted 256 k at a time into local memory ran 1.05-1.25x
      * faster than converting in the inner loop; for fp32 weights the
      * staging lost 5-10%, so they never stage. */
-    params->nr = !wide ? 16 : intel ? 64 : 32;
-    params->mr = !wide ? 6 : intel ? 6 : 8;
+    if (!wide) {
+      params->nr = 16;
+      params->mr = 6;
+    } else if (device_text_contains(info->vendor, "GenuineIntel")) {
+      params->nr = 64;
+      params->mr = 6;
+    } else {
+      params->nr = 32;
+      params->mr = 8;
+    }
     /* Rows a work-item sweeps over its panel. 256 against 128, alternated
      * call by call in one process with 64 MiB of other memory written
      * between calls (median of 10-16 pairs): 1.06-1.13x on the prefill's
