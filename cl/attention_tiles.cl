@@ -42,6 +42,9 @@
 #ifndef ATTENTION_TILE_SHARE
 #define ATTENTION_TILE_SHARE 2
 #endif
+#ifndef ATTENTION_TILE_VALUES
+#define ATTENTION_TILE_VALUES 4
+#endif
 // CPU: how many rows ahead the two products prefetch what they read next:
 // the key panel's rows (past a block's end, the next block's panel) and the
 // value rows of the block. At 4096 tokens a kv head's packed K and V (4 MiB)
@@ -133,12 +136,17 @@ __kernel void attention_pack_head_rows(__global float *packed, __global const KV
 
 #if HEAD_DIM % 16 == 0
 
-// Dimensions of the output per pass over a block's keys: as many vectors as
-// leave room for ATTENTION_TILE_ROWS accumulators each (4 x 6 = 24 of
-// AVX-512's 32 registers at the default tile).
-#if HEAD_DIM % 64 == 0
+// Dimensions of the output per pass over a block's keys, in float16
+// vectors: ATTENTION_TILE_VALUES, cut to the largest of 8, 4, 2, 1 that
+// divides the head. Each query of the tile holds that many accumulators, so
+// the right count depends on the registers: 6 x 4 float16 = 24 of AVX-512's
+// 32, where on AVX2 (16 registers, a float16 is two) the same 4 x 4 of the
+// AVX2 tile held 32 and spilled.
+#if ATTENTION_TILE_VALUES >= 8 && HEAD_DIM % 128 == 0
+#define VALUE_VECTORS 8
+#elif ATTENTION_TILE_VALUES >= 4 && HEAD_DIM % 64 == 0
 #define VALUE_VECTORS 4
-#elif HEAD_DIM % 32 == 0
+#elif ATTENTION_TILE_VALUES >= 2 && HEAD_DIM % 32 == 0
 #define VALUE_VECTORS 2
 #else
 #define VALUE_VECTORS 1

@@ -33,7 +33,7 @@
 #define RMS_NORM_EPS 1e-6f
 
 static const char *const family_names[AUTOTUNE_FAMILY_COUNT] = {
-    "rmsnorm", "attention", "attention_tiles", "attention_share", "attention_prefetch", "attention_choice", "rope",   "elementwise",   "conv",       "gemv",         "gemm",
+    "rmsnorm", "attention", "attention_tiles", "attention_values", "attention_share", "attention_prefetch", "attention_choice", "rope",   "elementwise",   "conv",       "gemv",         "gemm",
     "gemm_blocks", "gemm_gpu", "gemm_choice", "gemm_decode", "gemm_slices", "gemm_prefetch", "update", "update_blocks", "update_gpu",
     "update_choice"};
 
@@ -329,7 +329,7 @@ static clttt_status attention_run(workload *work) {
   return op_attention(work->kernels, &problem);
 }
 
-/* attention_tiles, attention_share, attention_prefetch, attention_choice: a prefill batch
+/* attention_tiles, attention_values, attention_share, attention_prefetch, attention_choice: a prefill batch
  * through attention_long_batch (register tiles, or two
  * GEMMs per head with the softmax between them), with the workspace a
  * session gives it: K and V panels, scores of every row. */
@@ -763,6 +763,16 @@ static const family_spec families[AUTOTUNE_FAMILY_COUNT] = {
      -1,
      -1,
      0},
+    {AUTOTUNE_ATTENTION_VALUES,
+     {"ATTENTION_TILE_VALUES", NULL},
+     {{1, 2, 4, 8}},
+     {{1, 2, 4}},
+     prefill_attention_prepare,
+     prefill_attention_run,
+     sampled_rows_check,
+     -1,
+     -1,
+     0},
     {AUTOTUNE_ATTENTION_SHARE,
      {"ATTENTION_TILE_SHARE", NULL},
      {{1, 2, 4, 8, 16}},
@@ -1179,6 +1189,8 @@ static const char *family_skip_reason(autotune_family family, const tuning_param
            "tiles (update_choice times that)";
   if (family == AUTOTUNE_ATTENTION_PREFETCH && !params->attention_tiles)
     return "only the register-tile attention prefetches, and ATTENTION_TILES is 0 on this device";
+  if (family == AUTOTUNE_ATTENTION_VALUES && !params->attention_tiles)
+    return "ATTENTION_TILE_VALUES is the register-tile attention's, and ATTENTION_TILES is 0 on this device";
   if (spec->variant >= 0 && variant != spec->variant)
     return spec->variant == PACKED_GEMM_CPU ? "its parameters are the CPU variant's, and this device runs the GPU one"
                                             : "its parameters are the GPU variant's, and this device runs the CPU one";

@@ -11,6 +11,7 @@ typedef enum {
   AUTOTUNE_RMSNORM,
   AUTOTUNE_ATTENTION,
   AUTOTUNE_ATTENTION_TILES,  /* the register-tile prefill attention's tile */
+  AUTOTUNE_ATTENTION_VALUES, /* its P V product's output vectors per pass */
   AUTOTUNE_ATTENTION_SHARE,  /* its register tiles per work-item, sharing each key block */
   AUTOTUNE_ATTENTION_PREFETCH, /* how far ahead its CPU products prefetch keys and values */
   AUTOTUNE_ATTENTION_CHOICE, /* long prefill batches: register tiles or GEMMs and a softmax */

@@ -32,6 +32,7 @@ const tuning_parameter tuning_parameters[] = {
     {"ATTENTION_TILE_KEYS", offsetof(tuning_params, attention_tile_keys), 16, 256, 0, 0},
     {"ATTENTION_TILE_SHARE", offsetof(tuning_params, attention_tile_share), 1, 16, 0, 0},
     {"ATTENTION_TILE_PREFETCH", offsetof(tuning_params, attention_tile_prefetch), 0, 256, 0, 0},
+    {"ATTENTION_TILE_VALUES", offsetof(tuning_params, attention_tile_values), 1, 8, 0, 0},
     {"SOFTMAX_WGS", offsetof(tuning_params, softmax_work_group_size), 1, 0, 1, 1},
     {"ROPE_WGS", offsetof(tuning_params, rope_work_group_size), 1, 0, 0, 1},
     {"ELEMENTWISE_WGS", offsetof(tuning_params, elementwise_work_group_size), 1, 0, 0, 1},
@@ -108,6 +109,7 @@ void tuning_defaults(const clttt_device_info *info, tuning_params *params) {
       .attention_tile_rows = 6,
       .attention_tile_keys = 64,
       .attention_tile_share = 2,
+      .attention_tile_values = 4,
       .softmax_work_group_size = 64,
       .rope_work_group_size = 64,
       .elementwise_work_group_size = 64,
@@ -179,6 +181,13 @@ void tuning_defaults(const clttt_device_info *info, tuning_params *params) {
     if (!device_cpu_has_avx512(info)) {
       params->attention_tile_rows = 4;
       params->attention_tile_keys = 16;
+      /* and its P V product one float16 of output per query a pass (8
+       * registers): with four (32, the AVX-512 count) a 2048-token prefill's
+       * attention took 1936-1985 ms, with two 1318-1440, with one 1074-1078
+       * (8-layer d 1024 Qwen3, f32 KV, alternated twice; later pairs of one
+       * 1218-1445 with 4 x 16 and 1151-1568 with 6 x 16, the machine
+       * swinging); 2-core AVX2 EPYC, PoCL 3.1, bench/RESULTS.md section 23. */
+      params->attention_tile_values = 1;
     }
     /* Each product prefetches 4 rows ahead: 4096-token prefills' attention
      * took 4-12% less time than without, alternated; 2 or 8 rows, or K or

@@ -66,6 +66,9 @@ typedef struct {
                                     * key block */
   int attention_tile_prefetch;     /* ATTENTION_TILE_PREFETCH: CPU: rows ahead its products prefetch their
                                     * keys and values (0: none) */
+  int attention_tile_values;       /* ATTENTION_TILE_VALUES: float16 vectors of output per query that its
+                                    * P V product accumulates per pass over a key block (1-8, cut to
+                                    * the largest power of two that divides head_dim / 16) */
   int softmax_work_group_size;     /* SOFTMAX_WGS: work-items per score row of that path (power of two) */
   int rope_work_group_size;        /* ROPE_WGS: most work-items per token (a work-group each) */
   int elementwise_work_group_size; /* ELEMENTWISE_WGS: swiglu, residual add, bias, gather, conv */

@@ -153,6 +153,7 @@ START_TEST(test_attention_paths_match_plain_c) {
       {6, 2, 16, 13, 30, 7},   /* GQA, 5 blocks: 4 x 7 rows + 2 */
       {4, 4, 64, 0, 50, 16},   /* MHA from position 0, 4 blocks */
       {8, 2, 32, 37, 9, 64},   /* one block, short n after a long cache */
+      {4, 2, 128, 100, 26, 32}, /* the models' head size (8 float16 of output per query), 2 key blocks of 64 */
   };
   static const int softmax_groups[] = {1, 16, 64, 128};
   const tuning_params original = device->tuning;
@@ -208,7 +209,9 @@ START_TEST(test_attention_paths_match_plain_c) {
      * cache, with 6 x 64 tiles two to a work-item and 5 x 16 tiles three to
      * a work-item (rows that do not divide n, work-items whose last tiles
      * are short or empty, blocks the diagonal crosses at every offset;
-     * the second pair prefetching 3 rows ahead, past its buffers' ends); 11:
+     * the second pair prefetching 3 rows ahead, past its buffers' ends;
+     * the first pair's P V with ATTENTION_TILE_VALUES 8, which the head
+     * sizes cut to 1, 4, 2 and 8 float16 a pass, the second's with 1); 11:
      * CLBlast on a half cache,
      * each kv head widened into the workspace. */
     for (int variant = 0; variant < 12; variant++) {
@@ -221,6 +224,7 @@ START_TEST(test_attention_paths_match_plain_c) {
       params.attention_tile_keys = variant >= 9 ? 16 : 64;
       params.attention_tile_share = variant >= 9 ? 3 : 2;
       params.attention_tile_prefetch = variant >= 9 ? 3 : 0;
+      params.attention_tile_values = variant >= 9 ? 1 : 8;
       kernel_set kernels;
       ck_assert_msg(kernel_set_create(&kernels, device, &params, p.head_dim, half) == CLTTT_SUCCESS, "%s",
                     clttt_last_error());

@@ -514,6 +514,10 @@ START_TEST(test_cpu_tiles_fit_registers) {
     ck_assert_msg(attention <= cpus[i].registers * 3 / 4, "%s: attention tile %d x %d holds %d of %d registers",
                   cpus[i].name, params.attention_tile_rows, params.attention_tile_keys, attention,
                   cpus[i].registers);
+    /* P V: each query's ATTENTION_TILE_VALUES float16 of output (at head_dim 128, where none is cut) */
+    int values = tile_registers(params.attention_tile_rows, 16 * params.attention_tile_values, cpus[i].vector_bytes);
+    ck_assert_msg(values <= cpus[i].registers * 3 / 4, "%s: attention P V tile %d x %d float16 holds %d of %d registers",
+                  cpus[i].name, params.attention_tile_rows, params.attention_tile_values, values, cpus[i].registers);
     ck_assert_msg(gemm <= cpus[i].registers * 3 / 4, "%s: GEMM tile %d x %d holds %d of %d registers",
                   cpus[i].name, params.gemm.mr, params.gemm.nr, gemm, cpus[i].registers);
     if (i > 0) {
