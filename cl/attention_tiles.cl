@@ -6,7 +6,7 @@
 // (scaled by 1/sqrt(head_dim)), so one j of the dot products is TILE_KEYS/16
 // vector loads, a broadcast per query and a vector FMA per (query, 16 keys).
 // The probabilities then meet V, packed as contiguous float rows of the
-// head, 64 dimensions per pass (fewer for head sizes not a multiple of 64),
+// head, 16 x ATTENTION_TILE_VALUES dimensions per pass (see VALUE_VECTORS),
 // while the running max, sum and output stay per query (online softmax).
 // Scores never leave the work-item: the GEMM path's score matrix (heads x
 // rows x context floats, written, softmaxed and read again) and its softmax
