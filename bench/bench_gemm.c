@@ -395,8 +395,9 @@ static void usage(FILE *stream) {
           "  --quick        3 shapes, 3 calls each (default: 7 shapes, 5 calls)\n"
           "  --shape RxNxK  benchmark this shape instead (repeatable)\n"
           "  --gemm         override our kernel's parameters: VARIANT (0 CPU, 1 GPU), NR, MR, ROW_BLOCK,\n"
-          "                 LOCAL_K, GEMV_PANELS, GEMV_PREFETCH, K_SLICE, TILE_M, TILE_K, ITEM_M, ITEM_N\n"
-          "                 (default: the device's)\n"
+          "                 LOCAL_K, GEMV_PANELS, GEMV_PREFETCH, K_SLICE, PREFETCH, TILE_M, TILE_K,\n"
+          "                 ITEM_M, ITEM_N (default: the device's, its tuning cache entry or\n"
+          "                 CLTTT_TUNING_FILE included)\n"
           "  --update       the same for the update kernel: VARIANT, NR, MR, ROW_BLOCK, LOCAL_T, PANELS,\n"
           "                 PACKED, TILE_M, TILE_N, TILE_K, ITEM_M, ITEM_N\n");
 }
@@ -421,6 +422,7 @@ static int set_field(const char *list, int is_update, options *opt) {
             : strcmp(item, "ROW_BLOCK") == 0 ? &p->row_block : strcmp(item, "LOCAL_K") == 0 ? &p->local_k
             : strcmp(item, "GEMV_PANELS") == 0 ? &p->gemv_panels
             : strcmp(item, "GEMV_PREFETCH") == 0 ? &p->gemv_prefetch : strcmp(item, "K_SLICE") == 0 ? &p->k_slice
+            : strcmp(item, "PREFETCH") == 0 ? &p->prefetch
             : strcmp(item, "TILE_M") == 0 ? &p->tile_m : strcmp(item, "TILE_K") == 0 ? &p->tile_k
             : strcmp(item, "ITEM_M") == 0 ? &p->item_m : strcmp(item, "ITEM_N") == 0 ? &p->item_n : NULL;
     } else {
@@ -560,8 +562,10 @@ int main(int argc, char **argv) {
     return 1;
   }
   const clttt_device_info *info = clttt_device_get_info(device);
-  packed_gemm_defaults(info, &opt.gemm);
-  packed_gemm_update_defaults(info, &opt.upd);
+  /* The set a session on this device runs: the defaults with its tuning
+   * cache entry (or CLTTT_TUNING_FILE) applied. */
+  opt.gemm = device->tuning.gemm;
+  opt.upd = device->tuning.update;
   if ((opt.gemm_overrides && !set_field(opt.gemm_overrides, 0, &opt)) ||
       (opt.update_overrides && !set_field(opt.update_overrides, 1, &opt))) {
     fprintf(stderr, "bench_gemm: cannot parse the parameter overrides\n");
