@@ -1187,10 +1187,8 @@ static const char *family_skip_reason(autotune_family family, const tuning_param
   if (spec->of_update && spec->variant == PACKED_GEMM_CPU && ttt_fast_weight_in_panels(params, hidden))
     return "the TTT fast weight lives in the GEMM's panels on this device and its update runs with the GEMM's "
            "tiles (update_choice times that)";
-  if (family == AUTOTUNE_ATTENTION_PREFETCH && !params->attention_tiles)
-    return "only the register-tile attention prefetches, and ATTENTION_TILES is 0 on this device";
-  if (family == AUTOTUNE_ATTENTION_VALUES && !params->attention_tiles)
-    return "ATTENTION_TILE_VALUES is the register-tile attention's, and ATTENTION_TILES is 0 on this device";
+  if ((family == AUTOTUNE_ATTENTION_PREFETCH || family == AUTOTUNE_ATTENTION_VALUES) && !params->attention_tiles)
+    return "its parameter is only the register-tile attention's, and ATTENTION_TILES is 0 on this device";
   if (spec->variant >= 0 && variant != spec->variant)
     return spec->variant == PACKED_GEMM_CPU ? "its parameters are the CPU variant's, and this device runs the GPU one"
                                             : "its parameters are the GPU variant's, and this device runs the CPU one";
