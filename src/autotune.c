@@ -1003,12 +1003,12 @@ static int same_family_values(const family_spec *spec, const tuning_params *a, c
 
 /* Values the device can run; the attention tile must also fit local memory
  * at the shape's own head size. */
-static int runnable(const clttt_device *device, const autotune_shape *shape, const tuning_params *params) {
+static int runnable(const clttt_device_info *info, const autotune_shape *shape, const tuning_params *params) {
   char why[256];
-  if (!tuning_valid(&device->info, params, why, sizeof why))
+  if (!tuning_valid(info, params, why, sizeof why))
     return 0;
   size_t tile_bytes = 2 * (size_t)params->attention_block_k * (size_t)shape->head_dim * sizeof(float);
-  return device->info.local_memory == 0 || tile_bytes <= device->info.local_memory;
+  return info->local_memory == 0 || tile_bytes <= info->local_memory;
 }
 
 static clttt_status add_candidate(autotune_result *result, const autotune_candidate *candidate) {
@@ -1033,7 +1033,7 @@ static int value_count(const tuning_parameter *parameter, const int *values) {
   return count;
 }
 
-static clttt_status list_candidates(const clttt_device *device, const autotune_options *options,
+static clttt_status list_candidates(const clttt_device_info *info, const autotune_options *options,
                                     const family_spec *spec, const tuning_params *current,
                                     const tuning_params *defaults, autotune_result *result, int *first) {
   *first = result->candidate_count;
@@ -1060,7 +1060,7 @@ static clttt_status list_candidates(const clttt_device *device, const autotune_o
       if (spec->parameters[1])
         tuning_set(&params, find_parameter(spec->parameters[1]), values[1][b]);
       if (same_family_values(spec, &params, &result->candidates[*first].params) ||
-          !runnable(device, &options->shape, &params))
+          !runnable(info, &options->shape, &params))
         continue;
       candidate.params = params;
       describe(spec, &params, candidate.label, sizeof candidate.label);
@@ -1147,7 +1147,7 @@ static clttt_status tune_family(clttt_device *device, const autotune_options *op
   clttt_status status = spec->prepare(&work);
   int first = 0;
   if (status == CLTTT_SUCCESS)
-    status = list_candidates(device, options, spec, &result->best, defaults, result, &first);
+    status = list_candidates(&device->info, options, spec, &result->best, defaults, result, &first);
   int launches_per_run = 0, winner = -1;
   for (int c = first; c < result->candidate_count && status == CLTTT_SUCCESS; c++) {
     status = measure(&work, spec, &result->candidates[c], options->repetitions > 0 ? options->repetitions : 1,
@@ -1227,6 +1227,23 @@ clttt_status autotune_run(clttt_device *device, const autotune_options *options,
       status = tune_family(device, options, &families[f], &defaults, result);
   }
   return status;
+}
+
+clttt_status autotune_list(const clttt_device_info *info, const autotune_options *options, autotune_result *result) {
+  memset(result, 0, sizeof *result);
+  if (!info || !options)
+    return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "autotune_list: NULL argument");
+  tuning_params defaults;
+  tuning_defaults(info, &defaults);
+  result->start = defaults;
+  result->best = defaults;
+  for (int f = 0; f < AUTOTUNE_FAMILY_COUNT; f++) {
+    if (!(options->families & (1u << f)) || family_skip_reason((autotune_family)f, &defaults, options->shape.hidden))
+      continue;
+    int first = 0;
+    CLTTT_TRY(list_candidates(info, options, &families[f], &defaults, &defaults, result, &first));
+  }
+  return CLTTT_SUCCESS;
 }
 
 void autotune_result_free(autotune_result *result) {

@@ -112,6 +112,12 @@ void autotune_options_init(autotune_options *options, int quick);
  * of a family disagree with the reference (a kernel bug, not a tuning one). */
 clttt_status autotune_run(clttt_device *device, const autotune_options *options,
                           autotune_result *result);
+/* The candidates autotune_run would build for the families in
+ * options->families on a device described by `info`, each family's with the
+ * others at the built-in defaults, into result->candidates; nothing is built
+ * or run, so no device is needed (bench/kernel_options.c compiles them for
+ * GPUs this machine does not have). Skipped families list nothing. */
+clttt_status autotune_list(const clttt_device_info *info, const autotune_options *options, autotune_result *result);
 void autotune_result_free(autotune_result *result);
 
 const char *autotune_family_name(autotune_family family);

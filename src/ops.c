@@ -50,12 +50,8 @@ clttt_status kernel_set_create(kernel_set *kernels, clttt_device *device, const 
   kernels->params = *params;
   kernels->head_dim = head_dim;
   kernels->kv_half = kv_half != 0;
-  /* One option string for every file: a program's identity in the device's
-   * cache is (file, options), and files ignore defines they do not use. */
-  char defines[1024], options[1152];
-  tuning_defines(params, defines, sizeof defines);
-  snprintf(options, sizeof options, "-cl-std=CL1.2 %s -DHEAD_DIM=%d -DKV_HALF=%d -DDECODE_TILE=%d -DNONFINITE_SPAN=%d",
-           defines, head_dim, kernels->kv_half, ATTENTION_DECODE_TILE, NONFINITE_SPAN);
+  char options[1152];
+  kernel_set_options(params, head_dim, kernels->kv_half, options, sizeof options);
   for (int k = 0; k < KERNEL_COUNT; k++) {
     cl_program program = NULL;
     clttt_status status = runtime_program(device, kernel_table[k].file, options, &program);
@@ -81,6 +77,29 @@ clttt_status kernel_set_create(kernel_set *kernels, clttt_device *device, const 
     }
   }
   return CLTTT_SUCCESS;
+}
+
+void kernel_set_options(const tuning_params *params, int head_dim, int kv_half, char *buffer, size_t capacity) {
+  /* One option string for every file: a program's identity in the device's
+   * cache is (file, options), and files ignore defines they do not use. */
+  char defines[1024];
+  tuning_defines(params, defines, sizeof defines);
+  snprintf(buffer, capacity, "-cl-std=CL1.2 %s -DHEAD_DIM=%d -DKV_HALF=%d -DDECODE_TILE=%d -DNONFINITE_SPAN=%d",
+           defines, head_dim, kv_half != 0, ATTENTION_DECODE_TILE, NONFINITE_SPAN);
+}
+
+void kernel_set_files(const char **files, int capacity, int *count) {
+  *count = 0;
+  for (int k = 0; k < KERNEL_COUNT; k++) {
+    int seen = 0;
+    for (int earlier = 0; earlier < k && !seen; earlier++)
+      seen = strcmp(kernel_table[earlier].file, kernel_table[k].file) == 0;
+    if (seen)
+      continue;
+    if (*count < capacity)
+      files[*count] = kernel_table[k].file;
+    (*count)++;
+  }
 }
 
 clttt_status kernel_set_add_packed(kernel_set *kernels) {

@@ -63,6 +63,12 @@ clttt_status kernel_set_create(kernel_set *kernels, clttt_device *device, const 
 /* Adds our packed GEMM kernels to a set whose parameters left them out
  * (GPUs with CLBlast for fp32): bf16 and fp16 weights need them anyway. */
 clttt_status kernel_set_add_packed(kernel_set *kernels);
+/* The build options kernel_set_create gives every program of the set, and
+ * the set's program files (`count` receives how many; up to `capacity` are
+ * written), so that a tool can build them for a device it does not have
+ * (bench/kernel_options.c). */
+void kernel_set_options(const tuning_params *params, int head_dim, int kv_half, char *buffer, size_t capacity);
+void kernel_set_files(const char **files, int capacity, int *count);
 void kernel_set_release(kernel_set *kernels);
 
 /* out (rows x width, stride out_ld) = x / rms(x) * weight, row by row. */

@@ -269,6 +269,18 @@ static clttt_status check_view(const clttt_device *device, const char *what, con
   return CLTTT_SUCCESS;
 }
 
+void packed_gemm_options(const packed_gemm_params *params, packed_gemm_type type, char *buffer, size_t capacity) {
+  char defines[256];
+  packed_gemm_defines(params, type, defines, sizeof defines);
+  snprintf(buffer, capacity, "-cl-std=CL1.2 %s", defines);
+}
+
+void packed_gemm_update_options(const packed_gemm_update_params *params, char *buffer, size_t capacity) {
+  char defines[256];
+  packed_gemm_update_defines(params, defines, sizeof defines);
+  snprintf(buffer, capacity, "-cl-std=CL1.2 %s", defines);
+}
+
 clttt_status packed_gemm_kernels_create(packed_gemm_kernels *kernels, clttt_device *device,
                                         const packed_gemm_params *params,
                                         const packed_gemm_update_params *update_params) {
@@ -284,11 +296,10 @@ clttt_status packed_gemm_kernels_create(packed_gemm_kernels *kernels, clttt_devi
   if (update_params && !packed_gemm_update_params_valid(&device->info, update_params, why, sizeof why))
     return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT, "GEMM update parameters: %s on device '%s'", why,
                       device->info.name);
-  char defines[256], options[320];
+  char options[320];
   clttt_status status = CLTTT_SUCCESS;
   for (int type = 0; type < 3 && status == CLTTT_SUCCESS; type++) {
-    packed_gemm_defines(params, (packed_gemm_type)type, defines, sizeof defines);
-    snprintf(options, sizeof options, "-cl-std=CL1.2 %s", defines);
+    packed_gemm_options(params, (packed_gemm_type)type, options, sizeof options);
     cl_program program = NULL;
     status = runtime_program(device, "gemm.cl", options, &program);
     if (status == CLTTT_SUCCESS)
@@ -303,8 +314,7 @@ clttt_status packed_gemm_kernels_create(packed_gemm_kernels *kernels, clttt_devi
       status = runtime_create_kernel(device, program, "gemm.cl", "pack_tile_rows", &kernels->pack_tile_rows);
   }
   if (status == CLTTT_SUCCESS && update_params) {
-    packed_gemm_update_defines(update_params, defines, sizeof defines);
-    snprintf(options, sizeof options, "-cl-std=CL1.2 %s", defines);
+    packed_gemm_update_options(update_params, options, sizeof options);
     cl_program program = NULL;
     status = runtime_program(device, "gemm_update.cl", options, &program);
     if (status == CLTTT_SUCCESS)

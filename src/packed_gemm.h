@@ -62,6 +62,10 @@ int packed_gemm_update_params_valid(const clttt_device_info *info, const packed_
 /* "-DGEMM_VARIANT=0 -DWEIGHT_TYPE=1 -DGEMM_NR=32 ..." into buffer. */
 void packed_gemm_defines(const packed_gemm_params *params, packed_gemm_type type, char *buffer, size_t capacity);
 void packed_gemm_update_defines(const packed_gemm_update_params *params, char *buffer, size_t capacity);
+/* The whole build options of gemm.cl (for one weight type) and of
+ * gemm_update.cl, as packed_gemm_kernels_create passes them. */
+void packed_gemm_options(const packed_gemm_params *params, packed_gemm_type type, char *buffer, size_t capacity);
+void packed_gemm_update_options(const packed_gemm_update_params *params, char *buffer, size_t capacity);
 
 /* ---- Packing (host memory) ------------------------------------------ */
 

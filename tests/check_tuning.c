@@ -12,6 +12,7 @@
 #include "autotune.h"
 #include "error.h"
 #include "ops.h"
+#include "packed_gemm.h"
 #include "runtime.h"
 #include "test_model.h"
 #include "test_util.h"
@@ -532,6 +533,55 @@ START_TEST(test_cpu_tiles_fit_registers) {
 }
 END_TEST
 
+START_TEST(test_candidates_listed_without_device) {
+  /* A described NVIDIA GPU with a small local memory and groups of at most
+   * 256, never opened: what bench/kernel_options compiles offline for GPUs
+   * this machine lacks. The GPU tile families must list candidates that fit
+   * the device, and the CPU-variant families none. */
+  clttt_device_info info = {.compute_units = 64, .local_memory = 16384, .max_work_group_size = 256};
+  snprintf(info.vendor, sizeof info.vendor, "NVIDIA Corporation");
+  snprintf(info.type, sizeof info.type, "GPU");
+  tuning_params defaults;
+  tuning_defaults(&info, &defaults);
+  autotune_options options;
+  autotune_options_init(&options, 0);
+  options.families = AUTOTUNE_ALL_FAMILIES;
+  autotune_result result;
+  ck_assert_int_eq(autotune_list(&info, &options, &result), CLTTT_SUCCESS);
+  int per_family[AUTOTUNE_FAMILY_COUNT] = {0};
+  for (int c = 0; c < result.candidate_count; c++) {
+    const autotune_candidate *candidate = &result.candidates[c];
+    per_family[candidate->family]++;
+    if (per_family[candidate->family] == 1)
+      ck_assert_msg(candidate->is_default && tuning_equal(&candidate->params, &defaults),
+                    "%s: the first candidate is not the defaults", autotune_family_name(candidate->family));
+    const packed_gemm_params *gemm = &candidate->params.gemm;
+    if (candidate->family == AUTOTUNE_GEMM_GPU) {
+      /* a work-group of (NR / ITEM_N) x (TILE_M / ITEM_M), and at least the
+       * two local tiles' floats (TILE_M + NR) x TILE_K */
+      ck_assert_int_le((gemm->nr / gemm->item_n) * (gemm->tile_m / gemm->item_m), 256);
+      ck_assert_int_le((gemm->tile_m + gemm->nr) * gemm->tile_k * (int)sizeof(float), 16384);
+    }
+    const packed_gemm_update_params *update = &candidate->params.update;
+    if (candidate->family == AUTOTUNE_UPDATE_GPU) {
+      ck_assert_int_le((update->tile_n / update->item_n) * (update->tile_m / update->item_m), 256);
+      ck_assert_int_le((update->tile_m + update->tile_n) * update->tile_k * (int)sizeof(float), 16384);
+    }
+  }
+  /* the full lists hold 12 GEMM and 16 update tile pairs; the largest
+   * outgrow 16 KiB or groups of 256, but several smaller ones fit */
+  ck_assert_int_ge(per_family[AUTOTUNE_GEMM_GPU], 4);
+  ck_assert_int_ge(per_family[AUTOTUNE_UPDATE_GPU], 2);
+  ck_assert_int_ge(per_family[AUTOTUNE_RMSNORM], 2);
+  static const autotune_family cpu_only[] = {AUTOTUNE_GEMM, AUTOTUNE_GEMM_BLOCKS, AUTOTUNE_GEMM_PREFETCH,
+                                             AUTOTUNE_UPDATE, AUTOTUNE_UPDATE_BLOCKS, AUTOTUNE_ATTENTION_PREFETCH};
+  for (size_t i = 0; i < sizeof cpu_only / sizeof cpu_only[0]; i++)
+    ck_assert_msg(per_family[cpu_only[i]] == 0, "%s listed %d candidates on a GPU",
+                  autotune_family_name(cpu_only[i]), per_family[cpu_only[i]]);
+  autotune_result_free(&result);
+}
+END_TEST
+
 static Suite *tuning_suite(void) {
   Suite *suite = suite_create("tuning");
   TCase *cache = tcase_create("cache");
@@ -545,6 +595,7 @@ static Suite *tuning_suite(void) {
   tcase_add_test(cache, test_store_is_atomic_and_merges);
   tcase_add_test(cache, test_cache_location);
   tcase_add_test(cache, test_cpu_tiles_fit_registers);
+  tcase_add_test(cache, test_candidates_listed_without_device);
   suite_add_tcase(suite, cache);
   TCase *tuner = tcase_create("tuner");
   tcase_add_checked_fixture(tuner, setup, teardown);
