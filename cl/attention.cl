@@ -276,7 +276,7 @@ float decode_sum(const decode_vector v) {
 
 // partials[(head * splits + split) * (HEAD_DIM + 2)]: the range's running
 // max, its sum of exp(score - max), then HEAD_DIM accumulated values.
-#if ATTENTION_DECODE_ROWS
+#if ATTENTION_DECODE_ROWS == 1
 // One work-item per range for every head (global size splits x 1): the
 // cache is read row by row in address order, each row (kv_dim elements)
 // serving all heads while it is in L1, so memory sees one stream per
@@ -346,6 +346,97 @@ __kernel __attribute__((reqd_work_group_size(1, 1, 1))) void attention_decode_pa
       }
     }
   }
+}
+#elif ATTENTION_DECODE_ROWS == 2
+// GPUs: a work-group of DECODE_LANES work-items (the host's
+// attention_decode_lanes) per (range, head), each lane holding LANE_FLOATS
+// of the head's query and accumulator. A key or value row is then one
+// contiguous read by the whole group, and a lane needs a few registers where
+// the form below, a work-item per (range, head) holding 2 x HEAD_DIM floats,
+// took 255 registers and spilled on sm_90 (256 VGPRs and 7 KB of scratch on
+// gfx1030), and filled a GPU with only splits x heads work-items
+// (bench/RESULTS.md section 24). A tile's scores are summed across the
+// lanes in local memory; every lane then forms the same weights.
+#ifndef DECODE_LANES
+#define DECODE_LANES (HEAD_DIM / 4)
+#endif
+#if HEAD_DIM % DECODE_LANES != 0
+#error "DECODE_LANES must divide HEAD_DIM"
+#endif
+#define LANE_FLOATS (HEAD_DIM / DECODE_LANES)
+#if KV_HALF
+#define LANE_LOAD_KV(p, i) vload_half((i), (p))
+#else
+#define LANE_LOAD_KV(p, i) ((p)[i])
+#endif
+__kernel __attribute__((reqd_work_group_size(DECODE_LANES, 1, 1))) void attention_decode_partial(
+    __global float *partials, __global const float *q, const int keys, __global const KV_TYPE *k_cache,
+    __global const KV_TYPE *v_cache, const int kv_dim, const int split_keys, const int splits, const int heads,
+    const int kv_heads, const float scale) {
+  __local float dots[DECODE_TILE][DECODE_LANES + 1]; // + 1: lanes' columns in different banks
+  __local float scores[DECODE_TILE];
+  const int lane = get_local_id(0);
+  const int split = get_group_id(0);
+  const int head = get_global_id(1);
+  // A whole group leaves together (split and head are the group's), so no
+  // barrier below is skipped by part of a group.
+  if (split >= splits || head >= heads)
+    return;
+  const int kv_head = head / (heads / kv_heads);
+  const int first = split * split_keys;
+  const int last = min(keys, first + split_keys);
+  const int slice = kv_head * HEAD_DIM + lane * LANE_FLOATS;
+  float query[LANE_FLOATS], accumulator[LANE_FLOATS];
+  for (int i = 0; i < LANE_FLOATS; i++) {
+    query[i] = q[head * HEAD_DIM + lane * LANE_FLOATS + i] * scale;
+    accumulator[i] = 0.0f;
+  }
+  float running_max = -INFINITY, running_sum = 0.0f;
+  for (int key0 = first; key0 < last; key0 += DECODE_TILE) {
+    const int tile = min(DECODE_TILE, last - key0);
+    for (int r = 0; r < tile; r++) {
+      __global const KV_TYPE *k = k_cache + (size_t)(key0 + r) * kv_dim + slice;
+      float dot = 0.0f;
+      for (int i = 0; i < LANE_FLOATS; i++)
+        dot = fma(query[i], LANE_LOAD_KV(k, i), dot);
+      dots[r][lane] = dot;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int r = lane; r < tile; r += DECODE_LANES) {
+      float score = 0.0f;
+      for (int l = 0; l < DECODE_LANES; l++)
+        score += dots[r][l];
+      scores[r] = score;
+    }
+    // Two barriers a tile suffice: past this one no lane reads dots again
+    // before the next tile writes them, and the next tile writes scores
+    // only past its first barrier, which every lane reaches after reading
+    // these.
+    barrier(CLK_LOCAL_MEM_FENCE);
+    float tile_max = -INFINITY;
+    for (int r = 0; r < tile; r++)
+      tile_max = fmax(tile_max, scores[r]);
+    const float new_max = fmax(running_max, tile_max);
+    const float correction = exp(running_max - new_max);
+    running_sum *= correction;
+    for (int i = 0; i < LANE_FLOATS; i++)
+      accumulator[i] *= correction;
+    for (int r = 0; r < tile; r++) {
+      __global const KV_TYPE *v = v_cache + (size_t)(key0 + r) * kv_dim + slice;
+      const float p = exp(scores[r] - new_max);
+      running_sum += p;
+      for (int i = 0; i < LANE_FLOATS; i++)
+        accumulator[i] = fma(p, LANE_LOAD_KV(v, i), accumulator[i]);
+    }
+    running_max = new_max;
+  }
+  __global float *out = partials + ((size_t)head * splits + split) * (HEAD_DIM + 2);
+  if (lane == 0) {
+    out[0] = running_max;
+    out[1] = running_sum;
+  }
+  for (int i = 0; i < LANE_FLOATS; i++)
+    out[2 + lane * LANE_FLOATS + i] = accumulator[i];
 }
 #else
 // One work-item per (range, head) (global size splits x heads), the

@@ -33,7 +33,7 @@
 #define RMS_NORM_EPS 1e-6f
 
 static const char *const family_names[AUTOTUNE_FAMILY_COUNT] = {
-    "rmsnorm", "attention", "attention_tiles", "attention_values", "attention_share", "attention_prefetch", "attention_choice", "rope",   "elementwise",   "conv",       "gemv",         "gemm",
+    "rmsnorm", "attention", "attention_tiles", "attention_values", "attention_share", "attention_prefetch", "attention_choice", "attention_decode", "rope",   "elementwise",   "conv",       "gemv",         "gemm",
     "gemm_blocks", "gemm_gpu", "gemm_choice", "gemm_decode", "gemm_slices", "gemm_prefetch", "update", "update_blocks", "update_gpu",
     "update_choice"};
 
@@ -366,6 +366,21 @@ static clttt_status prefill_attention_run(workload *work) {
                                          .packed_keys = work->buffers[5],
                                          .packed_values = work->buffers[6]};
   return attention_long_batch(work->kernels, &problem, &workspace);
+}
+
+/* attention_decode: one query after attention_context - 1 cached keys,
+ * through the split kernels with a session's partials buffer. */
+static clttt_status decode_attention_prepare(workload *work) {
+  const autotune_shape *shape = &work->shape;
+  CLTTT_TRY(attention_batch_prepare(work, 1, shape->attention_context - 1));
+  return runtime_alloc(work->device, (size_t)ATTENTION_DECODE_FLOATS(shape->heads, shape->head_dim) * sizeof(float),
+                       "tuner decode attention partials", &work->buffers[4]);
+}
+
+static clttt_status decode_attention_run(workload *work) {
+  const attention_problem problem = attention_batch(work);
+  const attention_workspace workspace = {.decode_partials = work->buffers[4]};
+  return attention_forward(work->kernels, &problem, &workspace);
 }
 
 /* rope: q/k norm, rotation and the KV-cache write over tokens ------- */
@@ -799,6 +814,16 @@ static const family_spec families[AUTOTUNE_FAMILY_COUNT] = {
      {{0, 1, -1}},
      prefill_attention_prepare,
      prefill_attention_run,
+     sampled_rows_check,
+     -1,
+     -1,
+     0},
+    {AUTOTUNE_ATTENTION_DECODE,
+     {"ATTENTION_DECODE_ROWS", NULL},
+     {{0, 1, 2, -1}},
+     {{0, 1, 2, -1}},
+     decode_attention_prepare,
+     decode_attention_run,
      sampled_rows_check,
      -1,
      -1,

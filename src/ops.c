@@ -84,8 +84,9 @@ void kernel_set_options(const tuning_params *params, int head_dim, int kv_half, 
    * cache is (file, options), and files ignore defines they do not use. */
   char defines[1024];
   tuning_defines(params, defines, sizeof defines);
-  snprintf(buffer, capacity, "-cl-std=CL1.2 %s -DHEAD_DIM=%d -DKV_HALF=%d -DDECODE_TILE=%d -DNONFINITE_SPAN=%d",
-           defines, head_dim, kv_half != 0, ATTENTION_DECODE_TILE, NONFINITE_SPAN);
+  snprintf(buffer, capacity,
+           "-cl-std=CL1.2 %s -DHEAD_DIM=%d -DKV_HALF=%d -DDECODE_TILE=%d -DDECODE_LANES=%d -DNONFINITE_SPAN=%d",
+           defines, head_dim, kv_half != 0, ATTENTION_DECODE_TILE, attention_decode_lanes(head_dim), NONFINITE_SPAN);
 }
 
 void kernel_set_files(const char **files, int capacity, int *count) {
@@ -325,14 +326,20 @@ clttt_status op_attention_decode(const kernel_set *kernels, const attention_prob
   CLTTT_TRY(set_arguments(kernels, KERNEL_ATTENTION_DECODE_PARTIAL, 11, ARG(partials), ARG(p->q), ARG(keys),
                           ARG(p->k_cache), ARG(p->v_cache), ARG(p->kv_dim), ARG(split_keys), ARG(splits),
                           ARG(p->heads), ARG(p->kv_heads), ARG(scale)));
-  /* Each work-item is independent: single work-item groups on CPUs (PoCL
-   * then runs each as straight vector code), the driver's choice elsewhere.
-   * ATTENTION_DECODE_ROWS 1: a work-item per range covers every head. */
+  /* ATTENTION_DECODE_ROWS 0: a work-item per (range, head), each
+   * independent: single work-item groups on CPUs (PoCL then runs each as
+   * straight vector code), the driver's choice elsewhere. 1: a work-item per
+   * range covers every head. 2: a group of attention_decode_lanes
+   * work-items per (range, head), its lanes along the head. */
   const int cpu = strcmp(kernels->device->info.type, "CPU") == 0;
-  const size_t partial_global[2] = {(size_t)splits, kernels->params.attention_decode_rows ? 1 : (size_t)p->heads},
-               single[2] = {1, 1};
+  const int rows = kernels->params.attention_decode_rows;
+  const size_t lanes = (size_t)attention_decode_lanes(p->head_dim);
+  const size_t partial_global[2] = {rows == 2 ? (size_t)splits * lanes : (size_t)splits,
+                                    rows == 1 ? 1 : (size_t)p->heads},
+               single[2] = {1, 1}, lane_group[2] = {lanes, 1};
   CLTTT_TRY(runtime_launch(kernels->device, kernels->kernel[KERNEL_ATTENTION_DECODE_PARTIAL],
-                           "attention_decode_partial", 2, partial_global, cpu ? single : NULL));
+                           "attention_decode_partial", 2, partial_global,
+                           rows == 2 ? lane_group : cpu ? single : NULL));
   CLTTT_TRY(set_arguments(kernels, KERNEL_ATTENTION_DECODE_COMBINE, 4, ARG(p->out), ARG(partials), ARG(splits),
                           ARG(p->heads)));
   const size_t combine_global[2] = {(size_t)p->heads, 1};

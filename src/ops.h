@@ -135,6 +135,10 @@ clttt_status op_attention(const kernel_set *kernels, const attention_problem *pr
 /* Keys scored per step of a decode range before its running state is
  * rescaled (the kernels get it as DECODE_TILE). */
 #define ATTENTION_DECODE_TILE 16
+/* Work-items a head gets in decode attention's GPU form
+ * (ATTENTION_DECODE_ROWS 2, the kernels' DECODE_LANES): four floats of the
+ * head each, two where 4 does not divide head_dim (it is always even). */
+static inline int attention_decode_lanes(int head_dim) { return head_dim % 4 == 0 ? head_dim / 4 : head_dim / 2; }
 /* The one-query case (n == 1) of op_attention: keys 0 .. position0 in
  * `splits` ranges of split_keys (splits * split_keys >= position0 + 1), each
  * range's softmax state into `partials` (heads x splits x (head_dim + 2)

@@ -26,7 +26,7 @@ const tuning_parameter tuning_parameters[] = {
     {"ATTENTION_BLOCK_Q", offsetof(tuning_params, attention_block_q), 1, 256, 0, 1},
     {"ATTENTION_BLOCK_K", offsetof(tuning_params, attention_block_k), 1, 256, 0, 0},
     {"ATTENTION_GEMM_MIN_QUERIES", offsetof(tuning_params, attention_gemm_min_queries), 0, 1 << 20, 0, 0},
-    {"ATTENTION_DECODE_ROWS", offsetof(tuning_params, attention_decode_rows), 0, 1, 0, 0},
+    {"ATTENTION_DECODE_ROWS", offsetof(tuning_params, attention_decode_rows), 0, 2, 0, 0},
     {"ATTENTION_TILES", offsetof(tuning_params, attention_tiles), 0, 1, 0, 0},
     {"ATTENTION_TILE_ROWS", offsetof(tuning_params, attention_tile_rows), 1, 16, 0, 0},
     {"ATTENTION_TILE_KEYS", offsetof(tuning_params, attention_tile_keys), 16, 256, 0, 0},
@@ -234,6 +234,13 @@ void tuning_defaults(const clttt_device_info *info, tuning_params *params) {
     params->conv_rows = 4;
     params->gemv_row_per_item = 0; /* a warp-multiple group per row reads it coalesced */
     params->gemv_work_group_size = 128;
+    /* Decode attention as a group per (range, head), its lanes along the
+     * head: reasoned from the offline build (bench/gpu_offline_build.sh,
+     * bench/RESULTS.md section 24), not timed: the work-item per (range,
+     * head) took 255 registers and spilled on sm_90, and gave a GPU only
+     * 64 ranges x heads work-items; the groups read each key row
+     * coalesced and hold 4 floats of the head per lane. */
+    params->attention_decode_rows = 2;
   } else if (device_text_contains(info->vendor, "advanced micro") ||
              device_text_contains(info->vendor, "amd")) {
     /* Reasoned: multiples of the 64-wide wavefront; 64 KiB of LDS holds a
@@ -249,6 +256,7 @@ void tuning_defaults(const clttt_device_info *info, tuning_params *params) {
     params->conv_rows = 4;
     params->gemv_row_per_item = 0;
     params->gemv_work_group_size = 128;
+    params->attention_decode_rows = 2; /* as for NVIDIA (256 VGPRs and 7 KB of scratch on gfx1030) */
   } else if (device_text_contains(info->vendor, "intel")) {
     /* Reasoned: Intel GPUs run sub-groups of 8-32 lanes with smaller
      * register files, so smaller groups and tiles. */
@@ -263,6 +271,7 @@ void tuning_defaults(const clttt_device_info *info, tuning_params *params) {
     params->conv_rows = 2;
     params->gemv_row_per_item = 0;
     params->gemv_work_group_size = 64;
+    params->attention_decode_rows = 2; /* as for NVIDIA */
   }
   params->has_fp16 = info->has_fp16;
   /* Our packed GEMM ran 3-5x faster than CLBlast on PoCL CPUs and the update

@@ -57,7 +57,8 @@ typedef struct {
                                       queries take the GEMM + softmax path (0: never) */
   int attention_decode_rows;       /* ATTENTION_DECODE_ROWS: decode attention's work-item covers a key range
                                     * of every head, walking the cache row by row (1: CPUs), or of one
-                                    * head (0: GPUs) */
+                                    * head (0), or a work-group covers a range of one head, its lanes
+                                    * along the head (2: GPUs) */
   int attention_tiles;             /* ATTENTION_TILES: that path's batches through the register-tile kernel
                                     * (cl/attention_tiles.cl, 1: CPUs) instead of GEMMs and a softmax (0) */
   int attention_tile_rows;         /* ATTENTION_TILE_ROWS: its register tile's queries */
