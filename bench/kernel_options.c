@@ -30,6 +30,22 @@ typedef struct {
   int count;
 } line_set;
 
+/* What each vendor's OpenCL driver reports for its current GPUs: NVIDIA
+ * 48 KiB of local memory per group and no cl_khr_fp16, AMD (ROCm) 64 KiB
+ * and groups of at most 256, Intel 64 KiB. */
+typedef struct {
+  const char *name, *platform, *vendor;
+  uint64_t local_memory;
+  size_t max_work_group_size;
+  int has_fp16;
+} vendor_preset;
+
+static const vendor_preset vendor_presets[] = {
+    {"nvidia", "NVIDIA CUDA", "NVIDIA Corporation", 48 * 1024, 1024, 0},
+    {"amd", "AMD Accelerated Parallel Processing", "Advanced Micro Devices, Inc.", 64 * 1024, 256, 1},
+    {"intel", "Intel(R) OpenCL Graphics", "Intel(R) Corporation", 64 * 1024, 1024, 1},
+};
+
 static void usage(FILE *out) {
   fprintf(out,
           "usage: kernel_options [--vendor nvidia|amd|intel] [--local-memory BYTES]\n"
@@ -153,37 +169,25 @@ int main(int argc, char **argv) {
     }
   }
 
-  /* What each vendor's OpenCL driver reports for its current GPUs: NVIDIA
-   * 48 KiB of local memory per group and no cl_khr_fp16, AMD (ROCm) 64 KiB
-   * and groups of at most 256, Intel 64 KiB. */
   clttt_device_info info;
   memset(&info, 0, sizeof info);
   snprintf(info.type, sizeof info.type, "GPU");
   info.compute_units = 64;
   info.global_memory = 16ull << 30;
   info.max_allocation = 4ull << 30;
-  if (strcmp(vendor, "nvidia") == 0) {
-    snprintf(info.platform, sizeof info.platform, "NVIDIA CUDA");
-    snprintf(info.vendor, sizeof info.vendor, "NVIDIA Corporation");
-    info.local_memory = 48 * 1024;
-    info.max_work_group_size = 1024;
-    info.has_fp16 = 0;
-  } else if (strcmp(vendor, "amd") == 0) {
-    snprintf(info.platform, sizeof info.platform, "AMD Accelerated Parallel Processing");
-    snprintf(info.vendor, sizeof info.vendor, "Advanced Micro Devices, Inc.");
-    info.local_memory = 64 * 1024;
-    info.max_work_group_size = 256;
-    info.has_fp16 = 1;
-  } else if (strcmp(vendor, "intel") == 0) {
-    snprintf(info.platform, sizeof info.platform, "Intel(R) OpenCL Graphics");
-    snprintf(info.vendor, sizeof info.vendor, "Intel(R) Corporation");
-    info.local_memory = 64 * 1024;
-    info.max_work_group_size = 1024;
-    info.has_fp16 = 1;
-  } else {
+  const vendor_preset *preset = NULL;
+  for (size_t i = 0; i < sizeof vendor_presets / sizeof vendor_presets[0] && !preset; i++)
+    if (strcmp(vendor, vendor_presets[i].name) == 0)
+      preset = &vendor_presets[i];
+  if (!preset) {
     fprintf(stderr, "kernel_options: --vendor '%s': nvidia, amd or intel\n", vendor);
     return 2;
   }
+  snprintf(info.platform, sizeof info.platform, "%s", preset->platform);
+  snprintf(info.vendor, sizeof info.vendor, "%s", preset->vendor);
+  info.local_memory = preset->local_memory;
+  info.max_work_group_size = preset->max_work_group_size;
+  info.has_fp16 = preset->has_fp16;
   snprintf(info.name, sizeof info.name, "%s GPU (described, not opened)", vendor);
   if (local_memory > 0)
     info.local_memory = (uint64_t)local_memory;
