@@ -222,13 +222,16 @@ void causal_softmax_rows(__global float *scores, const int rows, const int colum
 }
 
 // ---------------------------------------------------------------------------
-// Decode: one query (the batch's only row, at position0) against keys
-// 0 .. position0, split into `splits` ranges of split_keys keys. The flash
-// kernel above gives that query one work-item of a group of
-// ATTENTION_BLOCK_Q, so a CPU ran the whole context through one vector lane
-// (30% of a decode step at a few hundred tokens). Here each work-item takes
-// one (range, head) and works along HEAD_DIM in vectors; a second kernel
-// merges the ranges' online-softmax states.
+// Decode and other short batches: n queries (query i at position0 + i sees
+// keys 0 .. position0 + i, `keys` being query 0's count, position0 + 1),
+// their keys split into `splits` ranges of split_keys keys. The flash
+// kernel above gives a query one work-item of a group of ATTENTION_BLOCK_Q,
+// so a CPU ran the whole context through one vector lane (30% of a decode
+// step at a few hundred tokens), and a GPU got n x heads work-items for a
+// batch. Here each work-item (or group) takes one (query, range, head) and
+// works along HEAD_DIM in vectors; a second kernel merges each query's
+// range states. A range past a query's last key is empty: its state stays
+// (-INFINITY, 0, zeros), which the merge weighs by exp(-INFINITY) = 0.
 #if HEAD_DIM % 16 == 0
 #define DECODE_WIDTH 16
 #elif HEAD_DIM % 8 == 0
@@ -274,27 +277,31 @@ float decode_sum(const decode_vector v) {
 #endif
 }
 
-// partials[(head * splits + split) * (HEAD_DIM + 2)]: the range's running
-// max, its sum of exp(score - max), then HEAD_DIM accumulated values.
+// partials[((query * heads + head) * splits + split) * (HEAD_DIM + 2)]: the
+// range's running max, its sum of exp(score - max), then HEAD_DIM
+// accumulated values.
 #if ATTENTION_DECODE_ROWS == 1
-// One work-item per range for every head (global size splits x 1): the
-// cache is read row by row in address order, each row (kv_dim elements)
-// serving all heads while it is in L1, so memory sees one stream per
-// range. The states live in `partials` as they are built (L1-resident, a
-// few KiB); the scores of a tile of keys follow the states, heads x splits
-// x DECODE_TILE floats.
+// One work-item per (query, range) for every head (global size splits x
+// n): the cache is read row by row in address order, each row (kv_dim
+// elements) serving all heads while it is in L1, so memory sees one stream
+// per range. The states live in `partials` as they are built (L1-resident,
+// a few KiB); the scores of a tile of keys follow all states, n x splits x
+// heads x DECODE_TILE floats.
 __kernel __attribute__((reqd_work_group_size(1, 1, 1))) void attention_decode_partial(
-    __global float *partials, __global const float *q, const int keys, __global const KV_TYPE *k_cache,
-    __global const KV_TYPE *v_cache, const int kv_dim, const int split_keys, const int splits, const int heads,
-    const int kv_heads, const float scale) {
+    __global float *partials, __global const float *queries, const int q_ld, const int n, const int first_keys,
+    __global const KV_TYPE *k_cache, __global const KV_TYPE *v_cache, const int kv_dim, const int split_keys,
+    const int splits, const int heads, const int kv_heads, const float scale) {
   const int split = get_global_id(0);
-  if (split >= splits)
+  const int query_index = get_global_id(1);
+  if (split >= splits || query_index >= n)
     return;
   const int group = heads / kv_heads;
   const int first = split * split_keys;
-  const int last = min(keys, first + split_keys);
-  __global float *scores =
-      partials + (size_t)heads * splits * (HEAD_DIM + 2) + (size_t)split * heads * DECODE_TILE;
+  const int last = min(first_keys + query_index, first + split_keys);
+  __global const float *q = queries + (size_t)query_index * q_ld;
+  partials += (size_t)query_index * heads * splits * (HEAD_DIM + 2);
+  __global float *scores = partials + (size_t)(n - query_index) * heads * splits * (HEAD_DIM + 2) +
+                           ((size_t)query_index * splits + split) * heads * DECODE_TILE;
   for (int head = 0; head < heads; head++) {
     __global float *state = partials + ((size_t)head * splits + split) * (HEAD_DIM + 2);
     state[0] = -INFINITY;
@@ -370,21 +377,23 @@ __kernel __attribute__((reqd_work_group_size(1, 1, 1))) void attention_decode_pa
 #define LANE_LOAD_KV(p, i) ((p)[i])
 #endif
 __kernel __attribute__((reqd_work_group_size(DECODE_LANES, 1, 1))) void attention_decode_partial(
-    __global float *partials, __global const float *q, const int keys, __global const KV_TYPE *k_cache,
-    __global const KV_TYPE *v_cache, const int kv_dim, const int split_keys, const int splits, const int heads,
-    const int kv_heads, const float scale) {
+    __global float *partials, __global const float *queries, const int q_ld, const int n, const int first_keys,
+    __global const KV_TYPE *k_cache, __global const KV_TYPE *v_cache, const int kv_dim, const int split_keys,
+    const int splits, const int heads, const int kv_heads, const float scale) {
   __local float dots[DECODE_TILE][DECODE_LANES + 1]; // + 1: lanes' columns in different banks
   __local float scores[DECODE_TILE];
   const int lane = get_local_id(0);
   const int split = get_group_id(0);
   const int head = get_global_id(1);
-  // A whole group leaves together (split and head are the group's), so no
-  // barrier below is skipped by part of a group.
-  if (split >= splits || head >= heads)
+  const int query_index = get_global_id(2);
+  // A whole group leaves together (split, head and query are the group's),
+  // so no barrier below is skipped by part of a group.
+  if (split >= splits || head >= heads || query_index >= n)
     return;
   const int kv_head = head / (heads / kv_heads);
   const int first = split * split_keys;
-  const int last = min(keys, first + split_keys);
+  const int last = min(first_keys + query_index, first + split_keys);
+  __global const float *q = queries + (size_t)query_index * q_ld;
   const int slice = kv_head * HEAD_DIM + lane * LANE_FLOATS;
   float query[LANE_FLOATS], accumulator[LANE_FLOATS];
   for (int i = 0; i < LANE_FLOATS; i++) {
@@ -430,7 +439,7 @@ __kernel __attribute__((reqd_work_group_size(DECODE_LANES, 1, 1))) void attentio
     }
     running_max = new_max;
   }
-  __global float *out = partials + ((size_t)head * splits + split) * (HEAD_DIM + 2);
+  __global float *out = partials + (((size_t)query_index * heads + head) * splits + split) * (HEAD_DIM + 2);
   if (lane == 0) {
     out[0] = running_max;
     out[1] = running_sum;
@@ -441,17 +450,19 @@ __kernel __attribute__((reqd_work_group_size(DECODE_LANES, 1, 1))) void attentio
 #else
 // One work-item per (range, head) (global size splits x heads), the
 // head's query and accumulators in registers.
-__kernel void attention_decode_partial(__global float *partials, __global const float *q, const int keys,
-                                       __global const KV_TYPE *k_cache, __global const KV_TYPE *v_cache,
-                                       const int kv_dim, const int split_keys, const int splits, const int heads,
-                                       const int kv_heads, const float scale) {
+__kernel void attention_decode_partial(__global float *partials, __global const float *queries, const int q_ld,
+                                       const int n, const int first_keys, __global const KV_TYPE *k_cache,
+                                       __global const KV_TYPE *v_cache, const int kv_dim, const int split_keys,
+                                       const int splits, const int heads, const int kv_heads, const float scale) {
   const int split = get_global_id(0);
   const int head = get_global_id(1);
-  if (split >= splits || head >= heads)
+  const int query_index = get_global_id(2);
+  if (split >= splits || head >= heads || query_index >= n)
     return;
   const int kv_head = head / (heads / kv_heads);
   const int first = split * split_keys;
-  const int last = min(keys, first + split_keys);
+  const int last = min(first_keys + query_index, first + split_keys);
+  __global const float *q = queries + (size_t)query_index * q_ld;
   decode_vector query[DECODE_VECTORS], accumulator[DECODE_VECTORS];
   _Pragma("unroll") for (int i = 0; i < DECODE_VECTORS; i++) {
     query[i] = DECODE_LOAD_FLOAT(i, q + head * HEAD_DIM) * scale;
@@ -484,7 +495,7 @@ __kernel void attention_decode_partial(__global float *partials, __global const 
     }
     running_max = new_max;
   }
-  __global float *out = partials + ((size_t)head * splits + split) * (HEAD_DIM + 2);
+  __global float *out = partials + (((size_t)query_index * heads + head) * splits + split) * (HEAD_DIM + 2);
   out[0] = running_max;
   out[1] = running_sum;
   for (int i = 0; i < DECODE_VECTORS; i++)
@@ -492,16 +503,46 @@ __kernel void attention_decode_partial(__global float *partials, __global const 
 }
 #endif
 
-// out[head * HEAD_DIM + c] = sum over ranges of exp(max_s - M) acc_s[c] /
-// sum over ranges of exp(max_s - M) sum_s, M the largest range max: one
-// work-item per head, in vectors along HEAD_DIM (a work-item per element
-// took half as long as the ranges themselves on PoCL).
+// out[query][head * HEAD_DIM + c] = sum over ranges of exp(max_s - M)
+// acc_s[c] / sum over ranges of exp(max_s - M) sum_s, M the largest range
+// max (finite: a query's first range holds key 0).
+#if ATTENTION_DECODE_ROWS == 2
+// GPUs: a work-item per (element, head, query), so neighbouring work-items
+// read neighbouring floats of each state. A work-item per (head, query)
+// holding the head's sum in registers took 154 registers and a 560-byte
+// stack on sm_90 (158 VGPRs and 576 bytes of scratch on gfx1030).
 __kernel void attention_decode_combine(__global float *out, __global const float *partials, const int splits,
-                                       const int heads) {
-  const int head = get_global_id(0);
-  if (head >= heads)
+                                       const int heads, const int n) {
+  const int c = get_global_id(0);
+  const int head = get_global_id(1);
+  const int query_index = get_global_id(2);
+  if (c >= HEAD_DIM || head >= heads || query_index >= n)
     return;
-  __global const float *base = partials + (size_t)head * splits * (HEAD_DIM + 2);
+  __global const float *base = partials + ((size_t)query_index * heads + head) * splits * (HEAD_DIM + 2);
+  float largest = -INFINITY;
+  for (int s = 0; s < splits; s++)
+    largest = fmax(largest, base[(size_t)s * (HEAD_DIM + 2)]);
+  float value = 0.0f, sum = 0.0f;
+  for (int s = 0; s < splits; s++) {
+    __global const float *state = base + (size_t)s * (HEAD_DIM + 2);
+    const float weight = exp(state[0] - largest);
+    sum += weight * state[1];
+    value = fma(weight, state[2 + c], value);
+  }
+  out[(size_t)query_index * heads * HEAD_DIM + head * HEAD_DIM + c] = value / sum;
+}
+#else
+// CPUs: a work-item per (head, query), in vectors along HEAD_DIM (a
+// work-item per element took half as long as the ranges themselves on
+// PoCL).
+__kernel void attention_decode_combine(__global float *out, __global const float *partials, const int splits,
+                                       const int heads, const int n) {
+  const int head = get_global_id(0);
+  const int query_index = get_global_id(1);
+  if (head >= heads || query_index >= n)
+    return;
+  __global const float *base = partials + ((size_t)query_index * heads + head) * splits * (HEAD_DIM + 2);
+  out += (size_t)query_index * heads * HEAD_DIM;
   float largest = -INFINITY;
   for (int s = 0; s < splits; s++)
     largest = fmax(largest, base[(size_t)s * (HEAD_DIM + 2)]);
@@ -519,3 +560,4 @@ __kernel void attention_decode_combine(__global float *out, __global const float
   for (int i = 0; i < DECODE_VECTORS; i++)
     DECODE_CAT(vstore, DECODE_WIDTH)(value[i] / sum, i, out + head * HEAD_DIM);
 }
+#endif

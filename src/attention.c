@@ -161,22 +161,35 @@ clttt_status attention_long_batch(const kernel_set *kernels, const attention_pro
                         workspace->packed_values);
 }
 
+/* The split kernels' ranges for n queries: at most ATTENTION_DECODE_SPLITS
+ * / n of at least ATTENTION_DECODE_MIN_KEYS keys each, so that the states of
+ * every (query, range, head) fit the decode workspace. */
+static clttt_status split_attention(const kernel_set *kernels, const attention_problem *problem,
+                                    const attention_workspace *workspace) {
+  const int keys = problem->position0 + problem->n, most = ATTENTION_DECODE_SPLITS / problem->n;
+  int split_keys = (keys + most - 1) / most;
+  if (split_keys < ATTENTION_DECODE_MIN_KEYS)
+    split_keys = ATTENTION_DECODE_MIN_KEYS;
+  return op_attention_decode(kernels, problem, workspace->decode_partials, split_keys,
+                             (keys + split_keys - 1) / split_keys);
+}
+
+clttt_status attention_short_batch(const kernel_set *kernels, const attention_problem *problem,
+                                   const attention_workspace *workspace) {
+  if (workspace->decode_partials &&
+      (problem->n == 1 || (kernels->params.attention_short_split && problem->n <= ATTENTION_DECODE_SPLITS)))
+    return split_attention(kernels, problem, workspace);
+  return op_attention(kernels, problem);
+}
+
 clttt_status attention_forward(const kernel_set *kernels, const attention_problem *problem,
                                const attention_workspace *workspace) {
-  /* The flash kernel walks all keys serially per query: fine for decode and
-   * short batches, while long prefills run far faster as GEMMs (README,
-   * Tuning: ATTENTION_GEMM_MIN_QUERIES). */
-  if (problem->n == 1 && workspace->decode_partials) {
-    const int keys = problem->position0 + 1;
-    int split_keys = (keys + ATTENTION_DECODE_SPLITS - 1) / ATTENTION_DECODE_SPLITS;
-    if (split_keys < ATTENTION_DECODE_MIN_KEYS)
-      split_keys = ATTENTION_DECODE_MIN_KEYS;
-    return op_attention_decode(kernels, problem, workspace->decode_partials, split_keys,
-                               (keys + split_keys - 1) / split_keys);
-  }
+  /* The flash kernel or the split ones walk all keys of a query serially:
+   * fine for decode and short batches, while long prefills run far faster
+   * as GEMMs or register tiles (README, Tuning: ATTENTION_GEMM_MIN_QUERIES). */
   int threshold = kernels->params.attention_gemm_min_queries;
-  if (threshold <= 0 || problem->n < threshold)
-    return op_attention(kernels, problem);
+  if (problem->n == 1 || threshold <= 0 || problem->n < threshold)
+    return attention_short_batch(kernels, problem, workspace);
   /* The batch's own value rows decide first: earlier ones are visible to
    * every query of the batch, so a NaN there reaches them all on any
    * long-batch path, while a masked key past a query would carry a NaN back
@@ -188,6 +201,6 @@ clttt_status attention_forward(const kernel_set *kernels, const attention_proble
                 ? op_count_nonfinite_half(kernels, problem->v_cache, first, count, workspace->counter, &nonfinite)
                 : op_count_nonfinite(kernels, problem->v_cache, first, count, workspace->counter, &nonfinite));
   if (nonfinite != 0)
-    return op_attention(kernels, problem);
+    return attention_short_batch(kernels, problem, workspace);
   return attention_long_batch(kernels, problem, workspace);
 }

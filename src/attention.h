@@ -1,5 +1,6 @@
 /* Attention over a layer's K/V cache: the flash kernel (op_attention: short
- * pieces), the split decode kernels (one query) or, for long prefill
+ * pieces), the split decode kernels (one query, or a short piece where the
+ * device chooses them) or, for long prefill
  * batches, register tiles (cl/attention_tiles.cl) or products through GEMMs
  * with a causal softmax between them. The rule that picks one lives here,
  * and so do the sizes of the long-batch workspace, which the session's
@@ -22,11 +23,13 @@ clttt_status attention_gemm(const kernel_set *kernels, const attention_problem *
  * ATTENTION_DECODE_MIN_KEYS (work-items enough for any device at a few
  * hundred tokens; ranges of 128 keys ran 2x slower than of 32 on PoCL at
  * 1300 keys; a workspace of heads x 64 x (head_dim + 2) floats whatever the
- * context). */
+ * context). A short batch of n queries through the same kernels gets at
+ * most 64 / n ranges each, in the same workspace. */
 #define ATTENTION_DECODE_SPLITS 64
 #define ATTENTION_DECODE_MIN_KEYS 32
 /* Floats of the decode workspace: heads x ranges x (head_dim + 2) states,
- * then heads x ranges x ATTENTION_DECODE_TILE scores. */
+ * then heads x ranges x ATTENTION_DECODE_TILE scores (queries x ranges at
+ * most ATTENTION_DECODE_SPLITS). */
 #define ATTENTION_DECODE_FLOATS(heads, head_dim) \
   ((uint64_t)(heads) * ATTENTION_DECODE_SPLITS * ((uint64_t)(head_dim) + 2 + ATTENTION_DECODE_TILE))
 
@@ -67,12 +70,20 @@ clttt_status attention_tiles(const kernel_set *kernels, const attention_problem 
 clttt_status attention_long_batch(const kernel_set *kernels, const attention_problem *problem,
                                   const attention_workspace *workspace);
 
-/* One query: the split decode kernels (op_attention_decode). Otherwise the
- * flash kernel for fewer than the device's ATTENTION_GEMM_MIN_QUERIES
- * queries (0: always), the GEMM path from there on, except when a value row
- * of the batch is not finite: the GEMM path multiplies masked keys by zero,
- * and 0 * NaN would reach queries before it, so the flash kernel, which
- * skips masked keys, takes that batch. */
+/* A short batch: decode's one query, and where the device's parameters
+ * choose it (ATTENTION_SHORT_SPLIT) up to ATTENTION_DECODE_SPLITS queries,
+ * through the split kernels (op_attention_decode, into the workspace's
+ * decode_partials); otherwise the flash kernel (op_attention). Both read
+ * only the keys a query sees. */
+clttt_status attention_short_batch(const kernel_set *kernels, const attention_problem *problem,
+                                   const attention_workspace *workspace);
+
+/* A short batch (below the device's ATTENTION_GEMM_MIN_QUERIES queries, 0:
+ * always) by attention_short_batch, a long one by attention_long_batch,
+ * except when a value row of the batch is not finite: the GEMM path
+ * multiplies masked keys by zero, and 0 * NaN would reach queries before
+ * it, so the short-batch kernels, which skip masked keys, take that
+ * batch. */
 clttt_status attention_forward(const kernel_set *kernels, const attention_problem *problem,
                                const attention_workspace *workspace);
 

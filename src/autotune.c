@@ -33,7 +33,7 @@
 #define RMS_NORM_EPS 1e-6f
 
 static const char *const family_names[AUTOTUNE_FAMILY_COUNT] = {
-    "rmsnorm", "attention", "attention_tiles", "attention_values", "attention_share", "attention_prefetch", "attention_choice", "attention_decode", "rope",   "elementwise",   "conv",       "gemv",         "gemm",
+    "rmsnorm", "attention", "attention_tiles", "attention_values", "attention_share", "attention_prefetch", "attention_choice", "attention_decode", "attention_short", "rope",   "elementwise",   "conv",       "gemv",         "gemm",
     "gemm_blocks", "gemm_gpu", "gemm_choice", "gemm_decode", "gemm_slices", "gemm_prefetch", "update", "update_blocks", "update_gpu",
     "update_choice"};
 
@@ -381,6 +381,24 @@ static clttt_status decode_attention_run(workload *work) {
   const attention_problem problem = attention_batch(work);
   const attention_workspace workspace = {.decode_partials = work->buffers[4]};
   return attention_forward(work->kernels, &problem, &workspace);
+}
+
+/* attention_short: a short batch (AUTOTUNE_SHORT_QUERIES queries, a chat
+ * turn's few tokens) at the end of attention_context, through
+ * attention_short_batch whatever the device's long-batch threshold. */
+#define AUTOTUNE_SHORT_QUERIES 8
+
+static clttt_status short_attention_prepare(workload *work) {
+  const autotune_shape *shape = &work->shape;
+  CLTTT_TRY(attention_batch_prepare(work, AUTOTUNE_SHORT_QUERIES, shape->attention_context - AUTOTUNE_SHORT_QUERIES));
+  return runtime_alloc(work->device, (size_t)ATTENTION_DECODE_FLOATS(shape->heads, shape->head_dim) * sizeof(float),
+                       "tuner short-batch attention partials", &work->buffers[4]);
+}
+
+static clttt_status short_attention_run(workload *work) {
+  const attention_problem problem = attention_batch(work);
+  const attention_workspace workspace = {.decode_partials = work->buffers[4]};
+  return attention_short_batch(work->kernels, &problem, &workspace);
 }
 
 /* rope: q/k norm, rotation and the KV-cache write over tokens ------- */
@@ -824,6 +842,16 @@ static const family_spec families[AUTOTUNE_FAMILY_COUNT] = {
      {{0, 1, 2, -1}},
      decode_attention_prepare,
      decode_attention_run,
+     sampled_rows_check,
+     -1,
+     -1,
+     0},
+    {AUTOTUNE_ATTENTION_SHORT,
+     {"ATTENTION_SHORT_SPLIT", NULL},
+     {{0, 1, -1}},
+     {{0, 1, -1}},
+     short_attention_prepare,
+     short_attention_run,
      sampled_rows_check,
      -1,
      -1,

@@ -16,6 +16,7 @@ typedef enum {
   AUTOTUNE_ATTENTION_PREFETCH, /* how far ahead its CPU products prefetch keys and values */
   AUTOTUNE_ATTENTION_CHOICE, /* long prefill batches: register tiles or GEMMs and a softmax */
   AUTOTUNE_ATTENTION_DECODE, /* decode attention's layout of the work (ATTENTION_DECODE_ROWS) */
+  AUTOTUNE_ATTENTION_SHORT,  /* short batches: the split kernels or the flash kernel (ATTENTION_SHORT_SPLIT) */
   AUTOTUNE_ROPE,
   AUTOTUNE_ELEMENTWISE,
   AUTOTUNE_CONV,

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "attention.h"
 #include "error.h"
 #include "ops.h"
 #include "profile.h"
@@ -28,8 +29,8 @@ static const struct {
     [KERNEL_SWIGLU] = {"elementwise.cl", "swiglu", 4},
     [KERNEL_QK_NORM_ROPE] = {"rope.cl", "qk_norm_rope", 15},
     [KERNEL_ATTENTION] = {"attention.cl", "attention", 11},
-    [KERNEL_ATTENTION_DECODE_PARTIAL] = {"attention.cl", "attention_decode_partial", 11},
-    [KERNEL_ATTENTION_DECODE_COMBINE] = {"attention.cl", "attention_decode_combine", 4},
+    [KERNEL_ATTENTION_DECODE_PARTIAL] = {"attention.cl", "attention_decode_partial", 13},
+    [KERNEL_ATTENTION_DECODE_COMBINE] = {"attention.cl", "attention_decode_combine", 5},
     [KERNEL_CAUSAL_SOFTMAX_ROWS] = {"attention.cl", "causal_softmax_rows", 6},
     [KERNEL_ATTENTION_TILES_PACK_KEYS] = {"attention_tiles.cl", "attention_tiles_pack_keys", 6},
     [KERNEL_ATTENTION_PACK_HEAD_ROWS] = {"attention_tiles.cl", "attention_pack_head_rows", 5},
@@ -316,35 +317,42 @@ clttt_status op_attention(const kernel_set *kernels, const attention_problem *p)
 
 clttt_status op_attention_decode(const kernel_set *kernels, const attention_problem *p, cl_mem partials,
                                  int split_keys, int splits) {
-  if (p->head_dim != kernels->head_dim || p->n != 1 || split_keys < 1 || splits < 1 ||
-      (int64_t)split_keys * splits < (int64_t)p->position0 + 1)
+  if (p->head_dim != kernels->head_dim || p->n < 1 || split_keys < 1 || splits < 1 ||
+      (int64_t)p->n * splits > ATTENTION_DECODE_SPLITS ||
+      (int64_t)split_keys * splits < (int64_t)p->position0 + p->n)
     return clttt_fail(CLTTT_ERROR_INVALID_ARGUMENT,
-                      "decode attention: head_dim %d (kernels %d), %d queries, %d ranges of %d keys for %d keys",
-                      p->head_dim, kernels->head_dim, p->n, splits, split_keys, p->position0 + 1);
+                      "split attention: head_dim %d (kernels %d), %d queries, %d ranges of %d keys for %d keys "
+                      "(at most %d queries x ranges)",
+                      p->head_dim, kernels->head_dim, p->n, splits, split_keys, p->position0 + p->n,
+                      ATTENTION_DECODE_SPLITS);
   const float scale = 1.0f / sqrtf((float)p->head_dim);
-  const int keys = p->position0 + 1;
-  CLTTT_TRY(set_arguments(kernels, KERNEL_ATTENTION_DECODE_PARTIAL, 11, ARG(partials), ARG(p->q), ARG(keys),
-                          ARG(p->k_cache), ARG(p->v_cache), ARG(p->kv_dim), ARG(split_keys), ARG(splits),
-                          ARG(p->heads), ARG(p->kv_heads), ARG(scale)));
-  /* ATTENTION_DECODE_ROWS 0: a work-item per (range, head), each
-   * independent: single work-item groups on CPUs (PoCL then runs each as
-   * straight vector code), the driver's choice elsewhere. 1: a work-item per
-   * range covers every head. 2: a group of attention_decode_lanes
-   * work-items per (range, head), its lanes along the head. */
+  const int first_keys = p->position0 + 1;
+  CLTTT_TRY(set_arguments(kernels, KERNEL_ATTENTION_DECODE_PARTIAL, 13, ARG(partials), ARG(p->q), ARG(p->q_ld),
+                          ARG(p->n), ARG(first_keys), ARG(p->k_cache), ARG(p->v_cache), ARG(p->kv_dim),
+                          ARG(split_keys), ARG(splits), ARG(p->heads), ARG(p->kv_heads), ARG(scale)));
+  /* Queries along the last dimension used. ATTENTION_DECODE_ROWS 0: a work-item
+   * per (range, head), each independent: single work-item groups on CPUs
+   * (PoCL then runs each as straight vector code), the driver's choice
+   * elsewhere. 1: a work-item per range covers every head. 2: a group of
+   * attention_decode_lanes work-items per (range, head), its lanes along
+   * the head. */
   const int cpu = strcmp(kernels->device->info.type, "CPU") == 0;
   const int rows = kernels->params.attention_decode_rows;
   const size_t lanes = (size_t)attention_decode_lanes(p->head_dim);
-  const size_t partial_global[2] = {rows == 2 ? (size_t)splits * lanes : (size_t)splits,
-                                    rows == 1 ? 1 : (size_t)p->heads},
-               single[2] = {1, 1}, lane_group[2] = {lanes, 1};
+  const size_t partial_global[3] = {rows == 2 ? (size_t)splits * lanes : (size_t)splits,
+                                    rows == 1 ? (size_t)p->n : (size_t)p->heads, rows == 1 ? 1 : (size_t)p->n},
+               single[3] = {1, 1, 1}, lane_group[3] = {lanes, 1, 1};
   CLTTT_TRY(runtime_launch(kernels->device, kernels->kernel[KERNEL_ATTENTION_DECODE_PARTIAL],
-                           "attention_decode_partial", 2, partial_global,
+                           "attention_decode_partial", 3, partial_global,
                            rows == 2 ? lane_group : cpu ? single : NULL));
-  CLTTT_TRY(set_arguments(kernels, KERNEL_ATTENTION_DECODE_COMBINE, 4, ARG(p->out), ARG(partials), ARG(splits),
-                          ARG(p->heads)));
-  const size_t combine_global[2] = {(size_t)p->heads, 1};
+  CLTTT_TRY(set_arguments(kernels, KERNEL_ATTENTION_DECODE_COMBINE, 5, ARG(p->out), ARG(partials), ARG(splits),
+                          ARG(p->heads), ARG(p->n)));
+  /* A work-item per (head, query), or with ATTENTION_DECODE_ROWS 2 per
+   * (element, head, query). */
+  const size_t combine_global[3] = {rows == 2 ? (size_t)p->head_dim : (size_t)p->heads,
+                                    rows == 2 ? (size_t)p->heads : (size_t)p->n, rows == 2 ? (size_t)p->n : 1};
   return runtime_launch(kernels->device, kernels->kernel[KERNEL_ATTENTION_DECODE_COMBINE],
-                        "attention_decode_combine", 2, combine_global, cpu ? single : NULL);
+                        "attention_decode_combine", 3, combine_global, cpu ? single : NULL);
 }
 
 clttt_status op_causal_softmax_rows(const kernel_set *kernels, cl_mem scores, int rows, int columns, int ld,

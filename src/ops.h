@@ -139,11 +139,13 @@ clttt_status op_attention(const kernel_set *kernels, const attention_problem *pr
  * (ATTENTION_DECODE_ROWS 2, the kernels' DECODE_LANES): four floats of the
  * head each, two where 4 does not divide head_dim (it is always even). */
 static inline int attention_decode_lanes(int head_dim) { return head_dim % 4 == 0 ? head_dim / 4 : head_dim / 2; }
-/* The one-query case (n == 1) of op_attention: keys 0 .. position0 in
- * `splits` ranges of split_keys (splits * split_keys >= position0 + 1), each
- * range's softmax state into `partials` (heads x splits x (head_dim + 2)
- * floats, then heads x splits x ATTENTION_DECODE_TILE floats of scores that
- * ATTENTION_DECODE_ROWS 1 uses), then merged into out. */
+/* op_attention for decode's one query or another short batch (n x splits
+ * <= ATTENTION_DECODE_SPLITS): the batch's keys 0 .. position0 + n - 1 in
+ * `splits` ranges of split_keys (splits * split_keys >= position0 + n),
+ * each query's range states into `partials` (n x heads x splits x
+ * (head_dim + 2) floats, then n x splits x heads x ATTENTION_DECODE_TILE
+ * floats of scores that ATTENTION_DECODE_ROWS 1 uses), then merged into
+ * out. */
 clttt_status op_attention_decode(const kernel_set *kernels, const attention_problem *problem, cl_mem partials,
                                  int split_keys, int splits);
 /* Softmax of `rows` score rows (stride ld, `columns` keys each), row r being

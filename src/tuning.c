@@ -27,6 +27,7 @@ const tuning_parameter tuning_parameters[] = {
     {"ATTENTION_BLOCK_K", offsetof(tuning_params, attention_block_k), 1, 256, 0, 0},
     {"ATTENTION_GEMM_MIN_QUERIES", offsetof(tuning_params, attention_gemm_min_queries), 0, 1 << 20, 0, 0},
     {"ATTENTION_DECODE_ROWS", offsetof(tuning_params, attention_decode_rows), 0, 2, 0, 0},
+    {"ATTENTION_SHORT_SPLIT", offsetof(tuning_params, attention_short_split), 0, 1, 0, 0},
     {"ATTENTION_TILES", offsetof(tuning_params, attention_tiles), 0, 1, 0, 0},
     {"ATTENTION_TILE_ROWS", offsetof(tuning_params, attention_tile_rows), 1, 16, 0, 0},
     {"ATTENTION_TILE_KEYS", offsetof(tuning_params, attention_tile_keys), 16, 256, 0, 0},
@@ -160,6 +161,14 @@ void tuning_defaults(const clttt_device_info *info, tuning_params *params) {
      * L1, ran 1.18x faster at 512 keys, 1.13-1.22x at 1290, 1.4-1.6x at 4096
      * (2-core Xeon, PoCL 3.1). */
     params->attention_decode_rows = 1;
+    /* Pieces of 2 and 3 queries (below the tiles' threshold) through the
+     * split kernels too: a 1024-token feed of the 8-layer d 1024 Qwen3 (f16
+     * KV) in pieces of 3 took 18.4-19.5 s against 33.7-34.4 s through the
+     * flash kernel, in pieces of 2 23.3-25.0 s against 44.4-46.5,
+     * alternated twice; at 8 and 12 queries the split kernels and the
+     * tiles ran level, so the threshold stays 4 (2-core AVX2 EPYC, PoCL
+     * 3.1; bench/RESULTS.md section 25). */
+    params->attention_short_split = 1;
     /* Prefill attention in one pass of register tiles (6 queries x 64 keys:
      * 24 of AVX-512's 32 registers) instead of two GEMMs per head with the
      * score matrix between them: see cl/attention_tiles.cl; measured in
@@ -241,6 +250,14 @@ void tuning_defaults(const clttt_device_info *info, tuning_params *params) {
      * 64 ranges x heads work-items; the groups read each key row
      * coalesced and hold 4 floats of the head per lane. */
     params->attention_decode_rows = 2;
+    /* Short batches (a chat turn of a few tokens after a long context)
+     * through the same split kernels, a query per group row: the flash
+     * kernel gives a batch of n queries n x heads work-items, each walking
+     * the whole context, so 8 queries of 32 heads at 32k keys would keep 256
+     * work-items busy on a GPU of 132 SMs; split, any such batch fills
+     * about 64 x heads groups of 32 lanes. Reasoned, not timed; `clttt tune
+     * --kernels attention_short` measures it. */
+    params->attention_short_split = 1;
   } else if (device_text_contains(info->vendor, "advanced micro") ||
              device_text_contains(info->vendor, "amd")) {
     /* Reasoned: multiples of the 64-wide wavefront; 64 KiB of LDS holds a
@@ -257,6 +274,7 @@ void tuning_defaults(const clttt_device_info *info, tuning_params *params) {
     params->gemv_row_per_item = 0;
     params->gemv_work_group_size = 128;
     params->attention_decode_rows = 2; /* as for NVIDIA (256 VGPRs and 7 KB of scratch on gfx1030) */
+    params->attention_short_split = 1; /* as for NVIDIA */
   } else if (device_text_contains(info->vendor, "intel")) {
     /* Reasoned: Intel GPUs run sub-groups of 8-32 lanes with smaller
      * register files, so smaller groups and tiles. */
@@ -272,6 +290,7 @@ void tuning_defaults(const clttt_device_info *info, tuning_params *params) {
     params->gemv_row_per_item = 0;
     params->gemv_work_group_size = 64;
     params->attention_decode_rows = 2; /* as for NVIDIA */
+    params->attention_short_split = 1; /* as for NVIDIA */
   }
   params->has_fp16 = info->has_fp16;
   /* Our packed GEMM ran 3-5x faster than CLBlast on PoCL CPUs and the update

@@ -59,6 +59,9 @@ typedef struct {
                                     * of every head, walking the cache row by row (1: CPUs), or of one
                                     * head (0), or a work-group covers a range of one head, its lanes
                                     * along the head (2: GPUs) */
+  int attention_short_split;       /* ATTENTION_SHORT_SPLIT: batches of 2 .. 64 queries too short for the
+                                    * long-batch path through decode's split kernels (1: GPUs) instead of
+                                    * the flash kernel (0) */
   int attention_tiles;             /* ATTENTION_TILES: that path's batches through the register-tile kernel
                                     * (cl/attention_tiles.cl, 1: CPUs) instead of GEMMs and a softmax (0) */
   int attention_tile_rows;         /* ATTENTION_TILE_ROWS: its register tile's queries */

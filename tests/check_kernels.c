@@ -287,42 +287,55 @@ START_TEST(test_attention_paths_match_plain_c) {
 }
 END_TEST
 
-/* Decode's one query through attention_forward (the split kernels) against
- * plain C: head sizes giving every vector width (16, 8, 4... 6 takes 2),
- * grouped and plain heads, one key, keys just under and over a range, and
- * contexts long enough for all 64 ranges with ragged last ones; float and
- * half caches (the reference reads the half values); the three layouts of
- * the work (ATTENTION_DECODE_ROWS 0, 1 and 2: the GPU form's groups, run by
- * PoCL as work-item loops around their barriers). Tolerance as above; over 5001 keys
- * the online sums run longer, 1e-4. */
+/* Decode's one query and short batches through attention_forward (the
+ * split kernels) against plain C: head sizes giving every vector width (16,
+ * 8, 4... 6 takes 2), grouped and plain heads, one key, keys just under and
+ * over a range, and contexts long enough for all 64 ranges with ragged last
+ * ones; 1, 3, 13 and 64 queries (64 / n ranges each: 64, 21, 4 and 1, so
+ * later queries' last ranges are short or empty); float and half caches
+ * (the reference reads the half values); the three layouts of the work
+ * (ATTENTION_DECODE_ROWS 0, 1 and 2: the GPU form's groups, run by PoCL as
+ * work-item loops around their barriers). The cache rows past the batch
+ * are NaN, so a key read past a query's last shows. Tolerance as above;
+ * over 5001 keys the online sums run longer, 1e-4. */
 START_TEST(test_decode_attention_matches_plain_c) {
   clttt_device *device = test_open_device();
+  static const int query_counts[] = {1, 3, 13, 64};
   for (int rows = 0; rows < 3; rows++) {
   tuning_params params = device->tuning;
   params.attention_decode_rows = rows;
+  params.attention_short_split = 1;
+  params.attention_gemm_min_queries = 0; /* every batch a short one */
   static const struct { int heads, kv_heads, head_dim, position0; } shapes[] = {
       {6, 2, 16, 0},  {6, 2, 16, 31}, {4, 4, 64, 32},  {8, 2, 128, 100},
       {4, 1, 6, 700}, {2, 2, 8, 45},  {4, 2, 32, 5000}, {2, 1, 12, 2047},
   };
   for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
     for (int half = 0; half < 2; half++) {
+      kernel_set kernels;
+      ck_assert_msg(kernel_set_create(&kernels, device, &params, shapes[s].head_dim, half) == CLTTT_SUCCESS, "%s",
+                    clttt_last_error());
+      for (size_t count = 0; count < sizeof query_counts / sizeof query_counts[0]; count++) {
       attention_problem p = {0};
       p.heads = shapes[s].heads;
       p.kv_heads = shapes[s].kv_heads;
       p.head_dim = shapes[s].head_dim;
       p.position0 = shapes[s].position0;
-      p.n = 1;
+      p.n = query_counts[count];
       p.kv_dim = p.kv_heads * p.head_dim;
-      const int q_width = p.heads * p.head_dim, context = p.position0 + 3;
+      const int q_width = p.heads * p.head_dim, context = p.position0 + p.n + 2;
       p.q_ld = q_width + 2 * p.kv_dim;
-      const size_t q_floats = (size_t)p.q_ld, cache_floats = (size_t)context * (size_t)p.kv_dim;
+      const size_t q_floats = (size_t)p.n * (size_t)p.q_ld, cache_floats = (size_t)context * (size_t)p.kv_dim;
+      const size_t visible = (size_t)(p.position0 + p.n) * (size_t)p.kv_dim, out_floats = (size_t)p.n * q_width;
       float *q = malloc(q_floats * sizeof *q), *k = malloc(cache_floats * sizeof *k);
-      float *v = malloc(cache_floats * sizeof *v), *out = malloc((size_t)q_width * sizeof *out);
-      double *expected = malloc((size_t)q_width * sizeof *expected);
+      float *v = malloc(cache_floats * sizeof *v), *out = malloc(out_floats * sizeof *out);
+      double *expected = malloc(out_floats * sizeof *expected);
       uint16_t *k_half = malloc(cache_floats * sizeof *k_half), *v_half = malloc(cache_floats * sizeof *v_half);
       fixture_fill(q, (long)q_floats, 21 + s, "q", 2.0f, 0.0f);
       fixture_fill(k, (long)cache_floats, 22 + s, "k", 2.0f, 0.0f);
       fixture_fill(v, (long)cache_floats, 23 + s, "v", 1.0f, 0.0f);
+      for (size_t i = visible; i < cache_floats; i++)
+        k[i] = v[i] = NAN;
       for (size_t i = 0; i < cache_floats && half; i++) {
         k_half[i] = packed_gemm_float_to_half(k[i]);
         v_half[i] = packed_gemm_float_to_half(v[i]);
@@ -338,29 +351,27 @@ START_TEST(test_decode_attention_matches_plain_c) {
         p.k_cache = upload(device, k, cache_floats);
         p.v_cache = upload(device, v, cache_floats);
       }
-      for (int i = 0; i < q_width; i++)
+      for (size_t i = 0; i < out_floats; i++)
         out[i] = NAN;
-      p.out = upload(device, out, (size_t)q_width);
+      p.out = upload(device, out, out_floats);
       attention_workspace workspace = {0};
       ck_assert_int_eq(runtime_alloc(device, (size_t)ATTENTION_DECODE_FLOATS(p.heads, p.head_dim) * 4, "partials",
                                      &workspace.decode_partials),
                        CLTTT_SUCCESS);
-      kernel_set kernels;
-      ck_assert_msg(kernel_set_create(&kernels, device, &params, p.head_dim, half) == CLTTT_SUCCESS, "%s",
-                    clttt_last_error());
       int status = attention_forward(&kernels, &p, &workspace);
       ck_assert_msg(status == CLTTT_SUCCESS, "%s", clttt_last_error());
-      ck_assert_int_eq(runtime_download(device, p.out, 0, (size_t)q_width * sizeof(float), out, "out"), CLTTT_SUCCESS);
+      ck_assert_int_eq(runtime_download(device, p.out, 0, out_floats * sizeof(float), out, "out"), CLTTT_SUCCESS);
       double worst = 0.0;
-      for (int i = 0; i < q_width; i++) {
+      for (size_t i = 0; i < out_floats; i++) {
         double error = fabs((double)out[i] - expected[i]);
-        ck_assert_msg(error == error, "shape %zu: element %d is %g", s, i, (double)out[i]);
+        ck_assert_msg(error == error, "shape %zu, %d queries, rows %d: element %zu is %g", s, p.n, rows, i,
+                      (double)out[i]);
         worst = error > worst ? error : worst;
       }
       const double tolerance = p.position0 > 4000 ? 1e-4 : 2e-5;
-      ck_assert_msg(worst <= tolerance, "heads %d/%d dim %d at %d (%s cache, rows %d): max |OpenCL - C| = %g",
-                    p.heads, p.kv_heads, p.head_dim, p.position0, half ? "half" : "float", rows, worst);
-      kernel_set_release(&kernels);
+      ck_assert_msg(worst <= tolerance,
+                    "heads %d/%d dim %d at %d, %d queries (%s cache, rows %d): max |OpenCL - C| = %g", p.heads,
+                    p.kv_heads, p.head_dim, p.position0, p.n, half ? "half" : "float", rows, worst);
       runtime_release(&workspace.decode_partials);
       runtime_release(&p.out);
       runtime_release(&p.q);
@@ -373,6 +384,8 @@ START_TEST(test_decode_attention_matches_plain_c) {
       free(v_half);
       free(out);
       free(expected);
+      }
+      kernel_set_release(&kernels);
     }
   }
   clttt_device_close(device);
