@@ -32,7 +32,70 @@
 #define ROPE_WGS 64
 #endif
 
-#if ROPE_WGS == 1 && HEAD_DIM % 32 == 0
+// 1: the GPU form below, lanes along the head instead of over its slots.
+#ifndef ROPE_HEAD_LANES
+#define ROPE_HEAD_LANES 0
+#endif
+
+#if ROPE_HEAD_LANES
+
+// GPUs: a work-group of HEAD_DIM / 2 work-items per (head slot, token), lane
+// i holding the pair (i, i + HEAD_DIM / 2) that rotate_half turns together,
+// so a head is read and written by neighbouring lanes. The form at the end
+// of this file keeps a whole head per work-item: 1 KiB of stack on sm_90
+// and 176 VGPRs on gfx1030 for a head of 128 (bench/RESULTS.md section 24).
+// The norm's sum of squares meets in local memory; every lane adds the
+// squares in the same order, so all get the same scale.
+__kernel __attribute__((reqd_work_group_size(HEAD_DIM / 2, 1, 1)))
+void qk_norm_rope(__global float *qkv, const int qkv_ld, const int n, const int position0,
+                  const int heads, const int kv_heads,
+                  __global const float *inverse_frequency, const float attention_scaling,
+                  const int use_qk_norm, __global const float *q_norm,
+                  __global const float *k_norm, const float eps,
+                  __global KV_TYPE *k_cache, __global KV_TYPE *v_cache, const int kv_dim) {
+  __local float squares[HEAD_DIM / 2];
+  const int half_dim = HEAD_DIM / 2;
+  const int i = get_local_id(0);
+  const int slot = get_group_id(0);
+  const int token = get_global_id(1);
+  // Slot and token are the group's: a group leaves whole, and use_qk_norm
+  // is the same for all, so every lane of a group meets the barrier.
+  if (token >= n || slot >= heads + kv_heads)
+    return;
+  const int is_key = slot >= heads;
+  const int kv_head = slot - heads;
+  __global float *row = qkv + (size_t)token * qkv_ld;
+  __global float *vector = row + slot * HEAD_DIM;
+  float first = vector[i], second = vector[i + half_dim];
+  if (use_qk_norm) {
+    squares[i] = first * first + second * second;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    float sum = 0.0f;
+    for (int l = 0; l < half_dim; l++)
+      sum += squares[l];
+    const float scale = rsqrt(sum / (float)HEAD_DIM + eps);
+    __global const float *weight = is_key ? k_norm : q_norm;
+    first = first * scale * weight[i];
+    second = second * scale * weight[i + half_dim];
+  }
+  const float angle = (float)(position0 + token) * inverse_frequency[i];
+  const float cosine = cos(angle) * attention_scaling, sine = sin(angle) * attention_scaling;
+  const float rotated_first = first * cosine - second * sine;
+  const float rotated_second = second * cosine + first * sine;
+  if (!is_key) {
+    vector[i] = rotated_first;
+    vector[i + half_dim] = rotated_second;
+    return;
+  }
+  const size_t cache_row = (size_t)(position0 + token) * kv_dim + (size_t)kv_head * HEAD_DIM;
+  __global const float *value = row + (heads + kv_heads + kv_head) * HEAD_DIM;
+  KV_STORE(rotated_first, k_cache, cache_row + i);
+  KV_STORE(rotated_second, k_cache, cache_row + i + half_dim);
+  KV_STORE(value[i], v_cache, cache_row + i);
+  KV_STORE(value[i + half_dim], v_cache, cache_row + i + half_dim);
+}
+
+#elif ROPE_WGS == 1 && HEAD_DIM % 32 == 0
 
 #define HALF_VECTORS (HEAD_DIM / 32)
 

@@ -33,7 +33,7 @@
 #define RMS_NORM_EPS 1e-6f
 
 static const char *const family_names[AUTOTUNE_FAMILY_COUNT] = {
-    "rmsnorm", "attention", "attention_tiles", "attention_values", "attention_share", "attention_prefetch", "attention_choice", "attention_decode", "attention_short", "rope",   "elementwise",   "conv",       "gemv",         "gemm",
+    "rmsnorm", "attention", "attention_tiles", "attention_values", "attention_share", "attention_prefetch", "attention_choice", "attention_decode", "attention_short", "rope", "rope_lanes",   "elementwise",   "conv",       "gemv",         "gemm",
     "gemm_blocks", "gemm_gpu", "gemm_choice", "gemm_decode", "gemm_slices", "gemm_prefetch", "update", "update_blocks", "update_gpu",
     "update_choice"};
 
@@ -866,6 +866,16 @@ static const family_spec families[AUTOTUNE_FAMILY_COUNT] = {
      0,
      -1,
      0},
+    {AUTOTUNE_ROPE_LANES,
+     {"ROPE_HEAD_LANES", NULL},
+     {{0, 1, -1}},
+     {{0, 1, -1}},
+     rope_prepare,
+     rope_run,
+     rope_check,
+     0,
+     -1,
+     0},
     {AUTOTUNE_ELEMENTWISE,
      {"ELEMENTWISE_WGS", "VECTOR_WIDTH"},
      {{32, 64, 128, 256, 512}, {1, 2, 4, 8}},
@@ -1242,6 +1252,8 @@ static const char *family_skip_reason(autotune_family family, const tuning_param
            "tiles (update_choice times that)";
   if ((family == AUTOTUNE_ATTENTION_PREFETCH || family == AUTOTUNE_ATTENTION_VALUES) && !params->attention_tiles)
     return "its parameter is only the register-tile attention's, and ATTENTION_TILES is 0 on this device";
+  if (family == AUTOTUNE_ROPE && params->rope_head_lanes)
+    return "ROPE_WGS is only the per-token form's, and ROPE_HEAD_LANES is 1 on this device";
   if (spec->variant >= 0 && variant != spec->variant)
     return spec->variant == PACKED_GEMM_CPU ? "its parameters are the CPU variant's, and this device runs the GPU one"
                                             : "its parameters are the GPU variant's, and this device runs the CPU one";

@@ -18,6 +18,7 @@ typedef enum {
   AUTOTUNE_ATTENTION_DECODE, /* decode attention's layout of the work (ATTENTION_DECODE_ROWS) */
   AUTOTUNE_ATTENTION_SHORT,  /* short batches: the split kernels or the flash kernel (ATTENTION_SHORT_SPLIT) */
   AUTOTUNE_ROPE,
+  AUTOTUNE_ROPE_LANES, /* q/k norm + RoPE: lanes along the head or over its slots (ROPE_HEAD_LANES) */
   AUTOTUNE_ELEMENTWISE,
   AUTOTUNE_CONV,
   AUTOTUNE_GEMV,

@@ -294,8 +294,13 @@ clttt_status op_qk_norm_rope(const kernel_set *kernels, const rope_problem *p) {
                           ARG(p->position0), ARG(p->heads), ARG(p->kv_heads), ARG(p->inverse_frequency),
                           ARG(p->attention_scaling), ARG(use_qk_norm), ARG(q_norm), ARG(k_norm), ARG(p->eps),
                           ARG(p->k_cache), ARG(p->v_cache), ARG(p->kv_dim)));
-  /* A work-group per token, of at most ROPE_WGS items over its head slots. */
   size_t slots = (size_t)(p->heads + p->kv_heads), group = (size_t)kernels->params.rope_work_group_size;
+  /* ROPE_HEAD_LANES: a group of head_dim / 2 lanes per (slot, token). */
+  if (kernels->params.rope_head_lanes) {
+    const size_t lanes = (size_t)kernels->head_dim / 2;
+    return launch(kernels, KERNEL_QK_NORM_ROPE, (geometry){2, {slots * lanes, (size_t)p->n}, {lanes, 1}});
+  }
+  /* Otherwise a work-group per token, of at most ROPE_WGS items over its head slots. */
   if (group > slots)
     group = slots;
   return launch(kernels, KERNEL_QK_NORM_ROPE, (geometry){1, {(size_t)p->n * group, 1}, {group, 1}});

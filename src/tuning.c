@@ -36,6 +36,7 @@ const tuning_parameter tuning_parameters[] = {
     {"ATTENTION_TILE_VALUES", offsetof(tuning_params, attention_tile_values), 1, 8, 0, 0},
     {"SOFTMAX_WGS", offsetof(tuning_params, softmax_work_group_size), 1, 0, 1, 1},
     {"ROPE_WGS", offsetof(tuning_params, rope_work_group_size), 1, 0, 0, 1},
+    {"ROPE_HEAD_LANES", offsetof(tuning_params, rope_head_lanes), 0, 1, 0, 0},
     {"ELEMENTWISE_WGS", offsetof(tuning_params, elementwise_work_group_size), 1, 0, 0, 1},
     {"VECTOR_WIDTH", offsetof(tuning_params, vector_width), 1, 16, 1, 0},
     {"TTT_CONV_ROWS", offsetof(tuning_params, conv_rows), 1, 64, 0, 0},
@@ -231,6 +232,10 @@ void tuning_defaults(const clttt_device_info *info, tuning_params *params) {
     params->attention_block_q = 32;
     params->attention_block_k = 32;
     params->rope_work_group_size = 64;
+    /* q/k norm + RoPE with its lanes along the head: reasoned from the
+     * offline build (a head per work-item kept it on a 1 KiB stack on
+     * sm_90), not timed; `clttt tune --kernels rope_lanes` measures it. */
+    params->rope_head_lanes = 1;
     params->elementwise_work_group_size = 256;
     /* The flash kernel runs one work-item per (query, head) that walks every
      * key serially: below a few hundred queries that cannot fill a GPU, while
@@ -268,6 +273,7 @@ void tuning_defaults(const clttt_device_info *info, tuning_params *params) {
     params->rope_work_group_size = 64;
     params->elementwise_work_group_size = 256;
     params->attention_gemm_min_queries = 32; /* as for NVIDIA */
+    params->rope_head_lanes = 1;             /* as for NVIDIA (176 VGPRs on gfx1030) */
     params->softmax_work_group_size = 256;
     params->vector_width = 4;
     params->conv_rows = 4;
@@ -284,6 +290,7 @@ void tuning_defaults(const clttt_device_info *info, tuning_params *params) {
     params->rope_work_group_size = 32;
     params->elementwise_work_group_size = 128;
     params->attention_gemm_min_queries = 32; /* as for NVIDIA */
+    params->rope_head_lanes = 1;             /* as for NVIDIA */
     params->softmax_work_group_size = 128;
     params->vector_width = 4;
     params->conv_rows = 2;

@@ -75,6 +75,9 @@ typedef struct {
                                     * the largest power of two that divides head_dim / 16) */
   int softmax_work_group_size;     /* SOFTMAX_WGS: work-items per score row of that path (power of two) */
   int rope_work_group_size;        /* ROPE_WGS: most work-items per token (a work-group each) */
+  int rope_head_lanes;             /* ROPE_HEAD_LANES: q/k norm + RoPE as a group of head_dim / 2 lanes per
+                                    * head slot and token (1: GPUs) instead of ROPE_WGS items over a token's
+                                    * slots (0) */
   int elementwise_work_group_size; /* ELEMENTWISE_WGS: swiglu, residual add, bias, gather, conv */
   int vector_width;                /* VECTOR_WIDTH: floats per work-item in swiglu and add (1,2,4,8,16) */
   int conv_rows;                   /* TTT_CONV_ROWS: chunk rows per work-item of the TTT conv */

@@ -646,8 +646,9 @@ static void reference_norm_rope(double *v, int head_dim, const float *norm, doub
 }
 
 /* rope.cl's fused q/k norm + RoPE + cache write in its CPU form (ROPE_WGS 1,
- * vector code for head sizes that are multiples of 32) and its work-group
- * forms, with and without q/k norm weights, float and half caches, head
+ * vector code for head sizes that are multiples of 32), its work-group
+ * forms over a token's slots and its GPU form along the head
+ * (ROPE_HEAD_LANES: reported as ROPE_WGS 0), with and without q/k norm weights, float and half caches, head
  * sizes 128, 64 and 48 (48 takes the work-group code in every variant),
  * grouped heads, a first position past 0 and rows wider than q|k|v.
  * Checked: the rotated query heads in place, the rotated keys and the
@@ -660,7 +661,8 @@ static void reference_norm_rope(double *v, int head_dim, const float *norm, doub
  * off by 1e-1 or more. */
 START_TEST(test_qk_norm_rope_variants_match_plain_c) {
   clttt_device *device = test_open_device();
-  const int head_dims[] = {128, 64, 48}, groups[] = {1, 64, 8};
+  /* ROPE_WGS 1, 64 and 8, then 0 for ROPE_HEAD_LANES 1 (the GPU form) */
+  const int head_dims[] = {128, 64, 48}, groups[] = {1, 64, 8, 0};
   const int heads = 4, kv_heads = 2, n = 5, position0 = 35, context = position0 + n + 2;
   const float eps = 1e-6f, scaling = 0.875f;
   for (int h = 0; h < 3; h++) {
@@ -685,10 +687,11 @@ START_TEST(test_qk_norm_rope_variants_match_plain_c) {
     }
     cl_mem q_norm_buffer = upload(device, q_norm, (size_t)head_dim), k_norm_buffer = upload(device, k_norm, (size_t)head_dim);
     cl_mem frequency_buffer = upload(device, inverse_frequency, (size_t)(head_dim / 2));
-    for (int variant = 0; variant < 12; variant++) {
-      const int group = groups[variant % 3], normed = (variant / 3) % 2, half = variant / 6;
+    for (int variant = 0; variant < 16; variant++) {
+      const int group = groups[variant % 4], normed = (variant / 4) % 2, half = variant / 8;
       tuning_params params = device->tuning;
-      params.rope_work_group_size = group;
+      params.rope_work_group_size = group > 0 ? group : 64;
+      params.rope_head_lanes = group == 0;
       kernel_set kernels;
       ck_assert_msg(kernel_set_create(&kernels, device, &params, head_dim, half) == CLTTT_SUCCESS, "%s",
                     clttt_last_error());

@@ -21,7 +21,7 @@ static void usage(FILE *stream) {
           "  --kernels LIST   families to tune, comma-separated: rmsnorm, attention,\n"
           "                   attention_tiles, attention_values, attention_share,\n"
           "                   attention_prefetch, attention_choice, attention_decode,\n"
-          "                   attention_short, rope,\n"
+          "                   attention_short, rope, rope_lanes,\n"
           "                   elementwise, conv, gemv,\n"
           "                   gemm, gemm_blocks, gemm_gpu, gemm_choice,\n"
           "                   gemm_decode, gemm_slices, gemm_prefetch, update,\n"
