@@ -223,7 +223,7 @@ void causal_softmax_rows(__global float *scores, const int rows, const int colum
 
 // ---------------------------------------------------------------------------
 // Decode and other short batches: n queries (query i at position0 + i sees
-// keys 0 .. position0 + i, `keys` being query 0's count, position0 + 1),
+// keys 0 .. position0 + i; first_keys is query 0's count, position0 + 1),
 // their keys split into `splits` ranges of split_keys keys. The flash
 // kernel above gives a query one work-item of a group of ATTENTION_BLOCK_Q,
 // so a CPU ran the whole context through one vector lane (30% of a decode
@@ -356,7 +356,7 @@ __kernel __attribute__((reqd_work_group_size(1, 1, 1))) void attention_decode_pa
 }
 #elif ATTENTION_DECODE_ROWS == 2
 // GPUs: a work-group of DECODE_LANES work-items (the host's
-// attention_decode_lanes) per (range, head), each lane holding LANE_FLOATS
+// attention_decode_lanes) per (range, head, query), each lane holding LANE_FLOATS
 // of the head's query and accumulator. A key or value row is then one
 // contiguous read by the whole group, and a lane needs a few registers where
 // the form below, a work-item per (range, head) holding 2 x HEAD_DIM floats,
@@ -448,8 +448,8 @@ __kernel __attribute__((reqd_work_group_size(DECODE_LANES, 1, 1))) void attentio
     out[2 + lane * LANE_FLOATS + i] = accumulator[i];
 }
 #else
-// One work-item per (range, head) (global size splits x heads), the
-// head's query and accumulators in registers.
+// One work-item per (range, head, query) (global size splits x heads x n),
+// the head's query and accumulators in registers.
 __kernel void attention_decode_partial(__global float *partials, __global const float *queries, const int q_ld,
                                        const int n, const int first_keys, __global const KV_TYPE *k_cache,
                                        __global const KV_TYPE *v_cache, const int kv_dim, const int split_keys,
