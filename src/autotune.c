@@ -368,34 +368,24 @@ static clttt_status prefill_attention_run(workload *work) {
   return attention_long_batch(work->kernels, &problem, &workspace);
 }
 
-/* attention_decode: one query after attention_context - 1 cached keys,
- * through the split kernels with a session's partials buffer. */
-static clttt_status decode_attention_prepare(workload *work) {
+/* attention_decode and attention_short: a batch at the end of
+ * attention_context through attention_short_batch (the split kernels or the
+ * flash kernel) with a session's partials buffer, whatever the device's
+ * long-batch threshold. */
+static clttt_status late_short_batch_prepare(workload *work, int queries) {
   const autotune_shape *shape = &work->shape;
-  CLTTT_TRY(attention_batch_prepare(work, 1, shape->attention_context - 1));
+  CLTTT_TRY(attention_batch_prepare(work, queries, shape->attention_context - queries));
   return runtime_alloc(work->device, (size_t)ATTENTION_DECODE_FLOATS(shape->heads, shape->head_dim) * sizeof(float),
-                       "tuner decode attention partials", &work->buffers[4]);
+                       "tuner split attention partials", &work->buffers[4]);
 }
 
-static clttt_status decode_attention_run(workload *work) {
-  const attention_problem problem = attention_batch(work);
-  const attention_workspace workspace = {.decode_partials = work->buffers[4]};
-  return attention_forward(work->kernels, &problem, &workspace);
-}
+/* attention_decode: one query after attention_context - 1 cached keys. */
+static clttt_status decode_attention_prepare(workload *work) { return late_short_batch_prepare(work, 1); }
 
-/* attention_short: a short batch (AUTOTUNE_SHORT_QUERIES queries, a chat
- * turn's few tokens) at the end of attention_context, through
- * attention_short_batch whatever the device's long-batch threshold. */
-#define AUTOTUNE_SHORT_QUERIES 8
+/* attention_short: 8 queries, a chat turn's few tokens. */
+static clttt_status short_attention_prepare(workload *work) { return late_short_batch_prepare(work, 8); }
 
-static clttt_status short_attention_prepare(workload *work) {
-  const autotune_shape *shape = &work->shape;
-  CLTTT_TRY(attention_batch_prepare(work, AUTOTUNE_SHORT_QUERIES, shape->attention_context - AUTOTUNE_SHORT_QUERIES));
-  return runtime_alloc(work->device, (size_t)ATTENTION_DECODE_FLOATS(shape->heads, shape->head_dim) * sizeof(float),
-                       "tuner short-batch attention partials", &work->buffers[4]);
-}
-
-static clttt_status short_attention_run(workload *work) {
+static clttt_status short_batch_run(workload *work) {
   const attention_problem problem = attention_batch(work);
   const attention_workspace workspace = {.decode_partials = work->buffers[4]};
   return attention_short_batch(work->kernels, &problem, &workspace);
@@ -841,7 +831,7 @@ static const family_spec families[AUTOTUNE_FAMILY_COUNT] = {
      {{0, 1, 2, -1}},
      {{0, 1, 2, -1}},
      decode_attention_prepare,
-     decode_attention_run,
+     short_batch_run,
      sampled_rows_check,
      -1,
      -1,
@@ -851,7 +841,7 @@ static const family_spec families[AUTOTUNE_FAMILY_COUNT] = {
      {{0, 1, -1}},
      {{0, 1, -1}},
      short_attention_prepare,
-     short_attention_run,
+     short_batch_run,
      sampled_rows_check,
      -1,
      -1,
