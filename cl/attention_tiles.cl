@@ -52,11 +52,15 @@
 // short loops: 4 cut a prefill's attention time by 4-12%, prefetching only
 // K or only V by nothing (bench/RESULTS.md section 18). A prefetch never
 // faults, so the ones past the end of a buffer are harmless.
-// __builtin_prefetch is Clang's (PoCL); other compilers get no prefetch.
+// __builtin_prefetch is Clang's (PoCL); a SPIR target's consumer (Oclgrind,
+// which stops at the intrinsic) gets OpenCL's own prefetch of the same line;
+// other compilers get no prefetch.
 #ifndef ATTENTION_TILE_PREFETCH
 #define ATTENTION_TILE_PREFETCH 0
 #endif
-#if ATTENTION_TILE_PREFETCH > 0 && defined(__clang__)
+#if ATTENTION_TILE_PREFETCH > 0 && defined(__SPIR__)
+#define PREFETCH_AHEAD(address) prefetch((__global const uchar *)(address), 1)
+#elif ATTENTION_TILE_PREFETCH > 0 && defined(__clang__)
 #define PREFETCH_AHEAD(address) __builtin_prefetch(address)
 #else
 #define PREFETCH_AHEAD(address) ((void)0)

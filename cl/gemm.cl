@@ -69,14 +69,20 @@
 // global memory (0: none). A tile streams its panel (k x GEMM_NR weights:
 // 128 KiB at k 1024, more than L1) from L2 once per tile while its rows of
 // x come from their own streams, and the hardware prefetchers did not keep
-// ahead of the panel. __builtin_prefetch is Clang's (PoCL); other
-// compilers leave the loop as it was.
+// ahead of the panel. __builtin_prefetch is Clang's (PoCL); a SPIR target's
+// consumer (Oclgrind, which stops at the intrinsic) gets OpenCL's own
+// prefetch of the same line; other compilers leave the loop as it was.
+#if defined(__SPIR__)
+#define PREFETCH_LINE(address) prefetch((__global const uchar *)(address), 1)
+#elif defined(__clang__)
+#define PREFETCH_LINE(address) __builtin_prefetch(address)
+#endif
 #ifndef GEMM_PREFETCH
 #define GEMM_PREFETCH 0
 #endif
-#if GEMM_PREFETCH > 0 && defined(__clang__)
+#if GEMM_PREFETCH > 0 && defined(PREFETCH_LINE)
 #define PREFETCH_PANEL(PANEL, j)                                                      \
-  _Pragma("unroll") for (int v = 0; v < NV; v++) __builtin_prefetch((PANEL) + ((j) + GEMM_PREFETCH) * GEMM_NR + v * 16)
+  _Pragma("unroll") for (int v = 0; v < NV; v++) PREFETCH_LINE((PANEL) + ((j) + GEMM_PREFETCH) * GEMM_NR + v * 16)
 #else
 #define PREFETCH_PANEL(PANEL, j) ((void)0)
 #endif
@@ -345,16 +351,15 @@ void packed_update(__global float *w, const ulong w_offset, __global const float
 // The loop has little arithmetic per byte, so the core's own window runs out
 // before the memory system does; a prefetch retires at once and keeps more
 // lines in flight (bf16 panels widened in the loop read 79-90% of the
-// bandwidth fp32 panels do without it). __builtin_prefetch is Clang's (PoCL,
-// ROCm, Intel); other compilers leave the loop as it was.
+// bandwidth fp32 panels do without it). PREFETCH_LINE is defined above.
 #ifndef GEMV_PREFETCH
 #define GEMV_PREFETCH 0
 #endif
-#if GEMV_PREFETCH > 0 && defined(__clang__)
+#if GEMV_PREFETCH > 0 && defined(PREFETCH_LINE)
 // The 64-byte line of panel row min(j + GEMV_PREFETCH, k - 1), from `bytes`
 // bytes into the row: never past the panel's end.
 #define PREFETCH_AHEAD(row0, j, bytes) \
-  __builtin_prefetch((__global const uchar *)(row0) + (size_t)min((j) + GEMV_PREFETCH, k - 1) * ROW_BYTES + (bytes))
+  PREFETCH_LINE((__global const uchar *)(row0) + (size_t)min((j) + GEMV_PREFETCH, k - 1) * ROW_BYTES + (bytes))
 #else
 #define PREFETCH_AHEAD(row0, j, bytes) ((void)0)
 #endif
