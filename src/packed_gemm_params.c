@@ -94,14 +94,20 @@ void packed_gemm_defaults(const clttt_device_info *info, packed_gemm_params *par
      * d 1024 bench model from an empty context (2-core Xeon, PoCL 3.1, two
      * rounds alternated): bf16 60.9 / 56.3 tokens/s with 8, 57.9 / 52.2
      * with 4, 52.8 / 48.1 with 2; f16 53.2 / 53.1 against 47.9 / 52.1 and
-     * fp32 the same or better; `clttt tune`'s gemm_decode agreed (1.15x). */
-    params->gemv_panels = 8;
+     * fp32 the same or better; `clttt tune`'s gemm_decode agreed (1.15x).
+     * On a 2-core Zen 4 EPYC (32 MiB L3, PoCL 3.1) 2 panels with no
+     * prefetch beat 8 with 16 k of prefetch in each of five alternated
+     * rounds of the same decode: bf16 88-107 tokens/s against 70-87, f16
+     * 92-115 against 77-87, fp32 47-63 against 34-49 (bench/RESULTS.md
+     * section 26); a Zen 3 EPYC was not measured, so it keeps 8 and 16. */
+    const int zen4 = wide && device_text_contains(info->vendor, "AuthenticAMD");
+    params->gemv_panels = zen4 ? 2 : 8;
     /* ... and prefetched 16 k ahead. Decode of the same model (2-core Xeon
      * VM with a 480 MiB L3, PoCL 3.1, tuning files alternated, two rounds
      * of 2): bf16 80-88 tokens/s with 8, 16, 32 or 64 against 72-73 with
      * none, f16 79-84 against 69-71; fp32 42-44 either way (its loop has
      * half the instructions per byte and already kept the memory busy). */
-    params->gemv_prefetch = 16;
+    params->gemv_prefetch = zen4 ? 0 : 16;
     /* fp32 panels swept in slices of k beyond this length, so a panel's
      * slice stays in L2 (512 KiB) while the row block's tiles pass over it.
      * Alternated call by call against one pass (2-core Xeon, PoCL 3.1, 256-
