@@ -55,13 +55,16 @@
 // __builtin_prefetch is Clang's (PoCL); a SPIR target's consumer (Oclgrind,
 // which stops at the intrinsic) gets OpenCL's own prefetch of the same line;
 // other compilers get no prefetch.
+#if defined(__SPIR__)
+#define PREFETCH_LINE(address) prefetch((__global const uchar *)(address), 1)
+#elif defined(__clang__)
+#define PREFETCH_LINE(address) __builtin_prefetch(address)
+#endif
 #ifndef ATTENTION_TILE_PREFETCH
 #define ATTENTION_TILE_PREFETCH 0
 #endif
-#if ATTENTION_TILE_PREFETCH > 0 && defined(__SPIR__)
-#define PREFETCH_AHEAD(address) prefetch((__global const uchar *)(address), 1)
-#elif ATTENTION_TILE_PREFETCH > 0 && defined(__clang__)
-#define PREFETCH_AHEAD(address) __builtin_prefetch(address)
+#if ATTENTION_TILE_PREFETCH > 0 && defined(PREFETCH_LINE)
+#define PREFETCH_AHEAD(address) PREFETCH_LINE(address)
 #else
 #define PREFETCH_AHEAD(address) ((void)0)
 #endif

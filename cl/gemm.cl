@@ -351,7 +351,8 @@ void packed_update(__global float *w, const ulong w_offset, __global const float
 // The loop has little arithmetic per byte, so the core's own window runs out
 // before the memory system does; a prefetch retires at once and keeps more
 // lines in flight (bf16 panels widened in the loop read 79-90% of the
-// bandwidth fp32 panels do without it). PREFETCH_LINE is defined above.
+// bandwidth fp32 panels do without it). Compilers without PREFETCH_LINE
+// (above) leave the loop as it was.
 #ifndef GEMV_PREFETCH
 #define GEMV_PREFETCH 0
 #endif
