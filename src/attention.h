@@ -27,11 +27,10 @@ clttt_status attention_gemm(const kernel_set *kernels, const attention_problem *
  * most 64 / n ranges each, in the same workspace. */
 #define ATTENTION_DECODE_SPLITS 64
 #define ATTENTION_DECODE_MIN_KEYS 32
-/* Floats of the decode workspace: heads x ranges x (head_dim + 2) states,
- * then heads x ranges x ATTENTION_DECODE_TILE scores (queries x ranges at
- * most ATTENTION_DECODE_SPLITS). */
+/* Floats of the decode workspace: heads x ranges x (head_dim + 2) states
+ * (queries x ranges at most ATTENTION_DECODE_SPLITS). */
 #define ATTENTION_DECODE_FLOATS(heads, head_dim) \
-  ((uint64_t)(heads) * ATTENTION_DECODE_SPLITS * ((uint64_t)(head_dim) + 2 + ATTENTION_DECODE_TILE))
+  ((uint64_t)(heads) * ATTENTION_DECODE_SPLITS * ((uint64_t)(head_dim) + 2))
 
 /* What one session's attention needs besides the problem. */
 typedef struct {

@@ -143,9 +143,7 @@ static inline int attention_decode_lanes(int head_dim) { return head_dim % 4 == 
  * <= ATTENTION_DECODE_SPLITS): the batch's keys 0 .. position0 + n - 1 in
  * `splits` ranges of split_keys (splits * split_keys >= position0 + n),
  * each query's range states into `partials` (n x heads x splits x
- * (head_dim + 2) floats, then n x splits x heads x ATTENTION_DECODE_TILE
- * floats of scores that ATTENTION_DECODE_ROWS 1 uses), then merged into
- * out. */
+ * (head_dim + 2) floats), then merged into out. */
 clttt_status op_attention_decode(const kernel_set *kernels, const attention_problem *problem, cl_mem partials,
                                  int split_keys, int splits);
 /* Softmax of `rows` score rows (stride ld, `columns` keys each), row r being

@@ -142,7 +142,7 @@ static void plan_buffers(const clttt_config *config, const clttt_session_params 
        EVERY_PART},
       {offsetof(session_part, attention_work.decode_partials),
        ATTENTION_DECODE_FLOATS(heads, config->head_dim) * F,
-       "decode attention ranges (heads x 64 x (head_dim + 2 + 16))", EVERY_PART},
+       "decode attention ranges (heads x 64 x (head_dim + 2))", EVERY_PART},
   };
   memcpy(plan, plans, sizeof plans);
   *batch_out = batch;

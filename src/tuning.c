@@ -160,7 +160,11 @@ void tuning_defaults(const clttt_device_info *info, tuning_params *params) {
      * of 2 KiB cache rows, strided, twice per KV head; a work-item per range
      * reading whole rows in order, every head from the row while it is in
      * L1, ran 1.18x faster at 512 keys, 1.13-1.22x at 1290, 1.4-1.6x at 4096
-     * (2-core Xeon, PoCL 3.1). */
+     * (2-core Xeon, PoCL 3.1). Its kernel now takes each tile's KV heads in
+     * turn with two query heads' accumulators in registers and the next
+     * tile prefetched into L2: 8 layers' caches streamed back to back on a
+     * 2-core Zen 4 EPYC, the form before took 2.7x the time at 512 keys,
+     * 1.6x at 4096, 1.3x at 16384 (bench/RESULTS.md section 27). */
     params->attention_decode_rows = 1;
     /* Pieces of 2 and 3 queries (below the tiles' threshold) through the
      * split kernels too: a 1024-token feed of the 8-layer d 1024 Qwen3 (f16
