@@ -578,7 +578,7 @@ static clttt_status gemv_check(workload *work, double *error) {
  * gemm_decode times one row (a decode step: panels per work-item and the
  * prefetch distance) against a bf16 weight of d columns and at least the 2f
  * rows of the stacked gate/up weight, grown to four times the device's
- * global memory cache (decode_weight_rows): decode streams its weights
+ * global memory cache (autotune_decode_weight_rows): decode streams its weights
  * from memory, and the 12 MiB of the 0.6B gate/up weight alone sat in a
  * Zen 4's 32 MiB L3: 0.1-0.2 ms a call at up to 119 GB/s, twice the
  * memory's rate, so the ranking was the cache's (bench/RESULTS.md section
@@ -632,28 +632,28 @@ static clttt_status gemm_prepare_f32(workload *work) {
   return gemm_prepare_type(work, PACKED_GEMM_F32, (size_t)work->shape.tokens, (size_t)work->shape.intermediate,
                            (size_t)work->shape.hidden);
 }
-/* Rows of decode's tuning weight (bf16, `columns` wide): 2f, or more until
- * it is four times the device's last cache, capped at 512 MiB and at a
- * sixteenth of the device's memory (a small GPU's) and its largest buffer. */
-static size_t decode_weight_rows(const clttt_device *device, size_t columns, size_t minimum_rows) {
-  cl_ulong cache = 0;
-  if (clGetDeviceInfo(device->id, CL_DEVICE_GLOBAL_MEM_CACHE_SIZE, sizeof cache, &cache, NULL) != CL_SUCCESS)
-    cache = 0;
-  uint64_t bytes = 4 * (uint64_t)cache, cap = (uint64_t)512 << 20;
-  if (device->info.global_memory > 0 && device->info.global_memory / 16 < cap)
-    cap = device->info.global_memory / 16;
-  if (device->info.max_allocation > 0 && device->info.max_allocation < cap)
-    cap = device->info.max_allocation;
+size_t autotune_decode_weight_rows(uint64_t cache, uint64_t global_memory, uint64_t max_allocation, size_t columns,
+                                   size_t minimum_rows) {
+  uint64_t bytes = 4 * cache, cap = (uint64_t)512 << 20;
+  if (global_memory > 0 && global_memory / 16 < cap)
+    cap = global_memory / 16;
+  if (max_allocation > 0 && max_allocation < cap)
+    cap = max_allocation;
   if (bytes > cap)
     bytes = cap;
-  const size_t row_bytes = columns * sizeof(uint16_t), rows = (size_t)(bytes / row_bytes);
+  const size_t row_bytes = columns * sizeof(uint16_t), rows = columns > 0 ? (size_t)(bytes / row_bytes) : 0;
   return rows > minimum_rows ? rows : minimum_rows;
 }
 
 static clttt_status gemm_prepare_decode(workload *work) {
   const size_t columns = (size_t)work->shape.hidden;
-  return gemm_prepare_type(work, PACKED_GEMM_BF16, 1,
-                           decode_weight_rows(work->device, columns, 2 * (size_t)work->shape.intermediate), columns);
+  cl_ulong cache = 0;
+  if (clGetDeviceInfo(work->device->id, CL_DEVICE_GLOBAL_MEM_CACHE_SIZE, sizeof cache, &cache, NULL) != CL_SUCCESS)
+    cache = 0;
+  const size_t rows = autotune_decode_weight_rows(cache, work->device->info.global_memory,
+                                                  work->device->info.max_allocation, columns,
+                                                  2 * (size_t)work->shape.intermediate);
+  return gemm_prepare_type(work, PACKED_GEMM_BF16, 1, rows, columns);
 }
 static clttt_status gemm_prepare_down(workload *work) {
   return gemm_prepare_type(work, PACKED_GEMM_F32, (size_t)work->shape.tokens, (size_t)work->shape.slices_n,

@@ -45,6 +45,15 @@ typedef enum {
  * GEMM's tiles): autotune_run skips it. */
 int autotune_family_applies(autotune_family family, const tuning_params *params, int hidden);
 
+/* Rows of gemm_decode's bf16 tuning weight, `columns` wide: minimum_rows, or
+ * more until the weight is four times the device's last cache (`cache`
+ * bytes, CL_DEVICE_GLOBAL_MEM_CACHE_SIZE), so that it streams from memory
+ * as a decode step's weights do; capped at 512 MiB, at a sixteenth of the
+ * device's memory (a small GPU's) and at its largest buffer (0: unknown,
+ * no cap). */
+size_t autotune_decode_weight_rows(uint64_t cache, uint64_t global_memory, uint64_t max_allocation, size_t columns,
+                                   size_t minimum_rows);
+
 /* The sizes kernels are tuned at. */
 typedef struct {
   int tokens;           /* prefill rows of rmsnorm, rope, swiglu, add */

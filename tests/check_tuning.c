@@ -533,6 +533,28 @@ START_TEST(test_cpu_tiles_fit_registers) {
 }
 END_TEST
 
+/* gemm_decode's weight must outgrow the device's last cache (or the tuner
+ * ranks the cache, bench/RESULTS.md section 26) and never outgrow a small
+ * device. Each expectation is the arithmetic of the rule, done here by
+ * hand: bytes = 4 x cache, capped, then rows of columns bf16 values. */
+START_TEST(test_decode_weight_leaves_the_cache) {
+  const uint64_t MiB = 1 << 20, GiB = MiB << 10;
+  /* Zen 4's 32 MiB L3, 24 GiB, a 4 GiB largest buffer, d 1024: 128 MiB. */
+  ck_assert_uint_eq(autotune_decode_weight_rows(32 * MiB, 24 * GiB, 4 * GiB, 1024, 6144), 128 * MiB / 2048);
+  /* A Xeon's 480 MiB L3: four times it, capped at 512 MiB. */
+  ck_assert_uint_eq(autotune_decode_weight_rows(480 * MiB, 24 * GiB, 4 * GiB, 1024, 6144), 512 * MiB / 2048);
+  /* A 2 GiB GPU with a 64 MiB cache: a sixteenth of its memory, 128 MiB. */
+  ck_assert_uint_eq(autotune_decode_weight_rows(64 * MiB, 2 * GiB, 1 * GiB, 1024, 6144), 128 * MiB / 2048);
+  /* A 32 MiB largest buffer caps it below both. */
+  ck_assert_uint_eq(autotune_decode_weight_rows(32 * MiB, 24 * GiB, 32 * MiB, 1024, 6144), 32 * MiB / 2048);
+  /* Never below the stacked gate/up rows: a 1 MiB cache at d 2560, f 9728. */
+  ck_assert_uint_eq(autotune_decode_weight_rows(1 * MiB, 24 * GiB, 4 * GiB, 2560, 19456), 19456);
+  /* No cache or sizes reported: the minimum, and no division by zero. */
+  ck_assert_uint_eq(autotune_decode_weight_rows(0, 0, 0, 1024, 6144), 6144);
+  ck_assert_uint_eq(autotune_decode_weight_rows(32 * MiB, 0, 0, 0, 6144), 6144);
+}
+END_TEST
+
 START_TEST(test_candidates_listed_without_device) {
   /* A described NVIDIA GPU with a small local memory and groups of at most
    * 256, never opened: what bench/kernel_options compiles offline for GPUs
@@ -596,6 +618,7 @@ static Suite *tuning_suite(void) {
   tcase_add_test(cache, test_cache_location);
   tcase_add_test(cache, test_cpu_tiles_fit_registers);
   tcase_add_test(cache, test_candidates_listed_without_device);
+  tcase_add_test(cache, test_decode_weight_leaves_the_cache);
   suite_add_tcase(suite, cache);
   TCase *tuner = tcase_create("tuner");
   tcase_add_checked_fixture(tuner, setup, teardown);
