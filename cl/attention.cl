@@ -362,9 +362,11 @@ __kernel __attribute__((reqd_work_group_size(1, 1, 1))) void attention_decode_pa
         for (int r = 0; r < DECODE_TILE; r++) {
           __global const KV_TYPE *k = k_tile + (size_t)min(r, tile - 1) * kv_dim;
           if (pair == 0 && next_tile) {
+            // Never past the range's last key: the cache may end there.
+            const size_t ahead = (size_t)min(DECODE_TILE + r, last - 1 - key0) * kv_dim;
             _Pragma("unroll") for (int line = 0; line < HEAD_DIM * (int)sizeof(KV_TYPE); line += 64) {
-              DECODE_PREFETCH_LINE((__global const uchar *)(k_tile + (size_t)(DECODE_TILE + r) * kv_dim) + line);
-              DECODE_PREFETCH_LINE((__global const uchar *)(v_tile + (size_t)(DECODE_TILE + r) * kv_dim) + line);
+              DECODE_PREFETCH_LINE((__global const uchar *)(k_tile + ahead) + line);
+              DECODE_PREFETCH_LINE((__global const uchar *)(v_tile + ahead) + line);
             }
           }
           decode_vector dot_a = (decode_vector)(0.0f), dot_b = (decode_vector)(0.0f);
