@@ -296,10 +296,12 @@ float decode_sum(const decode_vector v) {
 #error "ATTENTION_DECODE_ROWS 1 holds a tile's scores in a float16"
 #endif
 // The next tile's rows are prefetched while this one is computed, into L2
-// (locality 2): at 4096-16384 keys (f16 cache, 16 / 8 heads of 128, 2-core
-// Zen 4, PoCL 3.1) this read 1.3-1.6x faster than no prefetch and than a
-// prefetch into L1, whose few miss buffers the demand loads need. A SPIR
-// consumer (Oclgrind) gets OpenCL's own prefetch; other compilers none.
+// (locality 2): at 4096 and 16384 keys (f16 cache, 16 / 8 heads of 128,
+// 2-core Zen 4, PoCL 3.1) this ran 1.5-1.8x faster than no prefetch (a KV
+// head's slices of a tile's rows, strided, defeat the hardware
+// prefetchers) and 1.5-1.6x faster than a prefetch into L1, whose few miss
+// buffers the demand loads need. A SPIR consumer (Oclgrind) gets OpenCL's
+// own prefetch; other compilers none.
 #if defined(__SPIR__)
 #define DECODE_PREFETCH_LINE(address) prefetch((__global const uchar *)(address), 1)
 #elif defined(__clang__)
