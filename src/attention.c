@@ -162,14 +162,14 @@ clttt_status attention_long_batch(const kernel_set *kernels, const attention_pro
 }
 
 /* The split kernels' ranges for n queries: at most ATTENTION_DECODE_SPLITS
- * / n of at least ATTENTION_DECODE_MIN_KEYS keys each, so that the states of
- * every (query, range, head) fit the decode workspace. */
+ * / n of at least the device's ATTENTION_DECODE_KEYS keys each, so that the
+ * states of every (query, range, head) fit the decode workspace. */
 static clttt_status split_attention(const kernel_set *kernels, const attention_problem *problem,
                                     const attention_workspace *workspace) {
   const int keys = problem->position0 + problem->n, most = ATTENTION_DECODE_SPLITS / problem->n;
   int split_keys = (keys + most - 1) / most;
-  if (split_keys < ATTENTION_DECODE_MIN_KEYS)
-    split_keys = ATTENTION_DECODE_MIN_KEYS;
+  if (split_keys < kernels->params.attention_decode_keys)
+    split_keys = kernels->params.attention_decode_keys;
   return op_attention_decode(kernels, problem, workspace->decode_partials, split_keys,
                              (keys + split_keys - 1) / split_keys);
 }

@@ -19,14 +19,12 @@
 clttt_status attention_gemm(const kernel_set *kernels, const attention_problem *problem, cl_mem scores,
                             int block_rows, cl_mem keys_float, cl_mem values_float);
 
-/* Decode's one query: its keys in at most this many ranges of at least
- * ATTENTION_DECODE_MIN_KEYS (work-items enough for any device at a few
- * hundred tokens; ranges of 128 keys ran 2x slower than of 32 on PoCL at
- * 1300 keys; a workspace of heads x 64 x (head_dim + 2) floats whatever the
- * context). A short batch of n queries through the same kernels gets at
- * most 64 / n ranges each, in the same workspace. */
+/* Decode's one query: its keys in at most this many ranges of at least the
+ * device's ATTENTION_DECODE_KEYS (tuning.h), a workspace of heads x 64 x
+ * (head_dim + 2) floats whatever the context. A short batch of n queries
+ * through the same kernels gets at most 64 / n ranges each, in the same
+ * workspace. */
 #define ATTENTION_DECODE_SPLITS 64
-#define ATTENTION_DECODE_MIN_KEYS 32
 /* Floats of the decode workspace: heads x ranges x (head_dim + 2) states
  * (queries x ranges at most ATTENTION_DECODE_SPLITS). */
 #define ATTENTION_DECODE_FLOATS(heads, head_dim) \

@@ -15,7 +15,7 @@ typedef enum {
   AUTOTUNE_ATTENTION_SHARE,  /* its register tiles per work-item, sharing each key block */
   AUTOTUNE_ATTENTION_PREFETCH, /* how far ahead its CPU products prefetch keys and values */
   AUTOTUNE_ATTENTION_CHOICE, /* long prefill batches: register tiles or GEMMs and a softmax */
-  AUTOTUNE_ATTENTION_DECODE, /* decode attention's layout of the work (ATTENTION_DECODE_ROWS) */
+  AUTOTUNE_ATTENTION_DECODE, /* decode attention's layout of the work and its ranges (ATTENTION_DECODE_ROWS, _KEYS) */
   AUTOTUNE_ATTENTION_SHORT,  /* short batches: the split kernels or the flash kernel (ATTENTION_SHORT_SPLIT) */
   AUTOTUNE_ROPE,
   AUTOTUNE_ROPE_LANES, /* q/k norm + RoPE: lanes along the head or over its slots (ROPE_HEAD_LANES) */

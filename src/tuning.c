@@ -27,6 +27,7 @@ const tuning_parameter tuning_parameters[] = {
     {"ATTENTION_BLOCK_K", offsetof(tuning_params, attention_block_k), 1, 256, 0, 0},
     {"ATTENTION_GEMM_MIN_QUERIES", offsetof(tuning_params, attention_gemm_min_queries), 0, 1 << 20, 0, 0},
     {"ATTENTION_DECODE_ROWS", offsetof(tuning_params, attention_decode_rows), 0, 2, 0, 0},
+    {"ATTENTION_DECODE_KEYS", offsetof(tuning_params, attention_decode_keys), 1, 1 << 20, 0, 0},
     {"ATTENTION_SHORT_SPLIT", offsetof(tuning_params, attention_short_split), 0, 1, 0, 0},
     {"ATTENTION_TILES", offsetof(tuning_params, attention_tiles), 0, 1, 0, 0},
     {"ATTENTION_TILE_ROWS", offsetof(tuning_params, attention_tile_rows), 1, 16, 0, 0},
@@ -108,6 +109,10 @@ void tuning_defaults(const clttt_device_info *info, tuning_params *params) {
       .attention_block_q = 16,
       .attention_block_k = 32,
       .attention_gemm_min_queries = 32,
+      /* Enough work-items for any device at a few hundred keys: 64 ranges
+       * x heads. Ranges of 128 keys ran 2x slower than of 32 on PoCL at
+       * 1300 keys with the kernel of bench/RESULTS.md section 10. */
+      .attention_decode_keys = 32,
       .attention_tile_rows = 6,
       .attention_tile_keys = 64,
       .attention_tile_share = 2,
@@ -166,6 +171,15 @@ void tuning_defaults(const clttt_device_info *info, tuning_params *params) {
      * 2-core Zen 4 EPYC, the form before took 2.7x the time at 512 keys,
      * 1.6x at 4096, 1.3x at 16384 (bench/RESULTS.md section 27). */
     params->attention_decode_rows = 1;
+    /* That kernel in ranges of at least 128 keys rather than 32 (fewer,
+     * longer streams, each range's first tile unprefetched): decode
+     * attention alone over 8 layers' caches (bench_decode_attention, tuning
+     * files alternated twice; 2-core Zen 4 EPYC, PoCL 3.1) took 0.098 /
+     * 0.078 ms a layer against 0.227 / 0.146 at 512 keys, 0.222 / 0.151
+     * against 0.371 / 0.312 at 1024, 0.810 / 0.761 against 1.218 / 0.868 at
+     * 4096; 256 and 512 did no better, and leave a many-core CPU idle at a
+     * few hundred keys (bench/RESULTS.md section 27). */
+    params->attention_decode_keys = 128;
     /* Pieces of 2 and 3 queries (below the tiles' threshold) through the
      * split kernels too: a 1024-token feed of the 8-layer d 1024 Qwen3 (f16
      * KV) in pieces of 3 took 18.4-19.5 s against 33.7-34.4 s through the

@@ -59,6 +59,8 @@ typedef struct {
                                     * of every head, walking the cache row by row (1: CPUs), or of one
                                     * head (0), or a work-group covers a range of one head, its lanes
                                     * along the head (2: GPUs) */
+  int attention_decode_keys;       /* ATTENTION_DECODE_KEYS: decode attention's keys per range, at least
+                                    * (the keys split into up to 64 ranges of at least this many) */
   int attention_short_split;       /* ATTENTION_SHORT_SPLIT: batches of 2 .. 64 queries too short for the
                                     * long-batch path through decode's split kernels (1: GPUs) instead of
                                     * the flash kernel (0) */

@@ -295,15 +295,19 @@ END_TEST
  * later queries' last ranges are short or empty); float and half caches
  * (the reference reads the half values); the three layouts of the work
  * (ATTENTION_DECODE_ROWS 0, 1 and 2: the GPU form's groups, run by PoCL as
- * work-item loops around their barriers). The cache rows past the batch
- * are NaN, so a key read past a query's last shows. Tolerance as above;
- * over 5001 keys the online sums run longer, 1e-4. */
+ * work-item loops around their barriers), each in ranges of at least 32
+ * and of at least 128 keys (ATTENTION_DECODE_KEYS: the GPUs' and the
+ * CPUs' default). The cache rows past the batch are NaN, so a key read
+ * past a query's last shows. Tolerance as above; over 5001 keys the online
+ * sums run longer, 1e-4. */
 START_TEST(test_decode_attention_matches_plain_c) {
   clttt_device *device = test_open_device();
   static const int query_counts[] = {1, 3, 13, 64};
-  for (int rows = 0; rows < 3; rows++) {
+  for (int layout = 0; layout < 6; layout++) {
+  const int rows = layout / 2;
   tuning_params params = device->tuning;
   params.attention_decode_rows = rows;
+  params.attention_decode_keys = layout % 2 ? 128 : 32;
   params.attention_short_split = 1;
   params.attention_gemm_min_queries = 0; /* every batch a short one */
   static const struct { int heads, kv_heads, head_dim, position0; } shapes[] = {
@@ -364,14 +368,16 @@ START_TEST(test_decode_attention_matches_plain_c) {
       double worst = 0.0;
       for (size_t i = 0; i < out_floats; i++) {
         double error = fabs((double)out[i] - expected[i]);
-        ck_assert_msg(error == error, "shape %zu, %d queries, rows %d: element %zu is %g", s, p.n, rows, i,
+        ck_assert_msg(error == error, "shape %zu, %d queries, rows %d, keys %d: element %zu is %g", s, p.n, rows,
+                      params.attention_decode_keys, i,
                       (double)out[i]);
         worst = error > worst ? error : worst;
       }
       const double tolerance = p.position0 > 4000 ? 1e-4 : 2e-5;
       ck_assert_msg(worst <= tolerance,
-                    "heads %d/%d dim %d at %d, %d queries (%s cache, rows %d): max |OpenCL - C| = %g", p.heads,
-                    p.kv_heads, p.head_dim, p.position0, p.n, half ? "half" : "float", rows, worst);
+                    "heads %d/%d dim %d at %d, %d queries (%s cache, rows %d, keys %d): max |OpenCL - C| = %g", p.heads,
+                    p.kv_heads, p.head_dim, p.position0, p.n, half ? "half" : "float", rows,
+                    params.attention_decode_keys, worst);
       runtime_release(&workspace.decode_partials);
       runtime_release(&p.out);
       runtime_release(&p.q);
