@@ -17,8 +17,12 @@ by more than the difference measured.
         --model-f32 DIR --gguf-f32 FILE [--model-half DIR --gguf-f16 FILE] [--repeats 2]
 
 With --model-half (a bf16 checkpoint) and --gguf-f16, decode also runs with
-16-bit weights: clttt bf16 and f16 against llama.cpp f16. llama.cpp is an
-optional peer, never a build or test dependency.
+16-bit weights: clttt bf16 and f16 against llama.cpp f16. With --depths as
+well, that decode also runs after a context of each depth (llama-bench -d;
+bench_weights --prefill depth), where attention over the KV cache takes a
+growing share of each step; llama.cpp runs with its flash attention off and
+on and its faster one counts. llama.cpp is an optional peer, never a build
+or test dependency.
 """
 
 import argparse
@@ -42,6 +46,20 @@ def llama_bench(path, gguf, threads, prompts, generate):
             rates[("pp", test["n_prompt"])] = test["avg_ts"]
         elif test["n_prompt"] == 0 and test["n_gen"] > 0:
             rates[("tg", test["n_gen"])] = test["avg_ts"]
+    return rates
+
+
+def llama_bench_depths(path, gguf, threads, depths, generate):
+    """{("tg", m, depth): (tokens/s, flash attention on)} from one llama-bench run of one repetition,
+    the faster of its flash attention off and on at each depth."""
+    command = [path, "-m", gguf, "-t", str(threads), "-r", "1", "-o", "json", "-p", "0", "-n", str(generate),
+               "-d", ",".join(str(d) for d in depths), "-fa", "0,1"]
+    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    rates = {}
+    for test in json.loads(result.stdout):
+        key = ("tg", test["n_gen"], test["n_depth"])
+        if test["n_prompt"] == 0 and test["n_gen"] > 0 and test["avg_ts"] > rates.get(key, (0.0, 0))[0]:
+            rates[key] = (test["avg_ts"], int(bool(test.get("flash_attn"))))
     return rates
 
 
@@ -79,6 +97,8 @@ def main():
     parser.add_argument("--gguf-f16", help="the same model as GGUF, f16 (llama.cpp)")
     parser.add_argument("--lengths", default="512,1024,2048", help="prefill lengths (default 512,1024,2048)")
     parser.add_argument("--decode", type=int, default=128, help="decode steps (default 128, as tg128)")
+    parser.add_argument("--depths", default="",
+                        help="with --model-half: also decode after contexts of these lengths (say 1024,4096)")
     parser.add_argument("--repeats", type=int, default=2, help="rounds of each side (default 2)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -89,6 +109,10 @@ def main():
     if (args.model_half is None) != (args.gguf_f16 is None):
         parser.error("--model-half and --gguf-f16 go together")
     lengths = [int(x) for x in args.lengths.split(",") if x]
+    depths = [int(x) for x in args.depths.split(",") if x]
+    if depths and not args.model_half:
+        parser.error("--depths needs --model-half and --gguf-f16")
+    flash = {}
     peer, ours = {}, {}
     for round_index in range(args.repeats):
         print(f"round {round_index + 1} of {args.repeats}", file=sys.stderr, flush=True)
@@ -105,10 +129,20 @@ def main():
             rates = bench_weights(args.bench_weights, args.model_half, ["bf16", "f16"], 0, args.decode)
             for weight_type, (_, decode) in rates.items():
                 keep_best(ours, (weight_type, "tg", args.decode), decode)
+        if depths:
+            for (kind, count, depth), (rate, on) in llama_bench_depths(args.llama_bench, args.gguf_f16, args.threads,
+                                                                        depths, args.decode).items():
+                if rate > peer.get(("f16", kind, count, depth), 0.0):
+                    flash[(count, depth)] = on
+                keep_best(peer, ("f16", kind, count, depth), rate)
+            for depth in depths:
+                rates = bench_weights(args.bench_weights, args.model_half, ["bf16", "f16"], depth, args.decode)
+                for weight_type, (_, decode) in rates.items():
+                    keep_best(ours, (weight_type, "tg", args.decode, depth), decode)
 
     print(f"llama.cpp {args.llama_bench}, {args.threads} threads; clttt {args.bench_weights}; "
           f"fastest of {args.repeats} alternated rounds")
-    print(f"{'test':>8}  {'clttt weights':>13}  {'clttt tok/s':>11}  {'llama.cpp weights':>17}  "
+    print(f"{'test':>11}  {'clttt weights':>13}  {'clttt tok/s':>11}  {'llama.cpp weights':>17}  "
           f"{'llama.cpp tok/s':>15}  {'ratio':>6}")
     rows = [("f32", "pp", n, "f32") for n in lengths] + [("f32", "tg", args.decode, "f32")]
     if args.model_half:
@@ -117,8 +151,17 @@ def main():
         mine, theirs = ours.get((ours_type, kind, count)), peer.get((peer_type, kind, count))
         if mine is None or theirs is None:
             continue
-        print(f"{kind + str(count):>8}  {ours_type:>13}  {mine:11.1f}  {peer_type:>17}  {theirs:15.1f}  "
+        print(f"{kind + str(count):>11}  {ours_type:>13}  {mine:11.1f}  {peer_type:>17}  {theirs:15.1f}  "
               f"{mine / theirs:5.2f}x")
+    for depth in depths:
+        on = flash.get((args.decode, depth), 0)
+        for ours_type in ("bf16", "f16"):
+            mine, theirs = ours.get((ours_type, "tg", args.decode, depth)), peer.get(("f16", "tg", args.decode, depth))
+            if mine is None or theirs is None:
+                continue
+            test = f"tg{args.decode}@d{depth}"
+            print(f"{test:>11}  {ours_type:>13}  {mine:11.1f}  {'f16, fa ' + ('on' if on else 'off'):>17}  "
+                  f"{theirs:15.1f}  {mine / theirs:5.2f}x")
     return 0
 
 
