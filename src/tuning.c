@@ -169,7 +169,9 @@ void tuning_defaults(const clttt_device_info *info, tuning_params *params) {
      * turn with two query heads' accumulators in registers and the next
      * tile prefetched into L2: 8 layers' caches streamed back to back on a
      * 2-core Zen 4 EPYC, the form before took 2.7x the time at 512 keys,
-     * 1.6x at 4096, 1.3x at 16384 (bench/RESULTS.md section 27). */
+     * 1.6x at 4096, 1.3x at 16384, and compiled for AVX2 on the same
+     * machine (its two heads' accumulators spilled) 1.1-1.8x (bench/RESULTS.md
+     * section 27). */
     params->attention_decode_rows = 1;
     /* That kernel in ranges of at least 128 keys rather than 32 (fewer,
      * longer streams, each range's first tile unprefetched): decode
