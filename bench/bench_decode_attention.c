@@ -249,7 +249,8 @@ static int run_context(clttt_device *device, const options *o, kernel_set *sets,
              CLTTT_SUCCESS;
         for (int i = 0; ok && i < q_width; i++) {
           const double error = fabs((double)out[i] - expected[i]);
-          worst[layout] = error > worst[layout] || error != error ? error : worst[layout];
+          if (error != error || error > worst[layout]) /* a NaN stays: nothing compares greater */
+            worst[layout] = error;
         }
       }
     }
