@@ -11,6 +11,7 @@
 
 #include "bench_clock.h"
 #include "ops.h"
+#include "stream_bandwidth.h"
 
 static void help(void) {
   printf("usage: bench_model [--quick] [--device SEL] [--contexts N,N,...] [--decode N] [--json]\n"
@@ -29,40 +30,6 @@ static void help(void) {
          "  --profile       after the timed runs, one prefill of the first context with TTT on and\n"
          "                  one with TTT off under the device's per-op profile, both tables on stderr\n"
          "  --json          one JSON object on stdout instead of the table\n");
-}
-
-/* Bytes per second of our copy kernel (cl/elementwise.cl copy_floats, the
- * device's tuned vector width and group size): read + write of each byte,
- * best of five. */
-static int copy_bandwidth(clttt_device *device, double *bytes_per_second) {
-  const size_t bytes = (size_t)256 << 20;
-  kernel_set kernels;
-  if (kernel_set_create(&kernels, device, &device->tuning, 128, 0))
-    return 0;
-  cl_mem a = NULL, b = NULL;
-  if (runtime_alloc(device, bytes, "bandwidth source", &a) || runtime_alloc(device, bytes, "bandwidth target", &b) ||
-      runtime_zero(device, a, 0, bytes, "bandwidth source")) {
-    runtime_release(&a);
-    runtime_release(&b);
-    kernel_set_release(&kernels);
-    return 0;
-  }
-  double best = 0;
-  for (int repeat = 0; repeat < 6; repeat++) {
-    runtime_finish(device);
-    double start = now_seconds();
-    if (op_copy_floats(&kernels, b, a, bytes / sizeof(float)) || runtime_finish(device))
-      break;
-    if (repeat == 0)
-      continue; /* the first run builds nothing but still touches the pages first */
-    double rate = 2.0 * (double)bytes / (now_seconds() - start);
-    best = rate > best ? rate : best;
-  }
-  runtime_release(&a);
-  runtime_release(&b);
-  kernel_set_release(&kernels);
-  *bytes_per_second = best;
-  return best > 0;
 }
 
 typedef struct {
@@ -292,8 +259,11 @@ int main(int argc, char **argv) {
     fprintf(stderr, "bench_model: decode failed: %s: %s\n", clttt_status_name(status), clttt_last_error());
     return 1;
   }
-  double bandwidth = 0;
-  if (!copy_bandwidth(device, &bandwidth)) {
+  /* The roofline is our copy kernel's rate (cl/elementwise.cl copy_floats,
+   * the device's tuned vector width and group size: read + write of each
+   * byte, best of five); the read stream is measured alongside. */
+  double bandwidth = 0, read_rate = 0;
+  if (!stream_bandwidths(device, &bandwidth, &read_rate)) {
     fprintf(stderr, "bench_model: measuring copy bandwidth failed: %s\n", clttt_last_error());
     return 1;
   }
